@@ -1,0 +1,29 @@
+//! Rust types and tonic stubs for every package under `proto/`, compiled once
+//! for the whole suite, and the descriptor set that server reflection serves.
+
+pub mod codec;
+
+/// The encoded `FileDescriptorSet` of every suite proto and everything it imports.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crm_descriptor.bin"));
+
+pub mod crm {
+    pub mod common {
+        pub mod v1 {
+            tonic::include_proto!("crm.common.v1");
+        }
+    }
+    pub mod events {
+        pub mod v1 {
+            tonic::include_proto!("crm.events.v1");
+        }
+    }
+    pub mod contacts {
+        pub mod v1 {
+            tonic::include_proto!("crm.contacts.v1");
+        }
+    }
+}
+
+pub use crm::common::v1 as common;
+pub use crm::contacts::v1 as contacts;
+pub use crm::events::v1 as events;

@@ -1,0 +1,151 @@
+//! Text normalisation for search and de-duplication: case- and
+//! accent-folding, email keys and phone keys.
+
+use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
+
+/// Lower-cased, accents removed ("José Müller" -> "jose muller"), whitespace collapsed.
+pub fn fold(text: &str) -> String {
+    let stripped: String = text.nfd().filter(|c| !is_combining_mark(*c)).collect();
+    // A few letters are not base + combining mark in Unicode.
+    let replaced: String = stripped
+        .chars()
+        .flat_map(|c| match c {
+            'ß' => vec!['s', 's'],
+            'ø' | 'Ø' => vec!['o'],
+            'æ' | 'Æ' => vec!['a', 'e'],
+            'œ' | 'Œ' => vec!['o', 'e'],
+            'ł' | 'Ł' => vec!['l'],
+            'đ' | 'Đ' => vec!['d'],
+            other => other.to_lowercase().collect(),
+        })
+        .collect();
+    replaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The comparison key of an email address: trimmed and lower-cased.
+pub fn email_key(address: &str) -> String {
+    address.trim().to_lowercase()
+}
+
+/// Whether `address` is a plausible email address: one "@", a non-empty
+/// local part, a domain with a dot and no empty labels, no spaces.
+pub fn is_email(address: &str) -> bool {
+    if address.len() > 254 || address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && !local.contains('@')
+        && domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+}
+
+/// The comparison key of a phone number: a leading "+" (for "+" or "00")
+/// and the digits; `None` when it is not a phone number (7 to 15 digits,
+/// only digits, spaces, ".", "-", "(", ")" and a leading "+").
+pub fn phone_key(number: &str) -> Option<String> {
+    let trimmed = number.trim();
+    let (international, rest) = match trimmed.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => match trimmed.strip_prefix("00") {
+            Some(rest) => (true, rest),
+            None => (false, trimmed),
+        },
+    };
+    if !rest.chars().all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')')) {
+        return None;
+    }
+    let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
+    if !(7..=15).contains(&digits.len()) {
+        return None;
+    }
+    Some(if international { format!("+{digits}") } else { digits })
+}
+
+/// The words of a search query, folded; phone-like words keep only digits.
+pub fn query_words(query: &str) -> Vec<String> {
+    fold(query)
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(|word| {
+            let digits: String = word.chars().filter(char::is_ascii_digit).collect();
+            let phone_like = !digits.is_empty() && word.chars().all(|c| c.is_ascii_digit() || "+-().".contains(c));
+            if phone_like { digits } else { word.to_owned() }
+        })
+        .collect()
+}
+
+/// How well `words` match a contact: per word, 3 for a whole token of the
+/// contact's own text, 2 for the start of one, 1 for a match elsewhere
+/// (inside a token, or only in the company's text); normalised to 0..1.
+pub fn rank(words: &[String], own_text: &str, company_text: &str) -> f64 {
+    if words.is_empty() {
+        return 0.0;
+    }
+    let tokens: Vec<&str> = own_text.split(|c: char| c == ' ' || c == '@' || c == '.').filter(|t| !t.is_empty()).collect();
+    let points: u32 = words
+        .iter()
+        .map(|word| {
+            if tokens.iter().any(|t| t == word) || own_text.contains(&format!(" {word} ")) {
+                3
+            } else if tokens.iter().any(|t| t.starts_with(word.as_str())) {
+                2
+            } else if own_text.contains(word.as_str()) || company_text.contains(word.as_str()) {
+                1
+            } else {
+                0
+            }
+        })
+        .sum();
+    f64::from(points) / (3.0 * words.len() as f64)
+}
+
+#[cfg(test)]
+mod rank_tests {
+    use super::*;
+
+    #[test]
+    fn whole_words_rank_above_prefixes_and_company_matches() {
+        let words = query_words("Ada");
+        let exact = rank(&words, " ada lovelace ada@example.com ", "");
+        let prefix = rank(&words, " adam smith ", "");
+        let company = rank(&words, " grace hopper ", " ada industries ");
+        assert!(exact > prefix && prefix > company && company > 0.0);
+        assert_eq!(query_words("+1 (555) 010-0000 José"), vec!["1", "555", "0100000", "jose"]);
+    }
+
+    use super::*;
+
+    #[test]
+    fn folding_removes_case_and_accents() {
+        assert_eq!(fold("  José   MÜLLER "), "jose muller");
+        assert_eq!(fold("Straße Øresund"), "strasse oresund");
+    }
+
+    #[test]
+    fn emails_are_checked_and_keyed() {
+        assert!(is_email("ada@example.com"));
+        assert!(is_email("ada.lovelace+crm@mail.example.co.uk"));
+        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "ada@-x.com"] {
+            assert!(!is_email(bad), "{bad} passed");
+        }
+        assert_eq!(email_key(" Ada@Example.COM "), "ada@example.com");
+    }
+
+    #[test]
+    fn phones_normalise_to_one_key() {
+        assert_eq!(phone_key("+1 (555) 010-0000").as_deref(), Some("+15550100000"));
+        assert_eq!(phone_key("001 555 010 0000").as_deref(), Some("+15550100000"));
+        assert_eq!(phone_key("030 1234567").as_deref(), Some("0301234567"));
+        assert_eq!(phone_key("12345"), None);
+        assert_eq!(phone_key("+1 555 CALL NOW"), None);
+    }
+}

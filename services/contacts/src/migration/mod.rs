@@ -1,0 +1,20 @@
+//! The contacts schema, one step per file-sized change; steps only ever get
+//! appended, so a database at any earlier step migrates forward.
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_create_tables;
+
+/// Every migration of the contacts database, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(crm_shared::outbox::migration::CreateOutbox),
+            Box::new(crm_shared::idempotency::migration::CreateIdempotencyKeys),
+            Box::new(m0001_create_tables::Migration),
+        ]
+    }
+}

@@ -1,0 +1,135 @@
+//! Company queries.
+
+use crm_shared::{
+    db::{Tenant, TenantScoped},
+    error::ApiError,
+    filter::{FieldKind, FilterField, FilterSchema},
+    idempotency::{self, Recorded},
+};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, ActiveModelTrait, Order,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use super::entities::{company, company_row, now};
+use super::{ListQuery, Store, check_version};
+use crate::domain::{Company, CompanyDraft};
+
+/// The fields a company filter may name.
+pub const FILTER: FilterSchema = FilterSchema {
+    fields: &[
+        FilterField { name: "display_name", column: "display_name", kind: FieldKind::Text },
+        FilterField { name: "domain", column: "domain", kind: FieldKind::Text },
+        FilterField { name: "industry", column: "industry", kind: FieldKind::Text },
+        FilterField { name: "employee_count", column: "employee_count", kind: FieldKind::Integer },
+        FilterField { name: "owner", column: "owner", kind: FieldKind::Text },
+        FilterField { name: "tags", column: "tags", kind: FieldKind::JsonStringArray },
+        FilterField { name: "create_time", column: "create_time", kind: FieldKind::Timestamp },
+        FilterField { name: "update_time", column: "update_time", kind: FieldKind::Timestamp },
+    ],
+};
+
+/// The fields a company list may be ordered by.
+pub const ORDER_BY: &[(&str, &str)] = &[
+    ("display_name", "display_name"),
+    ("domain", "domain"),
+    ("industry", "industry"),
+    ("employee_count", "employee_count"),
+    ("create_time", "create_time"),
+    ("update_time", "update_time"),
+];
+
+impl Store {
+    async fn load_company<C: ConnectionTrait>(&self, conn: &C, tenant: &Tenant, id: Uuid) -> Result<Company, ApiError> {
+        company::Entity::find_in(tenant)
+            .filter(company::Column::Id.eq(id.to_string()))
+            .one(conn)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("companies/{id}")))?
+            .try_into()
+    }
+
+    /// Creates a company; with a request id, a retry returns the first one.
+    pub async fn create_company(&self, tenant: &Tenant, actor: &str, draft: CompanyDraft, request_id: Option<String>) -> Result<Company, ApiError> {
+        if let Some(key) = &request_id {
+            if let Some(existing) = idempotency::lookup(&self.db.conn, tenant, "CreateCompany", key).await? {
+                let id = crm_shared::convert::parse_name(&existing, "companies", "name")?;
+                return self.load_company(&self.db.conn, tenant, id).await;
+            }
+        }
+        let time = now();
+        let company = Company { id: Uuid::now_v7(), draft, create_time: time, update_time: time, delete_time: None, version: 1 };
+        let txn = self.db.begin_write().await?;
+        if let Some(key) = &request_id {
+            if let Recorded::Taken = idempotency::record(&*txn, tenant, "CreateCompany", key, &company.name()).await? {
+                drop(txn);
+                let existing = idempotency::lookup(&self.db.conn, tenant, "CreateCompany", key)
+                    .await?
+                    .ok_or_else(|| ApiError::Aborted("a concurrent request with this request_id failed; retry".into()))?;
+                let id = crm_shared::convert::parse_name(&existing, "companies", "name")?;
+                return self.load_company(&self.db.conn, tenant, id).await;
+            }
+        }
+        company::Entity::insert(company_row(tenant.as_str(), &company).into_active_model().reset_all())
+            .exec_without_returning(&*txn)
+            .await?;
+        let event = self.event("CompanyCreated", company.name(), self.payloads.company(&company), actor);
+        self.commit(txn, tenant, vec![event]).await?;
+        Ok(company)
+    }
+
+    /// A company, soft-deleted or not.
+    pub async fn get_company(&self, tenant: &Tenant, id: Uuid) -> Result<Company, ApiError> {
+        self.load_company(&self.db.conn, tenant, id).await
+    }
+
+    /// One page of companies and the total.
+    pub async fn list_companies(&self, tenant: &Tenant, query: ListQuery) -> Result<(Vec<Company>, u64), ApiError> {
+        let mut select = company::Entity::find_in(tenant).filter(query.condition);
+        if !query.show_deleted {
+            select = select.filter(company::Column::DeleteTime.is_null());
+        }
+        let total = select.clone().count(&self.db.conn).await?;
+        if query.order.is_empty() {
+            select = select.order_by(company::Column::CreateTime, Order::Desc);
+        }
+        for (column, order) in query.order {
+            select = select.order_by(Expr::col(sea_orm::sea_query::Alias::new(column)), order);
+        }
+        let rows = select.order_by(company::Column::Id, Order::Desc).offset(query.offset).limit(query.limit).all(&self.db.conn).await?;
+        Ok((rows.into_iter().map(Company::try_from).collect::<Result<_, _>>()?, total))
+    }
+
+    /// Reads, changes and writes a company in one transaction (see `change_contact`).
+    pub async fn change_company(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        id: Uuid,
+        expected_version: Option<i64>,
+        event: &'static str,
+        change: impl FnOnce(&mut Company) -> Result<(), ApiError>,
+    ) -> Result<Company, ApiError> {
+        let txn = self.db.begin_write().await?;
+        let mut company = self.load_company(&*txn, tenant, id).await?;
+        check_version(&company.name(), expected_version, company.version)?;
+        let stored_version = company.version;
+        change(&mut company)?;
+        company.version = stored_version + 1;
+        company.update_time = now();
+        let updated = company::Entity::update_many()
+            .set(company_row(tenant.as_str(), &company).into_active_model().reset_all())
+            .filter(company::Column::Tenant.eq(tenant.as_str()))
+            .filter(company::Column::Id.eq(id.to_string()))
+            .filter(company::Column::Version.eq(stored_version))
+            .exec(&*txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(super::stale(&company.name()));
+        }
+        let event = self.event(event, company.name(), self.payloads.company(&company), actor);
+        self.commit(txn, tenant, vec![event]).await?;
+        Ok(company)
+    }
+}

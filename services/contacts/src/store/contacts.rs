@@ -1,0 +1,654 @@
+//! Contact queries: CRUD, list, search candidates, duplicate evidence,
+//! merge, import batches, export pages, timeline support and erasure.
+
+use std::collections::{HashMap, HashSet};
+
+use crm_shared::{
+    db::{Tenant, TenantScoped},
+    error::ApiError,
+    filter::{FieldKind, FilterField, FilterSchema},
+    idempotency::{self, Recorded},
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use super::entities::{activity, company, contact, contact_key, contact_row, now};
+use super::{ListQuery, Store, check_version};
+use crate::domain::{Contact, ContactDraft};
+
+const LIFECYCLE_VALUES: &[(&str, &str)] = &[
+    ("SUBSCRIBER", "SUBSCRIBER"),
+    ("LEAD", "LEAD"),
+    ("MARKETING_QUALIFIED", "MARKETING_QUALIFIED"),
+    ("SALES_QUALIFIED", "SALES_QUALIFIED"),
+    ("OPPORTUNITY", "OPPORTUNITY"),
+    ("CUSTOMER", "CUSTOMER"),
+    ("EVANGELIST", "EVANGELIST"),
+    ("OTHER", "OTHER"),
+];
+
+/// The fields a contact filter may name.
+pub const FILTER: FilterSchema = FilterSchema {
+    fields: &[
+        FilterField { name: "given_name", column: "given_name", kind: FieldKind::Text },
+        FilterField { name: "family_name", column: "family_name", kind: FieldKind::Text },
+        FilterField { name: "display_name", column: "display_name", kind: FieldKind::Text },
+        FilterField { name: "email", column: "primary_email", kind: FieldKind::Text },
+        FilterField { name: "phone", column: "primary_phone", kind: FieldKind::Text },
+        FilterField { name: "company", column: "company", kind: FieldKind::Text },
+        FilterField { name: "job_title", column: "job_title", kind: FieldKind::Text },
+        FilterField { name: "lifecycle_stage", column: "lifecycle_stage", kind: FieldKind::Enum(LIFECYCLE_VALUES) },
+        FilterField { name: "owner", column: "owner", kind: FieldKind::Text },
+        FilterField { name: "source", column: "source", kind: FieldKind::Text },
+        FilterField { name: "tags", column: "tags", kind: FieldKind::JsonStringArray },
+        FilterField { name: "create_time", column: "create_time", kind: FieldKind::Timestamp },
+        FilterField { name: "update_time", column: "update_time", kind: FieldKind::Timestamp },
+    ],
+};
+
+/// The fields a contact list may be ordered by.
+pub const ORDER_BY: &[(&str, &str)] = &[
+    ("display_name", "display_name"),
+    ("given_name", "given_name"),
+    ("family_name", "family_name"),
+    ("email", "primary_email"),
+    ("lifecycle_stage", "lifecycle_stage"),
+    ("create_time", "create_time"),
+    ("update_time", "update_time"),
+];
+
+/// One row of an import, validated or not.
+#[derive(Debug)]
+pub enum ImportRow {
+    /// A valid contact to create unless its email exists.
+    Valid(ContactDraft),
+    /// An invalid row and why.
+    Invalid(String),
+}
+
+/// What became of one import row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImportOutcome {
+    /// Created with this name.
+    Created(String),
+    /// An existing contact has one of its emails.
+    Duplicate(String),
+    /// Not imported.
+    Failed(String),
+}
+
+fn contact_not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound(format!("contacts/{id}"))
+}
+
+/// Rows of contact keys for a contact.
+fn key_rows(tenant: &Tenant, id: &str, draft: &ContactDraft) -> Vec<contact_key::ActiveModel> {
+    let emails = draft.email_keys().into_iter().map(|v| ("email", v));
+    let phones = draft.phone_keys().into_iter().map(|v| ("phone", v));
+    let mut seen = HashSet::new();
+    emails
+        .chain(phones)
+        .filter(|key| seen.insert(key.clone()))
+        .map(|(kind, value)| {
+            contact_key::Model {
+                tenant: tenant.as_str().to_owned(),
+                kind: kind.to_owned(),
+                value,
+                contact_id: id.to_owned(),
+            }
+            .into_active_model()
+            .reset_all()
+        })
+        .collect()
+}
+
+async fn replace_keys<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    id: &str,
+    draft: Option<&ContactDraft>,
+) -> Result<(), sea_orm::DbErr> {
+    contact_key::Entity::delete_many()
+        .filter(contact_key::Column::Tenant.eq(tenant.as_str()))
+        .filter(contact_key::Column::ContactId.eq(id))
+        .exec(conn)
+        .await?;
+    if let Some(draft) = draft {
+        let rows = key_rows(tenant, id, draft);
+        if !rows.is_empty() {
+            contact_key::Entity::insert_many(rows).exec_without_returning(conn).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Fails with INVALID_ARGUMENT unless `company` (when set) is a live company of the tenant.
+async fn check_company<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    company: &str,
+    field: &str,
+) -> Result<(), ApiError> {
+    let Some(id) = company.strip_prefix("companies/") else { return Ok(()) };
+    let found = company::Entity::find_in(tenant)
+        .filter(company::Column::Id.eq(id))
+        .filter(company::Column::DeleteTime.is_null())
+        .count(conn)
+        .await?;
+    if found == 0 {
+        return Err(ApiError::invalid(field, format!("{company} does not exist")));
+    }
+    Ok(())
+}
+
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// `column LIKE '%word%'` with the word's metacharacters escaped.
+fn contains(column: impl sea_orm::sea_query::IntoColumnRef, word: &str) -> Expr {
+    Expr::col(column).like(sea_orm::sea_query::LikeExpr::new(format!("%{}%", like_escape(word))).escape('\\'))
+}
+
+impl Store {
+    async fn load_contact<C: ConnectionTrait>(&self, conn: &C, tenant: &Tenant, id: Uuid) -> Result<Contact, ApiError> {
+        contact::Entity::find_in(tenant)
+            .filter(contact::Column::Id.eq(id.to_string()))
+            .one(conn)
+            .await?
+            .ok_or_else(|| contact_not_found(id))?
+            .try_into()
+    }
+
+    /// Creates a contact; with a request id, a retry returns the first contact.
+    pub async fn create_contact(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        draft: ContactDraft,
+        request_id: Option<String>,
+    ) -> Result<Contact, ApiError> {
+        if let Some(key) = &request_id {
+            if let Some(existing) = idempotency::lookup(&self.db.conn, tenant, "CreateContact", key).await? {
+                return self.contact_by_name(tenant, &existing).await;
+            }
+        }
+        let time = now();
+        let contact = Contact {
+            id: Uuid::now_v7(),
+            draft,
+            create_time: time,
+            update_time: time,
+            delete_time: None,
+            version: 1,
+            merged_into: None,
+        };
+        let txn = self.db.begin_write().await?;
+        check_company(&*txn, tenant, &contact.draft.company, "contact.company").await?;
+        if let Some(key) = &request_id {
+            if let Recorded::Taken = idempotency::record(&*txn, tenant, "CreateContact", key, &contact.name()).await? {
+                drop(txn);
+                let existing = idempotency::lookup(&self.db.conn, tenant, "CreateContact", key)
+                    .await?
+                    .ok_or_else(|| ApiError::Aborted("a concurrent request with this request_id failed; retry".into()))?;
+                return self.contact_by_name(tenant, &existing).await;
+            }
+        }
+        contact::Entity::insert(contact_row(tenant.as_str(), &contact).into_active_model().reset_all())
+            .exec_without_returning(&*txn)
+            .await?;
+        replace_keys(&*txn, tenant, &contact.id.to_string(), Some(&contact.draft)).await?;
+        let event = self.event("ContactCreated", contact.name(), self.payloads.contact(&contact), actor);
+        self.commit(txn, tenant, vec![event]).await?;
+        Ok(contact)
+    }
+
+    async fn contact_by_name(&self, tenant: &Tenant, name: &str) -> Result<Contact, ApiError> {
+        let id = crm_shared::convert::parse_name(name, "contacts", "name")?;
+        self.load_contact(&self.db.conn, tenant, id).await
+    }
+
+    /// A contact, soft-deleted or not.
+    pub async fn get_contact(&self, tenant: &Tenant, id: Uuid) -> Result<Contact, ApiError> {
+        self.load_contact(&self.db.conn, tenant, id).await
+    }
+
+    /// Contacts by id, in the order asked; any missing one is NOT_FOUND.
+    pub async fn batch_get_contacts(&self, tenant: &Tenant, ids: &[Uuid]) -> Result<Vec<Contact>, ApiError> {
+        let rows = contact::Entity::find_in(tenant)
+            .filter(contact::Column::Id.is_in(ids.iter().map(Uuid::to_string)))
+            .all(&self.db.conn)
+            .await?;
+        let by_id: HashMap<String, contact::Model> = rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+        ids.iter()
+            .map(|id| {
+                by_id.get(&id.to_string()).cloned().ok_or_else(|| contact_not_found(*id))?.try_into()
+            })
+            .collect()
+    }
+
+    /// One page of contacts and the total that match.
+    pub async fn list_contacts(&self, tenant: &Tenant, query: ListQuery) -> Result<(Vec<Contact>, u64), ApiError> {
+        let mut select = contact::Entity::find_in(tenant).filter(query.condition);
+        if !query.show_deleted {
+            select = select.filter(contact::Column::DeleteTime.is_null());
+        }
+        let total = select.clone().count(&self.db.conn).await?;
+        if query.order.is_empty() {
+            select = select.order_by(contact::Column::CreateTime, Order::Desc);
+        }
+        for (column, order) in query.order {
+            select = select.order_by(Expr::col(sea_orm::sea_query::Alias::new(column)), order);
+        }
+        let rows = select
+            .order_by(contact::Column::Id, Order::Desc)
+            .offset(query.offset)
+            .limit(query.limit)
+            .all(&self.db.conn)
+            .await?;
+        let contacts = rows.into_iter().map(Contact::try_from).collect::<Result<_, _>>()?;
+        Ok((contacts, total))
+    }
+
+    /// Contacts after `after` (by id, which is time-ordered), for export.
+    pub async fn export_page(
+        &self,
+        tenant: &Tenant,
+        condition: Condition,
+        show_deleted: bool,
+        after: Option<String>,
+        limit: u64,
+    ) -> Result<Vec<Contact>, ApiError> {
+        let mut select = contact::Entity::find_in(tenant).filter(condition);
+        if !show_deleted {
+            select = select.filter(contact::Column::DeleteTime.is_null());
+        }
+        if let Some(after) = after {
+            select = select.filter(contact::Column::Id.gt(after));
+        }
+        let rows = select.order_by_asc(contact::Column::Id).limit(limit).all(&self.db.conn).await?;
+        rows.into_iter().map(Contact::try_from).collect()
+    }
+
+    /// Reads, changes and writes a contact in one transaction. `change` gets
+    /// the stored contact; the write fails with ABORTED if `expected_version`
+    /// is stale or a concurrent writer got in between.
+    async fn change_contact(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        id: Uuid,
+        expected_version: Option<i64>,
+        event: &'static str,
+        change: impl FnOnce(&mut Contact) -> Result<(), ApiError>,
+    ) -> Result<Contact, ApiError> {
+        let txn = self.db.begin_write().await?;
+        let mut contact = self.load_contact(&*txn, tenant, id).await?;
+        check_version(&contact.name(), expected_version, contact.version)?;
+        let previous_company = contact.draft.company.clone();
+        let stored_version = contact.version;
+        change(&mut contact)?;
+        if contact.draft.company != previous_company {
+            check_company(&*txn, tenant, &contact.draft.company, "contact.company").await?;
+        }
+        contact.version = stored_version + 1;
+        contact.update_time = now();
+        let row = contact_row(tenant.as_str(), &contact).into_active_model().reset_all();
+        let updated = contact::Entity::update_many()
+            .set(row)
+            .filter(contact::Column::Tenant.eq(tenant.as_str()))
+            .filter(contact::Column::Id.eq(id.to_string()))
+            .filter(contact::Column::Version.eq(stored_version))
+            .exec(&*txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(super::stale(&contact.name()));
+        }
+        let keys = contact.delete_time.is_none().then_some(&contact.draft);
+        replace_keys(&*txn, tenant, &id.to_string(), keys).await?;
+        let event = self.event(event, contact.name(), self.payloads.contact(&contact), actor);
+        self.commit(txn, tenant, vec![event]).await?;
+        Ok(contact)
+    }
+
+    /// Applies `change` to the contact's fields; see [`Store::change_contact`].
+    pub async fn update_contact(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        id: Uuid,
+        expected_version: Option<i64>,
+        change: impl FnOnce(&mut ContactDraft) -> Result<(), ApiError>,
+    ) -> Result<Contact, ApiError> {
+        self.change_contact(tenant, actor, id, expected_version, "ContactUpdated", |contact| {
+            if contact.delete_time.is_some() {
+                return Err(ApiError::FailedPrecondition(format!("{} is deleted; undelete it first", contact.name())));
+            }
+            change(&mut contact.draft)
+        })
+        .await
+    }
+
+    /// Soft-deletes a contact.
+    pub async fn delete_contact(&self, tenant: &Tenant, actor: &str, id: Uuid, expected_version: Option<i64>) -> Result<Contact, ApiError> {
+        self.change_contact(tenant, actor, id, expected_version, "ContactDeleted", |contact| {
+            if contact.delete_time.is_some() {
+                return Err(ApiError::FailedPrecondition(format!("{} is already deleted", contact.name())));
+            }
+            contact.delete_time = Some(now());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Restores a soft-deleted contact (not a merged one: it lives on in its survivor).
+    pub async fn undelete_contact(&self, tenant: &Tenant, actor: &str, id: Uuid) -> Result<Contact, ApiError> {
+        self.change_contact(tenant, actor, id, None, "ContactUndeleted", |contact| {
+            if let Some(survivor) = &contact.merged_into {
+                return Err(ApiError::FailedPrecondition(format!("{} was merged into {survivor}", contact.name())));
+            }
+            if contact.delete_time.is_none() {
+                return Err(ApiError::FailedPrecondition(format!("{} is not deleted", contact.name())));
+            }
+            contact.delete_time = None;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Live contacts where every word occurs in the contact's own search text
+    /// or in its company's, at most `limit` of them, with their company's text.
+    pub async fn search_candidates(&self, tenant: &Tenant, words: &[String], limit: u64) -> Result<Vec<(Contact, String)>, ApiError> {
+        let mut condition = Condition::all();
+        for word in words {
+            let companies = company::Entity::find_in(tenant)
+                .select_only()
+                .column(company::Column::Id)
+                .filter(contains(company::Column::SearchText, word))
+                .into_query();
+            let company_ids = sea_orm::sea_query::Query::select()
+                .expr(Expr::cust("'companies/' || id"))
+                .from_subquery(companies, sea_orm::sea_query::Alias::new("c"))
+                .to_owned();
+            condition = condition.add(
+                Condition::any()
+                    .add(contains(contact::Column::SearchText, word))
+                    .add(contact::Column::Company.in_subquery(company_ids)),
+            );
+        }
+        let rows = contact::Entity::find_in(tenant)
+            .filter(contact::Column::DeleteTime.is_null())
+            .filter(condition)
+            .order_by_desc(contact::Column::UpdateTime)
+            .limit(limit)
+            .all(&self.db.conn)
+            .await?;
+        let company_ids: HashSet<String> = rows
+            .iter()
+            .filter_map(|r| r.company.strip_prefix("companies/").map(str::to_owned))
+            .collect();
+        let companies: HashMap<String, String> = company::Entity::find_in(tenant)
+            .filter(company::Column::Id.is_in(company_ids))
+            .all(&self.db.conn)
+            .await?
+            .into_iter()
+            .map(|c| (format!("companies/{}", c.id), c.search_text))
+            .collect();
+        rows.into_iter()
+            .map(|row| {
+                let company_text = companies.get(&row.company).cloned().unwrap_or_default();
+                Ok((Contact::try_from(row)?, company_text))
+            })
+            .collect()
+    }
+
+    /// Keys (kind, value) shared by more than one live contact, with the
+    /// contacts sharing each; limited to keys involving `only` when given.
+    pub async fn shared_keys(&self, tenant: &Tenant, only: Option<Uuid>) -> Result<Vec<(String, Vec<String>)>, ApiError> {
+        let mut select = contact_key::Entity::find_in(tenant);
+        if let Some(id) = only {
+            let own = contact_key::Entity::find_in(tenant)
+                .select_only()
+                .column(contact_key::Column::Value)
+                .filter(contact_key::Column::ContactId.eq(id.to_string()))
+                .into_query();
+            select = select.filter(contact_key::Column::Value.in_subquery(own));
+        }
+        let rows = select
+            .order_by_asc(contact_key::Column::Kind)
+            .order_by_asc(contact_key::Column::Value)
+            .all(&self.db.conn)
+            .await?;
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        let mut current: Option<(String, String)> = None;
+        for row in rows {
+            let key = (row.kind.clone(), row.value.clone());
+            if current.as_ref() != Some(&key) {
+                groups.push((row.kind.clone(), Vec::new()));
+                current = Some(key);
+            }
+            if let Some((_, members)) = groups.last_mut() {
+                members.push(row.contact_id);
+            }
+        }
+        groups.retain(|(_, members)| members.len() > 1);
+        Ok(groups)
+    }
+
+    /// (id, company, display name) of live contacts that have a company,
+    /// ordered by company; the input for similar-name detection.
+    pub async fn contacts_with_company(&self, tenant: &Tenant) -> Result<Vec<(String, String, String)>, ApiError> {
+        let rows: Vec<(String, String, String)> = contact::Entity::find_in(tenant)
+            .select_only()
+            .column(contact::Column::Id)
+            .column(contact::Column::Company)
+            .column(contact::Column::DisplayName)
+            .filter(contact::Column::DeleteTime.is_null())
+            .filter(contact::Column::Company.ne(""))
+            .order_by_asc(contact::Column::Company)
+            .into_tuple()
+            .all(&self.db.conn)
+            .await?;
+        Ok(rows)
+    }
+
+    /// Merges `merged` into `survivor` in one transaction.
+    pub async fn merge_contacts(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        survivor_id: Uuid,
+        merged_ids: &[Uuid],
+        expected_version: Option<i64>,
+    ) -> Result<Contact, ApiError> {
+        let txn = self.db.begin_write().await?;
+        let mut survivor = self.load_contact(&*txn, tenant, survivor_id).await?;
+        check_version(&survivor.name(), expected_version, survivor.version)?;
+        if survivor.delete_time.is_some() {
+            return Err(ApiError::FailedPrecondition(format!("the survivor {} is deleted", survivor.name())));
+        }
+        let time = now();
+        let mut merged_names = Vec::new();
+        let mut events = Vec::new();
+        for (i, id) in merged_ids.iter().enumerate() {
+            let mut merged = self.load_contact(&*txn, tenant, *id).await?;
+            if merged.delete_time.is_some() {
+                return Err(ApiError::invalid(format!("merged[{i}]"), format!("{} is deleted or already merged", merged.name())));
+            }
+            survivor.draft.absorb(&merged.draft);
+            merged.delete_time = Some(time);
+            merged.merged_into = Some(survivor.name());
+            merged.update_time = time;
+            merged.version += 1;
+            contact::Entity::update(contact_row(tenant.as_str(), &merged).into_active_model().reset_all())
+                .exec(&*txn)
+                .await?;
+            replace_keys(&*txn, tenant, &id.to_string(), None).await?;
+            activity::Entity::update_many()
+                .col_expr(activity::Column::Contact, Expr::value(survivor.name()))
+                .filter(activity::Column::Tenant.eq(tenant.as_str()))
+                .filter(activity::Column::Contact.eq(merged.name()))
+                .exec(&*txn)
+                .await?;
+            events.push(self.event("ContactDeleted", merged.name(), self.payloads.contact(&merged), actor));
+            merged_names.push(merged.name());
+        }
+        survivor.version += 1;
+        survivor.update_time = time;
+        contact::Entity::update(contact_row(tenant.as_str(), &survivor).into_active_model().reset_all())
+            .exec(&*txn)
+            .await?;
+        replace_keys(&*txn, tenant, &survivor_id.to_string(), Some(&survivor.draft)).await?;
+        events.push(self.event("ContactMerged", survivor.name(), self.payloads.merged(&survivor.name(), &merged_names), actor));
+        events.push(self.event("ContactUpdated", survivor.name(), self.payloads.contact(&survivor), actor));
+        self.commit(txn, tenant, events).await?;
+        Ok(survivor)
+    }
+
+    /// Imports one batch in one transaction: each valid row becomes a contact
+    /// unless one of its emails belongs to an existing contact, or to an
+    /// earlier row of the import.
+    pub async fn import_batch(&self, tenant: &Tenant, actor: &str, rows: Vec<ImportRow>) -> Result<Vec<ImportOutcome>, ApiError> {
+        let txn = self.db.begin_write().await?;
+        let emails: Vec<String> = rows
+            .iter()
+            .filter_map(|row| match row {
+                ImportRow::Valid(draft) => Some(draft.email_keys()),
+                ImportRow::Invalid(_) => None,
+            })
+            .flatten()
+            .collect();
+        let mut known: HashMap<String, String> = HashMap::new();
+        for chunk in emails.chunks(500) {
+            let found = contact_key::Entity::find_in(tenant)
+                .filter(contact_key::Column::Kind.eq("email"))
+                .filter(contact_key::Column::Value.is_in(chunk.to_vec()))
+                .all(&*txn)
+                .await?;
+            known.extend(found.into_iter().map(|k| (k.value, format!("contacts/{}", k.contact_id))));
+        }
+        let companies: Vec<String> = rows
+            .iter()
+            .filter_map(|row| match row {
+                ImportRow::Valid(d) => d.company.strip_prefix("companies/").map(str::to_owned),
+                ImportRow::Invalid(_) => None,
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let live_companies: HashSet<String> = company::Entity::find_in(tenant)
+            .select_only()
+            .column(company::Column::Id)
+            .filter(company::Column::Id.is_in(companies))
+            .filter(company::Column::DeleteTime.is_null())
+            .into_tuple::<String>()
+            .all(&*txn)
+            .await?
+            .into_iter()
+            .map(|id| format!("companies/{id}"))
+            .collect();
+        let time = now();
+        let mut outcomes = Vec::with_capacity(rows.len());
+        let mut contact_rows = Vec::new();
+        let mut keys = Vec::new();
+        let mut events = Vec::new();
+        for row in rows {
+            let draft = match row {
+                ImportRow::Invalid(error) => {
+                    outcomes.push(ImportOutcome::Failed(error));
+                    continue;
+                }
+                ImportRow::Valid(draft) => draft,
+            };
+            if let Some(existing) = draft.email_keys().iter().find_map(|k| known.get(k)) {
+                outcomes.push(ImportOutcome::Duplicate(existing.clone()));
+                continue;
+            }
+            if !draft.company.is_empty() && !live_companies.contains(&draft.company) {
+                outcomes.push(ImportOutcome::Failed(format!("contact.company: {} does not exist", draft.company)));
+                continue;
+            }
+            let contact = Contact { id: Uuid::now_v7(), draft, create_time: time, update_time: time, delete_time: None, version: 1, merged_into: None };
+            for key in contact.draft.email_keys() {
+                known.insert(key, contact.name());
+            }
+            keys.extend(key_rows(tenant, &contact.id.to_string(), &contact.draft));
+            events.push(self.event("ContactCreated", contact.name(), self.payloads.contact(&contact), actor));
+            contact_rows.push(contact_row(tenant.as_str(), &contact).into_active_model().reset_all());
+            outcomes.push(ImportOutcome::Created(contact.name()));
+        }
+        // SQLite allows 32766 bound values per statement: 24 columns x 500 rows fits.
+        for chunk in contact_rows.chunks(500) {
+            contact::Entity::insert_many(chunk.to_vec()).exec_without_returning(&*txn).await?;
+        }
+        for chunk in keys.chunks(2000) {
+            contact_key::Entity::insert_many(chunk.to_vec()).exec_without_returning(&*txn).await?;
+        }
+        self.commit(txn, tenant, events).await?;
+        Ok(outcomes)
+    }
+
+    /// Hard-deletes a contact, the contacts merged into it, their
+    /// activities and every earlier event about any of them; appends one
+    /// ContactErased event. Returns the number of activities erased.
+    pub async fn erase_contact(&self, tenant: &Tenant, actor: &str, id: Uuid) -> Result<u64, ApiError> {
+        let txn = self.db.begin_write().await?;
+        let contact = self.load_contact(&*txn, tenant, id).await?;
+        let name = contact.name();
+        let mut people: Vec<String> = contact::Entity::find_in(tenant)
+            .select_only()
+            .column(contact::Column::Id)
+            .filter(contact::Column::MergedInto.eq(name.clone()))
+            .into_tuple()
+            .all(&*txn)
+            .await?;
+        people.push(id.to_string());
+        let names: Vec<String> = people.iter().map(|p| format!("contacts/{p}")).collect();
+        let activity_names: Vec<String> = activity::Entity::find_in(tenant)
+            .select_only()
+            .column(activity::Column::Id)
+            .filter(activity::Column::Contact.is_in(names.clone()))
+            .into_tuple::<String>()
+            .all(&*txn)
+            .await?
+            .into_iter()
+            .map(|a| format!("activities/{a}"))
+            .collect();
+        let erased = activity::Entity::delete_many()
+            .filter(activity::Column::Tenant.eq(tenant.as_str()))
+            .filter(activity::Column::Contact.is_in(names.clone()))
+            .exec(&*txn)
+            .await?
+            .rows_affected;
+        contact_key::Entity::delete_many()
+            .filter(contact_key::Column::Tenant.eq(tenant.as_str()))
+            .filter(contact_key::Column::ContactId.is_in(people.clone()))
+            .exec(&*txn)
+            .await?;
+        contact::Entity::delete_many()
+            .filter(contact::Column::Tenant.eq(tenant.as_str()))
+            .filter(contact::Column::Id.is_in(people))
+            .exec(&*txn)
+            .await?;
+        let subjects: Vec<String> = names.iter().cloned().chain(activity_names).collect();
+        for chunk in subjects.chunks(500) {
+            crm_shared::outbox::entity::Entity::delete_many()
+                .filter(crm_shared::outbox::entity::Column::Tenant.eq(tenant.as_str()))
+                .filter(crm_shared::outbox::entity::Column::Subject.is_in(chunk.to_vec()))
+                .exec(&*txn)
+                .await?;
+        }
+        crm_shared::idempotency::entity::Entity::delete_many()
+            .filter(crm_shared::idempotency::entity::Column::Tenant.eq(tenant.as_str()))
+            .filter(crm_shared::idempotency::entity::Column::Resource.is_in(names))
+            .exec(&*txn)
+            .await?;
+        let event = self.event("ContactErased", name.clone(), self.payloads.erased(&name), actor);
+        self.commit(txn, tenant, vec![event]).await?;
+        Ok(erased)
+    }
+}

@@ -1,0 +1,96 @@
+//! The contacts database: SeaORM entities and every query, each scoped by
+//! tenant through [`TenantScoped::find_in`] or an explicit tenant filter.
+//! Every change writes its events to the outbox in the same transaction.
+
+mod activities;
+mod companies;
+mod contacts;
+pub mod entities;
+
+use std::sync::Arc;
+
+use crm_shared::{
+    db::{Database, Tenant, WriteTxn},
+    error::ApiError,
+    outbox::{self, CommitSignal, NewEvent},
+};
+use sea_orm::{Condition, Order};
+
+pub use activities::{FILTER as ACTIVITY_FILTER, ORDER_BY as ACTIVITY_ORDER};
+pub use companies::{FILTER as COMPANY_FILTER, ORDER_BY as COMPANY_ORDER};
+pub use contacts::{FILTER as CONTACT_FILTER, ImportOutcome, ImportRow, ORDER_BY as CONTACT_ORDER};
+
+use crate::domain::{Activity, Company, Contact};
+
+/// The proto package events are named in.
+const PACKAGE: &str = "crm.contacts.v1";
+
+/// Encodes event payloads; implemented by the API layer, which knows the
+/// protobuf messages, so the store does not.
+pub trait EventPayloads: Send + Sync {
+    /// A contact as it is after a change.
+    fn contact(&self, contact: &Contact) -> prost_types::Any;
+    /// A company after a change.
+    fn company(&self, company: &Company) -> prost_types::Any;
+    /// An activity after a change.
+    fn activity(&self, activity: &Activity) -> prost_types::Any;
+    /// A merge.
+    fn merged(&self, survivor: &str, merged: &[String]) -> prost_types::Any;
+    /// An erasure: the name only.
+    fn erased(&self, contact: &str) -> prost_types::Any;
+}
+
+/// One page of a list: the filter and order, already translated and checked.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// The filter.
+    pub condition: Condition,
+    /// Columns and directions; the id is appended as the final tie-breaker.
+    pub order: Vec<(&'static str, Order)>,
+    /// Include soft-deleted rows.
+    pub show_deleted: bool,
+    /// Rows to skip.
+    pub offset: u64,
+    /// Rows to return.
+    pub limit: u64,
+}
+
+/// All queries of the contacts service.
+#[derive(Clone)]
+pub struct Store {
+    db: Database,
+    signal: CommitSignal,
+    payloads: Arc<dyn EventPayloads>,
+}
+
+impl Store {
+    /// A store over `db` that wakes event-feed followers through `signal`.
+    pub fn new(db: Database, signal: CommitSignal, payloads: Arc<dyn EventPayloads>) -> Self {
+        Self { db, signal, payloads }
+    }
+
+    /// Appends events and commits; followers of the feed are woken.
+    async fn commit(&self, txn: WriteTxn, tenant: &Tenant, events: Vec<NewEvent>) -> Result<(), ApiError> {
+        outbox::append(&*txn, tenant, PACKAGE, events).await?;
+        txn.commit().await?;
+        self.signal.notify();
+        Ok(())
+    }
+
+    fn event(&self, name: &'static str, subject: String, payload: prost_types::Any, actor: &str) -> NewEvent {
+        NewEvent { name, subject, payload, actor: actor.to_owned() }
+    }
+}
+
+/// ABORTED for a stale etag.
+fn stale(name: &str) -> ApiError {
+    ApiError::Aborted(format!("{name} was changed by someone else; read it again and retry"))
+}
+
+/// Checks an expected version (from an etag) against the stored one.
+fn check_version(name: &str, expected: Option<i64>, stored: i64) -> Result<(), ApiError> {
+    match expected {
+        Some(expected) if expected != stored => Err(stale(name)),
+        _ => Ok(()),
+    }
+}

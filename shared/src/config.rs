@@ -1,0 +1,109 @@
+//! Layered configuration: built-in defaults, then an optional `crm.toml` (or the
+//! file named by `CRM_CONFIG`), then environment variables `CRM_<SECTION>__<KEY>`,
+//! for example `CRM_CONTACTS__DATABASE_URL` or `CRM_AUTH__HS256_SECRET`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::Deserialize;
+
+/// Everything one service process needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The name of the service, for example "contacts"; also its config section.
+    pub service_name: String,
+    /// This service's own section.
+    pub service: ServiceSettings,
+    /// How tokens are verified.
+    pub auth: AuthSettings,
+    /// Logs, traces and metrics.
+    pub telemetry: TelemetrySettings,
+    /// The HMAC key that makes page tokens tamper-evident.
+    pub paging_secret: String,
+}
+
+/// The section named after the service (`[contacts]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceSettings {
+    /// Where the gRPC server listens.
+    pub listen_addr: SocketAddr,
+    /// `sqlite://path?mode=rwc` or `postgres://user@host/db`.
+    pub database_url: String,
+    /// The most pooled database connections.
+    pub max_connections: u32,
+    /// How long in-flight calls may take to finish after SIGTERM.
+    pub shutdown_grace_seconds: u64,
+}
+
+/// The `[auth]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuthSettings {
+    /// A shared secret for HS256 tokens, for local runs and tests.
+    pub hs256_secret: Option<String>,
+    /// A JWKS file with the RS256/ES256 public keys of the identity provider.
+    pub jwks_file: Option<PathBuf>,
+    /// When set, tokens must carry this `iss`.
+    pub issuer: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    pub audience: Option<String>,
+}
+
+/// The `[telemetry]` section.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// `pretty` for humans, `json` for log collectors.
+    pub format: LogFormat,
+    /// A tracing `EnvFilter` directive, for example "info,sqlx=warn".
+    pub filter: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Loads the settings of `service`, whose default port is `default_port`.
+pub fn load(service: &str, default_port: u16) -> Result<Settings, config::ConfigError> {
+    let file = std::env::var("CRM_CONFIG").unwrap_or_else(|_| "crm".to_owned());
+    let layered = config::Config::builder()
+        .set_default(format!("{service}.listen_addr"), format!("127.0.0.1:{default_port}"))?
+        .set_default(
+            format!("{service}.database_url"),
+            format!("sqlite://data/{service}.db?mode=rwc"),
+        )?
+        .set_default(format!("{service}.max_connections"), 10)?
+        .set_default(format!("{service}.shutdown_grace_seconds"), 20)?
+        .set_default("telemetry.format", "pretty")?
+        .set_default("telemetry.filter", "info,sqlx=warn,sea_orm=warn")?
+        .add_source(config::File::with_name(&file).required(false))
+        .add_source(
+            config::Environment::with_prefix("CRM")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()?;
+    let auth: AuthSettings = layered.get("auth").unwrap_or_default();
+    let paging_secret = layered
+        .get_string("paging_secret")
+        .ok()
+        .or_else(|| auth.hs256_secret.clone())
+        .unwrap_or_else(random_secret);
+    Ok(Settings {
+        service_name: service.to_owned(),
+        service: layered.get(service)?,
+        auth,
+        telemetry: layered.get("telemetry")?,
+        paging_secret,
+    })
+}
+
+/// Without a configured key, page tokens are only valid within this process.
+fn random_secret() -> String {
+    tracing::warn!("no paging_secret configured: page tokens will not survive a restart");
+    format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple())
+}

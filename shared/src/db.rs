@@ -1,0 +1,153 @@
+//! Database access every service shares: connect by URL (`sqlite://` or
+//! `postgres://`), run a service's migrations, begin write transactions, and
+//! scope every query by tenant.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use sea_orm::{
+    ColumnTrait, ConnectOptions, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, QueryFilter, Select, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// The tenant every query of one request is scoped to; only made from a
+/// verified principal (or a consumed event's envelope).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tenant(String);
+
+impl Tenant {
+    /// The tenant with this id.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The tenant id as stored in every row.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&crate::auth::Principal> for Tenant {
+    fn from(principal: &crate::auth::Principal) -> Self {
+        Self(principal.tenant.clone())
+    }
+}
+
+/// An entity whose rows each belong to one tenant.
+pub trait TenantScoped: EntityTrait {
+    /// The column holding the tenant id.
+    const TENANT: Self::Column;
+
+    /// `SELECT ... WHERE tenant = ?`: the only way stores start a query, so an
+    /// unscoped read has to be written on purpose.
+    fn find_in(tenant: &Tenant) -> Select<Self> {
+        Self::find().filter(Self::TENANT.eq(tenant.as_str()))
+    }
+}
+
+/// A connection pool plus what it takes to write safely on either backend.
+#[derive(Debug, Clone)]
+pub struct Database {
+    /// The pool.
+    pub conn: DatabaseConnection,
+    /// SQLite allows one writer at a time and fails, rather than waits, when a
+    /// read transaction tries to become a write one; serialising this
+    /// process's write transactions up front avoids that. PostgreSQL needs none.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction; commit it or drop it to roll back.
+pub struct WriteTxn {
+    /// The open transaction.
+    pub txn: DatabaseTransaction,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTxn {
+    /// Commits the transaction.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+impl Database {
+    /// Connects to `url` with at most `max_connections` pooled connections;
+    /// for SQLite, creates the file (and its folder) when missing.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
+        if let Some(path) = sqlite_path(url) {
+            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
+            }
+        }
+        let mut options = ConnectOptions::new(url);
+        options
+            .max_connections(max_connections)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|opts| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                // WAL + NORMAL keeps every commit across a killed process (not
+                // across a power cut), which is the promise the embedded mode makes.
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(15))
+                    .foreign_keys(true)
+                    .create_if_missing(true)
+            });
+        let conn = sea_orm::Database::connect(options).await?;
+        let write_lock =
+            (conn.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Self { conn, write_lock })
+    }
+
+    /// Applies every pending migration of `M`.
+    pub async fn migrate<M: MigratorTrait>(&self) -> Result<(), DbErr> {
+        M::up(&self.conn, None).await
+    }
+
+    /// Which SQL dialect this is.
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Begins a transaction that will write.
+    pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        Ok(WriteTxn {
+            txn: self.conn.begin().await?,
+            _guard: guard,
+        })
+    }
+}
+
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_path;
+
+    #[test]
+    fn sqlite_paths_are_read_from_urls() {
+        assert_eq!(sqlite_path("sqlite://data/contacts.db?mode=rwc"), Some("data/contacts.db"));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://localhost/crm"), None);
+    }
+}

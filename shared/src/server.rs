@@ -1,0 +1,144 @@
+//! Running a service process: health (NOT_SERVING until the service says it is
+//! ready, and again from the moment shutdown begins), server reflection in
+//! both protocol versions, per-RPC telemetry, and graceful shutdown on
+//! SIGTERM/SIGINT (stop accepting, end the event feeds, drain in-flight calls).
+
+use std::{future::Future, time::Duration};
+
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::telemetry::RpcLayer;
+
+/// Errors that stop a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection service could not read the descriptor set.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The process-wide parts of one gRPC server, made before the service's own
+/// handlers so they can watch for shutdown.
+pub struct Host {
+    /// Reports readiness per service name.
+    pub health: HealthReporter,
+    /// The health service, as routes the service's own are merged into.
+    base: Routes,
+    stopping: watch::Sender<bool>,
+    served: Vec<String>,
+}
+
+impl Host {
+    /// A host for the fully-qualified gRPC service names in `served`, each
+    /// NOT_SERVING until [`Host::set_ready`].
+    pub async fn new(served: &[&str]) -> Self {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let served: Vec<String> = served.iter().map(|s| (*s).to_owned()).collect();
+        for name in served.iter().map(String::as_str).chain([""]) {
+            health.set_service_status(name, ServingStatus::NotServing).await;
+        }
+        let (stopping, _) = watch::channel(false);
+        Self {
+            health,
+            base: Routes::new(health_service),
+            stopping,
+            served,
+        }
+    }
+
+    /// Turns true when shutdown begins; long-lived streams end on it.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// Marks every served service SERVING, once its migrations are done.
+    pub async fn set_ready(&self) {
+        for name in self.served.iter().map(String::as_str).chain([""]) {
+            self.health.set_service_status(name, ServingStatus::Serving).await;
+        }
+    }
+
+    /// Serves `routes` (the service's own, already authenticated) plus health
+    /// and reflection on `listener` until `shutdown` resolves, then drains for
+    /// at most `grace`.
+    pub async fn serve(
+        self,
+        service: &'static str,
+        listener: TcpListener,
+        routes: Routes,
+        shutdown: impl Future<Output = ()> + Send,
+        grace: Duration,
+    ) -> Result<(), ServeError> {
+        let mut reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        let mut reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        // List only what this process serves, not every service in the suite's protos.
+        for name in self.served.iter().map(String::as_str).chain(["grpc.health.v1.Health"]) {
+            reflection_v1 = reflection_v1.with_service_name(name);
+            reflection_v1alpha = reflection_v1alpha.with_service_name(name);
+        }
+        let routes = Routes::from(self.base.into_axum_router().merge(routes.into_axum_router()))
+            .add_service(reflection_v1.build_v1()?)
+            .add_service(reflection_v1alpha.build_v1alpha()?);
+        let health = self.health;
+        let served = self.served;
+        let stopping = self.stopping;
+        let (drain_started, mut drain_deadline) = watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: not serving, ending feeds, draining calls");
+            for name in served.iter().map(String::as_str).chain([""]) {
+                health.set_service_status(name, ServingStatus::NotServing).await;
+            }
+            let _ = stopping.send(true);
+            let _ = drain_started.send(true);
+        };
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(RpcLayer::new(service))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        let deadline = async move {
+            let _ = drain_deadline.wait_for(|started| *started).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result?,
+            _ = deadline => tracing::warn!(?grace, "calls still in flight after the grace period; stopping anyway"),
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+pub async fn termination_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,258 @@
+//! Logs, traces and metrics, set up once per process.
+//!
+//! - `tracing` to stdout: human lines locally, JSON lines in production.
+//! - OpenTelemetry traces and metrics, exported over OTLP/gRPC when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Span contexts exist either way, so
+//!   the W3C `traceparent` is carried through gRPC metadata on every server
+//!   ([`RpcLayer`]) and client ([`inject_trace_context`]) even without a collector.
+//! - Per-RPC metrics: `rpc.server.duration` (a histogram, seconds) with the
+//!   method and the gRPC status code, from which rate and errors follow.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use opentelemetry::{
+    KeyValue, global,
+    metrics::Histogram,
+    propagation::{Extractor, Injector},
+    trace::{TraceContextExt, TracerProvider as _},
+};
+use opentelemetry_sdk::{
+    metrics::SdkMeterProvider, propagation::TraceContextPropagator, trace::SdkTracerProvider,
+};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::config::{LogFormat, TelemetrySettings};
+
+/// Flushes exporters when dropped; keep it alive for the life of `main`.
+pub struct TelemetryGuard {
+    tracer: SdkTracerProvider,
+    meter: Option<SdkMeterProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        let _ = self.tracer.shutdown();
+        if let Some(meter) = &self.meter {
+            let _ = meter.shutdown();
+        }
+    }
+}
+
+/// Errors setting telemetry up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP exporter could not be built.
+    #[error("OTLP exporter: {0}")]
+    Exporter(String),
+    /// A global subscriber was already installed.
+    #[error("tracing subscriber: {0}")]
+    Subscriber(String),
+}
+
+/// Installs the global subscriber, tracer and meter for `service`.
+pub fn init(service: &str, settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let export = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.is_empty());
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service.to_owned())
+        .build();
+    let mut tracer_builder = SdkTracerProvider::builder().with_resource(resource.clone());
+    let mut meter = None;
+    if export {
+        let spans = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        tracer_builder = tracer_builder.with_batch_exporter(spans);
+        let metrics = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .build()
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        let provider = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_periodic_exporter(metrics)
+            .build();
+        global::set_meter_provider(provider.clone());
+        meter = Some(provider);
+    }
+    let tracer_provider = tracer_builder.build();
+    global::set_tracer_provider(tracer_provider.clone());
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer(service.to_owned()));
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let result = match settings.format {
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .try_init(),
+        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+    };
+    result.map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
+    Ok(TelemetryGuard {
+        tracer: tracer_provider,
+        meter,
+    })
+}
+
+/// The W3C traceparent of the current span, if it belongs to a trace.
+pub fn current_traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Writes the current span's trace context into outgoing gRPC metadata; call
+/// it on every request a service makes to another.
+pub fn inject_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
+    struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+    impl Injector for MetadataInjector<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(key), Ok(value)) = (
+                tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+                value.parse(),
+            ) {
+                self.0.insert(key, value);
+            }
+        }
+    }
+    let context = tracing::Span::current().context();
+    global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut MetadataInjector(metadata))
+    });
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|key| key.as_str()).collect()
+    }
+}
+
+/// A tower layer for gRPC servers: a span per call that continues the caller's
+/// trace, an access-log line, and the duration histogram.
+#[derive(Clone)]
+pub struct RpcLayer {
+    duration: Histogram<f64>,
+}
+
+impl RpcLayer {
+    /// The layer, recording into the global meter under `service`.
+    pub fn new(service: &'static str) -> Self {
+        let duration = global::meter(service)
+            .f64_histogram("rpc.server.duration")
+            .with_unit("s")
+            .with_description("Duration of gRPC calls handled by this server")
+            .build();
+        Self { duration }
+    }
+}
+
+impl<S> tower::Layer<S> for RpcLayer {
+    type Service = RpcService<S>;
+    fn layer(&self, inner: S) -> RpcService<S> {
+        RpcService {
+            inner,
+            duration: self.duration.clone(),
+        }
+    }
+}
+
+/// The service [`RpcLayer`] wraps around a server.
+#[derive(Clone)]
+pub struct RpcService<S> {
+    inner: S,
+    duration: Histogram<f64>,
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for RpcService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>> + Send + Clone + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request.uri().path().to_owned();
+        let request_id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let span = tracing::info_span!(
+            "rpc",
+            otel.kind = "server",
+            rpc.method = %method,
+            request_id = %request_id,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        let parent = global::get_text_map_propagator(|propagator| {
+            propagator.extract(&HeaderExtractor(request.headers()))
+        });
+        let _ = span.set_parent(parent);
+        let duration = self.duration.clone();
+        // Take the instance that was polled ready and leave a fresh clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let started = Instant::now();
+        Box::pin(
+            async move {
+                let result = inner.call(request).await;
+                // Errors answer trailers-only, so their status is in the
+                // headers; a call that started streaming counts as OK here.
+                let code = match &result {
+                    Ok(response) => response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .unwrap_or(0),
+                    Err(_) => 14,
+                };
+                let elapsed = started.elapsed();
+                tracing::Span::current().record("rpc.grpc.status_code", code);
+                duration.record(
+                    elapsed.as_secs_f64(),
+                    &[
+                        KeyValue::new("rpc.method", method.clone()),
+                        KeyValue::new("rpc.grpc.status_code", i64::from(code)),
+                    ],
+                );
+                if code == 0 {
+                    tracing::debug!(%method, code, elapsed_ms = elapsed.as_millis() as u64, "rpc");
+                } else {
+                    tracing::info!(%method, code, elapsed_ms = elapsed.as_millis() as u64, "rpc");
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
