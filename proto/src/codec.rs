@@ -16,7 +16,9 @@ pub struct StrictProstCodec<T, U> {
 
 impl<T, U> Default for StrictProstCodec<T, U> {
     fn default() -> Self {
-        Self { _types: PhantomData }
+        Self {
+            _types: PhantomData,
+        }
     }
 }
 
@@ -49,7 +51,10 @@ impl<U: prost::Message + Default> Decoder for StrictDecoder<U> {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         self.0.decode(buf).map_err(|status| {
-            Status::invalid_argument(format!("the message could not be decoded: {}", status.message()))
+            Status::invalid_argument(format!(
+                "the message could not be decoded: {}",
+                status.message()
+            ))
         })
     }
 

@@ -4,7 +4,8 @@
 pub mod codec;
 
 /// The encoded `FileDescriptorSet` of every suite proto and everything it imports.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crm_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/crm_descriptor.bin"));
 
 pub mod crm {
     pub mod common {

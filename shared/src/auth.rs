@@ -184,7 +184,11 @@ impl Verifier {
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let (key, algorithm) = match header.alg {
             Algorithm::HS256 => (self.inner.hs256.as_ref(), Algorithm::HS256),
-            _ => match header.kid.as_deref().and_then(|kid| self.inner.jwks.get(kid)) {
+            _ => match header
+                .kid
+                .as_deref()
+                .and_then(|kid| self.inner.jwks.get(kid))
+            {
                 Some((key, alg)) if *alg == header.alg => (Some(key), *alg),
                 _ => (None, header.alg),
             },
@@ -205,7 +209,9 @@ impl Verifier {
             .map_err(|e| AuthError::Invalid(e.to_string()))?
             .claims;
         if claims.tenant.is_empty() || claims.sub.is_empty() {
-            return Err(AuthError::Invalid("tenant and sub must not be empty".into()));
+            return Err(AuthError::Invalid(
+                "tenant and sub must not be empty".into(),
+            ));
         }
         Ok(Principal {
             tenant: claims.tenant,
@@ -318,7 +324,13 @@ mod tests {
 
     #[test]
     fn a_signed_token_becomes_its_principal() {
-        let token = sign_hs256("s3cret", "acme", "ada", &[Role::Sales], Duration::from_secs(60));
+        let token = sign_hs256(
+            "s3cret",
+            "acme",
+            "ada",
+            &[Role::Sales],
+            Duration::from_secs(60),
+        );
         let principal = verifier("s3cret").verify(&token.unwrap()).unwrap();
         assert_eq!(principal.tenant, "acme");
         assert_eq!(principal.subject, "ada");
@@ -329,7 +341,13 @@ mod tests {
 
     #[test]
     fn a_wrong_signature_or_an_expired_token_is_refused() {
-        let token = sign_hs256("other", "acme", "ada", &[Role::Admin], Duration::from_secs(60));
+        let token = sign_hs256(
+            "other",
+            "acme",
+            "ada",
+            &[Role::Admin],
+            Duration::from_secs(60),
+        );
         assert!(verifier("s3cret").verify(&token.unwrap()).is_err());
         let claims = Claims {
             sub: "ada".into(),
@@ -346,7 +364,10 @@ mod tests {
             &EncodingKey::from_secret(b"s3cret"),
         )
         .unwrap();
-        assert!(matches!(verifier("s3cret").verify(&expired), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            verifier("s3cret").verify(&expired),
+            Err(AuthError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -70,7 +70,10 @@ pub enum LogFormat {
 pub fn load(service: &str, default_port: u16) -> Result<Settings, config::ConfigError> {
     let file = std::env::var("CRM_CONFIG").unwrap_or_else(|_| "crm".to_owned());
     let layered = config::Config::builder()
-        .set_default(format!("{service}.listen_addr"), format!("127.0.0.1:{default_port}"))?
+        .set_default(
+            format!("{service}.listen_addr"),
+            format!("127.0.0.1:{default_port}"),
+        )?
         .set_default(
             format!("{service}.database_url"),
             format!("sqlite://data/{service}.db?mode=rwc"),
@@ -105,5 +108,9 @@ pub fn load(service: &str, default_port: u16) -> Result<Settings, config::Config
 /// Without a configured key, page tokens are only valid within this process.
 fn random_secret() -> String {
     tracing::warn!("no paging_secret configured: page tokens will not survive a restart");
-    format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple())
+    format!(
+        "{}{}",
+        uuid::Uuid::now_v7().simple(),
+        uuid::Uuid::now_v7().simple()
+    )
 }

@@ -31,7 +31,10 @@ pub fn parse_name(name: &str, collection: &str, field: &str) -> Result<Uuid, Api
         .strip_prefix(collection)
         .and_then(|rest| rest.strip_prefix('/'))
         .ok_or_else(|| {
-            ApiError::invalid(field, format!("must be a resource name \"{collection}/{{id}}\""))
+            ApiError::invalid(
+                field,
+                format!("must be a resource name \"{collection}/{{id}}\""),
+            )
         })?;
     Uuid::parse_str(id)
         .map_err(|_| ApiError::invalid(field, format!("\"{id}\" is not a valid resource id")))
@@ -97,7 +100,10 @@ mod tests {
     #[test]
     fn resource_names_parse_only_in_their_collection() {
         let id = Uuid::now_v7();
-        assert_eq!(parse_name(&name_of("contacts", id), "contacts", "name").unwrap(), id);
+        assert_eq!(
+            parse_name(&name_of("contacts", id), "contacts", "name").unwrap(),
+            id
+        );
         assert!(parse_name(&name_of("companies", id), "contacts", "name").is_err());
         assert!(parse_name("contacts/not-a-uuid", "contacts", "name").is_err());
         assert!(parse_name("", "contacts", "name").is_err());
@@ -114,7 +120,10 @@ mod tests {
     fn timestamps_round_trip_and_reject_bad_nanos() {
         let now = Utc::now();
         assert_eq!(from_timestamp(&to_timestamp(now), "t").unwrap(), now);
-        let bad = Timestamp { seconds: 0, nanos: -1 };
+        let bad = Timestamp {
+            seconds: 0,
+            nanos: -1,
+        };
         assert!(from_timestamp(&bad, "t").is_err());
     }
 }

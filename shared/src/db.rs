@@ -83,7 +83,10 @@ impl Database {
     /// for SQLite, creates the file (and its folder) when missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
         if let Some(path) = sqlite_path(url) {
-            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Some(dir) = Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
             }
@@ -146,7 +149,10 @@ mod tests {
 
     #[test]
     fn sqlite_paths_are_read_from_urls() {
-        assert_eq!(sqlite_path("sqlite://data/contacts.db?mode=rwc"), Some("data/contacts.db"));
+        assert_eq!(
+            sqlite_path("sqlite://data/contacts.db?mode=rwc"),
+            Some("data/contacts.db")
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://localhost/crm"), None);
     }

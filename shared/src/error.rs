@@ -175,7 +175,10 @@ mod tests {
 
     #[test]
     fn invalid_argument_carries_field_violations_and_error_info() {
-        let status = Status::from(ApiError::invalid("contact.emails[0].address", "not an email"));
+        let status = Status::from(ApiError::invalid(
+            "contact.emails[0].address",
+            "not an email",
+        ));
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
         let violations = &details.bad_request().unwrap().field_violations;

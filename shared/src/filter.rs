@@ -18,6 +18,8 @@
 //! value       := "double quoted" | 'single quoted' | bare   -- bare: [A-Za-z0-9_.*+-]+
 //! ```
 
+use std::fmt::Write as _;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{Condition, Order, Value};
@@ -90,6 +92,12 @@ impl FilterError {
 /// Parses `filter` into a condition over the columns of `schema`.
 ///
 /// An empty (or all-blank) filter gives an empty `Condition::all()`, which matches everything.
+///
+/// # Errors
+///
+/// A [`FilterError`] naming the position or field for syntax errors, unknown fields, operators
+/// the field's kind does not support, values of the wrong type, and filters over the limits
+/// (4000 characters, 32 levels of parentheses, 100 restrictions).
 pub fn parse_filter(schema: &FilterSchema, filter: &str) -> Result<Condition, FilterError> {
     let chars = filter.chars().count();
     if chars > MAX_FILTER_CHARS {
@@ -124,6 +132,11 @@ pub fn parse_filter(schema: &FilterSchema, filter: &str) -> Result<Condition, Fi
 /// (public name, column) pairs.
 ///
 /// Returns (column, direction) pairs in the order given; empty input gives an empty list.
+///
+/// # Errors
+///
+/// A [`FilterError`] for an unknown or repeated field, a direction other than `asc`/`desc`
+/// (any case), an empty item or any extra word.
 pub fn parse_order_by(
     allowed: &[(&'static str, &'static str)],
     order_by: &str,
@@ -673,6 +686,9 @@ fn compare(column: &'static str, cmp: Cmp, value: impl Into<Expr>) -> Expr {
 
 /// Text: comparisons on the stored value, `= "abc*"` as a prefix match, `:` as a
 /// case-insensitive substring match.
+///
+/// For `:` both sides are lowercased; PostgreSQL's LOWER folds all of Unicode but SQLite's only
+/// ASCII, so on SQLite a non-ASCII letter matches only when it has the same case as stored.
 fn text(column: &'static str, op: Op, value: &str) -> Expr {
     match op {
         Op::Cmp(Cmp::Eq) => match value.strip_suffix('*') {
@@ -764,6 +780,9 @@ fn boolean(field: &FilterField, value: &str) -> Result<Value, FilterError> {
 /// Plain text matching keeps this identical on SQLite and PostgreSQL: the element is searched
 /// for with its JSON quotes, encoded the way serde_json writes it. The LIKE alone would ignore
 /// ASCII case on SQLite, so a case-sensitive `REPLACE(col, needle, '') <> col` test is added.
+///
+/// Known gap of plain text matching: an element that itself ends in `"value` (stored as
+/// `\"value`) also matches `value`; tags are not expected to contain quotes.
 fn json_array_has(column: &'static str, value: &str) -> Expr {
     let needle = format!("\"{}\"", json_escape(value));
     let pattern = format!("%{}%", escape_like(&needle));
@@ -806,7 +825,10 @@ fn json_escape(value: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\u{08}' => out.push_str("\\b"),
             '\u{0c}' => out.push_str("\\f"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            // Writing to a String cannot fail.
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
             c => out.push(c),
         }
     }

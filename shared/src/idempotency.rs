@@ -94,7 +94,10 @@ pub async fn record<C: ConnectionTrait>(
         resource: Set(resource.to_owned()),
         create_time: Set(chrono::Utc::now()),
     };
-    match entity::Entity::insert(row).exec_without_returning(txn).await {
+    match entity::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await
+    {
         Ok(_) => Ok(Recorded::New),
         Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
             Ok(Recorded::Taken)

@@ -138,7 +138,9 @@ pub async fn append<C: ConnectionTrait>(
     // Chunked: SQLite allows at most 32766 bound parameters per statement.
     let rows: Vec<_> = rows.collect();
     for chunk in rows.chunks(2000) {
-        entity::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+        entity::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
+            .await?;
     }
     Ok(())
 }
@@ -240,7 +242,11 @@ impl EventFeed {
             for row in rows {
                 cursor = row.sequence;
                 let event = self.to_event(row);
-                if sender.send(Ok(StreamEventsResponse { event: Some(event) })).await.is_err() {
+                if sender
+                    .send(Ok(StreamEventsResponse { event: Some(event) }))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 if let Some(n) = remaining.as_mut() {
@@ -290,7 +296,9 @@ impl EventFeedService for EventFeed {
         let tenant = (!principal.is_service()).then_some(principal.tenant);
         let (sender, receiver) = mpsc::channel(256);
         tokio::spawn(self.clone().run(tenant, request, sender));
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
     }
 }
 

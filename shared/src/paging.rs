@@ -56,7 +56,11 @@ impl PageTokens {
     pub fn encode(&self, query: &str, offset: u64) -> String {
         let payload = offset.to_string();
         let tag = self.mac(query, &payload).finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(tag))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
     }
 
     /// The offset a token continues at; 0 for an empty token. A token that was
@@ -66,13 +70,18 @@ impl PageTokens {
             return Ok(0);
         }
         let invalid = || {
-            ApiError::invalid(field, "not a page token of this query (was the filter or order changed?)")
+            ApiError::invalid(
+                field,
+                "not a page token of this query (was the filter or order changed?)",
+            )
         };
         let (payload, tag) = token.split_once('.').ok_or_else(invalid)?;
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?;
         let payload = String::from_utf8(payload).map_err(|_| invalid())?;
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| invalid())?;
-        self.mac(query, &payload).verify_slice(&tag).map_err(|_| invalid())?;
+        self.mac(query, &payload)
+            .verify_slice(&tag)
+            .map_err(|_| invalid())?;
         payload.parse().map_err(|_| invalid())
     }
 }
@@ -85,9 +94,16 @@ mod tests {
     fn tokens_round_trip_for_their_query_only() {
         let tokens = PageTokens::new("key");
         let token = tokens.encode("filter=a", 150);
-        assert_eq!(tokens.decode(&token, "filter=a", "page_token").unwrap(), 150);
+        assert_eq!(
+            tokens.decode(&token, "filter=a", "page_token").unwrap(),
+            150
+        );
         assert!(tokens.decode(&token, "filter=b", "page_token").is_err());
-        assert!(PageTokens::new("other").decode(&token, "filter=a", "page_token").is_err());
+        assert!(
+            PageTokens::new("other")
+                .decode(&token, "filter=a", "page_token")
+                .is_err()
+        );
         assert_eq!(tokens.decode("", "filter=a", "page_token").unwrap(), 0);
     }
 

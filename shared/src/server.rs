@@ -28,8 +28,8 @@ pub enum ServeError {
 pub struct Host {
     /// Reports readiness per service name.
     pub health: HealthReporter,
-    /// The health service, as routes the service's own are merged into.
-    base: Routes,
+    /// The health service, until the service takes it with [`Host::routes`].
+    base: Option<Routes>,
     stopping: watch::Sender<bool>,
     served: Vec<String>,
 }
@@ -41,15 +41,23 @@ impl Host {
         let (health, health_service) = tonic_health::server::health_reporter();
         let served: Vec<String> = served.iter().map(|s| (*s).to_owned()).collect();
         for name in served.iter().map(String::as_str).chain([""]) {
-            health.set_service_status(name, ServingStatus::NotServing).await;
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
         }
         let (stopping, _) = watch::channel(false);
         Self {
             health,
-            base: Routes::new(health_service),
+            base: Some(Routes::new(health_service)),
             stopping,
             served,
         }
+    }
+
+    /// The routes to add the service's own services to: health is already
+    /// in them, reflection is added by [`Host::serve`].
+    pub fn routes(&mut self) -> Routes {
+        self.base.take().unwrap_or_default()
     }
 
     /// Turns true when shutdown begins; long-lived streams end on it.
@@ -60,12 +68,14 @@ impl Host {
     /// Marks every served service SERVING, once its migrations are done.
     pub async fn set_ready(&self) {
         for name in self.served.iter().map(String::as_str).chain([""]) {
-            self.health.set_service_status(name, ServingStatus::Serving).await;
+            self.health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
         }
     }
 
-    /// Serves `routes` (the service's own, already authenticated) plus health
-    /// and reflection on `listener` until `shutdown` resolves, then drains for
+    /// Serves `routes` (from [`Host::routes`], with the service's own added)
+    /// plus reflection on `listener` until `shutdown` resolves, then drains for
     /// at most `grace`.
     pub async fn serve(
         self,
@@ -82,11 +92,16 @@ impl Host {
             .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
         // List only what this process serves, not every service in the suite's protos.
-        for name in self.served.iter().map(String::as_str).chain(["grpc.health.v1.Health"]) {
+        for name in self
+            .served
+            .iter()
+            .map(String::as_str)
+            .chain(["grpc.health.v1.Health"])
+        {
             reflection_v1 = reflection_v1.with_service_name(name);
             reflection_v1alpha = reflection_v1alpha.with_service_name(name);
         }
-        let routes = Routes::from(self.base.into_axum_router().merge(routes.into_axum_router()))
+        let routes = routes
             .add_service(reflection_v1.build_v1()?)
             .add_service(reflection_v1alpha.build_v1alpha()?);
         let health = self.health;
@@ -97,7 +112,9 @@ impl Host {
             shutdown.await;
             tracing::info!("shutting down: not serving, ending feeds, draining calls");
             for name in served.iter().map(String::as_str).chain([""]) {
-                health.set_service_status(name, ServingStatus::NotServing).await;
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
             }
             let _ = stopping.send(true);
             let _ = drain_started.send(true);

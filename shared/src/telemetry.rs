@@ -83,7 +83,8 @@ pub fn init(service: &str, settings: &TelemetrySettings) -> Result<TelemetryGuar
     }
     let tracer_provider = tracer_builder.build();
     global::set_tracer_provider(tracer_provider.clone());
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer(service.to_owned()));
+    let otel =
+        tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer(service.to_owned()));
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));

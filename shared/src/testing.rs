@@ -69,11 +69,16 @@ impl TestDatabase {
             }
         };
         let name = format!("crm_test_{}", Uuid::now_v7().simple());
-        if let Err(error) = admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await {
+        if let Err(error) = admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+        {
             panic!("cannot create test database {name}: {error}");
         }
         let _ = admin.close().await;
-        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(base, _)| base);
         Some(Self {
             url: format!("{base}/{name}"),
             backend: Backend::Postgres,
@@ -93,7 +98,9 @@ impl Drop for TestDatabase {
                 // Drop runs inside the test's runtime, which cannot block on
                 // async work: drop the database from a thread of its own.
                 let dropped = std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
                     if let Ok(runtime) = runtime {
                         runtime.block_on(async {
                             if let Ok(admin) = Database::connect(&admin_url).await {

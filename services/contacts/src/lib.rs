@@ -24,7 +24,6 @@ use crm_shared::{
     server::Host,
 };
 use tokio::net::TcpListener;
-use tonic::service::Routes;
 
 pub use migration::Migrator;
 
@@ -83,9 +82,11 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        let db =
-            Database::connect(&settings.service.database_url, settings.service.max_connections)
-                .await?;
+        let db = Database::connect(
+            &settings.service.database_url,
+            settings.service.max_connections,
+        )
+        .await?;
         Ok(Self {
             listener,
             db,
@@ -97,7 +98,9 @@ impl Application {
 
     /// The address the service listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
     }
 
     /// Serves: NOT_SERVING while migrations run, SERVING after, until
@@ -106,7 +109,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let host = Host::new(&[
+        let mut host = Host::new(&[
             "crm.contacts.v1.ContactsService",
             "crm.events.v1.EventFeedService",
         ])
@@ -118,15 +121,16 @@ impl Application {
         );
         let feed = EventFeed::new(self.db.clone(), SERVICE, &signal, host.stopping());
         let authenticate = auth::interceptor(self.verifier);
-        let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(
-            ContactsServiceServer::new(contacts)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            authenticate.clone(),
-        ))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            EventFeedServiceServer::new(feed),
-            authenticate,
-        ));
+        let routes = host
+            .routes()
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                ContactsServiceServer::new(contacts).max_decoding_message_size(MAX_MESSAGE_BYTES),
+                authenticate.clone(),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                EventFeedServiceServer::new(feed),
+                authenticate,
+            ));
         let db = self.db.clone();
         let ready = async {
             db.migrate::<Migrator>().await?;
@@ -136,7 +140,8 @@ impl Application {
         };
         let host = ready.await?;
         tracing::info!(addr = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "contacts listening");
-        host.serve(SERVICE, self.listener, routes, shutdown, self.grace).await?;
+        host.serve(SERVICE, self.listener, routes, shutdown, self.grace)
+            .await?;
         self.db.conn.close_by_ref().await?;
         Ok(())
     }

@@ -12,7 +12,8 @@ async fn main() -> anyhow::Result<()> {
         Some("migrate") => crm_contacts::migrate_only(&settings).await?,
         None | Some("serve") => {
             let app = crm_contacts::Application::build(settings).await?;
-            app.run_until_stopped(crm_shared::server::termination_signal()).await?;
+            app.run_until_stopped(crm_shared::server::termination_signal())
+                .await?;
         }
         Some(other) => anyhow::bail!("unknown command {other:?}; use `serve` or `migrate`"),
     }

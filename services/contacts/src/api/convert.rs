@@ -53,7 +53,9 @@ fn address_to(address: &Option<PostalAddress>) -> Option<pb_common::PostalAddres
 
 fn lifecycle_from(value: i32, field: &str) -> Result<Option<LifecycleStage>, ApiError> {
     use pb::LifecycleStage as P;
-    let stage = match P::try_from(value).map_err(|_| ApiError::invalid(field, format!("unknown lifecycle stage {value}")))? {
+    let stage = match P::try_from(value)
+        .map_err(|_| ApiError::invalid(field, format!("unknown lifecycle stage {value}")))?
+    {
         P::Unspecified => return Ok(None),
         P::Subscriber => LifecycleStage::Subscriber,
         P::Lead => LifecycleStage::Lead,
@@ -88,18 +90,33 @@ fn consent_from(consent: pb::Consent, field: &str) -> Result<Consent, ApiError> 
         Ok(pb::Channel::Email) => Channel::Email,
         Ok(pb::Channel::Sms) => Channel::Sms,
         Ok(pb::Channel::Phone) => Channel::Phone,
-        _ => return Err(ApiError::invalid(format!("{field}.channel"), "EMAIL, SMS or PHONE")),
+        _ => {
+            return Err(ApiError::invalid(
+                format!("{field}.channel"),
+                "EMAIL, SMS or PHONE",
+            ));
+        }
     };
     let status = match pb::ConsentStatus::try_from(consent.status) {
         Ok(pb::ConsentStatus::Granted) => ConsentStatus::Granted,
         Ok(pb::ConsentStatus::Withdrawn) => ConsentStatus::Withdrawn,
-        _ => return Err(ApiError::invalid(format!("{field}.status"), "GRANTED or WITHDRAWN")),
+        _ => {
+            return Err(ApiError::invalid(
+                format!("{field}.status"),
+                "GRANTED or WITHDRAWN",
+            ));
+        }
     };
     let update_time = match &consent.update_time {
         Some(time) => from_timestamp(time, &format!("{field}.update_time"))?,
         None => chrono::Utc::now(),
     };
-    Ok(Consent { channel, status, update_time, source: consent.source })
+    Ok(Consent {
+        channel,
+        status,
+        update_time,
+        source: consent.source,
+    })
 }
 
 fn consent_to(consent: &Consent) -> pb::Consent {
@@ -133,21 +150,37 @@ pub fn contact_draft(contact: pb::Contact, prefix: &str) -> Result<ContactDraft,
         emails: contact
             .emails
             .into_iter()
-            .map(|e| Email { address: e.address, label: e.label, primary: e.primary })
+            .map(|e| Email {
+                address: e.address,
+                label: e.label,
+                primary: e.primary,
+            })
             .collect(),
         phones: contact
             .phones
             .into_iter()
-            .map(|p| Phone { number: p.number, normalized: String::new(), label: p.label, primary: p.primary })
+            .map(|p| Phone {
+                number: p.number,
+                normalized: String::new(),
+                label: p.label,
+                primary: p.primary,
+            })
             .collect(),
         company: contact.company,
         job_title: contact.job_title,
         address: address_from(contact.address),
-        lifecycle_stage: lifecycle_from(contact.lifecycle_stage, &format!("{prefix}.lifecycle_stage"))?,
+        lifecycle_stage: lifecycle_from(
+            contact.lifecycle_stage,
+            &format!("{prefix}.lifecycle_stage"),
+        )?,
         owner: contact.owner,
         source: contact.source,
         tags: contact.tags,
-        custom_fields: contact.custom_fields.as_ref().map(struct_to_json).unwrap_or_default(),
+        custom_fields: contact
+            .custom_fields
+            .as_ref()
+            .map(struct_to_json)
+            .unwrap_or_default(),
         consents,
     })
 }
@@ -163,7 +196,11 @@ pub fn contact_message(contact: &Contact) -> pb::Contact {
         emails: d
             .emails
             .iter()
-            .map(|e| pb::EmailAddress { address: e.address.clone(), label: e.label.clone(), primary: e.primary })
+            .map(|e| pb::EmailAddress {
+                address: e.address.clone(),
+                label: e.label.clone(),
+                primary: e.primary,
+            })
             .collect(),
         phones: d
             .phones
@@ -199,10 +236,18 @@ pub fn company_draft(company: pb::Company) -> CompanyDraft {
         domain: company.domain,
         industry: company.industry,
         employee_count: i64::from(company.employee_count),
-        annual_revenue: company.annual_revenue.map(|m| Money { currency_code: m.currency_code, units: m.units, nanos: m.nanos }),
+        annual_revenue: company.annual_revenue.map(|m| Money {
+            currency_code: m.currency_code,
+            units: m.units,
+            nanos: m.nanos,
+        }),
         address: address_from(company.address),
         tags: company.tags,
-        custom_fields: company.custom_fields.as_ref().map(struct_to_json).unwrap_or_default(),
+        custom_fields: company
+            .custom_fields
+            .as_ref()
+            .map(struct_to_json)
+            .unwrap_or_default(),
         owner: company.owner,
     }
 }
@@ -242,7 +287,12 @@ pub fn activity_draft(activity: pb::Activity, prefix: &str) -> Result<ActivityDr
         Ok(P::Email) => Some(ActivityKind::Email),
         Ok(P::Meeting) => Some(ActivityKind::Meeting),
         Ok(P::System) => Some(ActivityKind::System),
-        Err(_) => return Err(ApiError::invalid(format!("{prefix}.kind"), format!("unknown activity kind {}", activity.kind))),
+        Err(_) => {
+            return Err(ApiError::invalid(
+                format!("{prefix}.kind"),
+                format!("unknown activity kind {}", activity.kind),
+            ));
+        }
     };
     let occur_time = activity
         .occur_time
@@ -293,7 +343,10 @@ pub fn activity_message(activity: &Activity) -> pb::Activity {
 pub struct ProtoPayloads;
 
 fn any<M: prost::Name>(message: &M) -> prost_types::Any {
-    prost_types::Any { type_url: M::type_url(), value: message.encode_to_vec() }
+    prost_types::Any {
+        type_url: M::type_url(),
+        value: message.encode_to_vec(),
+    }
 }
 
 impl crate::store::EventPayloads for ProtoPayloads {
@@ -307,9 +360,14 @@ impl crate::store::EventPayloads for ProtoPayloads {
         any(&activity_message(activity))
     }
     fn merged(&self, survivor: &str, merged: &[String]) -> prost_types::Any {
-        any(&pb::ContactMerged { survivor: survivor.to_owned(), merged: merged.to_vec() })
+        any(&pb::ContactMerged {
+            survivor: survivor.to_owned(),
+            merged: merged.to_vec(),
+        })
     }
     fn erased(&self, contact: &str) -> prost_types::Any {
-        any(&pb::ContactErased { contact: contact.to_owned() })
+        any(&pb::ContactErased {
+            contact: contact.to_owned(),
+        })
     }
 }

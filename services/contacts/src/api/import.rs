@@ -32,7 +32,12 @@ fn validate_row(request: pb::ImportContactsRequest) -> ImportRow {
         .and_then(|draft| draft.normalize("contact"));
     match checked {
         Ok(draft) => ImportRow::Valid(draft),
-        Err(error) => ImportRow::Invalid(error.to_string().trim_start_matches("invalid argument: ").to_owned()),
+        Err(error) => ImportRow::Invalid(
+            error
+                .to_string()
+                .trim_start_matches("invalid argument: ")
+                .to_owned(),
+        ),
     }
 }
 
@@ -42,7 +47,12 @@ fn result_message(row: i64, outcome: ImportOutcome) -> pb::ImportRowResult {
         ImportOutcome::Duplicate(name) => (pb::ImportOutcome::Duplicate, name, String::new()),
         ImportOutcome::Failed(error) => (pb::ImportOutcome::Failed, String::new(), error),
     };
-    pb::ImportRowResult { row, outcome: outcome as i32, contact, error }
+    pb::ImportRowResult {
+        row,
+        outcome: outcome as i32,
+        contact,
+        error,
+    }
 }
 
 /// Runs an import over the request stream.
@@ -71,7 +81,9 @@ pub fn run(
                 Ok(Err(status)) => {
                     // A row that does not decode ends the import: commit what
                     // came before it, then report the error.
-                    if !batch.is_empty() && !flush(&store, &tenant, &actor, &mut batch, &mut next_row, &sender).await {
+                    if !batch.is_empty()
+                        && !flush(&store, &tenant, &actor, &mut batch, &mut next_row, &sender).await
+                    {
                         return;
                     }
                     let _ = sender.send(Err(status)).await;
@@ -118,7 +130,10 @@ async fn flush(
                     result_message(row, outcome)
                 })
                 .collect();
-            sender.send(Ok(pb::ImportContactsResponse { results })).await.is_ok()
+            sender
+                .send(Ok(pb::ImportContactsResponse { results }))
+                .await
+                .is_ok()
         }
         Err(error) => {
             let _ = sender.send(Err(error.into())).await;
@@ -128,12 +143,25 @@ async fn flush(
 }
 
 /// Streams every matching contact in chunks.
-pub fn export(store: Store, tenant: Tenant, condition: Condition, show_deleted: bool) -> BoxStream<pb::ExportContactsResponse> {
+pub fn export(
+    store: Store,
+    tenant: Tenant,
+    condition: Condition,
+    show_deleted: bool,
+) -> BoxStream<pb::ExportContactsResponse> {
     let (sender, receiver) = mpsc::channel(2);
     tokio::spawn(async move {
         let mut after = None;
         loop {
-            let page = store.export_page(&tenant, condition.clone(), show_deleted, after.clone(), EXPORT_CHUNK).await;
+            let page = store
+                .export_page(
+                    &tenant,
+                    condition.clone(),
+                    show_deleted,
+                    after.clone(),
+                    EXPORT_CHUNK,
+                )
+                .await;
             let contacts = match page {
                 Ok(contacts) => contacts,
                 Err(error) => {
@@ -144,7 +172,9 @@ pub fn export(store: Store, tenant: Tenant, condition: Condition, show_deleted: 
             let Some(last) = contacts.last() else { return };
             after = Some(last.id.to_string());
             let done = (contacts.len() as u64) < EXPORT_CHUNK;
-            let message = pb::ExportContactsResponse { contacts: contacts.iter().map(contact_message).collect() };
+            let message = pb::ExportContactsResponse {
+                contacts: contacts.iter().map(contact_message).collect(),
+            };
             if sender.send(Ok(message)).await.is_err() || done {
                 return;
             }

@@ -23,7 +23,10 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::domain::{self, ActivityKind};
 use crate::store::{ListQuery, Store};
 pub use convert::ProtoPayloads;
-use convert::{activity_draft, activity_message, company_draft, company_message, contact_draft, contact_message, parse_etag};
+use convert::{
+    activity_draft, activity_message, company_draft, company_message, contact_draft,
+    contact_message, parse_etag,
+};
 
 /// Roles that may merge, import and bulk-export contacts.
 const BULK: &[Role] = &[Role::Admin, Role::Manager, Role::Sales, Role::Marketing];
@@ -71,38 +74,74 @@ impl ContactsApi {
         token: &str,
     ) -> Result<(ListQuery, String), ApiError> {
         let limit = page_size(size, 50, 1000, "page_size")?;
-        let condition = parse_filter(schema, filter).map_err(|e| ApiError::invalid("filter", e.message))?;
-        let order = parse_order_by(orderable, order_by).map_err(|e| ApiError::invalid("order_by", e.message))?;
+        let condition =
+            parse_filter(schema, filter).map_err(|e| ApiError::invalid("filter", e.message))?;
+        let order = parse_order_by(orderable, order_by)
+            .map_err(|e| ApiError::invalid("order_by", e.message))?;
         let fingerprint = format!("{resource}\0{filter}\0{order_by}\0{show_deleted}");
         let offset = self.page_tokens.decode(token, &fingerprint, "page_token")?;
-        Ok((ListQuery { condition, order, show_deleted, offset, limit }, fingerprint))
+        Ok((
+            ListQuery {
+                condition,
+                order,
+                show_deleted,
+                offset,
+                limit,
+            },
+            fingerprint,
+        ))
     }
 
     /// The token of the page after `returned` rows from `query`, if any remain.
-    fn next_token(&self, fingerprint: &str, query_offset: u64, returned: usize, total: u64) -> String {
+    fn next_token(
+        &self,
+        fingerprint: &str,
+        query_offset: u64,
+        returned: usize,
+        total: u64,
+    ) -> String {
         let next = query_offset + returned as u64;
-        if returned > 0 && next < total { self.page_tokens.encode(fingerprint, next) } else { String::new() }
+        if returned > 0 && next < total {
+            self.page_tokens.encode(fingerprint, next)
+        } else {
+            String::new()
+        }
     }
 }
 
 #[tonic::async_trait]
 impl ContactsService for ContactsApi {
-    async fn create_contact(&self, request: Request<pb::CreateContactRequest>) -> Result<Response<pb::Contact>, Status> {
+    async fn create_contact(
+        &self,
+        request: Request<pb::CreateContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let request = request.into_inner();
         let request_id = parse_request_id(&request.request_id)?;
-        let draft = contact_draft(required(request.contact, "contact")?, "contact")?.normalize("contact")?;
-        let contact = self.store.create_contact(&tenant, &principal.subject, draft, request_id).await?;
+        let draft = contact_draft(required(request.contact, "contact")?, "contact")?
+            .normalize("contact")?;
+        let contact = self
+            .store
+            .create_contact(&tenant, &principal.subject, draft, request_id)
+            .await?;
         Ok(Response::new(contact_message(&contact)))
     }
 
-    async fn get_contact(&self, request: Request<pb::GetContactRequest>) -> Result<Response<pb::Contact>, Status> {
+    async fn get_contact(
+        &self,
+        request: Request<pb::GetContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
         let (_, tenant) = caller(&request, Role::READERS)?;
         let id = parse_name(&request.get_ref().name, "contacts", "name")?;
-        Ok(Response::new(contact_message(&self.store.get_contact(&tenant, id).await?)))
+        Ok(Response::new(contact_message(
+            &self.store.get_contact(&tenant, id).await?,
+        )))
     }
 
-    async fn list_contacts(&self, request: Request<pb::ListContactsRequest>) -> Result<Response<pb::ListContactsResponse>, Status> {
+    async fn list_contacts(
+        &self,
+        request: Request<pb::ListContactsRequest>,
+    ) -> Result<Response<pb::ListContactsResponse>, Status> {
         let (_, tenant) = caller(&request, Role::READERS)?;
         let r = request.into_inner();
         let (query, fingerprint) = self.list_query(
@@ -124,7 +163,10 @@ impl ContactsService for ContactsApi {
         }))
     }
 
-    async fn update_contact(&self, request: Request<pb::UpdateContactRequest>) -> Result<Response<pb::Contact>, Status> {
+    async fn update_contact(
+        &self,
+        request: Request<pb::UpdateContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let request = request.into_inner();
         let contact = required(request.contact, "contact")?;
@@ -144,29 +186,49 @@ impl ContactsService for ContactsApi {
         Ok(Response::new(contact_message(&updated)))
     }
 
-    async fn delete_contact(&self, request: Request<pb::DeleteContactRequest>) -> Result<Response<pb::Contact>, Status> {
+    async fn delete_contact(
+        &self,
+        request: Request<pb::DeleteContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let r = request.into_inner();
         let id = parse_name(&r.name, "contacts", "name")?;
         let expected = parse_etag(&r.etag, "etag")?;
-        let contact = self.store.delete_contact(&tenant, &principal.subject, id, expected).await?;
+        let contact = self
+            .store
+            .delete_contact(&tenant, &principal.subject, id, expected)
+            .await?;
         Ok(Response::new(contact_message(&contact)))
     }
 
-    async fn undelete_contact(&self, request: Request<pb::UndeleteContactRequest>) -> Result<Response<pb::Contact>, Status> {
+    async fn undelete_contact(
+        &self,
+        request: Request<pb::UndeleteContactRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let id = parse_name(&request.get_ref().name, "contacts", "name")?;
-        let contact = self.store.undelete_contact(&tenant, &principal.subject, id).await?;
+        let contact = self
+            .store
+            .undelete_contact(&tenant, &principal.subject, id)
+            .await?;
         Ok(Response::new(contact_message(&contact)))
     }
 
-    async fn search_contacts(&self, request: Request<pb::SearchContactsRequest>) -> Result<Response<pb::SearchContactsResponse>, Status> {
+    async fn search_contacts(
+        &self,
+        request: Request<pb::SearchContactsRequest>,
+    ) -> Result<Response<pb::SearchContactsResponse>, Status> {
         let (_, tenant) = caller(&request, Role::READERS)?;
         let r = request.into_inner();
-        Ok(Response::new(queries::search(&self.store, &tenant, &r.query, r.page_size).await?))
+        Ok(Response::new(
+            queries::search(&self.store, &tenant, &r.query, r.page_size).await?,
+        ))
     }
 
-    async fn batch_get_contacts(&self, request: Request<pb::BatchGetContactsRequest>) -> Result<Response<pb::BatchGetContactsResponse>, Status> {
+    async fn batch_get_contacts(
+        &self,
+        request: Request<pb::BatchGetContactsRequest>,
+    ) -> Result<Response<pb::BatchGetContactsResponse>, Status> {
         let (_, tenant) = caller(&request, Role::READERS)?;
         let names = request.into_inner().names;
         if names.len() > 1000 {
@@ -178,15 +240,25 @@ impl ContactsService for ContactsApi {
             .map(|(i, name)| parse_name(name, "contacts", &format!("names[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         let contacts = self.store.batch_get_contacts(&tenant, &ids).await?;
-        Ok(Response::new(pb::BatchGetContactsResponse { contacts: contacts.iter().map(contact_message).collect() }))
+        Ok(Response::new(pb::BatchGetContactsResponse {
+            contacts: contacts.iter().map(contact_message).collect(),
+        }))
     }
 
-    async fn find_duplicates(&self, request: Request<pb::FindDuplicatesRequest>) -> Result<Response<pb::FindDuplicatesResponse>, Status> {
+    async fn find_duplicates(
+        &self,
+        request: Request<pb::FindDuplicatesRequest>,
+    ) -> Result<Response<pb::FindDuplicatesResponse>, Status> {
         let (_, tenant) = caller(&request, Role::READERS)?;
-        Ok(Response::new(queries::find_duplicates(&self.store, &tenant, request.into_inner()).await?))
+        Ok(Response::new(
+            queries::find_duplicates(&self.store, &tenant, request.into_inner()).await?,
+        ))
     }
 
-    async fn merge_contacts(&self, request: Request<pb::MergeContactsRequest>) -> Result<Response<pb::Contact>, Status> {
+    async fn merge_contacts(
+        &self,
+        request: Request<pb::MergeContactsRequest>,
+    ) -> Result<Response<pb::Contact>, Status> {
         let (principal, tenant) = caller(&request, BULK)?;
         let r = request.into_inner();
         let survivor = parse_name(&r.survivor, "contacts", "survivor")?;
@@ -197,12 +269,19 @@ impl ContactsService for ContactsApi {
         for (i, name) in r.merged.iter().enumerate() {
             let id = parse_name(name, "contacts", &format!("merged[{i}]"))?;
             if id == survivor || merged.contains(&id) {
-                return Err(ApiError::invalid(format!("merged[{i}]"), "names the survivor or repeats a contact").into());
+                return Err(ApiError::invalid(
+                    format!("merged[{i}]"),
+                    "names the survivor or repeats a contact",
+                )
+                .into());
             }
             merged.push(id);
         }
         let expected = parse_etag(&r.etag, "etag")?;
-        let contact = self.store.merge_contacts(&tenant, &principal.subject, survivor, &merged, expected).await?;
+        let contact = self
+            .store
+            .merge_contacts(&tenant, &principal.subject, survivor, &merged, expected)
+            .await?;
         Ok(Response::new(contact_message(&contact)))
     }
 
@@ -214,7 +293,12 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<Self::ImportContactsStream>, Status> {
         let (principal, tenant) = caller(&request, BULK)?;
         let rows = request.into_inner();
-        Ok(Response::new(import::run(self.store.clone(), tenant, principal.subject, rows)))
+        Ok(Response::new(import::run(
+            self.store.clone(),
+            tenant,
+            principal.subject,
+            rows,
+        )))
     }
 
     type ExportContactsStream = BoxStream<pb::ExportContactsResponse>;
@@ -225,11 +309,20 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<Self::ExportContactsStream>, Status> {
         let (_, tenant) = caller(&request, BULK)?;
         let r = request.into_inner();
-        let condition = parse_filter(&crate::store::CONTACT_FILTER, &r.filter).map_err(|e| ApiError::invalid("filter", e.message))?;
-        Ok(Response::new(import::export(self.store.clone(), tenant, condition, r.show_deleted)))
+        let condition = parse_filter(&crate::store::CONTACT_FILTER, &r.filter)
+            .map_err(|e| ApiError::invalid("filter", e.message))?;
+        Ok(Response::new(import::export(
+            self.store.clone(),
+            tenant,
+            condition,
+            r.show_deleted,
+        )))
     }
 
-    async fn list_timeline(&self, request: Request<pb::ListTimelineRequest>) -> Result<Response<pb::ListTimelineResponse>, Status> {
+    async fn list_timeline(
+        &self,
+        request: Request<pb::ListTimelineRequest>,
+    ) -> Result<Response<pb::ListTimelineResponse>, Status> {
         let (_, tenant) = caller(&request, Role::READERS)?;
         let r = request.into_inner();
         let id = parse_name(&r.contact, "contacts", "contact")?;
@@ -246,8 +339,13 @@ impl ContactsService for ContactsApi {
             &r.page_token,
         )?;
         let fingerprint = format!("{fingerprint}\0{contact}");
-        query.offset = self.page_tokens.decode(&r.page_token, &fingerprint, "page_token")?;
-        query.condition = query.condition.add(sea_orm::ColumnTrait::eq(&crate::store::entities::activity::Column::Contact, contact));
+        query.offset = self
+            .page_tokens
+            .decode(&r.page_token, &fingerprint, "page_token")?;
+        query.condition = query.condition.add(sea_orm::ColumnTrait::eq(
+            &crate::store::entities::activity::Column::Contact,
+            contact,
+        ));
         let offset = query.offset;
         let (activities, total) = self.store.list_activities(&tenant, query).await?;
         Ok(Response::new(pb::ListTimelineResponse {
@@ -256,36 +354,64 @@ impl ContactsService for ContactsApi {
         }))
     }
 
-    async fn export_contact_data(&self, request: Request<pb::ExportContactDataRequest>) -> Result<Response<pb::ExportContactDataResponse>, Status> {
+    async fn export_contact_data(
+        &self,
+        request: Request<pb::ExportContactDataRequest>,
+    ) -> Result<Response<pb::ExportContactDataResponse>, Status> {
         let (_, tenant) = caller(&request, PRIVACY)?;
         let id = parse_name(&request.get_ref().name, "contacts", "name")?;
-        Ok(Response::new(queries::export_person(&self.store, &tenant, id).await?))
+        Ok(Response::new(
+            queries::export_person(&self.store, &tenant, id).await?,
+        ))
     }
 
-    async fn erase_contact(&self, request: Request<pb::EraseContactRequest>) -> Result<Response<pb::EraseContactResponse>, Status> {
+    async fn erase_contact(
+        &self,
+        request: Request<pb::EraseContactRequest>,
+    ) -> Result<Response<pb::EraseContactResponse>, Status> {
         let (principal, tenant) = caller(&request, PRIVACY)?;
         let name = request.into_inner().name;
         let id = parse_name(&name, "contacts", "name")?;
-        let erased = self.store.erase_contact(&tenant, &principal.subject, id).await?;
-        Ok(Response::new(pb::EraseContactResponse { name, erased_activity_count: i32::try_from(erased).unwrap_or(i32::MAX) }))
+        let erased = self
+            .store
+            .erase_contact(&tenant, &principal.subject, id)
+            .await?;
+        Ok(Response::new(pb::EraseContactResponse {
+            name,
+            erased_activity_count: i32::try_from(erased).unwrap_or(i32::MAX),
+        }))
     }
 
-    async fn create_company(&self, request: Request<pb::CreateCompanyRequest>) -> Result<Response<pb::Company>, Status> {
+    async fn create_company(
+        &self,
+        request: Request<pb::CreateCompanyRequest>,
+    ) -> Result<Response<pb::Company>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let request = request.into_inner();
         let request_id = parse_request_id(&request.request_id)?;
         let draft = company_draft(required(request.company, "company")?).normalize("company")?;
-        let company = self.store.create_company(&tenant, &principal.subject, draft, request_id).await?;
+        let company = self
+            .store
+            .create_company(&tenant, &principal.subject, draft, request_id)
+            .await?;
         Ok(Response::new(company_message(&company)))
     }
 
-    async fn get_company(&self, request: Request<pb::GetCompanyRequest>) -> Result<Response<pb::Company>, Status> {
+    async fn get_company(
+        &self,
+        request: Request<pb::GetCompanyRequest>,
+    ) -> Result<Response<pb::Company>, Status> {
         let (_, tenant) = caller(&request, Role::READERS)?;
         let id = parse_name(&request.get_ref().name, "companies", "name")?;
-        Ok(Response::new(company_message(&self.store.get_company(&tenant, id).await?)))
+        Ok(Response::new(company_message(
+            &self.store.get_company(&tenant, id).await?,
+        )))
     }
 
-    async fn list_companies(&self, request: Request<pb::ListCompaniesRequest>) -> Result<Response<pb::ListCompaniesResponse>, Status> {
+    async fn list_companies(
+        &self,
+        request: Request<pb::ListCompaniesRequest>,
+    ) -> Result<Response<pb::ListCompaniesResponse>, Status> {
         let (_, tenant) = caller(&request, Role::READERS)?;
         let r = request.into_inner();
         let (query, fingerprint) = self.list_query(
@@ -307,7 +433,10 @@ impl ContactsService for ContactsApi {
         }))
     }
 
-    async fn update_company(&self, request: Request<pb::UpdateCompanyRequest>) -> Result<Response<pb::Company>, Status> {
+    async fn update_company(
+        &self,
+        request: Request<pb::UpdateCompanyRequest>,
+    ) -> Result<Response<pb::Company>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let request = request.into_inner();
         let company = required(request.company, "company")?;
@@ -318,74 +447,127 @@ impl ContactsService for ContactsApi {
         let patch = company_draft(company);
         let updated = self
             .store
-            .change_company(&tenant, &principal.subject, id, expected, "CompanyUpdated", |company| {
-                if company.delete_time.is_some() {
-                    return Err(ApiError::FailedPrecondition(format!("{} is deleted", company.name())));
-                }
-                company.draft.apply(patch, &paths);
-                company.draft = std::mem::take(&mut company.draft).normalize("company")?;
-                Ok(())
-            })
+            .change_company(
+                &tenant,
+                &principal.subject,
+                id,
+                expected,
+                "CompanyUpdated",
+                |company| {
+                    if company.delete_time.is_some() {
+                        return Err(ApiError::FailedPrecondition(format!(
+                            "{} is deleted",
+                            company.name()
+                        )));
+                    }
+                    company.draft.apply(patch, &paths);
+                    company.draft = std::mem::take(&mut company.draft).normalize("company")?;
+                    Ok(())
+                },
+            )
             .await?;
         Ok(Response::new(company_message(&updated)))
     }
 
-    async fn delete_company(&self, request: Request<pb::DeleteCompanyRequest>) -> Result<Response<pb::Company>, Status> {
+    async fn delete_company(
+        &self,
+        request: Request<pb::DeleteCompanyRequest>,
+    ) -> Result<Response<pb::Company>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let r = request.into_inner();
         let id = parse_name(&r.name, "companies", "name")?;
         let expected = parse_etag(&r.etag, "etag")?;
         let company = self
             .store
-            .change_company(&tenant, &principal.subject, id, expected, "CompanyDeleted", |company| {
-                if company.delete_time.is_some() {
-                    return Err(ApiError::FailedPrecondition(format!("{} is already deleted", company.name())));
-                }
-                company.delete_time = Some(chrono::Utc::now());
-                Ok(())
-            })
+            .change_company(
+                &tenant,
+                &principal.subject,
+                id,
+                expected,
+                "CompanyDeleted",
+                |company| {
+                    if company.delete_time.is_some() {
+                        return Err(ApiError::FailedPrecondition(format!(
+                            "{} is already deleted",
+                            company.name()
+                        )));
+                    }
+                    company.delete_time = Some(chrono::Utc::now());
+                    Ok(())
+                },
+            )
             .await?;
         Ok(Response::new(company_message(&company)))
     }
 
-    async fn undelete_company(&self, request: Request<pb::UndeleteCompanyRequest>) -> Result<Response<pb::Company>, Status> {
+    async fn undelete_company(
+        &self,
+        request: Request<pb::UndeleteCompanyRequest>,
+    ) -> Result<Response<pb::Company>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let id = parse_name(&request.get_ref().name, "companies", "name")?;
         let company = self
             .store
-            .change_company(&tenant, &principal.subject, id, None, "CompanyUndeleted", |company| {
-                if company.delete_time.is_none() {
-                    return Err(ApiError::FailedPrecondition(format!("{} is not deleted", company.name())));
-                }
-                company.delete_time = None;
-                Ok(())
-            })
+            .change_company(
+                &tenant,
+                &principal.subject,
+                id,
+                None,
+                "CompanyUndeleted",
+                |company| {
+                    if company.delete_time.is_none() {
+                        return Err(ApiError::FailedPrecondition(format!(
+                            "{} is not deleted",
+                            company.name()
+                        )));
+                    }
+                    company.delete_time = None;
+                    Ok(())
+                },
+            )
             .await?;
         Ok(Response::new(company_message(&company)))
     }
 
-    async fn create_activity(&self, request: Request<pb::CreateActivityRequest>) -> Result<Response<pb::Activity>, Status> {
+    async fn create_activity(
+        &self,
+        request: Request<pb::CreateActivityRequest>,
+    ) -> Result<Response<pb::Activity>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let request = request.into_inner();
         let request_id = parse_request_id(&request.request_id)?;
-        let mut draft = activity_draft(required(request.activity, "activity")?, "activity")?.normalize("activity")?;
+        let mut draft = activity_draft(required(request.activity, "activity")?, "activity")?
+            .normalize("activity")?;
         if draft.kind == Some(ActivityKind::System) && !principal.is_service() {
-            return Err(ApiError::invalid("activity.kind", "only services write SYSTEM entries").into());
+            return Err(
+                ApiError::invalid("activity.kind", "only services write SYSTEM entries").into(),
+            );
         }
         if draft.actor.is_empty() {
             draft.actor.clone_from(&principal.subject);
         }
-        let activity = self.store.create_activity(&tenant, &principal.subject, draft, request_id).await?;
+        let activity = self
+            .store
+            .create_activity(&tenant, &principal.subject, draft, request_id)
+            .await?;
         Ok(Response::new(activity_message(&activity)))
     }
 
-    async fn get_activity(&self, request: Request<pb::GetActivityRequest>) -> Result<Response<pb::Activity>, Status> {
+    async fn get_activity(
+        &self,
+        request: Request<pb::GetActivityRequest>,
+    ) -> Result<Response<pb::Activity>, Status> {
         let (_, tenant) = caller(&request, Role::READERS)?;
         let id = parse_name(&request.get_ref().name, "activities", "name")?;
-        Ok(Response::new(activity_message(&self.store.get_activity(&tenant, id).await?)))
+        Ok(Response::new(activity_message(
+            &self.store.get_activity(&tenant, id).await?,
+        )))
     }
 
-    async fn list_activities(&self, request: Request<pb::ListActivitiesRequest>) -> Result<Response<pb::ListActivitiesResponse>, Status> {
+    async fn list_activities(
+        &self,
+        request: Request<pb::ListActivitiesRequest>,
+    ) -> Result<Response<pb::ListActivitiesResponse>, Status> {
         let (_, tenant) = caller(&request, Role::READERS)?;
         let r = request.into_inner();
         let (query, fingerprint) = self.list_query(
@@ -407,7 +589,10 @@ impl ContactsService for ContactsApi {
         }))
     }
 
-    async fn update_activity(&self, request: Request<pb::UpdateActivityRequest>) -> Result<Response<pb::Activity>, Status> {
+    async fn update_activity(
+        &self,
+        request: Request<pb::UpdateActivityRequest>,
+    ) -> Result<Response<pb::Activity>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let request = request.into_inner();
         let activity = required(request.activity, "activity")?;
@@ -418,32 +603,55 @@ impl ContactsService for ContactsApi {
         let patch = activity_draft(activity, "activity")?;
         let updated = self
             .store
-            .change_activity(&tenant, &principal.subject, id, expected, "ActivityUpdated", |activity| {
-                if activity.delete_time.is_some() {
-                    return Err(ApiError::FailedPrecondition(format!("{} is deleted", activity.name())));
-                }
-                activity.draft.apply(patch, &paths);
-                activity.draft = activity.draft.clone().normalize("activity")?;
-                Ok(())
-            })
+            .change_activity(
+                &tenant,
+                &principal.subject,
+                id,
+                expected,
+                "ActivityUpdated",
+                |activity| {
+                    if activity.delete_time.is_some() {
+                        return Err(ApiError::FailedPrecondition(format!(
+                            "{} is deleted",
+                            activity.name()
+                        )));
+                    }
+                    activity.draft.apply(patch, &paths);
+                    activity.draft = activity.draft.clone().normalize("activity")?;
+                    Ok(())
+                },
+            )
             .await?;
         Ok(Response::new(activity_message(&updated)))
     }
 
-    async fn delete_activity(&self, request: Request<pb::DeleteActivityRequest>) -> Result<Response<pb::Activity>, Status> {
+    async fn delete_activity(
+        &self,
+        request: Request<pb::DeleteActivityRequest>,
+    ) -> Result<Response<pb::Activity>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let r = request.into_inner();
         let id = parse_name(&r.name, "activities", "name")?;
         let expected = parse_etag(&r.etag, "etag")?;
         let activity = self
             .store
-            .change_activity(&tenant, &principal.subject, id, expected, "ActivityDeleted", |activity| {
-                if activity.delete_time.is_some() {
-                    return Err(ApiError::FailedPrecondition(format!("{} is already deleted", activity.name())));
-                }
-                activity.delete_time = Some(chrono::Utc::now());
-                Ok(())
-            })
+            .change_activity(
+                &tenant,
+                &principal.subject,
+                id,
+                expected,
+                "ActivityDeleted",
+                |activity| {
+                    if activity.delete_time.is_some() {
+                        return Err(ApiError::FailedPrecondition(format!(
+                            "{} is already deleted",
+                            activity.name()
+                        )));
+                    }
+                    activity.delete_time = Some(chrono::Utc::now());
+                    Ok(())
+                },
+            )
             .await?;
         Ok(Response::new(activity_message(&activity)))
     }

@@ -21,16 +21,26 @@ const SEARCH_CANDIDATES: u64 = 500;
 const MAX_COMPANY_GROUP: usize = 2000;
 
 /// SearchContacts: candidates from the database, ranked here.
-pub async fn search(store: &Store, tenant: &Tenant, query: &str, page_size: i32) -> Result<pb::SearchContactsResponse, ApiError> {
+pub async fn search(
+    store: &Store,
+    tenant: &Tenant,
+    query: &str,
+    page_size: i32,
+) -> Result<pb::SearchContactsResponse, ApiError> {
     let limit = crm_shared::paging::page_size(page_size, 20, 100, "page_size")?;
     if query.chars().count() > 200 {
         return Err(ApiError::invalid("query", "at most 200 characters"));
     }
     let words = query_words(query);
     if words.is_empty() {
-        return Err(ApiError::invalid("query", "give at least one word to search for"));
+        return Err(ApiError::invalid(
+            "query",
+            "give at least one word to search for",
+        ));
     }
-    let candidates = store.search_candidates(tenant, &words, SEARCH_CANDIDATES).await?;
+    let candidates = store
+        .search_candidates(tenant, &words, SEARCH_CANDIDATES)
+        .await?;
     let mut ranked: Vec<(f64, pb::Contact)> = candidates
         .into_iter()
         .map(|(contact, company_text)| {
@@ -38,35 +48,64 @@ pub async fn search(store: &Store, tenant: &Tenant, query: &str, page_size: i32)
             (score, contact_message(&contact))
         })
         .collect();
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.display_name.cmp(&b.1.display_name)));
+    ranked.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| a.1.display_name.cmp(&b.1.display_name))
+    });
     ranked.truncate(limit as usize);
     Ok(pb::SearchContactsResponse {
-        results: ranked.into_iter().map(|(score, contact)| pb::SearchContactsResult { contact: Some(contact), score }).collect(),
+        results: ranked
+            .into_iter()
+            .map(|(score, contact)| pb::SearchContactsResult {
+                contact: Some(contact),
+                score,
+            })
+            .collect(),
     })
 }
 
 /// FindDuplicates: shared email and phone keys, and similar names within a company.
-pub async fn find_duplicates(store: &Store, tenant: &Tenant, request: pb::FindDuplicatesRequest) -> Result<pb::FindDuplicatesResponse, ApiError> {
-    let only = if request.contact.is_empty() { None } else { Some(parse_name(&request.contact, "contacts", "contact")?) };
+pub async fn find_duplicates(
+    store: &Store,
+    tenant: &Tenant,
+    request: pb::FindDuplicatesRequest,
+) -> Result<pb::FindDuplicatesResponse, ApiError> {
+    let only = if request.contact.is_empty() {
+        None
+    } else {
+        Some(parse_name(&request.contact, "contacts", "contact")?)
+    };
     if let Some(id) = only {
         store.get_contact(tenant, id).await?;
     }
     if !(0.0..=1.0).contains(&request.min_score) {
         return Err(ApiError::invalid("min_score", "between 0 and 1"));
     }
-    let min_score = if request.min_score == 0.0 { 0.5 } else { request.min_score };
+    let min_score = if request.min_score == 0.0 {
+        0.5
+    } else {
+        request.min_score
+    };
     let limit = crm_shared::paging::page_size(request.page_size, 100, 1000, "page_size")? as usize;
 
     // (older id, newer id) -> (reasons, name similarity); UUIDv7 ids sort by age.
     let mut pairs: BTreeMap<(String, String), (HashSet<Reason>, f64)> = BTreeMap::new();
     let mut add = |a: &str, b: &str, reason: Reason, similarity: f64| {
-        let key = if a < b { (a.to_owned(), b.to_owned()) } else { (b.to_owned(), a.to_owned()) };
+        let key = if a < b {
+            (a.to_owned(), b.to_owned())
+        } else {
+            (b.to_owned(), a.to_owned())
+        };
         let entry = pairs.entry(key).or_insert_with(|| (HashSet::new(), 0.0));
         entry.0.insert(reason);
         entry.1 = entry.1.max(similarity);
     };
     for (kind, members) in store.shared_keys(tenant, only).await? {
-        let reason = if kind == "email" { Reason::SameEmail } else { Reason::SamePhone };
+        let reason = if kind == "email" {
+            Reason::SameEmail
+        } else {
+            Reason::SamePhone
+        };
         for (i, a) in members.iter().enumerate() {
             for b in &members[i + 1..] {
                 add(a, b, reason, 0.0);
@@ -104,19 +143,29 @@ pub async fn find_duplicates(store: &Store, tenant: &Tenant, request: pb::FindDu
                     .map(|r| match r {
                         Reason::SameEmail => pb::DuplicateReason::SameEmail,
                         Reason::SamePhone => pb::DuplicateReason::SamePhone,
-                        Reason::SimilarNameSameCompany => pb::DuplicateReason::SimilarNameSameCompany,
+                        Reason::SimilarNameSameCompany => {
+                            pb::DuplicateReason::SimilarNameSameCompany
+                        }
                     } as i32)
                     .collect(),
             })
         })
         .collect();
-    found.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.contact.cmp(&b.contact)));
+    found.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.contact.cmp(&b.contact))
+    });
     found.truncate(limit);
     Ok(pb::FindDuplicatesResponse { pairs: found })
 }
 
 /// ExportContactData: the contact and its activities as one JSON document.
-pub async fn export_person(store: &Store, tenant: &Tenant, id: Uuid) -> Result<pb::ExportContactDataResponse, ApiError> {
+pub async fn export_person(
+    store: &Store,
+    tenant: &Tenant,
+    id: Uuid,
+) -> Result<pb::ExportContactDataResponse, ApiError> {
     let contact = store.get_contact(tenant, id).await?;
     let activities = store.activities_of_contact(tenant, &contact.name()).await?;
     let document = serde_json::json!({
@@ -143,5 +192,8 @@ pub async fn export_person(store: &Store, tenant: &Tenant, id: Uuid) -> Result<p
             })
         }).collect::<Vec<_>>(),
     });
-    Ok(pb::ExportContactDataResponse { json: serde_json::to_string_pretty(&document).map_err(|e| ApiError::Internal(e.to_string()))? })
+    Ok(pb::ExportContactDataResponse {
+        json: serde_json::to_string_pretty(&document)
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+    })
 }

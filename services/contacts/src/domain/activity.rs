@@ -33,12 +33,18 @@ impl ActivityKind {
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(kind, _)| *kind == self).map_or("NOTE", |(_, name)| name)
+        Self::ALL
+            .iter()
+            .find(|(kind, _)| *kind == self)
+            .map_or("NOTE", |(_, name)| name)
     }
 
     /// The kind with a stored name.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.iter().find(|(_, n)| *n == name).map(|(kind, _)| *kind)
+        Self::ALL
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(kind, _)| *kind)
     }
 }
 
@@ -64,7 +70,14 @@ pub struct ActivityDraft {
 }
 
 /// The fields an update mask may name.
-pub const WRITABLE_FIELDS: &[&str] = &["subject", "body", "occur_time", "actor", "contact", "company"];
+pub const WRITABLE_FIELDS: &[&str] = &[
+    "subject",
+    "body",
+    "occur_time",
+    "actor",
+    "contact",
+    "company",
+];
 
 impl ActivityDraft {
     /// Validates every field.
@@ -77,11 +90,18 @@ impl ActivityDraft {
         v.text(&format!("{prefix}.subject"), &self.subject, MAX_SHORT);
         v.text(&format!("{prefix}.body"), &self.body, MAX_LONG);
         v.text(&format!("{prefix}.actor"), &self.actor, MAX_SHORT);
-        v.text(&format!("{prefix}.related_resource"), &self.related_resource, MAX_SHORT);
+        v.text(
+            &format!("{prefix}.related_resource"),
+            &self.related_resource,
+            MAX_SHORT,
+        );
         v.reference(&format!("{prefix}.contact"), &self.contact, "contacts");
         v.reference(&format!("{prefix}.company"), &self.company, "companies");
         if self.contact.is_empty() && self.company.is_empty() {
-            v.add(format!("{prefix}.contact"), "an activity belongs to a contact, a company or both");
+            v.add(
+                format!("{prefix}.contact"),
+                "an activity belongs to a contact, a company or both",
+            );
         }
         v.finish()?;
         Ok(self)

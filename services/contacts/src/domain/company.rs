@@ -23,14 +23,22 @@ pub struct Money {
 impl Money {
     /// Checks the currency code and the nanos' range and sign.
     pub fn check(&self, field: &str, v: &mut Violations) {
-        if self.currency_code.len() != 3 || !self.currency_code.chars().all(|c| c.is_ascii_uppercase()) {
-            v.add(format!("{field}.currency_code"), "a three-letter upper-case ISO 4217 code");
+        if self.currency_code.len() != 3
+            || !self.currency_code.chars().all(|c| c.is_ascii_uppercase())
+        {
+            v.add(
+                format!("{field}.currency_code"),
+                "a three-letter upper-case ISO 4217 code",
+            );
         }
         let nanos_ok = self.nanos.abs() < 1_000_000_000
             && !(self.units > 0 && self.nanos < 0)
             && !(self.units < 0 && self.nanos > 0);
         if !nanos_ok {
-            v.add(format!("{field}.nanos"), "between -999999999 and 999999999, with the sign of units");
+            v.add(
+                format!("{field}.nanos"),
+                "between -999999999 and 999999999, with the sign of units",
+            );
         }
     }
 }
@@ -94,7 +102,10 @@ impl CompanyDraft {
                     !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
                 }));
         if !domain_ok {
-            v.add(format!("{prefix}.domain"), format!("{:?} is not a domain name", self.domain));
+            v.add(
+                format!("{prefix}.domain"),
+                format!("{:?} is not a domain name", self.domain),
+            );
         }
         if self.employee_count < 0 {
             v.add(format!("{prefix}.employee_count"), "must not be negative");

@@ -45,12 +45,18 @@ impl LifecycleStage {
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(stage, _)| *stage == self).map_or("OTHER", |(_, name)| name)
+        Self::ALL
+            .iter()
+            .find(|(stage, _)| *stage == self)
+            .map_or("OTHER", |(_, name)| name)
     }
 
     /// The stage with a stored name.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.iter().find(|(_, n)| *n == name).map(|(stage, _)| *stage)
+        Self::ALL
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(stage, _)| *stage)
     }
 }
 
@@ -138,12 +144,20 @@ impl PostalAddress {
             violations.text(&format!("{field}.address_lines[{i}]"), line, MAX_SHORT);
         }
         violations.text(&format!("{field}.locality"), &self.locality, MAX_SHORT);
-        violations.text(&format!("{field}.administrative_area"), &self.administrative_area, MAX_SHORT);
+        violations.text(
+            &format!("{field}.administrative_area"),
+            &self.administrative_area,
+            MAX_SHORT,
+        );
         violations.text(&format!("{field}.postal_code"), &self.postal_code, 32);
         let region_ok = self.region_code.is_empty()
-            || (self.region_code.len() == 2 && self.region_code.chars().all(|c| c.is_ascii_uppercase()));
+            || (self.region_code.len() == 2
+                && self.region_code.chars().all(|c| c.is_ascii_uppercase()));
         if !region_ok {
-            violations.add(format!("{field}.region_code"), "a two-letter upper-case ISO 3166-1 code");
+            violations.add(
+                format!("{field}.region_code"),
+                "a two-letter upper-case ISO 3166-1 code",
+            );
         }
     }
 }
@@ -217,7 +231,9 @@ impl ContactDraft {
             v.text(&format!("{prefix}.{field}"), value, MAX_SHORT);
         }
         if self.display_name.is_empty() {
-            self.display_name = format!("{} {}", self.given_name, self.family_name).trim().to_owned();
+            self.display_name = format!("{} {}", self.given_name, self.family_name)
+                .trim()
+                .to_owned();
         }
         if self.display_name.is_empty() {
             if let Some(email) = self.emails.first() {
@@ -225,15 +241,24 @@ impl ContactDraft {
             }
         }
         if self.display_name.is_empty() {
-            v.add(format!("{prefix}.display_name"), "a contact needs a name or an email address");
+            v.add(
+                format!("{prefix}.display_name"),
+                "a contact needs a name or an email address",
+            );
         }
         if self.emails.len() > MAX_CONTACT_POINTS {
-            v.add(format!("{prefix}.emails"), format!("at most {MAX_CONTACT_POINTS}"));
+            v.add(
+                format!("{prefix}.emails"),
+                format!("at most {MAX_CONTACT_POINTS}"),
+            );
         }
         for (i, email) in self.emails.iter_mut().enumerate() {
             email.address = email.address.trim().to_owned();
             if !is_email(&email.address) {
-                v.add(format!("{prefix}.emails[{i}].address"), format!("{:?} is not an email address", email.address));
+                v.add(
+                    format!("{prefix}.emails[{i}].address"),
+                    format!("{:?} is not an email address", email.address),
+                );
             }
             v.text(&format!("{prefix}.emails[{i}].label"), &email.label, 64);
         }
@@ -244,7 +269,10 @@ impl ContactDraft {
             }
         }
         if self.phones.len() > MAX_CONTACT_POINTS {
-            v.add(format!("{prefix}.phones"), format!("at most {MAX_CONTACT_POINTS}"));
+            v.add(
+                format!("{prefix}.phones"),
+                format!("at most {MAX_CONTACT_POINTS}"),
+            );
         }
         for (i, phone) in self.phones.iter_mut().enumerate() {
             phone.number = phone.number.trim().to_owned();
@@ -267,9 +295,16 @@ impl ContactDraft {
         let mut channels = std::collections::HashSet::new();
         for (i, consent) in self.consents.iter().enumerate() {
             if !channels.insert(consent.channel) {
-                v.add(format!("{prefix}.consents[{i}].channel"), "each channel appears at most once");
+                v.add(
+                    format!("{prefix}.consents[{i}].channel"),
+                    "each channel appears at most once",
+                );
             }
-            v.text(&format!("{prefix}.consents[{i}].source"), &consent.source, MAX_SHORT);
+            v.text(
+                &format!("{prefix}.consents[{i}].source"),
+                &consent.source,
+                MAX_SHORT,
+            );
         }
         v.finish()?;
         make_one_primary(self.emails.iter_mut().map(|e| &mut e.primary));
@@ -318,18 +353,30 @@ impl ContactDraft {
 
     /// The primary email's key, or "".
     pub fn primary_email(&self) -> String {
-        self.emails.iter().find(|e| e.primary).map(|e| email_key(&e.address)).unwrap_or_default()
+        self.emails
+            .iter()
+            .find(|e| e.primary)
+            .map(|e| email_key(&e.address))
+            .unwrap_or_default()
     }
 
     /// The primary phone's key, or "".
     pub fn primary_phone(&self) -> String {
-        self.phones.iter().find(|p| p.primary).map(|p| p.normalized.clone()).unwrap_or_default()
+        self.phones
+            .iter()
+            .find(|p| p.primary)
+            .map(|p| p.normalized.clone())
+            .unwrap_or_default()
     }
 
     /// The folded text search looks in: names, emails, phone numbers (as
     /// given and as keys). The company's name is searched through the company.
     pub fn search_text(&self) -> String {
-        let mut parts = vec![fold(&self.display_name), fold(&self.given_name), fold(&self.family_name)];
+        let mut parts = vec![
+            fold(&self.display_name),
+            fold(&self.given_name),
+            fold(&self.family_name),
+        ];
         parts.extend(self.emails.iter().map(|e| email_key(&e.address)));
         for phone in &self.phones {
             parts.push(phone.normalized.trim_start_matches('+').to_owned());
@@ -354,17 +401,25 @@ impl ContactDraft {
     pub fn absorb(&mut self, other: &ContactDraft) {
         let known: std::collections::HashSet<String> = self.email_keys().into_iter().collect();
         self.emails.extend(
-            other.emails.iter().filter(|e| !known.contains(&email_key(&e.address))).map(|e| Email {
-                primary: false,
-                ..e.clone()
-            }),
+            other
+                .emails
+                .iter()
+                .filter(|e| !known.contains(&email_key(&e.address)))
+                .map(|e| Email {
+                    primary: false,
+                    ..e.clone()
+                }),
         );
         let known: std::collections::HashSet<String> = self.phone_keys().into_iter().collect();
         self.phones.extend(
-            other.phones.iter().filter(|p| !known.contains(&p.normalized)).map(|p| Phone {
-                primary: false,
-                ..p.clone()
-            }),
+            other
+                .phones
+                .iter()
+                .filter(|p| !known.contains(&p.normalized))
+                .map(|p| Phone {
+                    primary: false,
+                    ..p.clone()
+                }),
         );
         self.emails.truncate(MAX_CONTACT_POINTS);
         self.phones.truncate(MAX_CONTACT_POINTS);
@@ -372,7 +427,9 @@ impl ContactDraft {
         normalize_tags(&mut self.tags);
         self.tags.truncate(super::validate::MAX_TAGS);
         for (key, value) in &other.custom_fields {
-            self.custom_fields.entry(key.clone()).or_insert_with(|| value.clone());
+            self.custom_fields
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
         }
         for (mine, theirs) in [
             (&mut self.given_name, &other.given_name),
@@ -393,7 +450,11 @@ impl ContactDraft {
             self.lifecycle_stage = other.lifecycle_stage;
         }
         for consent in &other.consents {
-            match self.consents.iter_mut().find(|c| c.channel == consent.channel) {
+            match self
+                .consents
+                .iter_mut()
+                .find(|c| c.channel == consent.channel)
+            {
                 Some(mine) if mine.update_time >= consent.update_time => {}
                 Some(mine) => *mine = consent.clone(),
                 None => self.consents.push(consent.clone()),
@@ -442,7 +503,11 @@ mod tests {
     use super::*;
 
     fn email(address: &str) -> Email {
-        Email { address: address.into(), label: String::new(), primary: false }
+        Email {
+            address: address.into(),
+            label: String::new(),
+            primary: false,
+        }
     }
 
     #[test]
@@ -467,22 +532,38 @@ mod tests {
         let error = ContactDraft {
             given_name: "x".repeat(300),
             emails: vec![email("not-an-email")],
-            phones: vec![Phone { number: "12".into(), normalized: String::new(), label: String::new(), primary: false }],
+            phones: vec![Phone {
+                number: "12".into(),
+                normalized: String::new(),
+                label: String::new(),
+                primary: false,
+            }],
             company: "contacts/123".into(),
             ..Default::default()
         }
         .normalize("contact")
         .unwrap_err();
-        let ApiError::InvalidArgument(violations) = error else { panic!("{error:?}") };
+        let ApiError::InvalidArgument(violations) = error else {
+            panic!("{error:?}")
+        };
         let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
-        for expected in ["contact.given_name", "contact.emails[0].address", "contact.phones[0].number", "contact.company"] {
+        for expected in [
+            "contact.given_name",
+            "contact.emails[0].address",
+            "contact.phones[0].number",
+            "contact.company",
+        ] {
             assert!(fields.contains(&expected), "{expected} not in {fields:?}");
         }
     }
 
     #[test]
     fn absorbing_takes_the_union() {
-        let mut survivor = ContactDraft { emails: vec![email("a@x.io")], tags: vec!["a".into()], ..Default::default() };
+        let mut survivor = ContactDraft {
+            emails: vec![email("a@x.io")],
+            tags: vec!["a".into()],
+            ..Default::default()
+        };
         let merged = ContactDraft {
             given_name: "Ada".into(),
             emails: vec![email("A@x.io"), email("b@x.io")],

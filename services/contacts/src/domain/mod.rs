@@ -11,4 +11,7 @@ pub mod validate;
 
 pub use activity::{Activity, ActivityDraft, ActivityKind};
 pub use company::{Company, CompanyDraft, Money};
-pub use contact::{Channel, Consent, ConsentStatus, Contact, ContactDraft, Email, LifecycleStage, Phone, PostalAddress};
+pub use contact::{
+    Channel, Consent, ConsentStatus, Contact, ContactDraft, Email, LifecycleStage, Phone,
+    PostalAddress,
+};

@@ -60,14 +60,21 @@ pub fn phone_key(number: &str) -> Option<String> {
             None => (false, trimmed),
         },
     };
-    if !rest.chars().all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')')) {
+    if !rest
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')'))
+    {
         return None;
     }
     let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
     if !(7..=15).contains(&digits.len()) {
         return None;
     }
-    Some(if international { format!("+{digits}") } else { digits })
+    Some(if international {
+        format!("+{digits}")
+    } else {
+        digits
+    })
 }
 
 /// The words of a search query, folded; phone-like words keep only digits.
@@ -77,7 +84,10 @@ pub fn query_words(query: &str) -> Vec<String> {
         .filter(|w| !w.is_empty())
         .map(|word| {
             let digits: String = word.chars().filter(char::is_ascii_digit).collect();
-            let phone_like = !digits.is_empty() && word.chars().all(|c| c.is_ascii_digit() || "+-().".contains(c));
+            let phone_like = !digits.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || "+-().".contains(c));
             if phone_like { digits } else { word.to_owned() }
         })
         .collect()
@@ -90,7 +100,10 @@ pub fn rank(words: &[String], own_text: &str, company_text: &str) -> f64 {
     if words.is_empty() {
         return 0.0;
     }
-    let tokens: Vec<&str> = own_text.split(|c: char| c == ' ' || c == '@' || c == '.').filter(|t| !t.is_empty()).collect();
+    let tokens: Vec<&str> = own_text
+        .split(|c: char| c == ' ' || c == '@' || c == '.')
+        .filter(|t| !t.is_empty())
+        .collect();
     let points: u32 = words
         .iter()
         .map(|word| {
@@ -119,7 +132,10 @@ mod rank_tests {
         let prefix = rank(&words, " adam smith ", "");
         let company = rank(&words, " grace hopper ", " ada industries ");
         assert!(exact > prefix && prefix > company && company > 0.0);
-        assert_eq!(query_words("+1 (555) 010-0000 José"), vec!["1", "555", "0100000", "jose"]);
+        assert_eq!(
+            query_words("+1 (555) 010-0000 José"),
+            vec!["1", "555", "0100000", "jose"]
+        );
     }
 
     use super::*;
@@ -134,7 +150,15 @@ mod rank_tests {
     fn emails_are_checked_and_keyed() {
         assert!(is_email("ada@example.com"));
         assert!(is_email("ada.lovelace+crm@mail.example.co.uk"));
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "ada@-x.com"] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "ada@-x.com",
+        ] {
             assert!(!is_email(bad), "{bad} passed");
         }
         assert_eq!(email_key(" Ada@Example.COM "), "ada@example.com");
@@ -142,8 +166,14 @@ mod rank_tests {
 
     #[test]
     fn phones_normalise_to_one_key() {
-        assert_eq!(phone_key("+1 (555) 010-0000").as_deref(), Some("+15550100000"));
-        assert_eq!(phone_key("001 555 010 0000").as_deref(), Some("+15550100000"));
+        assert_eq!(
+            phone_key("+1 (555) 010-0000").as_deref(),
+            Some("+15550100000")
+        );
+        assert_eq!(
+            phone_key("001 555 010 0000").as_deref(),
+            Some("+15550100000")
+        );
         assert_eq!(phone_key("030 1234567").as_deref(), Some("0301234567"));
         assert_eq!(phone_key("12345"), None);
         assert_eq!(phone_key("+1 555 CALL NOW"), None);

@@ -27,7 +27,10 @@ impl Violations {
         let length = value.chars().count();
         if length > max {
             self.add(field, format!("at most {max} characters, got {length}"));
-        } else if value.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+        } else if value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+        {
             self.add(field, "must not contain control characters");
         }
     }
@@ -45,7 +48,11 @@ impl Violations {
     }
 
     /// Checks custom field keys: 1 to 64 of letters, digits and underscores; at most 100 fields.
-    pub fn custom_fields(&mut self, field: &str, fields: &serde_json::Map<String, serde_json::Value>) {
+    pub fn custom_fields(
+        &mut self,
+        field: &str,
+        fields: &serde_json::Map<String, serde_json::Value>,
+    ) {
         if fields.len() > 100 {
             self.add(field, "at most 100 custom fields");
         }
@@ -54,7 +61,10 @@ impl Violations {
                 && key.len() <= 64
                 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !ok {
-                self.add(format!("{field}.{key}"), "keys are 1 to 64 letters, digits or underscores");
+                self.add(
+                    format!("{field}.{key}"),
+                    "keys are 1 to 64 letters, digits or underscores",
+                );
             }
         }
         if serde_json::to_string(fields).map_or(0, |s| s.len()) > 64 * 1024 {
@@ -75,7 +85,11 @@ impl Violations {
 
     /// Ok when nothing was recorded; INVALID_ARGUMENT with every violation otherwise.
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() { Ok(()) } else { Err(ApiError::InvalidArgument(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidArgument(self.0))
+        }
     }
 }
 
@@ -94,7 +108,10 @@ pub fn update_paths<'a>(
     writable: &'static [&'static str],
 ) -> Result<Vec<&'a str>, ApiError> {
     if paths.is_empty() {
-        return Err(ApiError::invalid("update_mask", "name the fields to update, or \"*\""));
+        return Err(ApiError::invalid(
+            "update_mask",
+            "name the fields to update, or \"*\"",
+        ));
     }
     if paths.iter().any(|p| p == "*") {
         return Ok(writable.to_vec());
@@ -102,7 +119,13 @@ pub fn update_paths<'a>(
     let mut violations = Violations::default();
     for path in paths {
         if !writable.contains(&path.as_str()) {
-            violations.add("update_mask", format!("{path:?} is not a writable field; writable: {}", writable.join(", ")));
+            violations.add(
+                "update_mask",
+                format!(
+                    "{path:?} is not a writable field; writable: {}",
+                    writable.join(", ")
+                ),
+            );
         }
     }
     violations.finish()?;

@@ -119,9 +119,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
         for (name, columns) in [
-            ("contacts_tenant_create_time", vec![Contacts::Tenant, Contacts::CreateTime]),
-            ("contacts_tenant_company", vec![Contacts::Tenant, Contacts::Company]),
-            ("contacts_tenant_display_name", vec![Contacts::Tenant, Contacts::DisplayName]),
+            (
+                "contacts_tenant_create_time",
+                vec![Contacts::Tenant, Contacts::CreateTime],
+            ),
+            (
+                "contacts_tenant_company",
+                vec![Contacts::Tenant, Contacts::Company],
+            ),
+            (
+                "contacts_tenant_display_name",
+                vec![Contacts::Tenant, Contacts::DisplayName],
+            ),
         ] {
             let mut index = Index::create();
             index.name(name).table(Contacts::Table).if_not_exists();

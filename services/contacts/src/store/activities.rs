@@ -27,20 +27,49 @@ const KIND_VALUES: &[(&str, &str)] = &[
 /// The fields an activity filter may name.
 pub const FILTER: FilterSchema = FilterSchema {
     fields: &[
-        FilterField { name: "kind", column: "kind", kind: FieldKind::Enum(KIND_VALUES) },
-        FilterField { name: "contact", column: "contact", kind: FieldKind::Text },
-        FilterField { name: "company", column: "company", kind: FieldKind::Text },
-        FilterField { name: "actor", column: "actor", kind: FieldKind::Text },
-        FilterField { name: "occur_time", column: "occur_time", kind: FieldKind::Timestamp },
-        FilterField { name: "create_time", column: "create_time", kind: FieldKind::Timestamp },
+        FilterField {
+            name: "kind",
+            column: "kind",
+            kind: FieldKind::Enum(KIND_VALUES),
+        },
+        FilterField {
+            name: "contact",
+            column: "contact",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "company",
+            column: "company",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "actor",
+            column: "actor",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "occur_time",
+            column: "occur_time",
+            kind: FieldKind::Timestamp,
+        },
+        FilterField {
+            name: "create_time",
+            column: "create_time",
+            kind: FieldKind::Timestamp,
+        },
     ],
 };
 
 /// The fields an activity list may be ordered by.
-pub const ORDER_BY: &[(&str, &str)] = &[("occur_time", "occur_time"), ("create_time", "create_time")];
+pub const ORDER_BY: &[(&str, &str)] =
+    &[("occur_time", "occur_time"), ("create_time", "create_time")];
 
 /// Fails with INVALID_ARGUMENT unless the activity's contact and company are live.
-async fn check_links<C: ConnectionTrait>(conn: &C, tenant: &Tenant, draft: &ActivityDraft) -> Result<(), ApiError> {
+async fn check_links<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    draft: &ActivityDraft,
+) -> Result<(), ApiError> {
     if let Some(id) = draft.contact.strip_prefix("contacts/") {
         let found = contact::Entity::find_in(tenant)
             .filter(contact::Column::Id.eq(id))
@@ -48,7 +77,10 @@ async fn check_links<C: ConnectionTrait>(conn: &C, tenant: &Tenant, draft: &Acti
             .count(conn)
             .await?;
         if found == 0 {
-            return Err(ApiError::invalid("activity.contact", format!("{} does not exist", draft.contact)));
+            return Err(ApiError::invalid(
+                "activity.contact",
+                format!("{} does not exist", draft.contact),
+            ));
         }
     }
     if let Some(id) = draft.company.strip_prefix("companies/") {
@@ -58,14 +90,22 @@ async fn check_links<C: ConnectionTrait>(conn: &C, tenant: &Tenant, draft: &Acti
             .count(conn)
             .await?;
         if found == 0 {
-            return Err(ApiError::invalid("activity.company", format!("{} does not exist", draft.company)));
+            return Err(ApiError::invalid(
+                "activity.company",
+                format!("{} does not exist", draft.company),
+            ));
         }
     }
     Ok(())
 }
 
 impl Store {
-    async fn load_activity<C: ConnectionTrait>(&self, conn: &C, tenant: &Tenant, id: Uuid) -> Result<Activity, ApiError> {
+    async fn load_activity<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        tenant: &Tenant,
+        id: Uuid,
+    ) -> Result<Activity, ApiError> {
         activity::Entity::find_in(tenant)
             .filter(activity::Column::Id.eq(id.to_string()))
             .one(conn)
@@ -75,32 +115,62 @@ impl Store {
     }
 
     /// Logs an activity; with a request id, a retry returns the first one.
-    pub async fn create_activity(&self, tenant: &Tenant, actor: &str, draft: ActivityDraft, request_id: Option<String>) -> Result<Activity, ApiError> {
+    pub async fn create_activity(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        draft: ActivityDraft,
+        request_id: Option<String>,
+    ) -> Result<Activity, ApiError> {
         if let Some(key) = &request_id {
-            if let Some(existing) = idempotency::lookup(&self.db.conn, tenant, "CreateActivity", key).await? {
+            if let Some(existing) =
+                idempotency::lookup(&self.db.conn, tenant, "CreateActivity", key).await?
+            {
                 let id = crm_shared::convert::parse_name(&existing, "activities", "name")?;
                 return self.load_activity(&self.db.conn, tenant, id).await;
             }
         }
         let time = now();
-        let mut activity = Activity { id: Uuid::now_v7(), draft, create_time: time, update_time: time, delete_time: None, version: 1 };
+        let mut activity = Activity {
+            id: Uuid::now_v7(),
+            draft,
+            create_time: time,
+            update_time: time,
+            delete_time: None,
+            version: 1,
+        };
         activity.draft.occur_time.get_or_insert(time);
         let txn = self.db.begin_write().await?;
         check_links(&*txn, tenant, &activity.draft).await?;
         if let Some(key) = &request_id {
-            if let Recorded::Taken = idempotency::record(&*txn, tenant, "CreateActivity", key, &activity.name()).await? {
+            if let Recorded::Taken =
+                idempotency::record(&*txn, tenant, "CreateActivity", key, &activity.name()).await?
+            {
                 drop(txn);
                 let existing = idempotency::lookup(&self.db.conn, tenant, "CreateActivity", key)
                     .await?
-                    .ok_or_else(|| ApiError::Aborted("a concurrent request with this request_id failed; retry".into()))?;
+                    .ok_or_else(|| {
+                        ApiError::Aborted(
+                            "a concurrent request with this request_id failed; retry".into(),
+                        )
+                    })?;
                 let id = crm_shared::convert::parse_name(&existing, "activities", "name")?;
                 return self.load_activity(&self.db.conn, tenant, id).await;
             }
         }
-        activity::Entity::insert(activity_row(tenant.as_str(), &activity).into_active_model().reset_all())
-            .exec_without_returning(&*txn)
-            .await?;
-        let event = self.event("ActivityLogged", activity.name(), self.payloads.activity(&activity), actor);
+        activity::Entity::insert(
+            activity_row(tenant.as_str(), &activity)
+                .into_active_model()
+                .reset_all(),
+        )
+        .exec_without_returning(&*txn)
+        .await?;
+        let event = self.event(
+            "ActivityLogged",
+            activity.name(),
+            self.payloads.activity(&activity),
+            actor,
+        );
         self.commit(txn, tenant, vec![event]).await?;
         Ok(activity)
     }
@@ -111,7 +181,11 @@ impl Store {
     }
 
     /// One page of activities and the total.
-    pub async fn list_activities(&self, tenant: &Tenant, query: ListQuery) -> Result<(Vec<Activity>, u64), ApiError> {
+    pub async fn list_activities(
+        &self,
+        tenant: &Tenant,
+        query: ListQuery,
+    ) -> Result<(Vec<Activity>, u64), ApiError> {
         let mut select = activity::Entity::find_in(tenant).filter(query.condition);
         if !query.show_deleted {
             select = select.filter(activity::Column::DeleteTime.is_null());
@@ -123,12 +197,26 @@ impl Store {
         for (column, order) in query.order {
             select = select.order_by(Expr::col(sea_orm::sea_query::Alias::new(column)), order);
         }
-        let rows = select.order_by(activity::Column::Id, Order::Desc).offset(query.offset).limit(query.limit).all(&self.db.conn).await?;
-        Ok((rows.into_iter().map(Activity::try_from).collect::<Result<_, _>>()?, total))
+        let rows = select
+            .order_by(activity::Column::Id, Order::Desc)
+            .offset(query.offset)
+            .limit(query.limit)
+            .all(&self.db.conn)
+            .await?;
+        Ok((
+            rows.into_iter()
+                .map(Activity::try_from)
+                .collect::<Result<_, _>>()?,
+            total,
+        ))
     }
 
     /// Every live activity of a contact, newest first (for data-subject export).
-    pub async fn activities_of_contact(&self, tenant: &Tenant, contact: &str) -> Result<Vec<Activity>, ApiError> {
+    pub async fn activities_of_contact(
+        &self,
+        tenant: &Tenant,
+        contact: &str,
+    ) -> Result<Vec<Activity>, ApiError> {
         let rows = activity::Entity::find_in(tenant)
             .filter(activity::Column::Contact.eq(contact))
             .order_by_desc(activity::Column::OccurTime)
@@ -151,7 +239,10 @@ impl Store {
         let mut activity = self.load_activity(&*txn, tenant, id).await?;
         check_version(&activity.name(), expected_version, activity.version)?;
         let stored_version = activity.version;
-        let (contact, company) = (activity.draft.contact.clone(), activity.draft.company.clone());
+        let (contact, company) = (
+            activity.draft.contact.clone(),
+            activity.draft.company.clone(),
+        );
         change(&mut activity)?;
         if activity.draft.contact != contact || activity.draft.company != company {
             check_links(&*txn, tenant, &activity.draft).await?;
@@ -159,7 +250,11 @@ impl Store {
         activity.version = stored_version + 1;
         activity.update_time = now();
         let updated = activity::Entity::update_many()
-            .set(activity_row(tenant.as_str(), &activity).into_active_model().reset_all())
+            .set(
+                activity_row(tenant.as_str(), &activity)
+                    .into_active_model()
+                    .reset_all(),
+            )
             .filter(activity::Column::Tenant.eq(tenant.as_str()))
             .filter(activity::Column::Id.eq(id.to_string()))
             .filter(activity::Column::Version.eq(stored_version))
@@ -168,7 +263,12 @@ impl Store {
         if updated.rows_affected == 0 {
             return Err(super::stale(&activity.name()));
         }
-        let event = self.event(event, activity.name(), self.payloads.activity(&activity), actor);
+        let event = self.event(
+            event,
+            activity.name(),
+            self.payloads.activity(&activity),
+            actor,
+        );
         self.commit(txn, tenant, vec![event]).await?;
         Ok(activity)
     }

@@ -7,7 +7,7 @@ use crm_shared::{
     idempotency::{self, Recorded},
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, ActiveModelTrait, Order,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, Order,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
@@ -19,14 +19,46 @@ use crate::domain::{Company, CompanyDraft};
 /// The fields a company filter may name.
 pub const FILTER: FilterSchema = FilterSchema {
     fields: &[
-        FilterField { name: "display_name", column: "display_name", kind: FieldKind::Text },
-        FilterField { name: "domain", column: "domain", kind: FieldKind::Text },
-        FilterField { name: "industry", column: "industry", kind: FieldKind::Text },
-        FilterField { name: "employee_count", column: "employee_count", kind: FieldKind::Integer },
-        FilterField { name: "owner", column: "owner", kind: FieldKind::Text },
-        FilterField { name: "tags", column: "tags", kind: FieldKind::JsonStringArray },
-        FilterField { name: "create_time", column: "create_time", kind: FieldKind::Timestamp },
-        FilterField { name: "update_time", column: "update_time", kind: FieldKind::Timestamp },
+        FilterField {
+            name: "display_name",
+            column: "display_name",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "domain",
+            column: "domain",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "industry",
+            column: "industry",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "employee_count",
+            column: "employee_count",
+            kind: FieldKind::Integer,
+        },
+        FilterField {
+            name: "owner",
+            column: "owner",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "tags",
+            column: "tags",
+            kind: FieldKind::JsonStringArray,
+        },
+        FilterField {
+            name: "create_time",
+            column: "create_time",
+            kind: FieldKind::Timestamp,
+        },
+        FilterField {
+            name: "update_time",
+            column: "update_time",
+            kind: FieldKind::Timestamp,
+        },
     ],
 };
 
@@ -41,7 +73,12 @@ pub const ORDER_BY: &[(&str, &str)] = &[
 ];
 
 impl Store {
-    async fn load_company<C: ConnectionTrait>(&self, conn: &C, tenant: &Tenant, id: Uuid) -> Result<Company, ApiError> {
+    async fn load_company<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        tenant: &Tenant,
+        id: Uuid,
+    ) -> Result<Company, ApiError> {
         company::Entity::find_in(tenant)
             .filter(company::Column::Id.eq(id.to_string()))
             .one(conn)
@@ -51,30 +88,60 @@ impl Store {
     }
 
     /// Creates a company; with a request id, a retry returns the first one.
-    pub async fn create_company(&self, tenant: &Tenant, actor: &str, draft: CompanyDraft, request_id: Option<String>) -> Result<Company, ApiError> {
+    pub async fn create_company(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        draft: CompanyDraft,
+        request_id: Option<String>,
+    ) -> Result<Company, ApiError> {
         if let Some(key) = &request_id {
-            if let Some(existing) = idempotency::lookup(&self.db.conn, tenant, "CreateCompany", key).await? {
+            if let Some(existing) =
+                idempotency::lookup(&self.db.conn, tenant, "CreateCompany", key).await?
+            {
                 let id = crm_shared::convert::parse_name(&existing, "companies", "name")?;
                 return self.load_company(&self.db.conn, tenant, id).await;
             }
         }
         let time = now();
-        let company = Company { id: Uuid::now_v7(), draft, create_time: time, update_time: time, delete_time: None, version: 1 };
+        let company = Company {
+            id: Uuid::now_v7(),
+            draft,
+            create_time: time,
+            update_time: time,
+            delete_time: None,
+            version: 1,
+        };
         let txn = self.db.begin_write().await?;
         if let Some(key) = &request_id {
-            if let Recorded::Taken = idempotency::record(&*txn, tenant, "CreateCompany", key, &company.name()).await? {
+            if let Recorded::Taken =
+                idempotency::record(&*txn, tenant, "CreateCompany", key, &company.name()).await?
+            {
                 drop(txn);
                 let existing = idempotency::lookup(&self.db.conn, tenant, "CreateCompany", key)
                     .await?
-                    .ok_or_else(|| ApiError::Aborted("a concurrent request with this request_id failed; retry".into()))?;
+                    .ok_or_else(|| {
+                        ApiError::Aborted(
+                            "a concurrent request with this request_id failed; retry".into(),
+                        )
+                    })?;
                 let id = crm_shared::convert::parse_name(&existing, "companies", "name")?;
                 return self.load_company(&self.db.conn, tenant, id).await;
             }
         }
-        company::Entity::insert(company_row(tenant.as_str(), &company).into_active_model().reset_all())
-            .exec_without_returning(&*txn)
-            .await?;
-        let event = self.event("CompanyCreated", company.name(), self.payloads.company(&company), actor);
+        company::Entity::insert(
+            company_row(tenant.as_str(), &company)
+                .into_active_model()
+                .reset_all(),
+        )
+        .exec_without_returning(&*txn)
+        .await?;
+        let event = self.event(
+            "CompanyCreated",
+            company.name(),
+            self.payloads.company(&company),
+            actor,
+        );
         self.commit(txn, tenant, vec![event]).await?;
         Ok(company)
     }
@@ -85,7 +152,11 @@ impl Store {
     }
 
     /// One page of companies and the total.
-    pub async fn list_companies(&self, tenant: &Tenant, query: ListQuery) -> Result<(Vec<Company>, u64), ApiError> {
+    pub async fn list_companies(
+        &self,
+        tenant: &Tenant,
+        query: ListQuery,
+    ) -> Result<(Vec<Company>, u64), ApiError> {
         let mut select = company::Entity::find_in(tenant).filter(query.condition);
         if !query.show_deleted {
             select = select.filter(company::Column::DeleteTime.is_null());
@@ -97,8 +168,18 @@ impl Store {
         for (column, order) in query.order {
             select = select.order_by(Expr::col(sea_orm::sea_query::Alias::new(column)), order);
         }
-        let rows = select.order_by(company::Column::Id, Order::Desc).offset(query.offset).limit(query.limit).all(&self.db.conn).await?;
-        Ok((rows.into_iter().map(Company::try_from).collect::<Result<_, _>>()?, total))
+        let rows = select
+            .order_by(company::Column::Id, Order::Desc)
+            .offset(query.offset)
+            .limit(query.limit)
+            .all(&self.db.conn)
+            .await?;
+        Ok((
+            rows.into_iter()
+                .map(Company::try_from)
+                .collect::<Result<_, _>>()?,
+            total,
+        ))
     }
 
     /// Reads, changes and writes a company in one transaction (see `change_contact`).
@@ -119,7 +200,11 @@ impl Store {
         company.version = stored_version + 1;
         company.update_time = now();
         let updated = company::Entity::update_many()
-            .set(company_row(tenant.as_str(), &company).into_active_model().reset_all())
+            .set(
+                company_row(tenant.as_str(), &company)
+                    .into_active_model()
+                    .reset_all(),
+            )
             .filter(company::Column::Tenant.eq(tenant.as_str()))
             .filter(company::Column::Id.eq(id.to_string()))
             .filter(company::Column::Version.eq(stored_version))
@@ -128,7 +213,12 @@ impl Store {
         if updated.rows_affected == 0 {
             return Err(super::stale(&company.name()));
         }
-        let event = self.event(event, company.name(), self.payloads.company(&company), actor);
+        let event = self.event(
+            event,
+            company.name(),
+            self.payloads.company(&company),
+            actor,
+        );
         self.commit(txn, tenant, vec![event]).await?;
         Ok(company)
     }

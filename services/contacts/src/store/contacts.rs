@@ -10,8 +10,8 @@ use crm_shared::{
     idempotency::{self, Recorded},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, Order,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -34,19 +34,71 @@ const LIFECYCLE_VALUES: &[(&str, &str)] = &[
 /// The fields a contact filter may name.
 pub const FILTER: FilterSchema = FilterSchema {
     fields: &[
-        FilterField { name: "given_name", column: "given_name", kind: FieldKind::Text },
-        FilterField { name: "family_name", column: "family_name", kind: FieldKind::Text },
-        FilterField { name: "display_name", column: "display_name", kind: FieldKind::Text },
-        FilterField { name: "email", column: "primary_email", kind: FieldKind::Text },
-        FilterField { name: "phone", column: "primary_phone", kind: FieldKind::Text },
-        FilterField { name: "company", column: "company", kind: FieldKind::Text },
-        FilterField { name: "job_title", column: "job_title", kind: FieldKind::Text },
-        FilterField { name: "lifecycle_stage", column: "lifecycle_stage", kind: FieldKind::Enum(LIFECYCLE_VALUES) },
-        FilterField { name: "owner", column: "owner", kind: FieldKind::Text },
-        FilterField { name: "source", column: "source", kind: FieldKind::Text },
-        FilterField { name: "tags", column: "tags", kind: FieldKind::JsonStringArray },
-        FilterField { name: "create_time", column: "create_time", kind: FieldKind::Timestamp },
-        FilterField { name: "update_time", column: "update_time", kind: FieldKind::Timestamp },
+        FilterField {
+            name: "given_name",
+            column: "given_name",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "family_name",
+            column: "family_name",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "display_name",
+            column: "display_name",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "email",
+            column: "primary_email",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "phone",
+            column: "primary_phone",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "company",
+            column: "company",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "job_title",
+            column: "job_title",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "lifecycle_stage",
+            column: "lifecycle_stage",
+            kind: FieldKind::Enum(LIFECYCLE_VALUES),
+        },
+        FilterField {
+            name: "owner",
+            column: "owner",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "source",
+            column: "source",
+            kind: FieldKind::Text,
+        },
+        FilterField {
+            name: "tags",
+            column: "tags",
+            kind: FieldKind::JsonStringArray,
+        },
+        FilterField {
+            name: "create_time",
+            column: "create_time",
+            kind: FieldKind::Timestamp,
+        },
+        FilterField {
+            name: "update_time",
+            column: "update_time",
+            kind: FieldKind::Timestamp,
+        },
     ],
 };
 
@@ -120,7 +172,9 @@ async fn replace_keys<C: ConnectionTrait>(
     if let Some(draft) = draft {
         let rows = key_rows(tenant, id, draft);
         if !rows.is_empty() {
-            contact_key::Entity::insert_many(rows).exec_without_returning(conn).await?;
+            contact_key::Entity::insert_many(rows)
+                .exec_without_returning(conn)
+                .await?;
         }
     }
     Ok(())
@@ -133,29 +187,42 @@ async fn check_company<C: ConnectionTrait>(
     company: &str,
     field: &str,
 ) -> Result<(), ApiError> {
-    let Some(id) = company.strip_prefix("companies/") else { return Ok(()) };
+    let Some(id) = company.strip_prefix("companies/") else {
+        return Ok(());
+    };
     let found = company::Entity::find_in(tenant)
         .filter(company::Column::Id.eq(id))
         .filter(company::Column::DeleteTime.is_null())
         .count(conn)
         .await?;
     if found == 0 {
-        return Err(ApiError::invalid(field, format!("{company} does not exist")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{company} does not exist"),
+        ));
     }
     Ok(())
 }
 
 fn like_escape(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// `column LIKE '%word%'` with the word's metacharacters escaped.
 fn contains(column: impl sea_orm::sea_query::IntoColumnRef, word: &str) -> Expr {
-    Expr::col(column).like(sea_orm::sea_query::LikeExpr::new(format!("%{}%", like_escape(word))).escape('\\'))
+    Expr::col(column)
+        .like(sea_orm::sea_query::LikeExpr::new(format!("%{}%", like_escape(word))).escape('\\'))
 }
 
 impl Store {
-    async fn load_contact<C: ConnectionTrait>(&self, conn: &C, tenant: &Tenant, id: Uuid) -> Result<Contact, ApiError> {
+    async fn load_contact<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        tenant: &Tenant,
+        id: Uuid,
+    ) -> Result<Contact, ApiError> {
         contact::Entity::find_in(tenant)
             .filter(contact::Column::Id.eq(id.to_string()))
             .one(conn)
@@ -173,7 +240,9 @@ impl Store {
         request_id: Option<String>,
     ) -> Result<Contact, ApiError> {
         if let Some(key) = &request_id {
-            if let Some(existing) = idempotency::lookup(&self.db.conn, tenant, "CreateContact", key).await? {
+            if let Some(existing) =
+                idempotency::lookup(&self.db.conn, tenant, "CreateContact", key).await?
+            {
                 return self.contact_by_name(tenant, &existing).await;
             }
         }
@@ -190,19 +259,34 @@ impl Store {
         let txn = self.db.begin_write().await?;
         check_company(&*txn, tenant, &contact.draft.company, "contact.company").await?;
         if let Some(key) = &request_id {
-            if let Recorded::Taken = idempotency::record(&*txn, tenant, "CreateContact", key, &contact.name()).await? {
+            if let Recorded::Taken =
+                idempotency::record(&*txn, tenant, "CreateContact", key, &contact.name()).await?
+            {
                 drop(txn);
                 let existing = idempotency::lookup(&self.db.conn, tenant, "CreateContact", key)
                     .await?
-                    .ok_or_else(|| ApiError::Aborted("a concurrent request with this request_id failed; retry".into()))?;
+                    .ok_or_else(|| {
+                        ApiError::Aborted(
+                            "a concurrent request with this request_id failed; retry".into(),
+                        )
+                    })?;
                 return self.contact_by_name(tenant, &existing).await;
             }
         }
-        contact::Entity::insert(contact_row(tenant.as_str(), &contact).into_active_model().reset_all())
-            .exec_without_returning(&*txn)
-            .await?;
+        contact::Entity::insert(
+            contact_row(tenant.as_str(), &contact)
+                .into_active_model()
+                .reset_all(),
+        )
+        .exec_without_returning(&*txn)
+        .await?;
         replace_keys(&*txn, tenant, &contact.id.to_string(), Some(&contact.draft)).await?;
-        let event = self.event("ContactCreated", contact.name(), self.payloads.contact(&contact), actor);
+        let event = self.event(
+            "ContactCreated",
+            contact.name(),
+            self.payloads.contact(&contact),
+            actor,
+        );
         self.commit(txn, tenant, vec![event]).await?;
         Ok(contact)
     }
@@ -218,21 +302,34 @@ impl Store {
     }
 
     /// Contacts by id, in the order asked; any missing one is NOT_FOUND.
-    pub async fn batch_get_contacts(&self, tenant: &Tenant, ids: &[Uuid]) -> Result<Vec<Contact>, ApiError> {
+    pub async fn batch_get_contacts(
+        &self,
+        tenant: &Tenant,
+        ids: &[Uuid],
+    ) -> Result<Vec<Contact>, ApiError> {
         let rows = contact::Entity::find_in(tenant)
             .filter(contact::Column::Id.is_in(ids.iter().map(Uuid::to_string)))
             .all(&self.db.conn)
             .await?;
-        let by_id: HashMap<String, contact::Model> = rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let by_id: HashMap<String, contact::Model> =
+            rows.into_iter().map(|r| (r.id.clone(), r)).collect();
         ids.iter()
             .map(|id| {
-                by_id.get(&id.to_string()).cloned().ok_or_else(|| contact_not_found(*id))?.try_into()
+                by_id
+                    .get(&id.to_string())
+                    .cloned()
+                    .ok_or_else(|| contact_not_found(*id))?
+                    .try_into()
             })
             .collect()
     }
 
     /// One page of contacts and the total that match.
-    pub async fn list_contacts(&self, tenant: &Tenant, query: ListQuery) -> Result<(Vec<Contact>, u64), ApiError> {
+    pub async fn list_contacts(
+        &self,
+        tenant: &Tenant,
+        query: ListQuery,
+    ) -> Result<(Vec<Contact>, u64), ApiError> {
         let mut select = contact::Entity::find_in(tenant).filter(query.condition);
         if !query.show_deleted {
             select = select.filter(contact::Column::DeleteTime.is_null());
@@ -250,7 +347,10 @@ impl Store {
             .limit(query.limit)
             .all(&self.db.conn)
             .await?;
-        let contacts = rows.into_iter().map(Contact::try_from).collect::<Result<_, _>>()?;
+        let contacts = rows
+            .into_iter()
+            .map(Contact::try_from)
+            .collect::<Result<_, _>>()?;
         Ok((contacts, total))
     }
 
@@ -270,7 +370,11 @@ impl Store {
         if let Some(after) = after {
             select = select.filter(contact::Column::Id.gt(after));
         }
-        let rows = select.order_by_asc(contact::Column::Id).limit(limit).all(&self.db.conn).await?;
+        let rows = select
+            .order_by_asc(contact::Column::Id)
+            .limit(limit)
+            .all(&self.db.conn)
+            .await?;
         rows.into_iter().map(Contact::try_from).collect()
     }
 
@@ -297,7 +401,9 @@ impl Store {
         }
         contact.version = stored_version + 1;
         contact.update_time = now();
-        let row = contact_row(tenant.as_str(), &contact).into_active_model().reset_all();
+        let row = contact_row(tenant.as_str(), &contact)
+            .into_active_model()
+            .reset_all();
         let updated = contact::Entity::update_many()
             .set(row)
             .filter(contact::Column::Tenant.eq(tenant.as_str()))
@@ -310,7 +416,12 @@ impl Store {
         }
         let keys = contact.delete_time.is_none().then_some(&contact.draft);
         replace_keys(&*txn, tenant, &id.to_string(), keys).await?;
-        let event = self.event(event, contact.name(), self.payloads.contact(&contact), actor);
+        let event = self.event(
+            event,
+            contact.name(),
+            self.payloads.contact(&contact),
+            actor,
+        );
         self.commit(txn, tenant, vec![event]).await?;
         Ok(contact)
     }
@@ -324,35 +435,72 @@ impl Store {
         expected_version: Option<i64>,
         change: impl FnOnce(&mut ContactDraft) -> Result<(), ApiError>,
     ) -> Result<Contact, ApiError> {
-        self.change_contact(tenant, actor, id, expected_version, "ContactUpdated", |contact| {
-            if contact.delete_time.is_some() {
-                return Err(ApiError::FailedPrecondition(format!("{} is deleted; undelete it first", contact.name())));
-            }
-            change(&mut contact.draft)
-        })
+        self.change_contact(
+            tenant,
+            actor,
+            id,
+            expected_version,
+            "ContactUpdated",
+            |contact| {
+                if contact.delete_time.is_some() {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "{} is deleted; undelete it first",
+                        contact.name()
+                    )));
+                }
+                change(&mut contact.draft)
+            },
+        )
         .await
     }
 
     /// Soft-deletes a contact.
-    pub async fn delete_contact(&self, tenant: &Tenant, actor: &str, id: Uuid, expected_version: Option<i64>) -> Result<Contact, ApiError> {
-        self.change_contact(tenant, actor, id, expected_version, "ContactDeleted", |contact| {
-            if contact.delete_time.is_some() {
-                return Err(ApiError::FailedPrecondition(format!("{} is already deleted", contact.name())));
-            }
-            contact.delete_time = Some(now());
-            Ok(())
-        })
+    pub async fn delete_contact(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        id: Uuid,
+        expected_version: Option<i64>,
+    ) -> Result<Contact, ApiError> {
+        self.change_contact(
+            tenant,
+            actor,
+            id,
+            expected_version,
+            "ContactDeleted",
+            |contact| {
+                if contact.delete_time.is_some() {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "{} is already deleted",
+                        contact.name()
+                    )));
+                }
+                contact.delete_time = Some(now());
+                Ok(())
+            },
+        )
         .await
     }
 
     /// Restores a soft-deleted contact (not a merged one: it lives on in its survivor).
-    pub async fn undelete_contact(&self, tenant: &Tenant, actor: &str, id: Uuid) -> Result<Contact, ApiError> {
+    pub async fn undelete_contact(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        id: Uuid,
+    ) -> Result<Contact, ApiError> {
         self.change_contact(tenant, actor, id, None, "ContactUndeleted", |contact| {
             if let Some(survivor) = &contact.merged_into {
-                return Err(ApiError::FailedPrecondition(format!("{} was merged into {survivor}", contact.name())));
+                return Err(ApiError::FailedPrecondition(format!(
+                    "{} was merged into {survivor}",
+                    contact.name()
+                )));
             }
             if contact.delete_time.is_none() {
-                return Err(ApiError::FailedPrecondition(format!("{} is not deleted", contact.name())));
+                return Err(ApiError::FailedPrecondition(format!(
+                    "{} is not deleted",
+                    contact.name()
+                )));
             }
             contact.delete_time = None;
             Ok(())
@@ -362,7 +510,12 @@ impl Store {
 
     /// Live contacts where every word occurs in the contact's own search text
     /// or in its company's, at most `limit` of them, with their company's text.
-    pub async fn search_candidates(&self, tenant: &Tenant, words: &[String], limit: u64) -> Result<Vec<(Contact, String)>, ApiError> {
+    pub async fn search_candidates(
+        &self,
+        tenant: &Tenant,
+        words: &[String],
+        limit: u64,
+    ) -> Result<Vec<(Contact, String)>, ApiError> {
         let mut condition = Condition::all();
         for word in words {
             let companies = company::Entity::find_in(tenant)
@@ -408,7 +561,11 @@ impl Store {
 
     /// Keys (kind, value) shared by more than one live contact, with the
     /// contacts sharing each; limited to keys involving `only` when given.
-    pub async fn shared_keys(&self, tenant: &Tenant, only: Option<Uuid>) -> Result<Vec<(String, Vec<String>)>, ApiError> {
+    pub async fn shared_keys(
+        &self,
+        tenant: &Tenant,
+        only: Option<Uuid>,
+    ) -> Result<Vec<(String, Vec<String>)>, ApiError> {
         let mut select = contact_key::Entity::find_in(tenant);
         if let Some(id) = only {
             let own = contact_key::Entity::find_in(tenant)
@@ -441,7 +598,10 @@ impl Store {
 
     /// (id, company, display name) of live contacts that have a company,
     /// ordered by company; the input for similar-name detection.
-    pub async fn contacts_with_company(&self, tenant: &Tenant) -> Result<Vec<(String, String, String)>, ApiError> {
+    pub async fn contacts_with_company(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<Vec<(String, String, String)>, ApiError> {
         let rows: Vec<(String, String, String)> = contact::Entity::find_in(tenant)
             .select_only()
             .column(contact::Column::Id)
@@ -469,7 +629,10 @@ impl Store {
         let mut survivor = self.load_contact(&*txn, tenant, survivor_id).await?;
         check_version(&survivor.name(), expected_version, survivor.version)?;
         if survivor.delete_time.is_some() {
-            return Err(ApiError::FailedPrecondition(format!("the survivor {} is deleted", survivor.name())));
+            return Err(ApiError::FailedPrecondition(format!(
+                "the survivor {} is deleted",
+                survivor.name()
+            )));
         }
         let time = now();
         let mut merged_names = Vec::new();
@@ -477,16 +640,23 @@ impl Store {
         for (i, id) in merged_ids.iter().enumerate() {
             let mut merged = self.load_contact(&*txn, tenant, *id).await?;
             if merged.delete_time.is_some() {
-                return Err(ApiError::invalid(format!("merged[{i}]"), format!("{} is deleted or already merged", merged.name())));
+                return Err(ApiError::invalid(
+                    format!("merged[{i}]"),
+                    format!("{} is deleted or already merged", merged.name()),
+                ));
             }
             survivor.draft.absorb(&merged.draft);
             merged.delete_time = Some(time);
             merged.merged_into = Some(survivor.name());
             merged.update_time = time;
             merged.version += 1;
-            contact::Entity::update(contact_row(tenant.as_str(), &merged).into_active_model().reset_all())
-                .exec(&*txn)
-                .await?;
+            contact::Entity::update(
+                contact_row(tenant.as_str(), &merged)
+                    .into_active_model()
+                    .reset_all(),
+            )
+            .exec(&*txn)
+            .await?;
             replace_keys(&*txn, tenant, &id.to_string(), None).await?;
             activity::Entity::update_many()
                 .col_expr(activity::Column::Contact, Expr::value(survivor.name()))
@@ -494,17 +664,42 @@ impl Store {
                 .filter(activity::Column::Contact.eq(merged.name()))
                 .exec(&*txn)
                 .await?;
-            events.push(self.event("ContactDeleted", merged.name(), self.payloads.contact(&merged), actor));
+            events.push(self.event(
+                "ContactDeleted",
+                merged.name(),
+                self.payloads.contact(&merged),
+                actor,
+            ));
             merged_names.push(merged.name());
         }
         survivor.version += 1;
         survivor.update_time = time;
-        contact::Entity::update(contact_row(tenant.as_str(), &survivor).into_active_model().reset_all())
-            .exec(&*txn)
-            .await?;
-        replace_keys(&*txn, tenant, &survivor_id.to_string(), Some(&survivor.draft)).await?;
-        events.push(self.event("ContactMerged", survivor.name(), self.payloads.merged(&survivor.name(), &merged_names), actor));
-        events.push(self.event("ContactUpdated", survivor.name(), self.payloads.contact(&survivor), actor));
+        contact::Entity::update(
+            contact_row(tenant.as_str(), &survivor)
+                .into_active_model()
+                .reset_all(),
+        )
+        .exec(&*txn)
+        .await?;
+        replace_keys(
+            &*txn,
+            tenant,
+            &survivor_id.to_string(),
+            Some(&survivor.draft),
+        )
+        .await?;
+        events.push(self.event(
+            "ContactMerged",
+            survivor.name(),
+            self.payloads.merged(&survivor.name(), &merged_names),
+            actor,
+        ));
+        events.push(self.event(
+            "ContactUpdated",
+            survivor.name(),
+            self.payloads.contact(&survivor),
+            actor,
+        ));
         self.commit(txn, tenant, events).await?;
         Ok(survivor)
     }
@@ -512,7 +707,12 @@ impl Store {
     /// Imports one batch in one transaction: each valid row becomes a contact
     /// unless one of its emails belongs to an existing contact, or to an
     /// earlier row of the import.
-    pub async fn import_batch(&self, tenant: &Tenant, actor: &str, rows: Vec<ImportRow>) -> Result<Vec<ImportOutcome>, ApiError> {
+    pub async fn import_batch(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        rows: Vec<ImportRow>,
+    ) -> Result<Vec<ImportOutcome>, ApiError> {
         let txn = self.db.begin_write().await?;
         let emails: Vec<String> = rows
             .iter()
@@ -529,7 +729,11 @@ impl Store {
                 .filter(contact_key::Column::Value.is_in(chunk.to_vec()))
                 .all(&*txn)
                 .await?;
-            known.extend(found.into_iter().map(|k| (k.value, format!("contacts/{}", k.contact_id))));
+            known.extend(
+                found
+                    .into_iter()
+                    .map(|k| (k.value, format!("contacts/{}", k.contact_id))),
+            );
         }
         let companies: Vec<String> = rows
             .iter()
@@ -569,24 +773,48 @@ impl Store {
                 continue;
             }
             if !draft.company.is_empty() && !live_companies.contains(&draft.company) {
-                outcomes.push(ImportOutcome::Failed(format!("contact.company: {} does not exist", draft.company)));
+                outcomes.push(ImportOutcome::Failed(format!(
+                    "contact.company: {} does not exist",
+                    draft.company
+                )));
                 continue;
             }
-            let contact = Contact { id: Uuid::now_v7(), draft, create_time: time, update_time: time, delete_time: None, version: 1, merged_into: None };
+            let contact = Contact {
+                id: Uuid::now_v7(),
+                draft,
+                create_time: time,
+                update_time: time,
+                delete_time: None,
+                version: 1,
+                merged_into: None,
+            };
             for key in contact.draft.email_keys() {
                 known.insert(key, contact.name());
             }
             keys.extend(key_rows(tenant, &contact.id.to_string(), &contact.draft));
-            events.push(self.event("ContactCreated", contact.name(), self.payloads.contact(&contact), actor));
-            contact_rows.push(contact_row(tenant.as_str(), &contact).into_active_model().reset_all());
+            events.push(self.event(
+                "ContactCreated",
+                contact.name(),
+                self.payloads.contact(&contact),
+                actor,
+            ));
+            contact_rows.push(
+                contact_row(tenant.as_str(), &contact)
+                    .into_active_model()
+                    .reset_all(),
+            );
             outcomes.push(ImportOutcome::Created(contact.name()));
         }
         // SQLite allows 32766 bound values per statement: 24 columns x 500 rows fits.
         for chunk in contact_rows.chunks(500) {
-            contact::Entity::insert_many(chunk.to_vec()).exec_without_returning(&*txn).await?;
+            contact::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&*txn)
+                .await?;
         }
         for chunk in keys.chunks(2000) {
-            contact_key::Entity::insert_many(chunk.to_vec()).exec_without_returning(&*txn).await?;
+            contact_key::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&*txn)
+                .await?;
         }
         self.commit(txn, tenant, events).await?;
         Ok(outcomes)
@@ -595,7 +823,12 @@ impl Store {
     /// Hard-deletes a contact, the contacts merged into it, their
     /// activities and every earlier event about any of them; appends one
     /// ContactErased event. Returns the number of activities erased.
-    pub async fn erase_contact(&self, tenant: &Tenant, actor: &str, id: Uuid) -> Result<u64, ApiError> {
+    pub async fn erase_contact(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        id: Uuid,
+    ) -> Result<u64, ApiError> {
         let txn = self.db.begin_write().await?;
         let contact = self.load_contact(&*txn, tenant, id).await?;
         let name = contact.name();
@@ -647,7 +880,12 @@ impl Store {
             .filter(crm_shared::idempotency::entity::Column::Resource.is_in(names))
             .exec(&*txn)
             .await?;
-        let event = self.event("ContactErased", name.clone(), self.payloads.erased(&name), actor);
+        let event = self.event(
+            "ContactErased",
+            name.clone(),
+            self.payloads.erased(&name),
+            actor,
+        );
         self.commit(txn, tenant, vec![event]).await?;
         Ok(erased)
     }

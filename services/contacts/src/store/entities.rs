@@ -218,7 +218,11 @@ pub fn contact_row(tenant: &str, contact: &Contact) -> contact::Model {
         company: d.company.clone(),
         job_title: d.job_title.clone(),
         address: to_json(&d.address),
-        lifecycle_stage: d.lifecycle_stage.map(LifecycleStage::as_str).unwrap_or_default().to_owned(),
+        lifecycle_stage: d
+            .lifecycle_stage
+            .map(LifecycleStage::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         owner: d.owner.clone(),
         source: d.source.clone(),
         tags: to_json(&d.tags),
@@ -309,7 +313,11 @@ pub fn activity_row(tenant: &str, activity: &Activity) -> activity::Model {
     activity::Model {
         id: activity.id.to_string(),
         tenant: tenant.to_owned(),
-        kind: d.kind.map(ActivityKind::as_str).unwrap_or("NOTE").to_owned(),
+        kind: d
+            .kind
+            .map(ActivityKind::as_str)
+            .unwrap_or("NOTE")
+            .to_owned(),
         subject: d.subject.clone(),
         body: d.body.clone(),
         occur_time: d.occur_time.unwrap_or(activity.create_time),

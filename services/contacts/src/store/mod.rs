@@ -66,25 +66,47 @@ pub struct Store {
 impl Store {
     /// A store over `db` that wakes event-feed followers through `signal`.
     pub fn new(db: Database, signal: CommitSignal, payloads: Arc<dyn EventPayloads>) -> Self {
-        Self { db, signal, payloads }
+        Self {
+            db,
+            signal,
+            payloads,
+        }
     }
 
     /// Appends events and commits; followers of the feed are woken.
-    async fn commit(&self, txn: WriteTxn, tenant: &Tenant, events: Vec<NewEvent>) -> Result<(), ApiError> {
+    async fn commit(
+        &self,
+        txn: WriteTxn,
+        tenant: &Tenant,
+        events: Vec<NewEvent>,
+    ) -> Result<(), ApiError> {
         outbox::append(&*txn, tenant, PACKAGE, events).await?;
         txn.commit().await?;
         self.signal.notify();
         Ok(())
     }
 
-    fn event(&self, name: &'static str, subject: String, payload: prost_types::Any, actor: &str) -> NewEvent {
-        NewEvent { name, subject, payload, actor: actor.to_owned() }
+    fn event(
+        &self,
+        name: &'static str,
+        subject: String,
+        payload: prost_types::Any,
+        actor: &str,
+    ) -> NewEvent {
+        NewEvent {
+            name,
+            subject,
+            payload,
+            actor: actor.to_owned(),
+        }
     }
 }
 
 /// ABORTED for a stale etag.
 fn stale(name: &str) -> ApiError {
-    ApiError::Aborted(format!("{name} was changed by someone else; read it again and retry"))
+    ApiError::Aborted(format!(
+        "{name} was changed by someone else; read it again and retry"
+    ))
 }
 
 /// Checks an expected version (from an etag) against the stored one.

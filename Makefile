@@ -1,0 +1,39 @@
+# The suite's entry points; README.md explains each.
+SHELL := /bin/bash
+BUF_DIR := .ci/.tools
+export PATH := $(CURDIR)/$(BUF_DIR)/node_modules/.bin:$(PATH)
+
+TENANT ?= acme
+ROLES ?= admin
+SUBJECT ?= dev
+
+.PHONY: run test lint fmt bench token buf
+
+## run: build and start every service on SQLite under ./data (Ctrl-C stops)
+run:
+	@scripts/run.sh
+
+## test: unit, service and end-to-end tests, on SQLite and PostgreSQL
+test:
+	cargo test --workspace --all-targets -- --test-threads=4
+
+## lint: rustfmt check, clippy with warnings denied, buf lint
+lint: buf
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	buf lint proto
+
+## fmt: format the code
+fmt:
+	cargo fmt --all
+
+## bench: the contacts benchmark (SQLite and PostgreSQL)
+bench:
+	cargo bench -p crm-contacts --bench contacts_bench
+
+## token: print a development token (TENANT, ROLES, SUBJECT)
+token:
+	@cargo run --quiet -p crm-shared --bin crm-token -- "$(TENANT)" "$(ROLES)" "$(SUBJECT)"
+
+buf:
+	@command -v buf >/dev/null 2>&1 || npm install --no-save --no-audit --no-fund --prefix $(BUF_DIR) @bufbuild/buf@1 >/dev/null
