@@ -82,14 +82,12 @@ impl Database {
     /// Connects to `url` with at most `max_connections` pooled connections;
     /// for SQLite, creates the file (and its folder) when missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
-        if let Some(path) = sqlite_path(url) {
-            if let Some(dir) = Path::new(path)
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
-            }
+        let folder = sqlite_path(url)
+            .and_then(|path| Path::new(path).parent())
+            .filter(|dir| !dir.as_os_str().is_empty());
+        if let Some(dir) = folder {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut options = ConnectOptions::new(url);
         options

@@ -31,7 +31,7 @@ fn validate_row(request: pb::ImportContactsRequest) -> ImportRow {
         .and_then(|contact| contact_draft(contact, "contact"))
         .and_then(|draft| draft.normalize("contact"));
     match checked {
-        Ok(draft) => ImportRow::Valid(draft),
+        Ok(draft) => ImportRow::Valid(Box::new(draft)),
         Err(error) => ImportRow::Invalid(
             error
                 .to_string()

@@ -235,10 +235,10 @@ impl ContactDraft {
                 .trim()
                 .to_owned();
         }
-        if self.display_name.is_empty() {
-            if let Some(email) = self.emails.first() {
-                self.display_name = email.address.trim().to_owned();
-            }
+        if self.display_name.is_empty()
+            && let Some(email) = self.emails.first()
+        {
+            self.display_name = email.address.trim().to_owned();
         }
         if self.display_name.is_empty() {
             v.add(

@@ -101,7 +101,7 @@ pub fn rank(words: &[String], own_text: &str, company_text: &str) -> f64 {
         return 0.0;
     }
     let tokens: Vec<&str> = own_text
-        .split(|c: char| c == ' ' || c == '@' || c == '.')
+        .split([' ', '@', '.'])
         .filter(|t| !t.is_empty())
         .collect();
     let points: u32 = words

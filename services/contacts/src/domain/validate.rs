@@ -74,12 +74,13 @@ impl Violations {
 
     /// Checks a resource-name reference when set.
     pub fn reference(&mut self, field: &str, value: &str, collection: &str) {
-        if !value.is_empty() {
-            if let Err(ApiError::InvalidArgument(violations)) =
-                crm_shared::convert::parse_name(value, collection, field)
-            {
-                self.0.extend(violations);
-            }
+        if value.is_empty() {
+            return;
+        }
+        if let Err(ApiError::InvalidArgument(violations)) =
+            crm_shared::convert::parse_name(value, collection, field)
+        {
+            self.0.extend(violations);
         }
     }
 

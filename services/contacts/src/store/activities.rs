@@ -4,7 +4,6 @@ use crm_shared::{
     db::{Tenant, TenantScoped},
     error::ApiError,
     filter::{FieldKind, FilterField, FilterSchema},
-    idempotency::{self, Recorded},
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, Order,
@@ -122,13 +121,12 @@ impl Store {
         draft: ActivityDraft,
         request_id: Option<String>,
     ) -> Result<Activity, ApiError> {
-        if let Some(key) = &request_id {
-            if let Some(existing) =
-                idempotency::lookup(&self.db.conn, tenant, "CreateActivity", key).await?
-            {
-                let id = crm_shared::convert::parse_name(&existing, "activities", "name")?;
-                return self.load_activity(&self.db.conn, tenant, id).await;
-            }
+        if let Some(existing) = self
+            .replayed(tenant, "CreateActivity", request_id.as_deref())
+            .await?
+        {
+            let id = crm_shared::convert::parse_name(&existing, "activities", "name")?;
+            return self.load_activity(&self.db.conn, tenant, id).await;
         }
         let time = now();
         let mut activity = Activity {
@@ -142,21 +140,13 @@ impl Store {
         activity.draft.occur_time.get_or_insert(time);
         let txn = self.db.begin_write().await?;
         check_links(&*txn, tenant, &activity.draft).await?;
-        if let Some(key) = &request_id {
-            if let Recorded::Taken =
-                idempotency::record(&*txn, tenant, "CreateActivity", key, &activity.name()).await?
-            {
-                drop(txn);
-                let existing = idempotency::lookup(&self.db.conn, tenant, "CreateActivity", key)
-                    .await?
-                    .ok_or_else(|| {
-                        ApiError::Aborted(
-                            "a concurrent request with this request_id failed; retry".into(),
-                        )
-                    })?;
-                let id = crm_shared::convert::parse_name(&existing, "activities", "name")?;
-                return self.load_activity(&self.db.conn, tenant, id).await;
-            }
+        let name = activity.name();
+        if let Some(existing) = self
+            .claim(&txn, tenant, "CreateActivity", request_id.as_deref(), &name)
+            .await?
+        {
+            let id = crm_shared::convert::parse_name(&existing, "activities", "name")?;
+            return self.load_activity(&self.db.conn, tenant, id).await;
         }
         activity::Entity::insert(
             activity_row(tenant.as_str(), &activity)

@@ -4,7 +4,6 @@ use crm_shared::{
     db::{Tenant, TenantScoped},
     error::ApiError,
     filter::{FieldKind, FilterField, FilterSchema},
-    idempotency::{self, Recorded},
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, Order,
@@ -95,13 +94,12 @@ impl Store {
         draft: CompanyDraft,
         request_id: Option<String>,
     ) -> Result<Company, ApiError> {
-        if let Some(key) = &request_id {
-            if let Some(existing) =
-                idempotency::lookup(&self.db.conn, tenant, "CreateCompany", key).await?
-            {
-                let id = crm_shared::convert::parse_name(&existing, "companies", "name")?;
-                return self.load_company(&self.db.conn, tenant, id).await;
-            }
+        if let Some(existing) = self
+            .replayed(tenant, "CreateCompany", request_id.as_deref())
+            .await?
+        {
+            let id = crm_shared::convert::parse_name(&existing, "companies", "name")?;
+            return self.load_company(&self.db.conn, tenant, id).await;
         }
         let time = now();
         let company = Company {
@@ -113,21 +111,13 @@ impl Store {
             version: 1,
         };
         let txn = self.db.begin_write().await?;
-        if let Some(key) = &request_id {
-            if let Recorded::Taken =
-                idempotency::record(&*txn, tenant, "CreateCompany", key, &company.name()).await?
-            {
-                drop(txn);
-                let existing = idempotency::lookup(&self.db.conn, tenant, "CreateCompany", key)
-                    .await?
-                    .ok_or_else(|| {
-                        ApiError::Aborted(
-                            "a concurrent request with this request_id failed; retry".into(),
-                        )
-                    })?;
-                let id = crm_shared::convert::parse_name(&existing, "companies", "name")?;
-                return self.load_company(&self.db.conn, tenant, id).await;
-            }
+        let name = company.name();
+        if let Some(existing) = self
+            .claim(&txn, tenant, "CreateCompany", request_id.as_deref(), &name)
+            .await?
+        {
+            let id = crm_shared::convert::parse_name(&existing, "companies", "name")?;
+            return self.load_company(&self.db.conn, tenant, id).await;
         }
         company::Entity::insert(
             company_row(tenant.as_str(), &company)

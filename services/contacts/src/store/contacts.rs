@@ -7,7 +7,6 @@ use crm_shared::{
     db::{Tenant, TenantScoped},
     error::ApiError,
     filter::{FieldKind, FilterField, FilterSchema},
-    idempotency::{self, Recorded},
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, Order,
@@ -117,7 +116,7 @@ pub const ORDER_BY: &[(&str, &str)] = &[
 #[derive(Debug)]
 pub enum ImportRow {
     /// A valid contact to create unless its email exists.
-    Valid(ContactDraft),
+    Valid(Box<ContactDraft>),
     /// An invalid row and why.
     Invalid(String),
 }
@@ -239,12 +238,11 @@ impl Store {
         draft: ContactDraft,
         request_id: Option<String>,
     ) -> Result<Contact, ApiError> {
-        if let Some(key) = &request_id {
-            if let Some(existing) =
-                idempotency::lookup(&self.db.conn, tenant, "CreateContact", key).await?
-            {
-                return self.contact_by_name(tenant, &existing).await;
-            }
+        if let Some(existing) = self
+            .replayed(tenant, "CreateContact", request_id.as_deref())
+            .await?
+        {
+            return self.contact_by_name(tenant, &existing).await;
         }
         let time = now();
         let contact = Contact {
@@ -258,20 +256,12 @@ impl Store {
         };
         let txn = self.db.begin_write().await?;
         check_company(&*txn, tenant, &contact.draft.company, "contact.company").await?;
-        if let Some(key) = &request_id {
-            if let Recorded::Taken =
-                idempotency::record(&*txn, tenant, "CreateContact", key, &contact.name()).await?
-            {
-                drop(txn);
-                let existing = idempotency::lookup(&self.db.conn, tenant, "CreateContact", key)
-                    .await?
-                    .ok_or_else(|| {
-                        ApiError::Aborted(
-                            "a concurrent request with this request_id failed; retry".into(),
-                        )
-                    })?;
-                return self.contact_by_name(tenant, &existing).await;
-            }
+        let name = contact.name();
+        if let Some(existing) = self
+            .claim(&txn, tenant, "CreateContact", request_id.as_deref(), &name)
+            .await?
+        {
+            return self.contact_by_name(tenant, &existing).await;
         }
         contact::Entity::insert(
             contact_row(tenant.as_str(), &contact)
@@ -766,7 +756,7 @@ impl Store {
                     outcomes.push(ImportOutcome::Failed(error));
                     continue;
                 }
-                ImportRow::Valid(draft) => draft,
+                ImportRow::Valid(draft) => *draft,
             };
             if let Some(existing) = draft.email_keys().iter().find_map(|k| known.get(k)) {
                 outcomes.push(ImportOutcome::Duplicate(existing.clone()));

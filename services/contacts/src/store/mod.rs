@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crm_shared::{
     db::{Database, Tenant, WriteTxn},
     error::ApiError,
+    idempotency::{self, Recorded},
     outbox::{self, CommitSignal, NewEvent},
 };
 use sea_orm::{Condition, Order};
@@ -84,6 +85,48 @@ impl Store {
         txn.commit().await?;
         self.signal.notify();
         Ok(())
+    }
+
+    /// The resource an earlier request with this request id created, if any.
+    async fn replayed(
+        &self,
+        tenant: &Tenant,
+        method: &str,
+        request_id: Option<&str>,
+    ) -> Result<Option<String>, ApiError> {
+        match request_id {
+            Some(key) => Ok(idempotency::lookup(&self.db.conn, tenant, method, key).await?),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the request id in `txn` as creating `resource`. When a
+    /// concurrent request with the same id committed first, returns the
+    /// resource it created; the caller then returns that and rolls back.
+    async fn claim(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        method: &str,
+        request_id: Option<&str>,
+        resource: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(key) = request_id else {
+            return Ok(None);
+        };
+        match idempotency::record(&**txn, tenant, method, key, resource).await? {
+            Recorded::New => Ok(None),
+            // The winner's transaction has committed: read it outside ours,
+            // which PostgreSQL has aborted with the key violation.
+            Recorded::Taken => idempotency::lookup(&self.db.conn, tenant, method, key)
+                .await?
+                .map(Some)
+                .ok_or_else(|| {
+                    ApiError::Aborted(
+                        "a concurrent request with this request_id failed; retry".into(),
+                    )
+                }),
+        }
     }
 
     fn event(
