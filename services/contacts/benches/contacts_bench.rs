@@ -1,1 +1,340 @@
-fn main() {}
+//! The contacts benchmark, on SQLite and on PostgreSQL in one run:
+//!
+//! - `CreateContact` through the real service process: requests per second and
+//!   p50/p99 latency at several concurrencies, beside a hand-written sqlx
+//!   INSERT of the same row at the same concurrency;
+//! - `ImportContacts` of 100,000 rows: rows per second beside a raw multi-row
+//!   INSERT of the same rows (and, on PostgreSQL, `COPY`), with the service
+//!   process's peak memory (VmHWM) at 10,000 and 100,000 rows.
+//!
+//! `make bench` (= `cargo bench -p crm-contacts --bench contacts_bench`) runs it
+//! in full. Under `cargo test` it runs a small smoke pass, to keep it working.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crm_proto::contacts::{
+    Contact, CreateContactRequest, EmailAddress, ImportContactsRequest, PhoneNumber,
+    contacts_service_client::ContactsServiceClient,
+};
+use crm_shared::{
+    auth::{Role, sign_hs256},
+    testing::{Backend, TestDatabase},
+};
+use sqlx::{AnyConnection, Connection};
+use tonic::{metadata::MetadataValue, transport::Channel};
+
+const SECRET: &str = "bench-secret";
+
+struct Service {
+    child: Child,
+    client: ContactsServiceClient<Channel>,
+    token: MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl Service {
+    async fn start(url: &str) -> Service {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+        let child = Command::new(env!("CARGO_BIN_EXE_contacts"))
+            .env("CRM_CONTACTS__LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("CRM_CONTACTS__DATABASE_URL", url)
+            .env("CRM_CONTACTS__MAX_CONNECTIONS", "16")
+            .env("CRM_AUTH__HS256_SECRET", SECRET)
+            .env("CRM_PAGING_SECRET", "bench")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the contacts binary");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        let channel = loop {
+            if let Ok(channel) = Channel::from_shared(endpoint.clone()).expect("endpoint").connect().await {
+                let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+                let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+                if health.check(request).await.is_ok_and(|r| r.into_inner().status == 1) {
+                    break channel;
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "the service did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let token = sign_hs256(SECRET, "bench", "bench", &[Role::Admin], Duration::from_secs(3600)).expect("token");
+        Service {
+            child,
+            client: ContactsServiceClient::new(channel).max_encoding_message_size(64 << 20),
+            token: format!("Bearer {token}").parse().expect("header"),
+        }
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert("authorization", self.token.clone());
+        request
+    }
+
+    /// The process's peak resident memory in MiB (Linux VmHWM).
+    fn peak_memory_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn contact(i: usize, run: &str) -> Contact {
+    Contact {
+        given_name: format!("Given{i}"),
+        family_name: format!("Family{run}"),
+        emails: vec![EmailAddress { address: format!("person{i}.{run}@example.com"), label: "work".into(), primary: true }],
+        phones: vec![PhoneNumber { number: format!("+4930{:08}", i), ..Default::default() }],
+        job_title: "Engineer".into(),
+        source: "bench".into(),
+        tags: vec!["bench".into()],
+        ..Default::default()
+    }
+}
+
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn percentile(&mut self, p: f64) -> f64 {
+        self.0.sort();
+        let index = ((self.0.len() as f64 - 1.0) * p).round() as usize;
+        self.0.get(index).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    }
+}
+
+async fn create_via_service(service: &Service, concurrency: usize, total: usize, run: &str) -> (f64, Latencies) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let mut client = service.client.clone();
+        let next = next.clone();
+        let token = service.token.clone();
+        let run = run.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return latencies;
+                }
+                let mut request = tonic::Request::new(CreateContactRequest { contact: Some(contact(i, &run)), request_id: String::new() });
+                request.metadata_mut().insert("authorization", token.clone());
+                let began = Instant::now();
+                client.create_contact(request).await.expect("CreateContact");
+                latencies.push(began.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("task"));
+    }
+    (total as f64 / started.elapsed().as_secs_f64(), Latencies(all))
+}
+
+const COLUMNS: &str = "id, tenant, given_name, family_name, display_name, primary_email, primary_phone, emails, phones, company, job_title, address, lifecycle_stage, owner, source, tags, custom_fields, consents, search_text, merged_into, create_time, update_time, delete_time, version";
+
+fn row_values(i: usize, run: &str) -> Vec<String> {
+    let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string();
+    vec![
+        uuid::Uuid::now_v7().to_string(),
+        "bench".into(),
+        format!("Given{i}"),
+        format!("Family{run}"),
+        format!("Given{i} Family{run}"),
+        format!("person{i}.{run}@example.com"),
+        format!("+4930{:08}", i),
+        format!(r#"[{{"address":"person{i}.{run}@example.com","label":"work","primary":true}}]"#),
+        format!(r#"[{{"number":"+4930{i:08}","normalized":"+4930{i:08}","label":"","primary":true}}]"#),
+        String::new(),
+        "Engineer".into(),
+        "null".into(),
+        String::new(),
+        String::new(),
+        "bench".into(),
+        r#"["bench"]"#.into(),
+        "{}".into(),
+        "[]".into(),
+        format!(" given{i} family{run} person{i}.{run}@example.com "),
+        String::new(),
+        now.clone(),
+        now,
+        String::new(),
+        "1".into(),
+    ]
+}
+
+fn placeholders(backend: Backend, rows: usize, first: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (0..24)
+                .map(|c| {
+                    let n = first + r * 24 + c + 1;
+                    let p = if backend == Backend::Postgres { format!("${n}") } else { "?".to_owned() };
+                    match (backend, c) {
+                        // merged_into and delete_time are NULL in a fresh row.
+                        (_, 19) | (_, 22) => format!("NULLIF({p}, '')"),
+                        (Backend::Postgres, 20) | (Backend::Postgres, 21) => format!("CAST({p} AS timestamptz)"),
+                        (Backend::Postgres, 23) => format!("CAST({p} AS bigint)"),
+                        _ => p,
+                    }
+                })
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn raw_insert_rows(url: &str, backend: Backend, rows: usize, batch: usize, run: &str) -> f64 {
+    let mut conn = AnyConnection::connect(&sqlx_url(url)).await.expect("sqlx connect");
+    let started = Instant::now();
+    for start in (0..rows).step_by(batch) {
+        let n = batch.min(rows - start);
+        let sql = format!("INSERT INTO contacts ({COLUMNS}) VALUES {}", placeholders(backend, n, 0));
+        // The SQL is built from constants and placeholders only; values are bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in start..start + n {
+            for value in row_values(i, run) {
+                query = query.bind(value);
+            }
+        }
+        let mut txn = conn.begin().await.expect("begin");
+        query.execute(&mut *txn).await.expect("insert");
+        txn.commit().await.expect("commit");
+    }
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn raw_insert_single(url: &str, backend: Backend, concurrency: usize, total: usize, run: &str) -> (f64, Latencies) {
+    let pool = sqlx::any::AnyPoolOptions::new().max_connections(concurrency as u32).connect(&sqlx_url(url)).await.expect("pool");
+    let sql = Arc::new(format!("INSERT INTO contacts ({COLUMNS}) VALUES {}", placeholders(backend, 1, 0)));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (pool, sql, next, run) = (pool.clone(), sql.clone(), next.clone(), run.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return latencies;
+                }
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str().to_owned()));
+                for value in row_values(i, &run) {
+                    query = query.bind(value);
+                }
+                let began = Instant::now();
+                query.execute(&pool).await.expect("insert");
+                latencies.push(began.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("task"));
+    }
+    (total as f64 / started.elapsed().as_secs_f64(), Latencies(all))
+}
+
+async fn copy_rows(url: &str, rows: usize, run: &str) -> f64 {
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("pg connect");
+    let started = Instant::now();
+    let mut copy = conn
+        .copy_in_raw(&format!("COPY contacts ({COLUMNS}) FROM STDIN (FORMAT csv)"))
+        .await
+        .expect("COPY");
+    let mut buffer = String::new();
+    for i in 0..rows {
+        let cells: Vec<String> = row_values(i, run)
+            .into_iter()
+            .enumerate()
+            .map(|(c, v)| if (c == 19 || c == 22) && v.is_empty() { String::new() } else { format!("\"{}\"", v.replace('"', "\"\"")) })
+            .collect();
+        buffer.push_str(&cells.join(","));
+        buffer.push('\n');
+        if buffer.len() > 1 << 20 {
+            copy.send(std::mem::take(&mut buffer).into_bytes()).await.expect("send");
+        }
+    }
+    copy.send(buffer.into_bytes()).await.expect("send");
+    copy.finish().await.expect("finish");
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+fn sqlx_url(url: &str) -> String {
+    url.to_owned()
+}
+
+async fn import_via_service(service: &mut Service, rows: usize, run: &str) -> f64 {
+    let run = run.to_owned();
+    let requests = tokio_stream::iter((0..rows).map(move |i| ImportContactsRequest { contact: Some(contact(i, &run)) }));
+    let started = Instant::now();
+    let mut responses = service.client.import_contacts(service.request(requests)).await.expect("import").into_inner();
+    let mut created = 0;
+    while let Some(batch) = responses.message().await.expect("import stream") {
+        created += batch.results.iter().filter(|r| r.outcome == 1).count();
+    }
+    assert_eq!(created, rows, "every row is created");
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    sqlx::any::install_default_drivers();
+    let full = std::env::args().any(|a| a == "--bench");
+    let (creates, concurrencies, import_sizes): (usize, &[usize], &[usize]) =
+        if full { (3000, &[1, 8, 32], &[10_000, 100_000]) } else { (100, &[4], &[1_000]) };
+    let backends: &[Backend] = if full { &[Backend::Sqlite, Backend::Postgres] } else { &[Backend::Sqlite] };
+    println!("| backend | path | concurrency | req/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    let mut import_lines = Vec::new();
+    for &backend in backends {
+        let Some(db) = TestDatabase::create(backend).await else { continue };
+        let name = format!("{backend:?}");
+        let service = Service::start(&db.url).await;
+        for (run, &concurrency) in concurrencies.iter().enumerate() {
+            let (rps, mut lat) = create_via_service(&service, concurrency, creates, &format!("s{run}")).await;
+            println!("| {name} | CreateContact (gRPC) | {concurrency} | {rps:.0} | {:.2} | {:.2} |", lat.percentile(0.5), lat.percentile(0.99));
+            let (rps, mut lat) = raw_insert_single(&db.url, backend, concurrency, creates, &format!("r{run}")).await;
+            println!("| {name} | raw sqlx INSERT | {concurrency} | {rps:.0} | {:.2} | {:.2} |", lat.percentile(0.5), lat.percentile(0.99));
+        }
+        drop(service);
+        for &rows in import_sizes {
+            // A fresh process per size, so its peak memory belongs to this import.
+            let mut service = Service::start(&db.url).await;
+            let before = service.peak_memory_mib();
+            let rate = import_via_service(&mut service, rows, &format!("i{rows}")).await;
+            let peak = service.peak_memory_mib();
+            drop(service);
+            let raw = raw_insert_rows(&db.url, backend, rows, 500, &format!("m{rows}")).await;
+            let copy = if backend == Backend::Postgres { format!("{:.0}", copy_rows(&db.url, rows, &format!("c{rows}")).await) } else { "n/a".into() };
+            import_lines.push(format!(
+                "| {name} | {rows} | {rate:.0} | {raw:.0} | {copy} | {before:.0} -> {peak:.0} |"
+            ));
+        }
+    }
+    println!();
+    println!("| backend | rows | ImportContacts rows/s | raw multi-row INSERT rows/s | COPY rows/s | service peak RSS MiB (start -> after) |");
+    println!("|---|---|---|---|---|---|");
+    for line in import_lines {
+        println!("{line}");
+    }
+}

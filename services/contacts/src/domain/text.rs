@@ -122,7 +122,7 @@ pub fn rank(words: &[String], own_text: &str, company_text: &str) -> f64 {
 }
 
 #[cfg(test)]
-mod rank_tests {
+mod tests {
     use super::*;
 
     #[test]
@@ -137,8 +137,6 @@ mod rank_tests {
             vec!["1", "555", "0100000", "jose"]
         );
     }
-
-    use super::*;
 
     #[test]
     fn folding_removes_case_and_accents() {

@@ -42,18 +42,31 @@ fn subjects(activities: &[Activity]) -> Vec<String> {
 }
 
 async fn logs_and_gets_an_activity_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let contact = create(&mut client, person("Ada", "Lovelace", "ada@example.com")).await;
 
-    let created = log(&mut client, activity(ActivityKind::Call, &contact.name, "Intro call", "")).await;
-    assert!(is_resource_name(&created.name, "activities"), "name: {}", created.name);
+    let created = log(
+        &mut client,
+        activity(ActivityKind::Call, &contact.name, "Intro call", ""),
+    )
+    .await;
+    assert!(
+        is_resource_name(&created.name, "activities"),
+        "name: {}",
+        created.name
+    );
     assert_eq!(created.kind, ActivityKind::Call as i32);
     assert_eq!(created.subject, "Intro call");
     assert_eq!(created.body, "body of Intro call");
     assert_eq!(created.contact, contact.name);
     assert_eq!(created.actor, "tester", "the actor defaults to the caller");
-    assert_eq!(created.occur_time, created.create_time, "occur_time defaults to the creation time");
+    assert_eq!(
+        created.occur_time, created.create_time,
+        "occur_time defaults to the creation time"
+    );
     assert!(created.create_time.is_some());
     assert!(!created.etag.is_empty());
     let got = client
@@ -64,7 +77,12 @@ async fn logs_and_gets_an_activity_on(backend: Backend) {
         .must("GetActivity");
     assert_eq!(got, created);
 
-    let mut explicit = activity(ActivityKind::Meeting, &contact.name, "Board meeting", "2024-03-01T10:00:00Z");
+    let mut explicit = activity(
+        ActivityKind::Meeting,
+        &contact.name,
+        "Board meeting",
+        "2024-03-01T10:00:00Z",
+    );
     explicit.actor = "someone-else".into();
     let explicit = log(&mut client, explicit).await;
     assert_eq!(explicit.occur_time, Some(timestamp("2024-03-01T10:00:00Z")));
@@ -86,18 +104,30 @@ async fn logs_and_gets_an_activity_on(backend: Backend) {
         })
         .await
         .must_fail("CreateActivity without contact and company");
-    assert_invalid_field(&status, "contact", "CreateActivity without contact and company");
+    assert_invalid_field(
+        &status,
+        "contact",
+        "CreateActivity without contact and company",
+    );
 
     // An unknown contact.
     let status = client
         .create_activity(CreateActivityRequest {
-            activity: Some(activity(ActivityKind::Note, &unknown_name("contacts"), "Lost", "")),
+            activity: Some(activity(
+                ActivityKind::Note,
+                &unknown_name("contacts"),
+                "Lost",
+                "",
+            )),
             request_id: String::new(),
         })
         .await
         .must_fail("CreateActivity on an unknown contact");
     assert!(
-        matches!(status.code(), Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound),
+        matches!(
+            status.code(),
+            Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound
+        ),
         "an unknown contact: {:?}: {}",
         status.code(),
         status.message()
@@ -118,10 +148,12 @@ async fn logs_and_gets_an_activity_on(backend: Backend) {
     assert_eq!(logged.name, created.name);
     assert_eq!(logged.contact, contact.name);
 }
-crm_shared::db_test!(logs_and_gets_an_activity, logs_and_gets_an_activity_on);
+db_test!(logs_and_gets_an_activity, logs_and_gets_an_activity_on);
 
 async fn system_entries_need_the_service_identity_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut admin = app.admin();
     let contact = create(&mut admin, person("Ada", "Lovelace", "ada@example.com")).await;
     let mut system = activity(ActivityKind::System, &contact.name, "Deal won", "");
@@ -150,10 +182,15 @@ async fn system_entries_need_the_service_identity_on(backend: Backend) {
         .must("ListTimeline");
     assert_eq!(subjects(&timeline.activities), vec!["Deal won".to_owned()]);
 }
-crm_shared::db_test!(system_entries_need_the_service_identity, system_entries_need_the_service_identity_on);
+db_test!(
+    system_entries_need_the_service_identity,
+    system_entries_need_the_service_identity_on
+);
 
 async fn timeline_is_newest_first_and_pages_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let ada = create(&mut client, person("Ada", "Lovelace", "ada@example.com")).await;
     let other = create(&mut client, person("Alan", "Turing", "alan@example.com")).await;
@@ -167,10 +204,29 @@ async fn timeline_is_newest_first_and_pages_on(backend: Backend) {
     ];
     let mut logged = Vec::new();
     for (subject, time) in at {
-        logged.push(log(&mut client, activity(ActivityKind::Note, &ada.name, subject, time)).await);
+        logged.push(
+            log(
+                &mut client,
+                activity(ActivityKind::Note, &ada.name, subject, time),
+            )
+            .await,
+        );
     }
-    log(&mut client, activity(ActivityKind::Note, &other.name, "someone else's", "")).await;
-    let doomed = log(&mut client, activity(ActivityKind::Email, &ada.name, "deleted", "2024-01-06T00:00:00Z")).await;
+    log(
+        &mut client,
+        activity(ActivityKind::Note, &other.name, "someone else's", ""),
+    )
+    .await;
+    let doomed = log(
+        &mut client,
+        activity(
+            ActivityKind::Email,
+            &ada.name,
+            "deleted",
+            "2024-01-06T00:00:00Z",
+        ),
+    )
+    .await;
     client
         .delete_activity(DeleteActivityRequest {
             name: doomed.name.clone(),
@@ -190,7 +246,11 @@ async fn timeline_is_newest_first_and_pages_on(backend: Backend) {
         })
         .await
         .must("ListTimeline");
-    assert_eq!(subjects(&all.activities), expected, "newest first, own activities only, no deleted");
+    assert_eq!(
+        subjects(&all.activities),
+        expected,
+        "newest first, own activities only, no deleted"
+    );
     assert!(all.next_page_token.is_empty());
 
     let mut paged = Vec::new();
@@ -215,7 +275,11 @@ async fn timeline_is_newest_first_and_pages_on(backend: Backend) {
         token = page.next_page_token;
     }
     assert_eq!(pages, 2, "6 activities in pages of 4");
-    assert_eq!(subjects(&paged), expected, "pages concatenate to the full timeline");
+    assert_eq!(
+        subjects(&paged),
+        expected,
+        "pages concatenate to the full timeline"
+    );
 
     client
         .list_timeline(ListTimelineRequest {
@@ -234,22 +298,57 @@ async fn timeline_is_newest_first_and_pages_on(backend: Backend) {
         .must_fail("ListTimeline page_size -1");
     assert_invalid_field(&status, "page_size", "ListTimeline page_size -1");
 }
-crm_shared::db_test!(timeline_is_newest_first_and_pages, timeline_is_newest_first_and_pages_on);
+db_test!(
+    timeline_is_newest_first_and_pages,
+    timeline_is_newest_first_and_pages_on
+);
 
 async fn lists_updates_and_deletes_activities_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let ada = create(&mut client, person("Ada", "Lovelace", "ada@example.com")).await;
     let alan = create(&mut client, person("Alan", "Turing", "alan@example.com")).await;
-    let call = log(&mut client, activity(ActivityKind::Call, &ada.name, "call ada", "2024-02-01T00:00:00Z")).await;
-    log(&mut client, activity(ActivityKind::Note, &ada.name, "note ada", "2024-02-03T00:00:00Z")).await;
-    log(&mut client, activity(ActivityKind::Call, &alan.name, "call alan", "2024-02-02T00:00:00Z")).await;
+    let call = log(
+        &mut client,
+        activity(
+            ActivityKind::Call,
+            &ada.name,
+            "call ada",
+            "2024-02-01T00:00:00Z",
+        ),
+    )
+    .await;
+    log(
+        &mut client,
+        activity(
+            ActivityKind::Note,
+            &ada.name,
+            "note ada",
+            "2024-02-03T00:00:00Z",
+        ),
+    )
+    .await;
+    log(
+        &mut client,
+        activity(
+            ActivityKind::Call,
+            &alan.name,
+            "call alan",
+            "2024-02-02T00:00:00Z",
+        ),
+    )
+    .await;
 
     let list = |filter: &str| ListActivitiesRequest {
         filter: filter.into(),
         ..Default::default()
     };
-    let all = client.list_activities(list("")).await.must("ListActivities");
+    let all = client
+        .list_activities(list(""))
+        .await
+        .must("ListActivities");
     assert_eq!(
         subjects(&all.activities),
         vec!["note ada", "call alan", "call ada"],
@@ -257,12 +356,24 @@ async fn lists_updates_and_deletes_activities_on(backend: Backend) {
     );
     assert_eq!(all.total_size, 3);
     let filter = format!("contact = \"{}\"", ada.name);
-    let of_ada = client.list_activities(list(&filter)).await.must("ListActivities by contact");
+    let of_ada = client
+        .list_activities(list(&filter))
+        .await
+        .must("ListActivities by contact");
     let got: HashSet<String> = subjects(&of_ada.activities).into_iter().collect();
-    assert_eq!(got, HashSet::from(["call ada".to_owned(), "note ada".to_owned()]));
-    let calls = client.list_activities(list(r#"kind = "CALL""#)).await.must("ListActivities by kind");
+    assert_eq!(
+        got,
+        HashSet::from(["call ada".to_owned(), "note ada".to_owned()])
+    );
+    let calls = client
+        .list_activities(list(r#"kind = "CALL""#))
+        .await
+        .must("ListActivities by kind");
     let got: HashSet<String> = subjects(&calls.activities).into_iter().collect();
-    assert_eq!(got, HashSet::from(["call ada".to_owned(), "call alan".to_owned()]));
+    assert_eq!(
+        got,
+        HashSet::from(["call ada".to_owned(), "call alan".to_owned()])
+    );
     let oldest_first = client
         .list_activities(ListActivitiesRequest {
             order_by: "occur_time".into(),
@@ -270,7 +381,10 @@ async fn lists_updates_and_deletes_activities_on(backend: Backend) {
         })
         .await
         .must("ListActivities order_by occur_time");
-    assert_eq!(subjects(&oldest_first.activities), vec!["call ada", "call alan", "note ada"]);
+    assert_eq!(
+        subjects(&oldest_first.activities),
+        vec!["call ada", "call alan", "note ada"]
+    );
 
     // Update with a mask and an etag.
     let mut change = call.clone();
@@ -322,8 +436,15 @@ async fn lists_updates_and_deletes_activities_on(backend: Backend) {
         .await
         .must("GetActivity of a soft-deleted activity");
     assert!(got.delete_time.is_some());
-    let live = client.list_activities(list("")).await.must("ListActivities");
-    assert_eq!(live.activities.len(), 2, "List hides soft-deleted activities");
+    let live = client
+        .list_activities(list(""))
+        .await
+        .must("ListActivities");
+    assert_eq!(
+        live.activities.len(),
+        2,
+        "List hides soft-deleted activities"
+    );
     let with_deleted = client
         .list_activities(ListActivitiesRequest {
             show_deleted: true,
@@ -334,8 +455,10 @@ async fn lists_updates_and_deletes_activities_on(backend: Backend) {
     assert_eq!(with_deleted.activities.len(), 3);
 
     let events = app.all_events().await;
-    let types: Vec<String> =
-        events_about(&events, &call.name).iter().map(|e| e.r#type.clone()).collect();
+    let types: Vec<String> = events_about(&events, &call.name)
+        .iter()
+        .map(|e| e.r#type.clone())
+        .collect();
     assert_eq!(
         types,
         vec![
@@ -345,6 +468,12 @@ async fn lists_updates_and_deletes_activities_on(backend: Backend) {
         ]
     );
     let last: Activity = payload(events_about(&events, &call.name)[2]);
-    assert!(last.delete_time.is_some(), "the ActivityDeleted payload is the deleted activity");
+    assert!(
+        last.delete_time.is_some(),
+        "the ActivityDeleted payload is the deleted activity"
+    );
 }
-crm_shared::db_test!(lists_updates_and_deletes_activities, lists_updates_and_deletes_activities_on);
+db_test!(
+    lists_updates_and_deletes_activities,
+    lists_updates_and_deletes_activities_on
+);

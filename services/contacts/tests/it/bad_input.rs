@@ -24,7 +24,9 @@ fn valid() -> Contact {
 }
 
 async fn creates_nothing_from_bad_fields_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     create(&mut client, person("Already", "Here", "here@example.com")).await;
 
@@ -47,27 +49,95 @@ async fn creates_nothing_from_bad_fields_on(backend: Backend) {
         source: "web".into(),
     };
     let cases: Vec<(&str, Option<Contact>, &str, &str)> = vec![
-        ("an invalid email", with(&|c| c.emails = vec![email_address("not-an-email")]), "", "emails"),
-        ("an email without domain", with(&|c| c.emails = vec![email_address("ada@")]), "", "emails"),
-        ("a phone with letters", with(&|c| c.phones = vec![phone_number("555-CALL-NOW")]), "", "phones"),
-        ("a phone of 3 digits", with(&|c| c.phones = vec![phone_number("123")]), "", "phones"),
-        ("a phone of 16 digits", with(&|c| c.phones = vec![phone_number("+1234567890123456")]), "", "phones"),
-        ("a given_name of 1000 chars", with(&|c| c.given_name = "x".repeat(1000)), "", "given_name"),
-        ("a family_name of 1000 chars", with(&|c| c.family_name = "y".repeat(1000)), "", "family_name"),
-        ("a job_title of 100000 chars", with(&|c| c.job_title = "z".repeat(100_000)), "", "job_title"),
-        ("lifecycle_stage 99", with(&|c| c.lifecycle_stage = 99), "", "lifecycle_stage"),
-        ("a tag of 65 chars", with(&|c| c.tags = vec!["t".repeat(65)]), "", "tags"),
-        ("an empty tag", with(&|c| c.tags = vec![String::new()]), "", "tags"),
-        ("51 tags", with(&|c| c.tags = (0..51).map(|i| format!("tag{i}")).collect()), "", "tags"),
+        (
+            "an invalid email",
+            with(&|c| c.emails = vec![email_address("not-an-email")]),
+            "",
+            "emails",
+        ),
+        (
+            "an email without domain",
+            with(&|c| c.emails = vec![email_address("ada@")]),
+            "",
+            "emails",
+        ),
+        (
+            "a phone with letters",
+            with(&|c| c.phones = vec![phone_number("555-CALL-NOW")]),
+            "",
+            "phones",
+        ),
+        (
+            "a phone of 3 digits",
+            with(&|c| c.phones = vec![phone_number("123")]),
+            "",
+            "phones",
+        ),
+        (
+            "a phone of 16 digits",
+            with(&|c| c.phones = vec![phone_number("+1234567890123456")]),
+            "",
+            "phones",
+        ),
+        (
+            "a given_name of 1000 chars",
+            with(&|c| c.given_name = "x".repeat(1000)),
+            "",
+            "given_name",
+        ),
+        (
+            "a family_name of 1000 chars",
+            with(&|c| c.family_name = "y".repeat(1000)),
+            "",
+            "family_name",
+        ),
+        (
+            "a job_title of 100000 chars",
+            with(&|c| c.job_title = "z".repeat(100_000)),
+            "",
+            "job_title",
+        ),
+        (
+            "lifecycle_stage 99",
+            with(&|c| c.lifecycle_stage = 99),
+            "",
+            "lifecycle_stage",
+        ),
+        (
+            "a tag of 65 chars",
+            with(&|c| c.tags = vec!["t".repeat(65)]),
+            "",
+            "tags",
+        ),
+        (
+            "an empty tag",
+            with(&|c| c.tags = vec![String::new()]),
+            "",
+            "tags",
+        ),
+        (
+            "51 tags",
+            with(&|c| c.tags = (0..51).map(|i| format!("tag{i}")).collect()),
+            "",
+            "tags",
+        ),
         (
             "21 emails",
-            with(&|c| c.emails = (0..21).map(|i| email_address(&format!("e{i}@example.com"))).collect()),
+            with(&|c| {
+                c.emails = (0..21)
+                    .map(|i| email_address(&format!("e{i}@example.com")))
+                    .collect()
+            }),
             "",
             "emails",
         ),
         (
             "21 phones",
-            with(&|c| c.phones = (0..21).map(|i| phone_number(&format!("+1555010{i:04}"))).collect()),
+            with(&|c| {
+                c.phones = (0..21)
+                    .map(|i| phone_number(&format!("+1555010{i:04}")))
+                    .collect()
+            }),
             "",
             "phones",
         ),
@@ -83,11 +153,41 @@ async fn creates_nothing_from_bad_fields_on(backend: Backend) {
             "",
             "emails",
         ),
-        ("a custom field key with spaces", with(&|c| c.custom_fields = Some(bad_key.clone())), "", "custom_fields"),
-        ("a channel given consent twice", with(&|c| c.consents = vec![consent.clone(), consent.clone()]), "", "consents"),
-        ("consent channel 99", with(&|c| c.consents = vec![Consent { channel: 99, ..consent.clone() }]), "", "consents"),
-        ("a malformed company name", with(&|c| c.company = "companies/xyz".into()), "", "company"),
-        ("a request_id that is no UUID", Some(valid()), "not-a-uuid", "request_id"),
+        (
+            "a custom field key with spaces",
+            with(&|c| c.custom_fields = Some(bad_key.clone())),
+            "",
+            "custom_fields",
+        ),
+        (
+            "a channel given consent twice",
+            with(&|c| c.consents = vec![consent.clone(), consent.clone()]),
+            "",
+            "consents",
+        ),
+        (
+            "consent channel 99",
+            with(&|c| {
+                c.consents = vec![Consent {
+                    channel: 99,
+                    ..consent.clone()
+                }]
+            }),
+            "",
+            "consents",
+        ),
+        (
+            "a malformed company name",
+            with(&|c| c.company = "companies/xyz".into()),
+            "",
+            "company",
+        ),
+        (
+            "a request_id that is no UUID",
+            Some(valid()),
+            "not-a-uuid",
+            "request_id",
+        ),
         ("no contact at all", None, "", "contact"),
     ];
     for (what, contact, request_id, field) in cases {
@@ -100,7 +200,11 @@ async fn creates_nothing_from_bad_fields_on(backend: Backend) {
             .must_fail(&format!("CreateContact with {what}"));
         assert_invalid_field(&status, field, &format!("CreateContact with {what}"));
     }
-    assert_eq!(count_contacts(&mut client).await, 1, "no bad create wrote anything");
+    assert_eq!(
+        count_contacts(&mut client).await,
+        1,
+        "no bad create wrote anything"
+    );
     let events = app.all_events().await;
     assert_eq!(events.len(), 1, "no bad create wrote an event");
 
@@ -124,32 +228,95 @@ async fn creates_nothing_from_bad_fields_on(backend: Backend) {
         })
         .await
         .must_fail("CreateActivity with a subject of 10000 chars");
-    assert_invalid_field(&status, "subject", "CreateActivity with a subject of 10000 chars");
-    assert_eq!(app.all_events().await.len(), 1, "no bad activity was logged");
+    assert_invalid_field(
+        &status,
+        "subject",
+        "CreateActivity with a subject of 10000 chars",
+    );
+    assert_eq!(
+        app.all_events().await.len(),
+        1,
+        "no bad activity was logged"
+    );
 }
-crm_shared::db_test!(creates_nothing_from_bad_fields, creates_nothing_from_bad_fields_on);
+db_test!(
+    creates_nothing_from_bad_fields,
+    creates_nothing_from_bad_fields_on
+);
 
 async fn refuses_bad_list_parameters_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     create(&mut client, valid()).await;
     let cases: Vec<(&str, ListContactsRequest, &str)> = vec![
-        ("page_size -1", ListContactsRequest { page_size: -1, ..Default::default() }, "page_size"),
+        (
+            "page_size -1",
+            ListContactsRequest {
+                page_size: -1,
+                ..Default::default()
+            },
+            "page_size",
+        ),
         ("an unparsable filter", filter(r#"given_name = "#), "filter"),
-        ("unbalanced parentheses", filter(r#"((given_name = "Ada""#), "filter"),
-        ("an unterminated string", filter(r#"given_name = "Ada"#), "filter"),
-        ("a filter on tenant", filter(r#"tenant = "globex""#), "filter"),
-        ("a filter on an unlisted column", filter(r#"search_text:"ada""#), "filter"),
-        ("a filter on an unknown field", filter(r#"shoe_size > 3"#), "filter"),
-        ("an unknown lifecycle stage", filter(r#"lifecycle_stage = "ROYALTY""#), "filter"),
-        ("a time that is not RFC 3339", filter(r#"create_time > "yesterday""#), "filter"),
-        ("an operator that does not exist", filter(r#"given_name ~= "Ada""#), "filter"),
-        ("order_by an unlisted field", order(r#"job_title"#), "order_by"),
+        (
+            "unbalanced parentheses",
+            filter(r#"((given_name = "Ada""#),
+            "filter",
+        ),
+        (
+            "an unterminated string",
+            filter(r#"given_name = "Ada"#),
+            "filter",
+        ),
+        (
+            "a filter on tenant",
+            filter(r#"tenant = "globex""#),
+            "filter",
+        ),
+        (
+            "a filter on an unlisted column",
+            filter(r#"search_text:"ada""#),
+            "filter",
+        ),
+        (
+            "a filter on an unknown field",
+            filter(r#"shoe_size > 3"#),
+            "filter",
+        ),
+        (
+            "an unknown lifecycle stage",
+            filter(r#"lifecycle_stage = "ROYALTY""#),
+            "filter",
+        ),
+        (
+            "a time that is not RFC 3339",
+            filter(r#"create_time > "yesterday""#),
+            "filter",
+        ),
+        (
+            "an operator that does not exist",
+            filter(r#"given_name ~= "Ada""#),
+            "filter",
+        ),
+        (
+            "order_by an unlisted field",
+            order(r#"job_title"#),
+            "order_by",
+        ),
         ("order_by tenant", order(r#"tenant"#), "order_by"),
-        ("order_by a bad direction", order(r#"given_name sideways"#), "order_by"),
+        (
+            "order_by a bad direction",
+            order(r#"given_name sideways"#),
+            "order_by",
+        ),
         (
             "a page token that is garbage",
-            ListContactsRequest { page_token: "garbage!".into(), ..Default::default() },
+            ListContactsRequest {
+                page_token: "garbage!".into(),
+                ..Default::default()
+            },
             "page_token",
         ),
     ];
@@ -162,7 +329,7 @@ async fn refuses_bad_list_parameters_on(backend: Backend) {
     }
     assert_eq!(count_contacts(&mut client).await, 1);
 }
-crm_shared::db_test!(refuses_bad_list_parameters, refuses_bad_list_parameters_on);
+db_test!(refuses_bad_list_parameters, refuses_bad_list_parameters_on);
 
 fn filter(text: &str) -> ListContactsRequest {
     ListContactsRequest {
@@ -179,7 +346,9 @@ fn order(text: &str) -> ListContactsRequest {
 }
 
 async fn refuses_bad_updates_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let contact = create(&mut client, valid()).await;
     let mask = |paths: &[&str]| {
@@ -198,11 +367,31 @@ async fn refuses_bad_updates_on(backend: Backend) {
     nameless.name = String::new();
     nameless.job_title = "Nameless".into();
     let cases: Vec<(&str, Contact, Option<FieldMask>, &str)> = vec![
-        ("an unknown mask path", contact.clone(), mask(&["no_such_field"]), "update_mask"),
-        ("a mask path with a typo", contact.clone(), mask(&["given_nam"]), "update_mask"),
+        (
+            "an unknown mask path",
+            contact.clone(),
+            mask(&["no_such_field"]),
+            "update_mask",
+        ),
+        (
+            "a mask path with a typo",
+            contact.clone(),
+            mask(&["given_nam"]),
+            "update_mask",
+        ),
         ("an invalid email", bad_email, mask(&["emails"]), "emails"),
-        ("a 1000-char given_name", long_name, mask(&["given_name", "job_title"]), "given_name"),
-        ("lifecycle_stage 99", stage, mask(&["lifecycle_stage"]), "lifecycle_stage"),
+        (
+            "a 1000-char given_name",
+            long_name,
+            mask(&["given_name", "job_title"]),
+            "given_name",
+        ),
+        (
+            "lifecycle_stage 99",
+            stage,
+            mask(&["lifecycle_stage"]),
+            "lifecycle_stage",
+        ),
         ("no name", nameless, mask(&["job_title"]), "name"),
     ];
     for (what, contact, update_mask, field) in cases {
@@ -230,7 +419,7 @@ async fn refuses_bad_updates_on(backend: Backend) {
         .count();
     assert_eq!(updates, 0, "no ContactUpdated event");
 }
-crm_shared::db_test!(refuses_bad_updates, refuses_bad_updates_on);
+db_test!(refuses_bad_updates, refuses_bad_updates_on);
 
 /// Sends bytes as they are and reads the reply as bytes.
 #[derive(Debug, Clone, Default)]
@@ -277,7 +466,9 @@ impl Codec for RawCodec {
 }
 
 async fn refuses_malformed_protobuf_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     create(&mut client, valid()).await;
     let authorization = format!("Bearer {}", token(TENANT, ADMIN));
@@ -288,7 +479,10 @@ async fn refuses_malformed_protobuf_on(backend: Backend) {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("0xFF 0xFF 0xFF", vec![0xFF, 0xFF, 0xFF]),
         ("a truncated length-delimited field", vec![0x0A, 0x05, 0x01]),
-        ("field 1 as two bytes of invalid UTF-8", vec![0x0A, 0x02, 0xC3, 0x28]),
+        (
+            "field 1 as two bytes of invalid UTF-8",
+            vec![0x0A, 0x02, 0xC3, 0x28],
+        ),
         ("an invalid wire type", vec![0x0F, 0x01]),
     ];
     for (what, bytes) in cases {
@@ -296,7 +490,9 @@ async fn refuses_malformed_protobuf_on(backend: Backend) {
             grpc.ready().await.expect("the channel is ready");
             let path = format!("/crm.contacts.v1.ContactsService/{method}");
             let path = PathAndQuery::try_from(path).expect("a gRPC path");
-            let result = grpc.unary(Request::new(bytes.clone()), path, RawCodec).await;
+            let result = grpc
+                .unary(Request::new(bytes.clone()), path, RawCodec)
+                .await;
             let status = result.must_fail(&format!("{method} with {what}"));
             assert_eq!(
                 status.code(),
@@ -307,6 +503,10 @@ async fn refuses_malformed_protobuf_on(backend: Backend) {
             );
         }
     }
-    assert_eq!(count_contacts(&mut client).await, 1, "no malformed message wrote anything");
+    assert_eq!(
+        count_contacts(&mut client).await,
+        1,
+        "no malformed message wrote anything"
+    );
 }
-crm_shared::db_test!(refuses_malformed_protobuf, refuses_malformed_protobuf_on);
+db_test!(refuses_malformed_protobuf, refuses_malformed_protobuf_on);

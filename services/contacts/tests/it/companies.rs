@@ -43,7 +43,9 @@ async fn list_all_companies(client: &mut Contacts, filter: &str, order_by: &str)
                 show_deleted: false,
             })
             .await
-            .must(&format!("ListCompanies filter={filter:?} order_by={order_by:?}"));
+            .must(&format!(
+                "ListCompanies filter={filter:?} order_by={order_by:?}"
+            ));
         assert!(page.companies.len() <= 2, "at most page_size companies");
         all.extend(page.companies);
         if page.next_page_token.is_empty() {
@@ -59,7 +61,9 @@ fn company_names(companies: &[Company]) -> Vec<String> {
 }
 
 async fn creates_and_gets_a_company_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let created = client
         .create_company(CreateCompanyRequest {
@@ -82,13 +86,23 @@ async fn creates_and_gets_a_company_on(backend: Backend) {
         })
         .await
         .must("CreateCompany");
-    assert!(is_resource_name(&created.name, "companies"), "name: {}", created.name);
+    assert!(
+        is_resource_name(&created.name, "companies"),
+        "name: {}",
+        created.name
+    );
     assert_eq!(created.display_name, "Analytical Engines");
-    assert_eq!(created.domain, "analytical.example", "the domain is lower-cased");
+    assert_eq!(
+        created.domain, "analytical.example",
+        "the domain is lower-cased"
+    );
     assert_eq!(created.industry, "Computing");
     assert_eq!(created.employee_count, 12);
     let revenue = created.annual_revenue.clone().expect("annual_revenue");
-    assert_eq!((revenue.currency_code.as_str(), revenue.units, revenue.nanos), ("GBP", 1_000_000, 500_000_000));
+    assert_eq!(
+        (revenue.currency_code.as_str(), revenue.units, revenue.nanos),
+        ("GBP", 1_000_000, 500_000_000)
+    );
     assert_eq!(created.tags, vec!["enterprise".to_owned()]);
     assert_eq!(created.owner, "owner-1");
     assert!(created.create_time.is_some() && created.update_time.is_some());
@@ -120,7 +134,11 @@ async fn creates_and_gets_a_company_on(backend: Backend) {
         })
         .await
         .must_fail("CreateCompany without display_name");
-    assert_invalid_field(&status, "display_name", "CreateCompany without display_name");
+    assert_invalid_field(
+        &status,
+        "display_name",
+        "CreateCompany without display_name",
+    );
 
     // A contact's company must exist.
     let mut orphan = person("Orphan", "Worker", "orphan@example.com");
@@ -155,16 +173,36 @@ async fn creates_and_gets_a_company_on(backend: Backend) {
     let payload: Company = payload(about[0]);
     assert_eq!(payload.name, created.name);
 }
-crm_shared::db_test!(creates_and_gets_a_company, creates_and_gets_a_company_on);
+db_test!(creates_and_gets_a_company, creates_and_gets_a_company_on);
 
 async fn lists_companies_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let rows = [
-        ("Babbage Ltd", "babbage.example", "Computing", 40, vec!["enterprise"]),
+        (
+            "Babbage Ltd",
+            "babbage.example",
+            "Computing",
+            40,
+            vec!["enterprise"],
+        ),
         ("Hopper Inc", "hopper.example", "Navy", 400, vec![]),
-        ("Turing GmbH", "turing.example", "Computing", 7, vec!["startup"]),
-        ("Dijkstra BV", "dijkstra.example", "Research", 120, vec!["enterprise"]),
+        (
+            "Turing GmbH",
+            "turing.example",
+            "Computing",
+            7,
+            vec!["startup"],
+        ),
+        (
+            "Dijkstra BV",
+            "dijkstra.example",
+            "Research",
+            120,
+            vec!["enterprise"],
+        ),
         ("Ada AG", "ada.example", "Computing", 1500, vec![]),
     ];
     for (display, domain, industry, employees, tags) in rows {
@@ -183,33 +221,67 @@ async fn lists_companies_on(backend: Backend) {
             .await
             .must(&format!("CreateCompany {display}"));
     }
-    let set = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<HashSet<_>>();
+    let set = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| (*n).to_owned())
+            .collect::<HashSet<_>>()
+    };
     let cases = [
-        (r#"industry = "Computing""#, set(&["Babbage Ltd", "Turing GmbH", "Ada AG"])),
-        ("employee_count > 100", set(&["Hopper Inc", "Dijkstra BV", "Ada AG"])),
+        (
+            r#"industry = "Computing""#,
+            set(&["Babbage Ltd", "Turing GmbH", "Ada AG"]),
+        ),
+        (
+            "employee_count > 100",
+            set(&["Hopper Inc", "Dijkstra BV", "Ada AG"]),
+        ),
         (r#"tags:"enterprise""#, set(&["Babbage Ltd", "Dijkstra BV"])),
         (r#"domain = "turing.example""#, set(&["Turing GmbH"])),
-        (r#"industry = "Computing" AND employee_count < 100"#, set(&["Babbage Ltd", "Turing GmbH"])),
+        (
+            r#"industry = "Computing" AND employee_count < 100"#,
+            set(&["Babbage Ltd", "Turing GmbH"]),
+        ),
     ];
     for (filter, expected) in cases {
         let got: HashSet<String> =
-            company_names(&list_all_companies(&mut client, filter, "").await).into_iter().collect();
+            company_names(&list_all_companies(&mut client, filter, "").await)
+                .into_iter()
+                .collect();
         assert_eq!(got, expected, "ListCompanies filter {filter}");
     }
     let by_size = list_all_companies(&mut client, "", "employee_count desc").await;
     assert_eq!(
         company_names(&by_size),
-        vec!["Ada AG", "Hopper Inc", "Dijkstra BV", "Babbage Ltd", "Turing GmbH"]
+        vec![
+            "Ada AG",
+            "Hopper Inc",
+            "Dijkstra BV",
+            "Babbage Ltd",
+            "Turing GmbH"
+        ]
     );
     let by_name = list_all_companies(&mut client, "", "display_name").await;
     assert_eq!(
         company_names(&by_name),
-        vec!["Ada AG", "Babbage Ltd", "Dijkstra BV", "Hopper Inc", "Turing GmbH"]
+        vec![
+            "Ada AG",
+            "Babbage Ltd",
+            "Dijkstra BV",
+            "Hopper Inc",
+            "Turing GmbH"
+        ]
     );
     let newest_first = list_all_companies(&mut client, "", "").await;
     assert_eq!(
         company_names(&newest_first),
-        vec!["Ada AG", "Dijkstra BV", "Turing GmbH", "Hopper Inc", "Babbage Ltd"],
+        vec![
+            "Ada AG",
+            "Dijkstra BV",
+            "Turing GmbH",
+            "Hopper Inc",
+            "Babbage Ltd"
+        ],
         "the default order is create_time desc"
     );
     let page = client
@@ -229,10 +301,12 @@ async fn lists_companies_on(backend: Backend) {
         .must_fail("ListCompanies with a field outside the allow-list");
     assert_invalid_field(&status, "filter", "ListCompanies filter secret_column");
 }
-crm_shared::db_test!(lists_companies, lists_companies_on);
+db_test!(lists_companies, lists_companies_on);
 
 async fn updates_deletes_and_undeletes_companies_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let created = create_company(&mut client, "Babbage Ltd").await;
 
@@ -249,7 +323,10 @@ async fn updates_deletes_and_undeletes_companies_on(backend: Backend) {
         .await
         .must("UpdateCompany industry");
     assert_eq!(updated.industry, "Computing");
-    assert_eq!(updated.display_name, "Babbage Ltd", "display_name was not in the mask");
+    assert_eq!(
+        updated.display_name, "Babbage Ltd",
+        "display_name was not in the mask"
+    );
     assert_ne!(updated.etag, created.etag);
 
     let mut stale = created.clone();
@@ -291,7 +368,10 @@ async fn updates_deletes_and_undeletes_companies_on(backend: Backend) {
         .list_companies(ListCompaniesRequest::default())
         .await
         .must("ListCompanies");
-    assert!(listed.companies.is_empty(), "List hides soft-deleted companies");
+    assert!(
+        listed.companies.is_empty(),
+        "List hides soft-deleted companies"
+    );
     let listed = client
         .list_companies(ListCompaniesRequest {
             show_deleted: true,
@@ -312,11 +392,17 @@ async fn updates_deletes_and_undeletes_companies_on(backend: Backend) {
         .list_companies(ListCompaniesRequest::default())
         .await
         .must("ListCompanies");
-    assert_eq!(listed.companies.len(), 1, "the undeleted company is listed again");
+    assert_eq!(
+        listed.companies.len(),
+        1,
+        "the undeleted company is listed again"
+    );
 
     let events = app.all_events().await;
-    let types: Vec<String> =
-        events_about(&events, &created.name).iter().map(|e| e.r#type.clone()).collect();
+    let types: Vec<String> = events_about(&events, &created.name)
+        .iter()
+        .map(|e| e.r#type.clone())
+        .collect();
     let expected = [
         event_type("CompanyCreated"),
         event_type("CompanyUpdated"),
@@ -325,10 +411,15 @@ async fn updates_deletes_and_undeletes_companies_on(backend: Backend) {
     assert!(types.starts_with(&expected), "company events: {types:?}");
     assert_eq!(types.len(), 4, "the undelete is an event too: {types:?}");
 }
-crm_shared::db_test!(updates_deletes_and_undeletes_companies, updates_deletes_and_undeletes_companies_on);
+db_test!(
+    updates_deletes_and_undeletes_companies,
+    updates_deletes_and_undeletes_companies_on
+);
 
 async fn company_request_id_is_idempotent_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let id = request_id();
     let make = || CreateCompanyRequest {
@@ -339,8 +430,14 @@ async fn company_request_id_is_idempotent_on(backend: Backend) {
         request_id: id.clone(),
     };
     let first = client.create_company(make()).await.must("CreateCompany");
-    let again = client.create_company(make()).await.must("CreateCompany retried");
-    assert_eq!(first.name, again.name, "the retry returns the first company");
+    let again = client
+        .create_company(make())
+        .await
+        .must("CreateCompany retried");
+    assert_eq!(
+        first.name, again.name,
+        "the retry returns the first company"
+    );
     let listed = client
         .list_companies(ListCompaniesRequest {
             show_deleted: true,
@@ -350,4 +447,7 @@ async fn company_request_id_is_idempotent_on(backend: Backend) {
         .must("ListCompanies");
     assert_eq!(listed.companies.len(), 1, "the retry created nothing");
 }
-crm_shared::db_test!(company_request_id_is_idempotent, company_request_id_is_idempotent_on);
+db_test!(
+    company_request_id_is_idempotent,
+    company_request_id_is_idempotent_on
+);

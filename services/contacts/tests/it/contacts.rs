@@ -44,7 +44,10 @@ fn full_contact() -> Contact {
         merged_into: "contacts/whatever".into(),
         given_name: "Ada".into(),
         family_name: "Lovelace".into(),
-        emails: vec![email_address("ada@example.com"), email_address("ada.home@example.org")],
+        emails: vec![
+            email_address("ada@example.com"),
+            email_address("ada.home@example.org"),
+        ],
         phones: vec![phone_number("+1 (555) 010-0000")],
         job_title: "Analyst".into(),
         address: Some(PostalAddress {
@@ -70,20 +73,35 @@ fn full_contact() -> Contact {
 }
 
 async fn creates_and_gets_a_contact_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let created = create(&mut client, full_contact()).await;
 
-    assert!(is_resource_name(&created.name, "contacts"), "name: {}", created.name);
+    assert!(
+        is_resource_name(&created.name, "contacts"),
+        "name: {}",
+        created.name
+    );
     assert_eq!(created.given_name, "Ada");
     assert_eq!(created.family_name, "Lovelace");
-    assert_eq!(created.display_name, "Ada Lovelace", "display_name defaults to given family");
+    assert_eq!(
+        created.display_name, "Ada Lovelace",
+        "display_name defaults to given family"
+    );
     assert_eq!(created.emails.len(), 2);
     assert_eq!(created.emails[0].address, "ada@example.com");
-    assert!(created.emails[0].primary, "the first email is made primary when none is");
+    assert!(
+        created.emails[0].primary,
+        "the first email is made primary when none is"
+    );
     assert!(!created.emails[1].primary, "at most one email is primary");
     assert_eq!(created.phones.len(), 1);
-    assert_eq!(created.phones[0].number, "+1 (555) 010-0000", "the number is kept as given");
+    assert_eq!(
+        created.phones[0].number, "+1 (555) 010-0000",
+        "the number is kept as given"
+    );
     assert_eq!(created.phones[0].normalized_number, "+15550100000");
     assert_eq!(created.job_title, "Analyst");
     assert_eq!(created.lifecycle_stage, LifecycleStage::Customer as i32);
@@ -102,12 +120,18 @@ async fn creates_and_gets_a_contact_on(backend: Backend) {
     );
     assert_eq!(created.consents.len(), 1);
     assert_eq!(created.consents[0].status, ConsentStatus::Granted as i32);
-    assert!(created.consents[0].update_time.is_some(), "consent time defaults to now");
+    assert!(
+        created.consents[0].update_time.is_some(),
+        "consent time defaults to now"
+    );
     let address = created.address.clone().expect("address");
     assert_eq!(address.locality, "London");
     assert_eq!(address.region_code, "GB");
     let create_time = created.create_time.expect("create_time");
-    assert!(create_time.seconds > timestamp("2020-01-01T00:00:00Z").seconds, "server time");
+    assert!(
+        create_time.seconds > timestamp("2020-01-01T00:00:00Z").seconds,
+        "server time"
+    );
     assert!(created.update_time.is_some(), "update_time");
     assert!(created.delete_time.is_none(), "a new contact is live");
     assert!(created.merged_into.is_empty(), "merged_into is output only");
@@ -119,7 +143,10 @@ async fn creates_and_gets_a_contact_on(backend: Backend) {
         })
         .await
         .must("GetContact");
-    assert_eq!(got, created, "GetContact returns what CreateContact returned");
+    assert_eq!(
+        got, created,
+        "GetContact returns what CreateContact returned"
+    );
 
     // An explicit display name is kept.
     let mut named = person("Grace", "Hopper", "grace@example.com");
@@ -127,10 +154,12 @@ async fn creates_and_gets_a_contact_on(backend: Backend) {
     let named = create(&mut client, named).await;
     assert_eq!(named.display_name, "Amazing Grace");
 }
-crm_shared::db_test!(creates_and_gets_a_contact, creates_and_gets_a_contact_on);
+db_test!(creates_and_gets_a_contact, creates_and_gets_a_contact_on);
 
 async fn get_unknown_or_malformed_name_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     client
         .get_contact(GetContactRequest {
@@ -138,7 +167,11 @@ async fn get_unknown_or_malformed_name_on(backend: Backend) {
         })
         .await
         .must_fail_with(Code::NotFound, "GetContact of an unknown id");
-    for bad in ["contacts/not-a-uuid", "companies/0190a0a0-0000-7000-8000-000000000000", ""] {
+    for bad in [
+        "contacts/not-a-uuid",
+        "companies/0190a0a0-0000-7000-8000-000000000000",
+        "",
+    ] {
         let status = client
             .get_contact(GetContactRequest { name: bad.into() })
             .await
@@ -146,18 +179,75 @@ async fn get_unknown_or_malformed_name_on(backend: Backend) {
         assert_invalid_field(&status, "name", &format!("GetContact {bad:?}"));
     }
 }
-crm_shared::db_test!(get_unknown_or_malformed_name, get_unknown_or_malformed_name_on);
+db_test!(
+    get_unknown_or_malformed_name,
+    get_unknown_or_malformed_name_on
+);
 
 /// Six contacts with varied fields for the filter tests.
 async fn seed_for_filters(client: &mut Contacts) -> BTreeMap<&'static str, Contact> {
     let mut out = BTreeMap::new();
     let rows: [(&str, &str, &str, LifecycleStage, &[&str], &str, &str, &str); 6] = [
-        ("ada", "Lovelace", "ada@example.com", LifecycleStage::Customer, &["vip"], "Analyst", "owner-1", "referral"),
-        ("charles", "Babbage", "charles@example.com", LifecycleStage::Lead, &["vip", "inventor"], "Engineer", "owner-2", "web-form"),
-        ("grace", "Hopper", "grace@example.com", LifecycleStage::Customer, &[], "Admiral", "owner-1", "import"),
-        ("alan", "Turing", "alan@example.com", LifecycleStage::Lead, &["math"], "Engineer", "owner-2", "referral"),
-        ("edsger", "Dijkstra", "edsger@example.com", LifecycleStage::Subscriber, &["vipish"], "Professor", "owner-3", "import"),
-        ("barbara", "Lovelace", "barbara@example.com", LifecycleStage::Lead, &[], "Engineer", "owner-3", "web-form"),
+        (
+            "ada",
+            "Lovelace",
+            "ada@example.com",
+            LifecycleStage::Customer,
+            &["vip"],
+            "Analyst",
+            "owner-1",
+            "referral",
+        ),
+        (
+            "charles",
+            "Babbage",
+            "charles@example.com",
+            LifecycleStage::Lead,
+            &["vip", "inventor"],
+            "Engineer",
+            "owner-2",
+            "web-form",
+        ),
+        (
+            "grace",
+            "Hopper",
+            "grace@example.com",
+            LifecycleStage::Customer,
+            &[],
+            "Admiral",
+            "owner-1",
+            "import",
+        ),
+        (
+            "alan",
+            "Turing",
+            "alan@example.com",
+            LifecycleStage::Lead,
+            &["math"],
+            "Engineer",
+            "owner-2",
+            "referral",
+        ),
+        (
+            "edsger",
+            "Dijkstra",
+            "edsger@example.com",
+            LifecycleStage::Subscriber,
+            &["vipish"],
+            "Professor",
+            "owner-3",
+            "import",
+        ),
+        (
+            "barbara",
+            "Lovelace",
+            "barbara@example.com",
+            LifecycleStage::Lead,
+            &[],
+            "Engineer",
+            "owner-3",
+            "web-form",
+        ),
     ];
     for (given, family, email, stage, tags, title, owner, source) in rows {
         let mut c = person(&capitalize(given), family, email);
@@ -183,33 +273,62 @@ fn capitalize(s: &str) -> String {
 }
 
 async fn lists_with_filters_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let seeded = seed_for_filters(&mut client).await;
     let name = |key: &str| seeded[key].name.clone();
     let set = |keys: &[&str]| keys.iter().map(|k| name(k)).collect::<HashSet<_>>();
 
     let cases: Vec<(&str, HashSet<String>)> = vec![
-        ("", set(&["ada", "charles", "grace", "alan", "edsger", "barbara"])),
+        (
+            "",
+            set(&["ada", "charles", "grace", "alan", "edsger", "barbara"]),
+        ),
         (r#"lifecycle_stage = "CUSTOMER""#, set(&["ada", "grace"])),
         (r#"lifecycle_stage = "customer""#, set(&["ada", "grace"])),
-        (r#"lifecycle_stage = "LEAD""#, set(&["charles", "alan", "barbara"])),
-        (r#"lifecycle_stage != "LEAD""#, set(&["ada", "grace", "edsger"])),
+        (
+            r#"lifecycle_stage = "LEAD""#,
+            set(&["charles", "alan", "barbara"]),
+        ),
+        (
+            r#"lifecycle_stage != "LEAD""#,
+            set(&["ada", "grace", "edsger"]),
+        ),
         (r#"tags:"vip""#, set(&["ada", "charles"])),
         (r#"email = "grace@example.com""#, set(&["grace"])),
         (r#"given_name = "Ada""#, set(&["ada"])),
         (r#"family_name = "Lovelace""#, set(&["ada", "barbara"])),
         (r#"display_name = "Alan Turing""#, set(&["alan"])),
-        (r#"family_name = "Lovelace" AND lifecycle_stage = "LEAD""#, set(&["barbara"])),
-        (r#"job_title = "Engineer""#, set(&["charles", "alan", "barbara"])),
-        (r#"job_title = "Engineer" AND owner = "owner-2""#, set(&["charles", "alan"])),
-        (r#"owner = "owner-3" OR owner = "owner-1""#, set(&["ada", "grace", "edsger", "barbara"])),
+        (
+            r#"family_name = "Lovelace" AND lifecycle_stage = "LEAD""#,
+            set(&["barbara"]),
+        ),
+        (
+            r#"job_title = "Engineer""#,
+            set(&["charles", "alan", "barbara"]),
+        ),
+        (
+            r#"job_title = "Engineer" AND owner = "owner-2""#,
+            set(&["charles", "alan"]),
+        ),
+        (
+            r#"owner = "owner-3" OR owner = "owner-1""#,
+            set(&["ada", "grace", "edsger", "barbara"]),
+        ),
         (r#"source = "import""#, set(&["grace", "edsger"])),
         (r#"phone = "+15550100001""#, set(&["alan"])),
-        (r#"create_time > "2000-01-01T00:00:00Z""#, set(&["ada", "charles", "grace", "alan", "edsger", "barbara"])),
+        (
+            r#"create_time > "2000-01-01T00:00:00Z""#,
+            set(&["ada", "charles", "grace", "alan", "edsger", "barbara"]),
+        ),
         (r#"create_time < "2000-01-01T00:00:00Z""#, set(&[])),
         (r#"update_time > "2100-01-01T00:00:00Z""#, set(&[])),
-        (r#"NOT lifecycle_stage = "LEAD" AND tags:"vip""#, set(&["ada"])),
+        (
+            r#"NOT lifecycle_stage = "LEAD" AND tags:"vip""#,
+            set(&["ada"]),
+        ),
     ];
     for (filter, expected) in cases {
         let page = client
@@ -221,8 +340,15 @@ async fn lists_with_filters_on(backend: Backend) {
             .must(&format!("ListContacts filter={filter}"));
         let got: HashSet<String> = names(&page.contacts).into_iter().collect();
         assert_eq!(got, expected, "filter {filter}");
-        assert_eq!(page.total_size as usize, expected.len(), "total_size for filter {filter}");
-        assert!(page.next_page_token.is_empty(), "one page for filter {filter}");
+        assert_eq!(
+            page.total_size as usize,
+            expected.len(),
+            "total_size for filter {filter}"
+        );
+        assert!(
+            page.next_page_token.is_empty(),
+            "one page for filter {filter}"
+        );
     }
 
     // Filtering on company.
@@ -234,10 +360,12 @@ async fn lists_with_filters_on(backend: Backend) {
     let got = list_all(&mut client, &filter, "", false).await;
     assert_eq!(names(&got), vec![worker.name], "filter {filter}");
 }
-crm_shared::db_test!(lists_with_filters, lists_with_filters_on);
+db_test!(lists_with_filters, lists_with_filters_on);
 
 async fn orders_and_pages_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let given = ["Gus", "Ann", "Fay", "Bea", "Eve", "Cat", "Dan"];
     let mut created = Vec::new();
@@ -250,7 +378,11 @@ async fn orders_and_pages_on(backend: Backend) {
     let default_order = list_all(&mut client, "", "", false).await;
     let mut newest_first = names(&created);
     newest_first.reverse();
-    assert_eq!(names(&default_order), newest_first, "the default order is create_time desc");
+    assert_eq!(
+        names(&default_order),
+        newest_first,
+        "the default order is create_time desc"
+    );
     let by_create = list_all(&mut client, "", "create_time", false).await;
     assert_eq!(names(&by_create), names(&created), "create_time ascending");
 
@@ -266,15 +398,23 @@ async fn orders_and_pages_on(backend: Backend) {
     let by_email = list_all(&mut client, "", "email", false).await;
     assert_eq!(given_of(&by_email), sorted, "order_by email");
     let by_display = list_all(&mut client, "", "display_name desc", false).await;
-    assert_eq!(given_of(&by_display), reversed, "order_by display_name desc");
+    assert_eq!(
+        given_of(&by_display),
+        reversed,
+        "order_by display_name desc"
+    );
 
     // Two keys: family_name, then given_name desc.
     let two_keys = list_all(&mut client, "", "family_name, given_name desc", false).await;
-    let mut expected: Vec<(String, String)> =
-        created.iter().map(|c| (c.family_name.clone(), c.given_name.clone())).collect();
+    let mut expected: Vec<(String, String)> = created
+        .iter()
+        .map(|c| (c.family_name.clone(), c.given_name.clone()))
+        .collect();
     expected.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    let got: Vec<(String, String)> =
-        two_keys.iter().map(|c| (c.family_name.clone(), c.given_name.clone())).collect();
+    let got: Vec<(String, String)> = two_keys
+        .iter()
+        .map(|c| (c.family_name.clone(), c.given_name.clone()))
+        .collect();
     assert_eq!(got, expected, "order_by family_name, given_name desc");
 
     // Pages of 3 in given_name order: 3 + 3 + 1, the same sequence as one page.
@@ -302,7 +442,11 @@ async fn orders_and_pages_on(backend: Backend) {
         token = page.next_page_token;
     }
     assert_eq!(pages, 3, "7 contacts in pages of 3");
-    assert_eq!(given_of(&paged), sorted, "pages concatenate to the full order");
+    assert_eq!(
+        given_of(&paged),
+        sorted,
+        "pages concatenate to the full order"
+    );
 
     // A token is bound to its query and tamper-evident.
     let first = client
@@ -323,7 +467,11 @@ async fn orders_and_pages_on(backend: Backend) {
         })
         .await
         .must_fail("a page token with a different order_by");
-    assert_invalid_field(&status, "page_token", "page token reused with another order_by");
+    assert_invalid_field(
+        &status,
+        "page_token",
+        "page token reused with another order_by",
+    );
     let status = client
         .list_contacts(ListContactsRequest {
             page_size: 3,
@@ -334,7 +482,11 @@ async fn orders_and_pages_on(backend: Backend) {
         })
         .await
         .must_fail("a page token with a different filter");
-    assert_invalid_field(&status, "page_token", "page token reused with another filter");
+    assert_invalid_field(
+        &status,
+        "page_token",
+        "page token reused with another filter",
+    );
     let mut tampered = first.next_page_token.clone();
     let last = tampered.pop().expect("a non-empty token");
     tampered.push(if last == 'A' { 'B' } else { 'A' });
@@ -349,10 +501,12 @@ async fn orders_and_pages_on(backend: Backend) {
         .must_fail("a tampered page token");
     assert_invalid_field(&status, "page_token", "tampered page token");
 }
-crm_shared::db_test!(orders_and_pages, orders_and_pages_on);
+db_test!(orders_and_pages, orders_and_pages_on);
 
 async fn page_size_default_and_clamp_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     for i in 0..55 {
         create(&mut client, person("Many", &format!("Person{i:02}"), "")).await;
@@ -374,10 +528,12 @@ async fn page_size_default_and_clamp_on(backend: Backend) {
     assert_eq!(page.contacts.len(), 55);
     assert!(page.next_page_token.is_empty());
 }
-crm_shared::db_test!(page_size_default_and_clamp, page_size_default_and_clamp_on);
+db_test!(page_size_default_and_clamp, page_size_default_and_clamp_on);
 
 async fn updates_only_masked_fields_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let created = create(&mut client, full_contact()).await;
 
@@ -396,8 +552,14 @@ async fn updates_only_masked_fields_on(backend: Backend) {
     assert_eq!(updated.given_name, "Ada", "given_name is not in the mask");
     assert_eq!(updated.tags.len(), 2, "tags are not in the mask");
     assert_eq!(updated.emails, created.emails);
-    assert_eq!(updated.create_time, created.create_time, "create_time never changes");
-    assert_ne!(updated.etag, created.etag, "the etag changes with the contact");
+    assert_eq!(
+        updated.create_time, created.create_time,
+        "create_time never changes"
+    );
+    assert_ne!(
+        updated.etag, created.etag,
+        "the etag changes with the contact"
+    );
     let (before, after) = (
         created.update_time.clone().expect("update_time"),
         updated.update_time.clone().expect("update_time"),
@@ -433,7 +595,10 @@ async fn updates_only_masked_fields_on(backend: Backend) {
     assert_eq!(updated.family_name, "King");
     assert_eq!(updated.job_title, "Mathematician");
     let by_old_email = list_all(&mut client, r#"email = "ada@example.com""#, "", false).await;
-    assert!(by_old_email.is_empty(), "the old primary email no longer matches");
+    assert!(
+        by_old_email.is_empty(),
+        "the old primary email no longer matches"
+    );
     let by_new_email = list_all(&mut client, r#"email = "countess@example.com""#, "", false).await;
     assert_eq!(names(&by_new_email), vec![created.name.clone()]);
 
@@ -456,7 +621,10 @@ async fn updates_only_masked_fields_on(backend: Backend) {
     assert!(replaced.tags.is_empty(), "tags cleared by *");
     assert!(replaced.job_title.is_empty(), "job_title cleared by *");
     assert_eq!(replaced.lifecycle_stage, LifecycleStage::Unspecified as i32);
-    assert_eq!(replaced.create_time, created.create_time, "output-only fields stay");
+    assert_eq!(
+        replaced.create_time, created.create_time,
+        "output-only fields stay"
+    );
     assert_eq!(replaced.name, created.name);
 
     // Updating an unknown contact is NOT_FOUND.
@@ -473,10 +641,12 @@ async fn updates_only_masked_fields_on(backend: Backend) {
         .await
         .must_fail_with(Code::NotFound, "UpdateContact of an unknown contact");
 }
-crm_shared::db_test!(updates_only_masked_fields, updates_only_masked_fields_on);
+db_test!(updates_only_masked_fields, updates_only_masked_fields_on);
 
 async fn stale_etag_is_aborted_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let created = create(&mut client, person("Ada", "Lovelace", "ada@example.com")).await;
 
@@ -514,7 +684,10 @@ async fn stale_etag_is_aborted_on(backend: Backend) {
         .await
         .must("GetContact");
     assert_eq!(got.job_title, "First", "the stale update changed nothing");
-    assert!(got.delete_time.is_none(), "the stale delete changed nothing");
+    assert!(
+        got.delete_time.is_none(),
+        "the stale delete changed nothing"
+    );
 
     // Concurrent writers with the same etag: exactly one wins.
     let mut tasks = Vec::new();
@@ -544,14 +717,21 @@ async fn stale_etag_is_aborted_on(backend: Backend) {
             ),
         }
     }
-    assert_eq!(winners.len(), 1, "exactly one of 5 concurrent updates with one etag wins");
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one of 5 concurrent updates with one etag wins"
+    );
     let got = client
         .get_contact(GetContactRequest {
             name: created.name.clone(),
         })
         .await
         .must("GetContact after the race");
-    assert_eq!(got.job_title, winners[0].job_title, "the winner's write is the one stored");
+    assert_eq!(
+        got.job_title, winners[0].job_title,
+        "the winner's write is the one stored"
+    );
 
     // Delete with the current etag works.
     let deleted = client
@@ -563,10 +743,12 @@ async fn stale_etag_is_aborted_on(backend: Backend) {
         .must("DeleteContact with the current etag");
     assert!(deleted.delete_time.is_some());
 }
-crm_shared::db_test!(stale_etag_is_aborted, stale_etag_is_aborted_on);
+db_test!(stale_etag_is_aborted, stale_etag_is_aborted_on);
 
 async fn soft_deletes_and_undeletes_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let keep = create(&mut client, person("Keep", "Me", "keep@example.com")).await;
     let doomed = create(&mut client, person("Delete", "Me", "delete@example.com")).await;
@@ -579,8 +761,14 @@ async fn soft_deletes_and_undeletes_on(backend: Backend) {
         .await
         .must("DeleteContact");
     assert_eq!(deleted.name, doomed.name);
-    assert!(deleted.delete_time.is_some(), "Delete returns the contact with delete_time");
-    assert_eq!(deleted.emails, doomed.emails, "a soft-deleted contact keeps its data");
+    assert!(
+        deleted.delete_time.is_some(),
+        "Delete returns the contact with delete_time"
+    );
+    assert_eq!(
+        deleted.emails, doomed.emails,
+        "a soft-deleted contact keeps its data"
+    );
 
     let got = client
         .get_contact(GetContactRequest {
@@ -592,15 +780,25 @@ async fn soft_deletes_and_undeletes_on(backend: Backend) {
     assert_eq!(got.given_name, "Delete");
 
     let live = list_all(&mut client, "", "", false).await;
-    assert_eq!(names(&live), vec![keep.name.clone()], "List hides soft-deleted contacts");
+    assert_eq!(
+        names(&live),
+        vec![keep.name.clone()],
+        "List hides soft-deleted contacts"
+    );
     let page = client
         .list_contacts(ListContactsRequest::default())
         .await
         .must("ListContacts");
-    assert_eq!(page.total_size, 1, "total_size does not count soft-deleted contacts");
+    assert_eq!(
+        page.total_size, 1,
+        "total_size does not count soft-deleted contacts"
+    );
     let with_deleted = list_all(&mut client, "", "", true).await;
     let with_deleted: HashSet<String> = names(&with_deleted).into_iter().collect();
-    assert_eq!(with_deleted, HashSet::from([keep.name.clone(), doomed.name.clone()]));
+    assert_eq!(
+        with_deleted,
+        HashSet::from([keep.name.clone(), doomed.name.clone()])
+    );
 
     let restored = client
         .undelete_contact(UndeleteContactRequest {
@@ -608,7 +806,10 @@ async fn soft_deletes_and_undeletes_on(backend: Backend) {
         })
         .await
         .must("UndeleteContact");
-    assert!(restored.delete_time.is_none(), "Undelete clears delete_time");
+    assert!(
+        restored.delete_time.is_none(),
+        "Undelete clears delete_time"
+    );
     assert_eq!(restored.emails, doomed.emails);
     let live = list_all(&mut client, "", "", false).await;
     assert_eq!(live.len(), 2, "the undeleted contact is listed again");
@@ -629,8 +830,10 @@ async fn soft_deletes_and_undeletes_on(backend: Backend) {
 
     // The feed records the life cycle of the contact.
     let events = app.all_events().await;
-    let types: Vec<String> =
-        events_about(&events, &doomed.name).iter().map(|e| e.r#type.clone()).collect();
+    let types: Vec<String> = events_about(&events, &doomed.name)
+        .iter()
+        .map(|e| e.r#type.clone())
+        .collect();
     assert_eq!(
         types,
         vec![
@@ -640,10 +843,12 @@ async fn soft_deletes_and_undeletes_on(backend: Backend) {
         ]
     );
 }
-crm_shared::db_test!(soft_deletes_and_undeletes, soft_deletes_and_undeletes_on);
+db_test!(soft_deletes_and_undeletes, soft_deletes_and_undeletes_on);
 
 async fn request_id_makes_create_idempotent_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let id = request_id();
     let first = client
@@ -662,7 +867,11 @@ async fn request_id_makes_create_idempotent_on(backend: Backend) {
         .must("CreateContact retried with the same request_id");
     assert_eq!(retry.name, first.name, "the retry returns the first result");
     assert_eq!(retry.given_name, "Ada");
-    assert_eq!(count_contacts(&mut client).await, 1, "the retry created nothing");
+    assert_eq!(
+        count_contacts(&mut client).await,
+        1,
+        "the retry created nothing"
+    );
 
     // Another tenant's request ids are its own.
     let mut other = app.client(OTHER_TENANT, ADMIN);
@@ -707,7 +916,11 @@ async fn request_id_makes_create_idempotent_on(backend: Backend) {
         }
     }
     assert_eq!(oks, 10);
-    assert_eq!(created.len(), 1, "every call returns the same contact: {created:?}");
+    assert_eq!(
+        created.len(),
+        1,
+        "every call returns the same contact: {created:?}"
+    );
     let racers = list_all(&mut client, r#"email = "race@example.com""#, "", true).await;
     assert_eq!(racers.len(), 1, "exactly one contact was created");
     let events = app.all_events().await;
@@ -718,10 +931,15 @@ async fn request_id_makes_create_idempotent_on(backend: Backend) {
         .count();
     assert_eq!(created_events, 1, "exactly one ContactCreated event");
 }
-crm_shared::db_test!(request_id_makes_create_idempotent, request_id_makes_create_idempotent_on);
+db_test!(
+    request_id_makes_create_idempotent,
+    request_id_makes_create_idempotent_on
+);
 
 async fn batch_gets_in_request_order_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let a = create(&mut client, person("A", "One", "a@example.com")).await;
     let b = create(&mut client, person("B", "Two", "b@example.com")).await;
@@ -743,7 +961,10 @@ async fn batch_gets_in_request_order_on(backend: Backend) {
         .must("BatchGetContacts");
     assert_eq!(names(&got.contacts), order, "in the order asked");
     assert_eq!(got.contacts[1], a, "the contacts are complete");
-    assert!(got.contacts[2].delete_time.is_some(), "soft-deleted ones come with delete_time");
+    assert!(
+        got.contacts[2].delete_time.is_some(),
+        "soft-deleted ones come with delete_time"
+    );
 
     client
         .batch_get_contacts(BatchGetContactsRequest {
@@ -767,4 +988,4 @@ async fn batch_gets_in_request_order_on(backend: Backend) {
         .must_fail("BatchGetContacts with a malformed name");
     assert_invalid_field(&status, "names", "BatchGetContacts with a malformed name");
 }
-crm_shared::db_test!(batch_gets_in_request_order, batch_gets_in_request_order_on);
+db_test!(batch_gets_in_request_order, batch_gets_in_request_order_on);

@@ -15,25 +15,34 @@ async fn find(client: &mut Contacts, request: FindDuplicatesRequest) -> FindDupl
 
 /// The pair of `a` and `b`, whichever way round it is reported.
 fn pair_of<'a>(pairs: &'a [DuplicatePair], a: &str, b: &str) -> Option<&'a DuplicatePair> {
-    pairs.iter().find(|p| {
-        (p.contact == a && p.duplicate == b) || (p.contact == b && p.duplicate == a)
-    })
+    pairs
+        .iter()
+        .find(|p| (p.contact == a && p.duplicate == b) || (p.contact == b && p.duplicate == a))
 }
 
 fn involves(pairs: &[DuplicatePair], name: &str) -> bool {
-    pairs.iter().any(|p| p.contact == name || p.duplicate == name)
+    pairs
+        .iter()
+        .any(|p| p.contact == name || p.duplicate == name)
 }
 
 fn describe(pairs: &[DuplicatePair]) -> String {
     pairs
         .iter()
-        .map(|p| format!("({} ~ {} {:.2} {:?})", p.contact, p.duplicate, p.score, p.reasons))
+        .map(|p| {
+            format!(
+                "({} ~ {} {:.2} {:?})",
+                p.contact, p.duplicate, p.score, p.reasons
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 async fn finds_duplicates_with_reasons_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let company = crate::companies::create_company(&mut client, "Analytical Engines").await;
     let elsewhere = crate::companies::create_company(&mut client, "Difference Co").await;
@@ -66,7 +75,11 @@ async fn finds_duplicates_with_reasons_on(backend: Backend) {
     both_b.phones = vec![phone_number("+1-555-777-8888")];
     let both_b = create(&mut client, both_b).await;
     // Unrelated.
-    let loner = create(&mut client, person("Edsger", "Dijkstra", "edsger@example.com")).await;
+    let loner = create(
+        &mut client,
+        person("Edsger", "Dijkstra", "edsger@example.com"),
+    )
+    .await;
 
     let found = find(&mut client, FindDuplicatesRequest::default()).await;
     let pairs = &found.pairs;
@@ -75,11 +88,13 @@ async fn finds_duplicates_with_reasons_on(backend: Backend) {
     let expect = |a: &crm_proto::contacts::Contact,
                   b: &crm_proto::contacts::Contact,
                   reasons: &[DuplicateReason]| {
-        let pair = pair_of(pairs, &a.name, &b.name).unwrap_or_else(|| {
-            panic!("no pair for {} / {}: {all}", a.given_name, b.given_name)
-        });
+        let pair = pair_of(pairs, &a.name, &b.name)
+            .unwrap_or_else(|| panic!("no pair for {} / {}: {all}", a.given_name, b.given_name));
         assert_eq!(pair.contact, a.name, "the older contact comes first: {all}");
-        assert_eq!(pair.duplicate, b.name, "the newer contact is the duplicate: {all}");
+        assert_eq!(
+            pair.duplicate, b.name,
+            "the newer contact is the duplicate: {all}"
+        );
         assert!(
             pair.score >= 0.5 && pair.score <= 1.0,
             "score within [min_score, 1]: {all}"
@@ -88,7 +103,11 @@ async fn finds_duplicates_with_reasons_on(backend: Backend) {
         got.sort();
         let mut want: Vec<i32> = reasons.iter().map(|r| *r as i32).collect();
         want.sort();
-        assert_eq!(got, want, "reasons of {} / {}: {all}", a.given_name, b.given_name);
+        assert_eq!(
+            got, want,
+            "reasons of {} / {}: {all}",
+            a.given_name, b.given_name
+        );
         pair.score
     };
     expect(&mail_a, &mail_b, &[DuplicateReason::SameEmail]);
@@ -100,14 +119,29 @@ async fn finds_duplicates_with_reasons_on(backend: Backend) {
         &both_b,
         &[DuplicateReason::SameEmail, DuplicateReason::SamePhone],
     );
-    assert!(double >= single, "two reasons score at least as high as one: {all}");
+    assert!(
+        double >= single,
+        "two reasons score at least as high as one: {all}"
+    );
 
-    assert!(pair_of(pairs, &name_a.name, &name_c.name).is_none(), "different companies: {all}");
-    assert!(pair_of(pairs, &name_b.name, &name_c.name).is_none(), "different companies: {all}");
-    assert!(!involves(pairs, &loner.name), "an unrelated contact is no duplicate: {all}");
+    assert!(
+        pair_of(pairs, &name_a.name, &name_c.name).is_none(),
+        "different companies: {all}"
+    );
+    assert!(
+        pair_of(pairs, &name_b.name, &name_c.name).is_none(),
+        "different companies: {all}"
+    );
+    assert!(
+        !involves(pairs, &loner.name),
+        "an unrelated contact is no duplicate: {all}"
+    );
     assert_eq!(pairs.len(), 4, "exactly the four duplicate pairs: {all}");
     for window in pairs.windows(2) {
-        assert!(window[0].score >= window[1].score, "highest score first: {all}");
+        assert!(
+            window[0].score >= window[1].score,
+            "highest score first: {all}"
+        );
     }
 
     // Only pairs involving one contact.
@@ -131,7 +165,11 @@ async fn finds_duplicates_with_reasons_on(backend: Backend) {
         },
     )
     .await;
-    assert!(strict.pairs.iter().all(|p| p.score >= double), "{}", describe(&strict.pairs));
+    assert!(
+        strict.pairs.iter().all(|p| p.score >= double),
+        "{}",
+        describe(&strict.pairs)
+    );
     assert!(pair_of(&strict.pairs, &both_a.name, &both_b.name).is_some());
     let limited = find(
         &mut client,
@@ -142,7 +180,10 @@ async fn finds_duplicates_with_reasons_on(backend: Backend) {
     )
     .await;
     assert_eq!(limited.pairs.len(), 2);
-    assert_eq!(limited.pairs[0].score, pairs[0].score, "the best pairs are kept");
+    assert_eq!(
+        limited.pairs[0].score, pairs[0].score,
+        "the best pairs are kept"
+    );
 
     for bad in [-0.1, 1.5] {
         let status = client
@@ -152,7 +193,11 @@ async fn finds_duplicates_with_reasons_on(backend: Backend) {
             })
             .await
             .must_fail(&format!("FindDuplicates min_score {bad}"));
-        assert_invalid_field(&status, "min_score", &format!("FindDuplicates min_score {bad}"));
+        assert_invalid_field(
+            &status,
+            "min_score",
+            &format!("FindDuplicates min_score {bad}"),
+        );
     }
     client
         .find_duplicates(FindDuplicatesRequest {
@@ -162,15 +207,24 @@ async fn finds_duplicates_with_reasons_on(backend: Backend) {
         .await
         .must_fail_with(Code::NotFound, "FindDuplicates of an unknown contact");
 }
-crm_shared::db_test!(finds_duplicates_with_reasons, finds_duplicates_with_reasons_on);
+db_test!(
+    finds_duplicates_with_reasons,
+    finds_duplicates_with_reasons_on
+);
 
 async fn deleted_contacts_are_not_duplicates_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let a = create(&mut client, person("Ada", "Lovelace", "ada@example.com")).await;
     let b = create(&mut client, person("Ada", "L", "ada@example.com")).await;
     let found = find(&mut client, FindDuplicatesRequest::default()).await;
-    assert!(pair_of(&found.pairs, &a.name, &b.name).is_some(), "{}", describe(&found.pairs));
+    assert!(
+        pair_of(&found.pairs, &a.name, &b.name).is_some(),
+        "{}",
+        describe(&found.pairs)
+    );
     client
         .delete_contact(crm_proto::contacts::DeleteContactRequest {
             name: b.name.clone(),
@@ -179,6 +233,13 @@ async fn deleted_contacts_are_not_duplicates_on(backend: Backend) {
         .await
         .must("DeleteContact");
     let found = find(&mut client, FindDuplicatesRequest::default()).await;
-    assert!(found.pairs.is_empty(), "a soft-deleted contact is not reported: {}", describe(&found.pairs));
+    assert!(
+        found.pairs.is_empty(),
+        "a soft-deleted contact is not reported: {}",
+        describe(&found.pairs)
+    );
 }
-crm_shared::db_test!(deleted_contacts_are_not_duplicates, deleted_contacts_are_not_duplicates_on);
+db_test!(
+    deleted_contacts_are_not_duplicates,
+    deleted_contacts_are_not_duplicates_on
+);

@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use crm_proto::{
-    contacts::{
-        Activity, ActivityKind, Contact, DeleteContactRequest, UpdateContactRequest,
-    },
+    contacts::{Activity, ActivityKind, Contact, DeleteContactRequest, UpdateContactRequest},
     events::{Event, StreamEventsRequest},
 };
 use crm_shared::testing::Backend;
@@ -17,7 +15,9 @@ use crate::activities::{activity, log};
 use crate::support::*;
 
 async fn feed_records_changes_in_order_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let created = create(&mut client, person("Ada", "Lovelace", "ada@example.com")).await;
     let mut change = created.clone();
@@ -31,7 +31,11 @@ async fn feed_records_changes_in_order_on(backend: Backend) {
         })
         .await
         .must("UpdateContact");
-    let logged = log(&mut client, activity(ActivityKind::Note, &created.name, "note", "")).await;
+    let logged = log(
+        &mut client,
+        activity(ActivityKind::Note, &created.name, "note", ""),
+    )
+    .await;
     client
         .delete_contact(DeleteContactRequest {
             name: created.name.clone(),
@@ -41,8 +45,10 @@ async fn feed_records_changes_in_order_on(backend: Backend) {
         .must("DeleteContact");
 
     let events = app.all_events().await;
-    let summary: Vec<(String, String)> =
-        events.iter().map(|e| (e.r#type.clone(), e.subject.clone())).collect();
+    let summary: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.r#type.clone(), e.subject.clone()))
+        .collect();
     assert_eq!(
         summary,
         vec![
@@ -54,11 +60,18 @@ async fn feed_records_changes_in_order_on(backend: Backend) {
         "the feed, in commit order"
     );
     for pair in events.windows(2) {
-        assert!(pair[0].sequence < pair[1].sequence, "sequences strictly increase");
+        assert!(
+            pair[0].sequence < pair[1].sequence,
+            "sequences strictly increase"
+        );
     }
     for event in &events {
         assert!(event.sequence > 0);
-        assert!(uuid::Uuid::parse_str(&event.id).is_ok(), "id is a UUID: {}", event.id);
+        assert!(
+            uuid::Uuid::parse_str(&event.id).is_ok(),
+            "id is a UUID: {}",
+            event.id
+        );
         assert_eq!(event.source, "contacts");
         assert_eq!(event.tenant, TENANT);
         assert_eq!(event.actor, "tester");
@@ -67,19 +80,38 @@ async fn feed_records_changes_in_order_on(backend: Backend) {
     let ids: std::collections::HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids.len(), events.len(), "event ids are unique");
 
-    let type_url = |e: &Event| e.payload.as_ref().map(|p| p.type_url.clone()).unwrap_or_default();
-    assert!(type_url(&events[0]).ends_with("crm.contacts.v1.Contact"), "{}", type_url(&events[0]));
+    let type_url = |e: &Event| {
+        e.payload
+            .as_ref()
+            .map(|p| p.type_url.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        type_url(&events[0]).ends_with("crm.contacts.v1.Contact"),
+        "{}",
+        type_url(&events[0])
+    );
     let first: Contact = payload(&events[0]);
     assert_eq!(first.name, created.name);
     assert_eq!(first.given_name, "Ada");
     let second: Contact = payload(&events[1]);
-    assert_eq!(second.job_title, "Analyst", "the payload is the contact after the change");
+    assert_eq!(
+        second.job_title, "Analyst",
+        "the payload is the contact after the change"
+    );
     assert_eq!(second.etag, updated.etag);
-    assert!(type_url(&events[2]).ends_with("crm.contacts.v1.Activity"), "{}", type_url(&events[2]));
+    assert!(
+        type_url(&events[2]).ends_with("crm.contacts.v1.Activity"),
+        "{}",
+        type_url(&events[2])
+    );
     let third: Activity = payload(&events[2]);
     assert_eq!(third.name, logged.name);
     let fourth: Contact = payload(&events[3]);
-    assert!(fourth.delete_time.is_some(), "the deleted contact, with delete_time");
+    assert!(
+        fourth.delete_time.is_some(),
+        "the deleted contact, with delete_time"
+    );
 
     // after_sequence, types and max_events.
     let mut feed = app.feed(TENANT, SERVICE);
@@ -118,7 +150,11 @@ async fn feed_records_changes_in_order_on(backend: Backend) {
         },
     )
     .await;
-    assert_eq!(two.len(), 2, "max_events ends the stream, even when following");
+    assert_eq!(
+        two.len(),
+        2,
+        "max_events ends the stream, even when following"
+    );
     assert_eq!(two[0].id, events[0].id);
 
     let status = feed
@@ -130,12 +166,21 @@ async fn feed_records_changes_in_order_on(backend: Backend) {
         .must_fail("StreamEvents after_sequence -1");
     assert_invalid_field(&status, "after_sequence", "StreamEvents after_sequence -1");
 }
-crm_shared::db_test!(feed_records_changes_in_order, feed_records_changes_in_order_on);
+db_test!(
+    feed_records_changes_in_order,
+    feed_records_changes_in_order_on
+);
 
 async fn follow_receives_new_events_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
-    let before = create(&mut client, person("Before", "Subscribe", "before@example.com")).await;
+    let before = create(
+        &mut client,
+        person("Before", "Subscribe", "before@example.com"),
+    )
+    .await;
     let backlog = app.all_events().await;
     let last = backlog.last().expect("one event so far").sequence;
 
@@ -149,7 +194,11 @@ async fn follow_receives_new_events_on(backend: Backend) {
         .await
         .must("StreamEvents follow");
 
-    let after = create(&mut client, person("After", "Subscribe", "after@example.com")).await;
+    let after = create(
+        &mut client,
+        person("After", "Subscribe", "after@example.com"),
+    )
+    .await;
     // A guard against hanging forever, not a timing assertion.
     let next = tokio::time::timeout(Duration::from_secs(60), stream.message())
         .await
@@ -185,10 +234,12 @@ async fn follow_receives_new_events_on(backend: Backend) {
     assert_eq!(next2.r#type, event_type("ContactUpdated"));
     assert!(next2.sequence > next.sequence);
 }
-crm_shared::db_test!(follow_receives_new_events, follow_receives_new_events_on);
+db_test!(follow_receives_new_events, follow_receives_new_events_on);
 
 async fn feed_is_scoped_by_tenant_and_role_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut ours = app.admin();
     let mut theirs = app.client(OTHER_TENANT, ADMIN);
     let mine = create(&mut ours, person("Ada", "Lovelace", "ada@example.com")).await;
@@ -197,9 +248,18 @@ async fn feed_is_scoped_by_tenant_and_role_on(backend: Backend) {
     for (roles, who) in [(ADMIN, "admin"), (MANAGER, "manager")] {
         let mut feed = app.feed(TENANT, roles);
         let events = collect_events(&mut feed, StreamEventsRequest::default()).await;
-        assert!(events.iter().all(|e| e.tenant == TENANT), "{who} sees only its tenant");
-        assert!(events.iter().any(|e| e.subject == mine.name), "{who} sees its own events");
-        assert!(!events.iter().any(|e| e.subject == other.name), "{who} never sees another tenant's");
+        assert!(
+            events.iter().all(|e| e.tenant == TENANT),
+            "{who} sees only its tenant"
+        );
+        assert!(
+            events.iter().any(|e| e.subject == mine.name),
+            "{who} sees its own events"
+        );
+        assert!(
+            !events.iter().any(|e| e.subject == other.name),
+            "{who} never sees another tenant's"
+        );
     }
     let mut feed = app.feed(OTHER_TENANT, ADMIN);
     let events = collect_events(&mut feed, StreamEventsRequest::default()).await;
@@ -209,8 +269,14 @@ async fn feed_is_scoped_by_tenant_and_role_on(backend: Backend) {
     );
 
     let all = app.all_events().await;
-    assert!(all.iter().any(|e| e.subject == mine.name), "the service identity sees every tenant");
-    assert!(all.iter().any(|e| e.subject == other.name), "the service identity sees every tenant");
+    assert!(
+        all.iter().any(|e| e.subject == mine.name),
+        "the service identity sees every tenant"
+    );
+    assert!(
+        all.iter().any(|e| e.subject == other.name),
+        "the service identity sees every tenant"
+    );
 
     for (roles, who) in [(SALES, "sales"), (VIEWER, "viewer")] {
         let mut feed = app.feed(TENANT, roles);
@@ -224,4 +290,7 @@ async fn feed_is_scoped_by_tenant_and_role_on(backend: Backend) {
         .await
         .must_fail_with(Code::Unauthenticated, "StreamEvents without a token");
 }
-crm_shared::db_test!(feed_is_scoped_by_tenant_and_role, feed_is_scoped_by_tenant_and_role_on);
+db_test!(
+    feed_is_scoped_by_tenant_and_role,
+    feed_is_scoped_by_tenant_and_role_on
+);

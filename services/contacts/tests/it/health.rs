@@ -12,11 +12,15 @@ use tonic_reflection::pb::v1::{
 use crate::support::*;
 
 async fn health_says_serving_without_a_token_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     for service in ["", SERVICE_NAME, "crm.events.v1.EventFeedService"] {
         let status = health_status(&app.channel(), service)
             .await
-            .unwrap_or_else(|s| panic!("Health/Check {service:?}: {:?}: {}", s.code(), s.message()));
+            .unwrap_or_else(|s| {
+                panic!("Health/Check {service:?}: {:?}: {}", s.code(), s.message())
+            });
         assert_eq!(status, ServingStatus::Serving, "Health/Check {service:?}");
     }
     let unknown = health_status(&app.channel(), "no.such.Service").await;
@@ -26,7 +30,10 @@ async fn health_says_serving_without_a_token_on(backend: Backend) {
         "an unknown service is NOT_FOUND"
     );
 }
-crm_shared::db_test!(health_says_serving_without_a_token, health_says_serving_without_a_token_on);
+db_test!(
+    health_says_serving_without_a_token,
+    health_says_serving_without_a_token_on
+);
 
 async fn reflection(app: &TestApp, request: MessageRequest) -> MessageResponse {
     let mut client = ServerReflectionClient::new(app.channel());
@@ -48,7 +55,9 @@ async fn reflection(app: &TestApp, request: MessageRequest) -> MessageResponse {
 }
 
 async fn reflection_lists_the_services_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let MessageResponse::ListServicesResponse(list) =
         reflection(&app, MessageRequest::ListServices(String::new())).await
     else {
@@ -56,11 +65,17 @@ async fn reflection_lists_the_services_on(backend: Backend) {
     };
     let services: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     for expected in [SERVICE_NAME, "grpc.health.v1.Health"] {
-        assert!(services.iter().any(|s| s == expected), "{expected} is listed: {services:?}");
+        assert!(
+            services.iter().any(|s| s == expected),
+            "{expected} is listed: {services:?}"
+        );
     }
 
-    let MessageResponse::FileDescriptorResponse(files) =
-        reflection(&app, MessageRequest::FileContainingSymbol(SERVICE_NAME.into())).await
+    let MessageResponse::FileDescriptorResponse(files) = reflection(
+        &app,
+        MessageRequest::FileContainingSymbol(SERVICE_NAME.into()),
+    )
+    .await
     else {
         panic!("FileContainingSymbol did not answer with file descriptors");
     };
@@ -81,8 +96,19 @@ async fn reflection_lists_the_services_on(backend: Backend) {
         .find(|s| s.name() == "ContactsService")
         .expect("ContactsService in its file");
     let methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
-    for method in ["CreateContact", "ImportContacts", "EraseContact", "ListTimeline"] {
-        assert!(methods.contains(&method), "{method} is described: {methods:?}");
+    for method in [
+        "CreateContact",
+        "ImportContacts",
+        "EraseContact",
+        "ListTimeline",
+    ] {
+        assert!(
+            methods.contains(&method),
+            "{method} is described: {methods:?}"
+        );
     }
 }
-crm_shared::db_test!(reflection_lists_the_services, reflection_lists_the_services_on);
+db_test!(
+    reflection_lists_the_services,
+    reflection_lists_the_services_on
+);

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 
 use crm_proto::contacts::{
-    Contact, DeleteContactRequest, ExportContactsRequest, GetContactRequest,
-    ImportContactsRequest, ImportOutcome, ImportRowResult, LifecycleStage,
+    Contact, DeleteContactRequest, ExportContactsRequest, GetContactRequest, ImportContactsRequest,
+    ImportOutcome, ImportRowResult, LifecycleStage,
 };
 use crm_shared::testing::Backend;
 use tonic::{Code, Status};
@@ -14,12 +14,14 @@ use crate::support::*;
 
 /// Streams `rows` into ImportContacts and returns the result batches as they came.
 pub async fn import(client: &mut Contacts, rows: Vec<Contact>) -> Vec<Vec<ImportRowResult>> {
-    let requests = futures_util::stream::iter(
-        rows.into_iter().map(|contact| ImportContactsRequest {
+    let requests =
+        futures_util::stream::iter(rows.into_iter().map(|contact| ImportContactsRequest {
             contact: Some(contact),
-        }),
-    );
-    let mut responses = client.import_contacts(requests).await.must("ImportContacts");
+        }));
+    let mut responses = client
+        .import_contacts(requests)
+        .await
+        .must("ImportContacts");
     let mut batches = Vec::new();
     loop {
         match responses.message().await {
@@ -64,9 +66,15 @@ pub async fn export(
 }
 
 async fn imports_rows_with_outcomes_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
-    let existing = create(&mut client, person("Existing", "Person", "exists@example.com")).await;
+    let existing = create(
+        &mut client,
+        person("Existing", "Person", "exists@example.com"),
+    )
+    .await;
 
     let mut with_phone = person("New", "Two", "new2@example.com");
     with_phone.phones = vec![phone_number("+1 555 010 2222")];
@@ -90,19 +98,46 @@ async fn imports_rows_with_outcomes_on(backend: Backend) {
     let describe = |row: i64| format!("row {row}: {:?}", results[&row]);
 
     for row in [1, 4, 8] {
-        assert_eq!(outcome(row), Some(ImportOutcome::Created), "{}", describe(row));
-        assert!(is_resource_name(&results[&row].contact, "contacts"), "{}", describe(row));
+        assert_eq!(
+            outcome(row),
+            Some(ImportOutcome::Created),
+            "{}",
+            describe(row)
+        );
+        assert!(
+            is_resource_name(&results[&row].contact, "contacts"),
+            "{}",
+            describe(row)
+        );
         assert!(results[&row].error.is_empty(), "{}", describe(row));
     }
-    assert_eq!(outcome(2), Some(ImportOutcome::Duplicate), "{}", describe(2));
-    assert_eq!(results[&2].contact, existing.name, "a duplicate names the existing contact");
-    assert_eq!(outcome(5), Some(ImportOutcome::Duplicate), "{}", describe(5));
+    assert_eq!(
+        outcome(2),
+        Some(ImportOutcome::Duplicate),
+        "{}",
+        describe(2)
+    );
+    assert_eq!(
+        results[&2].contact, existing.name,
+        "a duplicate names the existing contact"
+    );
+    assert_eq!(
+        outcome(5),
+        Some(ImportOutcome::Duplicate),
+        "{}",
+        describe(5)
+    );
     assert_eq!(
         results[&5].contact, results[&1].contact,
         "a row duplicating an earlier row of the same import names that contact"
     );
     for (row, field) in [(3, "emails"), (6, "phones"), (7, "given_name")] {
-        assert_eq!(outcome(row), Some(ImportOutcome::Failed), "{}", describe(row));
+        assert_eq!(
+            outcome(row),
+            Some(ImportOutcome::Failed),
+            "{}",
+            describe(row)
+        );
         assert!(
             results[&row].error.contains(field),
             "the error names the field {field}: {}",
@@ -126,8 +161,15 @@ async fn imports_rows_with_outcomes_on(backend: Backend) {
         })
         .await
         .must("GetContact row 1");
-    assert_eq!((one.given_name.as_str(), one.family_name.as_str()), ("New", "One"));
-    assert_eq!(count_contacts(&mut client).await, 4, "1 existing + 3 created, nothing else");
+    assert_eq!(
+        (one.given_name.as_str(), one.family_name.as_str()),
+        ("New", "One")
+    );
+    assert_eq!(
+        count_contacts(&mut client).await,
+        4,
+        "1 existing + 3 created, nothing else"
+    );
 
     let events = app.all_events().await;
     for row in [1, 4, 8] {
@@ -135,17 +177,27 @@ async fn imports_rows_with_outcomes_on(backend: Backend) {
         assert_eq!(about.len(), 1, "{}", describe(row));
         assert_eq!(about[0].r#type, event_type("ContactCreated"));
     }
-    let created_events =
-        events.iter().filter(|e| e.r#type == event_type("ContactCreated")).count();
+    let created_events = events
+        .iter()
+        .filter(|e| e.r#type == event_type("ContactCreated"))
+        .count();
     assert_eq!(created_events, 4, "one ContactCreated per contact");
 }
-crm_shared::db_test!(imports_rows_with_outcomes, imports_rows_with_outcomes_on);
+db_test!(imports_rows_with_outcomes, imports_rows_with_outcomes_on);
 
 async fn imports_two_thousand_rows_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let rows: Vec<Contact> = (0..2000)
-        .map(|i| person("Bulk", &format!("Row{i:04}"), &format!("bulk{i}@example.com")))
+        .map(|i| {
+            person(
+                "Bulk",
+                &format!("Row{i:04}"),
+                &format!("bulk{i}@example.com"),
+            )
+        })
         .collect();
     let batches = import(&mut client, rows).await;
     assert_row_order(&batches, 2000);
@@ -162,7 +214,10 @@ async fn imports_two_thousand_rows_on(backend: Backend) {
     let listed = list_all(&mut client, "", "", true).await;
     assert_eq!(listed.len(), 2000);
     let listed: HashSet<String> = names(&listed).into_iter().collect();
-    assert!(created.iter().all(|n| listed.contains(*n)), "every reported contact is listed");
+    assert!(
+        created.iter().all(|n| listed.contains(*n)),
+        "every reported contact is listed"
+    );
     let page = client
         .list_contacts(crm_proto::contacts::ListContactsRequest::default())
         .await
@@ -179,24 +234,43 @@ async fn imports_two_thousand_rows_on(backend: Backend) {
 
     // Importing the same rows again finds every one a duplicate.
     let again: Vec<Contact> = (0..2000)
-        .map(|i| person("Bulk", &format!("Again{i:04}"), &format!("BULK{i}@example.com")))
+        .map(|i| {
+            person(
+                "Bulk",
+                &format!("Again{i:04}"),
+                &format!("BULK{i}@example.com"),
+            )
+        })
         .collect();
     let batches = import(&mut client, again).await;
     assert_row_order(&batches, 2000);
     assert!(
-        batches.iter().flatten().all(|r| r.outcome == ImportOutcome::Duplicate as i32),
+        batches
+            .iter()
+            .flatten()
+            .all(|r| r.outcome == ImportOutcome::Duplicate as i32),
         "a second import of the same emails only finds duplicates"
     );
-    assert_eq!(count_contacts(&mut client).await, 2000, "nothing new was written");
+    assert_eq!(
+        count_contacts(&mut client).await,
+        2000,
+        "nothing new was written"
+    );
 }
-crm_shared::db_test!(imports_two_thousand_rows, imports_two_thousand_rows_on);
+db_test!(imports_two_thousand_rows, imports_two_thousand_rows_on);
 
 async fn exports_with_the_list_filter_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let rows: Vec<Contact> = (0..1200)
         .map(|i| {
-            let mut c = person("Export", &format!("Row{i:04}"), &format!("export{i}@example.com"));
+            let mut c = person(
+                "Export",
+                &format!("Row{i:04}"),
+                &format!("export{i}@example.com"),
+            );
             c.lifecycle_stage = if i % 2 == 0 {
                 LifecycleStage::Customer as i32
             } else {
@@ -232,7 +306,9 @@ async fn exports_with_the_list_filter_on(backend: Backend) {
     ] {
         let chunks = export(&mut client, filter, show_deleted)
             .await
-            .unwrap_or_else(|s| panic!("ExportContacts {filter:?}: {:?}: {}", s.code(), s.message()));
+            .unwrap_or_else(|s| {
+                panic!("ExportContacts {filter:?}: {:?}: {}", s.code(), s.message())
+            });
         assert!(
             chunks.iter().all(|c| c.len() <= 500),
             "chunks of at most 500: {:?}",
@@ -240,24 +316,46 @@ async fn exports_with_the_list_filter_on(backend: Backend) {
         );
         let exported: Vec<String> = chunks.iter().flat_map(|c| names(c)).collect();
         let unique: HashSet<String> = exported.iter().cloned().collect();
-        assert_eq!(unique.len(), exported.len(), "no contact exported twice ({filter:?})");
-        let listed: HashSet<String> =
-            names(&list_all(&mut client, filter, "", show_deleted).await).into_iter().collect();
-        assert_eq!(unique, listed, "Export and List agree on {filter:?} show_deleted={show_deleted}");
+        assert_eq!(
+            unique.len(),
+            exported.len(),
+            "no contact exported twice ({filter:?})"
+        );
+        let listed: HashSet<String> = names(&list_all(&mut client, filter, "", show_deleted).await)
+            .into_iter()
+            .collect();
+        assert_eq!(
+            unique, listed,
+            "Export and List agree on {filter:?} show_deleted={show_deleted}"
+        );
         if listed.len() > 500 {
-            assert!(chunks.len() >= 2, "{} contacts need several chunks", listed.len());
+            assert!(
+                chunks.len() >= 2,
+                "{} contacts need several chunks",
+                listed.len()
+            );
         }
     }
-    let everything: usize =
-        export(&mut client, "", false).await.expect("export").iter().map(Vec::len).sum();
+    let everything: usize = export(&mut client, "", false)
+        .await
+        .expect("export")
+        .iter()
+        .map(Vec::len)
+        .sum();
     assert_eq!(everything, 1197);
 
     match export(&mut client, "lifecycle_stage = ", false).await {
-        Ok(chunks) => panic!("an unparsable export filter was accepted: {} chunks", chunks.len()),
+        Ok(chunks) => panic!(
+            "an unparsable export filter was accepted: {} chunks",
+            chunks.len()
+        ),
         Err(status) => {
             assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
             assert_invalid_field(&status, "filter", "ExportContacts with a bad filter");
         }
     }
 }
-crm_shared::db_test!(exports_with_the_list_filter, exports_with_the_list_filter_on);
+db_test!(
+    exports_with_the_list_filter,
+    exports_with_the_list_filter_on
+);

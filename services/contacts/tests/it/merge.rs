@@ -18,7 +18,9 @@ fn lower_set<'a>(values: impl Iterator<Item = &'a String>) -> HashSet<String> {
 }
 
 async fn merges_into_the_survivor_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let mut survivor = person("Ada", "Lovelace", "ada@example.com");
     survivor.phones = vec![phone_number("+1 (555) 010-0000")];
@@ -26,7 +28,10 @@ async fn merges_into_the_survivor_on(backend: Backend) {
     let survivor = create(&mut client, survivor).await;
     let mut merged = person("Ada", "King", "ADA@example.com");
     merged.emails.push(email_address("countess@example.org"));
-    merged.phones = vec![phone_number("+15550100000"), phone_number("+44 20 7946 0958")];
+    merged.phones = vec![
+        phone_number("+15550100000"),
+        phone_number("+44 20 7946 0958"),
+    ];
     merged.tags = vec!["vip".into(), "math".into()];
     let merged = create(&mut client, merged).await;
     let mut third = person("Augusta", "Byron", "augusta@example.net");
@@ -34,16 +39,46 @@ async fn merges_into_the_survivor_on(backend: Backend) {
     let third = create(&mut client, third).await;
     let bystander = create(&mut client, person("Alan", "Turing", "alan@example.com")).await;
 
-    let a1 = log(&mut client, activity(ActivityKind::Note, &survivor.name, "survivor note", "2024-01-01T00:00:00Z")).await;
-    let a2 = log(&mut client, activity(ActivityKind::Call, &merged.name, "merged call", "2024-01-02T00:00:00Z")).await;
-    let a3 = log(&mut client, activity(ActivityKind::Email, &third.name, "third email", "2024-01-03T00:00:00Z")).await;
+    let a1 = log(
+        &mut client,
+        activity(
+            ActivityKind::Note,
+            &survivor.name,
+            "survivor note",
+            "2024-01-01T00:00:00Z",
+        ),
+    )
+    .await;
+    let a2 = log(
+        &mut client,
+        activity(
+            ActivityKind::Call,
+            &merged.name,
+            "merged call",
+            "2024-01-02T00:00:00Z",
+        ),
+    )
+    .await;
+    let a3 = log(
+        &mut client,
+        activity(
+            ActivityKind::Email,
+            &third.name,
+            "third email",
+            "2024-01-03T00:00:00Z",
+        ),
+    )
+    .await;
 
     let before = client
         .find_duplicates(FindDuplicatesRequest::default())
         .await
         .must("FindDuplicates before the merge");
     assert!(
-        before.pairs.iter().any(|p| p.duplicate == merged.name || p.contact == merged.name),
+        before
+            .pairs
+            .iter()
+            .any(|p| p.duplicate == merged.name || p.contact == merged.name),
         "the two Adas are duplicates before the merge"
     );
 
@@ -57,7 +92,10 @@ async fn merges_into_the_survivor_on(backend: Backend) {
         .must("MergeContacts");
     assert_eq!(result.name, survivor.name);
     assert_eq!(result.given_name, "Ada");
-    assert_eq!(result.family_name, "Lovelace", "the survivor keeps its own fields");
+    assert_eq!(
+        result.family_name, "Lovelace",
+        "the survivor keeps its own fields"
+    );
     assert!(result.delete_time.is_none());
     let emails = lower_set(result.emails.iter().map(|e| &e.address));
     assert_eq!(
@@ -69,17 +107,42 @@ async fn merges_into_the_survivor_on(backend: Backend) {
         ]),
         "the union of emails, without case duplicates"
     );
-    assert_eq!(result.emails.len(), 3, "no email twice: {:?}", result.emails);
-    assert_eq!(result.emails.iter().filter(|e| e.primary).count(), 1, "one primary email");
-    let primary = result.emails.iter().find(|e| e.primary).expect("a primary email");
-    assert_eq!(primary.address, "ada@example.com", "the survivor's primary stays primary");
-    let phones: HashSet<String> = result.phones.iter().map(|p| p.normalized_number.clone()).collect();
+    assert_eq!(
+        result.emails.len(),
+        3,
+        "no email twice: {:?}",
+        result.emails
+    );
+    assert_eq!(
+        result.emails.iter().filter(|e| e.primary).count(),
+        1,
+        "one primary email"
+    );
+    let primary = result
+        .emails
+        .iter()
+        .find(|e| e.primary)
+        .expect("a primary email");
+    assert_eq!(
+        primary.address, "ada@example.com",
+        "the survivor's primary stays primary"
+    );
+    let phones: HashSet<String> = result
+        .phones
+        .iter()
+        .map(|p| p.normalized_number.clone())
+        .collect();
     assert_eq!(
         phones,
         HashSet::from(["+15550100000".to_owned(), "+442079460958".to_owned()]),
         "the union of phones, by normalised number"
     );
-    assert_eq!(result.phones.len(), 2, "no phone twice: {:?}", result.phones);
+    assert_eq!(
+        result.phones.len(),
+        2,
+        "no phone twice: {:?}",
+        result.phones
+    );
     let tags: HashSet<String> = result.tags.iter().cloned().collect();
     assert_eq!(
         tags,
@@ -96,8 +159,15 @@ async fn merges_into_the_survivor_on(backend: Backend) {
         })
         .await
         .must("ListTimeline of the survivor");
-    let subjects: Vec<String> = timeline.activities.iter().map(|a| a.subject.clone()).collect();
-    assert_eq!(subjects, vec!["third email", "merged call", "survivor note"]);
+    let subjects: Vec<String> = timeline
+        .activities
+        .iter()
+        .map(|a| a.subject.clone())
+        .collect();
+    assert_eq!(
+        subjects,
+        vec!["third email", "merged call", "survivor note"]
+    );
     for moved in [&a1, &a2, &a3] {
         let got = client
             .get_activity(GetActivityRequest {
@@ -105,7 +175,11 @@ async fn merges_into_the_survivor_on(backend: Backend) {
             })
             .await
             .must("GetActivity after the merge");
-        assert_eq!(got.contact, survivor.name, "{} belongs to the survivor", moved.subject);
+        assert_eq!(
+            got.contact, survivor.name,
+            "{} belongs to the survivor",
+            moved.subject
+        );
     }
 
     // The merged contacts redirect.
@@ -116,11 +190,22 @@ async fn merges_into_the_survivor_on(backend: Backend) {
             })
             .await
             .must("GetContact of a merged contact");
-        assert_eq!(got.merged_into, survivor.name, "merged_into names the survivor");
-        assert!(got.delete_time.is_some(), "a merged contact is soft-deleted");
+        assert_eq!(
+            got.merged_into, survivor.name,
+            "merged_into names the survivor"
+        );
+        assert!(
+            got.delete_time.is_some(),
+            "a merged contact is soft-deleted"
+        );
     }
-    let live: HashSet<String> = names(&list_all(&mut client, "", "", false).await).into_iter().collect();
-    assert_eq!(live, HashSet::from([survivor.name.clone(), bystander.name.clone()]));
+    let live: HashSet<String> = names(&list_all(&mut client, "", "", false).await)
+        .into_iter()
+        .collect();
+    assert_eq!(
+        live,
+        HashSet::from([survivor.name.clone(), bystander.name.clone()])
+    );
 
     let after = client
         .find_duplicates(FindDuplicatesRequest::default())
@@ -128,7 +213,10 @@ async fn merges_into_the_survivor_on(backend: Backend) {
         .must("FindDuplicates after the merge");
     for gone in [&merged, &third] {
         assert!(
-            !after.pairs.iter().any(|p| p.contact == gone.name || p.duplicate == gone.name),
+            !after
+                .pairs
+                .iter()
+                .any(|p| p.contact == gone.name || p.duplicate == gone.name),
             "a merged contact is no longer reported: {:?}",
             after.pairs
         );
@@ -144,12 +232,17 @@ async fn merges_into_the_survivor_on(backend: Backend) {
     let payload: ContactMerged = payload(merge_events[0]);
     assert_eq!(payload.survivor, survivor.name);
     let merged_names: HashSet<String> = payload.merged.into_iter().collect();
-    assert_eq!(merged_names, HashSet::from([merged.name.clone(), third.name.clone()]));
+    assert_eq!(
+        merged_names,
+        HashSet::from([merged.name.clone(), third.name.clone()])
+    );
 }
-crm_shared::db_test!(merges_into_the_survivor, merges_into_the_survivor_on);
+db_test!(merges_into_the_survivor, merges_into_the_survivor_on);
 
 async fn merge_refuses_bad_requests_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let survivor = create(&mut client, person("Ada", "Lovelace", "ada@example.com")).await;
     let other = create(&mut client, person("Ada", "King", "ada@example.com")).await;
@@ -180,12 +273,21 @@ async fn merge_refuses_bad_requests_on(backend: Backend) {
         })
         .await
         .must("GetContact");
-    assert!(untouched.merged_into.is_empty() && untouched.delete_time.is_none(), "nothing merged");
+    assert!(
+        untouched.merged_into.is_empty() && untouched.delete_time.is_none(),
+        "nothing merged"
+    );
 
     let cases: Vec<(&str, Vec<String>)> = vec![
         ("nothing to merge", vec![]),
-        ("merging the survivor into itself", vec![survivor.name.clone()]),
-        ("more than 20", (0..21).map(|_| unknown_name("contacts")).collect()),
+        (
+            "merging the survivor into itself",
+            vec![survivor.name.clone()],
+        ),
+        (
+            "more than 20",
+            (0..21).map(|_| unknown_name("contacts")).collect(),
+        ),
         ("a malformed name", vec!["contacts/xyz".into()]),
     ];
     for (what, merged) in cases {
@@ -215,6 +317,10 @@ async fn merge_refuses_bad_requests_on(backend: Backend) {
         })
         .await
         .must_fail_with(Code::NotFound, "merging into an unknown survivor");
-    assert_eq!(list_all(&mut client, "", "", false).await.len(), 2, "nothing was merged");
+    assert_eq!(
+        list_all(&mut client, "", "", false).await.len(),
+        2,
+        "nothing was merged"
+    );
 }
-crm_shared::db_test!(merge_refuses_bad_requests, merge_refuses_bad_requests_on);
+db_test!(merge_refuses_bad_requests, merge_refuses_bad_requests_on);

@@ -15,7 +15,9 @@ use crate::activities::{activity, log};
 use crate::support::*;
 
 async fn exports_a_persons_data_as_json_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let mut subject = person("Philippa", "Quixotic", "philippa.quixotic@example.com");
     subject.phones = vec![phone_number("+44 20 7946 0123")];
@@ -27,8 +29,16 @@ async fn exports_a_persons_data_as_json_on(backend: Backend) {
         source: "phone-call".into(),
     }];
     let subject = create(&mut client, subject).await;
-    let note = log(&mut client, activity(ActivityKind::Note, &subject.name, "Unusual request", "")).await;
-    create(&mut client, person("Someone", "Else", "someone.else@example.com")).await;
+    let note = log(
+        &mut client,
+        activity(ActivityKind::Note, &subject.name, "Unusual request", ""),
+    )
+    .await;
+    create(
+        &mut client,
+        person("Someone", "Else", "someone.else@example.com"),
+    )
+    .await;
 
     let export = client
         .export_contact_data(ExportContactDataRequest {
@@ -50,9 +60,16 @@ async fn exports_a_persons_data_as_json_on(backend: Backend) {
         note.body.as_str(),
         subject.name.as_str(),
     ] {
-        assert!(export.json.contains(needle), "the export holds {needle:?}: {}", export.json);
+        assert!(
+            export.json.contains(needle),
+            "the export holds {needle:?}: {}",
+            export.json
+        );
     }
-    assert!(!export.json.contains("someone.else"), "only this person's data");
+    assert!(
+        !export.json.contains("someone.else"),
+        "only this person's data"
+    );
 
     client
         .export_contact_data(ExportContactDataRequest {
@@ -68,10 +85,15 @@ async fn exports_a_persons_data_as_json_on(backend: Backend) {
         .await
         .must_fail_with(Code::PermissionDenied, "ExportContactData by sales");
 }
-crm_shared::db_test!(exports_a_persons_data_as_json, exports_a_persons_data_as_json_on);
+db_test!(
+    exports_a_persons_data_as_json,
+    exports_a_persons_data_as_json_on
+);
 
 async fn erases_a_contact_for_good_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let email = "erasmus.forgettable@example.com";
     let mut subject = person("Erasmus", "Forgettable", email);
@@ -88,10 +110,22 @@ async fn erases_a_contact_for_good_on(backend: Backend) {
         })
         .await
         .must("UpdateContact");
-    let first = log(&mut client, activity(ActivityKind::Call, &subject.name, "Erasmus called", "")).await;
-    let second = log(&mut client, activity(ActivityKind::Note, &subject.name, "Erasmus note", "")).await;
+    let first = log(
+        &mut client,
+        activity(ActivityKind::Call, &subject.name, "Erasmus called", ""),
+    )
+    .await;
+    let second = log(
+        &mut client,
+        activity(ActivityKind::Note, &subject.name, "Erasmus note", ""),
+    )
+    .await;
     let keeper = create(&mut client, person("Kept", "Person", "kept@example.com")).await;
-    let kept_activity = log(&mut client, activity(ActivityKind::Note, &keeper.name, "Kept note", "")).await;
+    let kept_activity = log(
+        &mut client,
+        activity(ActivityKind::Note, &keeper.name, "Kept note", ""),
+    )
+    .await;
 
     let mut sales = app.client(TENANT, SALES);
     sales
@@ -122,7 +156,10 @@ async fn erases_a_contact_for_good_on(backend: Backend) {
                 name: gone.name.clone(),
             })
             .await
-            .must_fail_with(Code::NotFound, "GetActivity of an erased contact's activity");
+            .must_fail_with(
+                Code::NotFound,
+                "GetActivity of an erased contact's activity",
+            );
     }
     client
         .undelete_contact(UndeleteContactRequest {
@@ -144,7 +181,11 @@ async fn erases_a_contact_for_good_on(backend: Backend) {
         .await
         .must_fail_with(Code::NotFound, "ExportContactData after erasure");
     let left = list_all(&mut client, "", "", true).await;
-    assert_eq!(names(&left), vec![keeper.name.clone()], "only the other contact remains");
+    assert_eq!(
+        names(&left),
+        vec![keeper.name.clone()],
+        "only the other contact remains"
+    );
     let with_email = list_all(&mut client, &format!("email = \"{email}\""), "", true).await;
     assert!(with_email.is_empty());
 
@@ -165,7 +206,11 @@ async fn erases_a_contact_for_good_on(backend: Backend) {
         );
     }
     for event in &events {
-        let bytes = event.payload.as_ref().map(|p| p.value.as_slice()).unwrap_or_default();
+        let bytes = event
+            .payload
+            .as_ref()
+            .map(|p| p.value.as_slice())
+            .unwrap_or_default();
         for needle in [email, "Erasmus", "Forgettable", "5550133713"] {
             assert!(
                 !contains(bytes, needle.as_bytes()),
@@ -177,7 +222,11 @@ async fn erases_a_contact_for_good_on(backend: Backend) {
         }
     }
     // Other people's events stay.
-    assert_eq!(events_about(&events, &keeper.name).len(), 1, "the other contact's event stays");
+    assert_eq!(
+        events_about(&events, &keeper.name).len(),
+        1,
+        "the other contact's event stays"
+    );
     assert_eq!(events_about(&events, &kept_activity.name).len(), 1);
 
     client
@@ -187,7 +236,7 @@ async fn erases_a_contact_for_good_on(backend: Backend) {
         .await
         .must_fail_with(Code::NotFound, "erasing twice");
 }
-crm_shared::db_test!(erases_a_contact_for_good, erases_a_contact_for_good_on);
+db_test!(erases_a_contact_for_good, erases_a_contact_for_good_on);
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)

@@ -20,7 +20,12 @@ fn hit_names(response: &SearchContactsResponse) -> Vec<String> {
     response
         .results
         .iter()
-        .map(|r| r.contact.as_ref().map(|c| c.name.clone()).unwrap_or_default())
+        .map(|r| {
+            r.contact
+                .as_ref()
+                .map(|c| c.name.clone())
+                .unwrap_or_default()
+        })
         .collect()
 }
 
@@ -36,17 +41,33 @@ fn assert_best_first(response: &SearchContactsResponse, query: &str) {
 }
 
 async fn finds_regardless_of_case_and_accents_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let jose = create(&mut client, person("José", "Müller", "jm@example.com")).await;
-    let francois = create(&mut client, person("François", "Ångström", "fa@example.com")).await;
-    create(&mut client, person("Joseph", "Miller", "joseph@example.com")).await;
+    let francois = create(
+        &mut client,
+        person("François", "Ångström", "fa@example.com"),
+    )
+    .await;
+    create(
+        &mut client,
+        person("Joseph", "Miller", "joseph@example.com"),
+    )
+    .await;
     create(&mut client, person("Ada", "Lovelace", "ada@example.com")).await;
     let found = search(&mut client, "jos").await;
     assert_eq!(found.results.len(), 2, "a word matches a part of a name");
     assert_best_first(&found, "jos");
 
-    for query in ["jose muller", "JOSE MULLER", "José Müller", "müller", "muller jose"] {
+    for query in [
+        "jose muller",
+        "JOSE MULLER",
+        "José Müller",
+        "müller",
+        "muller jose",
+    ] {
         let found = search(&mut client, query).await;
         // Joseph Miller matches "jose" but not "muller": every word must match.
         assert_eq!(
@@ -58,20 +79,29 @@ async fn finds_regardless_of_case_and_accents_on(backend: Backend) {
     let found = search(&mut client, "francois angstrom").await;
     assert_eq!(hit_names(&found), vec![francois.name.clone()]);
     let hit = found.results[0].contact.clone().expect("contact");
-    assert_eq!(hit.given_name, "François", "the contact comes back as stored");
+    assert_eq!(
+        hit.given_name, "François",
+        "the contact comes back as stored"
+    );
     assert!(found.results[0].score > 0.0, "a hit has a positive score");
 
     let found = search(&mut client, "nobody-by-this-name").await;
     assert!(found.results.is_empty(), "no hits: {:?}", hit_names(&found));
 }
-crm_shared::db_test!(finds_regardless_of_case_and_accents, finds_regardless_of_case_and_accents_on);
+db_test!(
+    finds_regardless_of_case_and_accents,
+    finds_regardless_of_case_and_accents_on
+);
 
 async fn searches_emails_phones_and_company_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     let company = crate::companies::create_company(&mut client, "Analytical Engines").await;
     let mut ada = person("Ada", "Lovelace", "countess@difference.example");
-    ada.emails.push(email_address("Second.Address@Elsewhere.example"));
+    ada.emails
+        .push(email_address("Second.Address@Elsewhere.example"));
     ada.phones = vec![phone_number("+44 20 7946 0958")];
     ada.company = company.name.clone();
     let ada = create(&mut client, ada).await;
@@ -101,20 +131,36 @@ async fn searches_emails_phones_and_company_on(backend: Backend) {
         );
     }
 }
-crm_shared::db_test!(searches_emails_phones_and_company, searches_emails_phones_and_company_on);
+db_test!(
+    searches_emails_phones_and_company,
+    searches_emails_phones_and_company_on
+);
 
 async fn ranks_exact_name_matches_first_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     // The partial matches are created first, so creation order cannot explain the ranking.
     let adamson = create(&mut client, person("Adam", "Adamson", "adam@example.com")).await;
-    let adaline = create(&mut client, person("Adaline", "Smith", "adaline@example.com")).await;
+    let adaline = create(
+        &mut client,
+        person("Adaline", "Smith", "adaline@example.com"),
+    )
+    .await;
     let ada = create(&mut client, person("Ada", "Lovelace", "ada.l@example.com")).await;
 
     let found = search(&mut client, "ada").await;
     let hits = hit_names(&found);
-    assert_eq!(hits.first(), Some(&ada.name), "the exact name match comes first: {hits:?}");
-    assert!(hits.contains(&adamson.name) && hits.contains(&adaline.name), "partial matches too");
+    assert_eq!(
+        hits.first(),
+        Some(&ada.name),
+        "the exact name match comes first: {hits:?}"
+    );
+    assert!(
+        hits.contains(&adamson.name) && hits.contains(&adaline.name),
+        "partial matches too"
+    );
     assert!(
         found.results[0].score > found.results[1].score,
         "the exact match scores higher than a partial one"
@@ -124,12 +170,21 @@ async fn ranks_exact_name_matches_first_on(backend: Backend) {
     let found = search(&mut client, "lovelace").await;
     assert_eq!(hit_names(&found), vec![ada.name.clone()]);
     let found = search(&mut client, "ada smith").await;
-    assert_eq!(hit_names(&found), vec![adaline.name.clone()], "every word must match");
+    assert_eq!(
+        hit_names(&found),
+        vec![adaline.name.clone()],
+        "every word must match"
+    );
 }
-crm_shared::db_test!(ranks_exact_name_matches_first, ranks_exact_name_matches_first_on);
+db_test!(
+    ranks_exact_name_matches_first,
+    ranks_exact_name_matches_first_on
+);
 
 async fn search_page_size_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut client = app.admin();
     for i in 0..25 {
         let contact: Contact = person("Zebedee", &format!("Number{i:02}"), "");
@@ -162,4 +217,4 @@ async fn search_page_size_on(backend: Backend) {
         .must_fail("SearchContacts page_size -1");
     assert_invalid_field(&status, "page_size", "SearchContacts page_size -1");
 }
-crm_shared::db_test!(search_page_size, search_page_size_on);
+db_test!(search_page_size, search_page_size_on);

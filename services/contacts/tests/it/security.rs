@@ -41,10 +41,17 @@ fn expired_token() -> String {
 }
 
 async fn refuses_missing_and_bad_tokens_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
-    let wrong_secret =
-        sign_hs256("not-the-secret", TENANT, "tester", &[Role::Admin], Duration::from_secs(3600))
-            .expect("signing");
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let wrong_secret = sign_hs256(
+        "not-the-secret",
+        TENANT,
+        "tester",
+        &[Role::Admin],
+        Duration::from_secs(3600),
+    )
+    .expect("signing");
     let good = token(TENANT, ADMIN);
     let tampered = {
         // Change the payload but keep the signature.
@@ -57,7 +64,10 @@ async fn refuses_missing_and_bad_tokens_on(backend: Backend) {
         ("no token", None),
         ("a wrong signature", Some(format!("Bearer {wrong_secret}"))),
         ("a tampered payload", Some(format!("Bearer {tampered}"))),
-        ("an expired token", Some(format!("Bearer {}", expired_token()))),
+        (
+            "an expired token",
+            Some(format!("Bearer {}", expired_token())),
+        ),
         ("garbage", Some("Bearer not.a.jwt".into())),
         ("another scheme", Some(format!("Basic {good}"))),
     ];
@@ -82,15 +92,28 @@ async fn refuses_missing_and_bad_tokens_on(backend: Backend) {
             .must_fail_with(Code::Unauthenticated, &format!("GetContact with {what}"));
     }
     let mut admin = app.admin();
-    assert_eq!(count_contacts(&mut admin).await, 0, "no unauthenticated call wrote anything");
+    assert_eq!(
+        count_contacts(&mut admin).await,
+        0,
+        "no unauthenticated call wrote anything"
+    );
 }
-crm_shared::db_test!(refuses_missing_and_bad_tokens, refuses_missing_and_bad_tokens_on);
+db_test!(
+    refuses_missing_and_bad_tokens,
+    refuses_missing_and_bad_tokens_on
+);
 
 async fn viewers_read_but_do_not_write_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut admin = app.admin();
     let contact = create(&mut admin, person("Ada", "Lovelace", "ada@example.com")).await;
-    let note = log(&mut admin, activity(ActivityKind::Note, &contact.name, "note", "")).await;
+    let note = log(
+        &mut admin,
+        activity(ActivityKind::Note, &contact.name, "note", ""),
+    )
+    .await;
     let baseline = admin
         .get_contact(GetContactRequest {
             name: contact.name.clone(),
@@ -168,7 +191,12 @@ async fn viewers_read_but_do_not_write_on(backend: Backend) {
         .must_fail_with(Code::PermissionDenied, &denied("CreateCompany"));
     viewer
         .create_activity(CreateActivityRequest {
-            activity: Some(activity(ActivityKind::Note, &contact.name, "viewer note", "")),
+            activity: Some(activity(
+                ActivityKind::Note,
+                &contact.name,
+                "viewer note",
+                "",
+            )),
             request_id: String::new(),
         })
         .await
@@ -198,9 +226,19 @@ async fn viewers_read_but_do_not_write_on(backend: Backend) {
                 .await
                 .err()
                 .expect("ImportContacts by a viewer must fail");
-            assert_eq!(status.code(), Code::PermissionDenied, "{}", status.message());
+            assert_eq!(
+                status.code(),
+                Code::PermissionDenied,
+                "{}",
+                status.message()
+            );
         }
-        Err(status) => assert_eq!(status.code(), Code::PermissionDenied, "{}", status.message()),
+        Err(status) => assert_eq!(
+            status.code(),
+            Code::PermissionDenied,
+            "{}",
+            status.message()
+        ),
     }
 
     let got = admin
@@ -221,10 +259,15 @@ async fn viewers_read_but_do_not_write_on(backend: Backend) {
     assert_eq!(timeline.activities.len(), 1);
     assert_eq!(timeline.activities[0].name, note.name);
 }
-crm_shared::db_test!(viewers_read_but_do_not_write, viewers_read_but_do_not_write_on);
+db_test!(
+    viewers_read_but_do_not_write,
+    viewers_read_but_do_not_write_on
+);
 
 async fn tenants_are_isolated_on(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else { return };
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let mut a = app.admin();
     let mut b = app.client(OTHER_TENANT, ADMIN);
     let company = crate::companies::create_company(&mut a, "Secret Engines").await;
@@ -232,7 +275,11 @@ async fn tenants_are_isolated_on(backend: Backend) {
     secret.company = company.name.clone();
     secret.phones = vec![phone_number("+1 555 010 9999")];
     let secret = create(&mut a, secret).await;
-    let note = log(&mut a, activity(ActivityKind::Note, &secret.name, "private note", "")).await;
+    let note = log(
+        &mut a,
+        activity(ActivityKind::Note, &secret.name, "private note", ""),
+    )
+    .await;
     // Tenant B has a look-alike: the same email and phone.
     let mut lookalike = person("Zenobia", "Secretive", "zenobia@example.com");
     lookalike.phones = vec![phone_number("+15550109999")];
@@ -318,7 +365,10 @@ async fn tenants_are_isolated_on(backend: Backend) {
         .await
         .must_fail("tenant B: CreateActivity on tenant A's contact");
     assert!(
-        matches!(status.code(), Code::NotFound | Code::InvalidArgument | Code::FailedPrecondition),
+        matches!(
+            status.code(),
+            Code::NotFound | Code::InvalidArgument | Code::FailedPrecondition
+        ),
         "{:?}: {}",
         status.code(),
         status.message()
@@ -333,7 +383,10 @@ async fn tenants_are_isolated_on(backend: Backend) {
         .await
         .must_fail("tenant B: a contact at tenant A's company");
     assert!(
-        matches!(status.code(), Code::NotFound | Code::InvalidArgument | Code::FailedPrecondition),
+        matches!(
+            status.code(),
+            Code::NotFound | Code::InvalidArgument | Code::FailedPrecondition
+        ),
         "{:?}: {}",
         status.code(),
         status.message()
@@ -341,7 +394,11 @@ async fn tenants_are_isolated_on(backend: Backend) {
 
     // Lists, search, export and duplicates show only B's own.
     let listed = list_all(&mut b, "", "", true).await;
-    assert_eq!(names(&listed), vec![lookalike.name.clone()], "List shows only B's contacts");
+    assert_eq!(
+        names(&listed),
+        vec![lookalike.name.clone()],
+        "List shows only B's contacts"
+    );
     let filtered = list_all(&mut b, &format!("company = \"{}\"", company.name), "", true).await;
     assert!(filtered.is_empty());
     let found = b
@@ -351,9 +408,16 @@ async fn tenants_are_isolated_on(backend: Backend) {
         })
         .await
         .must("SearchContacts by B");
-    let hits: Vec<String> =
-        found.results.iter().filter_map(|r| r.contact.as_ref().map(|c| c.name.clone())).collect();
-    assert_eq!(hits, vec![lookalike.name.clone()], "Search shows only B's contacts");
+    let hits: Vec<String> = found
+        .results
+        .iter()
+        .filter_map(|r| r.contact.as_ref().map(|c| c.name.clone()))
+        .collect();
+    assert_eq!(
+        hits,
+        vec![lookalike.name.clone()],
+        "Search shows only B's contacts"
+    );
     let found = b
         .search_contacts(SearchContactsRequest {
             query: "secret engines".into(),
@@ -361,14 +425,21 @@ async fn tenants_are_isolated_on(backend: Backend) {
         })
         .await
         .must("SearchContacts by B for A's company");
-    assert!(found.results.is_empty(), "A's company name finds nothing for B");
+    assert!(
+        found.results.is_empty(),
+        "A's company name finds nothing for B"
+    );
     let exported: Vec<String> = export(&mut b, "", true)
         .await
         .expect("ExportContacts by B")
         .iter()
         .flat_map(|c| names(c))
         .collect();
-    assert_eq!(exported, vec![lookalike.name.clone()], "Export shows only B's contacts");
+    assert_eq!(
+        exported,
+        vec![lookalike.name.clone()],
+        "Export shows only B's contacts"
+    );
     let pairs = b
         .find_duplicates(FindDuplicatesRequest::default())
         .await
@@ -385,20 +456,39 @@ async fn tenants_are_isolated_on(backend: Backend) {
         .await
         .must("ListActivities by B");
     assert!(activities.activities.is_empty());
-    let page = b.list_contacts(ListContactsRequest::default()).await.must("ListContacts by B");
+    let page = b
+        .list_contacts(ListContactsRequest::default())
+        .await
+        .must("ListContacts by B");
     assert_eq!(page.total_size, 1);
 
     // Importing A's email into B creates, it does not find A's contact.
-    let batches = import(&mut b, vec![person("Zenobia", "Again", "ZENOBIA@example.com"), {
-        let mut c = person("Fresh", "Import", "");
-        c.emails = vec![email_address("fresh@example.com")];
-        c
-    }])
+    let batches = import(
+        &mut b,
+        vec![person("Zenobia", "Again", "ZENOBIA@example.com"), {
+            let mut c = person("Fresh", "Import", "");
+            c.emails = vec![email_address("fresh@example.com")];
+            c
+        }],
+    )
     .await;
     let results: Vec<_> = batches.into_iter().flatten().collect();
-    assert_eq!(results[0].outcome, ImportOutcome::Duplicate as i32, "{:?}", results[0]);
-    assert_eq!(results[0].contact, lookalike.name, "a duplicate within B, never A's contact");
-    assert_eq!(results[1].outcome, ImportOutcome::Created as i32, "{:?}", results[1]);
+    assert_eq!(
+        results[0].outcome,
+        ImportOutcome::Duplicate as i32,
+        "{:?}",
+        results[0]
+    );
+    assert_eq!(
+        results[0].contact, lookalike.name,
+        "a duplicate within B, never A's contact"
+    );
+    assert_eq!(
+        results[1].outcome,
+        ImportOutcome::Created as i32,
+        "{:?}",
+        results[1]
+    );
 
     // A still has everything.
     let got = a
@@ -409,4 +499,4 @@ async fn tenants_are_isolated_on(backend: Backend) {
         .must("GetContact by A");
     assert_eq!(got, baseline, "B changed nothing of A's");
 }
-crm_shared::db_test!(tenants_are_isolated, tenants_are_isolated_on);
+db_test!(tenants_are_isolated, tenants_are_isolated_on);

@@ -53,7 +53,9 @@ pub struct Bearer(Option<AsciiMetadataValue>);
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -131,7 +133,10 @@ impl TestApp {
             if self.task.is_finished() {
                 panic!("the server stopped before it was SERVING (migration or bind failure?)");
             }
-            if health_status(&self.channel, SERVICE_NAME).await == Ok(ServingStatus::Serving) {
+            if matches!(
+                health_status(&self.channel, SERVICE_NAME).await,
+                Ok(ServingStatus::Serving)
+            ) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -279,10 +284,16 @@ pub fn assert_invalid_field(status: &Status, field: &str, what: &str) {
     );
     let details = status.get_error_details();
     let bad_request = details.bad_request().unwrap_or_else(|| {
-        panic!("{what}: INVALID_ARGUMENT without BadRequest details: {}", status.message())
+        panic!(
+            "{what}: INVALID_ARGUMENT without BadRequest details: {}",
+            status.message()
+        )
     });
     assert!(
-        bad_request.field_violations.iter().any(|v| v.field.contains(field)),
+        bad_request
+            .field_violations
+            .iter()
+            .any(|v| v.field.contains(field)),
         "{what}: no field violation names {field:?}: {:?}",
         bad_request.field_violations
     );
@@ -293,7 +304,11 @@ pub fn person(given: &str, family: &str, email: &str) -> Contact {
     Contact {
         given_name: given.into(),
         family_name: family.into(),
-        emails: if email.is_empty() { vec![] } else { vec![email_address(email)] },
+        emails: if email.is_empty() {
+            vec![]
+        } else {
+            vec![email_address(email)]
+        },
         ..Default::default()
     }
 }
@@ -317,7 +332,10 @@ pub fn phone_number(number: &str) -> PhoneNumber {
 
 /// Creates `contact` and returns what the server made of it.
 pub async fn create(client: &mut Contacts, contact: Contact) -> Contact {
-    let what = format!("CreateContact {} {}", contact.given_name, contact.family_name);
+    let what = format!(
+        "CreateContact {} {}",
+        contact.given_name, contact.family_name
+    );
     client
         .create_contact(CreateContactRequest {
             contact: Some(contact),
@@ -346,7 +364,9 @@ pub async fn list_all(
                 show_deleted,
             })
             .await
-            .must(&format!("ListContacts filter={filter:?} order_by={order_by:?}"));
+            .must(&format!(
+                "ListContacts filter={filter:?} order_by={order_by:?}"
+            ));
         all.extend(page.contacts);
         if page.next_page_token.is_empty() {
             return all;
@@ -401,7 +421,10 @@ pub fn payload<M: prost::Message + Default>(event: &Event) -> M {
         .as_ref()
         .unwrap_or_else(|| panic!("event {} {} has no payload", event.r#type, event.subject));
     M::decode(any.value.as_slice()).unwrap_or_else(|error| {
-        panic!("payload of {} {} does not decode: {error}", event.r#type, event.subject)
+        panic!(
+            "payload of {} {} does not decode: {error}",
+            event.r#type, event.subject
+        )
     })
 }
 
