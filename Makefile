@@ -16,6 +16,7 @@ run:
 ## test: unit, service and end-to-end tests, on SQLite and PostgreSQL
 test:
 	cargo test --workspace --all-targets -- --test-threads=4
+	tests/python/run.sh
 
 ## lint: rustfmt check, clippy with warnings denied, buf lint
 lint: buf

@@ -272,6 +272,45 @@ impl<T> Must<T> for Result<tonic::Response<T>, Status> {
     }
 }
 
+/// What is wrong with `result` when it should be INVALID_ARGUMENT with a
+/// BadRequest field violation naming `field`; `None` when it is right.
+pub fn invalid_field_problem<T>(
+    result: Result<tonic::Response<T>, Status>,
+    field: &str,
+    what: &str,
+) -> Option<String> {
+    let status = match result {
+        Ok(_) => return Some(format!("{what}: succeeded, must be INVALID_ARGUMENT")),
+        Err(status) => status,
+    };
+    if status.code() != Code::InvalidArgument {
+        return Some(format!(
+            "{what}: expected INVALID_ARGUMENT, got {:?}: {}",
+            status.code(),
+            status.message()
+        ));
+    }
+    let details = status.get_error_details();
+    let Some(bad_request) = details.bad_request() else {
+        return Some(format!(
+            "{what}: no BadRequest details: {}",
+            status.message()
+        ));
+    };
+    if bad_request
+        .field_violations
+        .iter()
+        .any(|v| v.field.contains(field))
+    {
+        None
+    } else {
+        Some(format!(
+            "{what}: no field violation names {field:?}: {:?}",
+            bad_request.field_violations
+        ))
+    }
+}
+
 /// Asserts INVALID_ARGUMENT with a BadRequest field violation whose field
 /// mentions `field`.
 pub fn assert_invalid_field(status: &Status, field: &str, what: &str) {

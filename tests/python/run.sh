@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# End-to-end from another language: generates Python stubs from proto/, starts
+# the real contacts binary on a free port with a fresh SQLite file, and drives
+# it as any client would. Part of `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT="$PWD"
+
+VENV="$ROOT/.ci/.tools/venv"
+if [[ ! -x "$VENV/bin/python" ]]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -c 'import grpc, grpc_tools' 2>/dev/null \
+    || "$VENV/bin/pip" install --quiet --disable-pip-version-check 'grpcio>=1.60' 'grpcio-tools>=1.60' 'protobuf>=5'
+
+cargo build --quiet --bin contacts
+
+GEN=$(mktemp -d)
+trap 'rm -rf "$GEN"' EXIT
+"$VENV/bin/python" -m grpc_tools.protoc -I proto -I tests/python \
+    --python_out="$GEN" --grpc_python_out="$GEN" \
+    crm/common/v1/common.proto crm/events/v1/events.proto crm/contacts/v1/contacts.proto \
+    rpc_status.proto
+
+CRM_CONTACTS_BIN="$ROOT/target/debug/contacts" PYTHONPATH="$GEN" \
+    "$VENV/bin/python" -m unittest discover -s tests/python -p 'test_*.py' -v
