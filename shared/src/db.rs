@@ -5,7 +5,7 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use sea_orm::{
-    ColumnTrait, ConnectOptions, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    ColumnTrait, ConnectOptions, ConnectionTrait, Statement, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     EntityTrait, QueryFilter, Select, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
@@ -112,9 +112,21 @@ impl Database {
         Ok(Self { conn, write_lock })
     }
 
-    /// Applies every pending migration of `M`.
+    /// Applies every pending migration of `M`. On PostgreSQL they run in one
+    /// transaction under an advisory lock, so replicas (or init containers)
+    /// starting together migrate one at a time and a failed step leaves nothing.
     pub async fn migrate<M: MigratorTrait>(&self) -> Result<(), DbErr> {
-        M::up(&self.conn, None).await
+        if self.backend() != DbBackend::Postgres {
+            return M::up(&self.conn, None).await;
+        }
+        let txn = self.conn.begin().await?;
+        txn.execute_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(7461626c65)",
+        ))
+        .await?;
+        M::up(&txn, None).await?;
+        txn.commit().await
     }
 
     /// Which SQL dialect this is.

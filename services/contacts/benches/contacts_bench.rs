@@ -204,6 +204,9 @@ fn placeholders(backend: Backend, rows: usize, first: usize) -> String {
 
 async fn raw_insert_rows(url: &str, backend: Backend, rows: usize, batch: usize, run: &str) -> f64 {
     let mut conn = AnyConnection::connect(&sqlx_url(url)).await.expect("sqlx connect");
+    if backend == Backend::Sqlite {
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut conn).await.expect("pragma");
+    }
     let started = Instant::now();
     for start in (0..rows).step_by(batch) {
         let n = batch.min(rows - start);
@@ -223,7 +226,21 @@ async fn raw_insert_rows(url: &str, backend: Backend, rows: usize, batch: usize,
 }
 
 async fn raw_insert_single(url: &str, backend: Backend, concurrency: usize, total: usize, run: &str) -> (f64, Latencies) {
-    let pool = sqlx::any::AnyPoolOptions::new().max_connections(concurrency as u32).connect(&sqlx_url(url)).await.expect("pool");
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(concurrency as u32)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                // The same durability the service runs with (see shared::db).
+                if backend == Backend::Sqlite {
+                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout = 15000").execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&sqlx_url(url))
+        .await
+        .expect("pool");
     let sql = Arc::new(format!("INSERT INTO contacts ({COLUMNS}) VALUES {}", placeholders(backend, 1, 0)));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();

@@ -168,13 +168,23 @@ async fn replace_keys<C: ConnectionTrait>(
         .filter(contact_key::Column::ContactId.eq(id))
         .exec(conn)
         .await?;
-    if let Some(draft) = draft {
-        let rows = key_rows(tenant, id, draft);
-        if !rows.is_empty() {
-            contact_key::Entity::insert_many(rows)
-                .exec_without_returning(conn)
-                .await?;
-        }
+    match draft {
+        Some(draft) => insert_keys(conn, tenant, id, draft).await,
+        None => Ok(()),
+    }
+}
+
+async fn insert_keys<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    id: &str,
+    draft: &ContactDraft,
+) -> Result<(), sea_orm::DbErr> {
+    let rows = key_rows(tenant, id, draft);
+    if !rows.is_empty() {
+        contact_key::Entity::insert_many(rows)
+            .exec_without_returning(conn)
+            .await?;
     }
     Ok(())
 }
@@ -270,7 +280,7 @@ impl Store {
         )
         .exec_without_returning(&*txn)
         .await?;
-        replace_keys(&*txn, tenant, &contact.id.to_string(), Some(&contact.draft)).await?;
+        insert_keys(&*txn, tenant, &contact.id.to_string(), &contact.draft).await?;
         let event = self.event(
             "ContactCreated",
             contact.name(),
