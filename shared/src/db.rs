@@ -122,7 +122,7 @@ impl Database {
         let txn = self.conn.begin().await?;
         txn.execute_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock(7461626c65)",
+            "SELECT pg_advisory_xact_lock(7461626)",
         ))
         .await?;
         M::up(&txn, None).await?;

@@ -195,6 +195,11 @@ async fn sigkill_mid_import_loses_nothing_reported_on(backend: Backend) {
         }
     }
     drop(responses);
+    eprintln!(
+        "{backend:?}: killed after {batches} batches (finished before the kill: {finished}); \
+         {} rows reported",
+        reported.len()
+    );
     assert!(
         !reported.is_empty(),
         "some rows were reported before the kill"
@@ -296,6 +301,10 @@ async fn sigkill_mid_import_loses_nothing_reported_on(backend: Backend) {
         created.len()
     );
     assert!(in_db.len() <= ROWS, "never more contacts than rows");
+    eprintln!(
+        "{backend:?}: {} contacts stored after the restart",
+        in_db.len()
+    );
 
     // The restarted process still works.
     let after = create(&mut client, person("After", "Restart", "after@example.com")).await;

@@ -117,7 +117,7 @@ impl TestApp {
             let _ = stopped.await;
         }));
         let channel = channel_to(addr);
-        let app = TestApp {
+        let mut app = TestApp {
             addr,
             db,
             channel,
@@ -128,10 +128,15 @@ impl TestApp {
         Some(app)
     }
 
-    async fn wait_until_serving(&self) {
+    async fn wait_until_serving(&mut self) {
         for _ in 0..1500 {
             if self.task.is_finished() {
-                panic!("the server stopped before it was SERVING (migration or bind failure?)");
+                let outcome = match (&mut self.task).await {
+                    Ok(Ok(())) => "it returned Ok".to_owned(),
+                    Ok(Err(error)) => format!("{error}"),
+                    Err(error) => format!("it panicked: {error}"),
+                };
+                panic!("the server stopped before it was SERVING: {outcome}");
             }
             if matches!(
                 health_status(&self.channel, SERVICE_NAME).await,
