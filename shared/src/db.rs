@@ -5,8 +5,8 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use sea_orm::{
-    ColumnTrait, ConnectOptions, ConnectionTrait, Statement, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, QueryFilter, Select, TransactionTrait,
+    ColumnTrait, ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, EntityTrait, QueryFilter, Select, Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -68,6 +68,11 @@ impl WriteTxn {
     /// Commits the transaction.
     pub async fn commit(self) -> Result<(), DbErr> {
         self.txn.commit().await
+    }
+
+    /// Rolls the transaction back and gives its connection back to the pool.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
     }
 }
 

@@ -121,7 +121,7 @@ impl Drop for TestDatabase {
 /// PostgreSQL: `db_test!(creates_a_contact, creates_a_contact_on);`.
 #[macro_export]
 macro_rules! db_test {
-    ($name:ident, $body:path) => {
+    ($name:ident, $body:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {

@@ -38,7 +38,10 @@ struct Service {
 
 impl Service {
     async fn start(url: &str) -> Service {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
         let child = Command::new(env!("CARGO_BIN_EXE_contacts"))
             .env("CRM_CONTACTS__LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("CRM_CONTACTS__DATABASE_URL", url)
@@ -52,17 +55,38 @@ impl Service {
         let endpoint = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         let channel = loop {
-            if let Ok(channel) = Channel::from_shared(endpoint.clone()).expect("endpoint").connect().await {
-                let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-                let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
-                if health.check(request).await.is_ok_and(|r| r.into_inner().status == 1) {
+            if let Ok(channel) = Channel::from_shared(endpoint.clone())
+                .expect("endpoint")
+                .connect()
+                .await
+            {
+                let mut health =
+                    tonic_health::pb::health_client::HealthClient::new(channel.clone());
+                let request = tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                };
+                if health
+                    .check(request)
+                    .await
+                    .is_ok_and(|r| r.into_inner().status == 1)
+                {
                     break channel;
                 }
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "the service did not become ready");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the service did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let token = sign_hs256(SECRET, "bench", "bench", &[Role::Admin], Duration::from_secs(3600)).expect("token");
+        let token = sign_hs256(
+            SECRET,
+            "bench",
+            "bench",
+            &[Role::Admin],
+            Duration::from_secs(3600),
+        )
+        .expect("token");
         Service {
             child,
             client: ContactsServiceClient::new(channel).max_encoding_message_size(64 << 20),
@@ -72,13 +96,16 @@ impl Service {
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert("authorization", self.token.clone());
+        request
+            .metadata_mut()
+            .insert("authorization", self.token.clone());
         request
     }
 
     /// The process's peak resident memory in MiB (Linux VmHWM).
     fn peak_memory_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|line| line.strip_prefix("VmHWM:"))
@@ -98,8 +125,15 @@ fn contact(i: usize, run: &str) -> Contact {
     Contact {
         given_name: format!("Given{i}"),
         family_name: format!("Family{run}"),
-        emails: vec![EmailAddress { address: format!("person{i}.{run}@example.com"), label: "work".into(), primary: true }],
-        phones: vec![PhoneNumber { number: format!("+4930{:08}", i), ..Default::default() }],
+        emails: vec![EmailAddress {
+            address: format!("person{i}.{run}@example.com"),
+            label: "work".into(),
+            primary: true,
+        }],
+        phones: vec![PhoneNumber {
+            number: format!("+4930{:08}", i),
+            ..Default::default()
+        }],
         job_title: "Engineer".into(),
         source: "bench".into(),
         tags: vec!["bench".into()],
@@ -113,11 +147,18 @@ impl Latencies {
     fn percentile(&mut self, p: f64) -> f64 {
         self.0.sort();
         let index = ((self.0.len() as f64 - 1.0) * p).round() as usize;
-        self.0.get(index).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+        self.0
+            .get(index)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
     }
 }
 
-async fn create_via_service(service: &Service, concurrency: usize, total: usize, run: &str) -> (f64, Latencies) {
+async fn create_via_service(
+    service: &Service,
+    concurrency: usize,
+    total: usize,
+    run: &str,
+) -> (f64, Latencies) {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -133,8 +174,13 @@ async fn create_via_service(service: &Service, concurrency: usize, total: usize,
                 if i >= total {
                     return latencies;
                 }
-                let mut request = tonic::Request::new(CreateContactRequest { contact: Some(contact(i, &run)), request_id: String::new() });
-                request.metadata_mut().insert("authorization", token.clone());
+                let mut request = tonic::Request::new(CreateContactRequest {
+                    contact: Some(contact(i, &run)),
+                    request_id: String::new(),
+                });
+                request
+                    .metadata_mut()
+                    .insert("authorization", token.clone());
                 let began = Instant::now();
                 client.create_contact(request).await.expect("CreateContact");
                 latencies.push(began.elapsed());
@@ -145,13 +191,18 @@ async fn create_via_service(service: &Service, concurrency: usize, total: usize,
     for task in tasks {
         all.extend(task.await.expect("task"));
     }
-    (total as f64 / started.elapsed().as_secs_f64(), Latencies(all))
+    (
+        total as f64 / started.elapsed().as_secs_f64(),
+        Latencies(all),
+    )
 }
 
 const COLUMNS: &str = "id, tenant, given_name, family_name, display_name, primary_email, primary_phone, emails, phones, company, job_title, address, lifecycle_stage, owner, source, tags, custom_fields, consents, search_text, merged_into, create_time, update_time, delete_time, version";
 
 fn row_values(i: usize, run: &str) -> Vec<String> {
-    let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string();
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%d %H:%M:%S%.6f+00:00")
+        .to_string();
     vec![
         uuid::Uuid::now_v7().to_string(),
         "bench".into(),
@@ -161,7 +212,9 @@ fn row_values(i: usize, run: &str) -> Vec<String> {
         format!("person{i}.{run}@example.com"),
         format!("+4930{:08}", i),
         format!(r#"[{{"address":"person{i}.{run}@example.com","label":"work","primary":true}}]"#),
-        format!(r#"[{{"number":"+4930{i:08}","normalized":"+4930{i:08}","label":"","primary":true}}]"#),
+        format!(
+            r#"[{{"number":"+4930{i:08}","normalized":"+4930{i:08}","label":"","primary":true}}]"#
+        ),
         String::new(),
         "Engineer".into(),
         "null".into(),
@@ -186,11 +239,17 @@ fn placeholders(backend: Backend, rows: usize, first: usize) -> String {
             let cells: Vec<String> = (0..24)
                 .map(|c| {
                     let n = first + r * 24 + c + 1;
-                    let p = if backend == Backend::Postgres { format!("${n}") } else { "?".to_owned() };
+                    let p = if backend == Backend::Postgres {
+                        format!("${n}")
+                    } else {
+                        "?".to_owned()
+                    };
                     match (backend, c) {
                         // merged_into and delete_time are NULL in a fresh row.
                         (_, 19) | (_, 22) => format!("NULLIF({p}, '')"),
-                        (Backend::Postgres, 20) | (Backend::Postgres, 21) => format!("CAST({p} AS timestamptz)"),
+                        (Backend::Postgres, 20) | (Backend::Postgres, 21) => {
+                            format!("CAST({p} AS timestamptz)")
+                        }
                         (Backend::Postgres, 23) => format!("CAST({p} AS bigint)"),
                         _ => p,
                     }
@@ -203,14 +262,22 @@ fn placeholders(backend: Backend, rows: usize, first: usize) -> String {
 }
 
 async fn raw_insert_rows(url: &str, backend: Backend, rows: usize, batch: usize, run: &str) -> f64 {
-    let mut conn = AnyConnection::connect(&sqlx_url(url)).await.expect("sqlx connect");
+    let mut conn = AnyConnection::connect(&sqlx_url(url))
+        .await
+        .expect("sqlx connect");
     if backend == Backend::Sqlite {
-        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut conn).await.expect("pragma");
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut conn)
+            .await
+            .expect("pragma");
     }
     let started = Instant::now();
     for start in (0..rows).step_by(batch) {
         let n = batch.min(rows - start);
-        let sql = format!("INSERT INTO contacts ({COLUMNS}) VALUES {}", placeholders(backend, n, 0));
+        let sql = format!(
+            "INSERT INTO contacts ({COLUMNS}) VALUES {}",
+            placeholders(backend, n, 0)
+        );
         // The SQL is built from constants and placeholders only; values are bound.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for i in start..start + n {
@@ -225,15 +292,25 @@ async fn raw_insert_rows(url: &str, backend: Backend, rows: usize, batch: usize,
     rows as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn raw_insert_single(url: &str, backend: Backend, concurrency: usize, total: usize, run: &str) -> (f64, Latencies) {
+async fn raw_insert_single(
+    url: &str,
+    backend: Backend,
+    concurrency: usize,
+    total: usize,
+    run: &str,
+) -> (f64, Latencies) {
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(concurrency as u32)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 // The same durability the service runs with (see shared::db).
                 if backend == Backend::Sqlite {
-                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout = 15000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 15000")
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 Ok(())
             })
@@ -241,7 +318,10 @@ async fn raw_insert_single(url: &str, backend: Backend, concurrency: usize, tota
         .connect(&sqlx_url(url))
         .await
         .expect("pool");
-    let sql = Arc::new(format!("INSERT INTO contacts ({COLUMNS}) VALUES {}", placeholders(backend, 1, 0)));
+    let sql = Arc::new(format!(
+        "INSERT INTO contacts ({COLUMNS}) VALUES {}",
+        placeholders(backend, 1, 0)
+    ));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -268,14 +348,19 @@ async fn raw_insert_single(url: &str, backend: Backend, concurrency: usize, tota
     for task in tasks {
         all.extend(task.await.expect("task"));
     }
-    (total as f64 / started.elapsed().as_secs_f64(), Latencies(all))
+    (
+        total as f64 / started.elapsed().as_secs_f64(),
+        Latencies(all),
+    )
 }
 
 async fn copy_rows(url: &str, rows: usize, run: &str) -> f64 {
     let mut conn = sqlx::PgConnection::connect(url).await.expect("pg connect");
     let started = Instant::now();
     let mut copy = conn
-        .copy_in_raw(&format!("COPY contacts ({COLUMNS}) FROM STDIN (FORMAT csv)"))
+        .copy_in_raw(&format!(
+            "COPY contacts ({COLUMNS}) FROM STDIN (FORMAT csv)"
+        ))
         .await
         .expect("COPY");
     let mut buffer = String::new();
@@ -283,12 +368,20 @@ async fn copy_rows(url: &str, rows: usize, run: &str) -> f64 {
         let cells: Vec<String> = row_values(i, run)
             .into_iter()
             .enumerate()
-            .map(|(c, v)| if (c == 19 || c == 22) && v.is_empty() { String::new() } else { format!("\"{}\"", v.replace('"', "\"\"")) })
+            .map(|(c, v)| {
+                if (c == 19 || c == 22) && v.is_empty() {
+                    String::new()
+                } else {
+                    format!("\"{}\"", v.replace('"', "\"\""))
+                }
+            })
             .collect();
         buffer.push_str(&cells.join(","));
         buffer.push('\n');
         if buffer.len() > 1 << 20 {
-            copy.send(std::mem::take(&mut buffer).into_bytes()).await.expect("send");
+            copy.send(std::mem::take(&mut buffer).into_bytes())
+                .await
+                .expect("send");
         }
     }
     copy.send(buffer.into_bytes()).await.expect("send");
@@ -302,9 +395,16 @@ fn sqlx_url(url: &str) -> String {
 
 async fn import_via_service(service: &mut Service, rows: usize, run: &str) -> f64 {
     let run = run.to_owned();
-    let requests = tokio_stream::iter((0..rows).map(move |i| ImportContactsRequest { contact: Some(contact(i, &run)) }));
+    let requests = tokio_stream::iter((0..rows).map(move |i| ImportContactsRequest {
+        contact: Some(contact(i, &run)),
+    }));
     let started = Instant::now();
-    let mut responses = service.client.import_contacts(service.request(requests)).await.expect("import").into_inner();
+    let mut responses = service
+        .client
+        .import_contacts(service.request(requests))
+        .await
+        .expect("import")
+        .into_inner();
     let mut created = 0;
     while let Some(batch) = responses.message().await.expect("import stream") {
         created += batch.results.iter().filter(|r| r.outcome == 1).count();
@@ -317,21 +417,40 @@ async fn import_via_service(service: &mut Service, rows: usize, run: &str) -> f6
 async fn main() {
     sqlx::any::install_default_drivers();
     let full = std::env::args().any(|a| a == "--bench");
-    let (creates, concurrencies, import_sizes): (usize, &[usize], &[usize]) =
-        if full { (3000, &[1, 8, 32], &[10_000, 100_000]) } else { (100, &[4], &[1_000]) };
-    let backends: &[Backend] = if full { &[Backend::Sqlite, Backend::Postgres] } else { &[Backend::Sqlite] };
+    let (creates, concurrencies, import_sizes): (usize, &[usize], &[usize]) = if full {
+        (3000, &[1, 8, 32], &[10_000, 100_000])
+    } else {
+        (100, &[4], &[1_000])
+    };
+    let backends: &[Backend] = if full {
+        &[Backend::Sqlite, Backend::Postgres]
+    } else {
+        &[Backend::Sqlite]
+    };
     println!("| backend | path | concurrency | req/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
     let mut import_lines = Vec::new();
     for &backend in backends {
-        let Some(db) = TestDatabase::create(backend).await else { continue };
+        let Some(db) = TestDatabase::create(backend).await else {
+            continue;
+        };
         let name = format!("{backend:?}");
         let service = Service::start(&db.url).await;
         for (run, &concurrency) in concurrencies.iter().enumerate() {
-            let (rps, mut lat) = create_via_service(&service, concurrency, creates, &format!("s{run}")).await;
-            println!("| {name} | CreateContact (gRPC) | {concurrency} | {rps:.0} | {:.2} | {:.2} |", lat.percentile(0.5), lat.percentile(0.99));
-            let (rps, mut lat) = raw_insert_single(&db.url, backend, concurrency, creates, &format!("r{run}")).await;
-            println!("| {name} | raw sqlx INSERT | {concurrency} | {rps:.0} | {:.2} | {:.2} |", lat.percentile(0.5), lat.percentile(0.99));
+            let (rps, mut lat) =
+                create_via_service(&service, concurrency, creates, &format!("s{run}")).await;
+            println!(
+                "| {name} | CreateContact (gRPC) | {concurrency} | {rps:.0} | {:.2} | {:.2} |",
+                lat.percentile(0.5),
+                lat.percentile(0.99)
+            );
+            let (rps, mut lat) =
+                raw_insert_single(&db.url, backend, concurrency, creates, &format!("r{run}")).await;
+            println!(
+                "| {name} | raw sqlx INSERT | {concurrency} | {rps:.0} | {:.2} | {:.2} |",
+                lat.percentile(0.5),
+                lat.percentile(0.99)
+            );
         }
         drop(service);
         for &rows in import_sizes {
@@ -342,14 +461,20 @@ async fn main() {
             let peak = service.peak_memory_mib();
             drop(service);
             let raw = raw_insert_rows(&db.url, backend, rows, 500, &format!("m{rows}")).await;
-            let copy = if backend == Backend::Postgres { format!("{:.0}", copy_rows(&db.url, rows, &format!("c{rows}")).await) } else { "n/a".into() };
+            let copy = if backend == Backend::Postgres {
+                format!("{:.0}", copy_rows(&db.url, rows, &format!("c{rows}")).await)
+            } else {
+                "n/a".into()
+            };
             import_lines.push(format!(
                 "| {name} | {rows} | {rate:.0} | {raw:.0} | {copy} | {before:.0} -> {peak:.0} |"
             ));
         }
     }
     println!();
-    println!("| backend | rows | ImportContacts rows/s | raw multi-row INSERT rows/s | COPY rows/s | service peak RSS MiB (start -> after) |");
+    println!(
+        "| backend | rows | ImportContacts rows/s | raw multi-row INSERT rows/s | COPY rows/s | service peak RSS MiB (start -> after) |"
+    );
     println!("|---|---|---|---|---|---|");
     for line in import_lines {
         println!("{line}");

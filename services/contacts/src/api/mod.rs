@@ -327,25 +327,18 @@ impl ContactsService for ContactsApi {
         let r = request.into_inner();
         let id = parse_name(&r.contact, "contacts", "contact")?;
         self.store.get_contact(&tenant, id).await?;
-        let contact = format!("contacts/{id}");
-        let (mut query, fingerprint) = self.list_query(
-            "timeline",
+        // The timeline is the activity list filtered to one contact, newest first.
+        let filter = format!("contact = \"contacts/{id}\"");
+        let (query, fingerprint) = self.list_query(
+            "activities",
             &crate::store::ACTIVITY_FILTER,
             crate::store::ACTIVITY_ORDER,
-            "",
+            &filter,
             "occur_time desc",
             false,
             r.page_size,
             &r.page_token,
         )?;
-        let fingerprint = format!("{fingerprint}\0{contact}");
-        query.offset = self
-            .page_tokens
-            .decode(&r.page_token, &fingerprint, "page_token")?;
-        query.condition = query.condition.add(sea_orm::ColumnTrait::eq(
-            &crate::store::entities::activity::Column::Contact,
-            contact,
-        ));
         let offset = query.offset;
         let (activities, total) = self.store.list_activities(&tenant, query).await?;
         Ok(Response::new(pb::ListTimelineResponse {
@@ -539,9 +532,10 @@ impl ContactsService for ContactsApi {
         let mut draft = activity_draft(required(request.activity, "activity")?, "activity")?
             .normalize("activity")?;
         if draft.kind == Some(ActivityKind::System) && !principal.is_service() {
-            return Err(
-                ApiError::invalid("activity.kind", "only services write SYSTEM entries").into(),
-            );
+            return Err(ApiError::PermissionDenied(
+                "only the service identity writes SYSTEM entries".into(),
+            )
+            .into());
         }
         if draft.actor.is_empty() {
             draft.actor.clone_from(&principal.subject);

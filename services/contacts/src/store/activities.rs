@@ -12,7 +12,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::{activity, activity_row, company, contact, now};
-use super::{ListQuery, Store, check_version};
+use super::{Claim, ListQuery, Store, check_version};
 use crate::domain::{Activity, ActivityDraft};
 
 const KIND_VALUES: &[(&str, &str)] = &[
@@ -141,13 +141,16 @@ impl Store {
         let txn = self.db.begin_write().await?;
         check_links(&*txn, tenant, &activity.draft).await?;
         let name = activity.name();
-        if let Some(existing) = self
-            .claim(&txn, tenant, "CreateActivity", request_id.as_deref(), &name)
+        let txn = match self
+            .claim(txn, tenant, "CreateActivity", request_id.as_deref(), &name)
             .await?
         {
-            let id = crm_shared::convert::parse_name(&existing, "activities", "name")?;
-            return self.load_activity(&self.db.conn, tenant, id).await;
-        }
+            Claim::Won(txn) => txn,
+            Claim::Lost(existing) => {
+                let id = crm_shared::convert::parse_name(&existing, "activities", "name")?;
+                return self.load_activity(&self.db.conn, tenant, id).await;
+            }
+        };
         activity::Entity::insert(
             activity_row(tenant.as_str(), &activity)
                 .into_active_model()

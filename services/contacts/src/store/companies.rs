@@ -12,7 +12,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::{company, company_row, now};
-use super::{ListQuery, Store, check_version};
+use super::{Claim, ListQuery, Store, check_version};
 use crate::domain::{Company, CompanyDraft};
 
 /// The fields a company filter may name.
@@ -112,13 +112,16 @@ impl Store {
         };
         let txn = self.db.begin_write().await?;
         let name = company.name();
-        if let Some(existing) = self
-            .claim(&txn, tenant, "CreateCompany", request_id.as_deref(), &name)
+        let txn = match self
+            .claim(txn, tenant, "CreateCompany", request_id.as_deref(), &name)
             .await?
         {
-            let id = crm_shared::convert::parse_name(&existing, "companies", "name")?;
-            return self.load_company(&self.db.conn, tenant, id).await;
-        }
+            Claim::Won(txn) => txn,
+            Claim::Lost(existing) => {
+                let id = crm_shared::convert::parse_name(&existing, "companies", "name")?;
+                return self.load_company(&self.db.conn, tenant, id).await;
+            }
+        };
         company::Entity::insert(
             company_row(tenant.as_str(), &company)
                 .into_active_model()

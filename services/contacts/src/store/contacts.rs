@@ -16,7 +16,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::{activity, company, contact, contact_key, contact_row, now};
-use super::{ListQuery, Store, check_version};
+use super::{Claim, ListQuery, Store, check_version};
 use crate::domain::{Contact, ContactDraft};
 
 const LIFECYCLE_VALUES: &[(&str, &str)] = &[
@@ -267,12 +267,15 @@ impl Store {
         let txn = self.db.begin_write().await?;
         check_company(&*txn, tenant, &contact.draft.company, "contact.company").await?;
         let name = contact.name();
-        if let Some(existing) = self
-            .claim(&txn, tenant, "CreateContact", request_id.as_deref(), &name)
+        let txn = match self
+            .claim(txn, tenant, "CreateContact", request_id.as_deref(), &name)
             .await?
         {
-            return self.contact_by_name(tenant, &existing).await;
-        }
+            Claim::Won(txn) => txn,
+            Claim::Lost(existing) => {
+                return self.contact_by_name(tenant, &existing).await;
+            }
+        };
         contact::Entity::insert(
             contact_row(tenant.as_str(), &contact)
                 .into_active_model()

@@ -101,31 +101,34 @@ impl Store {
     }
 
     /// Records the request id in `txn` as creating `resource`. When a
-    /// concurrent request with the same id committed first, returns the
-    /// resource it created; the caller then returns that and rolls back.
+    /// concurrent request with the same id committed first, rolls `txn` back
+    /// and returns the resource that request created.
     async fn claim(
         &self,
-        txn: &WriteTxn,
+        txn: WriteTxn,
         tenant: &Tenant,
         method: &str,
         request_id: Option<&str>,
         resource: &str,
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Claim, ApiError> {
         let Some(key) = request_id else {
-            return Ok(None);
+            return Ok(Claim::Won(txn));
         };
-        match idempotency::record(&**txn, tenant, method, key, resource).await? {
-            Recorded::New => Ok(None),
-            // The winner's transaction has committed: read it outside ours,
-            // which PostgreSQL has aborted with the key violation.
-            Recorded::Taken => idempotency::lookup(&self.db.conn, tenant, method, key)
-                .await?
-                .map(Some)
-                .ok_or_else(|| {
-                    ApiError::Aborted(
-                        "a concurrent request with this request_id failed; retry".into(),
-                    )
-                }),
+        match idempotency::record(&*txn, tenant, method, key, resource).await? {
+            Recorded::New => Ok(Claim::Won(txn)),
+            Recorded::Taken => {
+                // Give the connection back before reading the winner's row,
+                // or concurrent losers can hold every pooled connection.
+                txn.rollback().await?;
+                idempotency::lookup(&self.db.conn, tenant, method, key)
+                    .await?
+                    .map(Claim::Lost)
+                    .ok_or_else(|| {
+                        ApiError::Aborted(
+                            "a concurrent request with this request_id failed; retry".into(),
+                        )
+                    })
+            }
         }
     }
 
@@ -143,6 +146,14 @@ impl Store {
             actor: actor.to_owned(),
         }
     }
+}
+
+/// Whether this request's idempotency key was free.
+enum Claim {
+    /// It was: go on in the transaction.
+    Won(WriteTxn),
+    /// Another request with it created this resource first.
+    Lost(String),
 }
 
 /// ABORTED for a stale etag.

@@ -2,23 +2,8 @@
 //! on a free port over a throwaway database (SQLite, and PostgreSQL when one
 //! answers) and talks to it over gRPC like any client would.
 
-/// Declares a test that runs `$body(Backend)` once on SQLite and once on
-/// PostgreSQL. (`crm_shared::db_test!` does the same but does not expand:
-/// `super::$body` with a `path` fragment is rejected, so this takes an ident.)
-macro_rules! db_test {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$body(crm_shared::testing::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$body(crm_shared::testing::Backend::Postgres).await
-            }
-        }
-    };
-}
+#[macro_use]
+extern crate crm_shared;
 
 mod support;
 
