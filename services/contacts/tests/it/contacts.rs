@@ -187,6 +187,7 @@ db_test!(
 /// Six contacts with varied fields for the filter tests.
 async fn seed_for_filters(client: &mut Contacts) -> BTreeMap<&'static str, Contact> {
     let mut out = BTreeMap::new();
+    #[allow(clippy::type_complexity)]
     let rows: [(&str, &str, &str, LifecycleStage, &[&str], &str, &str, &str); 6] = [
         (
             "ada",
@@ -561,8 +562,8 @@ async fn updates_only_masked_fields_on(backend: Backend) {
         "the etag changes with the contact"
     );
     let (before, after) = (
-        created.update_time.clone().expect("update_time"),
-        updated.update_time.clone().expect("update_time"),
+        created.update_time.expect("update_time"),
+        updated.update_time.expect("update_time"),
     );
     assert!(
         (after.seconds, after.nanos) >= (before.seconds, before.nanos),

@@ -221,11 +221,9 @@ async fn viewers_read_but_do_not_write_on(backend: Backend) {
     match viewer.import_contacts(rows).await {
         Ok(response) => {
             let mut stream = response.into_inner();
-            let status = stream
-                .message()
-                .await
-                .err()
-                .expect("ImportContacts by a viewer must fail");
+            let Err(status) = stream.message().await else {
+                panic!("ImportContacts by a viewer must fail");
+            };
             assert_eq!(
                 status.code(),
                 Code::PermissionDenied,
