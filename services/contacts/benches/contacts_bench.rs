@@ -246,7 +246,9 @@ fn placeholders(backend: Backend, rows: usize, first: usize) -> String {
                     };
                     match (backend, c) {
                         // merged_into and delete_time are NULL in a fresh row.
-                        (_, 19) | (_, 22) => format!("NULLIF({p}, '')"),
+                        (_, 19) => format!("NULLIF({p}, '')"),
+                        (Backend::Postgres, 22) => format!("CAST(NULLIF({p}, '') AS timestamptz)"),
+                        (_, 22) => format!("NULLIF({p}, '')"),
                         (Backend::Postgres, 20) | (Backend::Postgres, 21) => {
                             format!("CAST({p} AS timestamptz)")
                         }
@@ -352,6 +354,92 @@ async fn raw_insert_single(
         total as f64 / started.elapsed().as_secs_f64(),
         Latencies(all),
     )
+}
+
+/// The same writes the service makes for one CreateContact, by hand: the
+/// contact row, its email and phone keys and its outbox event, in one
+/// transaction (on PostgreSQL after the outbox's advisory lock).
+async fn raw_same_writes(url: &str, backend: Backend, concurrency: usize, total: usize, run: &str) -> (f64, Latencies) {
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(concurrency as u32)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout = 15000").execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&sqlx_url(url))
+        .await
+        .expect("pool");
+    let pg = backend == Backend::Postgres;
+    let p = |n: usize| if pg { format!("${n}") } else { "?".to_owned() };
+    let contact_sql = Arc::new(format!("INSERT INTO contacts ({COLUMNS}) VALUES {}", placeholders(backend, 1, 0)));
+    let key_sql = Arc::new(format!(
+        "INSERT INTO contact_keys (tenant, kind, value, contact_id) VALUES ({}, 'email', {}, {}), ({}, 'phone', {}, {})",
+        p(1), p(2), p(3), p(4), p(5), p(6)
+    ));
+    let time = if pg { format!("CAST({} AS timestamptz)", p(9)) } else { p(9) };
+    let outbox_sql = Arc::new(format!(
+        "INSERT INTO outbox (id, tenant, event_type, subject, payload_type, payload, traceparent, actor, time) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {time})",
+        p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8)
+    ));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (pool, next, run) = (pool.clone(), next.clone(), run.to_owned());
+        let (contact_sql, key_sql, outbox_sql) = (contact_sql.clone(), key_sql.clone(), outbox_sql.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return latencies;
+                }
+                let values = row_values(i, &run);
+                let (id, email, phone) = (values[0].clone(), values[5].clone(), values[6].clone());
+                let began = Instant::now();
+                let mut txn = pool.begin().await.expect("begin");
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(contact_sql.as_str().to_owned()));
+                for value in values {
+                    query = query.bind(value);
+                }
+                query.execute(&mut *txn).await.expect("contact");
+                sqlx::query(sqlx::AssertSqlSafe(key_sql.as_str().to_owned()))
+                    .bind("bench").bind(email).bind(id.clone())
+                    .bind("bench").bind(phone).bind(id.clone())
+                    .execute(&mut *txn)
+                    .await
+                    .expect("keys");
+                if pg {
+                    sqlx::query("SELECT pg_advisory_xact_lock(202374893)").execute(&mut *txn).await.expect("lock");
+                }
+                sqlx::query(sqlx::AssertSqlSafe(outbox_sql.as_str().to_owned()))
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind("bench")
+                    .bind("crm.contacts.v1.ContactCreated")
+                    .bind(format!("contacts/{id}"))
+                    .bind("type.googleapis.com/crm.contacts.v1.Contact")
+                    .bind(vec![0u8; 200])
+                    .bind("")
+                    .bind("bench")
+                    .bind(chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string())
+                    .execute(&mut *txn)
+                    .await
+                    .expect("outbox");
+                txn.commit().await.expect("commit");
+                latencies.push(began.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("task"));
+    }
+    (total as f64 / started.elapsed().as_secs_f64(), Latencies(all))
 }
 
 async fn copy_rows(url: &str, rows: usize, run: &str) -> f64 {
