@@ -359,14 +359,24 @@ async fn raw_insert_single(
 /// The same writes the service makes for one CreateContact, by hand: the
 /// contact row, its email and phone keys and its outbox event, in one
 /// transaction (on PostgreSQL after the outbox's advisory lock).
-async fn raw_same_writes(url: &str, backend: Backend, concurrency: usize, total: usize, run: &str) -> (f64, Latencies) {
+async fn raw_same_writes(
+    url: &str,
+    backend: Backend,
+    concurrency: usize,
+    total: usize,
+    run: &str,
+) -> (f64, Latencies) {
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(concurrency as u32)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
-                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout = 15000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 15000")
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 Ok(())
             })
@@ -376,22 +386,42 @@ async fn raw_same_writes(url: &str, backend: Backend, concurrency: usize, total:
         .expect("pool");
     let pg = backend == Backend::Postgres;
     let p = |n: usize| if pg { format!("${n}") } else { "?".to_owned() };
-    let contact_sql = Arc::new(format!("INSERT INTO contacts ({COLUMNS}) VALUES {}", placeholders(backend, 1, 0)));
+    let contact_sql = Arc::new(format!(
+        "INSERT INTO contacts ({COLUMNS}) VALUES {}",
+        placeholders(backend, 1, 0)
+    ));
     let key_sql = Arc::new(format!(
         "INSERT INTO contact_keys (tenant, kind, value, contact_id) VALUES ({}, 'email', {}, {}), ({}, 'phone', {}, {})",
-        p(1), p(2), p(3), p(4), p(5), p(6)
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6)
     ));
-    let time = if pg { format!("CAST({} AS timestamptz)", p(9)) } else { p(9) };
+    let time = if pg {
+        format!("CAST({} AS timestamptz)", p(9))
+    } else {
+        p(9)
+    };
     let outbox_sql = Arc::new(format!(
         "INSERT INTO outbox (id, tenant, event_type, subject, payload_type, payload, traceparent, actor, time) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {time})",
-        p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8)
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+        p(7),
+        p(8)
     ));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (pool, next, run) = (pool.clone(), next.clone(), run.to_owned());
-        let (contact_sql, key_sql, outbox_sql) = (contact_sql.clone(), key_sql.clone(), outbox_sql.clone());
+        let (contact_sql, key_sql, outbox_sql) =
+            (contact_sql.clone(), key_sql.clone(), outbox_sql.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -409,13 +439,20 @@ async fn raw_same_writes(url: &str, backend: Backend, concurrency: usize, total:
                 }
                 query.execute(&mut *txn).await.expect("contact");
                 sqlx::query(sqlx::AssertSqlSafe(key_sql.as_str().to_owned()))
-                    .bind("bench").bind(email).bind(id.clone())
-                    .bind("bench").bind(phone).bind(id.clone())
+                    .bind("bench")
+                    .bind(email)
+                    .bind(id.clone())
+                    .bind("bench")
+                    .bind(phone)
+                    .bind(id.clone())
                     .execute(&mut *txn)
                     .await
                     .expect("keys");
                 if pg {
-                    sqlx::query("SELECT pg_advisory_xact_lock(202374893)").execute(&mut *txn).await.expect("lock");
+                    sqlx::query("SELECT pg_advisory_xact_lock(202374893)")
+                        .execute(&mut *txn)
+                        .await
+                        .expect("lock");
                 }
                 sqlx::query(sqlx::AssertSqlSafe(outbox_sql.as_str().to_owned()))
                     .bind(uuid::Uuid::now_v7().to_string())
@@ -426,7 +463,11 @@ async fn raw_same_writes(url: &str, backend: Backend, concurrency: usize, total:
                     .bind(vec![0u8; 200])
                     .bind("")
                     .bind("bench")
-                    .bind(chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string())
+                    .bind(
+                        chrono::Utc::now()
+                            .format("%Y-%m-%d %H:%M:%S%.6f+00:00")
+                            .to_string(),
+                    )
                     .execute(&mut *txn)
                     .await
                     .expect("outbox");
@@ -439,7 +480,10 @@ async fn raw_same_writes(url: &str, backend: Backend, concurrency: usize, total:
     for task in tasks {
         all.extend(task.await.expect("task"));
     }
-    (total as f64 / started.elapsed().as_secs_f64(), Latencies(all))
+    (
+        total as f64 / started.elapsed().as_secs_f64(),
+        Latencies(all),
+    )
 }
 
 async fn copy_rows(url: &str, rows: usize, run: &str) -> f64 {
@@ -536,6 +580,13 @@ async fn main() {
                 raw_insert_single(&db.url, backend, concurrency, creates, &format!("r{run}")).await;
             println!(
                 "| {name} | raw sqlx INSERT | {concurrency} | {rps:.0} | {:.2} | {:.2} |",
+                lat.percentile(0.5),
+                lat.percentile(0.99)
+            );
+            let (rps, mut lat) =
+                raw_same_writes(&db.url, backend, concurrency, creates, &format!("t{run}")).await;
+            println!(
+                "| {name} | raw sqlx, same writes in one transaction | {concurrency} | {rps:.0} | {:.2} | {:.2} |",
                 lat.percentile(0.5),
                 lat.percentile(0.99)
             );
