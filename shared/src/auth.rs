@@ -370,6 +370,68 @@ mod tests {
         ));
     }
 
+    /// A P-256 key pair made for this test only (PKCS#8 private key, public JWK).
+    const TEST_EC_PRIVATE_PKCS8: &str = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg9Ckaj8+4H0Mh10ZfiUkuzn5R1XKCKwqAVrr6sEWYedOhRANCAAS96AmP5rkWOqE0he91AJXxurnVROHWAChjurDXEWfd4DdU77EtD0bPm/vmvh9c2ads/AAWyQT5t7bRTE7gAH2U";
+    const TEST_EC_JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"test-es256","use":"sig","alg":"ES256","x":"vegJj-a5FjqhNIXvdQCV8bq51UTh1gAoY7qw1xFn3eA","y":"N1TvsS0PRs-b--a-H1zZp2z8ABbJBPm3ttFMTuAAfZQ"}]}"#;
+
+    #[test]
+    fn es256_tokens_verify_against_a_jwks_file_with_issuer_and_audience() {
+        use base64::Engine;
+        let folder = std::env::temp_dir().join(format!("crm-jwks-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let jwks = folder.join("jwks.json");
+        std::fs::write(&jwks, TEST_EC_JWKS).unwrap();
+        let verifier = Verifier::from_settings(&AuthSettings {
+            jwks_file: Some(jwks),
+            issuer: Some("https://idp.example".into()),
+            audience: Some("crm".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(TEST_EC_PRIVATE_PKCS8)
+            .unwrap();
+        let key = EncodingKey::from_ec_der(&der);
+        let sign = |iss: &str, kid: &str| {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some(kid.into());
+            let claims = Claims {
+                sub: "svc".into(),
+                tenant: "acme".into(),
+                roles: vec![Role::Service],
+                exp: jsonwebtoken::get_current_timestamp() + 60,
+                iat: 0,
+                iss: Some(iss.into()),
+                aud: Some("crm".into()),
+            };
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        };
+        let principal = verifier
+            .verify(&sign("https://idp.example", "test-es256"))
+            .unwrap();
+        assert!(principal.is_service());
+        assert!(
+            verifier
+                .verify(&sign("https://evil.example", "test-es256"))
+                .is_err()
+        );
+        assert!(
+            verifier
+                .verify(&sign("https://idp.example", "unknown-kid"))
+                .is_err()
+        );
+        // Without an HS256 secret configured, an HS256 token is refused.
+        let hs = sign_hs256(
+            "s3cret",
+            "acme",
+            "ada",
+            &[Role::Admin],
+            Duration::from_secs(60),
+        );
+        assert!(verifier.verify(&hs.unwrap()).is_err());
+        std::fs::remove_dir_all(folder).unwrap();
+    }
+
     #[test]
     fn bearer_token_is_read_from_metadata() {
         let mut metadata = MetadataMap::new();

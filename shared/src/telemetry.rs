@@ -25,7 +25,9 @@ use opentelemetry_sdk::{
 };
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 use crate::config::{LogFormat, TelemetrySettings};
 
@@ -83,17 +85,27 @@ pub fn init(service: &str, settings: &TelemetrySettings) -> Result<TelemetryGuar
     }
     let tracer_provider = tracer_builder.build();
     global::set_tracer_provider(tracer_provider.clone());
-    let otel =
-        tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer(service.to_owned()));
+    // The log filter applies to log lines only: spans must exist at any log
+    // level, or a quiet service would stop propagating trace context.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer_provider.tracer(service.to_owned()))
+        .with_filter(LevelFilter::INFO);
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let registry = tracing_subscriber::registry().with(otel);
     let result = match settings.format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_filter(filter),
+            )
             .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_filter(filter))
+            .try_init(),
     };
     result.map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
     Ok(TelemetryGuard {

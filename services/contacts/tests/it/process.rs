@@ -314,3 +314,45 @@ db_test!(
     sigkill_mid_import_loses_nothing_reported,
     sigkill_mid_import_loses_nothing_reported_on
 );
+
+/// A caller's W3C trace context continues into the server's span and is
+/// stored with the event the call caused (telemetry is set up by the binary).
+async fn trace_context_reaches_the_event_on(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let process = Process::start(&db.url).await;
+    let mut client = process.contacts();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = tonic::Request::new(crm_proto::contacts::CreateContactRequest {
+        contact: Some(person("Trace", "Able", "trace@example.com")),
+        request_id: String::new(),
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .expect("a metadata value"),
+    );
+    let created = client
+        .create_contact(request)
+        .await
+        .must("CreateContact with a traceparent");
+    let events = collect_events(&mut process.feed(), StreamEventsRequest::default()).await;
+    let event = events_about(&events, &created.name)
+        .into_iter()
+        .next()
+        .expect("the ContactCreated event");
+    let parts: Vec<&str> = event.traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "a W3C traceparent: {:?}", event.traceparent);
+    assert_eq!(parts[1], trace_id, "the event continues the caller's trace");
+    assert_ne!(
+        parts[2], "00f067aa0ba902b7",
+        "the event names the server's own span, a child of the caller's"
+    );
+}
+
+db_test!(
+    trace_context_reaches_the_event,
+    trace_context_reaches_the_event_on
+);
