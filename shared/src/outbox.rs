@@ -4,11 +4,19 @@
 //! describes, so an event exists exactly when its change does. The feed serves
 //! the outbox in sequence order, backlog first, then new events as they commit.
 //!
-//! Sequence order must equal commit order, or a consumer that saw event 10
-//! could later miss event 9 committing late. SQLite has one writer at a time;
-//! on PostgreSQL, [`append`] takes a transaction-scoped advisory lock, so the
-//! tails of writing transactions (from their first event to their commit)
-//! run one at a time.
+//! A consumer resumes after the last sequence it applied, so an event must
+//! never become visible with a sequence below one already served:
+//! - SQLite has one writer at a time, so an AUTOINCREMENT sequence is in
+//!   commit order.
+//! - On PostgreSQL, concurrent writers commit in any order, and serialising
+//!   them would cap throughput at one commit at a time. Instead an event's
+//!   sequence is its transaction id shifted left by 20 bits plus its index in
+//!   the transaction, and the feed serves only events whose transaction id is
+//!   below the oldest transaction still running (the snapshot's xmin). Every
+//!   transaction that could still commit has a larger id, so its events sort
+//!   after everything served. Sequences are then increasing but not dense, and
+//!   a long-running transaction anywhere on the server delays (never reorders)
+//!   delivery until it ends.
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
@@ -19,8 +27,9 @@ use crm_proto::events::{
 use futures_util::Stream;
 use prost::Name;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tonic::{Request, Response, Status};
@@ -100,7 +109,9 @@ impl NewEvent {
     }
 }
 
-const FEED_LOCK_KEY: i64 = 0x0C0F_FEED;
+/// Bits of a PostgreSQL sequence below the transaction id: the most events
+/// one transaction can append.
+const EVENTS_PER_TRANSACTION_BITS: u32 = 20;
 
 /// Appends events to the outbox inside the caller's transaction. `package` is
 /// the service's proto package, for example "crm.contacts.v1".
@@ -113,30 +124,35 @@ pub async fn append<C: ConnectionTrait>(
     if events.is_empty() {
         return Ok(());
     }
-    if txn.get_database_backend() == DbBackend::Postgres {
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock($1)",
-            [FEED_LOCK_KEY.into()],
-        ))
-        .await?;
+    let first_sequence = match txn.get_database_backend() {
+        DbBackend::Postgres => Some(next_sequence_in_transaction(txn).await?),
+        _ => None,
+    };
+    if events.len() >= 1 << EVENTS_PER_TRANSACTION_BITS {
+        return Err(DbErr::Custom("too many events in one transaction".into()));
     }
     let traceparent = crate::telemetry::current_traceparent().unwrap_or_default();
     let now = Utc::now();
-    let rows = events.into_iter().map(|event| entity::ActiveModel {
-        id: Set(Uuid::now_v7().to_string()),
-        tenant: Set(tenant.as_str().to_owned()),
-        event_type: Set(format!("{package}.{}", event.name)),
-        subject: Set(event.subject),
-        payload_type: Set(event.payload.type_url),
-        payload: Set(event.payload.value),
-        traceparent: Set(traceparent.clone()),
-        actor: Set(event.actor),
-        time: Set(now),
-        ..Default::default()
-    });
+    let rows: Vec<_> = events
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| entity::ActiveModel {
+            sequence: match first_sequence {
+                Some(first) => Set(first + index as i64),
+                None => NotSet,
+            },
+            id: Set(Uuid::now_v7().to_string()),
+            tenant: Set(tenant.as_str().to_owned()),
+            event_type: Set(format!("{package}.{}", event.name)),
+            subject: Set(event.subject),
+            payload_type: Set(event.payload.type_url),
+            payload: Set(event.payload.value),
+            traceparent: Set(traceparent.clone()),
+            actor: Set(event.actor),
+            time: Set(now),
+        })
+        .collect();
     // Chunked: SQLite allows at most 32766 bound parameters per statement.
-    let rows: Vec<_> = rows.collect();
     for chunk in rows.chunks(2000) {
         entity::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(txn)
@@ -144,6 +160,40 @@ pub async fn append<C: ConnectionTrait>(
     }
     Ok(())
 }
+
+/// On PostgreSQL: the sequence of this transaction's next event, after any it
+/// appended already.
+async fn next_sequence_in_transaction<C: ConnectionTrait>(txn: &C) -> Result<i64, DbErr> {
+    let sql = format!(
+        "WITH tx AS (SELECT pg_current_xact_id()::text::bigint << {bits} AS base) \
+         SELECT tx.base + (SELECT COUNT(*) FROM outbox \
+             WHERE sequence >= tx.base AND sequence < tx.base + (1 << {bits})) AS next \
+         FROM tx",
+        bits = EVENTS_PER_TRANSACTION_BITS
+    );
+    let row = txn
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no transaction id".into()))?;
+    row.try_get("", "next")
+}
+
+/// On PostgreSQL: the lowest sequence a transaction still running could
+/// append; events below it are final.
+async fn visibility_horizon<C: ConnectionTrait>(conn: &C) -> Result<i64, DbErr> {
+    let sql = format!(
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {bits} AS horizon",
+        bits = EVENTS_PER_TRANSACTION_BITS
+    );
+    let row = conn
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no snapshot".into()))?;
+    row.try_get("", "horizon")
+}
+
+/// Events read per query.
+const PAGE_SIZE: u64 = 500;
 
 /// Serves `StreamEvents` over one service's outbox.
 #[derive(Clone)]
@@ -181,16 +231,37 @@ impl EventFeed {
         }
     }
 
+    /// Events below this sequence are final (see the module docs).
+    async fn horizon(&self) -> Result<i64, DbErr> {
+        match self.db.backend() {
+            DbBackend::Postgres => visibility_horizon(&self.db.conn).await,
+            _ => Ok(i64::MAX),
+        }
+    }
+
+    /// The highest sequence committed so far.
+    async fn last_committed(&self) -> Result<i64, DbErr> {
+        let last: Option<Option<i64>> = entity::Entity::find()
+            .select_only()
+            .column_as(entity::Column::Sequence.max(), "last")
+            .into_tuple()
+            .one(&self.db.conn)
+            .await?;
+        Ok(last.flatten().unwrap_or(0))
+    }
+
     async fn page(
         &self,
         tenant: Option<&str>,
         types: &[String],
         after: i64,
+        horizon: i64,
     ) -> Result<Vec<entity::Model>, DbErr> {
         let mut query = entity::Entity::find()
             .filter(entity::Column::Sequence.gt(after))
+            .filter(entity::Column::Sequence.lt(horizon))
             .order_by_asc(entity::Column::Sequence)
-            .limit(500);
+            .limit(PAGE_SIZE);
         if let Some(tenant) = tenant {
             query = query.filter(entity::Column::Tenant.eq(tenant));
         }
@@ -227,18 +298,35 @@ impl EventFeed {
         let mut cursor = request.after_sequence;
         let mut remaining = u64::try_from(request.max_events).ok().filter(|n| *n > 0);
         let mut shutdown = self.shutdown.clone();
+        let fail = |error: DbErr| Err(Status::from(ApiError::from(error)));
+        // The backlog is everything committed before the request; on
+        // PostgreSQL its last events may wait a moment for older transactions.
+        let backlog_end = match self.last_committed().await {
+            Ok(last) => last,
+            Err(error) => {
+                let _ = sender.send(fail(error)).await;
+                return;
+            }
+        };
         loop {
             // Register interest before reading, so a commit between the read
             // and the wait is not missed.
             let committed = self.committed.notified();
-            let rows = match self.page(tenant.as_deref(), &request.types, cursor).await {
-                Ok(rows) => rows,
+            let read = async {
+                let horizon = self.horizon().await?;
+                let rows = self
+                    .page(tenant.as_deref(), &request.types, cursor, horizon)
+                    .await?;
+                Ok::<_, DbErr>((horizon, rows))
+            };
+            let (horizon, rows) = match read.await {
+                Ok(read) => read,
                 Err(error) => {
-                    let _ = sender.send(Err(ApiError::from(error).into())).await;
+                    let _ = sender.send(fail(error)).await;
                     return;
                 }
             };
-            let caught_up = rows.len() < 500;
+            let caught_up = rows.len() < PAGE_SIZE as usize;
             for row in rows {
                 cursor = row.sequence;
                 let event = self.to_event(row);
@@ -258,6 +346,13 @@ impl EventFeed {
             }
             if !caught_up {
                 continue;
+            }
+            if horizon <= backlog_end {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => continue,
+                    _ = shutdown.changed() => return,
+                    _ = sender.closed() => return,
+                }
             }
             if !request.follow || *shutdown.borrow() {
                 return;
@@ -328,12 +423,17 @@ pub mod migration {
     #[async_trait::async_trait]
     impl MigrationTrait for CreateOutbox {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            // SQLite numbers events itself; on PostgreSQL `append` does (see above).
+            let sequence = match manager.get_database_backend() {
+                sea_orm::DbBackend::Postgres => big_integer(Outbox::Sequence).primary_key().take(),
+                _ => big_pk_auto(Outbox::Sequence),
+            };
             manager
                 .create_table(
                     Table::create()
                         .table(Outbox::Table)
                         .if_not_exists()
-                        .col(big_pk_auto(Outbox::Sequence))
+                        .col(sequence)
                         .col(string_uniq(Outbox::Id))
                         .col(string(Outbox::Tenant))
                         .col(string(Outbox::EventType))

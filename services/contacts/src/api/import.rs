@@ -21,6 +21,8 @@ const BATCH_ROWS: usize = 500;
 /// A batch is committed early when the client pauses this long, so a slow
 /// or interactive client still sees results.
 const IDLE_FLUSH: Duration = Duration::from_millis(100);
+/// Batches between statistics refreshes during an import (and after the first).
+const BATCHES_PER_ANALYZE: u64 = 40;
 /// Contacts per export message.
 const EXPORT_CHUNK: u64 = 500;
 
@@ -122,6 +124,12 @@ async fn flush(
     let rows = std::mem::take(batch);
     match store.import_batch(tenant, actor, rows).await {
         Ok(outcomes) => {
+            let batches = (*next_row as u64 - 1) / BATCH_ROWS as u64;
+            if batches.is_multiple_of(BATCHES_PER_ANALYZE)
+                && let Err(error) = store.refresh_statistics().await
+            {
+                tracing::warn!(%error, "could not refresh statistics during an import");
+            }
             let results = outcomes
                 .into_iter()
                 .map(|outcome| {

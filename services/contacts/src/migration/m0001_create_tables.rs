@@ -148,11 +148,13 @@ impl MigrationTrait for Migration {
                     .col(string(ContactKeys::Kind))
                     .col(string(ContactKeys::Value))
                     .col(string(ContactKeys::ContactId))
+                    // Value before kind: lookups name many values of one
+                    // kind, and the value is what narrows them down.
                     .primary_key(
                         Index::create()
                             .col(ContactKeys::Tenant)
-                            .col(ContactKeys::Kind)
                             .col(ContactKeys::Value)
+                            .col(ContactKeys::Kind)
                             .col(ContactKeys::ContactId),
                     )
                     .to_owned(),

@@ -579,8 +579,8 @@ impl Store {
             select = select.filter(contact_key::Column::Value.in_subquery(own));
         }
         let rows = select
-            .order_by_asc(contact_key::Column::Kind)
             .order_by_asc(contact_key::Column::Value)
+            .order_by_asc(contact_key::Column::Kind)
             .all(&self.db.conn)
             .await?;
         let mut groups: Vec<(String, Vec<String>)> = Vec::new();
@@ -821,6 +821,20 @@ impl Store {
         }
         self.commit(txn, tenant, events).await?;
         Ok(outcomes)
+    }
+
+    /// Refreshes the planner's statistics after a bulk load. PostgreSQL's
+    /// autovacuum analyses only every minute or so; until then the planner
+    /// believes the tables are as small as when the import began, and an
+    /// import's duplicate lookups degrade to scans of every key.
+    pub async fn refresh_statistics(&self) -> Result<(), ApiError> {
+        if self.db.backend() == sea_orm::DbBackend::Postgres {
+            self.db
+                .conn
+                .execute_unprepared("ANALYZE contacts, contact_keys, outbox")
+                .await?;
+        }
+        Ok(())
     }
 
     /// Hard-deletes a contact, the contacts merged into it, their
