@@ -294,3 +294,69 @@ db_test!(
     feed_is_scoped_by_tenant_and_role,
     feed_is_scoped_by_tenant_and_role_on
 );
+
+/// Many writers commit concurrently (in any order) while a follower reads the
+/// feed: the follower receives every event exactly once, in strictly
+/// increasing sequence, never one below a sequence it already saw.
+async fn concurrent_writers_reach_a_follower_in_order_on(backend: Backend) {
+    const WRITERS: usize = 8;
+    const EACH: usize = 25;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut feed = app.feed(TENANT, SERVICE);
+    let mut follower = feed
+        .stream_events(StreamEventsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .must("StreamEvents follow");
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let mut client = app.admin();
+        writers.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                let email = format!("w{writer}.{i}@example.com");
+                create(
+                    &mut client,
+                    person("Writer", &format!("{writer}-{i}"), &email),
+                )
+                .await;
+            }
+        }));
+    }
+    let mut seen = Vec::new();
+    while seen.len() < WRITERS * EACH {
+        let event = tokio::time::timeout(Duration::from_secs(60), follower.message())
+            .await
+            .expect("the follower keeps receiving events")
+            .expect("the stream stays healthy")
+            .expect("the stream stays open")
+            .event
+            .expect("an event");
+        seen.push((event.sequence, event.subject));
+    }
+    for writer in writers {
+        writer.await.expect("a writer finished");
+    }
+    assert!(
+        seen.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "sequences strictly increase along the feed"
+    );
+    let backlog: Vec<(i64, String)> = app
+        .all_events()
+        .await
+        .into_iter()
+        .map(|e| (e.sequence, e.subject))
+        .collect();
+    assert_eq!(
+        seen, backlog,
+        "the follower saw exactly the committed events"
+    );
+}
+
+db_test!(
+    concurrent_writers_reach_a_follower_in_order,
+    concurrent_writers_reach_a_follower_in_order_on
+);
