@@ -3,14 +3,23 @@
 //! both protocol versions, per-RPC telemetry, and graceful shutdown on
 //! SIGTERM/SIGINT (stop accepting, end the event feeds, drain in-flight calls).
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
+use crate::auth::{self, Verifier};
 use crate::telemetry::RpcLayer;
+use tonic::{Request, Status};
 
 /// Errors that stop a server.
 #[derive(Debug, thiserror::Error)]
@@ -23,15 +32,55 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Whether the service has finished starting (its migrations are applied).
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Readiness {
+    health: HealthReporter,
+    served: Arc<Vec<String>>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    /// Marks every served service SERVING and lets calls through.
+    pub async fn set_ready(&self) {
+        for name in self.served.iter().map(String::as_str).chain([""]) {
+            self.health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// An interceptor for the service's own RPCs: UNAVAILABLE until ready
+    /// (health answers NOT_SERVING meanwhile), then the token check.
+    pub fn interceptor(
+        &self,
+        verifier: Verifier,
+    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
+        let ready = self.ready.clone();
+        let mut authenticate = auth::interceptor(verifier);
+        move |request: Request<()>| {
+            if !ready.load(Ordering::Acquire) {
+                return Err(Status::unavailable(
+                    "starting: migrations are running; retry shortly",
+                ));
+            }
+            authenticate(request)
+        }
+    }
+}
+
 /// The process-wide parts of one gRPC server, made before the service's own
 /// handlers so they can watch for shutdown.
 pub struct Host {
-    /// Reports readiness per service name.
+    /// Reports health per service name.
     pub health: HealthReporter,
     /// The health service, until the service takes it with [`Host::routes`].
     base: Option<Routes>,
     stopping: watch::Sender<bool>,
     served: Vec<String>,
+    ready: Arc<AtomicBool>,
 }
 
 impl Host {
@@ -51,6 +100,16 @@ impl Host {
             base: Some(Routes::new(health_service)),
             stopping,
             served,
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The handle that turns the service ready once it has migrated.
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            health: self.health.clone(),
+            served: Arc::new(self.served.clone()),
+            ready: self.ready.clone(),
         }
     }
 
@@ -63,15 +122,6 @@ impl Host {
     /// Turns true when shutdown begins; long-lived streams end on it.
     pub fn stopping(&self) -> watch::Receiver<bool> {
         self.stopping.subscribe()
-    }
-
-    /// Marks every served service SERVING, once its migrations are done.
-    pub async fn set_ready(&self) {
-        for name in self.served.iter().map(String::as_str).chain([""]) {
-            self.health
-                .set_service_status(name, ServingStatus::Serving)
-                .await;
-        }
     }
 
     /// Serves `routes` (from [`Host::routes`], with the service's own added)

@@ -16,7 +16,7 @@ use crm_proto::{
     events::event_feed_service_server::EventFeedServiceServer,
 };
 use crm_shared::{
-    auth::{self, Verifier},
+    auth::Verifier,
     config::Settings,
     db::Database,
     outbox::{CommitSignal, EventFeed},
@@ -24,6 +24,7 @@ use crm_shared::{
     server::Host,
 };
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 
 pub use migration::Migrator;
 
@@ -109,6 +110,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        tracing::info!(addr = %self.local_addr(), "contacts listening; migrating");
         let mut host = Host::new(&[
             "crm.contacts.v1.ContactsService",
             "crm.events.v1.EventFeedService",
@@ -120,28 +122,33 @@ impl Application {
             self.page_tokens,
         );
         let feed = EventFeed::new(self.db.clone(), SERVICE, &signal, host.stopping());
-        let authenticate = auth::interceptor(self.verifier);
+        let readiness = host.readiness();
+        let authenticate = readiness.interceptor(self.verifier);
         let routes = host
             .routes()
-            .add_service(tonic::service::interceptor::InterceptedService::new(
+            .add_service(InterceptedService::new(
                 ContactsServiceServer::new(contacts).max_decoding_message_size(MAX_MESSAGE_BYTES),
                 authenticate.clone(),
             ))
-            .add_service(tonic::service::interceptor::InterceptedService::new(
+            .add_service(InterceptedService::new(
                 EventFeedServiceServer::new(feed),
                 authenticate,
             ));
-        let db = self.db.clone();
-        let ready = async {
-            db.migrate::<Migrator>().await?;
-            host.set_ready().await;
+        // Serve while migrating, so health probes see NOT_SERVING rather than
+        // a refused connection; calls get UNAVAILABLE until migrations end.
+        let serve = host.serve(SERVICE, self.listener, routes, shutdown, self.grace);
+        tokio::pin!(serve);
+        let migrate = async {
+            self.db.migrate::<Migrator>().await?;
+            readiness.set_ready().await;
             tracing::info!("migrations applied; serving");
-            Ok::<_, StartError>(host)
+            Ok::<_, StartError>(())
         };
-        let host = ready.await?;
-        tracing::info!(addr = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "contacts listening");
-        host.serve(SERVICE, self.listener, routes, shutdown, self.grace)
-            .await?;
+        tokio::select! {
+            stopped = &mut serve => return Ok(stopped?),
+            migrated = migrate => migrated?,
+        }
+        serve.await?;
         self.db.conn.close_by_ref().await?;
         Ok(())
     }

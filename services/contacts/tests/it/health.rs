@@ -112,3 +112,95 @@ db_test!(
     reflection_lists_the_services,
     reflection_lists_the_services_on
 );
+
+/// While migrations cannot finish (another session holds the database), the
+/// server answers: health says NOT_SERVING and calls get UNAVAILABLE. Once the
+/// database is free, it migrates and turns SERVING.
+async fn not_serving_until_migrated_on(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let Some(db) = crm_shared::testing::TestDatabase::create(backend).await else {
+        return;
+    };
+    // Hold what the migration needs: the migration lock on PostgreSQL, the
+    // write lock of the file on SQLite.
+    let blocker = sea_orm::Database::connect(&db.url).await.expect("connect");
+    let hold = match backend {
+        Backend::Postgres => "SELECT pg_advisory_lock(7461626)",
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+    };
+    if backend == Backend::Sqlite {
+        // The service's own journal mode, so opening the file needs no lock.
+        blocker
+            .execute_unprepared("PRAGMA journal_mode = WAL")
+            .await
+            .expect("WAL");
+    }
+    blocker
+        .execute_unprepared(hold)
+        .await
+        .expect("take the lock");
+
+    let app = crm_contacts::Application::build(settings(&db.url))
+        .await
+        .expect("build");
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let channel = channel_to(addr);
+    let mut health = None;
+    for _ in 0..500 {
+        if let Ok(status) = health_status(&channel, SERVICE_NAME).await {
+            health = Some(status);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        health,
+        Some(ServingStatus::NotServing),
+        "NOT_SERVING while migrating"
+    );
+    let authorization = format!("Bearer {}", token(TENANT, ADMIN));
+    let mut client =
+        crm_proto::contacts::contacts_service_client::ContactsServiceClient::with_interceptor(
+            channel.clone(),
+            bearer(Some(&authorization)),
+        );
+    let early = client
+        .list_contacts(crm_proto::contacts::ListContactsRequest::default())
+        .await
+        .expect_err("no calls before the migrations are done");
+    assert_eq!(early.code(), Code::Unavailable, "{}", early.message());
+
+    let release = match backend {
+        Backend::Postgres => "SELECT pg_advisory_unlock(7461626)",
+        Backend::Sqlite => "COMMIT",
+    };
+    blocker
+        .execute_unprepared(release)
+        .await
+        .expect("release the lock");
+    let mut serving = false;
+    for _ in 0..1500 {
+        if matches!(
+            health_status(&channel, SERVICE_NAME).await,
+            Ok(ServingStatus::Serving)
+        ) {
+            serving = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(serving, "SERVING once migrated");
+    client
+        .list_contacts(crm_proto::contacts::ListContactsRequest::default())
+        .await
+        .expect("calls work once migrated");
+    let _ = stop.send(());
+    task.await.expect("join").expect("a clean stop");
+    let _ = blocker.close().await;
+}
+
+db_test!(not_serving_until_migrated, not_serving_until_migrated_on);
