@@ -796,6 +796,12 @@ fn json_array_has(column: &'static str, value: &str) -> Expr {
 }
 
 /// A LIKE pattern using our escape character.
+/// `column LIKE '%text%'`, with the text's LIKE metacharacters escaped, for
+/// substring searches outside filters (the column holds already-folded text).
+pub fn contains(column: &'static str, text: &str) -> Expr {
+    Expr::col(column).like(like(format!("%{}%", escape_like(text))))
+}
+
 fn like(pattern: String) -> LikeExpr {
     LikeExpr::new(pattern).escape(LIKE_ESCAPE)
 }

@@ -6,8 +6,8 @@ use crm_shared::{
     filter::{FieldKind, FilterField, FilterSchema},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, Order,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder,
 };
 use uuid::Uuid;
 
@@ -179,29 +179,8 @@ impl Store {
         tenant: &Tenant,
         query: ListQuery,
     ) -> Result<(Vec<Activity>, u64), ApiError> {
-        let mut select = activity::Entity::find_in(tenant).filter(query.condition);
-        if !query.show_deleted {
-            select = select.filter(activity::Column::DeleteTime.is_null());
-        }
-        let total = select.clone().count(&self.db.conn).await?;
-        if query.order.is_empty() {
-            select = select.order_by(activity::Column::OccurTime, Order::Desc);
-        }
-        for (column, order) in query.order {
-            select = select.order_by(Expr::col(sea_orm::sea_query::Alias::new(column)), order);
-        }
-        let rows = select
-            .order_by(activity::Column::Id, Order::Desc)
-            .offset(query.offset)
-            .limit(query.limit)
-            .all(&self.db.conn)
-            .await?;
-        Ok((
-            rows.into_iter()
-                .map(Activity::try_from)
-                .collect::<Result<_, _>>()?,
-            total,
-        ))
+        self.list_page::<activity::Entity, Activity>(tenant, query)
+            .await
     }
 
     /// Every live activity of a contact, newest first (for data-subject export).
@@ -242,20 +221,18 @@ impl Store {
         }
         activity.version = stored_version + 1;
         activity.update_time = now();
-        let updated = activity::Entity::update_many()
-            .set(
-                activity_row(tenant.as_str(), &activity)
-                    .into_active_model()
-                    .reset_all(),
-            )
-            .filter(activity::Column::Tenant.eq(tenant.as_str()))
-            .filter(activity::Column::Id.eq(id.to_string()))
-            .filter(activity::Column::Version.eq(stored_version))
-            .exec(&*txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Err(super::stale(&activity.name()));
-        }
+        let row = activity_row(tenant.as_str(), &activity)
+            .into_active_model()
+            .reset_all();
+        self.save_versioned::<activity::Entity>(
+            &txn,
+            tenant,
+            &activity.name(),
+            id,
+            stored_version,
+            row,
+        )
+        .await?;
         let event = self.event(
             event,
             activity.name(),

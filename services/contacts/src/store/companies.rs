@@ -6,8 +6,7 @@ use crm_shared::{
     filter::{FieldKind, FilterField, FilterSchema},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, Order,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
 };
 use uuid::Uuid;
 
@@ -150,29 +149,8 @@ impl Store {
         tenant: &Tenant,
         query: ListQuery,
     ) -> Result<(Vec<Company>, u64), ApiError> {
-        let mut select = company::Entity::find_in(tenant).filter(query.condition);
-        if !query.show_deleted {
-            select = select.filter(company::Column::DeleteTime.is_null());
-        }
-        let total = select.clone().count(&self.db.conn).await?;
-        if query.order.is_empty() {
-            select = select.order_by(company::Column::CreateTime, Order::Desc);
-        }
-        for (column, order) in query.order {
-            select = select.order_by(Expr::col(sea_orm::sea_query::Alias::new(column)), order);
-        }
-        let rows = select
-            .order_by(company::Column::Id, Order::Desc)
-            .offset(query.offset)
-            .limit(query.limit)
-            .all(&self.db.conn)
-            .await?;
-        Ok((
-            rows.into_iter()
-                .map(Company::try_from)
-                .collect::<Result<_, _>>()?,
-            total,
-        ))
+        self.list_page::<company::Entity, Company>(tenant, query)
+            .await
     }
 
     /// Reads, changes and writes a company in one transaction (see `change_contact`).
@@ -192,20 +170,18 @@ impl Store {
         change(&mut company)?;
         company.version = stored_version + 1;
         company.update_time = now();
-        let updated = company::Entity::update_many()
-            .set(
-                company_row(tenant.as_str(), &company)
-                    .into_active_model()
-                    .reset_all(),
-            )
-            .filter(company::Column::Tenant.eq(tenant.as_str()))
-            .filter(company::Column::Id.eq(id.to_string()))
-            .filter(company::Column::Version.eq(stored_version))
-            .exec(&*txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Err(super::stale(&company.name()));
-        }
+        let row = company_row(tenant.as_str(), &company)
+            .into_active_model()
+            .reset_all();
+        self.save_versioned::<company::Entity>(
+            &txn,
+            tenant,
+            &company.name(),
+            id,
+            stored_version,
+            row,
+        )
+        .await?;
         let event = self.event(
             event,
             company.name(),

@@ -6,12 +6,11 @@ use std::collections::{HashMap, HashSet};
 use crm_shared::{
     db::{Tenant, TenantScoped},
     error::ApiError,
-    filter::{FieldKind, FilterField, FilterSchema},
+    filter::{FieldKind, FilterField, FilterSchema, contains},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, Order,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    sea_query::{Expr, ExprTrait},
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -213,18 +212,6 @@ async fn check_company<C: ConnectionTrait>(
     Ok(())
 }
 
-fn like_escape(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-}
-
-/// `column LIKE '%word%'` with the word's metacharacters escaped.
-fn contains(column: impl sea_orm::sea_query::IntoColumnRef, word: &str) -> Expr {
-    Expr::col(column)
-        .like(sea_orm::sea_query::LikeExpr::new(format!("%{}%", like_escape(word))).escape('\\'))
-}
-
 impl Store {
     async fn load_contact<C: ConnectionTrait>(
         &self,
@@ -333,28 +320,8 @@ impl Store {
         tenant: &Tenant,
         query: ListQuery,
     ) -> Result<(Vec<Contact>, u64), ApiError> {
-        let mut select = contact::Entity::find_in(tenant).filter(query.condition);
-        if !query.show_deleted {
-            select = select.filter(contact::Column::DeleteTime.is_null());
-        }
-        let total = select.clone().count(&self.db.conn).await?;
-        if query.order.is_empty() {
-            select = select.order_by(contact::Column::CreateTime, Order::Desc);
-        }
-        for (column, order) in query.order {
-            select = select.order_by(Expr::col(sea_orm::sea_query::Alias::new(column)), order);
-        }
-        let rows = select
-            .order_by(contact::Column::Id, Order::Desc)
-            .offset(query.offset)
-            .limit(query.limit)
-            .all(&self.db.conn)
-            .await?;
-        let contacts = rows
-            .into_iter()
-            .map(Contact::try_from)
-            .collect::<Result<_, _>>()?;
-        Ok((contacts, total))
+        self.list_page::<contact::Entity, Contact>(tenant, query)
+            .await
     }
 
     /// Contacts after `after` (by id, which is time-ordered), for export.
@@ -407,16 +374,15 @@ impl Store {
         let row = contact_row(tenant.as_str(), &contact)
             .into_active_model()
             .reset_all();
-        let updated = contact::Entity::update_many()
-            .set(row)
-            .filter(contact::Column::Tenant.eq(tenant.as_str()))
-            .filter(contact::Column::Id.eq(id.to_string()))
-            .filter(contact::Column::Version.eq(stored_version))
-            .exec(&*txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Err(super::stale(&contact.name()));
-        }
+        self.save_versioned::<contact::Entity>(
+            &txn,
+            tenant,
+            &contact.name(),
+            id,
+            stored_version,
+            row,
+        )
+        .await?;
         let keys = contact.delete_time.is_none().then_some(&contact.draft);
         replace_keys(&*txn, tenant, &id.to_string(), keys).await?;
         let event = self.event(
@@ -524,7 +490,7 @@ impl Store {
             let companies = company::Entity::find_in(tenant)
                 .select_only()
                 .column(company::Column::Id)
-                .filter(contains(company::Column::SearchText, word))
+                .filter(contains("search_text", word))
                 .into_query();
             let company_ids = sea_orm::sea_query::Query::select()
                 .expr(Expr::cust("'companies/' || id"))
@@ -532,7 +498,7 @@ impl Store {
                 .to_owned();
             condition = condition.add(
                 Condition::any()
-                    .add(contains(contact::Column::SearchText, word))
+                    .add(contains("search_text", word))
                     .add(contact::Column::Company.in_subquery(company_ids)),
             );
         }

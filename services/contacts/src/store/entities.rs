@@ -52,6 +52,13 @@ pub mod contact {
     impl crm_shared::db::TenantScoped for Entity {
         const TENANT: Column = Column::Tenant;
     }
+
+    impl crate::store::ResourceTable for Entity {
+        const ID: Column = Column::Id;
+        const DELETE_TIME: Column = Column::DeleteTime;
+        const VERSION: Column = Column::Version;
+        const DEFAULT_ORDER: Column = Column::CreateTime;
+    }
 }
 
 /// Email and phone keys of contacts, for de-duplication lookups.
@@ -117,6 +124,13 @@ pub mod company {
     impl crm_shared::db::TenantScoped for Entity {
         const TENANT: Column = Column::Tenant;
     }
+
+    impl crate::store::ResourceTable for Entity {
+        const ID: Column = Column::Id;
+        const DELETE_TIME: Column = Column::DeleteTime;
+        const VERSION: Column = Column::Version;
+        const DEFAULT_ORDER: Column = Column::CreateTime;
+    }
 }
 
 /// The activities table.
@@ -151,6 +165,13 @@ pub mod activity {
 
     impl crm_shared::db::TenantScoped for Entity {
         const TENANT: Column = Column::Tenant;
+    }
+
+    impl crate::store::ResourceTable for Entity {
+        const ID: Column = Column::Id;
+        const DELETE_TIME: Column = Column::DeleteTime;
+        const VERSION: Column = Column::Version;
+        const DEFAULT_ORDER: Column = Column::OccurTime;
     }
 }
 

@@ -10,12 +10,16 @@ pub mod entities;
 use std::sync::Arc;
 
 use crm_shared::{
-    db::{Database, Tenant, WriteTxn},
+    db::{Database, Tenant, TenantScoped, WriteTxn},
     error::ApiError,
     idempotency::{self, Recorded},
     outbox::{self, CommitSignal, NewEvent},
 };
-use sea_orm::{Condition, Order};
+use sea_orm::{
+    ColumnTrait, Condition, FromQueryResult, Order, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
+};
+use uuid::Uuid;
 
 pub use activities::{FILTER as ACTIVITY_FILTER, ORDER_BY as ACTIVITY_ORDER};
 pub use companies::{FILTER as COMPANY_FILTER, ORDER_BY as COMPANY_ORDER};
@@ -154,6 +158,80 @@ enum Claim {
     Won(WriteTxn),
     /// Another request with it created this resource first.
     Lost(String),
+}
+
+/// A table of resources: tenant-scoped, soft-deletable, versioned, with
+/// time-ordered ids.
+pub(crate) trait ResourceTable: TenantScoped {
+    /// The id column.
+    const ID: Self::Column;
+    /// The soft-delete time.
+    const DELETE_TIME: Self::Column;
+    /// The version the etag carries.
+    const VERSION: Self::Column;
+    /// The order of a list without `order_by`, newest first.
+    const DEFAULT_ORDER: Self::Column;
+}
+
+impl Store {
+    /// One page of a list and the total that match, converted to domain values.
+    async fn list_page<E, T>(
+        &self,
+        tenant: &Tenant,
+        query: ListQuery,
+    ) -> Result<(Vec<T>, u64), ApiError>
+    where
+        E: ResourceTable,
+        E::Model: FromQueryResult + Send + Sync,
+        T: TryFrom<E::Model, Error = ApiError>,
+    {
+        let mut select = E::find_in(tenant).filter(query.condition);
+        if !query.show_deleted {
+            select = select.filter(E::DELETE_TIME.is_null());
+        }
+        let total = select.clone().count(&self.db.conn).await?;
+        if query.order.is_empty() {
+            select = select.order_by(E::DEFAULT_ORDER, Order::Desc);
+        }
+        for (column, order) in query.order {
+            select = select.order_by(Expr::col(column), order);
+        }
+        let rows = select
+            .order_by(E::ID, Order::Desc)
+            .offset(query.offset)
+            .limit(query.limit)
+            .all(&self.db.conn)
+            .await?;
+        let items = rows
+            .into_iter()
+            .map(T::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok((items, total))
+    }
+
+    /// Writes `row` over the stored one unless its version moved on since it
+    /// was read (`stored_version`): then a concurrent writer won, ABORTED.
+    async fn save_versioned<E: ResourceTable>(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        name: &str,
+        id: Uuid,
+        stored_version: i64,
+        row: E::ActiveModel,
+    ) -> Result<(), ApiError> {
+        let updated = E::update_many()
+            .set(row)
+            .filter(E::TENANT.eq(tenant.as_str()))
+            .filter(E::ID.eq(id.to_string()))
+            .filter(E::VERSION.eq(stored_version))
+            .exec(&**txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(stale(name));
+        }
+        Ok(())
+    }
 }
 
 /// ABORTED for a stale etag.
