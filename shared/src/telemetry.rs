@@ -269,3 +269,29 @@ where
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outgoing_calls_carry_the_current_trace_context() {
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("outgoing call");
+            let _entered = span.enter();
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            inject_trace_context(&mut metadata);
+            let sent = metadata
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            assert!(sent.is_some(), "a traceparent is sent");
+            assert_eq!(sent, current_traceparent(), "it names the current span");
+        });
+        assert_eq!(current_traceparent(), None, "no trace outside a span");
+    }
+}
