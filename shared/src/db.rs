@@ -5,8 +5,9 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use sea_orm::{
-    ColumnTrait, ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, DbErr, EntityTrait, QueryFilter, Select, Statement, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, Select, Statement,
+    TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -150,6 +151,28 @@ impl Database {
             _guard: guard,
         })
     }
+}
+
+/// Inserts rows with multi-row statements of at most `per_statement` rows
+/// each, moving (not cloning) them; SQLite takes at most 32,766 bound values
+/// per statement, so `per_statement` times the columns must stay below that.
+pub async fn insert_in_batches<A, C>(
+    conn: &C,
+    rows: Vec<A>,
+    per_statement: usize,
+) -> Result<(), DbErr>
+where
+    A: ActiveModelTrait,
+    C: ConnectionTrait,
+{
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let batch: Vec<A> = rows.by_ref().take(per_statement).collect();
+        A::Entity::insert_many(batch)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {

@@ -152,13 +152,7 @@ pub async fn append<C: ConnectionTrait>(
             time: Set(now),
         })
         .collect();
-    // Chunked: SQLite allows at most 32766 bound parameters per statement.
-    for chunk in rows.chunks(2000) {
-        entity::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(txn)
-            .await?;
-    }
-    Ok(())
+    crate::db::insert_in_batches(txn, rows, 2000).await
 }
 
 /// On PostgreSQL: the sequence of this transaction's next event, after any it

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crm_shared::{
-    db::{Tenant, TenantScoped},
+    db::{Tenant, TenantScoped, insert_in_batches},
     error::ApiError,
     filter::{FieldKind, FilterField, FilterSchema, contains},
 };
@@ -179,13 +179,7 @@ async fn insert_keys<C: ConnectionTrait>(
     id: &str,
     draft: &ContactDraft,
 ) -> Result<(), sea_orm::DbErr> {
-    let rows = key_rows(tenant, id, draft);
-    if !rows.is_empty() {
-        contact_key::Entity::insert_many(rows)
-            .exec_without_returning(conn)
-            .await?;
-    }
-    Ok(())
+    insert_in_batches(conn, key_rows(tenant, id, draft), 2000).await
 }
 
 /// Fails with INVALID_ARGUMENT unless `company` (when set) is a live company of the tenant.
@@ -774,17 +768,9 @@ impl Store {
             );
             outcomes.push(ImportOutcome::Created(contact.name()));
         }
-        // SQLite allows 32766 bound values per statement: 24 columns x 500 rows fits.
-        for chunk in contact_rows.chunks(500) {
-            contact::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(&*txn)
-                .await?;
-        }
-        for chunk in keys.chunks(2000) {
-            contact_key::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(&*txn)
-                .await?;
-        }
+        // 24 columns x 500 rows and 4 x 2000 stay below SQLite's 32,766 values.
+        insert_in_batches(&*txn, contact_rows, 500).await?;
+        insert_in_batches(&*txn, keys, 2000).await?;
         self.commit(txn, tenant, events).await?;
         Ok(outcomes)
     }
