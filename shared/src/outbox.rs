@@ -27,6 +27,7 @@ use crm_proto::events::{
 use futures_util::Stream;
 use prost::Name;
 use sea_orm::{
+    ActiveModelTrait,
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement,
@@ -124,10 +125,6 @@ pub async fn append<C: ConnectionTrait>(
     if events.is_empty() {
         return Ok(());
     }
-    let first_sequence = match txn.get_database_backend() {
-        DbBackend::Postgres => Some(next_sequence_in_transaction(txn).await?),
-        _ => None,
-    };
     if events.len() >= 1 << EVENTS_PER_TRANSACTION_BITS {
         return Err(DbErr::Custom("too many events in one transaction".into()));
     }
@@ -135,12 +132,8 @@ pub async fn append<C: ConnectionTrait>(
     let now = Utc::now();
     let rows: Vec<_> = events
         .into_iter()
-        .enumerate()
-        .map(|(index, event)| entity::ActiveModel {
-            sequence: match first_sequence {
-                Some(first) => Set(first + index as i64),
-                None => NotSet,
-            },
+        .map(|event| entity::ActiveModel {
+            sequence: NotSet,
             id: Set(Uuid::now_v7().to_string()),
             tenant: Set(tenant.as_str().to_owned()),
             event_type: Set(format!("{package}.{}", event.name)),
@@ -152,24 +145,68 @@ pub async fn append<C: ConnectionTrait>(
             time: Set(now),
         })
         .collect();
-    crate::db::insert_in_batches(txn, rows, 2000).await
+    match txn.get_database_backend() {
+        DbBackend::Postgres => insert_numbered(txn, rows).await,
+        _ => crate::db::insert_in_batches(txn, rows, 2000).await,
+    }
 }
 
-/// On PostgreSQL: the sequence of this transaction's next event, after any it
-/// appended already.
-async fn next_sequence_in_transaction<C: ConnectionTrait>(txn: &C) -> Result<i64, DbErr> {
-    let sql = format!(
-        "WITH tx AS (SELECT pg_current_xact_id()::text::bigint << {bits} AS base) \
-         SELECT tx.base + (SELECT COUNT(*) FROM outbox \
-             WHERE sequence >= tx.base AND sequence < tx.base + (1 << {bits})) AS next \
-         FROM tx",
-        bits = EVENTS_PER_TRANSACTION_BITS
-    );
-    let row = txn
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
-        .await?
-        .ok_or_else(|| DbErr::Custom("no transaction id".into()))?;
-    row.try_get("", "next")
+/// On PostgreSQL: inserts events numbered after this transaction's earlier
+/// ones, computing the numbers in the same statement (one round trip).
+async fn insert_numbered<C: ConnectionTrait>(
+    txn: &C,
+    rows: Vec<entity::ActiveModel>,
+) -> Result<(), DbErr> {
+    use entity::Column as C;
+    const COLUMNS: [C; 9] = [
+        C::Id,
+        C::Tenant,
+        C::EventType,
+        C::Subject,
+        C::PayloadType,
+        C::Payload,
+        C::Traceparent,
+        C::Actor,
+        C::Time,
+    ];
+    let bits = EVENTS_PER_TRANSACTION_BITS;
+    // 2000 rows x 10 values stays far below PostgreSQL's 65,535 parameters.
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut values = Vec::new();
+        let mut tuples = Vec::new();
+        for (index, row) in rows.by_ref().take(2000).enumerate() {
+            let first = values.len();
+            values.push(sea_orm::Value::BigInt(Some(index as i64)));
+            for column in COLUMNS {
+                values.push(
+                    row.get(column)
+                        .into_value()
+                        .unwrap_or(sea_orm::Value::String(None)),
+                );
+            }
+            let placeholders: Vec<String> = (first + 1..=first + 1 + COLUMNS.len())
+                .map(|n| format!("${n}"))
+                .collect();
+            tuples.push(format!("({})", placeholders.join(", ")));
+        }
+        let sql = format!(
+            "WITH tx AS (SELECT pg_current_xact_id()::text::bigint << {bits} AS base), \
+                  next AS (SELECT tx.base + (SELECT COUNT(*) FROM outbox \
+                      WHERE sequence >= tx.base AND sequence < tx.base + (1 << {bits})) AS first FROM tx) \
+             INSERT INTO outbox (sequence, id, tenant, event_type, subject, payload_type, payload, traceparent, actor, time) \
+             SELECT next.first + v.i, v.id, v.tenant, v.event_type, v.subject, v.payload_type, v.payload, v.traceparent, v.actor, v.time \
+             FROM next, (VALUES {}) AS v(i, id, tenant, event_type, subject, payload_type, payload, traceparent, actor, time)",
+            tuples.join(", ")
+        );
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// On PostgreSQL: the lowest sequence a transaction still running could
