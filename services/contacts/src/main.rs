@@ -3,12 +3,6 @@
 
 use anyhow::Context;
 
-/// Requests allocate many short-lived strings and buffers on several threads,
-/// where mimalloc is markedly faster than the system allocator (see the
-/// README's performance section).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = crm_shared::config::load(crm_contacts::SERVICE, crm_contacts::DEFAULT_PORT)
