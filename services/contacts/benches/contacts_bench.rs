@@ -320,6 +320,9 @@ async fn raw_insert_single(
         .connect(&sqlx_url(url))
         .await
         .expect("pool");
+    // Warm up: open every connection before measuring, as the service's is.
+    let warm = futures_util::future::join_all((0..concurrency).map(|_| pool.acquire())).await;
+    drop(warm);
     let sql = Arc::new(format!(
         "INSERT INTO contacts ({COLUMNS}) VALUES {}",
         placeholders(backend, 1, 0)
@@ -384,6 +387,9 @@ async fn raw_same_writes(
         .connect(&sqlx_url(url))
         .await
         .expect("pool");
+    // Warm up: open every connection before measuring, as the service's is.
+    let warm = futures_util::future::join_all((0..concurrency).map(|_| pool.acquire())).await;
+    drop(warm);
     let pg = backend == Backend::Postgres;
     let p = |n: usize| if pg { format!("${n}") } else { "?".to_owned() };
     let contact_sql = Arc::new(format!(
@@ -570,6 +576,8 @@ async fn main() {
         let name = format!("{backend:?}");
         let service = Service::start(&db.url).await;
         for (run, &concurrency) in concurrencies.iter().enumerate() {
+            // Warm up: let the service's pool open its connections first.
+            create_via_service(&service, concurrency, concurrency * 4, &format!("w{run}")).await;
             let (rps, mut lat) =
                 create_via_service(&service, concurrency, creates, &format!("s{run}")).await;
             println!(
