@@ -224,6 +224,15 @@ impl Verifier {
     pub fn verify_metadata(&self, metadata: &MetadataMap) -> Result<Principal, AuthError> {
         self.verify(bearer_token(metadata).ok_or(AuthError::Missing)?)
     }
+
+    /// Verifies the bearer token in HTTP headers (a proxy that does not
+    /// decode the call).
+    pub fn verify_headers(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+        let value = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        self.verify(value.and_then(bearer).ok_or(AuthError::Missing)?)
+    }
 }
 
 fn load_jwks(path: &Path) -> Result<HashMap<String, (DecodingKey, Algorithm)>, AuthError> {
@@ -253,7 +262,11 @@ fn load_jwks(path: &Path) -> Result<HashMap<String, (DecodingKey, Algorithm)>, A
 
 /// The token of an `authorization: Bearer <token>` entry.
 pub fn bearer_token(metadata: &MetadataMap) -> Option<&str> {
-    let value = metadata.get("authorization")?.to_str().ok()?;
+    bearer(metadata.get("authorization")?.to_str().ok()?)
+}
+
+/// The token of a `Bearer <token>` header value.
+fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

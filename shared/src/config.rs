@@ -68,29 +68,18 @@ pub enum LogFormat {
 
 /// Loads the settings of `service`, whose default port is `default_port`.
 pub fn load(service: &str, default_port: u16) -> Result<Settings, config::ConfigError> {
-    let file = std::env::var("CRM_CONFIG").unwrap_or_else(|_| "crm".to_owned());
-    let layered = config::Config::builder()
-        .set_default(
-            format!("{service}.listen_addr"),
-            format!("127.0.0.1:{default_port}"),
-        )?
-        .set_default(
-            format!("{service}.database_url"),
-            format!("sqlite://data/{service}.db?mode=rwc"),
-        )?
-        .set_default(format!("{service}.max_connections"), 10)?
-        .set_default(format!("{service}.shutdown_grace_seconds"), 20)?
-        .set_default("telemetry.format", "pretty")?
-        .set_default("telemetry.filter", "info,sqlx=warn,sea_orm=warn")?
-        .add_source(config::File::with_name(&file).required(false))
-        .add_source(
-            config::Environment::with_prefix("CRM")
-                .prefix_separator("_")
-                .separator("__")
-                .try_parsing(true),
-        )
-        .build()?;
-    let auth: AuthSettings = layered.get("auth").unwrap_or_default();
+    let layered = layered(
+        service,
+        default_port,
+        &[
+            (
+                "database_url",
+                format!("sqlite://data/{service}.db?mode=rwc"),
+            ),
+            ("max_connections", "10".to_owned()),
+        ],
+    )?;
+    let auth = auth(&layered);
     let paging_secret = layered
         .get_string("paging_secret")
         .ok()
@@ -103,6 +92,43 @@ pub fn load(service: &str, default_port: u16) -> Result<Settings, config::Config
         telemetry: layered.get("telemetry")?,
         paging_secret,
     })
+}
+
+/// The layers every process reads, for a process (like the gateway) with a
+/// section of its own shape: `listen_addr`, `shutdown_grace_seconds` and the
+/// `[telemetry]` defaults, plus `defaults` for keys of the `service` section,
+/// then the file, then the environment.
+pub fn layered(
+    service: &str,
+    default_port: u16,
+    defaults: &[(&str, String)],
+) -> Result<config::Config, config::ConfigError> {
+    let file = std::env::var("CRM_CONFIG").unwrap_or_else(|_| "crm".to_owned());
+    let mut builder = config::Config::builder()
+        .set_default(
+            format!("{service}.listen_addr"),
+            format!("127.0.0.1:{default_port}"),
+        )?
+        .set_default(format!("{service}.shutdown_grace_seconds"), 20)?
+        .set_default("telemetry.format", "pretty")?
+        .set_default("telemetry.filter", "info,sqlx=warn,sea_orm=warn")?;
+    for (key, value) in defaults {
+        builder = builder.set_default(format!("{service}.{key}"), value.as_str())?;
+    }
+    builder
+        .add_source(config::File::with_name(&file).required(false))
+        .add_source(
+            config::Environment::with_prefix("CRM")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+}
+
+/// The `[auth]` section of `layered`, empty when absent.
+pub fn auth(layered: &config::Config) -> AuthSettings {
+    layered.get("auth").unwrap_or_default()
 }
 
 /// Without a configured key, page tokens are only valid within this process.

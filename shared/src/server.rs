@@ -15,6 +15,9 @@ use std::{
 use tokio::{net::TcpListener, sync::watch};
 use tonic::service::Routes;
 use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_web::GrpcWebLayer;
+use tower::util::option_layer;
+use tower_http::cors::CorsLayer;
 
 use crate::auth::{self, Verifier};
 use crate::telemetry::RpcLayer;
@@ -80,6 +83,12 @@ pub struct Host {
     stopping: watch::Sender<bool>,
     served: Vec<String>,
     ready: Arc<AtomicBool>,
+    /// Reflection lists every service in the descriptor sets, not only `served`.
+    reflect_all: bool,
+    /// gRPC-Web (and HTTP/1) accepted, with these CORS rules if any.
+    grpc_web: Option<Option<CorsLayer>>,
+    /// The access log is written by the server's own code.
+    log_calls: bool,
 }
 
 impl Host {
@@ -100,7 +109,28 @@ impl Host {
             stopping,
             served,
             ready: Arc::new(AtomicBool::new(false)),
+            reflect_all: false,
+            grpc_web: None,
+            log_calls: true,
         }
+    }
+
+    /// Reflection describes every service of the suite (for the gateway,
+    /// which serves them all through its proxy).
+    pub fn reflect_every_service(&mut self) {
+        self.reflect_all = true;
+    }
+
+    /// Accepts gRPC-Web over HTTP/1 and HTTP/2 for browsers, with `cors`
+    /// answering their preflight requests when set.
+    pub fn accept_grpc_web(&mut self, cors: Option<CorsLayer>) {
+        self.grpc_web = Some(cors);
+    }
+
+    /// Leaves the per-call log line to the service (spans and the duration
+    /// histogram stay).
+    pub fn without_call_log(&mut self) {
+        self.log_calls = false;
     }
 
     /// The handle that turns the service ready once it has migrated.
@@ -140,15 +170,18 @@ impl Host {
         let mut reflection_v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-        // List only what this process serves, not every service in the suite's protos.
-        for name in self
-            .served
-            .iter()
-            .map(String::as_str)
-            .chain(["grpc.health.v1.Health"])
-        {
-            reflection_v1 = reflection_v1.with_service_name(name);
-            reflection_v1alpha = reflection_v1alpha.with_service_name(name);
+        // List only what this process serves, not every service in the
+        // suite's protos (unless it serves them all, as the gateway does).
+        if !self.reflect_all {
+            for name in self
+                .served
+                .iter()
+                .map(String::as_str)
+                .chain(["grpc.health.v1.Health"])
+            {
+                reflection_v1 = reflection_v1.with_service_name(name);
+                reflection_v1alpha = reflection_v1alpha.with_service_name(name);
+            }
         }
         let routes = routes
             .add_service(reflection_v1.build_v1()?)
@@ -174,9 +207,21 @@ impl Host {
         let incoming = tonic::transport::server::TcpIncoming::from(listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(Duration::from_secs(60)));
+        let rpc_layer = if self.log_calls {
+            RpcLayer::new(service)
+        } else {
+            RpcLayer::new(service).without_log()
+        };
+        let (grpc_web, cors) = match self.grpc_web {
+            Some(cors) => (Some(GrpcWebLayer::new()), cors),
+            None => (None, None),
+        };
         let server = tonic::transport::Server::builder()
+            .accept_http1(grpc_web.is_some())
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .layer(RpcLayer::new(service))
+            .layer(rpc_layer)
+            .layer(option_layer(cors))
+            .layer(option_layer(grpc_web))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, signal);
         let deadline = async move {

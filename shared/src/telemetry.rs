@@ -129,15 +129,33 @@ pub fn current_traceparent() -> Option<String> {
     })
 }
 
+/// The W3C trace id of the current span, if it belongs to a trace.
+pub fn current_trace_id() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
 /// Writes the current span's trace context into outgoing gRPC metadata; call
 /// it on every request a service makes to another.
 pub fn inject_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
-    struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
-    impl Injector for MetadataInjector<'_> {
+    let mut headers = std::mem::take(metadata).into_headers();
+    inject_trace_headers(&mut headers);
+    *metadata = tonic::metadata::MetadataMap::from_headers(headers);
+}
+
+/// Writes the current span's trace context into outgoing HTTP headers (a
+/// proxy forwarding a call it does not decode).
+pub fn inject_trace_headers(headers: &mut http::HeaderMap) {
+    struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+    impl Injector for HeaderInjector<'_> {
         fn set(&mut self, key: &str, value: String) {
             if let (Ok(key), Ok(value)) = (
-                tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
-                value.parse(),
+                http::HeaderName::from_bytes(key.as_bytes()),
+                http::HeaderValue::from_str(&value),
             ) {
                 self.0.insert(key, value);
             }
@@ -145,7 +163,7 @@ pub fn inject_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
     }
     let context = tracing::Span::current().context();
     global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(&context, &mut MetadataInjector(metadata))
+        propagator.inject_context(&context, &mut HeaderInjector(headers))
     });
 }
 
@@ -165,6 +183,7 @@ impl Extractor for HeaderExtractor<'_> {
 #[derive(Clone)]
 pub struct RpcLayer {
     duration: Histogram<f64>,
+    log_calls: bool,
 }
 
 impl RpcLayer {
@@ -175,7 +194,19 @@ impl RpcLayer {
             .with_unit("s")
             .with_description("Duration of gRPC calls handled by this server")
             .build();
-        Self { duration }
+        Self {
+            duration,
+            log_calls: true,
+        }
+    }
+
+    /// Keeps the span and the histogram but writes no log line (for a server
+    /// that writes its own access log).
+    pub fn without_log(self) -> Self {
+        Self {
+            log_calls: false,
+            ..self
+        }
     }
 }
 
@@ -185,6 +216,7 @@ impl<S> tower::Layer<S> for RpcLayer {
         RpcService {
             inner,
             duration: self.duration.clone(),
+            log_calls: self.log_calls,
         }
     }
 }
@@ -194,6 +226,7 @@ impl<S> tower::Layer<S> for RpcLayer {
 pub struct RpcService<S> {
     inner: S,
     duration: Histogram<f64>,
+    log_calls: bool,
 }
 
 impl<S, B, RB> tower::Service<http::Request<B>> for RpcService<S>
@@ -231,6 +264,7 @@ where
         });
         let _ = span.set_parent(parent);
         let duration = self.duration.clone();
+        let log_calls = self.log_calls;
         // Take the instance that was polled ready and leave a fresh clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -258,10 +292,11 @@ where
                         KeyValue::new("rpc.grpc.status_code", i64::from(code)),
                     ],
                 );
-                if code == 0 {
-                    tracing::debug!(%method, code, elapsed_ms = elapsed.as_millis() as u64, "rpc");
-                } else {
-                    tracing::info!(%method, code, elapsed_ms = elapsed.as_millis() as u64, "rpc");
+                let elapsed_ms = elapsed.as_millis() as u64;
+                match (log_calls, code) {
+                    (false, _) => {}
+                    (true, 0) => tracing::debug!(%method, code, elapsed_ms, "rpc"),
+                    (true, _) => tracing::info!(%method, code, elapsed_ms, "rpc"),
                 }
                 result
             }

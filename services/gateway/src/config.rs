@@ -1,0 +1,118 @@
+//! The `[gateway]` section: where each service runs and the limits every call
+//! meets. Lists are comma-separated strings so that one environment variable
+//! can set them, for example
+//! `CRM_GATEWAY__UPSTREAMS__CONTACTS__ADDRESSES=http://10.0.0.5:50061,http://10.0.0.6:50061`.
+
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+
+use serde::Deserialize;
+
+/// Everything the gateway process needs to start.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// The `[gateway]` section.
+    pub gateway: Section,
+    /// How tokens are verified (the same rules as every service).
+    pub auth: crm_shared::config::AuthSettings,
+    /// Logs, traces and metrics.
+    pub telemetry: crm_shared::config::TelemetrySettings,
+}
+
+/// The `[gateway]` section itself.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Section {
+    /// Where the gateway listens (gRPC and gRPC-Web).
+    pub listen_addr: SocketAddr,
+    /// Where `/metrics` (Prometheus text) is served, apart from client traffic.
+    pub metrics_addr: SocketAddr,
+    /// How long in-flight calls may take to finish after SIGTERM.
+    pub shutdown_grace_seconds: u64,
+    /// The services behind the gateway, by name.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamSettings>,
+    /// Calls per second each tenant may make (the bucket's refill rate).
+    pub rate_per_tenant: f64,
+    /// How many calls a tenant may make at once above the rate (the bucket's size).
+    pub burst_per_tenant: f64,
+    /// The largest request message, in bytes, before compression is undone.
+    pub max_message_bytes: usize,
+    /// The most calls in flight at once; beyond it calls are shed.
+    pub max_calls_in_flight: usize,
+    /// The longest deadline a call may have: a client's `grpc-timeout` above
+    /// it is cut to it.
+    pub max_deadline_seconds: u64,
+    /// The deadline of a unary call that names none. Streaming calls without
+    /// one (event feeds, exports) keep running until they end or are cancelled.
+    pub default_unary_deadline_seconds: u64,
+    /// Browser origins allowed to call through gRPC-Web, comma-separated; `*`
+    /// for any; empty for none.
+    pub cors_allowed_origins: String,
+    /// How often each replica's health is checked.
+    pub health_check_interval_ms: u64,
+    /// How often DNS names of replicas are resolved again.
+    pub dns_refresh_seconds: u64,
+}
+
+/// One service behind the gateway (`[gateway.upstreams.contacts]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UpstreamSettings {
+    /// The protobuf packages it owns, comma-separated, for example
+    /// `crm.contacts.v1`; calls to `/crm.contacts.v1.X/Y` go to it.
+    pub packages: String,
+    /// Its replicas, comma-separated `http://host:port` URLs. A host name is
+    /// resolved again and again, so a Kubernetes headless service name spreads
+    /// calls over every pod behind it.
+    pub addresses: String,
+}
+
+impl Section {
+    /// The deadline ceiling.
+    pub fn max_deadline(&self) -> Duration {
+        Duration::from_secs(self.max_deadline_seconds)
+    }
+}
+
+/// The suite's services and their default ports, used when nothing is configured.
+const DEFAULT_UPSTREAMS: &[(&str, &str, u16)] =
+    &[("contacts", "crm.contacts.v1,crm.events.v1", 50061)];
+
+/// Loads the gateway's settings from defaults, `crm.toml` and `CRM_*` variables.
+pub fn load() -> Result<GatewaySettings, config::ConfigError> {
+    let mut defaults: Vec<(String, String)> = vec![
+        ("metrics_addr".into(), "127.0.0.1:9464".into()),
+        ("rate_per_tenant".into(), "500".into()),
+        ("burst_per_tenant".into(), "1000".into()),
+        ("max_message_bytes".into(), (4 * 1024 * 1024).to_string()),
+        ("max_calls_in_flight".into(), "10000".into()),
+        ("max_deadline_seconds".into(), "300".into()),
+        ("default_unary_deadline_seconds".into(), "30".into()),
+        ("cors_allowed_origins".into(), String::new()),
+        ("health_check_interval_ms".into(), "2000".into()),
+        ("dns_refresh_seconds".into(), "10".into()),
+    ];
+    for (name, package, port) in DEFAULT_UPSTREAMS {
+        defaults.push((format!("upstreams.{name}.packages"), (*package).to_owned()));
+        defaults.push((
+            format!("upstreams.{name}.addresses"),
+            format!("http://127.0.0.1:{port}"),
+        ));
+    }
+    let defaults: Vec<(&str, String)> = defaults
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.clone()))
+        .collect();
+    let layered = crm_shared::config::layered(crate::SERVICE, crate::DEFAULT_PORT, &defaults)?;
+    Ok(GatewaySettings {
+        gateway: layered.get(crate::SERVICE)?,
+        auth: crm_shared::config::auth(&layered),
+        telemetry: layered.get("telemetry")?,
+    })
+}
+
+/// Splits a comma-separated setting into its trimmed, non-empty parts.
+pub fn list(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+}

@@ -1,0 +1,239 @@
+//! The gateway: one address for every client of the suite.
+//!
+//! Reads top-down: [`Application`] wires the parts; `proxy` admits each call
+//! (token, tenant rate limit, in-flight limit, deadline) and streams it,
+//! undecoded, to a healthy replica of the service that owns its package
+//! (`routing`, `upstream`); `body` watches the two directions of a call;
+//! `access` logs and counts it. Health and reflection (for the whole suite)
+//! are the gateway's own and need no token; `/metrics` has a port of its own.
+
+mod access;
+mod body;
+pub mod config;
+mod limits;
+mod proxy;
+mod routing;
+mod upstream;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use crm_shared::{auth::Verifier, server::Host};
+use http::{HeaderName, HeaderValue, Method};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::{
+    access::Metrics,
+    config::{GatewaySettings, list},
+    limits::TenantLimiter,
+    proxy::{Gateway, Limits, Proxy},
+    routing::{Catalogue, RouteTable, UPSTREAM_HEADER},
+    upstream::{AddressError, Upstream},
+};
+
+/// The gateway's name: its config section and log name.
+pub const SERVICE: &str = "gateway";
+/// The port it listens on unless configured otherwise.
+pub const DEFAULT_PORT: u16 = 50051;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No usable token verification settings.
+    #[error("auth: {0}")]
+    Auth(#[from] crm_shared::auth::AuthError),
+    /// An upstream address is malformed.
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    /// The compiled-in descriptor sets do not decode (a build problem).
+    #[error("descriptor set: {0}")]
+    Descriptors(#[from] prost::DecodeError),
+    /// A CORS origin is not a valid header value.
+    #[error("cors_allowed_origins: {0:?} is not a valid origin")]
+    Origin(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error(transparent)]
+    Serve(#[from] crm_shared::server::ServeError),
+}
+
+/// A built, bound, not yet serving gateway.
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    gateway: Arc<Gateway>,
+    upstreams: Vec<Arc<Upstream>>,
+    metrics: Arc<Metrics>,
+    cors: Option<CorsLayer>,
+    settings: config::Section,
+}
+
+impl Application {
+    /// Reads the route table and binds the listen address (port 0 picks a free one).
+    pub async fn build(settings: GatewaySettings) -> Result<Self, StartError> {
+        crm_shared::error::set_domain("gateway.crm");
+        let section = settings.gateway;
+        let verifier = Verifier::from_settings(&settings.auth)?;
+        let catalogue = Catalogue::from_descriptor_sets(&[crm_proto::FILE_DESCRIPTOR_SET])?;
+        let mut upstreams = Vec::new();
+        let mut owned = Vec::new();
+        for (name, upstream) in &section.upstreams {
+            let packages: Vec<String> = list(&upstream.packages).map(str::to_owned).collect();
+            let services = packages
+                .iter()
+                .flat_map(|package| catalogue.services_in(package))
+                .map(str::to_owned)
+                .collect();
+            let upstream = Arc::new(Upstream::new(name, list(&upstream.addresses), services)?);
+            upstreams.push(upstream.clone());
+            owned.push((upstream, packages));
+        }
+        let limits = Limits {
+            tenants: TenantLimiter::new(section.rate_per_tenant, section.burst_per_tenant),
+            max_in_flight: section.max_calls_in_flight.max(1),
+            max_message_bytes: section.max_message_bytes,
+            max_deadline: section.max_deadline(),
+            default_unary_deadline: Duration::from_secs(section.default_unary_deadline_seconds),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let gateway = Gateway::new(
+            catalogue,
+            RouteTable::new(&owned),
+            verifier,
+            limits,
+            metrics.clone(),
+        );
+        let cors = cors_layer(&section.cors_allowed_origins)?;
+        let addr = section.listen_addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = section.metrics_addr;
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            metrics_listener,
+            gateway: Arc::new(gateway),
+            upstreams,
+            metrics,
+            cors,
+            settings: section,
+        })
+    }
+
+    /// The address the gateway listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+    }
+
+    /// The address `/metrics` is served on.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+    }
+
+    /// Serves until `shutdown` resolves; then drains in-flight calls.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let addr = self.local_addr();
+        let metrics_addr = self.metrics_addr();
+        let mut host = Host::new(&[]).await;
+        host.reflect_every_service();
+        host.accept_grpc_web(self.cors);
+        host.without_call_log();
+        for upstream in &self.upstreams {
+            let (known, _) = upstream.replica_counts();
+            tracing::info!(upstream = upstream.name(), replicas = known, "routing");
+            tokio::spawn(upstream.clone().watch(
+                host.health.clone(),
+                Duration::from_millis(self.settings.health_check_interval_ms.max(50)),
+                Duration::from_secs(self.settings.dns_refresh_seconds.max(1)),
+                host.stopping(),
+            ));
+        }
+        let metrics = self.metrics.clone();
+        let upstreams = self.upstreams.clone();
+        let metrics_router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = metrics.render(&upstreams);
+                async move { text }
+            }),
+        );
+        let mut metrics_stopping = host.stopping();
+        tokio::spawn(async move {
+            let serve = axum::serve(self.metrics_listener, metrics_router).with_graceful_shutdown(
+                async move {
+                    let _ = metrics_stopping.wait_for(|stop| *stop).await;
+                },
+            );
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "the metrics endpoint stopped");
+            }
+        });
+        let router = host
+            .routes()
+            .into_axum_router()
+            .fallback_service(Proxy(self.gateway));
+        host.readiness().set_ready().await;
+        tracing::info!(%addr, %metrics_addr, "gateway listening; metrics at /metrics");
+        let grace = Duration::from_secs(self.settings.shutdown_grace_seconds);
+        host.serve(SERVICE, self.listener, router.into(), shutdown, grace)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The CORS rules for browsers calling through gRPC-Web, or none.
+fn cors_layer(origins: &str) -> Result<Option<CorsLayer>, StartError> {
+    let origins: Vec<&str> = list(origins).collect();
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow_origin = if origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .map(|o| HeaderValue::from_str(o).map_err(|_| StartError::Origin((*o).to_owned())))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    };
+    let header = HeaderName::from_static;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::POST, Method::OPTIONS])
+            .allow_headers([
+                http::header::AUTHORIZATION,
+                http::header::CONTENT_TYPE,
+                header("x-grpc-web"),
+                header("x-user-agent"),
+                header("grpc-timeout"),
+                header("x-request-id"),
+                header(UPSTREAM_HEADER),
+            ])
+            .expose_headers([
+                header("grpc-status"),
+                header("grpc-message"),
+                header("grpc-status-details-bin"),
+                header("x-request-id"),
+            ])
+            .max_age(Duration::from_secs(24 * 3600)),
+    ))
+}

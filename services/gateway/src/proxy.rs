@@ -1,0 +1,423 @@
+//! The proxy: every call that is not the gateway's own health, reflection or
+//! `/metrics` lands here. It authenticates the caller, applies the tenant's
+//! rate limit, the in-flight limit and the deadline, and hands the undecoded
+//! HTTP/2 request to a healthy replica of the owning service; the response
+//! streams back unchanged, trailers and status details included.
+
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use crm_shared::{auth::Verifier, error::ApiError};
+use http::{HeaderMap, HeaderValue};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::Status;
+use tower::ServiceExt;
+
+use crate::{
+    access::{CallRecord, Metrics},
+    body::{CallSignals, RequestBody, ResponseBody, oversize_status},
+    limits::TenantLimiter,
+    routing::{Catalogue, MethodKind, RouteError, RouteTable, UPSTREAM_HEADER},
+    upstream::{Replica, Upstream},
+};
+
+/// Identity headers the gateway sets for the upstream (after removing any a
+/// client sent): the services still verify the token themselves.
+const TENANT_HEADER: &str = "x-crm-tenant";
+const SUBJECT_HEADER: &str = "x-crm-subject";
+const REQUEST_ID_HEADER: &str = "x-request-id";
+const TIMEOUT_HEADER: &str = "grpc-timeout";
+
+/// The limits every call meets.
+pub struct Limits {
+    /// Per-tenant token buckets.
+    pub tenants: TenantLimiter,
+    /// The most calls in flight.
+    pub max_in_flight: usize,
+    /// The largest request message.
+    pub max_message_bytes: usize,
+    /// The longest deadline a call may have.
+    pub max_deadline: Duration,
+    /// The deadline of a unary call that names none.
+    pub default_unary_deadline: Duration,
+}
+
+/// Everything the proxy needs, shared by every call.
+pub struct Gateway {
+    catalogue: Catalogue,
+    routes: RouteTable,
+    verifier: Verifier,
+    limits: Limits,
+    in_flight: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+/// What a call was admitted with.
+struct Admission {
+    upstream: Arc<Upstream>,
+    replica: Arc<Replica>,
+    permit: OwnedSemaphorePermit,
+    deadline: Option<Instant>,
+}
+
+impl Gateway {
+    /// The gateway state.
+    pub fn new(
+        catalogue: Catalogue,
+        routes: RouteTable,
+        verifier: Verifier,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            catalogue,
+            routes,
+            verifier,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            limits,
+            metrics,
+        }
+    }
+
+    /// Proxies one call and answers it.
+    async fn forward(
+        self: Arc<Self>,
+        mut request: http::Request<axum::body::Body>,
+    ) -> http::Response<axum::body::Body> {
+        let path = request.uri().path().to_owned();
+        let kind = self.catalogue.method(&path);
+        let request_id = request_id(request.headers());
+        let mut record = CallRecord {
+            method: if kind.is_some() {
+                path.clone()
+            } else {
+                "unknown".to_owned()
+            },
+            tenant: String::new(),
+            request_id,
+            trace_id: crm_shared::telemetry::current_trace_id().unwrap_or_default(),
+            upstream: String::new(),
+            started: Instant::now(),
+            signals: Arc::new(CallSignals::default()),
+            metrics: self.metrics.clone(),
+        };
+        let admission = match self.admit(&path, kind, &mut request, &mut record) {
+            Ok(admission) => admission,
+            Err(status) => return answer(status, record),
+        };
+        let Admission {
+            upstream,
+            replica,
+            permit,
+            deadline,
+        } = admission;
+        record.upstream = upstream.name().to_owned();
+        let signals = record.signals.clone();
+        let limit = self.limits.max_message_bytes;
+        let request = request
+            .map(|body| tonic::body::Body::new(RequestBody::new(body, limit, signals.clone())));
+        let mut expiry = deadline.map(|at| Box::pin(tokio::time::sleep_until(at.into())));
+        let call = replica.channel().oneshot(request);
+        let outcome = match expiry.as_mut() {
+            Some(expiry) => tokio::select! {
+                outcome = call => Some(outcome),
+                () = expiry.as_mut() => None,
+            },
+            None => Some(call.await),
+        };
+        let expired = deadline.is_some_and(|at| Instant::now() >= at);
+        match (outcome, signals.oversize()) {
+            (None, _) => answer(deadline_exceeded(), record),
+            (Some(_), Some(size)) => answer(oversize_status(size, limit), record),
+            // The upstream enforces the deadline it was given, and may end
+            // the stream a moment before the gateway's own timer fires.
+            (Some(Err(_)), None) if expired => answer(deadline_exceeded(), record),
+            (Some(Err(error)), None) => {
+                if is_connection_failure(&error) {
+                    replica.mark_down();
+                }
+                let status: Status = ApiError::Unavailable(format!(
+                    "{} ({}) is unavailable: {}",
+                    upstream.name(),
+                    replica.addr(),
+                    error_chain(&error)
+                ))
+                .into();
+                answer(status, record)
+            }
+            (Some(Ok(response)), None) => {
+                let (parts, body) = response.into_parts();
+                let body = ResponseBody::new(
+                    body,
+                    &parts.headers,
+                    deadline.zip(expiry),
+                    signals,
+                    limit,
+                    record,
+                    permit,
+                );
+                http::Response::from_parts(parts, axum::body::Body::new(body))
+            }
+        }
+    }
+
+    /// Decides whether and where the call may go, and rewrites its headers
+    /// for the upstream.
+    fn admit(
+        &self,
+        path: &str,
+        kind: Option<MethodKind>,
+        request: &mut http::Request<axum::body::Body>,
+        record: &mut CallRecord,
+    ) -> Result<Admission, Status> {
+        let headers = request.headers_mut();
+        let principal = self
+            .verifier
+            .verify_headers(headers)
+            .map_err(|e| Status::from(ApiError::Unauthenticated(e.to_string())))?;
+        record.tenant = principal.tenant.clone();
+        let chosen = headers.get(UPSTREAM_HEADER).and_then(|v| v.to_str().ok());
+        let upstream = self
+            .routes
+            .route(path, chosen)
+            .map_err(route_status)?
+            .clone();
+        self.limits
+            .tenants
+            .try_acquire(&principal.tenant, Instant::now())
+            .map_err(|retry_after| {
+                Status::from(ApiError::ResourceExhausted {
+                    message: format!("tenant {} is over its rate limit", principal.tenant),
+                    retry_after,
+                })
+            })?;
+        let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            Status::from(ApiError::ResourceExhausted {
+                message: format!(
+                    "the gateway is at its limit of {} calls in flight",
+                    self.limits.max_in_flight
+                ),
+                retry_after: Duration::from_millis(200),
+            })
+        })?;
+        let deadline = self.deadline(kind, headers)?;
+        let replica = upstream.pick().ok_or_else(|| {
+            Status::from(ApiError::Unavailable(format!(
+                "no replica of {} is serving",
+                upstream.name()
+            )))
+        })?;
+
+        headers.remove(TENANT_HEADER);
+        headers.remove(SUBJECT_HEADER);
+        if let Ok(tenant) = HeaderValue::from_str(&principal.tenant) {
+            headers.insert(TENANT_HEADER, tenant);
+        }
+        if let Ok(subject) = HeaderValue::from_str(&principal.subject) {
+            headers.insert(SUBJECT_HEADER, subject);
+        }
+        if let Ok(id) = HeaderValue::from_str(&record.request_id) {
+            headers.insert(REQUEST_ID_HEADER, id);
+        }
+        if let Some(at) = deadline {
+            let left = at.saturating_duration_since(Instant::now());
+            headers.insert(TIMEOUT_HEADER, encode_timeout(left));
+        }
+        crm_shared::telemetry::inject_trace_headers(headers);
+        Ok(Admission {
+            upstream,
+            replica,
+            permit,
+            deadline,
+        })
+    }
+
+    /// The client's deadline cut to the ceiling; for a unary call without
+    /// one, the default; for a streaming call without one, none.
+    fn deadline(
+        &self,
+        kind: Option<MethodKind>,
+        headers: &HeaderMap,
+    ) -> Result<Option<Instant>, Status> {
+        let asked = match headers.get(TIMEOUT_HEADER) {
+            Some(value) => Some(parse_timeout(value).ok_or_else(|| {
+                Status::from(ApiError::invalid(
+                    TIMEOUT_HEADER,
+                    "not a gRPC timeout (1 to 8 digits and a unit: H, M, S, m, u or n)",
+                ))
+            })?),
+            None => None,
+        };
+        let timeout = match asked {
+            Some(asked) => Some(asked.min(self.limits.max_deadline)),
+            None if kind.is_none_or(MethodKind::is_unary) => {
+                Some(self.limits.default_unary_deadline)
+            }
+            None => None,
+        };
+        Ok(timeout.map(|timeout| Instant::now() + timeout))
+    }
+}
+
+/// The status of a call with nowhere to go.
+fn route_status(error: RouteError) -> Status {
+    match error {
+        RouteError::UnknownService(path) => {
+            Status::unimplemented(format!("no service behind this gateway serves {path}"))
+        }
+        RouteError::Ambiguous {
+            package,
+            candidates,
+        } => ApiError::invalid(
+            UPSTREAM_HEADER,
+            format!(
+                "several services serve {package} ({}); name one in the {UPSTREAM_HEADER} metadata",
+                candidates.join(", ")
+            ),
+        )
+        .into(),
+        RouteError::NotServedBy { package, upstream } => ApiError::invalid(
+            UPSTREAM_HEADER,
+            format!("{upstream} does not serve {package}"),
+        )
+        .into(),
+    }
+}
+
+/// The answer to a call whose deadline passed.
+pub fn deadline_exceeded() -> Status {
+    Status::deadline_exceeded("deadline exceeded (ended by the gateway)")
+}
+
+/// Whether the replica itself failed (no connection, or it broke), as
+/// opposed to one stream being reset.
+fn is_connection_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if error.is::<std::io::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// An error with its causes, for the message a client sees.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A trailers-only answer from the gateway itself.
+fn answer(status: Status, record: CallRecord) -> http::Response<axum::body::Body> {
+    record.finish(status.code() as i32, 0);
+    status.into_http()
+}
+
+/// The client's request id when it sent a sensible one, else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// Parses a `grpc-timeout` value: at most 8 digits and a unit.
+pub fn parse_timeout(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// Writes a `grpc-timeout` value in the finest unit that fits in 8 digits.
+pub fn encode_timeout(timeout: Duration) -> HeaderValue {
+    const MAX: u128 = 99_999_999;
+    let (amount, unit) = [
+        (timeout.as_nanos(), "n"),
+        (timeout.as_micros(), "u"),
+        (timeout.as_millis(), "m"),
+        (u128::from(timeout.as_secs()), "S"),
+        (u128::from(timeout.as_secs() / 60), "M"),
+    ]
+    .into_iter()
+    .find(|(amount, _)| *amount <= MAX)
+    .unwrap_or((u128::from(timeout.as_secs() / 3600).min(MAX), "H"));
+    HeaderValue::from_str(&format!("{amount}{unit}")).expect("digits and a letter are a header")
+}
+
+/// The proxy as a tower service, for the router's fallback.
+#[derive(Clone)]
+pub struct Proxy(pub Arc<Gateway>);
+
+impl tower::Service<http::Request<axum::body::Body>> for Proxy {
+    type Response = http::Response<axum::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
+        let gateway = self.0.clone();
+        Box::pin(async move { Ok(gateway.forward(request).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_round_trip() {
+        for (text, expected) in [
+            ("1S", Duration::from_secs(1)),
+            ("250m", Duration::from_millis(250)),
+            ("99999999n", Duration::from_nanos(99_999_999)),
+            ("2H", Duration::from_secs(7200)),
+            ("3M", Duration::from_secs(180)),
+            ("7u", Duration::from_micros(7)),
+        ] {
+            let parsed = parse_timeout(&HeaderValue::from_static(text)).unwrap();
+            assert_eq!(parsed, expected, "{text}");
+            assert_eq!(
+                parse_timeout(&encode_timeout(parsed)),
+                Some(parsed),
+                "{text}"
+            );
+        }
+        for bad in ["", "S", "123456789S", "10x", "-1S", "1.5S"] {
+            assert_eq!(
+                parse_timeout(&HeaderValue::from_static(bad)),
+                None,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(encode_timeout(Duration::from_secs(300)), "300000m");
+    }
+}

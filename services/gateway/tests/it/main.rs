@@ -1,0 +1,12 @@
+//! End-to-end tests of the gateway: the real contacts service and the real
+//! gateway on free ports, called like any client would, through the gateway.
+
+#[macro_use]
+extern crate crm_shared;
+
+mod support;
+
+mod limits;
+mod passthrough;
+mod resilience;
+mod surface;
