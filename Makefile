@@ -28,9 +28,11 @@ lint: buf
 fmt:
 	cargo fmt --all
 
-## bench: the contacts benchmark (SQLite and PostgreSQL)
+## bench: the contacts benchmark (SQLite and PostgreSQL), then the gateway's
 bench:
 	cargo bench -p crm-contacts --bench contacts_bench
+	cargo build --release --bin contacts
+	cargo bench -p crm-gateway --bench gateway_bench
 
 ## token: print a development token (TENANT, ROLES, SUBJECT)
 token:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: builds and starts every service of the suite, each as its own
-# process on its own SQLite file under ./data, in the foreground. Ctrl-C or
-# SIGTERM stops them all. Set CRM_<SERVICE>__DATABASE_URL=postgres://... to
+# process on its own SQLite file under ./data, and the gateway in front of
+# them, in the foreground. Ctrl-C or SIGTERM stops them all. Set CRM_<SERVICE>__DATABASE_URL=postgres://... to
 # run a service against PostgreSQL instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ export CRM_PAGING_SECRET="${CRM_PAGING_SECRET:-$CRM_AUTH__HS256_SECRET}"
 
 cargo build --bins
 
-SERVICES=(contacts)
+SERVICES=(contacts gateway)
 pids=()
 stop() {
     trap - INT TERM EXIT
@@ -35,10 +35,12 @@ done
 cat <<INFO
 
 The suite is starting:
-  contacts   127.0.0.1:50061   (data/contacts.db)
+  gateway    127.0.0.1:50051   every client calls here (gRPC and gRPC-Web)
+             127.0.0.1:9464    /metrics (Prometheus text)
+  contacts   127.0.0.1:50061   (data/contacts.db), reached through the gateway
 
-Get a token:   make token TENANT=acme ROLES=admin SUBJECT=ada
-Then:          grpcurl -H "authorization: Bearer \$TOKEN" 127.0.0.1:50061 list
+Get a token:   TOKEN=\$(make token TENANT=acme ROLES=admin SUBJECT=ada | tail -1)
+Then:          grpcurl -plaintext -H "authorization: Bearer \$TOKEN" 127.0.0.1:50051 list
 Stop:          Ctrl-C
 
 INFO

@@ -43,6 +43,8 @@ pub struct Replica {
     addr: SocketAddr,
     channel: Channel,
     healthy: AtomicBool,
+    /// Whether a health check has ever found it SERVING.
+    seen_serving: AtomicBool,
 }
 
 impl Replica {
@@ -60,6 +62,7 @@ impl Replica {
             channel,
             // Optimistic until the first check: a fresh gateway routes at once.
             healthy: AtomicBool::new(true),
+            seen_serving: AtomicBool::new(false),
         })
     }
 
@@ -190,12 +193,16 @@ impl Upstream {
             let name = self.name.as_str();
             let checks = replicas.iter().map(|replica| async move {
                 let serving = replica.check(timeout).await;
-                if replica.healthy.swap(serving, Ordering::AcqRel) != serving {
-                    if serving {
-                        tracing::info!(upstream = %name, addr = %replica.addr, "replica healthy; taking calls");
-                    } else {
-                        tracing::warn!(upstream = %name, addr = %replica.addr, "replica not serving; taken out");
-                    }
+                let was_serving = replica.healthy.swap(serving, Ordering::AcqRel);
+                let seen_before = replica.seen_serving.swap(
+                    serving || replica.seen_serving.load(Ordering::Acquire),
+                    Ordering::AcqRel,
+                );
+                match (was_serving, serving) {
+                    (false, true) => tracing::info!(upstream = %name, addr = %replica.addr, "replica serving; taking calls"),
+                    // A replica still starting up is not news.
+                    (true, false) if seen_before => tracing::warn!(upstream = %name, addr = %replica.addr, "replica not serving; taken out"),
+                    _ => {}
                 }
                 serving
             });

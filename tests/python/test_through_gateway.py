@@ -1,4 +1,5 @@
-"""A Python client generated from proto/ against the real contacts binary."""
+"""A Python client generated from proto/ against the real contacts and gateway
+binaries: every call goes through the gateway, as a real client's would."""
 
 import base64
 import hashlib
@@ -41,25 +42,31 @@ def free_port():
         return s.getsockname()[1]
 
 
-class ContactsClientTest(unittest.TestCase):
+class ThroughGatewayTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.folder = tempfile.TemporaryDirectory()
-        port = free_port()
+        contacts_port, gateway_port = free_port(), free_port()
         env = dict(
             os.environ,
-            CRM_CONTACTS__LISTEN_ADDR=f"127.0.0.1:{port}",
+            CRM_CONTACTS__LISTEN_ADDR=f"127.0.0.1:{contacts_port}",
             CRM_CONTACTS__DATABASE_URL=f"sqlite://{cls.folder.name}/contacts.db?mode=rwc",
+            CRM_GATEWAY__LISTEN_ADDR=f"127.0.0.1:{gateway_port}",
+            CRM_GATEWAY__METRICS_ADDR="127.0.0.1:0",
+            CRM_GATEWAY__UPSTREAMS__CONTACTS__ADDRESSES=f"http://127.0.0.1:{contacts_port}",
             CRM_AUTH__HS256_SECRET=SECRET,
             CRM_PAGING_SECRET="paging",
             RUST_LOG="warn",
         )
-        cls.process = subprocess.Popen([os.environ["CRM_CONTACTS_BIN"]], env=env)
-        cls.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        cls.processes = [
+            subprocess.Popen([os.environ["CRM_CONTACTS_BIN"]], env=env),
+            subprocess.Popen([os.environ["CRM_GATEWAY_BIN"]], env=env),
+        ]
+        cls.channel = grpc.insecure_channel(f"127.0.0.1:{gateway_port}")
         grpc.channel_ready_future(cls.channel).result(timeout=60)
         cls.stub = contacts_pb2_grpc.ContactsServiceStub(cls.channel)
         cls.admin = [("authorization", "Bearer " + token("acme", ["admin"]))]
-        # Wait until migrations are done (the service answers, not UNAVAILABLE).
+        # Wait until contacts has migrated and the gateway has seen it healthy.
         deadline = time.time() + 60
         while True:
             try:
@@ -73,8 +80,10 @@ class ContactsClientTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.channel.close()
-        cls.process.terminate()
-        cls.process.wait(timeout=30)
+        for process in cls.processes:
+            process.terminate()
+        for process in cls.processes:
+            process.wait(timeout=30)
         cls.folder.cleanup()
 
     def test_create_get_update_list(self):
@@ -152,6 +161,50 @@ class ContactsClientTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as error:
             self.stub.GetContact(contacts_pb2.GetContactRequest(name=mine.name), metadata=other)
         self.assertEqual(error.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+
+    def test_streams_pass_through_the_gateway(self):
+        rows = [
+            contacts_pb2.ImportContactsRequest(
+                contact=contacts_pb2.Contact(
+                    given_name=f"Row{i}",
+                    family_name="Streamed",
+                    emails=[contacts_pb2.EmailAddress(address=f"row{i}@stream.example.com")],
+                )
+            )
+            for i in range(30)
+        ]
+        results = [
+            row
+            for batch in self.stub.ImportContacts(iter(rows), metadata=self.admin)
+            for row in batch.results
+        ]
+        self.assertEqual(len(results), 30)
+        self.assertTrue(all(r.outcome == contacts_pb2.IMPORT_OUTCOME_CREATED for r in results))
+
+        exported = [
+            contact
+            for page in self.stub.ExportContacts(
+                contacts_pb2.ExportContactsRequest(filter='family_name = "Streamed"'), metadata=self.admin
+            )
+            for contact in page.contacts
+        ]
+        self.assertEqual(len(exported), 30)
+
+    def test_unknown_service_and_deadline(self):
+        unknown = self.channel.unary_unary(
+            "/crm.nothing.v1.Nothing/Do",
+            request_serializer=lambda _: b"",
+            response_deserializer=lambda data: data,
+        )
+        with self.assertRaises(grpc.RpcError) as error:
+            unknown(b"", metadata=self.admin)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+
+        # A deadline that has already passed never reaches the service.
+        with self.assertRaises(grpc.RpcError) as error:
+            self.stub.ListContacts(contacts_pb2.ListContactsRequest(), metadata=self.admin, timeout=0.000001)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 if __name__ == "__main__":
