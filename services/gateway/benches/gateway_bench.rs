@@ -173,7 +173,7 @@ async fn main() {
     };
     let folder = std::env::temp_dir().join(format!("crm-gateway-bench-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&folder).expect("a temp folder");
-    let (contacts_port, gateway_port) = (free_port(), free_port());
+    let contacts_port = free_port();
     let _contacts = start(
         contacts_binary(),
         &[
@@ -187,25 +187,41 @@ async fn main() {
             ),
         ],
     );
-    let gateway = start(
-        env!("CARGO_BIN_EXE_gateway").into(),
-        &[
+    // Two gateways before the same contacts: tokio's default of one worker
+    // per core, and a single worker (what a pod limited to one CPU gets).
+    let gateways: Vec<(&str, u16, Process)> = [("default workers", None), ("1 worker", Some("1"))]
+        .into_iter()
+        .map(|(label, workers)| {
+            let port = free_port();
+            let mut env = vec![
+                ("CRM_GATEWAY__LISTEN_ADDR", format!("127.0.0.1:{port}")),
+                ("CRM_GATEWAY__METRICS_ADDR", "127.0.0.1:0".to_owned()),
+                (
+                    "CRM_GATEWAY__UPSTREAMS__CONTACTS__ADDRESSES",
+                    format!("http://127.0.0.1:{contacts_port}"),
+                ),
+                // The benchmark measures the proxy, not the rate limiter.
+                ("CRM_GATEWAY__RATE_PER_TENANT", "1000000".to_owned()),
+                ("CRM_GATEWAY__BURST_PER_TENANT", "1000000".to_owned()),
+            ];
+            if let Some(workers) = workers {
+                env.push(("TOKIO_WORKER_THREADS", workers.to_owned()));
+            }
             (
-                "CRM_GATEWAY__LISTEN_ADDR",
-                format!("127.0.0.1:{gateway_port}"),
-            ),
-            ("CRM_GATEWAY__METRICS_ADDR", "127.0.0.1:0".to_owned()),
-            (
-                "CRM_GATEWAY__UPSTREAMS__CONTACTS__ADDRESSES",
-                format!("http://127.0.0.1:{contacts_port}"),
-            ),
-            // The benchmark measures the proxy, not the rate limiter.
-            ("CRM_GATEWAY__RATE_PER_TENANT", "1000000".to_owned()),
-            ("CRM_GATEWAY__BURST_PER_TENANT", "1000000".to_owned()),
-        ],
-    );
+                label,
+                port,
+                start(env!("CARGO_BIN_EXE_gateway").into(), &env),
+            )
+        })
+        .collect();
     let direct = serving(contacts_port, "").await;
-    let through = serving(gateway_port, "crm.contacts.v1.ContactsService").await;
+    let mut through = Vec::new();
+    for (label, port, _) in &gateways {
+        through.push((
+            *label,
+            serving(*port, "crm.contacts.v1.ContactsService").await,
+        ));
+    }
     let token: MetadataValue<Ascii> = format!(
         "Bearer {}",
         sign_hs256(
@@ -242,27 +258,35 @@ async fn main() {
     );
     println!("|---|---|---|---|---|---|---|");
     for &concurrency in concurrencies {
-        // Warm both paths (connections, caches), then measure them back to back.
+        // Warm every path (connections, caches), then measure them back to back.
         get_contacts(&direct, &token, &name, concurrency, concurrency * 20).await;
-        get_contacts(&through, &token, &name, concurrency, concurrency * 20).await;
+        for (_, channel) in &through {
+            get_contacts(channel, &token, &name, concurrency, concurrency * 20).await;
+        }
         let (direct_rps, direct_lat) =
             get_contacts(&direct, &token, &name, concurrency, total).await;
-        let (gateway_rps, gateway_lat) =
-            get_contacts(&through, &token, &name, concurrency, total).await;
         let direct_p99 = percentile(&direct_lat, 0.99);
-        let gateway_p99 = percentile(&gateway_lat, 0.99);
         println!(
             "| direct to contacts | {concurrency} | {direct_rps:.0} | {:.2} | {direct_p99:.2} | | |",
             percentile(&direct_lat, 0.5)
         );
-        println!(
-            "| through the gateway | {concurrency} | {gateway_rps:.0} | {:.2} | {gateway_p99:.2} | {:.2} | {:.2} |",
-            percentile(&gateway_lat, 0.5),
-            gateway_rps / direct_rps,
-            gateway_p99 - direct_p99
-        );
+        for (label, channel) in &through {
+            let (rps, lat) = get_contacts(channel, &token, &name, concurrency, total).await;
+            let p99 = percentile(&lat, 0.99);
+            println!(
+                "| through the gateway ({label}) | {concurrency} | {rps:.0} | {:.2} | {p99:.2} | {:.2} | {:.2} |",
+                percentile(&lat, 0.5),
+                rps / direct_rps,
+                p99 - direct_p99
+            );
+        }
     }
     println!();
-    println!("gateway peak RSS: {:.1} MiB", gateway.peak_memory_mib());
+    for (label, _, process) in &gateways {
+        println!(
+            "gateway ({label}) peak RSS: {:.1} MiB",
+            process.peak_memory_mib()
+        );
+    }
     let _ = std::fs::remove_dir_all(&folder);
 }

@@ -15,6 +15,8 @@ use crate::{body::CallSignals, upstream::Upstream};
 
 /// One call in flight, logged and counted when it ends.
 pub struct CallRecord {
+    /// The request path, for the log line.
+    pub path: String,
     /// The method, or `unknown` for a path the suite does not define (so a
     /// client cannot grow the metrics without bound).
     pub method: String,
@@ -41,7 +43,7 @@ impl CallRecord {
         let bytes_in = self.signals.bytes_in.load(Ordering::Relaxed);
         tracing::info!(
             target: "access",
-            method = %self.method,
+            method = %self.path,
             tenant = %self.tenant,
             status = code_name(code),
             duration_ms = elapsed.as_secs_f64() * 1000.0,

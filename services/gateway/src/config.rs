@@ -56,13 +56,27 @@ pub struct Section {
 /// One service behind the gateway (`[gateway.upstreams.contacts]`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct UpstreamSettings {
-    /// The protobuf packages it owns, comma-separated, for example
-    /// `crm.contacts.v1`; calls to `/crm.contacts.v1.X/Y` go to it.
+    /// The protobuf packages it owns, comma-separated; calls to
+    /// `/crm.contacts.v1.X/Y` go to the owner of `crm.contacts.v1`. Empty
+    /// means `crm.<name>.v1,crm.events.v1` (its API and its event feed).
+    #[serde(default)]
     pub packages: String,
     /// Its replicas, comma-separated `http://host:port` URLs. A host name is
     /// resolved again and again, so a Kubernetes headless service name spreads
     /// calls over every pod behind it.
     pub addresses: String,
+}
+
+impl UpstreamSettings {
+    /// The packages of the upstream called `name`.
+    pub fn packages_of(&self, name: &str) -> Vec<String> {
+        let listed: Vec<String> = list(&self.packages).map(str::to_owned).collect();
+        if listed.is_empty() {
+            vec![format!("crm.{name}.v1"), "crm.events.v1".to_owned()]
+        } else {
+            listed
+        }
+    }
 }
 
 impl Section {
@@ -73,8 +87,7 @@ impl Section {
 }
 
 /// The suite's services and their default ports, used when nothing is configured.
-const DEFAULT_UPSTREAMS: &[(&str, &str, u16)] =
-    &[("contacts", "crm.contacts.v1,crm.events.v1", 50061)];
+const DEFAULT_UPSTREAMS: &[(&str, u16)] = &[("contacts", 50061)];
 
 /// Loads the gateway's settings from defaults, `crm.toml` and `CRM_*` variables.
 pub fn load() -> Result<GatewaySettings, config::ConfigError> {
@@ -87,11 +100,10 @@ pub fn load() -> Result<GatewaySettings, config::ConfigError> {
         ("max_deadline_seconds".into(), "300".into()),
         ("default_unary_deadline_seconds".into(), "30".into()),
         ("cors_allowed_origins".into(), String::new()),
-        ("health_check_interval_ms".into(), "2000".into()),
+        ("health_check_interval_ms".into(), "1000".into()),
         ("dns_refresh_seconds".into(), "10".into()),
     ];
-    for (name, package, port) in DEFAULT_UPSTREAMS {
-        defaults.push((format!("upstreams.{name}.packages"), (*package).to_owned()));
+    for (name, port) in DEFAULT_UPSTREAMS {
         defaults.push((
             format!("upstreams.{name}.addresses"),
             format!("http://127.0.0.1:{port}"),

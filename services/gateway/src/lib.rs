@@ -85,7 +85,7 @@ impl Application {
         let mut upstreams = Vec::new();
         let mut owned = Vec::new();
         for (name, upstream) in &section.upstreams {
-            let packages: Vec<String> = list(&upstream.packages).map(str::to_owned).collect();
+            let packages = upstream.packages_of(name);
             let services = packages
                 .iter()
                 .flat_map(|package| catalogue.services_in(package))

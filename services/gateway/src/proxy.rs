@@ -98,6 +98,8 @@ impl Gateway {
             } else {
                 "unknown".to_owned()
             },
+            // Bounded: the path is the client's to choose.
+            path: path.chars().take(200).collect(),
             tenant: String::new(),
             request_id,
             trace_id: crm_shared::telemetry::current_trace_id().unwrap_or_default(),
