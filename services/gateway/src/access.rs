@@ -46,7 +46,7 @@ impl CallRecord {
             method = %self.path,
             tenant = %self.tenant,
             status = code_name(code),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            duration_us = elapsed.as_micros() as u64,
             bytes_in,
             bytes_out,
             request_id = %self.request_id,
