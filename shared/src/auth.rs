@@ -285,6 +285,18 @@ pub fn interceptor(
     }
 }
 
+/// The caller of a request after checking it holds one of `roles`, with the
+/// tenant every query of the call is scoped to.
+pub fn authorize<T>(
+    request: &Request<T>,
+    roles: &[Role],
+) -> Result<(Principal, crate::db::Tenant), ApiError> {
+    let principal = principal(request)?;
+    principal.require(roles)?;
+    let tenant = crate::db::Tenant::from(&principal);
+    Ok((principal, tenant))
+}
+
 /// The principal the interceptor stored; UNAUTHENTICATED if it is missing
 /// (a service mounted without the interceptor).
 pub fn principal<T>(request: &Request<T>) -> Result<Principal, ApiError> {

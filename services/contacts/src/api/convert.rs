@@ -13,23 +13,7 @@ use crate::domain::{
     Contact, ContactDraft, Email, LifecycleStage, Money, Phone, PostalAddress,
 };
 
-/// The etag of a version.
-pub fn etag(version: i64) -> String {
-    format!("\"{version}\"")
-}
-
-/// The version an etag names; empty means none; anything else malformed is
-/// INVALID_ARGUMENT on `field`.
-pub fn parse_etag(etag: &str, field: &str) -> Result<Option<i64>, ApiError> {
-    if etag.is_empty() {
-        return Ok(None);
-    }
-    etag.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
-        .map(Some)
-        .map_err(|_| ApiError::invalid(field, "not an etag this service issued"))
-}
+pub use crm_shared::convert::{etag, parse_etag};
 
 fn address_from(address: Option<pb_common::PostalAddress>) -> Option<PostalAddress> {
     address.map(|a| PostalAddress {

@@ -9,19 +9,20 @@ use std::{pin::Pin, sync::Arc};
 
 use crm_proto::contacts::{self as pb, contacts_service_server::ContactsService};
 use crm_shared::{
-    auth::{self, Principal, Role},
+    auth::{Role, authorize as caller},
     convert::parse_name,
-    db::Tenant,
+    convert::required,
     error::ApiError,
-    filter::{parse_filter, parse_order_by},
+    filter::parse_filter,
     idempotency::parse_request_id,
-    paging::{PageTokens, page_size},
+    paging::PageTokens,
+    store::{ListPlan, ListRequest},
 };
 use futures_util::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::domain::{self, ActivityKind};
-use crate::store::{ListQuery, Store};
+use crate::store::Store;
 pub use convert::ProtoPayloads;
 use convert::{
     activity_draft, activity_message, company_draft, company_message, contact_draft,
@@ -42,70 +43,10 @@ pub struct ContactsApi {
     page_tokens: PageTokens,
 }
 
-/// The principal of a request after checking it holds one of `roles`.
-fn caller<T>(request: &Request<T>, roles: &[Role]) -> Result<(Principal, Tenant), ApiError> {
-    let principal = auth::principal(request)?;
-    principal.require(roles)?;
-    let tenant = Tenant::from(&principal);
-    Ok((principal, tenant))
-}
-
-fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
-    value.ok_or_else(|| ApiError::invalid(field, "required"))
-}
-
 impl ContactsApi {
     /// The service over a store.
     pub fn new(store: Store, page_tokens: PageTokens) -> Self {
         Self { store, page_tokens }
-    }
-
-    /// Translates list parameters into a store query for one resource.
-    #[allow(clippy::too_many_arguments)]
-    fn list_query(
-        &self,
-        resource: &str,
-        schema: &crm_shared::filter::FilterSchema,
-        orderable: &[(&'static str, &'static str)],
-        filter: &str,
-        order_by: &str,
-        show_deleted: bool,
-        size: i32,
-        token: &str,
-    ) -> Result<(ListQuery, String), ApiError> {
-        let limit = page_size(size, 50, 1000, "page_size")?;
-        let condition =
-            parse_filter(schema, filter).map_err(|e| ApiError::invalid("filter", e.message))?;
-        let order = parse_order_by(orderable, order_by)
-            .map_err(|e| ApiError::invalid("order_by", e.message))?;
-        let fingerprint = format!("{resource}\0{filter}\0{order_by}\0{show_deleted}");
-        let offset = self.page_tokens.decode(token, &fingerprint, "page_token")?;
-        Ok((
-            ListQuery {
-                condition,
-                order,
-                show_deleted,
-                offset,
-                limit,
-            },
-            fingerprint,
-        ))
-    }
-
-    /// The token of the page after `returned` rows from `query`, if any remain.
-    fn next_token(
-        &self,
-        fingerprint: &str,
-        query_offset: u64,
-        returned: usize,
-        total: u64,
-    ) -> String {
-        let next = query_offset + returned as u64;
-        if returned > 0 && next < total {
-            self.page_tokens.encode(fingerprint, next)
-        } else {
-            String::new()
-        }
     }
 }
 
@@ -144,20 +85,25 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::ListContactsResponse>, Status> {
         let (_, tenant) = caller(&request, Role::READERS)?;
         let r = request.into_inner();
-        let (query, fingerprint) = self.list_query(
-            "contacts",
-            &crate::store::CONTACT_FILTER,
-            crate::store::CONTACT_ORDER,
-            &r.filter,
-            &r.order_by,
-            r.show_deleted,
-            r.page_size,
-            &r.page_token,
+        let plan = ListPlan::new(
+            &self.page_tokens,
+            ListRequest {
+                resource: "contacts",
+                schema: &crate::store::CONTACT_FILTER,
+                orderable: crate::store::CONTACT_ORDER,
+                filter: &r.filter,
+                order_by: &r.order_by,
+                show_deleted: r.show_deleted,
+                page_size: r.page_size,
+                page_token: &r.page_token,
+            },
         )?;
-        let offset = query.offset;
-        let (contacts, total) = self.store.list_contacts(&tenant, query).await?;
+        let (contacts, total) = self
+            .store
+            .list_contacts(&tenant, plan.query.clone())
+            .await?;
         Ok(Response::new(pb::ListContactsResponse {
-            next_page_token: self.next_token(&fingerprint, offset, contacts.len(), total),
+            next_page_token: plan.next_page_token(&self.page_tokens, contacts.len(), total),
             contacts: contacts.iter().map(contact_message).collect(),
             total_size: i32::try_from(total).unwrap_or(i32::MAX),
         }))
@@ -329,20 +275,25 @@ impl ContactsService for ContactsApi {
         self.store.get_contact(&tenant, id).await?;
         // The timeline is the activity list filtered to one contact, newest first.
         let filter = format!("contact = \"contacts/{id}\"");
-        let (query, fingerprint) = self.list_query(
-            "activities",
-            &crate::store::ACTIVITY_FILTER,
-            crate::store::ACTIVITY_ORDER,
-            &filter,
-            "occur_time desc",
-            false,
-            r.page_size,
-            &r.page_token,
+        let plan = ListPlan::new(
+            &self.page_tokens,
+            ListRequest {
+                resource: "activities",
+                schema: &crate::store::ACTIVITY_FILTER,
+                orderable: crate::store::ACTIVITY_ORDER,
+                filter: &filter,
+                order_by: "occur_time desc",
+                show_deleted: false,
+                page_size: r.page_size,
+                page_token: &r.page_token,
+            },
         )?;
-        let offset = query.offset;
-        let (activities, total) = self.store.list_activities(&tenant, query).await?;
+        let (activities, total) = self
+            .store
+            .list_activities(&tenant, plan.query.clone())
+            .await?;
         Ok(Response::new(pb::ListTimelineResponse {
-            next_page_token: self.next_token(&fingerprint, offset, activities.len(), total),
+            next_page_token: plan.next_page_token(&self.page_tokens, activities.len(), total),
             activities: activities.iter().map(activity_message).collect(),
         }))
     }
@@ -407,20 +358,25 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::ListCompaniesResponse>, Status> {
         let (_, tenant) = caller(&request, Role::READERS)?;
         let r = request.into_inner();
-        let (query, fingerprint) = self.list_query(
-            "companies",
-            &crate::store::COMPANY_FILTER,
-            crate::store::COMPANY_ORDER,
-            &r.filter,
-            &r.order_by,
-            r.show_deleted,
-            r.page_size,
-            &r.page_token,
+        let plan = ListPlan::new(
+            &self.page_tokens,
+            ListRequest {
+                resource: "companies",
+                schema: &crate::store::COMPANY_FILTER,
+                orderable: crate::store::COMPANY_ORDER,
+                filter: &r.filter,
+                order_by: &r.order_by,
+                show_deleted: r.show_deleted,
+                page_size: r.page_size,
+                page_token: &r.page_token,
+            },
         )?;
-        let offset = query.offset;
-        let (companies, total) = self.store.list_companies(&tenant, query).await?;
+        let (companies, total) = self
+            .store
+            .list_companies(&tenant, plan.query.clone())
+            .await?;
         Ok(Response::new(pb::ListCompaniesResponse {
-            next_page_token: self.next_token(&fingerprint, offset, companies.len(), total),
+            next_page_token: plan.next_page_token(&self.page_tokens, companies.len(), total),
             companies: companies.iter().map(company_message).collect(),
             total_size: i32::try_from(total).unwrap_or(i32::MAX),
         }))
@@ -564,20 +520,25 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::ListActivitiesResponse>, Status> {
         let (_, tenant) = caller(&request, Role::READERS)?;
         let r = request.into_inner();
-        let (query, fingerprint) = self.list_query(
-            "activities",
-            &crate::store::ACTIVITY_FILTER,
-            crate::store::ACTIVITY_ORDER,
-            &r.filter,
-            &r.order_by,
-            r.show_deleted,
-            r.page_size,
-            &r.page_token,
+        let plan = ListPlan::new(
+            &self.page_tokens,
+            ListRequest {
+                resource: "activities",
+                schema: &crate::store::ACTIVITY_FILTER,
+                orderable: crate::store::ACTIVITY_ORDER,
+                filter: &r.filter,
+                order_by: &r.order_by,
+                show_deleted: r.show_deleted,
+                page_size: r.page_size,
+                page_token: &r.page_token,
+            },
         )?;
-        let offset = query.offset;
-        let (activities, total) = self.store.list_activities(&tenant, query).await?;
+        let (activities, total) = self
+            .store
+            .list_activities(&tenant, plan.query.clone())
+            .await?;
         Ok(Response::new(pb::ListActivitiesResponse {
-            next_page_token: self.next_token(&fingerprint, offset, activities.len(), total),
+            next_page_token: plan.next_page_token(&self.page_tokens, activities.len(), total),
             activities: activities.iter().map(activity_message).collect(),
             total_size: i32::try_from(total).unwrap_or(i32::MAX),
         }))

@@ -9,39 +9,7 @@ use super::contact::PostalAddress;
 use super::text::fold;
 use super::validate::{MAX_SHORT, Violations, normalize_tags};
 
-/// An amount in one currency (units + nanos, as google.type.Money).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Money {
-    /// ISO 4217.
-    pub currency_code: String,
-    /// Whole units.
-    pub units: i64,
-    /// Nano units, same sign as units.
-    pub nanos: i32,
-}
-
-impl Money {
-    /// Checks the currency code and the nanos' range and sign.
-    pub fn check(&self, field: &str, v: &mut Violations) {
-        if self.currency_code.len() != 3
-            || !self.currency_code.chars().all(|c| c.is_ascii_uppercase())
-        {
-            v.add(
-                format!("{field}.currency_code"),
-                "a three-letter upper-case ISO 4217 code",
-            );
-        }
-        let nanos_ok = self.nanos.abs() < 1_000_000_000
-            && !(self.units > 0 && self.nanos < 0)
-            && !(self.units < 0 && self.nanos > 0);
-        if !nanos_ok {
-            v.add(
-                format!("{field}.nanos"),
-                "between -999999999 and 999999999, with the sign of units",
-            );
-        }
-    }
-}
+pub use crm_shared::money::Money;
 
 /// The writable fields of a company.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

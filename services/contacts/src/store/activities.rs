@@ -11,9 +11,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::Store;
 use super::entities::{activity, activity_row, company, contact, now};
-use super::{Claim, ListQuery, Store, check_version};
 use crate::domain::{Activity, ActivityDraft};
+use crm_shared::store::{Claim, ListQuery, check_version};
 
 const KIND_VALUES: &[(&str, &str)] = &[
     ("NOTE", "NOTE"),
@@ -122,6 +123,7 @@ impl Store {
         request_id: Option<String>,
     ) -> Result<Activity, ApiError> {
         if let Some(existing) = self
+            .base
             .replayed(tenant, "CreateActivity", request_id.as_deref())
             .await?
         {
@@ -142,6 +144,7 @@ impl Store {
         check_links(&*txn, tenant, &activity.draft).await?;
         let name = activity.name();
         let txn = match self
+            .base
             .claim(txn, tenant, "CreateActivity", request_id.as_deref(), &name)
             .await?
         {
@@ -164,7 +167,7 @@ impl Store {
             self.payloads.activity(&activity),
             actor,
         );
-        self.commit(txn, tenant, vec![event]).await?;
+        self.base.commit(txn, tenant, vec![event]).await?;
         Ok(activity)
     }
 
@@ -179,7 +182,8 @@ impl Store {
         tenant: &Tenant,
         query: ListQuery,
     ) -> Result<(Vec<Activity>, u64), ApiError> {
-        self.list_page::<activity::Entity, Activity>(tenant, query)
+        self.base
+            .list_page::<activity::Entity, Activity>(tenant, query)
             .await
     }
 
@@ -224,22 +228,23 @@ impl Store {
         let row = activity_row(tenant.as_str(), &activity)
             .into_active_model()
             .reset_all();
-        self.save_versioned::<activity::Entity>(
-            &txn,
-            tenant,
-            &activity.name(),
-            id,
-            stored_version,
-            row,
-        )
-        .await?;
+        self.base
+            .save_versioned::<activity::Entity>(
+                &txn,
+                tenant,
+                &activity.name(),
+                id,
+                stored_version,
+                row,
+            )
+            .await?;
         let event = self.event(
             event,
             activity.name(),
             self.payloads.activity(&activity),
             actor,
         );
-        self.commit(txn, tenant, vec![event]).await?;
+        self.base.commit(txn, tenant, vec![event]).await?;
         Ok(activity)
     }
 }

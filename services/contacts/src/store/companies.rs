@@ -10,9 +10,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::Store;
 use super::entities::{company, company_row, now};
-use super::{Claim, ListQuery, Store, check_version};
 use crate::domain::{Company, CompanyDraft};
+use crm_shared::store::{Claim, ListQuery, check_version};
 
 /// The fields a company filter may name.
 pub const FILTER: FilterSchema = FilterSchema {
@@ -94,6 +95,7 @@ impl Store {
         request_id: Option<String>,
     ) -> Result<Company, ApiError> {
         if let Some(existing) = self
+            .base
             .replayed(tenant, "CreateCompany", request_id.as_deref())
             .await?
         {
@@ -112,6 +114,7 @@ impl Store {
         let txn = self.db.begin_write().await?;
         let name = company.name();
         let txn = match self
+            .base
             .claim(txn, tenant, "CreateCompany", request_id.as_deref(), &name)
             .await?
         {
@@ -134,7 +137,7 @@ impl Store {
             self.payloads.company(&company),
             actor,
         );
-        self.commit(txn, tenant, vec![event]).await?;
+        self.base.commit(txn, tenant, vec![event]).await?;
         Ok(company)
     }
 
@@ -149,7 +152,8 @@ impl Store {
         tenant: &Tenant,
         query: ListQuery,
     ) -> Result<(Vec<Company>, u64), ApiError> {
-        self.list_page::<company::Entity, Company>(tenant, query)
+        self.base
+            .list_page::<company::Entity, Company>(tenant, query)
             .await
     }
 
@@ -173,22 +177,23 @@ impl Store {
         let row = company_row(tenant.as_str(), &company)
             .into_active_model()
             .reset_all();
-        self.save_versioned::<company::Entity>(
-            &txn,
-            tenant,
-            &company.name(),
-            id,
-            stored_version,
-            row,
-        )
-        .await?;
+        self.base
+            .save_versioned::<company::Entity>(
+                &txn,
+                tenant,
+                &company.name(),
+                id,
+                stored_version,
+                row,
+            )
+            .await?;
         let event = self.event(
             event,
             company.name(),
             self.payloads.company(&company),
             actor,
         );
-        self.commit(txn, tenant, vec![event]).await?;
+        self.base.commit(txn, tenant, vec![event]).await?;
         Ok(company)
     }
 }

@@ -14,9 +14,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::Store;
 use super::entities::{activity, company, contact, contact_key, contact_row, now};
-use super::{Claim, ListQuery, Store, check_version};
 use crate::domain::{Contact, ContactDraft};
+use crm_shared::store::{Claim, ListQuery, check_version};
 
 const LIFECYCLE_VALUES: &[(&str, &str)] = &[
     ("SUBSCRIBER", "SUBSCRIBER"),
@@ -230,6 +231,7 @@ impl Store {
         request_id: Option<String>,
     ) -> Result<Contact, ApiError> {
         if let Some(existing) = self
+            .base
             .replayed(tenant, "CreateContact", request_id.as_deref())
             .await?
         {
@@ -249,6 +251,7 @@ impl Store {
         check_company(&*txn, tenant, &contact.draft.company, "contact.company").await?;
         let name = contact.name();
         let txn = match self
+            .base
             .claim(txn, tenant, "CreateContact", request_id.as_deref(), &name)
             .await?
         {
@@ -271,7 +274,7 @@ impl Store {
             self.payloads.contact(&contact),
             actor,
         );
-        self.commit(txn, tenant, vec![event]).await?;
+        self.base.commit(txn, tenant, vec![event]).await?;
         Ok(contact)
     }
 
@@ -314,7 +317,8 @@ impl Store {
         tenant: &Tenant,
         query: ListQuery,
     ) -> Result<(Vec<Contact>, u64), ApiError> {
-        self.list_page::<contact::Entity, Contact>(tenant, query)
+        self.base
+            .list_page::<contact::Entity, Contact>(tenant, query)
             .await
     }
 
@@ -368,15 +372,16 @@ impl Store {
         let row = contact_row(tenant.as_str(), &contact)
             .into_active_model()
             .reset_all();
-        self.save_versioned::<contact::Entity>(
-            &txn,
-            tenant,
-            &contact.name(),
-            id,
-            stored_version,
-            row,
-        )
-        .await?;
+        self.base
+            .save_versioned::<contact::Entity>(
+                &txn,
+                tenant,
+                &contact.name(),
+                id,
+                stored_version,
+                row,
+            )
+            .await?;
         let keys = contact.delete_time.is_none().then_some(&contact.draft);
         replace_keys(&*txn, tenant, &id.to_string(), keys).await?;
         let event = self.event(
@@ -385,7 +390,7 @@ impl Store {
             self.payloads.contact(&contact),
             actor,
         );
-        self.commit(txn, tenant, vec![event]).await?;
+        self.base.commit(txn, tenant, vec![event]).await?;
         Ok(contact)
     }
 
@@ -663,7 +668,7 @@ impl Store {
             self.payloads.contact(&survivor),
             actor,
         ));
-        self.commit(txn, tenant, events).await?;
+        self.base.commit(txn, tenant, events).await?;
         Ok(survivor)
     }
 
@@ -771,7 +776,7 @@ impl Store {
         // 24 columns x 500 rows and 4 x 2000 stay below SQLite's 32,766 values.
         insert_in_batches(&*txn, contact_rows, 500).await?;
         insert_in_batches(&*txn, keys, 2000).await?;
-        self.commit(txn, tenant, events).await?;
+        self.base.commit(txn, tenant, events).await?;
         Ok(outcomes)
     }
 
@@ -855,7 +860,7 @@ impl Store {
             self.payloads.erased(&name),
             actor,
         );
-        self.commit(txn, tenant, vec![event]).await?;
+        self.base.commit(txn, tenant, vec![event]).await?;
         Ok(erased)
     }
 }

@@ -53,7 +53,7 @@ pub mod contact {
         const TENANT: Column = Column::Tenant;
     }
 
-    impl crate::store::ResourceTable for Entity {
+    impl crm_shared::store::ResourceTable for Entity {
         const ID: Column = Column::Id;
         const DELETE_TIME: Column = Column::DeleteTime;
         const VERSION: Column = Column::Version;
@@ -125,7 +125,7 @@ pub mod company {
         const TENANT: Column = Column::Tenant;
     }
 
-    impl crate::store::ResourceTable for Entity {
+    impl crm_shared::store::ResourceTable for Entity {
         const ID: Column = Column::Id;
         const DELETE_TIME: Column = Column::DeleteTime;
         const VERSION: Column = Column::Version;
@@ -167,7 +167,7 @@ pub mod activity {
         const TENANT: Column = Column::Tenant;
     }
 
-    impl crate::store::ResourceTable for Entity {
+    impl crm_shared::store::ResourceTable for Entity {
         const ID: Column = Column::Id;
         const DELETE_TIME: Column = Column::DeleteTime;
         const VERSION: Column = Column::Version;

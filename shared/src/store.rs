@@ -1,0 +1,292 @@
+//! What every service's store does the same way: tenant-scoped resource
+//! tables with soft delete and versions, one page of a list, optimistic
+//! concurrency, idempotent creates, and committing with the outbox.
+//!
+//! A service's own store holds a [`Resources`] and adds its queries.
+
+use sea_orm::{
+    ColumnTrait, Condition, FromQueryResult, Order, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use crate::{
+    db::{Database, Tenant, TenantScoped, WriteTxn},
+    error::ApiError,
+    filter::{FilterSchema, parse_filter, parse_order_by},
+    idempotency::{self, Recorded},
+    outbox::{self, CommitSignal, NewEvent},
+    paging::{PageTokens, page_size},
+};
+
+/// A table of resources: tenant-scoped, soft-deletable, versioned, with
+/// time-ordered ids.
+pub trait ResourceTable: TenantScoped {
+    /// The id column.
+    const ID: Self::Column;
+    /// The soft-delete time.
+    const DELETE_TIME: Self::Column;
+    /// The version the etag carries.
+    const VERSION: Self::Column;
+    /// The order of a list without `order_by`, newest first.
+    const DEFAULT_ORDER: Self::Column;
+}
+
+/// One page of a list: the filter and order, already translated and checked.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// The filter.
+    pub condition: Condition,
+    /// Columns and directions; the id is appended as the final tie-breaker.
+    pub order: Vec<(&'static str, Order)>,
+    /// Include soft-deleted rows.
+    pub show_deleted: bool,
+    /// Rows to skip.
+    pub offset: u64,
+    /// Rows to return.
+    pub limit: u64,
+}
+
+/// The list parameters of a request (AIP-132), before they are checked.
+pub struct ListRequest<'a> {
+    /// The resource kind, binding page tokens to it.
+    pub resource: &'a str,
+    /// The fields `filter` may name.
+    pub schema: &'a FilterSchema,
+    /// The fields `order_by` may name, with their columns.
+    pub orderable: &'a [(&'static str, &'static str)],
+    /// The AIP-160 filter.
+    pub filter: &'a str,
+    /// The AIP-132 order.
+    pub order_by: &'a str,
+    /// Include soft-deleted resources.
+    pub show_deleted: bool,
+    /// The requested page size.
+    pub page_size: i32,
+    /// The page token from the previous page.
+    pub page_token: &'a str,
+}
+
+/// A checked list request: the query and the fingerprint page tokens carry.
+pub struct ListPlan {
+    /// The query for this page.
+    pub query: ListQuery,
+    fingerprint: String,
+}
+
+impl ListPlan {
+    /// Checks `request`: page size, filter, order and page token, each
+    /// INVALID_ARGUMENT naming its field when wrong.
+    pub fn new(tokens: &PageTokens, request: ListRequest<'_>) -> Result<Self, ApiError> {
+        let limit = page_size(request.page_size, 50, 1000, "page_size")?;
+        let condition = parse_filter(request.schema, request.filter)
+            .map_err(|e| ApiError::invalid("filter", e.message))?;
+        let order = parse_order_by(request.orderable, request.order_by)
+            .map_err(|e| ApiError::invalid("order_by", e.message))?;
+        let fingerprint = format!(
+            "{}\0{}\0{}\0{}",
+            request.resource, request.filter, request.order_by, request.show_deleted
+        );
+        let offset = tokens.decode(request.page_token, &fingerprint, "page_token")?;
+        Ok(Self {
+            query: ListQuery {
+                condition,
+                order,
+                show_deleted: request.show_deleted,
+                offset,
+                limit,
+            },
+            fingerprint,
+        })
+    }
+
+    /// The token of the page after `returned` rows, if any remain of `total`.
+    pub fn next_page_token(&self, tokens: &PageTokens, returned: usize, total: u64) -> String {
+        let next = self.query.offset + returned as u64;
+        if returned > 0 && next < total {
+            tokens.encode(&self.fingerprint, next)
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// Whether this request's idempotency key was free.
+pub enum Claim {
+    /// It was: go on in the transaction.
+    Won(WriteTxn),
+    /// Another request with it created this resource first.
+    Lost(String),
+}
+
+/// The database of one service with its outbox.
+#[derive(Clone)]
+pub struct Resources {
+    /// The pool.
+    pub db: Database,
+    signal: CommitSignal,
+    package: &'static str,
+}
+
+impl Resources {
+    /// Resources in `db` whose events are named in `package` (`crm.sales.v1`)
+    /// and wake the event feed through `signal`.
+    pub fn new(db: Database, signal: CommitSignal, package: &'static str) -> Self {
+        Self {
+            db,
+            signal,
+            package,
+        }
+    }
+
+    /// Appends events and commits; followers of the feed are woken.
+    pub async fn commit(
+        &self,
+        txn: WriteTxn,
+        tenant: &Tenant,
+        events: Vec<NewEvent>,
+    ) -> Result<(), ApiError> {
+        outbox::append(&*txn, tenant, self.package, events).await?;
+        txn.commit().await?;
+        self.signal.notify();
+        Ok(())
+    }
+
+    /// The resource an earlier request with this request id created, if any.
+    pub async fn replayed(
+        &self,
+        tenant: &Tenant,
+        method: &str,
+        request_id: Option<&str>,
+    ) -> Result<Option<String>, ApiError> {
+        match request_id {
+            Some(key) => Ok(idempotency::lookup(&self.db.conn, tenant, method, key).await?),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the request id in `txn` as creating `resource`. When a
+    /// concurrent request with the same id committed first, rolls `txn` back
+    /// and returns the resource that request created.
+    pub async fn claim(
+        &self,
+        txn: WriteTxn,
+        tenant: &Tenant,
+        method: &str,
+        request_id: Option<&str>,
+        resource: &str,
+    ) -> Result<Claim, ApiError> {
+        let Some(key) = request_id else {
+            return Ok(Claim::Won(txn));
+        };
+        match idempotency::record(&*txn, tenant, method, key, resource).await? {
+            Recorded::New => Ok(Claim::Won(txn)),
+            Recorded::Taken => {
+                // Give the connection back before reading the winner's row,
+                // or concurrent losers can hold every pooled connection.
+                txn.rollback().await?;
+                idempotency::lookup(&self.db.conn, tenant, method, key)
+                    .await?
+                    .map(Claim::Lost)
+                    .ok_or_else(|| {
+                        ApiError::Aborted(
+                            "a concurrent request with this request_id failed; retry".into(),
+                        )
+                    })
+            }
+        }
+    }
+
+    /// One page of a list and the total that match, converted to domain values.
+    pub async fn list_page<E, T>(
+        &self,
+        tenant: &Tenant,
+        query: ListQuery,
+    ) -> Result<(Vec<T>, u64), ApiError>
+    where
+        E: ResourceTable,
+        E::Model: FromQueryResult + Send + Sync,
+        T: TryFrom<E::Model, Error = ApiError>,
+    {
+        let mut select = E::find_in(tenant).filter(query.condition);
+        if !query.show_deleted {
+            select = select.filter(E::DELETE_TIME.is_null());
+        }
+        let total = select.clone().count(&self.db.conn).await?;
+        if query.order.is_empty() {
+            select = select.order_by(E::DEFAULT_ORDER, Order::Desc);
+        }
+        for (column, order) in query.order {
+            select = select.order_by(Expr::col(column), order);
+        }
+        let rows = select
+            .order_by(E::ID, Order::Desc)
+            .offset(query.offset)
+            .limit(query.limit)
+            .all(&self.db.conn)
+            .await?;
+        let items = rows
+            .into_iter()
+            .map(T::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok((items, total))
+    }
+
+    /// Writes `row` over the stored one unless its version moved on since it
+    /// was read (`stored_version`): then a concurrent writer won, ABORTED.
+    pub async fn save_versioned<E: ResourceTable>(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        name: &str,
+        id: Uuid,
+        stored_version: i64,
+        row: E::ActiveModel,
+    ) -> Result<(), ApiError> {
+        let updated = E::update_many()
+            .set(row)
+            .filter(E::TENANT.eq(tenant.as_str()))
+            .filter(E::ID.eq(id.to_string()))
+            .filter(E::VERSION.eq(stored_version))
+            .exec(&**txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(stale(name));
+        }
+        Ok(())
+    }
+
+    /// The row of `E` with `id` in `tenant`, or NOT_FOUND naming `name`.
+    pub async fn find<E>(
+        &self,
+        conn: &impl sea_orm::ConnectionTrait,
+        tenant: &Tenant,
+        id: Uuid,
+        name: &str,
+    ) -> Result<E::Model, ApiError>
+    where
+        E: ResourceTable,
+        E::Model: FromQueryResult + Send + Sync,
+    {
+        E::find_in(tenant)
+            .filter(E::ID.eq(id.to_string()))
+            .one(conn)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(name.to_owned()))
+    }
+}
+
+/// ABORTED for a stale etag.
+pub fn stale(name: &str) -> ApiError {
+    ApiError::Aborted(format!(
+        "{name} was changed by someone else; read it again and retry"
+    ))
+}
+
+/// Checks an expected version (from an etag) against the stored one.
+pub fn check_version(name: &str, expected: Option<i64>, stored: i64) -> Result<(), ApiError> {
+    match expected {
+        Some(expected) if expected != stored => Err(stale(name)),
+        _ => Ok(()),
+    }
+}
