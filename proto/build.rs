@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "crm/common/v1/common.proto",
     "crm/events/v1/events.proto",
     "crm/contacts/v1/contacts.proto",
+    "crm/sales/v1/sales.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -23,8 +23,14 @@ pub mod crm {
             tonic::include_proto!("crm.contacts.v1");
         }
     }
+    pub mod sales {
+        pub mod v1 {
+            tonic::include_proto!("crm.sales.v1");
+        }
+    }
 }
 
 pub use crm::common::v1 as common;
 pub use crm::contacts::v1 as contacts;
 pub use crm::events::v1 as events;
+pub use crm::sales::v1 as sales;

@@ -158,7 +158,10 @@ impl From<ApiError> for Status {
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
+        use sea_orm::{DbErr, SqlErr};
+        if let Some(SqlErr::UniqueConstraintViolation(_)) = error.sql_err() {
+            return ApiError::AlreadyExists("a resource with the same unique key exists".into());
+        }
         match &error {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
                 tracing::warn!(%error, "database unavailable");

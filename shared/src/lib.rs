@@ -3,6 +3,7 @@
 //! [`telemetry`], [`db::connect`] and migrate, then [`server::serve`].
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod convert;
 pub mod db;

@@ -65,6 +65,26 @@ impl Money {
     }
 }
 
+impl From<crm_proto::common::Money> for Money {
+    fn from(m: crm_proto::common::Money) -> Self {
+        Self {
+            currency_code: m.currency_code,
+            units: m.units,
+            nanos: m.nanos,
+        }
+    }
+}
+
+impl From<&Money> for crm_proto::common::Money {
+    fn from(m: &Money) -> Self {
+        Self {
+            currency_code: m.currency_code.clone(),
+            units: m.units,
+            nanos: m.nanos,
+        }
+    }
+}
+
 /// Sums per currency: amounts in different currencies are never added together.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals(BTreeMap<String, i128>);

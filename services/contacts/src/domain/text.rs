@@ -22,60 +22,7 @@ pub fn fold(text: &str) -> String {
     replaced.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The comparison key of an email address: trimmed and lower-cased.
-pub fn email_key(address: &str) -> String {
-    address.trim().to_lowercase()
-}
-
-/// Whether `address` is a plausible email address: one "@", a non-empty
-/// local part, a domain with a dot and no empty labels, no spaces.
-pub fn is_email(address: &str) -> bool {
-    if address.len() > 254 || address.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return false;
-    }
-    let Some((local, domain)) = address.rsplit_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && local.len() <= 64
-        && !local.contains('@')
-        && domain.contains('.')
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
-        })
-}
-
-/// The comparison key of a phone number: a leading "+" (for "+" or "00")
-/// and the digits; `None` when it is not a phone number (7 to 15 digits,
-/// only digits, spaces, ".", "-", "(", ")" and a leading "+").
-pub fn phone_key(number: &str) -> Option<String> {
-    let trimmed = number.trim();
-    let (international, rest) = match trimmed.strip_prefix('+') {
-        Some(rest) => (true, rest),
-        None => match trimmed.strip_prefix("00") {
-            Some(rest) => (true, rest),
-            None => (false, trimmed),
-        },
-    };
-    if !rest
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')'))
-    {
-        return None;
-    }
-    let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
-    if !(7..=15).contains(&digits.len()) {
-        return None;
-    }
-    Some(if international {
-        format!("+{digits}")
-    } else {
-        digits
-    })
-}
+pub use crm_shared::validate::{email_key, is_email, phone_key};
 
 /// The words of a search query, folded; phone-like words keep only digits.
 pub fn query_words(query: &str) -> Vec<String> {

@@ -1,0 +1,521 @@
+//! Opportunity queries: create with pipeline, stage and prices resolved;
+//! updates that record stage moves; the data forecasts and analyses read.
+
+use chrono::{DateTime, Utc};
+use crm_shared::{
+    db::{Tenant, TenantScoped, WriteTxn},
+    error::ApiError,
+    filter::{FieldKind, FilterField, FilterSchema},
+    store::{Claim, ListQuery, check_version},
+};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use uuid::Uuid;
+
+use super::{
+    Store,
+    entities::{from_json, opportunity, to_json},
+};
+use crate::domain::{
+    opportunity::{Opportunity, OpportunityDraft},
+    pipeline::{Pipeline, StageKind},
+};
+
+const STATE_VALUES: &[(&str, &str)] = &[("OPEN", "OPEN"), ("WON", "WON"), ("LOST", "LOST")];
+
+const fn text(name: &'static str) -> FilterField {
+    FilterField {
+        name,
+        column: name,
+        kind: FieldKind::Text,
+    }
+}
+
+/// The fields an opportunity filter may name.
+pub const FILTER: FilterSchema = FilterSchema {
+    fields: &[
+        text("display_name"),
+        text("pipeline"),
+        text("stage"),
+        FilterField {
+            name: "state",
+            column: "state",
+            kind: FieldKind::Enum(STATE_VALUES),
+        },
+        text("owner"),
+        text("contact"),
+        text("company"),
+        text("currency_code"),
+        text("expected_close_date"),
+        text("source_lead"),
+        FilterField {
+            name: "close_time",
+            column: "close_time",
+            kind: FieldKind::Timestamp,
+        },
+        FilterField {
+            name: "create_time",
+            column: "create_time",
+            kind: FieldKind::Timestamp,
+        },
+    ],
+};
+
+/// The fields an opportunity list may be ordered by.
+pub const ORDER_BY: &[(&str, &str)] = &[
+    ("create_time", "create_time"),
+    ("expected_close_date", "expected_close_date"),
+    ("display_name", "display_name"),
+    ("close_time", "close_time"),
+];
+
+fn state_name(kind: StageKind) -> &'static str {
+    match kind {
+        StageKind::Open => "OPEN",
+        StageKind::Won => "WON",
+        StageKind::Lost => "LOST",
+    }
+}
+
+impl TryFrom<opportunity::Model> for Opportunity {
+    type Error = ApiError;
+
+    fn try_from(row: opportunity::Model) -> Result<Self, ApiError> {
+        let bad = |what: &str| ApiError::Internal(format!("stored opportunity has a bad {what}"));
+        Ok(Self {
+            id: row.id.parse().map_err(|_| bad("id"))?,
+            draft: OpportunityDraft {
+                display_name: row.display_name,
+                amount: if row.amount.is_empty() {
+                    None
+                } else {
+                    Some(from_json(&row.amount, "amount")?)
+                },
+                pipeline: row.pipeline,
+                stage: row.stage,
+                expected_close_date: if row.expected_close_date.is_empty() {
+                    None
+                } else {
+                    Some(row.expected_close_date.parse().map_err(|_| bad("date"))?)
+                },
+                owner: row.owner,
+                contact: row.contact,
+                company: row.company,
+                line_items: from_json(&row.line_items, "line items")?,
+                close_reason: row.close_reason,
+            },
+            state: match row.state.as_str() {
+                "OPEN" => StageKind::Open,
+                "WON" => StageKind::Won,
+                "LOST" => StageKind::Lost,
+                _ => return Err(bad("state")),
+            },
+            close_time: row.close_time,
+            stage_history: from_json(&row.stage_history, "stage history")?,
+            source_lead: row.source_lead,
+            create_time: row.create_time,
+            update_time: row.update_time,
+            delete_time: row.delete_time,
+            version: row.version,
+        })
+    }
+}
+
+fn opportunity_row(tenant: &Tenant, o: &Opportunity) -> opportunity::ActiveModel {
+    let d = &o.draft;
+    opportunity::Model {
+        id: o.id.to_string(),
+        tenant: tenant.as_str().to_owned(),
+        display_name: d.display_name.clone(),
+        amount: d.amount.as_ref().map(to_json).unwrap_or_default(),
+        currency_code: d
+            .amount
+            .as_ref()
+            .map(|a| a.currency_code.clone())
+            .unwrap_or_default(),
+        pipeline: d.pipeline.clone(),
+        stage: d.stage.clone(),
+        state: state_name(o.state).to_owned(),
+        expected_close_date: d
+            .expected_close_date
+            .map(|date| date.format("%Y-%m-%d").to_string())
+            .unwrap_or_default(),
+        owner: d.owner.clone(),
+        contact: d.contact.clone(),
+        company: d.company.clone(),
+        line_items: to_json(&d.line_items),
+        close_reason: d.close_reason.clone(),
+        close_time: o.close_time,
+        stage_history: to_json(&o.stage_history),
+        source_lead: o.source_lead.clone(),
+        create_time: o.create_time,
+        update_time: o.update_time,
+        delete_time: o.delete_time,
+        version: o.version,
+    }
+    .into_active_model()
+}
+
+impl Store {
+    /// A new opportunity from a checked draft: its pipeline (the default when
+    /// empty), its stage (the first open one when empty), line-item prices
+    /// from the catalogue, and the first entry of its stage history.
+    pub async fn prepare_opportunity(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        mut draft: OpportunityDraft,
+        source_lead: String,
+    ) -> Result<Opportunity, ApiError> {
+        let pipeline = self
+            .resolve_pipeline(tenant, &draft.pipeline, "opportunity.pipeline")
+            .await?;
+        draft.pipeline = pipeline.name();
+        let kind = if draft.stage.is_empty() {
+            let first = pipeline.first_stage();
+            draft.stage = pipeline.stage_name(first);
+            first.kind
+        } else {
+            stage_kind(&pipeline, &draft.stage, "opportunity.stage")?
+        };
+        self.price_line_items(
+            tenant,
+            &mut draft.line_items,
+            "opportunity.line_items",
+            true,
+        )
+        .await?;
+        draft.normalize_and_check("opportunity")?;
+        if draft.owner.is_empty() {
+            draft.owner = actor.to_owned();
+        }
+        let now = Utc::now();
+        let stage = draft.stage.clone();
+        let mut created = Opportunity {
+            id: Uuid::now_v7(),
+            draft,
+            state: StageKind::Open,
+            close_time: None,
+            stage_history: vec![],
+            source_lead,
+            create_time: now,
+            update_time: now,
+            delete_time: None,
+            version: 1,
+        };
+        created.enter_stage(stage, kind, actor, now);
+        Ok(created)
+    }
+
+    pub(super) async fn insert_opportunity(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        o: &Opportunity,
+    ) -> Result<(), ApiError> {
+        opportunity::Entity::insert(opportunity_row(tenant, o))
+            .exec(&**txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates an opportunity made by [`Store::prepare_opportunity`].
+    pub async fn create_opportunity(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        o: Opportunity,
+        request_id: Option<String>,
+    ) -> Result<Opportunity, ApiError> {
+        if let Some(existing) = self
+            .base
+            .replayed(tenant, "CreateOpportunity", request_id.as_deref())
+            .await?
+        {
+            return self
+                .get_opportunity(tenant, existing.parse().unwrap_or_default())
+                .await;
+        }
+        let txn = self.db.begin_write().await?;
+        self.insert_opportunity(&txn, tenant, &o).await?;
+        let txn = match self
+            .base
+            .claim(
+                txn,
+                tenant,
+                "CreateOpportunity",
+                request_id.as_deref(),
+                &o.name(),
+            )
+            .await?
+        {
+            Claim::Won(txn) => txn,
+            Claim::Lost(existing) => {
+                return self
+                    .get_opportunity(tenant, existing.parse().unwrap_or_default())
+                    .await;
+            }
+        };
+        let mut events = vec![self.event(
+            "OpportunityCreated",
+            o.name(),
+            self.payloads.opportunity(&o),
+            actor,
+        )];
+        if let Some(closed) = closing_event(o.state) {
+            events.push(self.event(closed, o.name(), self.payloads.stage_changed(&o, ""), actor));
+        }
+        self.base.commit(txn, tenant, events).await?;
+        Ok(o)
+    }
+
+    /// An opportunity, deleted or not.
+    pub async fn get_opportunity(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+    ) -> Result<Opportunity, ApiError> {
+        self.base
+            .find::<opportunity::Entity>(&self.db.conn, tenant, id, &format!("opportunities/{id}"))
+            .await?
+            .try_into()
+    }
+
+    /// One page of opportunities.
+    pub async fn list_opportunities(
+        &self,
+        tenant: &Tenant,
+        query: ListQuery,
+    ) -> Result<(Vec<Opportunity>, u64), ApiError> {
+        self.base
+            .list_page::<opportunity::Entity, Opportunity>(tenant, query)
+            .await
+    }
+
+    /// Applies `paths` of `changes`; a new stage is checked against the
+    /// pipeline and recorded in the history, with its events.
+    pub async fn update_opportunity(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        id: Uuid,
+        expected_version: Option<i64>,
+        paths: &[&str],
+        changes: &OpportunityDraft,
+    ) -> Result<Opportunity, ApiError> {
+        let mut changes = changes.clone();
+        if paths.contains(&"line_items") {
+            self.price_line_items(
+                tenant,
+                &mut changes.line_items,
+                "opportunity.line_items",
+                false,
+            )
+            .await?;
+        }
+        let txn = self.db.begin_write().await?;
+        let mut o: Opportunity = self
+            .base
+            .find::<opportunity::Entity>(&*txn, tenant, id, &format!("opportunities/{id}"))
+            .await?
+            .try_into()?;
+        if o.delete_time.is_some() {
+            return Err(ApiError::NotFound(o.name()));
+        }
+        check_version(&o.name(), expected_version, o.version)?;
+        let stored_version = o.version;
+        let from_stage = o.draft.stage.clone();
+        o.draft.apply(paths, &changes);
+        if paths.contains(&"line_items") && !paths.contains(&"amount") {
+            // The amount follows the line items unless it is set with them.
+            o.draft.amount = None;
+        }
+        o.draft.normalize_and_check("opportunity")?;
+        let mut events = vec![];
+        let now = Utc::now();
+        if o.draft.stage != from_stage {
+            let pipeline: Pipeline = self
+                .resolve_pipeline(tenant, &o.draft.pipeline, "opportunity.pipeline")
+                .await?;
+            let kind = stage_kind(&pipeline, &o.draft.stage, "opportunity.stage")?;
+            let to = o.draft.stage.clone();
+            o.enter_stage(to, kind, actor, now);
+            events.push(self.event(
+                "OpportunityStageChanged",
+                o.name(),
+                self.payloads.stage_changed(&o, &from_stage),
+                actor,
+            ));
+            if let Some(closed) = closing_event(kind) {
+                events.push(self.event(
+                    closed,
+                    o.name(),
+                    self.payloads.stage_changed(&o, &from_stage),
+                    actor,
+                ));
+            }
+        }
+        o.version += 1;
+        o.update_time = now;
+        self.base
+            .save_versioned::<opportunity::Entity>(
+                &txn,
+                tenant,
+                &o.name(),
+                id,
+                stored_version,
+                opportunity_row(tenant, &o),
+            )
+            .await?;
+        events.insert(
+            0,
+            self.event(
+                "OpportunityUpdated",
+                o.name(),
+                self.payloads.opportunity(&o),
+                actor,
+            ),
+        );
+        self.base.commit(txn, tenant, events).await?;
+        Ok(o)
+    }
+
+    /// Soft-deletes an opportunity.
+    pub async fn delete_opportunity(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        id: Uuid,
+        expected_version: Option<i64>,
+    ) -> Result<Opportunity, ApiError> {
+        let txn = self.db.begin_write().await?;
+        let mut o: Opportunity = self
+            .base
+            .find::<opportunity::Entity>(&*txn, tenant, id, &format!("opportunities/{id}"))
+            .await?
+            .try_into()?;
+        check_version(&o.name(), expected_version, o.version)?;
+        if o.delete_time.is_some() {
+            return Ok(o);
+        }
+        let stored_version = o.version;
+        o.delete_time = Some(Utc::now());
+        o.version += 1;
+        self.base
+            .save_versioned::<opportunity::Entity>(
+                &txn,
+                tenant,
+                &o.name(),
+                id,
+                stored_version,
+                opportunity_row(tenant, &o),
+            )
+            .await?;
+        let event = self.event(
+            "OpportunityDeleted",
+            o.name(),
+            self.payloads.opportunity(&o),
+            actor,
+        );
+        self.base.commit(txn, tenant, vec![event]).await?;
+        Ok(o)
+    }
+
+    /// The deals a forecast of `[start, end)` reads, each with its stage's
+    /// probability: won in the period, or open (any expected date; the domain
+    /// keeps those in the period). `owners` empty means everyone's.
+    pub async fn forecast_deals(
+        &self,
+        tenant: &Tenant,
+        owners: &[String],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<(Opportunity, f64)>, ApiError> {
+        let mut select = opportunity::Entity::find_in(tenant)
+            .filter(opportunity::Column::DeleteTime.is_null())
+            .filter(
+                Condition::any()
+                    .add(
+                        Condition::all()
+                            .add(opportunity::Column::State.eq("WON"))
+                            .add(opportunity::Column::CloseTime.gte(start))
+                            .add(opportunity::Column::CloseTime.lt(end)),
+                    )
+                    .add(
+                        Condition::all()
+                            .add(opportunity::Column::State.eq("OPEN"))
+                            .add(
+                                opportunity::Column::ExpectedCloseDate
+                                    .gte(start.format("%Y-%m-%d").to_string()),
+                            )
+                            .add(
+                                opportunity::Column::ExpectedCloseDate
+                                    .lte(end.format("%Y-%m-%d").to_string()),
+                            ),
+                    ),
+            );
+        if !owners.is_empty() {
+            select = select.filter(opportunity::Column::Owner.is_in(owners.to_vec()));
+        }
+        let rows = select.all(&self.db.conn).await?;
+        let pipelines = self.all_pipelines(&self.db.conn, tenant).await?;
+        rows.into_iter()
+            .map(|row| {
+                let o = Opportunity::try_from(row)?;
+                let probability = pipelines
+                    .iter()
+                    .find(|p| p.name() == o.draft.pipeline)
+                    .and_then(|p| p.stage(&o.draft.stage))
+                    .map_or(0.0, |(_, s)| s.probability);
+                Ok((o, probability))
+            })
+            .collect()
+    }
+
+    /// Every live opportunity of a pipeline.
+    pub async fn pipeline_deals(
+        &self,
+        tenant: &Tenant,
+        pipeline: &str,
+    ) -> Result<Vec<Opportunity>, ApiError> {
+        opportunity::Entity::find_in(tenant)
+            .filter(opportunity::Column::Pipeline.eq(pipeline))
+            .filter(opportunity::Column::DeleteTime.is_null())
+            .all(&self.db.conn)
+            .await?
+            .into_iter()
+            .map(Opportunity::try_from)
+            .collect()
+    }
+
+    /// Writes opportunity rows as they are (used by the feed).
+    pub(super) async fn overwrite_opportunity<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        tenant: &Tenant,
+        o: &Opportunity,
+    ) -> Result<(), ApiError> {
+        opportunity::Entity::update(opportunity_row(tenant, o))
+            .exec(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The kind of `stage` in `pipeline`, or INVALID_ARGUMENT on `field`.
+fn stage_kind(pipeline: &Pipeline, stage: &str, field: &str) -> Result<StageKind, ApiError> {
+    pipeline.stage(stage).map(|(_, s)| s.kind).ok_or_else(|| {
+        ApiError::invalid(
+            field,
+            format!("{stage} is not a stage of {}", pipeline.name()),
+        )
+    })
+}
+
+/// The event a move into a stage of `kind` also raises.
+fn closing_event(kind: StageKind) -> Option<&'static str> {
+    match kind {
+        StageKind::Won => Some("OpportunityWon"),
+        StageKind::Lost => Some("OpportunityLost"),
+        StageKind::Open => None,
+    }
+}

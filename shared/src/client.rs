@@ -1,0 +1,153 @@
+//! Calling another service of the suite: the caller's token and trace
+//! context passed on, a deadline on every call, and retries only for calls
+//! that are safe to repeat.
+
+use std::{future::Future, time::Duration};
+
+use tonic::{
+    Code, Request, Status,
+    metadata::{AsciiMetadataValue, MetadataMap},
+    transport::{Channel, Endpoint},
+};
+
+use crate::error::ApiError;
+
+/// How long one call to another service may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts of a call that is safe to repeat.
+const ATTEMPTS: u32 = 3;
+
+/// A lazily connecting channel to another service at `url` (`http://host:port`).
+pub fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .connect_lazy())
+}
+
+/// The credentials a call to another service carries: the caller's own
+/// `authorization` value, so the other service applies the caller's tenant
+/// and roles.
+#[derive(Clone, Debug)]
+pub struct Credentials(AsciiMetadataValue);
+
+impl Credentials {
+    /// The `authorization` of an incoming request; UNAUTHENTICATED without one.
+    pub fn of(metadata: &MetadataMap) -> Result<Self, ApiError> {
+        metadata
+            .get("authorization")
+            .cloned()
+            .map(Self)
+            .ok_or_else(|| ApiError::Unauthenticated("no token to pass on".into()))
+    }
+
+    /// `Bearer <token>`.
+    pub fn bearer(token: &str) -> Result<Self, ApiError> {
+        format!("Bearer {token}")
+            .parse()
+            .map(Self)
+            .map_err(|_| ApiError::Internal("a token is not a header value".into()))
+    }
+
+    /// `message` as a request with these credentials, the current trace
+    /// context and the call deadline.
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = self.subscription(message);
+        request.set_timeout(CALL_TIMEOUT);
+        request
+    }
+
+    /// `message` as a request with these credentials and the current trace
+    /// context, without a deadline: for a subscription (an event feed) that
+    /// runs until either side ends it.
+    pub fn subscription<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        crate::telemetry::inject_trace_context(request.metadata_mut());
+        request
+    }
+}
+
+/// Runs `call` and, when it fails in a way a retry can fix (UNAVAILABLE), runs
+/// it again after a short pause, up to three attempts. Only for calls that are
+/// safe to repeat: reads, and creates that carry a request id.
+pub async fn retry_idempotent<T, F, Fut>(mut call: F) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(status) if status.code() == Code::Unavailable && attempt < ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// What a failed call to another service means for our caller: its
+/// client errors stand (they concern the caller's own data), anything else is
+/// UNAVAILABLE, naming the service.
+pub fn upstream_error(service: &str, status: Status) -> ApiError {
+    match status.code() {
+        Code::NotFound => ApiError::NotFound(status.message().to_owned()),
+        Code::PermissionDenied => ApiError::PermissionDenied(status.message().to_owned()),
+        Code::Unauthenticated => ApiError::Unauthenticated(status.message().to_owned()),
+        Code::InvalidArgument => ApiError::FailedPrecondition(format!(
+            "{service} refused the data: {}",
+            status.message()
+        )),
+        _ => ApiError::Unavailable(format!(
+            "{service} is unavailable ({:?}: {}); retry later",
+            status.code(),
+            status.message()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn unavailable_is_retried_and_other_errors_are_not() {
+        let calls = AtomicU32::new(0);
+        let outcome = retry_idempotent(|| async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(Status::unavailable("down")),
+                _ => Ok(7),
+            }
+        })
+        .await;
+        assert_eq!(outcome.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let calls = AtomicU32::new(0);
+        let outcome: Result<(), Status> = retry_idempotent(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(Status::invalid_argument("bad"))
+        })
+        .await;
+        assert_eq!(outcome.unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn requests_carry_the_credentials_and_a_deadline() {
+        let credentials = Credentials::bearer("abc").unwrap();
+        let request = credentials.request(());
+        assert_eq!(
+            request.metadata().get("authorization").unwrap(),
+            "Bearer abc"
+        );
+        assert_eq!(request.metadata().get("grpc-timeout").unwrap(), "5000000u");
+    }
+}
