@@ -11,8 +11,8 @@ use crm_shared::{
     store::{Claim, ListQuery, check_version},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -173,6 +173,7 @@ fn lead_row(tenant: &Tenant, lead: &Lead) -> lead::ActiveModel {
         version: lead.version,
     }
     .into_active_model()
+    .reset_all()
 }
 
 /// The condition of a rule's filter; rules were checked when written.
@@ -226,9 +227,7 @@ impl Store {
             .replayed(tenant, "CreateLead", request_id.as_deref())
             .await?
         {
-            return self
-                .get_lead(tenant, existing.parse().unwrap_or_default())
-                .await;
+            return self.get_lead(tenant, super::id_of(&existing)).await;
         }
         let model = self.conversion_model(tenant).await?;
         let now = Utc::now();
@@ -294,9 +293,7 @@ impl Store {
         {
             Claim::Won(txn) => txn,
             Claim::Lost(existing) => {
-                return self
-                    .get_lead(tenant, existing.parse().unwrap_or_default())
-                    .await;
+                return self.get_lead(tenant, super::id_of(&existing)).await;
             }
         };
         let event = self.event("LeadCreated", name, self.payloads.lead(&lead), actor);

@@ -59,6 +59,14 @@ pub trait EventPayloads: Send + Sync {
     fn task(&self, task: &Task) -> prost_types::Any;
 }
 
+/// The id in a resource name (`leads/{id}`), as an idempotency record holds it.
+fn id_of(name: &str) -> uuid::Uuid {
+    name.rsplit('/')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_default()
+}
+
 /// All queries of the sales service.
 #[derive(Clone)]
 pub struct Store {

@@ -8,7 +8,10 @@ use crm_shared::{
     filter::{FieldKind, FilterField, FilterSchema},
     store::{Claim, ListQuery, check_version},
 };
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter,
+};
 use uuid::Uuid;
 
 use super::{
@@ -153,6 +156,7 @@ fn opportunity_row(tenant: &Tenant, o: &Opportunity) -> opportunity::ActiveModel
         version: o.version,
     }
     .into_active_model()
+    .reset_all()
 }
 
 impl Store {
@@ -231,9 +235,7 @@ impl Store {
             .replayed(tenant, "CreateOpportunity", request_id.as_deref())
             .await?
         {
-            return self
-                .get_opportunity(tenant, existing.parse().unwrap_or_default())
-                .await;
+            return self.get_opportunity(tenant, super::id_of(&existing)).await;
         }
         let txn = self.db.begin_write().await?;
         self.insert_opportunity(&txn, tenant, &o).await?;
@@ -250,9 +252,7 @@ impl Store {
         {
             Claim::Won(txn) => txn,
             Claim::Lost(existing) => {
-                return self
-                    .get_opportunity(tenant, existing.parse().unwrap_or_default())
-                    .await;
+                return self.get_opportunity(tenant, super::id_of(&existing)).await;
             }
         };
         let mut events = vec![self.event(

@@ -8,7 +8,8 @@ use crm_shared::{
     store::{Claim, ListQuery},
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter,
     sea_query::{OnConflict, Order},
 };
 use uuid::Uuid;
@@ -79,15 +80,18 @@ impl Store {
         }
         let standard = Pipeline::standard(id, Utc::now());
         let txn = self.db.begin_write().await?;
-        let inserted =
-            pipeline::Entity::insert(pipeline_row(tenant, &standard).into_active_model())
-                .on_conflict(
-                    OnConflict::column(pipeline::Column::Id)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(&*txn)
-                .await?;
+        let inserted = pipeline::Entity::insert(
+            pipeline_row(tenant, &standard)
+                .into_active_model()
+                .reset_all(),
+        )
+        .on_conflict(
+            OnConflict::column(pipeline::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&*txn)
+        .await?;
         let events = if inserted > 0 {
             vec![self.event(
                 "PipelineCreated",
@@ -136,14 +140,12 @@ impl Store {
             .replayed(tenant, "CreatePipeline", request_id.as_deref())
             .await?
         {
-            return self
-                .get_pipeline(tenant, existing.parse().unwrap_or_default())
-                .await;
+            return self.get_pipeline(tenant, super::id_of(&existing)).await;
         }
         // The first pipeline of a tenant is not its default: that one is made on first use.
         p.is_default = false;
         let txn = self.db.begin_write().await?;
-        pipeline::Entity::insert(pipeline_row(tenant, &p).into_active_model())
+        pipeline::Entity::insert(pipeline_row(tenant, &p).into_active_model().reset_all())
             .exec(&*txn)
             .await?;
         let txn = match self
@@ -159,9 +161,7 @@ impl Store {
         {
             Claim::Won(txn) => txn,
             Claim::Lost(existing) => {
-                return self
-                    .get_pipeline(tenant, existing.parse().unwrap_or_default())
-                    .await;
+                return self.get_pipeline(tenant, super::id_of(&existing)).await;
             }
         };
         let event = self.event(
@@ -220,7 +220,7 @@ impl Store {
         }
         if p.delete_time.is_none() {
             p.delete_time = Some(Utc::now());
-            pipeline::Entity::update(pipeline_row(tenant, &p).into_active_model())
+            pipeline::Entity::update(pipeline_row(tenant, &p).into_active_model().reset_all())
                 .exec(&*txn)
                 .await?;
         }

@@ -9,7 +9,7 @@ use crm_shared::{
     filter::{FieldKind, FilterField, FilterSchema},
     store::{Claim, ListQuery, check_version},
 };
-use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, SqlErr};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, SqlErr};
 use uuid::Uuid;
 
 use super::{
@@ -96,6 +96,7 @@ fn product_row(tenant: &Tenant, p: &Product) -> product::ActiveModel {
         version: p.version,
     }
     .into_active_model()
+    .reset_all()
 }
 
 /// ALREADY_EXISTS for a second product with the same SKU.
@@ -122,9 +123,7 @@ impl Store {
             .replayed(tenant, "CreateProduct", request_id.as_deref())
             .await?
         {
-            return self
-                .get_product(tenant, existing.parse().unwrap_or_default())
-                .await;
+            return self.get_product(tenant, super::id_of(&existing)).await;
         }
         let now = Utc::now();
         let p = Product {
@@ -152,9 +151,7 @@ impl Store {
         {
             Claim::Won(txn) => txn,
             Claim::Lost(existing) => {
-                return self
-                    .get_product(tenant, existing.parse().unwrap_or_default())
-                    .await;
+                return self.get_product(tenant, super::id_of(&existing)).await;
             }
         };
         let event = self.event("ProductCreated", p.name(), self.payloads.product(&p), actor);

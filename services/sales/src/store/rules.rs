@@ -6,7 +6,9 @@ use crm_shared::{
     error::ApiError,
     store::{Claim, ListQuery},
 };
-use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, sea_query::Order};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, sea_query::Order,
+};
 use uuid::Uuid;
 
 use super::{
@@ -96,7 +98,7 @@ impl Store {
             .await?
         {
             return self
-                .get_assignment_rule(tenant, existing.parse().unwrap_or_default())
+                .get_assignment_rule(tenant, super::id_of(&existing))
                 .await;
         }
         let now = Utc::now();
@@ -123,7 +125,8 @@ impl Store {
                 delete_time: None,
                 version: 1,
             }
-            .into_active_model(),
+            .into_active_model()
+            .reset_all(),
         )
         .exec(&*txn)
         .await?;
@@ -141,7 +144,7 @@ impl Store {
             Claim::Won(txn) => self.base.commit(txn, tenant, vec![]).await?,
             Claim::Lost(existing) => {
                 return self
-                    .get_assignment_rule(tenant, existing.parse().unwrap_or_default())
+                    .get_assignment_rule(tenant, super::id_of(&existing))
                     .await;
             }
         }
@@ -205,9 +208,7 @@ impl Store {
             .replayed(tenant, "CreateScoringRule", request_id.as_deref())
             .await?
         {
-            return self
-                .get_scoring_rule(tenant, existing.parse().unwrap_or_default())
-                .await;
+            return self.get_scoring_rule(tenant, super::id_of(&existing)).await;
         }
         let now = Utc::now();
         let rule = ScoringRule {
@@ -231,7 +232,8 @@ impl Store {
                 delete_time: None,
                 version: 1,
             }
-            .into_active_model(),
+            .into_active_model()
+            .reset_all(),
         )
         .exec(&*txn)
         .await?;
@@ -248,9 +250,7 @@ impl Store {
         {
             Claim::Won(txn) => self.base.commit(txn, tenant, vec![]).await?,
             Claim::Lost(existing) => {
-                return self
-                    .get_scoring_rule(tenant, existing.parse().unwrap_or_default())
-                    .await;
+                return self.get_scoring_rule(tenant, super::id_of(&existing)).await;
             }
         }
         Ok(rule)

@@ -7,7 +7,9 @@ use crm_shared::{
     filter::{FieldKind, FilterField, FilterSchema},
     store::{Claim, ListQuery, check_version},
 };
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+};
 use uuid::Uuid;
 
 use super::{Store, entities::task};
@@ -100,6 +102,7 @@ pub(super) fn task_row(tenant: &Tenant, t: &Task) -> task::ActiveModel {
         version: t.version,
     }
     .into_active_model()
+    .reset_all()
 }
 
 /// Open tasks whose due time has passed.
@@ -123,9 +126,7 @@ impl Store {
             .replayed(tenant, "CreateTask", request_id.as_deref())
             .await?
         {
-            return self
-                .get_task(tenant, existing.parse().unwrap_or_default())
-                .await;
+            return self.get_task(tenant, super::id_of(&existing)).await;
         }
         let now = Utc::now();
         let t = Task {
@@ -147,9 +148,7 @@ impl Store {
         {
             Claim::Won(txn) => txn,
             Claim::Lost(existing) => {
-                return self
-                    .get_task(tenant, existing.parse().unwrap_or_default())
-                    .await;
+                return self.get_task(tenant, super::id_of(&existing)).await;
             }
         };
         let event = self.event("TaskCreated", t.name(), self.payloads.task(&t), actor);

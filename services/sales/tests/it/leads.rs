@@ -1,0 +1,388 @@
+//! Leads: duplicates reported, least-loaded assignment, the learned model,
+//! idempotent creates, tenant isolation, roles, etags, overdue tasks.
+
+use chrono::{Duration, Utc};
+use crm_proto::{
+    contacts::{Contact, CreateContactRequest, EmailAddress},
+    sales::{
+        AssignmentRule, AssignmentStrategy, ConvertLeadRequest, CreateAssignmentRuleRequest,
+        CreateLeadRequest, CreateTaskRequest, GetLeadRequest, Lead, LeadSource, LeadStatus,
+        ListLeadsRequest, ListTasksRequest, RescoreLeadsRequest, Task, TaskStatus,
+        UpdateLeadRequest, UpdateTaskRequest,
+    },
+};
+use crm_shared::{convert::to_timestamp, testing::Backend};
+use prost_types::FieldMask;
+use tonic::Code;
+
+use crate::{revenue::lead, support::*};
+
+db_test!(duplicates_are_reported_not_merged, duplicates_on);
+async fn duplicates_on(backend: Backend) {
+    let Some(suite) = Suite::start(backend).await else {
+        return;
+    };
+    let contact = suite
+        .contacts(TENANT, ADMIN)
+        .create_contact(CreateContactRequest {
+            contact: Some(Contact {
+                given_name: "Grace".into(),
+                emails: vec![EmailAddress {
+                    address: "grace@navy.example".into(),
+                    label: String::new(),
+                    primary: true,
+                }],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sales = suite.sales(TENANT, ADMIN);
+    let first = sales
+        .create_lead(CreateLeadRequest {
+            lead: Some(lead("Grace", "Grace@Navy.example", "US", 5)),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.email, "grace@navy.example", "stored lower-case");
+    assert_eq!(first.possible_duplicates, [contact.name.clone()]);
+    let second = sales
+        .create_lead(CreateLeadRequest {
+            lead: Some(lead("G.", "grace@navy.example", "US", 5)),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        second.possible_duplicates.contains(&first.name),
+        "{:?}",
+        second.possible_duplicates
+    );
+    assert!(second.possible_duplicates.contains(&contact.name));
+    let listed = sales
+        .list_leads(ListLeadsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.leads.len(), 2, "reported, not merged");
+}
+
+#[tokio::test]
+async fn least_loaded_assignment_evens_out_the_desks() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let mut sales = suite.sales(TENANT, ADMIN);
+    sales
+        .create_assignment_rule(CreateAssignmentRuleRequest {
+            assignment_rule: Some(AssignmentRule {
+                display_name: "Everyone".into(),
+                strategy: AssignmentStrategy::LeastLoaded as i32,
+                members: vec!["ann".into(), "bob".into()],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut owners = Vec::new();
+    for i in 0..4 {
+        let created = sales
+            .create_lead(CreateLeadRequest {
+                lead: Some(lead(&format!("L{i}"), &format!("l{i}@x.example"), "", 0)),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        owners.push(created.owner);
+    }
+    owners.sort();
+    assert_eq!(owners, ["ann", "ann", "bob", "bob"]);
+}
+
+db_test!(the_model_learns_from_closed_leads, model_on);
+async fn model_on(backend: Backend) {
+    let Some(suite) = Suite::start(backend).await else {
+        return;
+    };
+    let mut sales = suite.sales(TENANT, ADMIN);
+    // Referrals convert, web-form leads are disqualified.
+    for i in 0..5 {
+        let referral = Lead {
+            source: LeadSource::Referral as i32,
+            ..lead(&format!("R{i}"), &format!("r{i}@x.example"), "", 50)
+        };
+        let created = sales
+            .create_lead(CreateLeadRequest {
+                lead: Some(referral),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        sales
+            .convert_lead(ConvertLeadRequest {
+                name: created.name,
+                ..Default::default()
+            })
+            .await
+            .expect("convert a referral");
+        let web = lead(&format!("W{i}"), &format!("w{i}@x.example"), "", 50);
+        let created = sales
+            .create_lead(CreateLeadRequest {
+                lead: Some(web),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        sales
+            .update_lead(UpdateLeadRequest {
+                lead: Some(Lead {
+                    status: LeadStatus::Disqualified as i32,
+                    disqualify_reason: "no budget".into(),
+                    ..created
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["status".into(), "disqualify_reason".into()],
+                }),
+            })
+            .await
+            .expect("disqualify");
+    }
+    let rescored = sales
+        .rescore_leads(RescoreLeadsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(rescored.model_trained);
+    assert_eq!(rescored.training_examples, 10);
+    let fresh = Lead {
+        source: LeadSource::Referral as i32,
+        ..lead("New", "new@x.example", "", 50)
+    };
+    let scored = sales
+        .create_lead(CreateLeadRequest {
+            lead: Some(fresh),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(scored.score > 0, "{:?}", scored.score_factors);
+    assert!(
+        scored
+            .score_factors
+            .iter()
+            .any(|f| f.label == "model: source is referral" && f.points > 0),
+        "the reason is given: {:?}",
+        scored.score_factors
+    );
+    let web = sales
+        .create_lead(CreateLeadRequest {
+            lead: Some(lead("Web", "web@x.example", "", 50)),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(web.score < scored.score, "{} < {}", web.score, scored.score);
+}
+
+db_test!(a_retried_capture_makes_one_lead, retried_capture_on);
+async fn retried_capture_on(backend: Backend) {
+    let Some(suite) = Suite::start(backend).await else {
+        return;
+    };
+    let request = CreateLeadRequest {
+        lead: Some(lead("Once", "once@x.example", "", 0)),
+        request_id: "0190f0a0-1111-7000-8000-000000000001".into(),
+    };
+    let calls = (0..4).map(|_| {
+        let mut sales = suite.sales(TENANT, ADMIN);
+        let request = request.clone();
+        tokio::spawn(async move {
+            sales
+                .create_lead(request)
+                .await
+                .map(|r| r.into_inner().name)
+        })
+    });
+    let mut names = Vec::new();
+    for call in calls {
+        names.push(call.await.unwrap().expect("every retry succeeds"));
+    }
+    names.dedup();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let listed = suite
+        .sales(TENANT, ADMIN)
+        .list_leads(ListLeadsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.total_size, 1);
+}
+
+db_test!(tenants_never_see_each_other, tenants_on);
+async fn tenants_on(backend: Backend) {
+    let Some(suite) = Suite::start(backend).await else {
+        return;
+    };
+    let created = suite
+        .sales(TENANT, ADMIN)
+        .create_lead(CreateLeadRequest {
+            lead: Some(lead("Mine", "mine@x.example", "", 0)),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut other = suite.sales(OTHER_TENANT, ADMIN);
+    let missing = other
+        .get_lead(GetLeadRequest {
+            name: created.name.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let listed = other
+        .list_leads(ListLeadsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.leads.is_empty());
+    let convert = other
+        .convert_lead(ConvertLeadRequest {
+            name: created.name,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(convert.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn roles_and_etags_are_enforced() {
+    let Some(suite) = Suite::start(Backend::Sqlite).await else {
+        return;
+    };
+    let denied = suite
+        .sales(TENANT, VIEWER)
+        .create_lead(CreateLeadRequest {
+            lead: Some(lead("V", "v@x.example", "", 0)),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let mut sales = suite.sales(TENANT, SALES);
+    let created = sales
+        .create_lead(CreateLeadRequest {
+            lead: Some(lead("E", "e@x.example", "", 0)),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mask = || {
+        Some(FieldMask {
+            paths: vec!["title".into()],
+        })
+    };
+    sales
+        .update_lead(UpdateLeadRequest {
+            lead: Some(Lead {
+                title: "CTO".into(),
+                ..created.clone()
+            }),
+            update_mask: mask(),
+        })
+        .await
+        .expect("the first update");
+    let stale = sales
+        .update_lead(UpdateLeadRequest {
+            lead: Some(Lead {
+                title: "CEO".into(),
+                ..created
+            }),
+            update_mask: mask(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+}
+
+db_test!(overdue_tasks_are_listed, overdue_on);
+async fn overdue_on(backend: Backend) {
+    let Some(suite) = Suite::start(backend).await else {
+        return;
+    };
+    let mut sales = suite.sales(TENANT, SALES);
+    let lead = sales
+        .create_lead(CreateLeadRequest {
+            lead: Some(lead("T", "t@x.example", "", 0)),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let task = |title: &str, due: chrono::DateTime<Utc>| CreateTaskRequest {
+        task: Some(Task {
+            title: title.into(),
+            due_time: Some(to_timestamp(due)),
+            lead: lead.name.clone(),
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    let late = sales
+        .create_task(task("Call back", Utc::now() - Duration::hours(2)))
+        .await
+        .unwrap()
+        .into_inner();
+    sales
+        .create_task(task("Send proposal", Utc::now() + Duration::days(2)))
+        .await
+        .unwrap();
+    let overdue = |sales: &mut Sales| {
+        let mut sales = sales.clone();
+        async move {
+            sales
+                .list_tasks(ListTasksRequest {
+                    overdue_only: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .tasks
+                .into_iter()
+                .map(|t| t.title)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(overdue(&mut sales).await, ["Call back"]);
+    assert_eq!(late.owner, "tester", "the creator by default");
+    sales
+        .update_task(UpdateTaskRequest {
+            task: Some(Task {
+                status: TaskStatus::Done as i32,
+                ..late
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["status".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    assert!(
+        overdue(&mut sales).await.is_empty(),
+        "a done task is not overdue"
+    );
+}
