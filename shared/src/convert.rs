@@ -93,6 +93,29 @@ fn json_to_value(value: &serde_json::Value) -> Value {
     Value { kind: Some(kind) }
 }
 
+/// The etag of a version.
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// The version an etag names; empty means none; anything else malformed is
+/// INVALID_ARGUMENT on `field`.
+pub fn parse_etag(etag: &str, field: &str) -> Result<Option<i64>, ApiError> {
+    if etag.is_empty() {
+        return Ok(None);
+    }
+    etag.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map(Some)
+        .map_err(|_| ApiError::invalid(field, "not an etag this service issued"))
+}
+
+/// A message field that must be set: INVALID_ARGUMENT naming it otherwise.
+pub fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::invalid(field, "required"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,27 +149,4 @@ mod tests {
         };
         assert!(from_timestamp(&bad, "t").is_err());
     }
-}
-
-/// The etag of a version.
-pub fn etag(version: i64) -> String {
-    format!("\"{version}\"")
-}
-
-/// The version an etag names; empty means none; anything else malformed is
-/// INVALID_ARGUMENT on `field`.
-pub fn parse_etag(etag: &str, field: &str) -> Result<Option<i64>, ApiError> {
-    if etag.is_empty() {
-        return Ok(None);
-    }
-    etag.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
-        .map(Some)
-        .map_err(|_| ApiError::invalid(field, "not an etag this service issued"))
-}
-
-/// A message field that must be set: INVALID_ARGUMENT naming it otherwise.
-pub fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
-    value.ok_or_else(|| ApiError::invalid(field, "required"))
 }

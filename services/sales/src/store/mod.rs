@@ -59,6 +59,9 @@ pub trait EventPayloads: Send + Sync {
     fn task(&self, task: &Task) -> prost_types::Any;
 }
 
+/// A tenant's model (none when it lacks closed leads) and when it was trained.
+type TrainedModel = (Instant, Option<Model>);
+
 /// The id in a resource name (`leads/{id}`), as an idempotency record holds it.
 fn id_of(name: &str) -> uuid::Uuid {
     name.rsplit('/')
@@ -74,7 +77,7 @@ pub struct Store {
     base: Resources,
     payloads: Arc<dyn EventPayloads>,
     /// Each tenant's conversion model, and when it was trained.
-    models: Arc<Mutex<HashMap<String, (Instant, Option<Model>)>>>,
+    models: Arc<Mutex<HashMap<String, TrainedModel>>>,
 }
 
 impl Store {

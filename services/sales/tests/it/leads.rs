@@ -49,7 +49,10 @@ async fn duplicates_on(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(first.email, "grace@navy.example", "stored lower-case");
-    assert_eq!(first.possible_duplicates, [contact.name.clone()]);
+    assert_eq!(
+        first.possible_duplicates,
+        std::slice::from_ref(&contact.name)
+    );
     let second = sales
         .create_lead(CreateLeadRequest {
             lead: Some(lead("G.", "grace@navy.example", "US", 5)),
