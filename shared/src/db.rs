@@ -121,6 +121,9 @@ impl Database {
     /// Applies every pending migration of `M`. On PostgreSQL they run in one
     /// transaction under an advisory lock, so replicas (or init containers)
     /// starting together migrate one at a time and a failed step leaves nothing.
+    /// The lock is keyed by the database's name: advisory locks are
+    /// server-wide, and services with databases on one server must not wait
+    /// for each other.
     pub async fn migrate<M: MigratorTrait>(&self) -> Result<(), DbErr> {
         if self.backend() != DbBackend::Postgres {
             return M::up(&self.conn, None).await;
@@ -128,7 +131,7 @@ impl Database {
         let txn = self.conn.begin().await?;
         txn.execute_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock(7461626)",
+            "SELECT pg_advisory_xact_lock(7461626, hashtext(current_database()))",
         ))
         .await?;
         M::up(&txn, None).await?;

@@ -123,9 +123,12 @@ async fn not_serving_until_migrated_on(backend: Backend) {
     };
     // Hold what the migration needs: the migration lock on PostgreSQL, the
     // write lock of the file on SQLite.
-    let blocker = sea_orm::Database::connect(&db.url).await.expect("connect");
+    // One connection: a session lock is released only by the session holding it.
+    let mut options = sea_orm::ConnectOptions::new(db.url.clone());
+    options.max_connections(1).min_connections(1);
+    let blocker = sea_orm::Database::connect(options).await.expect("connect");
     let hold = match backend {
-        Backend::Postgres => "SELECT pg_advisory_lock(7461626)",
+        Backend::Postgres => "SELECT pg_advisory_lock(7461626, hashtext(current_database()))",
         Backend::Sqlite => "BEGIN IMMEDIATE",
     };
     if backend == Backend::Sqlite {
@@ -175,7 +178,7 @@ async fn not_serving_until_migrated_on(backend: Backend) {
     assert_eq!(early.code(), Code::Unavailable, "{}", early.message());
 
     let release = match backend {
-        Backend::Postgres => "SELECT pg_advisory_unlock(7461626)",
+        Backend::Postgres => "SELECT pg_advisory_unlock(7461626, hashtext(current_database()))",
         Backend::Sqlite => "COMMIT",
     };
     blocker
