@@ -16,7 +16,7 @@ export CRM_PAGING_SECRET="${CRM_PAGING_SECRET:-$CRM_AUTH__HS256_SECRET}"
 
 cargo build --bins
 
-SERVICES=(contacts gateway)
+SERVICES=(contacts sales gateway)
 pids=()
 stop() {
     trap - INT TERM EXIT
@@ -38,6 +38,7 @@ The suite is starting:
   gateway    127.0.0.1:50051   every client calls here (gRPC and gRPC-Web)
              127.0.0.1:9464    /metrics (Prometheus text)
   contacts   127.0.0.1:50061   (data/contacts.db), reached through the gateway
+  sales      127.0.0.1:50062   (data/sales.db), reached through the gateway
 
 Get a token:   TOKEN=\$(make token TENANT=acme ROLES=admin SUBJECT=ada | tail -1)
 Then:          grpcurl -plaintext -H "authorization: Bearer \$TOKEN" 127.0.0.1:50051 list

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end from another language: generates Python stubs from proto/, starts
-# the real contacts and gateway binaries on free ports with a fresh SQLite
-# file, and drives the suite through the gateway as any client would. Part of
-# `make test`.
+# the real contacts, sales and gateway binaries on free ports with fresh
+# SQLite files, and drives the suite through the gateway as any client would.
+# Part of `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
@@ -14,14 +14,15 @@ fi
 "$VENV/bin/python" -c 'import grpc, grpc_tools' 2>/dev/null \
     || "$VENV/bin/pip" install --quiet --disable-pip-version-check 'grpcio>=1.60' 'grpcio-tools>=1.60' 'protobuf>=5'
 
-cargo build --quiet --bin contacts --bin gateway
+cargo build --quiet --bin contacts --bin sales --bin gateway
 
 GEN=$(mktemp -d)
 trap 'rm -rf "$GEN"' EXIT
 "$VENV/bin/python" -m grpc_tools.protoc -I proto -I tests/python \
     --python_out="$GEN" --grpc_python_out="$GEN" \
     crm/common/v1/common.proto crm/events/v1/events.proto crm/contacts/v1/contacts.proto \
+    crm/sales/v1/sales.proto \
     rpc_status.proto
 
-CRM_CONTACTS_BIN="$ROOT/target/debug/contacts" CRM_GATEWAY_BIN="$ROOT/target/debug/gateway" PYTHONPATH="$GEN" \
+CRM_CONTACTS_BIN="$ROOT/target/debug/contacts" CRM_GATEWAY_BIN="$ROOT/target/debug/gateway" CRM_SALES_BIN="$ROOT/target/debug/sales" PYTHONPATH="$GEN" \
     "$VENV/bin/python" -m unittest discover -s tests/python -p 'test_*.py' -v

@@ -1,5 +1,5 @@
-"""A Python client generated from proto/ against the real contacts and gateway
-binaries: every call goes through the gateway, as a real client's would."""
+"""A Python client generated from proto/ against the real contacts, sales and
+gateway binaries: every call goes through the gateway, as a real client's would."""
 
 import base64
 import hashlib
@@ -16,7 +16,9 @@ import uuid
 import grpc
 from google.protobuf import field_mask_pb2
 
+from crm.common.v1 import common_pb2
 from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc
+from crm.sales.v1 import sales_pb2, sales_pb2_grpc
 import rpc_status_pb2
 
 SECRET = "python-e2e-secret"
@@ -46,31 +48,38 @@ class ThroughGatewayTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.folder = tempfile.TemporaryDirectory()
-        contacts_port, gateway_port = free_port(), free_port()
+        contacts_port, sales_port, gateway_port = free_port(), free_port(), free_port()
         env = dict(
             os.environ,
             CRM_CONTACTS__LISTEN_ADDR=f"127.0.0.1:{contacts_port}",
             CRM_CONTACTS__DATABASE_URL=f"sqlite://{cls.folder.name}/contacts.db?mode=rwc",
             CRM_GATEWAY__LISTEN_ADDR=f"127.0.0.1:{gateway_port}",
             CRM_GATEWAY__METRICS_ADDR="127.0.0.1:0",
+            CRM_SALES__LISTEN_ADDR=f"127.0.0.1:{sales_port}",
+            CRM_SALES__DATABASE_URL=f"sqlite://{cls.folder.name}/sales.db?mode=rwc",
+            CRM_SALES__CONTACTS_URL=f"http://127.0.0.1:{contacts_port}",
             CRM_GATEWAY__UPSTREAMS__CONTACTS__ADDRESSES=f"http://127.0.0.1:{contacts_port}",
+            CRM_GATEWAY__UPSTREAMS__SALES__ADDRESSES=f"http://127.0.0.1:{sales_port}",
             CRM_AUTH__HS256_SECRET=SECRET,
             CRM_PAGING_SECRET="paging",
             RUST_LOG="warn",
         )
         cls.processes = [
             subprocess.Popen([os.environ["CRM_CONTACTS_BIN"]], env=env),
+            subprocess.Popen([os.environ["CRM_SALES_BIN"]], env=env),
             subprocess.Popen([os.environ["CRM_GATEWAY_BIN"]], env=env),
         ]
         cls.channel = grpc.insecure_channel(f"127.0.0.1:{gateway_port}")
         grpc.channel_ready_future(cls.channel).result(timeout=60)
         cls.stub = contacts_pb2_grpc.ContactsServiceStub(cls.channel)
+        cls.sales = sales_pb2_grpc.SalesServiceStub(cls.channel)
         cls.admin = [("authorization", "Bearer " + token("acme", ["admin"]))]
         # Wait until contacts has migrated and the gateway has seen it healthy.
         deadline = time.time() + 60
         while True:
             try:
                 cls.stub.ListContacts(contacts_pb2.ListContactsRequest(), metadata=cls.admin)
+                cls.sales.ListLeads(sales_pb2.ListLeadsRequest(), metadata=cls.admin)
                 break
             except grpc.RpcError:
                 if time.time() > deadline:
@@ -205,6 +214,60 @@ class ThroughGatewayTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as error:
             self.stub.ListContacts(contacts_pb2.ListContactsRequest(), metadata=self.admin, timeout=0.000001)
         self.assertEqual(error.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+    def test_a_lead_becomes_revenue_through_the_gateway(self):
+        lead = self.sales.CreateLead(
+            sales_pb2.CreateLeadRequest(
+                lead=sales_pb2.Lead(
+                    given_name="Katherine",
+                    family_name="Johnson",
+                    email="katherine@nasa.example",
+                    company_name="NASA",
+                    source=sales_pb2.LEAD_SOURCE_REFERRAL,
+                ),
+                request_id=str(uuid.uuid4()),
+            ),
+            metadata=self.admin,
+        )
+        self.assertEqual(lead.status, sales_pb2.LEAD_STATUS_NEW)
+        self.assertEqual(lead.owner, "py")
+
+        converted = self.sales.ConvertLead(
+            sales_pb2.ConvertLeadRequest(
+                name=lead.name,
+                create_opportunity=True,
+                amount=common_pb2.Money(currency_code="USD", units=25000),
+                expected_close_date=time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400 * 10)),
+            ),
+            metadata=self.admin,
+        )
+        contact = self.stub.GetContact(contacts_pb2.GetContactRequest(name=converted.contact), metadata=self.admin)
+        self.assertEqual(contact.emails[0].address, "katherine@nasa.example")
+
+        pipeline = self.sales.GetPipeline(
+            sales_pb2.GetPipelineRequest(name=converted.opportunity.pipeline), metadata=self.admin
+        )
+        won = next(s for s in pipeline.stages if s.kind == sales_pb2.STAGE_KIND_WON)
+        deal = converted.opportunity
+        deal.stage = won.name
+        deal = self.sales.UpdateOpportunity(
+            sales_pb2.UpdateOpportunityRequest(opportunity=deal, update_mask=field_mask_pb2.FieldMask(paths=["stage"])),
+            metadata=self.admin,
+        )
+        self.assertEqual(deal.state, sales_pb2.OPPORTUNITY_STATE_WON)
+
+        now = time.time()
+        request = sales_pb2.GetForecastRequest()
+        request.period_start.FromSeconds(int(now - 86400))
+        request.period_end.FromSeconds(int(now + 86400 * 30))
+        forecast = self.sales.GetForecast(request, metadata=self.admin)
+        usd = next(line for line in forecast.lines if line.currency_code == "USD")
+        self.assertEqual(usd.closed_won.units, 25000)
+
+        with self.assertRaises(grpc.RpcError) as error:
+            self.sales.CreateLead(sales_pb2.CreateLeadRequest(lead=sales_pb2.Lead(given_name="x")), metadata=self.admin)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
 
 
 if __name__ == "__main__":

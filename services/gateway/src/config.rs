@@ -87,7 +87,7 @@ impl Section {
 }
 
 /// The suite's services and their default ports, used when nothing is configured.
-const DEFAULT_UPSTREAMS: &[(&str, u16)] = &[("contacts", 50061)];
+const DEFAULT_UPSTREAMS: &[(&str, u16)] = &[("contacts", 50061), ("sales", 50062)];
 
 /// Loads the gateway's settings from defaults, `crm.toml` and `CRM_*` variables.
 pub fn load() -> Result<GatewaySettings, config::ConfigError> {
