@@ -132,13 +132,37 @@ impl Suite {
     pub async fn start(backend: Backend) -> Option<Self> {
         let contacts_db = TestDatabase::create(backend).await?;
         let sales_db = TestDatabase::create(backend).await?;
-        let app = crm_contacts::Application::build(settings(
-            "contacts",
-            &contacts_db.url,
-            "127.0.0.1:0".parse().unwrap(),
-        ))
-        .await
-        .expect("contacts builds");
+        let mut suite = Self {
+            contacts_db,
+            sales_db,
+            contacts: None,
+            sales: None,
+        };
+        suite.start_contacts("127.0.0.1:0".parse().unwrap()).await;
+        suite.start_sales().await;
+        Some(suite)
+    }
+
+    /// Starts contacts on `addr` (port 0: any) over its database.
+    pub async fn start_contacts(&mut self, addr: SocketAddr) {
+        let mut built = None;
+        // A port just released may take a moment to bind again.
+        for _ in 0..50 {
+            match crm_contacts::Application::build(settings(
+                "contacts",
+                &self.contacts_db.url,
+                addr,
+            ))
+            .await
+            {
+                Ok(app) => {
+                    built = Some(app);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let app = built.expect("contacts builds");
         let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -149,18 +173,19 @@ impl Suite {
                 .await;
         });
         wait_serving(addr).await;
-        let mut suite = Self {
-            contacts_db,
-            sales_db,
-            contacts: Some(Running {
-                addr,
-                stop: Some(stop),
-                task,
-            }),
-            sales: None,
-        };
-        suite.start_sales().await;
-        Some(suite)
+        self.contacts = Some(Running {
+            addr,
+            stop: Some(stop),
+            task,
+        });
+    }
+
+    /// Stops contacts; returns the address it listened on.
+    pub async fn stop_contacts(&mut self) -> SocketAddr {
+        let contacts = self.contacts.take().expect("contacts runs");
+        let addr = contacts.addr;
+        contacts.stop().await;
+        addr
     }
 
     /// Starts (or restarts) sales on its database.
