@@ -316,7 +316,7 @@ impl Store {
             .all(conn)
             .await?;
         for row in rules {
-            let rule: Rule = row.try_into()?;
+            let mut rule: Rule = row.try_into()?;
             let matches = lead::Entity::find_in(tenant)
                 .filter(lead::Column::Id.eq(lead_id.to_string()))
                 .filter(rule_condition(&rule.draft.filter)?)
@@ -325,17 +325,9 @@ impl Store {
             if matches == 0 {
                 continue;
             }
-            let mut loads = HashMap::new();
-            for member in &rule.draft.members {
-                let open = lead::Entity::find_in(tenant)
-                    .filter(lead::Column::Owner.eq(member))
-                    .filter(lead::Column::Status.is_in(OPEN_STATUSES))
-                    .filter(lead::Column::DeleteTime.is_null())
-                    .count(conn)
-                    .await?;
-                loads.insert(member.clone(), open);
-            }
-            let owner = rule.pick(&loads);
+            // Take the turn first: the update locks the rule's row until
+            // commit, so concurrent captures take turns one after another
+            // instead of reading the same position.
             assignment_rule::Entity::update_many()
                 .col_expr(
                     assignment_rule::Column::Assigned,
@@ -348,6 +340,25 @@ impl Store {
                 .filter(assignment_rule::Column::Id.eq(rule.id.to_string()))
                 .exec(conn)
                 .await?;
+            let turn: Option<i64> = assignment_rule::Entity::find_in(tenant)
+                .select_only()
+                .column(assignment_rule::Column::Assigned)
+                .filter(assignment_rule::Column::Id.eq(rule.id.to_string()))
+                .into_tuple()
+                .one(conn)
+                .await?;
+            rule.assigned = turn.unwrap_or(1) - 1;
+            let mut loads = HashMap::new();
+            for member in &rule.draft.members {
+                let open = lead::Entity::find_in(tenant)
+                    .filter(lead::Column::Owner.eq(member))
+                    .filter(lead::Column::Status.is_in(OPEN_STATUSES))
+                    .filter(lead::Column::DeleteTime.is_null())
+                    .count(conn)
+                    .await?;
+                loads.insert(member.clone(), open);
+            }
+            let owner = rule.pick(&loads);
             return Ok(Some((owner, rule.reason())));
         }
         Ok(None)

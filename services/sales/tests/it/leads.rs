@@ -389,3 +389,41 @@ async fn overdue_on(backend: Backend) {
         "a done task is not overdue"
     );
 }
+
+db_test!(concurrent_captures_take_turns, concurrent_turns_on);
+async fn concurrent_turns_on(backend: Backend) {
+    let Some(suite) = Suite::start(backend).await else {
+        return;
+    };
+    suite
+        .sales(TENANT, ADMIN)
+        .create_assignment_rule(CreateAssignmentRuleRequest {
+            assignment_rule: Some(AssignmentRule {
+                display_name: "Pair".into(),
+                strategy: AssignmentStrategy::RoundRobin as i32,
+                members: vec!["ann".into(), "bob".into()],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let captures = (0..8).map(|i| {
+        let mut sales = suite.sales(TENANT, ADMIN);
+        tokio::spawn(async move {
+            sales
+                .create_lead(CreateLeadRequest {
+                    lead: Some(lead(&format!("C{i}"), &format!("c{i}@x.example"), "", 0)),
+                    request_id: String::new(),
+                })
+                .await
+                .map(|r| r.into_inner().owner)
+        })
+    });
+    let mut owners = Vec::new();
+    for capture in captures {
+        owners.push(capture.await.unwrap().expect("a capture"));
+    }
+    let ann = owners.iter().filter(|o| *o == "ann").count();
+    assert_eq!(ann, 4, "turns are not shared: {owners:?}");
+}
