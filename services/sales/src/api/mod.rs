@@ -102,20 +102,21 @@ impl SalesApi {
         }
     }
 
-    /// Checks an opportunity's contact and company with the contacts service.
+    /// Checks an opportunity's contact and company (when set) with the contacts service.
     async fn check_references(
         &self,
         credentials: &Credentials,
-        draft: &OpportunityDraft,
+        contact: &str,
+        company: &str,
     ) -> Result<(), ApiError> {
-        if !draft.contact.is_empty() {
+        if !contact.is_empty() {
             self.contacts
-                .check_contact(credentials, &draft.contact, "opportunity.contact")
+                .check_contact(credentials, contact, "opportunity.contact")
                 .await?;
         }
-        if !draft.company.is_empty() {
+        if !company.is_empty() {
             self.contacts
-                .check_company(credentials, &draft.company, "opportunity.company")
+                .check_company(credentials, company, "opportunity.company")
                 .await?;
         }
         Ok(())
@@ -602,7 +603,8 @@ impl SalesService for SalesApi {
         let request_id = parse_request_id(&r.request_id)?;
         let mut draft = opportunity_draft(&required(r.opportunity, "opportunity")?)?;
         draft.normalize_and_check("opportunity")?;
-        self.check_references(&credentials, &draft).await?;
+        self.check_references(&credentials, &draft.contact, &draft.company)
+            .await?;
         let prepared = self
             .store
             .prepare_opportunity(&tenant, &principal.subject, draft, String::new())
@@ -667,21 +669,19 @@ impl SalesService for SalesApi {
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let paths = update_paths(&mask, domain::opportunity::WRITABLE_FIELDS)?;
         let changes = opportunity_draft(&message)?;
-        let mut checked = OpportunityDraft {
-            contact: if paths.contains(&"contact") {
-                changes.contact.clone()
+        let changed = |field: &str, value: &'_ String| {
+            if paths.contains(&field) {
+                value.clone()
             } else {
                 String::new()
-            },
-            company: if paths.contains(&"company") {
-                changes.company.clone()
-            } else {
-                String::new()
-            },
-            ..changes.clone()
+            }
         };
-        checked.line_items.clear();
-        self.check_references(&credentials, &checked).await?;
+        self.check_references(
+            &credentials,
+            &changed("contact", &changes.contact),
+            &changed("company", &changes.company),
+        )
+        .await?;
         let updated = self
             .store
             .update_opportunity(&tenant, &principal.subject, id, expected, &paths, &changes)
