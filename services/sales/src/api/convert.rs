@@ -186,8 +186,9 @@ pub fn scoring_rule_message(rule: &ScoringRule) -> pb::ScoringRule {
     }
 }
 
-/// The stages of a pipeline message, each with a fresh id.
-pub fn stages(stages: &[pb::Stage]) -> Result<Vec<Stage>, ApiError> {
+/// The stages of a pipeline message: a stage named `{pipeline}/stages/{id}`
+/// keeps its id, one without a name gets a fresh one.
+pub fn stages(pipeline: Option<&str>, stages: &[pb::Stage]) -> Result<Vec<Stage>, ApiError> {
     stages
         .iter()
         .enumerate()
@@ -199,8 +200,26 @@ pub fn stages(stages: &[pb::Stage]) -> Result<Vec<Stage>, ApiError> {
                 pb::StageKind::Won => StageKind::Won,
                 pb::StageKind::Lost => StageKind::Lost,
             };
+            let id = match (s.name.as_str(), pipeline) {
+                ("", _) => uuid::Uuid::now_v7(),
+                (name, Some(pipeline)) => name
+                    .strip_prefix(&format!("{pipeline}/stages/"))
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            format!("pipeline.stages[{i}].name"),
+                            format!("not a stage of {pipeline}; leave it empty for a new stage"),
+                        )
+                    })?,
+                (_, None) => {
+                    return Err(ApiError::invalid(
+                        format!("pipeline.stages[{i}].name"),
+                        "a new pipeline's stages have no names yet",
+                    ));
+                }
+            };
             Ok(Stage {
-                id: uuid::Uuid::now_v7(),
+                id,
                 display_name: s.display_name.trim().to_owned(),
                 probability: s.probability,
                 kind,

@@ -528,7 +528,7 @@ impl SalesService for SalesApi {
         let r = request.into_inner();
         let request_id = parse_request_id(&r.request_id)?;
         let message = required(r.pipeline, "pipeline")?;
-        let stages = stages(&message.stages)?;
+        let stages = stages(None, &message.stages)?;
         let display_name = message.display_name.trim().to_owned();
         pipeline::check(&display_name, &stages, "pipeline")?;
         let now = Utc::now();
@@ -578,6 +578,39 @@ impl SalesService for SalesApi {
             next_page_token: plan.next_page_token(&self.page_tokens, pipelines.len(), count),
             pipelines: pipelines.iter().map(pipeline_message).collect(),
         }))
+    }
+
+    async fn update_pipeline(
+        &self,
+        request: Request<pb::UpdatePipelineRequest>,
+    ) -> Result<Response<pb::Pipeline>, Status> {
+        let (principal, tenant) = authorize(&request, ADMINS)?;
+        let r = request.into_inner();
+        let message = required(r.pipeline, "pipeline")?;
+        let id = parse_name(&message.name, "pipelines", "pipeline.name")?;
+        let expected = parse_etag(&message.etag, "pipeline.etag")?;
+        let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let paths = update_paths(&mask, &["display_name", "stages"])?;
+        let new_stages = if paths.contains(&"stages") {
+            Some(stages(Some(&message.name), &message.stages)?)
+        } else {
+            None
+        };
+        let display_name = paths
+            .contains(&"display_name")
+            .then(|| message.display_name.trim().to_owned());
+        let updated = self
+            .store
+            .update_pipeline(
+                &tenant,
+                &principal.subject,
+                id,
+                expected,
+                display_name,
+                new_stages,
+            )
+            .await?;
+        Ok(Response::new(pipeline_message(&updated)))
     }
 
     async fn delete_pipeline(

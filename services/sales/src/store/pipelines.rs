@@ -187,6 +187,74 @@ impl Store {
             .await
     }
 
+    /// Renames a pipeline and/or replaces its stages; a stage that goes away
+    /// must hold no live deal.
+    pub async fn update_pipeline(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        id: Uuid,
+        expected_version: Option<i64>,
+        display_name: Option<String>,
+        stages: Option<Vec<crate::domain::pipeline::Stage>>,
+    ) -> Result<Pipeline, ApiError> {
+        let txn = self.db.begin_write().await?;
+        let mut p: Pipeline = self
+            .base
+            .find::<pipeline::Entity>(&*txn, tenant, id, &format!("pipelines/{id}"))
+            .await?
+            .try_into()?;
+        if p.delete_time.is_some() {
+            return Err(ApiError::NotFound(p.name()));
+        }
+        crm_shared::store::check_version(&p.name(), expected_version, p.version)?;
+        if let Some(name) = display_name {
+            p.display_name = name;
+        }
+        if let Some(stages) = stages {
+            let removed: Vec<String> = p
+                .stages
+                .iter()
+                .filter(|old| !stages.iter().any(|new| new.id == old.id))
+                .map(|old| p.stage_name(old))
+                .collect();
+            let in_use = opportunity::Entity::find_in(tenant)
+                .filter(opportunity::Column::Stage.is_in(removed))
+                .filter(opportunity::Column::DeleteTime.is_null())
+                .count(&*txn)
+                .await?;
+            if in_use > 0 {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "{in_use} opportunities are in the stages left out; move them first"
+                )));
+            }
+            p.stages = stages;
+        }
+        crate::domain::pipeline::check(&p.display_name, &p.stages, "pipeline")?;
+        let stored_version = p.version;
+        p.version += 1;
+        let mut row = pipeline_row(tenant, &p);
+        row.update_time = Utc::now();
+        self.base
+            .save_versioned::<pipeline::Entity>(
+                &txn,
+                tenant,
+                &p.name(),
+                id,
+                stored_version,
+                row.into_active_model().reset_all(),
+            )
+            .await?;
+        let event = self.event(
+            "PipelineUpdated",
+            p.name(),
+            self.payloads.pipeline(&p),
+            actor,
+        );
+        self.base.commit(txn, tenant, vec![event]).await?;
+        Ok(p)
+    }
+
     /// Soft-deletes a pipeline no open opportunity uses; never the default.
     pub async fn delete_pipeline(
         &self,

@@ -10,4 +10,5 @@ mod support;
 mod bad_input;
 mod feed;
 mod leads;
+mod pipelines;
 mod revenue;
