@@ -189,7 +189,9 @@ impl Upstream {
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            let timeout = interval.clamp(Duration::from_millis(100), Duration::from_secs(2));
+            // Long enough that a busy replica (or a busy gateway) is not taken
+            // out for one slow answer; checks never overlap (they are awaited).
+            let timeout = interval.clamp(Duration::from_secs(1), Duration::from_secs(2));
             let name = self.name.as_str();
             let checks = replicas.iter().map(|replica| async move {
                 let serving = replica.check(timeout).await;
