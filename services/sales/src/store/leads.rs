@@ -98,6 +98,7 @@ pub const ORDER_BY: &[(&str, &str)] = &[
     ("score", "score"),
     ("family_name", "family_name"),
     ("company_name", "company_name"),
+    ("employee_count", "employee_count"),
 ];
 
 /// The statuses of a lead still in play.
