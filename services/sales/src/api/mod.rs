@@ -252,6 +252,31 @@ impl SalesService for SalesApi {
         Ok(Response::new(lead_message(&lead)))
     }
 
+    async fn undelete_lead(
+        &self,
+        request: Request<pb::UndeleteLeadRequest>,
+    ) -> Result<Response<pb::Lead>, Status> {
+        let (principal, tenant) = authorize(&request, SELLERS)?;
+        let r = request.into_inner();
+        let id = parse_name(&r.name, "leads", "name")?;
+        let expected = parse_etag(&r.etag, "etag")?;
+        let lead = self
+            .store
+            .update_lead(
+                &tenant,
+                &principal.subject,
+                id,
+                expected,
+                |lead| {
+                    lead.delete_time = None;
+                    Ok(())
+                },
+                "LeadUndeleted",
+            )
+            .await?;
+        Ok(Response::new(lead_message(&lead)))
+    }
+
     async fn assign_lead(
         &self,
         request: Request<pb::AssignLeadRequest>,
@@ -732,9 +757,24 @@ impl SalesService for SalesApi {
         let expected = parse_etag(&r.etag, "etag")?;
         let deleted = self
             .store
-            .delete_opportunity(&tenant, &principal.subject, id, expected)
+            .set_opportunity_deleted(&tenant, &principal.subject, id, expected, true)
             .await?;
         Ok(Response::new(opportunity_message(&deleted)))
+    }
+
+    async fn undelete_opportunity(
+        &self,
+        request: Request<pb::UndeleteOpportunityRequest>,
+    ) -> Result<Response<pb::Opportunity>, Status> {
+        let (principal, tenant) = authorize(&request, SELLERS)?;
+        let r = request.into_inner();
+        let id = parse_name(&r.name, "opportunities", "name")?;
+        let expected = parse_etag(&r.etag, "etag")?;
+        let restored = self
+            .store
+            .set_opportunity_deleted(&tenant, &principal.subject, id, expected, false)
+            .await?;
+        Ok(Response::new(opportunity_message(&restored)))
     }
 
     async fn create_product(

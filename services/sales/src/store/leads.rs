@@ -491,7 +491,7 @@ impl Store {
         let model = self.conversion_model(tenant).await?;
         let txn = self.db.begin_write().await?;
         let mut lead = self.load_lead(&*txn, tenant, id).await?;
-        if lead.delete_time.is_some() && event != "LeadDeleted" {
+        if lead.delete_time.is_some() && !matches!(event, "LeadDeleted" | "LeadUndeleted") {
             return Err(ApiError::NotFound(lead.name()));
         }
         check_version(&lead.name(), expected_version, lead.version)?;

@@ -379,13 +379,14 @@ impl Store {
         Ok(o)
     }
 
-    /// Soft-deletes an opportunity.
-    pub async fn delete_opportunity(
+    /// Soft-deletes an opportunity (`deleted`), or restores one.
+    pub async fn set_opportunity_deleted(
         &self,
         tenant: &Tenant,
         actor: &str,
         id: Uuid,
         expected_version: Option<i64>,
+        deleted: bool,
     ) -> Result<Opportunity, ApiError> {
         let txn = self.db.begin_write().await?;
         let mut o: Opportunity = self
@@ -394,11 +395,11 @@ impl Store {
             .await?
             .try_into()?;
         check_version(&o.name(), expected_version, o.version)?;
-        if o.delete_time.is_some() {
+        if o.delete_time.is_some() == deleted {
             return Ok(o);
         }
         let stored_version = o.version;
-        o.delete_time = Some(Utc::now());
+        o.delete_time = deleted.then(Utc::now);
         o.version += 1;
         self.base
             .save_versioned::<opportunity::Entity>(

@@ -491,3 +491,127 @@ async fn listing_on(backend: Backend) {
         .unwrap_err();
     assert_names_field(&mismatch, "page_token");
 }
+
+db_test!(deleted_leads_and_deals_come_back, undelete_on);
+async fn undelete_on(backend: Backend) {
+    use crm_proto::sales::{
+        CreateOpportunityRequest, DeleteLeadRequest, DeleteOpportunityRequest,
+        ListOpportunitiesRequest, Opportunity, UndeleteLeadRequest, UndeleteOpportunityRequest,
+    };
+    let Some(suite) = Suite::start(backend).await else {
+        return;
+    };
+    let mut sales = suite.sales(TENANT, ADMIN);
+    let created = sales
+        .create_lead(CreateLeadRequest {
+            lead: Some(lead("U", "u@x.example", "", 0)),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let deleted = sales
+        .delete_lead(DeleteLeadRequest {
+            name: created.name.clone(),
+            etag: created.etag.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(deleted.delete_time.is_some());
+    let got = sales
+        .get_lead(GetLeadRequest {
+            name: created.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(got.delete_time.is_some(), "Get still returns it");
+    assert!(
+        sales
+            .list_leads(ListLeadsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .leads
+            .is_empty()
+    );
+    let with_deleted = ListLeadsRequest {
+        show_deleted: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        sales
+            .list_leads(with_deleted)
+            .await
+            .unwrap()
+            .into_inner()
+            .leads
+            .len(),
+        1
+    );
+    let restored = sales
+        .undelete_lead(UndeleteLeadRequest {
+            name: created.name.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(restored.delete_time.is_none());
+    assert_eq!(
+        sales
+            .list_leads(ListLeadsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .leads
+            .len(),
+        1
+    );
+
+    let deal = sales
+        .create_opportunity(CreateOpportunityRequest {
+            opportunity: Some(Opportunity {
+                display_name: "D".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    sales
+        .delete_opportunity(DeleteOpportunityRequest {
+            name: deal.name.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        sales
+            .list_opportunities(ListOpportunitiesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .opportunities
+            .is_empty()
+    );
+    sales
+        .undelete_opportunity(UndeleteOpportunityRequest {
+            name: deal.name.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sales
+            .list_opportunities(ListOpportunitiesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .opportunities
+            .len(),
+        1
+    );
+}
