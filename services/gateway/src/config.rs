@@ -34,6 +34,9 @@ pub struct Section {
     pub rate_per_tenant: f64,
     /// How many calls a tenant may make at once above the rate (the bucket's size).
     pub burst_per_tenant: f64,
+    /// Tenants with limits of their own: `acme=2000/4000, globex=50` (calls
+    /// per second, and optionally the burst; twice the rate when left out).
+    pub tenant_limits: String,
     /// The largest request message, in bytes, before compression is undone.
     pub max_message_bytes: usize,
     /// The most calls in flight at once; beyond it calls are shed.
@@ -95,6 +98,7 @@ pub fn load() -> Result<GatewaySettings, config::ConfigError> {
         ("metrics_addr".into(), "127.0.0.1:9464".into()),
         ("rate_per_tenant".into(), "500".into()),
         ("burst_per_tenant".into(), "1000".into()),
+        ("tenant_limits".into(), String::new()),
         ("max_message_bytes".into(), (4 * 1024 * 1024).to_string()),
         ("max_calls_in_flight".into(), "10000".into()),
         ("max_deadline_seconds".into(), "300".into()),

@@ -25,7 +25,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::{
     access::Metrics,
     config::{GatewaySettings, list},
-    limits::TenantLimiter,
+    limits::{Limit, TenantLimiter},
     proxy::{Gateway, Limits, Proxy},
     routing::{Catalogue, RouteTable, UPSTREAM_HEADER},
     upstream::{AddressError, Upstream},
@@ -48,6 +48,9 @@ pub enum StartError {
     /// The compiled-in descriptor sets do not decode (a build problem).
     #[error("descriptor set: {0}")]
     Descriptors(#[from] prost::DecodeError),
+    /// `tenant_limits` does not parse.
+    #[error("tenant_limits: {0}")]
+    TenantLimits(String),
     /// A CORS origin is not a valid header value.
     #[error("cors_allowed_origins: {0:?} is not a valid origin")]
     Origin(String),
@@ -96,7 +99,14 @@ impl Application {
             owned.push((upstream, packages));
         }
         let limits = Limits {
-            tenants: TenantLimiter::new(section.rate_per_tenant, section.burst_per_tenant),
+            tenants: TenantLimiter::new(
+                Limit {
+                    rate: section.rate_per_tenant,
+                    burst: section.burst_per_tenant,
+                },
+                limits::parse_overrides(&section.tenant_limits)
+                    .map_err(StartError::TenantLimits)?,
+            ),
             max_in_flight: section.max_calls_in_flight.max(1),
             max_message_bytes: section.max_message_bytes,
             max_deadline: section.max_deadline(),

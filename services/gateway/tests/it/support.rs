@@ -189,6 +189,7 @@ pub fn gateway_settings() -> Section {
         upstreams: BTreeMap::new(),
         rate_per_tenant: 10_000.0,
         burst_per_tenant: 10_000.0,
+        tenant_limits: String::new(),
         max_message_bytes: 4 * 1024 * 1024,
         max_calls_in_flight: 1000,
         max_deadline_seconds: 300,
