@@ -118,6 +118,14 @@ impl Database {
         Ok(Self { conn, write_lock })
     }
 
+    /// Connects to `url`, applies every pending migration of `M` and returns
+    /// (the `migrate` command: a Kubernetes init container or Job).
+    pub async fn migrate_only<M: MigratorTrait>(url: &str) -> Result<(), DbErr> {
+        Self::connect(url, 2).await?.migrate::<M>().await?;
+        tracing::info!("migrations applied");
+        Ok(())
+    }
+
     /// Applies every pending migration of `M`. On PostgreSQL they run in one
     /// transaction under an advisory lock, so replicas (or init containers)
     /// starting together migrate one at a time and a failed step leaves nothing.

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use sea_orm_migration::MigratorTrait;
 use tokio::{net::TcpListener, sync::watch};
 use tonic::service::Routes;
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -32,6 +33,26 @@ pub enum ServeError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The migrations failed.
+    #[error("migrating the database: {0}")]
+    Migration(#[from] sea_orm::DbErr),
+}
+
+/// A listen address that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    /// The address.
+    pub addr: std::net::SocketAddr,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+/// Binds a listen address (port 0 picks a free one).
+pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })
 }
 
 /// Whether the service has finished starting (its migrations are applied).
@@ -234,6 +255,42 @@ impl Host {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+impl Host {
+    /// [`Host::serve`] while `db` migrates with `M`: health says NOT_SERVING
+    /// and calls get UNAVAILABLE (rather than a refused connection) until the
+    /// migrations are done; then everything turns SERVING and `on_ready` runs
+    /// (to start work that needs the schema). Its result is returned once the
+    /// server has stopped; `None` when it stopped before the migrations ended.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn serve_migrated<M: MigratorTrait, R>(
+        self,
+        service: &'static str,
+        listener: TcpListener,
+        routes: Routes,
+        shutdown: impl Future<Output = ()> + Send,
+        grace: Duration,
+        db: &crate::db::Database,
+        on_ready: impl FnOnce() -> R,
+    ) -> Result<Option<R>, ServeError> {
+        let readiness = self.readiness();
+        let serve = self.serve(service, listener, routes, shutdown, grace);
+        tokio::pin!(serve);
+        let migrate = async {
+            db.migrate::<M>().await?;
+            readiness.set_ready().await;
+            tracing::info!("migrations applied; serving");
+            Ok::<_, ServeError>(())
+        };
+        tokio::select! {
+            stopped = &mut serve => return stopped.map(|()| None),
+            migrated = migrate => migrated?,
+        }
+        let ready = on_ready();
+        serve.await?;
+        Ok(Some(ready))
     }
 }
 

@@ -45,13 +45,8 @@ pub enum StartError {
     #[error("auth: {0}")]
     Auth(#[from] crm_shared::auth::AuthError),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] crm_shared::server::BindError),
     /// The server failed.
     #[error(transparent)]
     Serve(#[from] crm_shared::server::ServeError),
@@ -59,10 +54,7 @@ pub enum StartError {
 
 /// Applies the migrations and returns.
 pub async fn migrate_only(settings: &Settings) -> Result<(), StartError> {
-    let db = Database::connect(&settings.service.database_url, 2).await?;
-    db.migrate::<Migrator>().await?;
-    tracing::info!("migrations applied");
-    Ok(())
+    Ok(Database::migrate_only::<Migrator>(&settings.service.database_url).await?)
 }
 
 /// A built, bound, not yet serving contacts service.
@@ -80,9 +72,7 @@ impl Application {
         crm_shared::error::set_domain("contacts.crm");
         let verifier = Verifier::from_settings(&settings.auth)?;
         let addr = settings.service.listen_addr;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener = crm_shared::server::bind(addr).await?;
         let db = Database::connect(
             &settings.service.database_url,
             settings.service.max_connections,
@@ -122,8 +112,7 @@ impl Application {
             self.page_tokens,
         );
         let feed = EventFeed::new(self.db.clone(), SERVICE, &signal, host.stopping());
-        let readiness = host.readiness();
-        let authenticate = readiness.interceptor(self.verifier);
+        let authenticate = host.readiness().interceptor(self.verifier);
         let routes = host
             .routes()
             .add_service(InterceptedService::new(
@@ -134,21 +123,16 @@ impl Application {
                 EventFeedServiceServer::new(feed),
                 authenticate,
             ));
-        // Serve while migrating, so health probes see NOT_SERVING rather than
-        // a refused connection; calls get UNAVAILABLE until migrations end.
-        let serve = host.serve(SERVICE, self.listener, routes, shutdown, self.grace);
-        tokio::pin!(serve);
-        let migrate = async {
-            self.db.migrate::<Migrator>().await?;
-            readiness.set_ready().await;
-            tracing::info!("migrations applied; serving");
-            Ok::<_, StartError>(())
-        };
-        tokio::select! {
-            stopped = &mut serve => return Ok(stopped?),
-            migrated = migrate => migrated?,
-        }
-        serve.await?;
+        host.serve_migrated::<Migrator, ()>(
+            SERVICE,
+            self.listener,
+            routes,
+            shutdown,
+            self.grace,
+            &self.db,
+            || {},
+        )
+        .await?;
         self.db.conn.close_by_ref().await?;
         Ok(())
     }

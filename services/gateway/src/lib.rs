@@ -55,13 +55,8 @@ pub enum StartError {
     #[error("cors_allowed_origins: {0:?} is not a valid origin")]
     Origin(String),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] crm_shared::server::BindError),
     /// The server failed.
     #[error(transparent)]
     Serve(#[from] crm_shared::server::ServeError),
@@ -122,13 +117,9 @@ impl Application {
         );
         let cors = cors_layer(&section.cors_allowed_origins)?;
         let addr = section.listen_addr;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener = crm_shared::server::bind(addr).await?;
         let addr = section.metrics_addr;
-        let metrics_listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let metrics_listener = crm_shared::server::bind(addr).await?;
         Ok(Self {
             listener,
             metrics_listener,

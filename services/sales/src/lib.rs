@@ -86,13 +86,8 @@ pub enum StartError {
     )]
     NoServiceIdentity,
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] crm_shared::server::BindError),
     /// The server failed.
     #[error(transparent)]
     Serve(#[from] crm_shared::server::ServeError),
@@ -100,10 +95,7 @@ pub enum StartError {
 
 /// Applies the migrations and returns.
 pub async fn migrate_only(settings: &Settings) -> Result<(), StartError> {
-    let db = Database::connect(&settings.service.database_url, 2).await?;
-    db.migrate::<Migrator>().await?;
-    tracing::info!("migrations applied");
-    Ok(())
+    Ok(Database::migrate_only::<Migrator>(&settings.service.database_url).await?)
 }
 
 /// A built, bound, not yet serving sales service.
@@ -138,9 +130,7 @@ impl Application {
         };
         let contacts = crm_shared::client::channel(&links.contacts_url)?;
         let addr = settings.service.listen_addr;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener = crm_shared::server::bind(addr).await?;
         let db = Database::connect(
             &settings.service.database_url,
             settings.service.max_connections,
@@ -188,8 +178,7 @@ impl Application {
             self.page_tokens,
         );
         let feed = EventFeed::new(self.db.clone(), SERVICE, &signal, host.stopping());
-        let readiness = host.readiness();
-        let authenticate = readiness.interceptor(self.verifier);
+        let authenticate = host.readiness().interceptor(self.verifier);
         let routes = host
             .routes()
             .add_service(InterceptedService::new(
@@ -201,26 +190,28 @@ impl Application {
                 authenticate,
             ));
         let stopping = host.stopping();
-        let serve = host.serve(SERVICE, self.listener, routes, shutdown, self.grace);
-        tokio::pin!(serve);
-        let migrate = async {
-            self.db.migrate::<Migrator>().await?;
-            readiness.set_ready().await;
-            tracing::info!("migrations applied; serving");
-            Ok::<_, StartError>(())
-        };
-        tokio::select! {
-            stopped = &mut serve => return Ok(stopped?),
-            migrated = migrate => migrated?,
+        // The feed consumer starts once the schema it writes to exists.
+        let follower = host
+            .serve_migrated::<Migrator, _>(
+                SERVICE,
+                self.listener,
+                routes,
+                shutdown,
+                self.grace,
+                &self.db,
+                || {
+                    tokio::spawn(consumer::follow_contacts(
+                        store,
+                        self.contacts,
+                        self.token,
+                        stopping,
+                    ))
+                },
+            )
+            .await?;
+        if let Some(follower) = follower {
+            let _ = follower.await;
         }
-        let follower = tokio::spawn(consumer::follow_contacts(
-            store,
-            self.contacts,
-            self.token,
-            stopping,
-        ));
-        serve.await?;
-        let _ = follower.await;
         self.db.conn.close_by_ref().await?;
         Ok(())
     }
