@@ -324,17 +324,7 @@ impl SalesService for SalesApi {
         }
         if lead.draft.status == LeadStatus::Converted {
             // A retry: the first conversion's result.
-            let (lead, opportunity) = self
-                .store
-                .mark_converted(
-                    &tenant,
-                    &principal.subject,
-                    id,
-                    String::new(),
-                    String::new(),
-                    None,
-                )
-                .await?;
+            let opportunity = self.store.converted_opportunity(&tenant, &lead).await?;
             return Ok(Response::new(pb::ConvertLeadResponse {
                 contact: lead.converted_contact.clone(),
                 company: lead.converted_company.clone(),

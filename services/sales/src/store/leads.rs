@@ -21,7 +21,7 @@ use super::{
     entities::{assignment_rule, from_json, lead, opportunity, scoring_rule, to_json},
 };
 use crate::domain::{
-    assignment::Rule,
+    assignment::{Rule, Strategy},
     lead::{Lead, LeadDraft, LeadStatus, SOURCES, STATUSES, parse_stored, stored},
     opportunity::Opportunity,
     scoring::{Model, ScoreFactor, score},
@@ -349,20 +349,41 @@ impl Store {
                 .one(conn)
                 .await?;
             rule.assigned = turn.unwrap_or(1) - 1;
-            let mut loads = HashMap::new();
-            for member in &rule.draft.members {
-                let open = lead::Entity::find_in(tenant)
-                    .filter(lead::Column::Owner.eq(member))
-                    .filter(lead::Column::Status.is_in(OPEN_STATUSES))
-                    .filter(lead::Column::DeleteTime.is_null())
-                    .count(conn)
-                    .await?;
-                loads.insert(member.clone(), open);
-            }
+            let loads = match rule.draft.strategy {
+                Strategy::LeastLoaded => {
+                    self.open_leads_of(conn, tenant, &rule.draft.members)
+                        .await?
+                }
+                Strategy::RoundRobin => HashMap::new(),
+            };
             let owner = rule.pick(&loads);
             return Ok(Some((owner, rule.reason())));
         }
         Ok(None)
+    }
+
+    /// How many open leads each of `owners` has, in one query.
+    async fn open_leads_of<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        tenant: &Tenant,
+        owners: &[String],
+    ) -> Result<HashMap<String, u64>, ApiError> {
+        let counts: Vec<(String, i64)> = lead::Entity::find_in(tenant)
+            .select_only()
+            .column(lead::Column::Owner)
+            .column_as(lead::Column::Id.count(), "open")
+            .filter(lead::Column::Owner.is_in(owners.to_vec()))
+            .filter(lead::Column::Status.is_in(OPEN_STATUSES))
+            .filter(lead::Column::DeleteTime.is_null())
+            .group_by(lead::Column::Owner)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        Ok(counts
+            .into_iter()
+            .map(|(owner, open)| (owner, u64::try_from(open).unwrap_or(0)))
+            .collect())
     }
 
     /// The scoring-rule factors of each of `leads`: one query per rule.
@@ -593,7 +614,8 @@ impl Store {
         Ok((lead, opportunity))
     }
 
-    async fn converted_opportunity(
+    /// The opportunity a converted lead produced, if any.
+    pub async fn converted_opportunity(
         &self,
         tenant: &Tenant,
         lead: &Lead,
