@@ -93,6 +93,14 @@ fn json_to_value(value: &serde_json::Value) -> Value {
     Value { kind: Some(kind) }
 }
 
+/// `message` packed into a `google.protobuf.Any` (event payloads).
+pub fn to_any<M: prost::Name>(message: &M) -> prost_types::Any {
+    prost_types::Any {
+        type_url: M::type_url(),
+        value: message.encode_to_vec(),
+    }
+}
+
 /// The etag of a version.
 pub fn etag(version: i64) -> String {
     format!("\"{version}\"")

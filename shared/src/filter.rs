@@ -65,6 +65,22 @@ pub struct FilterField {
     pub kind: FieldKind,
 }
 
+impl FilterField {
+    /// A field stored in a column of the same name.
+    pub const fn new(name: &'static str, kind: FieldKind) -> Self {
+        Self {
+            name,
+            column: name,
+            kind,
+        }
+    }
+
+    /// A text field stored in a column of the same name.
+    pub const fn text(name: &'static str) -> Self {
+        Self::new(name, FieldKind::Text)
+    }
+}
+
 /// The fields of one resource that a filter may name.
 #[derive(Debug, Clone, Copy)]
 pub struct FilterSchema {

@@ -101,10 +101,7 @@ impl NewEvent {
         Self {
             name,
             subject,
-            payload: prost_types::Any {
-                type_url: M::type_url(),
-                value: message.encode_to_vec(),
-            },
+            payload: crate::convert::to_any(message),
             actor: actor.to_owned(),
         }
     }

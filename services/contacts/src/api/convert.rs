@@ -13,6 +13,7 @@ use crate::domain::{
     Contact, ContactDraft, Email, LifecycleStage, Money, Phone, PostalAddress,
 };
 
+use crm_shared::convert::to_any;
 pub use crm_shared::convert::{etag, parse_etag};
 
 fn address_from(address: Option<pb_common::PostalAddress>) -> Option<PostalAddress> {
@@ -326,31 +327,24 @@ pub fn activity_message(activity: &Activity) -> pb::Activity {
 /// Encodes event payloads as the API's messages.
 pub struct ProtoPayloads;
 
-fn any<M: prost::Name>(message: &M) -> prost_types::Any {
-    prost_types::Any {
-        type_url: M::type_url(),
-        value: message.encode_to_vec(),
-    }
-}
-
 impl crate::store::EventPayloads for ProtoPayloads {
     fn contact(&self, contact: &Contact) -> prost_types::Any {
-        any(&contact_message(contact))
+        to_any(&contact_message(contact))
     }
     fn company(&self, company: &Company) -> prost_types::Any {
-        any(&company_message(company))
+        to_any(&company_message(company))
     }
     fn activity(&self, activity: &Activity) -> prost_types::Any {
-        any(&activity_message(activity))
+        to_any(&activity_message(activity))
     }
     fn merged(&self, survivor: &str, merged: &[String]) -> prost_types::Any {
-        any(&pb::ContactMerged {
+        to_any(&pb::ContactMerged {
             survivor: survivor.to_owned(),
             merged: merged.to_vec(),
         })
     }
     fn erased(&self, contact: &str) -> prost_types::Any {
-        any(&pb::ContactErased {
+        to_any(&pb::ContactErased {
             contact: contact.to_owned(),
         })
     }

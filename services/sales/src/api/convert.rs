@@ -4,11 +4,10 @@
 
 use crm_proto::sales as pb;
 use crm_shared::{
-    convert::{etag, from_timestamp, to_timestamp},
+    convert::{etag, from_timestamp, to_any, to_timestamp},
     error::ApiError,
     money::Money,
 };
-use prost::Name;
 
 use crate::domain::{
     assignment::{Rule, RuleDraft, Strategy},
@@ -403,22 +402,15 @@ pub fn task_message(t: &Task) -> pb::Task {
     }
 }
 
-fn any<M: Name>(message: &M) -> prost_types::Any {
-    prost_types::Any {
-        type_url: M::type_url(),
-        value: message.encode_to_vec(),
-    }
-}
-
 /// Event payloads as protobuf `Any`s.
 pub struct ProtoPayloads;
 
 impl EventPayloads for ProtoPayloads {
     fn lead(&self, lead: &Lead) -> prost_types::Any {
-        any(&lead_message(lead))
+        to_any(&lead_message(lead))
     }
     fn lead_converted(&self, lead: &Lead) -> prost_types::Any {
-        any(&pb::LeadConverted {
+        to_any(&pb::LeadConverted {
             lead: Some(lead_message(lead)),
             contact: lead.converted_contact.clone(),
             company: lead.converted_company.clone(),
@@ -426,22 +418,22 @@ impl EventPayloads for ProtoPayloads {
         })
     }
     fn opportunity(&self, o: &Opportunity) -> prost_types::Any {
-        any(&opportunity_message(o))
+        to_any(&opportunity_message(o))
     }
     fn stage_changed(&self, o: &Opportunity, from: &str) -> prost_types::Any {
-        any(&pb::OpportunityStageChanged {
+        to_any(&pb::OpportunityStageChanged {
             opportunity: Some(opportunity_message(o)),
             from_stage: from.to_owned(),
             to_stage: o.draft.stage.clone(),
         })
     }
     fn pipeline(&self, p: &Pipeline) -> prost_types::Any {
-        any(&pipeline_message(p))
+        to_any(&pipeline_message(p))
     }
     fn product(&self, p: &Product) -> prost_types::Any {
-        any(&product_message(p))
+        to_any(&product_message(p))
     }
     fn task(&self, t: &Task) -> prost_types::Any {
-        any(&task_message(t))
+        to_any(&task_message(t))
     }
 }

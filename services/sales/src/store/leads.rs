@@ -43,24 +43,16 @@ const STATUS_VALUES: &[(&str, &str)] = &[
     ("CONVERTED", "CONVERTED"),
 ];
 
-const fn text(name: &'static str) -> FilterField {
-    FilterField {
-        name,
-        column: name,
-        kind: FieldKind::Text,
-    }
-}
-
 /// The fields a lead filter (and an assignment or scoring rule) may name.
 pub const FILTER: FilterSchema = FilterSchema {
     fields: &[
-        text("given_name"),
-        text("family_name"),
-        text("email"),
-        text("phone"),
-        text("company_name"),
-        text("title"),
-        text("country"),
+        FilterField::text("given_name"),
+        FilterField::text("family_name"),
+        FilterField::text("email"),
+        FilterField::text("phone"),
+        FilterField::text("company_name"),
+        FilterField::text("title"),
+        FilterField::text("country"),
         FilterField {
             name: "employee_count",
             column: "employee_count",
@@ -71,19 +63,19 @@ pub const FILTER: FilterSchema = FilterSchema {
             column: "source",
             kind: FieldKind::Enum(SOURCE_VALUES),
         },
-        text("campaign"),
+        FilterField::text("campaign"),
         FilterField {
             name: "status",
             column: "status",
             kind: FieldKind::Enum(STATUS_VALUES),
         },
-        text("owner"),
+        FilterField::text("owner"),
         FilterField {
             name: "score",
             column: "score",
             kind: FieldKind::Integer,
         },
-        text("converted_contact"),
+        FilterField::text("converted_contact"),
         FilterField {
             name: "create_time",
             column: "create_time",

@@ -25,31 +25,23 @@ use crate::domain::{
 
 const STATE_VALUES: &[(&str, &str)] = &[("OPEN", "OPEN"), ("WON", "WON"), ("LOST", "LOST")];
 
-const fn text(name: &'static str) -> FilterField {
-    FilterField {
-        name,
-        column: name,
-        kind: FieldKind::Text,
-    }
-}
-
 /// The fields an opportunity filter may name.
 pub const FILTER: FilterSchema = FilterSchema {
     fields: &[
-        text("display_name"),
-        text("pipeline"),
-        text("stage"),
+        FilterField::text("display_name"),
+        FilterField::text("pipeline"),
+        FilterField::text("stage"),
         FilterField {
             name: "state",
             column: "state",
             kind: FieldKind::Enum(STATE_VALUES),
         },
-        text("owner"),
-        text("contact"),
-        text("company"),
-        text("currency_code"),
-        text("expected_close_date"),
-        text("source_lead"),
+        FilterField::text("owner"),
+        FilterField::text("contact"),
+        FilterField::text("company"),
+        FilterField::text("currency_code"),
+        FilterField::text("expected_close_date"),
+        FilterField::text("source_lead"),
         FilterField {
             name: "close_time",
             column: "close_time",

@@ -24,27 +24,19 @@ const STATUS_VALUES: &[(&str, &str)] = &[
     ("CANCELLED", "CANCELLED"),
 ];
 
-const fn text(name: &'static str) -> FilterField {
-    FilterField {
-        name,
-        column: name,
-        kind: FieldKind::Text,
-    }
-}
-
 /// The fields a task filter may name.
 pub const FILTER: FilterSchema = FilterSchema {
     fields: &[
-        text("title"),
-        text("owner"),
+        FilterField::text("title"),
+        FilterField::text("owner"),
         FilterField {
             name: "status",
             column: "status",
             kind: FieldKind::Enum(STATUS_VALUES),
         },
-        text("lead"),
-        text("contact"),
-        text("opportunity"),
+        FilterField::text("lead"),
+        FilterField::text("contact"),
+        FilterField::text("opportunity"),
         FilterField {
             name: "due_time",
             column: "due_time",
