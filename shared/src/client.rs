@@ -2,7 +2,7 @@
 //! context passed on, a deadline on every call, and retries only for calls
 //! that are safe to repeat.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tonic::{
     Code, Request, Status,
@@ -10,7 +10,11 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
-use crate::error::ApiError;
+use crate::{
+    auth::{Role, sign_hs256},
+    config::AuthSettings,
+    error::ApiError,
+};
 
 /// How long one call to another service may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,6 +72,45 @@ impl Credentials {
             .insert("authorization", self.0.clone());
         crate::telemetry::inject_trace_context(request.metadata_mut());
         request
+    }
+}
+
+/// The token a service presents when it calls another as itself (the
+/// `service` role, across tenants): the configured one, or, for local runs,
+/// a fresh one signed with the HS256 secret for each connection.
+#[derive(Clone)]
+pub struct ServiceIdentity(Arc<dyn Fn() -> Result<String, ApiError> + Send + Sync>);
+
+impl std::fmt::Debug for ServiceIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceIdentity")
+    }
+}
+
+impl ServiceIdentity {
+    /// `service`'s identity: `token` when configured, else one signed with
+    /// `auth`'s HS256 secret; `None` when there is neither.
+    pub fn new(service: &str, token: Option<String>, auth: &AuthSettings) -> Option<Self> {
+        if let Some(token) = token.filter(|t| !t.is_empty()) {
+            return Some(Self(Arc::new(move || Ok(token.clone()))));
+        }
+        let secret = auth.hs256_secret.clone().filter(|s| !s.is_empty())?;
+        let service = service.to_owned();
+        Some(Self(Arc::new(move || {
+            sign_hs256(
+                &secret,
+                "suite",
+                &service,
+                &[Role::Service],
+                Duration::from_secs(3600),
+            )
+            .map_err(|e| ApiError::Internal(e.to_string()))
+        })))
+    }
+
+    /// A token to present now.
+    pub fn token(&self) -> Result<String, ApiError> {
+        (self.0)()
     }
 }
 

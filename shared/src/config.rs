@@ -2,7 +2,7 @@
 //! file named by `CRM_CONFIG`), then environment variables `CRM_<SECTION>__<KEY>`,
 //! for example `CRM_CONTACTS__DATABASE_URL` or `CRM_AUTH__HS256_SECRET`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
 
@@ -19,6 +19,12 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// The HMAC key that makes page tokens tamper-evident.
     pub paging_secret: String,
+    /// Where the services this one calls or follows listen, by name: the
+    /// section's `<name>_url` keys (`CRM_SALES__CONTACTS_URL`).
+    pub peers: BTreeMap<String, String>,
+    /// The service identity's token for calling other services; without it,
+    /// one is signed with the HS256 secret (local runs).
+    pub service_token: Option<String>,
 }
 
 /// The section named after the service (`[contacts]`).
@@ -85,12 +91,27 @@ pub fn load(service: &str, default_port: u16) -> Result<Settings, config::Config
         .ok()
         .or_else(|| auth.hs256_secret.clone())
         .unwrap_or_else(random_secret);
+    let section = layered.get_table(service)?;
+    let peers = section
+        .iter()
+        .filter(|(key, _)| key.as_str() != "database_url")
+        .filter_map(|(key, value)| {
+            let peer = key.strip_suffix("_url")?;
+            Some((peer.to_owned(), value.clone().into_string().ok()?))
+        })
+        .collect();
+    let service_token = section
+        .get("service_token")
+        .and_then(|token| token.clone().into_string().ok())
+        .filter(|token| !token.is_empty());
     Ok(Settings {
         service_name: service.to_owned(),
         service: layered.get(service)?,
         auth,
         telemetry: layered.get("telemetry")?,
         paging_secret,
+        peers,
+        service_token,
     })
 }
 

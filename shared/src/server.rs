@@ -136,6 +136,15 @@ impl Host {
         }
     }
 
+    /// Adds a fully-qualified gRPC service name to those served: NOT_SERVING
+    /// until [`Host::set_ready`](Readiness::set_ready), listed by reflection.
+    pub async fn add_served(&mut self, name: &str) {
+        self.health
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+        self.served.push(name.to_owned());
+    }
+
     /// Reflection describes every service of the suite (for the gateway,
     /// which serves them all through its proxy).
     pub fn reflect_every_service(&mut self) {

@@ -1,117 +1,121 @@
-//! Sales follows the contacts feed: a merged contact's references move to the
-//! survivor, an erased contact's data is erased from the leads that copied
-//! it. The cursor is kept in sales' own database, in the same transaction as
-//! the effect, so nothing is applied twice or skipped across restarts of
-//! either side; while contacts is down, the consumer waits and reconnects.
-
-use std::time::Duration;
+//! What sales does with the contacts feed, applied by the shared consumer
+//! (`crm_shared::consumer`): a merged contact's references move to the
+//! survivor; an erased person's copies are erased from every lead that holds
+//! them, sales' own earlier events about those leads are scrubbed, and an
+//! `ErasureCompleted` event confirms it.
 
 use crm_proto::{
     contacts::{ContactErased, ContactMerged},
-    events::{Event, StreamEventsRequest, event_feed_service_client::EventFeedServiceClient},
+    events::{ErasureCompleted, Event},
+    sales as pb,
 };
-use crm_shared::{client::Credentials, db::Tenant, error::ApiError};
-use prost::Message;
-use tokio::sync::watch;
-use tonic::transport::Channel;
+use crm_shared::{
+    consumer::{EffectError, EventHandler},
+    convert::to_any,
+    db::{Tenant, WriteTxn},
+    outbox::NewEvent,
+};
+use prost::{Message, Name};
 
-use crate::store::Store;
+use crate::{domain::erasure::ErasedPerson, store::Store};
 
-/// The feed's name in the cursor table.
+/// The source sales follows.
 pub const SOURCE: &str = "contacts";
 const MERGED: &str = "crm.contacts.v1.ContactMerged";
 const ERASED: &str = "crm.contacts.v1.ContactErased";
 
-/// Mints the service identity's token for each connection.
-pub type TokenSource = Box<dyn Fn() -> Result<String, ApiError> + Send + Sync>;
-
-/// Follows the contacts feed until `stopping` turns true.
-pub async fn follow_contacts(
+/// Sales' handler of the contacts feed.
+pub struct ContactsFeed {
     store: Store,
-    channel: Channel,
-    token: TokenSource,
-    mut stopping: watch::Receiver<bool>,
-) {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let outcome = tokio::select! {
-            outcome = follow_once(&store, channel.clone(), &token) => outcome,
-            _ = stopping.wait_for(|stop| *stop) => return,
+}
+
+impl ContactsFeed {
+    /// The handler writing through `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    async fn erased(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        erased: ContactErased,
+    ) -> Result<Vec<NewEvent>, EffectError> {
+        let person = ErasedPerson {
+            contacts: std::iter::once(erased.contact.clone())
+                .chain(erased.merged)
+                .collect(),
+            contact: erased.contact,
+            email_fingerprints: erased.email_fingerprints.into_iter().collect(),
+            phone_fingerprints: erased.phone_fingerprints.into_iter().collect(),
         };
-        match outcome {
-            Ok(()) => backoff = Duration::from_millis(200),
-            Err(error) => {
-                tracing::warn!(%error, ?backoff, "contacts feed interrupted; reconnecting");
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+        let mut done = self.store.apply_contact_erased(txn, tenant, &person).await?;
+        let scrubbed = self
+            .store
+            .scrub_events(txn, tenant, &done.leads, scrub_payload)
+            .await?;
+        tracing::info!(contact = %person.contact, leads = done.leads.len(), scrubbed, "contact erasure applied");
+        let confirmation = to_any(&ErasureCompleted {
+            contact: person.contact.clone(),
+            service: "sales".into(),
+            erased_resources: done.leads,
+            scrubbed_events: scrubbed,
+        });
+        done.events
+            .push(self.store.erasure_completed(&person.contact, confirmation));
+        Ok(done.events)
+    }
+}
+
+#[tonic::async_trait]
+impl EventHandler for ContactsFeed {
+    fn event_types(&self) -> Vec<String> {
+        vec![MERGED.into(), ERASED.into()]
+    }
+
+    async fn apply(&self, txn: &WriteTxn, event: &Event) -> Result<Vec<NewEvent>, EffectError> {
+        let tenant = Tenant::new(event.tenant.clone());
+        match event.r#type.as_str() {
+            MERGED => {
+                let merged: ContactMerged = EffectError::decode(event)?;
+                let events = self
+                    .store
+                    .apply_contact_merged(txn, &tenant, &merged.survivor, &merged.merged)
+                    .await?;
+                tracing::info!(survivor = %merged.survivor, changed = events.len(), "contact merge applied");
+                Ok(events)
             }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stopping.wait_for(|stop| *stop) => return,
+            ERASED => self.erased(txn, &tenant, EffectError::decode(event)?).await,
+            _ => Ok(Vec::new()),
         }
     }
 }
 
-/// One connection: reads from the stored cursor until the stream ends.
-async fn follow_once(store: &Store, channel: Channel, token: &TokenSource) -> Result<(), ApiError> {
-    let after = store.feed_cursor(SOURCE).await?;
-    let credentials = Credentials::bearer(&token()?)?;
-    let request = credentials.subscription(StreamEventsRequest {
-        after_sequence: after,
-        follow: true,
-        types: vec![MERGED.into(), ERASED.into()],
-        max_events: 0,
-    });
-    let mut stream = EventFeedServiceClient::new(channel)
-        .stream_events(request)
-        .await
-        .map_err(|s| ApiError::Unavailable(format!("contacts feed: {s}")))?
-        .into_inner();
-    tracing::info!(after, "following the contacts feed");
-    while let Some(message) = stream
-        .message()
-        .await
-        .map_err(|s| ApiError::Unavailable(format!("contacts feed: {s}")))?
-    {
-        if let Some(event) = message.event {
-            apply(store, &event).await?;
+/// The payload without the person's data, for payloads that carry some
+/// (a lead, or a conversion with its lead); `None` for the others.
+fn scrub_payload(payload: &prost_types::Any) -> Option<prost_types::Any> {
+    if payload.type_url == pb::Lead::type_url() {
+        let mut lead = pb::Lead::decode(payload.value.as_slice()).ok()?;
+        scrub_lead(&mut lead);
+        Some(to_any(&lead))
+    } else if payload.type_url == pb::LeadConverted::type_url() {
+        let mut converted = pb::LeadConverted::decode(payload.value.as_slice()).ok()?;
+        if let Some(lead) = converted.lead.as_mut() {
+            scrub_lead(lead);
         }
+        Some(to_any(&converted))
+    } else {
+        None
     }
-    Ok(())
 }
 
-/// Applies one event with its cursor.
-pub async fn apply(store: &Store, event: &Event) -> Result<(), ApiError> {
-    let tenant = Tenant::new(event.tenant.clone());
-    let payload = event
-        .payload
-        .as_ref()
-        .map(|any| any.value.as_slice())
-        .unwrap_or_default();
-    let undecodable =
-        |e: prost::DecodeError| ApiError::Internal(format!("{} payload: {e}", event.r#type));
-    match event.r#type.as_str() {
-        MERGED => {
-            let merged = ContactMerged::decode(payload).map_err(undecodable)?;
-            let changed = store
-                .apply_contact_merged(
-                    &tenant,
-                    &merged.survivor,
-                    &merged.merged,
-                    SOURCE,
-                    event.sequence,
-                )
-                .await?;
-            tracing::info!(survivor = %merged.survivor, changed, "contact merge applied");
-        }
-        ERASED => {
-            let erased = ContactErased::decode(payload).map_err(undecodable)?;
-            let changed = store
-                .apply_contact_erased(&tenant, &erased.contact, SOURCE, event.sequence)
-                .await?;
-            tracing::info!(contact = %erased.contact, changed, "contact erasure applied");
-        }
-        _ => store.skip_event(SOURCE, event.sequence).await?,
-    }
-    Ok(())
+/// The fields of a lead message that name the person (as
+/// `Lead::erase_personal_data` does for the stored lead).
+fn scrub_lead(lead: &mut pb::Lead) {
+    lead.given_name.clear();
+    lead.family_name.clear();
+    lead.email.clear();
+    lead.phone.clear();
+    lead.title.clear();
+    lead.possible_duplicates.clear();
 }

@@ -10,7 +10,7 @@ use crm_shared::{
 
 use crate::domain::{
     Activity, ActivityDraft, ActivityKind, Channel, Company, CompanyDraft, Consent, ConsentStatus,
-    Contact, ContactDraft, Email, LifecycleStage, Money, Phone, PostalAddress,
+    Contact, ContactDraft, Email, Erasure, LifecycleStage, Money, Phone, PostalAddress,
 };
 
 use crm_shared::convert::to_any;
@@ -346,6 +346,7 @@ impl crate::store::EventPayloads for ProtoPayloads {
     fn erased(&self, contact: &str) -> prost_types::Any {
         to_any(&pb::ContactErased {
             contact: contact.to_owned(),
+            ..Default::default()
         })
     }
 }

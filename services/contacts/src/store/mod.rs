@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crm_shared::{
     db::Database,
-    outbox::{CommitSignal, NewEvent},
+    outbox::NewEvent,
     store::Resources,
 };
 
@@ -19,10 +19,7 @@ pub use activities::{FILTER as ACTIVITY_FILTER, ORDER_BY as ACTIVITY_ORDER};
 pub use companies::{FILTER as COMPANY_FILTER, ORDER_BY as COMPANY_ORDER};
 pub use contacts::{FILTER as CONTACT_FILTER, ImportOutcome, ImportRow, ORDER_BY as CONTACT_ORDER};
 
-use crate::domain::{Activity, Company, Contact};
-
-/// The proto package events are named in.
-const PACKAGE: &str = "crm.contacts.v1";
+use crate::domain::{Activity, Company, Contact, Erasure};
 
 /// Encodes event payloads; implemented by the API layer, which knows the
 /// protobuf messages, so the store does not.
@@ -35,8 +32,8 @@ pub trait EventPayloads: Send + Sync {
     fn activity(&self, activity: &Activity) -> prost_types::Any;
     /// A merge.
     fn merged(&self, survivor: &str, merged: &[String]) -> prost_types::Any;
-    /// An erasure: the name only.
-    fn erased(&self, contact: &str) -> prost_types::Any;
+    /// An erasure: the contacts erased and fingerprints of their addresses.
+    fn erased(&self, erasure: &Erasure) -> prost_types::Any;
 }
 
 /// All queries of the contacts service.
@@ -48,11 +45,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// A store over `db` that wakes event-feed followers through `signal`.
-    pub fn new(db: Database, signal: CommitSignal, payloads: Arc<dyn EventPayloads>) -> Self {
+    /// A store over the service's tables, encoding event payloads with `payloads`.
+    pub fn new(base: Resources, payloads: Arc<dyn EventPayloads>) -> Self {
         Self {
-            base: Resources::new(db.clone(), signal, PACKAGE),
-            db,
+            db: base.db.clone(),
+            base,
             payloads,
         }
     }

@@ -143,7 +143,7 @@ async fn not_serving_until_migrated_on(backend: Backend) {
         .await
         .expect("take the lock");
 
-    let app = crm_contacts::Application::build(settings(&db.url))
+    let app = crm_contacts::build(settings(&db.url))
         .await
         .expect("build");
     let addr = app.local_addr();

@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
-use crm_contacts::{Application, StartError};
+use crm_shared::kit::KitError as StartError;
 use crm_proto::{
     contacts::{
         Contact, CreateContactRequest, EmailAddress, ListContactsRequest, PhoneNumber,
@@ -91,6 +91,8 @@ pub fn settings(database_url: &str) -> Settings {
             filter: "warn".into(),
         },
         paging_secret: "paging".into(),
+        peers: Default::default(),
+        service_token: None,
     }
 }
 
@@ -108,9 +110,9 @@ impl TestApp {
     /// health check says SERVING; `None` when that backend is not available.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
         let db = TestDatabase::create(backend).await?;
-        let app = Application::build(settings(&db.url))
+        let app = crm_contacts::build(settings(&db.url))
             .await
-            .unwrap_or_else(|error| panic!("Application::build on {backend:?} failed: {error}"));
+            .unwrap_or_else(|error| panic!("crm_contacts::build on {backend:?} failed: {error}"));
         let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {

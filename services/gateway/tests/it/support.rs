@@ -126,7 +126,7 @@ impl ContactsProcess {
             let app = runtime.block_on(async {
                 // The old listener may linger a moment after a kill.
                 for _ in 0..50 {
-                    match crm_contacts::Application::build(settings.clone()).await {
+                    match crm_contacts::build(settings.clone()).await {
                         Ok(app) => return app,
                         Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                     }
@@ -163,6 +163,8 @@ fn contacts_settings(database_url: &str, addr: SocketAddr) -> Settings {
         auth: auth(),
         telemetry: telemetry(),
         paging_secret: "paging".into(),
+        peers: Default::default(),
+        service_token: None,
     }
 }
 

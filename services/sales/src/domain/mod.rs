@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod assignment;
+pub mod erasure;
 pub mod lead;
 pub mod opportunity;
 pub mod pipeline;

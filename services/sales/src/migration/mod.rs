@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_create_tables;
+mod m0003_shared_consumer;
 
 /// Every migration of the sales database, in order.
 pub struct Migrator;
@@ -14,6 +15,8 @@ impl MigratorTrait for Migrator {
             Box::new(crm_shared::outbox::migration::CreateOutbox),
             Box::new(crm_shared::idempotency::migration::CreateIdempotencyKeys),
             Box::new(m0001_create_tables::Migration),
+            Box::new(crm_shared::consumer::tables::migration::CreateConsumerTables),
+            Box::new(m0003_shared_consumer::Migration),
         ]
     }
 }

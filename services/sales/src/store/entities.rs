@@ -300,27 +300,6 @@ pub mod task {
     }
 }
 
-/// The `feed_cursors` table: the last event applied from each feed sales follows.
-pub mod feed_cursor {
-    use sea_orm::entity::prelude::*;
-
-    /// One row per feed.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "feed_cursors")]
-    pub struct Model {
-        /// The feed, for example "contacts".
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub source: String,
-        /// The sequence of the last event applied.
-        pub sequence: i64,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
 /// JSON text of a value; serialising plain data cannot fail.
 pub fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()

@@ -1,83 +1,70 @@
-//! What other services' events ask of sales, applied together with the
-//! feed's cursor in one transaction: an event is applied exactly once, and a
-//! restart resumes after the last one applied.
+//! What other services' events ask of sales. Each function runs inside the
+//! shared consumer's transaction (`crm_shared::consumer`), which also moves
+//! the feed's cursor and appends the returned events, so an event is applied
+//! exactly once. Rows are written only if their version is still the one
+//! read: a concurrent user change is never undone (the consumer tries again).
 
 use chrono::Utc;
 use crm_shared::{
     db::{Tenant, TenantScoped, WriteTxn},
     error::ApiError,
-    outbox::NewEvent,
+    outbox::{self, NewEvent},
 };
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::OnConflict};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 
 use super::{
     Store,
-    entities::{feed_cursor, lead, opportunity, task},
+    entities::{lead, opportunity, task},
 };
-use crate::domain::{lead::Lead, opportunity::Opportunity, task::Task};
+use crate::domain::{erasure::ErasedPerson, lead::Lead, opportunity::Opportunity, task::Task};
 
 /// Who the feed's changes are recorded as.
 const FEED_ACTOR: &str = "sales/contacts-feed";
 
+/// What an erasure changed in sales.
+pub struct Erased {
+    /// The leads whose personal fields were erased.
+    pub leads: Vec<String>,
+    /// The events the change raises.
+    pub events: Vec<NewEvent>,
+}
+
 impl Store {
-    /// The sequence of the last event applied from `source`, 0 for none.
-    pub async fn feed_cursor(&self, source: &str) -> Result<i64, ApiError> {
-        Ok(feed_cursor::Entity::find_by_id(source.to_owned())
-            .one(&self.db.conn)
-            .await?
-            .map_or(0, |row| row.sequence))
-    }
-
-    async fn advance(&self, txn: &WriteTxn, source: &str, sequence: i64) -> Result<(), ApiError> {
-        feed_cursor::Entity::insert(feed_cursor::ActiveModel {
-            source: Set(source.to_owned()),
-            sequence: Set(sequence),
-        })
-        .on_conflict(
-            OnConflict::column(feed_cursor::Column::Source)
-                .update_column(feed_cursor::Column::Sequence)
-                .to_owned(),
-        )
-        .exec(&**txn)
-        .await?;
-        Ok(())
-    }
-
     /// A merge in contacts: every lead, opportunity and task pointing at a
     /// merged contact points at the survivor instead.
     pub async fn apply_contact_merged(
         &self,
+        txn: &WriteTxn,
         tenant: &Tenant,
         survivor: &str,
         merged: &[String],
-        source: &str,
-        sequence: i64,
-    ) -> Result<usize, ApiError> {
-        let txn = self.db.begin_write().await?;
+    ) -> Result<Vec<NewEvent>, ApiError> {
         let now = Utc::now();
         let mut events: Vec<NewEvent> = Vec::new();
         let leads = lead::Entity::find_in(tenant)
             .filter(lead::Column::ConvertedContact.is_in(merged.to_vec()))
-            .all(&*txn)
+            .all(&**txn)
             .await?;
         for row in leads {
             let mut l = Lead::try_from(row)?;
+            let stored = l.version;
             l.converted_contact = survivor.to_owned();
             l.version += 1;
             l.update_time = now;
-            self.overwrite_lead(&*txn, tenant, &l).await?;
+            self.overwrite_lead(txn, tenant, &l, stored).await?;
             events.push(self.event("LeadUpdated", l.name(), self.payloads.lead(&l), FEED_ACTOR));
         }
         let deals = opportunity::Entity::find_in(tenant)
             .filter(opportunity::Column::Contact.is_in(merged.to_vec()))
-            .all(&*txn)
+            .all(&**txn)
             .await?;
         for row in deals {
             let mut o = Opportunity::try_from(row)?;
+            let stored = o.version;
             o.draft.contact = survivor.to_owned();
             o.version += 1;
             o.update_time = now;
-            self.overwrite_opportunity(&*txn, tenant, &o).await?;
+            self.overwrite_opportunity(txn, tenant, &o, stored).await?;
             events.push(self.event(
                 "OpportunityUpdated",
                 o.name(),
@@ -87,57 +74,123 @@ impl Store {
         }
         let tasks = task::Entity::find_in(tenant)
             .filter(task::Column::Contact.is_in(merged.to_vec()))
-            .all(&*txn)
+            .all(&**txn)
             .await?;
         for row in tasks {
             let mut t = Task::try_from(row)?;
+            let stored = t.version;
             t.draft.contact = survivor.to_owned();
             t.version += 1;
             t.update_time = now;
-            self.overwrite_task(&*txn, tenant, &t).await?;
+            self.overwrite_task(txn, tenant, &t, stored).await?;
             events.push(self.event("TaskUpdated", t.name(), self.payloads.task(&t), FEED_ACTOR));
         }
-        let changed = events.len();
-        self.advance(&txn, source, sequence).await?;
-        self.base.commit(txn, tenant, events).await?;
-        Ok(changed)
+        Ok(events)
     }
 
-    /// An erasure in contacts: the person's data copied onto the leads that
-    /// became that contact is erased too.
+    /// An erasure in contacts: every lead holding a copy of the person (by
+    /// link, or by an address or number they had) has its personal fields
+    /// erased. The caller scrubs the leads' earlier events.
     pub async fn apply_contact_erased(
         &self,
+        txn: &WriteTxn,
         tenant: &Tenant,
-        contact: &str,
-        source: &str,
-        sequence: i64,
-    ) -> Result<usize, ApiError> {
-        let txn = self.db.begin_write().await?;
+        person: &ErasedPerson,
+    ) -> Result<Erased, ApiError> {
         let now = Utc::now();
-        let mut events = Vec::new();
-        let leads = lead::Entity::find_in(tenant)
-            .filter(lead::Column::ConvertedContact.eq(contact))
-            .all(&*txn)
+        // Only the columns that can match, of the leads that can match: a
+        // fingerprint has no index, so the comparison happens here.
+        let candidates: Vec<(String, String, String, String)> = lead::Entity::find_in(tenant)
+            .select_only()
+            .columns([
+                lead::Column::Id,
+                lead::Column::ConvertedContact,
+                lead::Column::Email,
+                lead::Column::Phone,
+            ])
+            .filter(
+                Condition::any()
+                    .add(lead::Column::ConvertedContact.is_in(person.contacts.iter().cloned()))
+                    .add(lead::Column::Email.ne(""))
+                    .add(lead::Column::Phone.ne("")),
+            )
+            .into_tuple()
+            .all(&**txn)
             .await?;
-        for row in leads {
-            let mut l = Lead::try_from(row)?;
-            l.erase_personal_data();
-            l.version += 1;
-            l.update_time = now;
-            self.overwrite_lead(&*txn, tenant, &l).await?;
-            events.push(self.event("LeadErased", l.name(), self.payloads.lead(&l), FEED_ACTOR));
+        let ids: Vec<String> = candidates
+            .into_iter()
+            .filter(|(_, contact, email, phone)| {
+                person.is_held_by(tenant.as_str(), contact, email, phone)
+            })
+            .map(|(id, ..)| id)
+            .collect();
+        let mut erased = Erased {
+            leads: Vec::new(),
+            events: Vec::new(),
+        };
+        for chunk in ids.chunks(500) {
+            let rows = lead::Entity::find_in(tenant)
+                .filter(lead::Column::Id.is_in(chunk.to_vec()))
+                .all(&**txn)
+                .await?;
+            for row in rows {
+                let mut l = Lead::try_from(row)?;
+                let stored = l.version;
+                l.erase_personal_data();
+                l.version += 1;
+                l.update_time = now;
+                self.overwrite_lead(txn, tenant, &l, stored).await?;
+                erased.events.push(self.event(
+                    "LeadErased",
+                    l.name(),
+                    self.payloads.lead(&l),
+                    FEED_ACTOR,
+                ));
+                erased.leads.push(l.name());
+            }
         }
-        let changed = events.len();
-        self.advance(&txn, source, sequence).await?;
-        self.base.commit(txn, tenant, events).await?;
-        Ok(changed)
+        Ok(erased)
     }
 
-    /// Moves the cursor past an event that asks nothing of sales.
-    pub async fn skip_event(&self, source: &str, sequence: i64) -> Result<(), ApiError> {
-        let txn = self.db.begin_write().await?;
-        self.advance(&txn, source, sequence).await?;
-        txn.commit().await?;
-        Ok(())
+    /// Rewrites the payloads of this service's earlier events about
+    /// `subjects` with `scrub` (which returns `None` for a payload holding
+    /// nothing personal); returns how many were rewritten.
+    pub async fn scrub_events(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        subjects: &[String],
+        scrub: impl Fn(&prost_types::Any) -> Option<prost_types::Any>,
+    ) -> Result<i64, ApiError> {
+        use outbox::entity::{Column, Entity};
+        let mut scrubbed = 0;
+        for chunk in subjects.chunks(500) {
+            let rows = Entity::find()
+                .filter(Column::Tenant.eq(tenant.as_str()))
+                .filter(Column::Subject.is_in(chunk.to_vec()))
+                .all(&**txn)
+                .await?;
+            for row in rows {
+                let payload = prost_types::Any {
+                    type_url: row.payload_type.clone(),
+                    value: row.payload.clone(),
+                };
+                let Some(clean) = scrub(&payload) else {
+                    continue;
+                };
+                Entity::update_many()
+                    .col_expr(Column::Payload, sea_orm::sea_query::Expr::value(clean.value))
+                    .filter(Column::Sequence.eq(row.sequence))
+                    .exec(&**txn)
+                    .await?;
+                scrubbed += 1;
+            }
+        }
+        Ok(scrubbed)
+    }
+
+    /// The event confirming an erasure, about the erased contact.
+    pub fn erasure_completed(&self, contact: &str, payload: prost_types::Any) -> NewEvent {
+        self.event("ErasureCompleted", contact.to_owned(), payload, FEED_ACTOR)
     }
 }

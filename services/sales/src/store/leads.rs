@@ -5,13 +5,13 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
 use crm_shared::{
-    db::{Tenant, TenantScoped},
+    db::{Tenant, TenantScoped, WriteTxn},
     error::ApiError,
     filter::{FieldKind, FilterField, FilterSchema, parse_filter},
     store::{Claim, ListQuery, check_version},
 };
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
     IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
@@ -644,15 +644,25 @@ impl Store {
     }
 
     /// Writes a lead row in `txn` as it is (used by the feed).
-    pub(super) async fn overwrite_lead<C: ConnectionTrait>(
+    /// Writes `lead` over the stored row only if it is still at
+    /// `stored_version` (ABORTED otherwise), so an effect of another
+    /// service's event never undoes a concurrent user change.
+    pub(super) async fn overwrite_lead(
         &self,
-        conn: &C,
+        txn: &WriteTxn,
         tenant: &Tenant,
         lead: &Lead,
+        stored_version: i64,
     ) -> Result<(), ApiError> {
-        let mut row = lead_row(tenant, lead);
-        row.version = Set(lead.version);
-        lead::Entity::update(row).exec(conn).await?;
-        Ok(())
+        self.base
+            .save_versioned::<lead::Entity>(
+                txn,
+                tenant,
+                &lead.name(),
+                lead.id,
+                stored_version,
+                lead_row(tenant, lead),
+            )
+            .await
     }
 }

@@ -20,7 +20,7 @@ use std::{
 
 use crm_shared::{
     db::{Database, Tenant},
-    outbox::{CommitSignal, NewEvent},
+    outbox::NewEvent,
     store::Resources,
 };
 
@@ -35,8 +35,6 @@ use crate::domain::{
     task::Task,
 };
 
-/// The proto package events are named in.
-const PACKAGE: &str = "crm.sales.v1";
 /// How long a tenant's trained conversion model is reused before retraining.
 const MODEL_TTL: Duration = Duration::from_secs(600);
 
@@ -81,11 +79,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// A store over `db` that wakes event-feed followers through `signal`.
-    pub fn new(db: Database, signal: CommitSignal, payloads: Arc<dyn EventPayloads>) -> Self {
+    /// A store over the service's tables, encoding event payloads with `payloads`.
+    pub fn new(base: Resources, payloads: Arc<dyn EventPayloads>) -> Self {
         Self {
-            base: Resources::new(db.clone(), signal, PACKAGE),
-            db,
+            db: base.db.clone(),
+            base,
             payloads,
             models: Arc::default(),
         }

@@ -9,7 +9,7 @@ use crm_shared::{
     store::{Claim, ListQuery, check_version},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel,
     QueryFilter,
 };
 use uuid::Uuid;
@@ -481,16 +481,25 @@ impl Store {
     }
 
     /// Writes opportunity rows as they are (used by the feed).
-    pub(super) async fn overwrite_opportunity<C: ConnectionTrait>(
+    /// Writes `o` over the stored row only if it is still at
+    /// `stored_version` (ABORTED otherwise).
+    pub(super) async fn overwrite_opportunity(
         &self,
-        conn: &C,
+        txn: &WriteTxn,
         tenant: &Tenant,
         o: &Opportunity,
+        stored_version: i64,
     ) -> Result<(), ApiError> {
-        opportunity::Entity::update(opportunity_row(tenant, o))
-            .exec(conn)
-            .await?;
-        Ok(())
+        self.base
+            .save_versioned::<opportunity::Entity>(
+                txn,
+                tenant,
+                &o.name(),
+                o.id,
+                stored_version,
+                opportunity_row(tenant, o),
+            )
+            .await
     }
 }
 

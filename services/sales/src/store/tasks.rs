@@ -2,13 +2,13 @@
 
 use chrono::Utc;
 use crm_shared::{
-    db::Tenant,
+    db::{Tenant, WriteTxn},
     error::ApiError,
     filter::{FieldKind, FilterField, FilterSchema},
     store::{Claim, ListQuery, check_version},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel,
 };
 use uuid::Uuid;
 
@@ -208,13 +208,24 @@ impl Store {
     }
 
     /// Writes a task row as it is (used by the feed).
-    pub(super) async fn overwrite_task<C: ConnectionTrait>(
+    /// Writes `t` over the stored row only if it is still at
+    /// `stored_version` (ABORTED otherwise).
+    pub(super) async fn overwrite_task(
         &self,
-        conn: &C,
+        txn: &WriteTxn,
         tenant: &Tenant,
         t: &Task,
+        stored_version: i64,
     ) -> Result<(), ApiError> {
-        task::Entity::update(task_row(tenant, t)).exec(conn).await?;
-        Ok(())
+        self.base
+            .save_versioned::<task::Entity>(
+                txn,
+                tenant,
+                &t.name(),
+                t.id,
+                stored_version,
+                task_row(tenant, t),
+            )
+            .await
     }
 }

@@ -83,6 +83,8 @@ fn settings(service: &str, database_url: &str, addr: SocketAddr) -> Settings {
             filter: "warn".into(),
         },
         paging_secret: "paging".into(),
+        peers: Default::default(),
+        service_token: None,
     }
 }
 
@@ -148,7 +150,7 @@ impl Suite {
         let mut built = None;
         // A port just released may take a moment to bind again.
         for _ in 0..50 {
-            match crm_contacts::Application::build(settings(
+            match crm_contacts::build(settings(
                 "contacts",
                 &self.contacts_db.url,
                 addr,
@@ -191,15 +193,11 @@ impl Suite {
     /// Starts (or restarts) sales on its database.
     pub async fn start_sales(&mut self) {
         let contacts = self.contacts.as_ref().expect("contacts runs").addr;
-        let app = crm_sales::Application::build(
-            settings("sales", &self.sales_db.url, "127.0.0.1:0".parse().unwrap()),
-            crm_sales::Links {
-                contacts_url: format!("http://{contacts}"),
-                service_token: None,
-            },
-        )
-        .await
-        .expect("sales builds");
+        let mut settings = settings("sales", &self.sales_db.url, "127.0.0.1:0".parse().unwrap());
+        settings
+            .peers
+            .insert("contacts".into(), format!("http://{contacts}"));
+        let app = crm_sales::build(settings).await.expect("sales builds");
         let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -1,0 +1,493 @@
+//! The one way a service follows another service's events.
+//!
+//! A [`Consumer`] reads one source's `StreamEvents` feed and hands each event
+//! to the service's [`EventHandler`]. What it guarantees, on SQLite and
+//! PostgreSQL, however many replicas run:
+//! - **One active reader** per (service, source): a lease ([`lease`]) held by
+//!   one replica, taken over within 10 s when it dies.
+//! - **Each event applied once.** The effect, the events it raises and the
+//!   cursor move commit in one transaction; the cursor moves only forward
+//!   (`UPDATE ... WHERE sequence < $event`), so an event that a second reader
+//!   already applied is skipped, never applied twice, and a lagging replica
+//!   cannot move the cursor back.
+//! - **Never stuck.** An event that does not decode is parked at once; one
+//!   whose effect keeps failing is retried with backoff and parked after
+//!   [`ATTEMPTS`]. Parking moves the cursor on in the same transaction.
+//!   Admins list, retry and discard parked events ([`admin`]).
+//! - **Visible.** Lag and parked counts are metrics
+//!   (`crm.consumer.lag`, `crm.consumer.parked`, `crm.consumer.events`) and
+//!   log lines; `ListConsumers` shows them per consumer.
+//!
+//! Effects must write the rows they change only if their version is still
+//! the one read (`Resources::save_versioned`), so they never undo a user's
+//! concurrent change: a conflict is an error, and the event is tried again.
+
+pub mod admin;
+pub mod lease;
+pub mod tables;
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use crm_proto::events::{
+    Event, StreamEventsRequest, event_feed_service_client::EventFeedServiceClient,
+};
+use opentelemetry::{KeyValue, global};
+use prost::Message;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter,
+};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use crate::{
+    client::{Credentials, ServiceIdentity},
+    db::{Tenant, WriteTxn},
+    error::ApiError,
+    outbox::NewEvent,
+    store::Resources,
+};
+use lease::Lease;
+use tables::{cursor, parked};
+
+/// Tries of an effect before its event is parked.
+pub const ATTEMPTS: i32 = 5;
+/// The pause after the first failed try; it doubles with each.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Why an event's effect failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EffectError {
+    /// The payload is not what its type says: trying again cannot help.
+    #[error("undecodable {event_type} payload: {reason}")]
+    Undecodable {
+        /// The event type.
+        event_type: String,
+        /// The decode error.
+        reason: String,
+    },
+    /// The effect failed; it may succeed when tried again.
+    #[error(transparent)]
+    Failed(#[from] ApiError),
+}
+
+impl From<DbErr> for EffectError {
+    fn from(error: DbErr) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+impl EffectError {
+    /// Decodes `event`'s payload as `M`, or says why it cannot be.
+    pub fn decode<M: Message + Default>(event: &Event) -> Result<M, Self> {
+        let bytes = event
+            .payload
+            .as_ref()
+            .map(|any| any.value.as_slice())
+            .unwrap_or_default();
+        M::decode(bytes).map_err(|error| Self::Undecodable {
+            event_type: event.r#type.clone(),
+            reason: error.to_string(),
+        })
+    }
+}
+
+/// What a consuming service does with one source's events.
+#[tonic::async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    /// The full event types it applies ("crm.contacts.v1.ContactMerged");
+    /// only these are fetched from the source.
+    fn event_types(&self) -> Vec<String>;
+
+    /// Applies `event` in `txn` and returns the events the change raises in
+    /// this service; the consumer appends them, moves its cursor and commits,
+    /// all in `txn`. An error rolls everything back.
+    async fn apply(&self, txn: &WriteTxn, event: &Event) -> Result<Vec<NewEvent>, EffectError>;
+}
+
+/// What happened to one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Applied,
+    /// Another reader applied or parked it first.
+    AlreadyDone,
+}
+
+/// A consumer's state and its effects, shared by its follow loop and the
+/// admin service.
+pub(crate) struct ConsumerCore {
+    /// The consumer's name: its source ("contacts").
+    pub(crate) name: String,
+    handler: Arc<dyn EventHandler>,
+    resources: Resources,
+}
+
+impl ConsumerCore {
+    /// Makes sure the cursor row exists, so the forward-only update has a
+    /// row to compare with.
+    async fn ensure_cursor(&self) -> Result<(), DbErr> {
+        let conn = &self.resources.db.conn;
+        let exists = cursor::Entity::find_by_id(self.name.clone())
+            .count(conn)
+            .await?
+            > 0;
+        if exists {
+            return Ok(());
+        }
+        let inserted = cursor::Entity::insert(cursor::ActiveModel {
+            consumer: Set(self.name.clone()),
+            sequence: Set(0),
+            update_time: Set(Utc::now()),
+            lag_ms: Set(0),
+        })
+        .exec_without_returning(conn)
+        .await;
+        match inserted {
+            // A replica starting at the same moment inserted it.
+            Err(error) if error.sql_err().is_none() => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    /// The sequence of the last event applied or parked.
+    async fn position(&self) -> Result<i64, DbErr> {
+        Ok(cursor::Entity::find_by_id(self.name.clone())
+            .one(&self.resources.db.conn)
+            .await?
+            .map_or(0, |row| row.sequence))
+    }
+
+    /// Moves the cursor to `event` in `txn` if it is still behind it; false
+    /// when it is not (the event was applied already). On PostgreSQL the
+    /// update locks the row, so a concurrent reader of the same event waits
+    /// for this transaction and then finds the cursor moved.
+    async fn advance<C: ConnectionTrait>(&self, txn: &C, event: &Event) -> Result<bool, DbErr> {
+        let lag_ms = lag(event).as_millis().min(i64::MAX as u128) as i64;
+        let moved = cursor::Entity::update_many()
+            .set(cursor::ActiveModel {
+                sequence: Set(event.sequence),
+                update_time: Set(Utc::now()),
+                lag_ms: Set(lag_ms),
+                ..Default::default()
+            })
+            .filter(cursor::Column::Consumer.eq(&self.name))
+            .filter(cursor::Column::Sequence.lt(event.sequence))
+            .exec(txn)
+            .await?;
+        Ok(moved.rows_affected == 1)
+    }
+
+    /// One try: the effect, its events and the cursor in one transaction.
+    async fn apply_once(&self, event: &Event) -> Result<Outcome, EffectError> {
+        let txn = self.resources.db.begin_write().await?;
+        if !self.advance(&*txn, event).await? {
+            txn.rollback().await?;
+            return Ok(Outcome::AlreadyDone);
+        }
+        match self.handler.apply(&txn, event).await {
+            Ok(events) => {
+                let tenant = Tenant::new(event.tenant.clone());
+                self.resources.commit(txn, &tenant, events).await?;
+                Ok(Outcome::Applied)
+            }
+            Err(error) => {
+                txn.rollback().await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Applies `event`, retrying a failing effect with backoff and parking it
+    /// when it cannot be decoded or still fails after [`ATTEMPTS`]. An error
+    /// means the database could not even record the parking: the caller
+    /// reconnects and the event comes again.
+    async fn handle(&self, event: &Event) -> Result<(), ApiError> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        let error = loop {
+            match self.apply_once(event).await {
+                Ok(outcome) => {
+                    self.record(event, outcome);
+                    return Ok(());
+                }
+                Err(error @ EffectError::Undecodable { .. }) => break error,
+                Err(error) if attempt >= ATTEMPTS => break error,
+                Err(error) => {
+                    tracing::debug!(consumer = %self.name, event = %event.id, %error, attempt, "effect failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+            }
+        };
+        self.park(event, &error.to_string(), attempt).await
+    }
+
+    /// Parks `event` and moves the cursor past it, in one transaction.
+    async fn park(&self, event: &Event, error: &str, attempts: i32) -> Result<(), ApiError> {
+        let txn = self.resources.db.begin_write().await?;
+        if !self.advance(&*txn, event).await? {
+            txn.rollback().await?;
+            return Ok(());
+        }
+        let now = Utc::now();
+        parked::Entity::insert(parked::ActiveModel {
+            consumer: Set(self.name.clone()),
+            event_id: Set(event.id.clone()),
+            tenant: Set(event.tenant.clone()),
+            sequence: Set(event.sequence),
+            event_type: Set(event.r#type.clone()),
+            event: Set(event.encode_to_vec()),
+            error: Set(error.to_owned()),
+            attempts: Set(attempts),
+            park_time: Set(now),
+            last_attempt_time: Set(now),
+        })
+        .exec_without_returning(&*txn)
+        .await?;
+        txn.commit().await?;
+        tracing::warn!(
+            consumer = %self.name, event = %event.id, sequence = event.sequence,
+            r#type = %event.r#type, tenant = %event.tenant, attempts, %error,
+            "event parked; the consumer moves on (see ListParkedEvents)"
+        );
+        global::meter("crm")
+            .u64_counter("crm.consumer.events")
+            .build()
+            .add(1, &self.attributes("parked"));
+        self.report_parked().await;
+        Ok(())
+    }
+
+    /// Records the parked count of this consumer as a metric.
+    pub(crate) async fn report_parked(&self) {
+        let count = parked::Entity::find()
+            .filter(parked::Column::Consumer.eq(&self.name))
+            .count(&self.resources.db.conn)
+            .await;
+        if let Ok(count) = count {
+            global::meter("crm")
+                .u64_gauge("crm.consumer.parked")
+                .build()
+                .record(count, &[KeyValue::new("consumer", self.name.clone())]);
+        }
+    }
+
+    fn record(&self, event: &Event, outcome: Outcome) {
+        let label = match outcome {
+            Outcome::Applied => "applied",
+            Outcome::AlreadyDone => "skipped",
+        };
+        let meter = global::meter("crm");
+        meter
+            .u64_counter("crm.consumer.events")
+            .build()
+            .add(1, &self.attributes(label));
+        let behind = lag(event);
+        meter
+            .f64_gauge("crm.consumer.lag")
+            .with_unit("s")
+            .build()
+            .record(
+                behind.as_secs_f64(),
+                &[KeyValue::new("consumer", self.name.clone())],
+            );
+        if behind > Duration::from_secs(30) {
+            tracing::info!(consumer = %self.name, sequence = event.sequence, lag_seconds = behind.as_secs(), "consumer is behind its source");
+        }
+    }
+
+    fn attributes(&self, outcome: &'static str) -> [KeyValue; 2] {
+        [
+            KeyValue::new("consumer", self.name.clone()),
+            KeyValue::new("outcome", outcome),
+        ]
+    }
+
+    /// Applies a parked event now, without touching the cursor: it leaves
+    /// the parked table in the same transaction, so of two concurrent retries
+    /// one applies it and the other finds it gone.
+    pub(crate) async fn retry(&self, row: &parked::Model, event: &Event) -> Result<(), ApiError> {
+        let txn = self.resources.db.begin_write().await?;
+        let removed = parked::Entity::delete_many()
+            .filter(parked::Column::Consumer.eq(&row.consumer))
+            .filter(parked::Column::EventId.eq(&row.event_id))
+            .exec(&*txn)
+            .await?;
+        if removed.rows_affected != 1 {
+            txn.rollback().await?;
+            return Err(ApiError::NotFound(parked_name(row)));
+        }
+        match self.handler.apply(&txn, event).await {
+            Ok(events) => {
+                let tenant = Tenant::new(event.tenant.clone());
+                self.resources.commit(txn, &tenant, events).await?;
+                tracing::info!(consumer = %self.name, event = %event.id, "parked event applied on retry");
+                self.report_parked().await;
+                Ok(())
+            }
+            Err(error) => {
+                txn.rollback().await?;
+                let message = error.to_string();
+                parked::Entity::update_many()
+                    .set(parked::ActiveModel {
+                        error: Set(message.clone()),
+                        attempts: Set(row.attempts.saturating_add(1)),
+                        last_attempt_time: Set(Utc::now()),
+                        ..Default::default()
+                    })
+                    .filter(parked::Column::Consumer.eq(&row.consumer))
+                    .filter(parked::Column::EventId.eq(&row.event_id))
+                    .exec(&self.resources.db.conn)
+                    .await?;
+                Err(ApiError::FailedPrecondition(format!(
+                    "the event still fails and stays parked: {message}"
+                )))
+            }
+        }
+    }
+}
+
+/// "consumers/{consumer}/parkedEvents/{event id}".
+pub(crate) fn parked_name(row: &parked::Model) -> String {
+    format!("consumers/{}/parkedEvents/{}", row.consumer, row.event_id)
+}
+
+/// How long ago `event` committed at its source.
+fn lag(event: &Event) -> Duration {
+    let committed = event
+        .time
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+    committed
+        .and_then(|t| (Utc::now() - t).to_std().ok())
+        .unwrap_or_default()
+}
+
+/// Where a consumer reads its source's events: the source's `StreamEvents`
+/// feed, called with the service identity.
+#[derive(Clone)]
+pub struct FeedSource {
+    channel: Channel,
+    identity: ServiceIdentity,
+}
+
+impl FeedSource {
+    /// The feed served at `channel`, read as `identity`.
+    pub fn new(channel: Channel, identity: ServiceIdentity) -> Self {
+        Self { channel, identity }
+    }
+}
+
+/// Follows one source's feed for one service; see the module docs.
+pub struct Consumer {
+    core: Arc<ConsumerCore>,
+    source: FeedSource,
+    lease: Lease,
+}
+
+impl Consumer {
+    /// A consumer named after `source` that applies its events with
+    /// `handler` to `resources`, as replica `holder`.
+    pub fn new(
+        source_name: &str,
+        source: FeedSource,
+        handler: Arc<dyn EventHandler>,
+        resources: Resources,
+        holder: &str,
+    ) -> Self {
+        let lease = Lease::new(resources.db.clone(), source_name, holder);
+        Self {
+            core: Arc::new(ConsumerCore {
+                name: source_name.to_owned(),
+                handler,
+                resources,
+            }),
+            source,
+            lease,
+        }
+    }
+
+    pub(crate) fn core(&self) -> Arc<ConsumerCore> {
+        self.core.clone()
+    }
+
+    /// Follows the feed until `stopping` turns true: waits for the lease,
+    /// follows while holding it (reconnecting after errors), gives it up on
+    /// shutdown.
+    pub async fn run(self, mut stopping: watch::Receiver<bool>) {
+        let name = self.core.name.clone();
+        loop {
+            match self.lease.try_acquire().await {
+                Ok(true) => {
+                    tracing::info!(consumer = %name, "lease acquired; following the feed");
+                    let stopped = tokio::select! {
+                        _ = self.follow() => false,
+                        _ = self.lease.until_lost() => {
+                            tracing::warn!(consumer = %name, "lease lost; stopped following");
+                            false
+                        }
+                        _ = stopping.wait_for(|stop| *stop) => true,
+                    };
+                    if stopped {
+                        if let Err(error) = self.lease.release().await {
+                            tracing::warn!(consumer = %name, %error, "could not release the lease");
+                        }
+                        return;
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(consumer = %name, %error, "cannot read the lease"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(lease::POLL_EVERY) => {}
+                _ = stopping.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    /// Follows the feed, reconnecting with backoff; never returns.
+    async fn follow(&self) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.follow_once().await {
+                Ok(()) => backoff = Duration::from_millis(200),
+                Err(error) => {
+                    tracing::warn!(consumer = %self.core.name, %error, ?backoff, "feed interrupted; reconnecting");
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// One connection: reads after the stored cursor until the stream ends.
+    async fn follow_once(&self) -> Result<(), ApiError> {
+        self.core.ensure_cursor().await?;
+        let after = self.core.position().await?;
+        let credentials = Credentials::bearer(&self.source.identity.token()?)?;
+        let request = credentials.subscription(StreamEventsRequest {
+            after_sequence: after,
+            follow: true,
+            types: self.core.handler.event_types(),
+            max_events: 0,
+        });
+        let unavailable = |s: tonic::Status| {
+            ApiError::Unavailable(format!("{} feed: {}", self.core.name, s.message()))
+        };
+        let mut stream = EventFeedServiceClient::new(self.source.channel.clone())
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .stream_events(request)
+            .await
+            .map_err(unavailable)?
+            .into_inner();
+        tracing::info!(consumer = %self.core.name, after, "following");
+        while let Some(message) = stream.message().await.map_err(unavailable)? {
+            if let Some(event) = message.event {
+                self.core.handle(&event).await?;
+            }
+        }
+        Ok(())
+    }
+}

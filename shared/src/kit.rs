@@ -1,0 +1,323 @@
+//! The service kit: how every service of the suite is built and run, once.
+//!
+//! A service says what is its own (its [`ServiceInfo`], migrator, gRPC
+//! services and the feeds it follows) and the kit does the rest the same way
+//! for everyone: configuration, telemetry, the database and its migrations
+//! under the lock, health (`NOT_SERVING` until migrated and from SIGTERM),
+//! reflection, token checks, the service's own event feed, its consumers and
+//! their admin service, graceful drain, and the `migrate` command.
+//!
+//! ```ignore
+//! pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError> {
+//!     let mut kit = ServiceKit::build(&SERVICE, settings).await?;
+//!     let store = Store::new(kit.resources());
+//!     kit.add_service(SalesServiceServer::new(SalesApi::new(store.clone()))).await;
+//!     kit.follow("contacts", Arc::new(ContactsFeed::new(store)))?;
+//!     Ok(kit)
+//! }
+//! ```
+
+use std::{future::Future, marker::PhantomData, net::SocketAddr, sync::Arc, time::Duration};
+
+use crm_proto::events::{
+    consumer_admin_service_server::ConsumerAdminServiceServer,
+    event_feed_service_server::EventFeedServiceServer,
+};
+use sea_orm_migration::MigratorTrait;
+use tokio::net::TcpListener;
+use tonic::{
+    body::Body,
+    server::NamedService,
+    service::{Routes, interceptor::InterceptedService},
+};
+
+use crate::{
+    auth::Verifier,
+    client::ServiceIdentity,
+    config::Settings,
+    consumer::{Consumer, EventHandler, FeedSource, admin::ConsumerAdmin},
+    db::Database,
+    outbox::{CommitSignal, EventFeed},
+    paging::PageTokens,
+    server::{Host, ServeError},
+    store::Resources,
+};
+
+/// What names a service: fixed at compile time.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceInfo {
+    /// Its name: config section, log name, event source ("sales").
+    pub name: &'static str,
+    /// Its proto package, which names its events ("crm.sales.v1").
+    pub package: &'static str,
+    /// The port it listens on unless configured otherwise.
+    pub default_port: u16,
+}
+
+/// The default ports of the suite's services (DESIGN.md), so a service finds
+/// another on a development machine without configuration.
+const DEFAULT_PORTS: &[(&str, u16)] = &[
+    ("gateway", 50051),
+    ("contacts", 50061),
+    ("sales", 50062),
+    ("marketing", 50063),
+    ("support", 50064),
+    ("reporting", 50065),
+];
+
+/// Why a service could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum KitError {
+    /// The configuration could not be read.
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    /// Logs, traces or metrics could not be set up.
+    #[error("telemetry: {0}")]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
+    /// The database did not answer or a migration failed.
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// No usable token verification settings.
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+    /// Another service's address is not a URL.
+    #[error("{peer}_url: {source}")]
+    PeerUrl {
+        /// The other service.
+        peer: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// Neither a service token nor a secret to sign one.
+    #[error(
+        "{0}.service_token (or auth.hs256_secret for local runs) is needed to call other services"
+    )]
+    NoServiceIdentity(&'static str),
+    /// The listen address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] crate::server::BindError),
+    /// The server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// An unknown command-line command.
+    #[error("unknown command {0:?}; use `serve` or `migrate`")]
+    Command(String),
+}
+
+/// A built, bound, not yet serving service: add its own services and
+/// consumers, then [`ServiceKit::run_until_stopped`].
+pub struct ServiceKit<M> {
+    info: &'static ServiceInfo,
+    settings: Settings,
+    listener: TcpListener,
+    db: Database,
+    verifier: Verifier,
+    host: Host,
+    routes: Routes,
+    signal: CommitSignal,
+    page_tokens: PageTokens,
+    consumers: Vec<Consumer>,
+    /// This replica's name in consumer leases.
+    replica: String,
+    _migrator: PhantomData<M>,
+}
+
+impl<M: MigratorTrait> ServiceKit<M> {
+    /// Reads the auth settings, binds the listen address (port 0 picks a free
+    /// one) and connects to the database; nothing is migrated or served yet.
+    pub async fn build(info: &'static ServiceInfo, settings: Settings) -> Result<Self, KitError> {
+        crate::error::set_domain(&format!("{}.crm", info.name));
+        let verifier = Verifier::from_settings(&settings.auth)?;
+        let listener = crate::server::bind(settings.service.listen_addr).await?;
+        let db = Database::connect(
+            &settings.service.database_url,
+            settings.service.max_connections,
+        )
+        .await?;
+        let mut host = Host::new(&[]).await;
+        let routes = host.routes();
+        let replica = format!(
+            "{}-{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
+            std::process::id(),
+            &uuid::Uuid::now_v7().simple().to_string()[24..]
+        );
+        let mut kit = Self {
+            info,
+            page_tokens: PageTokens::new(&settings.paging_secret),
+            settings,
+            listener,
+            db,
+            verifier,
+            host,
+            routes,
+            signal: CommitSignal::default(),
+            consumers: Vec::new(),
+            replica,
+            _migrator: PhantomData,
+        };
+        let feed = EventFeed::new(
+            kit.db.clone(),
+            info.name,
+            &kit.signal,
+            kit.host.stopping(),
+        );
+        kit.add_service(EventFeedServiceServer::new(feed)).await;
+        Ok(kit)
+    }
+
+    /// The database pool.
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// The service's tables with its outbox: what its store builds on.
+    pub fn resources(&self) -> Resources {
+        Resources::new(self.db.clone(), self.signal.clone(), self.info.package)
+    }
+
+    /// The page-token signer.
+    pub fn page_tokens(&self) -> PageTokens {
+        self.page_tokens.clone()
+    }
+
+    /// The settings the service was built with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The address the service listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+    }
+
+    /// A lazily connecting channel to another service of the suite: its
+    /// `<peer>_url` setting, else its default port on this machine.
+    pub fn peer(&self, peer: &str) -> Result<tonic::transport::Channel, KitError> {
+        let url = self.settings.peers.get(peer).cloned().unwrap_or_else(|| {
+            let port = DEFAULT_PORTS
+                .iter()
+                .find(|(name, _)| *name == peer)
+                .map_or(0, |(_, port)| *port);
+            format!("http://127.0.0.1:{port}")
+        });
+        crate::client::channel(&url).map_err(|source| KitError::PeerUrl {
+            peer: peer.to_owned(),
+            source,
+        })
+    }
+
+    /// The token this service presents when it calls another as itself.
+    pub fn service_identity(&self) -> Result<ServiceIdentity, KitError> {
+        ServiceIdentity::new(
+            self.info.name,
+            self.settings.service_token.clone(),
+            &self.settings.auth,
+        )
+        .ok_or(KitError::NoServiceIdentity(self.info.name))
+    }
+
+    /// Serves `service` behind the token check, UNAVAILABLE until migrated.
+    pub async fn add_service<S>(&mut self, service: S)
+    where
+        S: tower::Service<
+                http::Request<Body>,
+                Response = http::Response<Body>,
+                Error = std::convert::Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.host.add_served(S::NAME).await;
+        let authenticate = self.host.readiness().interceptor(self.verifier.clone());
+        let routes = std::mem::take(&mut self.routes);
+        self.routes = routes.add_service(InterceptedService::new(service, authenticate));
+    }
+
+    /// Follows `source`'s event feed with `handler`, from when the schema is
+    /// migrated until shutdown (see [`crate::consumer`]).
+    pub fn follow(&mut self, source: &str, handler: Arc<dyn EventHandler>) -> Result<(), KitError> {
+        let feed = FeedSource::new(self.peer(source)?, self.service_identity()?);
+        self.consumers.push(Consumer::new(
+            source,
+            feed,
+            handler,
+            self.resources(),
+            &self.replica,
+        ));
+        Ok(())
+    }
+
+    /// Serves: NOT_SERVING while migrations run, SERVING after (and the
+    /// consumers started), until `shutdown` resolves; then drains calls,
+    /// stops the consumers (giving up their leases) and closes the pool.
+    pub async fn run_until_stopped(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), KitError> {
+        let name = self.info.name;
+        tracing::info!(addr = %self.local_addr(), "{name} listening; migrating");
+        if !self.consumers.is_empty() {
+            let cores = self.consumers.iter().map(Consumer::core).collect();
+            let admin = ConsumerAdmin::new(self.db.clone(), cores, self.page_tokens.clone());
+            self.add_service(ConsumerAdminServiceServer::new(admin))
+                .await;
+        }
+        let stopping = self.host.stopping();
+        let consumers = self.consumers;
+        let grace = Duration::from_secs(self.settings.service.shutdown_grace_seconds);
+        let started = self
+            .host
+            .serve_migrated::<M, _>(
+                name,
+                self.listener,
+                self.routes,
+                shutdown,
+                grace,
+                &self.db,
+                move || {
+                    consumers
+                        .into_iter()
+                        .map(|consumer| tokio::spawn(consumer.run(stopping.clone())))
+                        .collect::<Vec<_>>()
+                },
+            )
+            .await?;
+        for consumer in started.unwrap_or_default() {
+            let _ = consumer.await;
+        }
+        self.db.conn.close_by_ref().await?;
+        Ok(())
+    }
+}
+
+/// A service's process: `<service>` (or `<service> serve`) serves,
+/// `<service> migrate` only applies the migrations (a Kubernetes init
+/// container or Job). `build` is the service's own wiring.
+pub async fn run_process<M, F, Fut>(info: &'static ServiceInfo, build: F) -> Result<(), KitError>
+where
+    M: MigratorTrait,
+    F: FnOnce(Settings) -> Fut,
+    Fut: Future<Output = Result<ServiceKit<M>, KitError>>,
+{
+    let settings = crate::config::load(info.name, info.default_port)?;
+    let _telemetry = crate::telemetry::init(info.name, &settings.telemetry)?;
+    match std::env::args().nth(1).as_deref() {
+        Some("migrate") => {
+            Database::migrate_only::<M>(&settings.service.database_url).await?;
+            Ok(())
+        }
+        None | Some("serve") => {
+            build(settings)
+                .await?
+                .run_until_stopped(crate::server::termination_signal())
+                .await
+        }
+        Some(other) => Err(KitError::Command(other.to_owned())),
+    }
+}
