@@ -156,12 +156,7 @@ impl<M: MigratorTrait> ServiceKit<M> {
             replica,
             _migrator: PhantomData,
         };
-        let feed = EventFeed::new(
-            kit.db.clone(),
-            info.name,
-            &kit.signal,
-            kit.host.stopping(),
-        );
+        let feed = EventFeed::new(kit.db.clone(), info.name, &kit.signal, kit.host.stopping());
         kit.add_service(EventFeedServiceServer::new(feed)).await;
         Ok(kit)
     }

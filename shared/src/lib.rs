@@ -21,5 +21,4 @@ pub mod privacy;
 pub mod server;
 pub mod store;
 pub mod telemetry;
-pub mod testing;
 pub mod validate;

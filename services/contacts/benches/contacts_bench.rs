@@ -21,10 +21,8 @@ use crm_proto::contacts::{
     Contact, CreateContactRequest, EmailAddress, ImportContactsRequest, PhoneNumber,
     contacts_service_client::ContactsServiceClient,
 };
-use crm_shared::{
-    auth::{Role, sign_hs256},
-    testing::{Backend, TestDatabase},
-};
+use crm_shared::auth::{Role, sign_hs256};
+use crm_testkit::{Backend, TestDatabase};
 use sqlx::{AnyConnection, Connection};
 use tonic::{metadata::MetadataValue, transport::Channel};
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crm_proto::events::{
     Consumer as ConsumerMessage, DiscardParkedEventRequest, DiscardParkedEventResponse, Event,
-    ListConsumersRequest, ListConsumersResponse, ListParkedEventsRequest,
-    ListParkedEventsResponse, ParkedEvent, RetryParkedEventRequest, RetryParkedEventResponse,
+    ListConsumersRequest, ListConsumersResponse, ListParkedEventsRequest, ListParkedEventsResponse,
+    ParkedEvent, RetryParkedEventRequest, RetryParkedEventResponse,
     consumer_admin_service_server::ConsumerAdminService,
 };
 use prost::Message;
@@ -105,7 +105,10 @@ impl ConsumerAdmin {
             position: position.as_ref().map_or(0, |c| c.sequence),
             position_time: position.as_ref().map(|c| to_timestamp(c.update_time)),
             lag_seconds: position.as_ref().map_or(0.0, |c| c.lag_ms as f64 / 1000.0),
-            lease_holder: holder.as_ref().map(|l| l.holder.clone()).unwrap_or_default(),
+            lease_holder: holder
+                .as_ref()
+                .map(|l| l.holder.clone())
+                .unwrap_or_default(),
             lease_expire_time: holder
                 .as_ref()
                 .and_then(|l| chrono::DateTime::from_timestamp_millis(l.expire_ms))
@@ -217,7 +220,9 @@ impl ConsumerAdminService for ConsumerAdmin {
             .await?;
         let event = decode_event(&row)?;
         core.retry(&row, &event).await?;
-        Ok(Response::new(RetryParkedEventResponse { event: Some(event) }))
+        Ok(Response::new(RetryParkedEventResponse {
+            event: Some(event),
+        }))
     }
 
     async fn discard_parked_event(

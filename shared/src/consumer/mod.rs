@@ -35,8 +35,7 @@ use crm_proto::events::{
 use opentelemetry::{KeyValue, global};
 use prost::Message;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
 };
 use tokio::sync::watch;
 use tonic::transport::Channel;

@@ -7,7 +7,7 @@ use crm_proto::contacts::{
     Activity, ActivityKind, CreateActivityRequest, DeleteActivityRequest, GetActivityRequest,
     ListActivitiesRequest, ListTimelineRequest, UpdateActivityRequest,
 };
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 use prost_types::FieldMask;
 use tonic::Code;
 

@@ -6,7 +6,7 @@ use crm_proto::contacts::{
     CreateActivityRequest, CreateContactRequest, EraseContactRequest, GetContactRequest,
     ListContactsRequest, UpdateContactRequest,
 };
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 use prost::bytes::{Buf, BufMut};
 use prost_types::{FieldMask, Struct, Value, value::Kind};
 use tonic::{

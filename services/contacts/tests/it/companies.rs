@@ -10,7 +10,7 @@ use crm_proto::{
         GetCompanyRequest, ListCompaniesRequest, UndeleteCompanyRequest, UpdateCompanyRequest,
     },
 };
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 use prost_types::FieldMask;
 use tonic::Code;
 

@@ -11,7 +11,7 @@ use crm_proto::{
         ListContactsRequest, UndeleteContactRequest, UpdateContactRequest,
     },
 };
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 use prost_types::{FieldMask, Struct, Value, value::Kind};
 use tonic::Code;
 

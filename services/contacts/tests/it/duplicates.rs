@@ -4,7 +4,7 @@
 use crm_proto::contacts::{
     DuplicatePair, DuplicateReason, FindDuplicatesRequest, FindDuplicatesResponse,
 };
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 use tonic::Code;
 
 use crate::support::*;

@@ -7,7 +7,7 @@ use crm_proto::{
     contacts::{Activity, ActivityKind, Contact, DeleteContactRequest, UpdateContactRequest},
     events::{Event, StreamEventsRequest},
 };
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 use prost_types::FieldMask;
 use tonic::Code;
 

@@ -1,6 +1,6 @@
 //! grpc.health.v1 and server reflection, both without a token.
 
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 use prost::Message;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -118,7 +118,7 @@ db_test!(
 /// database is free, it migrates and turns SERVING.
 async fn not_serving_until_migrated_on(backend: Backend) {
     use sea_orm::ConnectionTrait;
-    let Some(db) = crm_shared::testing::TestDatabase::create(backend).await else {
+    let Some(db) = crm_testkit::TestDatabase::create(backend).await else {
         return;
     };
     // Hold what the migration needs: the migration lock on PostgreSQL, the
@@ -143,9 +143,7 @@ async fn not_serving_until_migrated_on(backend: Backend) {
         .await
         .expect("take the lock");
 
-    let app = crm_contacts::build(settings(&db.url))
-        .await
-        .expect("build");
+    let app = crm_contacts::build(settings(&db.url)).await.expect("build");
     let addr = app.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {

@@ -7,7 +7,7 @@ use crm_proto::contacts::{
     Contact, DeleteContactRequest, ExportContactsRequest, GetContactRequest, ImportContactsRequest,
     ImportOutcome, ImportRowResult, LifecycleStage,
 };
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 use tonic::{Code, Status};
 
 use crate::support::*;

@@ -2,9 +2,6 @@
 //! on a free port over a throwaway database (SQLite, and PostgreSQL when one
 //! answers) and talks to it over gRPC like any client would.
 
-#[macro_use]
-extern crate crm_shared;
-
 mod support;
 
 mod activities;

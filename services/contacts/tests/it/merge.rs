@@ -7,7 +7,7 @@ use crm_proto::contacts::{
     ActivityKind, ContactMerged, FindDuplicatesRequest, GetActivityRequest, GetContactRequest,
     ListTimelineRequest, MergeContactsRequest,
 };
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 use tonic::Code;
 
 use crate::activities::{activity, log};

@@ -5,9 +5,9 @@
 use crm_proto::contacts::{
     ActivityKind, Channel as ContactChannel, Consent, ConsentStatus, ContactErased,
     EraseContactRequest, ExportContactDataRequest, GetActivityRequest, GetContactRequest,
-    ListTimelineRequest, UndeleteContactRequest, UpdateContactRequest,
+    ListTimelineRequest, MergeContactsRequest, UndeleteContactRequest, UpdateContactRequest,
 };
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 use prost_types::FieldMask;
 use tonic::Code;
 
@@ -240,4 +240,120 @@ db_test!(erases_a_contact_for_good, erases_a_contact_for_good_on);
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A merged into B, then B into C: erasing C erases all three, however deep
+/// the chain, and the one event left names A and B and fingerprints every
+/// address any of them had.
+async fn erases_the_whole_merge_chain_on(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut client = app.admin();
+    let mut a = person("Ann", "Chain", "ann.chain@example.com");
+    a.phones = vec![phone_number("+1 555 014 0001")];
+    let a = create(&mut client, a).await;
+    let b = create(&mut client, person("Bea", "Chain", "bea.chain@example.com")).await;
+    let mut c = person("Cy", "Chain", "cy.chain@example.com");
+    c.emails.push(email_address("Cy.Other@example.org"));
+    let c = create(&mut client, c).await;
+    let keeper = create(
+        &mut client,
+        person("Kept", "Apart", "kept.apart@example.com"),
+    )
+    .await;
+    let mut activities = Vec::new();
+    for (contact, subject) in [(&a, "Ann call"), (&a, "Ann note"), (&b, "Bea note")] {
+        let kind = ActivityKind::Note;
+        activities.push(log(&mut client, activity(kind, &contact.name, subject, "")).await);
+    }
+    for (survivor, merged) in [(&b, &a), (&c, &b)] {
+        client
+            .merge_contacts(MergeContactsRequest {
+                survivor: survivor.name.clone(),
+                merged: vec![merged.name.clone()],
+                etag: String::new(),
+            })
+            .await
+            .must("MergeContacts");
+    }
+
+    let erased = client
+        .erase_contact(EraseContactRequest {
+            name: c.name.clone(),
+        })
+        .await
+        .must("EraseContact of the chain's survivor");
+    assert_eq!(erased.erased_activity_count, 3);
+
+    for gone in [&a, &b, &c] {
+        client
+            .get_contact(GetContactRequest {
+                name: gone.name.clone(),
+            })
+            .await
+            .must_fail_with(
+                Code::NotFound,
+                "GetContact of a contact of the erased chain",
+            );
+    }
+    let left = list_all(&mut client, "", "", true).await;
+    assert_eq!(names(&left), vec![keeper.name.clone()]);
+
+    let events = app.all_events().await;
+    for gone in [&a, &b] {
+        assert!(
+            events_about(&events, &gone.name).is_empty(),
+            "no event about {} {} remains",
+            gone.given_name,
+            gone.name
+        );
+    }
+    for gone in &activities {
+        assert!(
+            events_about(&events, &gone.name).is_empty(),
+            "no event about the activity {:?} remains",
+            gone.subject
+        );
+    }
+    let about_c = events_about(&events, &c.name);
+    assert_eq!(
+        about_c.iter().map(|e| e.r#type.clone()).collect::<Vec<_>>(),
+        vec![event_type("ContactErased")]
+    );
+    let erasure: ContactErased = payload(about_c[0]);
+    assert_eq!(erasure.contact, c.name);
+    assert_eq!(
+        sorted(erasure.merged),
+        sorted(vec![a.name.clone(), b.name.clone()]),
+        "the event names every contact erased with C"
+    );
+    let expected_emails = [
+        "ann.chain@example.com",
+        "bea.chain@example.com",
+        "cy.chain@example.com",
+        "cy.other@example.org",
+    ]
+    .map(|address| crm_shared::privacy::email_fingerprint(TENANT, address));
+    assert_eq!(
+        sorted(erasure.email_fingerprints),
+        sorted(expected_emails.to_vec()),
+        "one fingerprint per address of the chain"
+    );
+    assert_eq!(
+        erasure.phone_fingerprints,
+        vec![
+            crm_shared::privacy::phone_fingerprint(TENANT, "+15550140001").expect("a phone number")
+        ]
+    );
+    assert_eq!(events_about(&events, &keeper.name).len(), 1);
+}
+db_test!(
+    erases_the_whole_merge_chain,
+    erases_the_whole_merge_chain_on
+);
+
+fn sorted(mut values: Vec<String>) -> Vec<String> {
+    values.sort();
+    values
 }

@@ -15,7 +15,7 @@ use crm_proto::{
     },
     events::{StreamEventsRequest, event_feed_service_client::EventFeedServiceClient},
 };
-use crm_shared::testing::{Backend, TestDatabase};
+use crm_testkit::{Backend, TestDatabase};
 use tokio::process::{Child, Command};
 use tonic_health::pb::health_check_response::ServingStatus;
 

@@ -2,7 +2,7 @@
 //! and company, every word must match, best match first.
 
 use crm_proto::contacts::{Contact, SearchContactsRequest, SearchContactsResponse};
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 
 use crate::support::*;
 

@@ -9,10 +9,8 @@ use crm_proto::contacts::{
     GetContactRequest, ImportOutcome, ListContactsRequest, ListTimelineRequest,
     MergeContactsRequest, SearchContactsRequest, UndeleteContactRequest, UpdateContactRequest,
 };
-use crm_shared::{
-    auth::{Claims, Role, sign_hs256},
-    testing::Backend,
-};
+use crm_shared::auth::{Claims, Role, sign_hs256};
+use crm_testkit::Backend;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use prost_types::FieldMask;
 use tonic::Code;

@@ -11,7 +11,8 @@ use crm_proto::{
     },
     events::{StreamEventsRequest, event_feed_service_client::EventFeedServiceClient},
 };
-use crm_shared::{auth::Role, testing::Backend};
+use crm_shared::auth::Role;
+use crm_testkit::Backend;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_types::StatusExt;

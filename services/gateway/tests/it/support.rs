@@ -21,8 +21,8 @@ use crm_proto::contacts::contacts_service_client::ContactsServiceClient;
 use crm_shared::{
     auth::{Role, sign_hs256},
     config::{AuthSettings, LogFormat, ServiceSettings, Settings, TelemetrySettings},
-    testing::{Backend, TestDatabase},
 };
+use crm_testkit::{Backend, TestDatabase};
 use http_body_util::BodyExt;
 use prost::Message;
 use tokio::{runtime::Runtime, sync::oneshot};

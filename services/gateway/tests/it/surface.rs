@@ -4,10 +4,8 @@
 use std::time::Duration;
 
 use crm_proto::contacts::{Contact, CreateContactRequest, GetContactRequest, ListContactsRequest};
-use crm_shared::{
-    auth::{Role, sign_hs256},
-    testing::Backend,
-};
+use crm_shared::auth::{Role, sign_hs256};
+use crm_testkit::Backend;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;

@@ -13,7 +13,8 @@ use crm_proto::{
         GetLeadRequest, GetOpportunityRequest, GetTaskRequest, Opportunity, Task,
     },
 };
-use crm_shared::{convert::to_timestamp, testing::Backend};
+use crm_shared::convert::to_timestamp;
+use crm_testkit::Backend;
 use tonic::Code;
 
 use crate::{revenue::lead, support::*};

@@ -11,7 +11,8 @@ use crm_proto::{
         UpdateLeadRequest, UpdateTaskRequest,
     },
 };
-use crm_shared::{convert::to_timestamp, testing::Backend};
+use crm_shared::convert::to_timestamp;
+use crm_testkit::Backend;
 use prost_types::FieldMask;
 use tonic::Code;
 

@@ -14,7 +14,8 @@ use crm_proto::{
         UpdateOpportunityRequest,
     },
 };
-use crm_shared::{convert::to_timestamp, testing::Backend};
+use crm_shared::convert::to_timestamp;
+use crm_testkit::Backend;
 use prost_types::FieldMask;
 
 use crate::support::*;

@@ -125,11 +125,11 @@ macro_rules! db_test {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$body($crate::testing::Backend::Sqlite).await
+                super::$body($crate::Backend::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                super::$body($crate::testing::Backend::Postgres).await
+                super::$body($crate::Backend::Postgres).await
             }
         }
     };

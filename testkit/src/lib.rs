@@ -1,0 +1,297 @@
+//! The one test kit of the suite (a dev-dependency only): throwaway
+//! databases ([`TestDatabase`], the [`db_test!`] macro running a test on
+//! SQLite and PostgreSQL), any service started as a [`ServiceProcess`] on an
+//! ephemeral port in a runtime of its own (so a test can stop it gracefully
+//! or kill it outright, as SIGKILL would), tokens, clients and the
+//! assertions every service's tests share.
+
+mod database;
+mod process;
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+pub use database::{Backend, TestDatabase};
+pub use process::{Launch, ServiceProcess, service};
+
+use crm_proto::events::{
+    Event, StreamEventsRequest, event_feed_service_client::EventFeedServiceClient,
+};
+use crm_shared::{
+    auth::{Role, sign_hs256},
+    config::{AuthSettings, LogFormat, ServiceSettings, Settings, TelemetrySettings},
+};
+use tonic::{
+    Code, Request, Status,
+    metadata::AsciiMetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_types::StatusExt;
+
+/// The HS256 secret every test server verifies tokens with.
+pub const SECRET: &str = "test-secret";
+/// The tenant most tests work in.
+pub const TENANT: &str = "acme";
+/// Another tenant, for isolation tests.
+pub const OTHER_TENANT: &str = "globex";
+
+pub const ADMIN: &[Role] = &[Role::Admin];
+pub const MANAGER: &[Role] = &[Role::Manager];
+pub const SALES: &[Role] = &[Role::Sales];
+pub const VIEWER: &[Role] = &[Role::Viewer];
+pub const SERVICE: &[Role] = &[Role::Service];
+
+/// A token signed with [`SECRET`] for `tenant` with `roles`, valid for an hour.
+pub fn token(tenant: &str, roles: &[Role]) -> String {
+    sign_hs256(SECRET, tenant, "tester", roles, Duration::from_secs(3600))
+        .expect("signing a test token")
+}
+
+/// Adds `authorization: <value>` to every call (or nothing, for `None`).
+#[derive(Clone)]
+pub struct Bearer(Option<AsciiMetadataValue>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// `authorization: <value>`, or no such header.
+pub fn bearer(value: Option<&str>) -> Bearer {
+    Bearer(value.map(|v| v.parse().expect("an ASCII authorization value")))
+}
+
+/// `authorization: Bearer <a token for tenant with roles>`.
+pub fn bearer_for(tenant: &str, roles: &[Role]) -> Bearer {
+    bearer(Some(&format!("Bearer {}", token(tenant, roles))))
+}
+
+/// A channel whose every call carries a bearer token.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// An event feed client with a token.
+pub type Feed = EventFeedServiceClient<Authed>;
+
+/// A lazily connecting channel to `addr`.
+pub fn channel_to(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("an endpoint URI")
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy()
+}
+
+/// The settings of a test server of `service` on `database_url`, on a free
+/// port, verifying tokens signed with [`SECRET`].
+pub fn settings(service: &str, database_url: &str) -> Settings {
+    Settings {
+        service_name: service.into(),
+        service: ServiceSettings {
+            listen_addr: "127.0.0.1:0".parse().expect("a socket address"),
+            database_url: database_url.to_owned(),
+            max_connections: 5,
+            shutdown_grace_seconds: 5,
+        },
+        auth: AuthSettings {
+            hs256_secret: Some(SECRET.into()),
+            ..Default::default()
+        },
+        telemetry: telemetry(),
+        paging_secret: "paging".into(),
+        peers: Default::default(),
+        service_token: None,
+    }
+}
+
+/// Quiet logs: warnings only.
+pub fn telemetry() -> TelemetrySettings {
+    TelemetrySettings {
+        format: LogFormat::Pretty,
+        filter: "warn".into(),
+    }
+}
+
+/// The health of `service` as the server at `channel` reports it.
+pub async fn health_status(channel: &Channel, service: &str) -> Result<ServingStatus, Status> {
+    let mut health = HealthClient::new(channel.clone());
+    let response = health
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await?
+        .into_inner();
+    ServingStatus::try_from(response.status)
+        .map_err(|_| Status::unknown(format!("unknown serving status {}", response.status)))
+}
+
+/// Waits until `check` holds, for at most `seconds`.
+pub async fn eventually_within(seconds: u64, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {seconds} s waiting until {what}");
+}
+
+/// Waits until `check` holds, for at most 10 s.
+pub async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    eventually_within(10, what, check).await;
+}
+
+/// Reads a StreamEvents stream to its end.
+pub async fn collect_events(feed: &mut Feed, request: StreamEventsRequest) -> Vec<Event> {
+    let mut stream = feed.stream_events(request).await.must("StreamEvents");
+    let mut events = Vec::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(message)) => events.push(message.event.expect("a StreamEventsResponse event")),
+            Ok(None) => return events,
+            Err(status) => panic!(
+                "StreamEvents broke after {} events: {:?}: {}",
+                events.len(),
+                status.code(),
+                status.message()
+            ),
+        }
+    }
+}
+
+/// Every event of the feed at `addr`, read with the service identity.
+pub async fn all_events(addr: SocketAddr) -> Vec<Event> {
+    let mut feed =
+        EventFeedServiceClient::with_interceptor(channel_to(addr), bearer_for(TENANT, SERVICE))
+            .max_decoding_message_size(64 * 1024 * 1024);
+    collect_events(&mut feed, StreamEventsRequest::default()).await
+}
+
+/// The payload of `event`, decoded as `M`.
+pub fn payload<M: prost::Message + Default>(event: &Event) -> M {
+    let any = event
+        .payload
+        .as_ref()
+        .unwrap_or_else(|| panic!("event {} {} has no payload", event.r#type, event.subject));
+    M::decode(any.value.as_slice()).unwrap_or_else(|error| {
+        panic!(
+            "payload of {} {} does not decode: {error}",
+            event.r#type, event.subject
+        )
+    })
+}
+
+/// Unwraps gRPC results with a message that says what failed and how.
+pub trait Must<T> {
+    /// The response, or a panic naming `what` and the status.
+    fn must(self, what: &str) -> T;
+    /// The status of a call that must fail, or a panic naming `what`.
+    fn must_fail(self, what: &str) -> Status;
+    /// The status of a call that must fail with `code`.
+    fn must_fail_with(self, code: Code, what: &str) -> Status;
+}
+
+impl<T> Must<T> for Result<tonic::Response<T>, Status> {
+    fn must(self, what: &str) -> T {
+        match self {
+            Ok(response) => response.into_inner(),
+            Err(status) => panic!(
+                "{what} failed: {:?}: {} ({:?})",
+                status.code(),
+                status.message(),
+                status.get_error_details().bad_request()
+            ),
+        }
+    }
+
+    fn must_fail(self, what: &str) -> Status {
+        match self {
+            Ok(_) => panic!("{what} succeeded but must fail"),
+            Err(status) => status,
+        }
+    }
+
+    fn must_fail_with(self, code: Code, what: &str) -> Status {
+        let status = self.must_fail(what);
+        assert_eq!(
+            status.code(),
+            code,
+            "{what}: expected {code:?}, got {:?}: {}",
+            status.code(),
+            status.message()
+        );
+        status
+    }
+}
+
+/// What is wrong with `result` when it should be INVALID_ARGUMENT with a
+/// BadRequest field violation naming `field`; `None` when it is right.
+pub fn invalid_field_problem<T>(
+    result: Result<tonic::Response<T>, Status>,
+    field: &str,
+    what: &str,
+) -> Option<String> {
+    let status = match result {
+        Ok(_) => return Some(format!("{what}: succeeded, must be INVALID_ARGUMENT")),
+        Err(status) => status,
+    };
+    if status.code() != Code::InvalidArgument {
+        return Some(format!(
+            "{what}: expected INVALID_ARGUMENT, got {:?}: {}",
+            status.code(),
+            status.message()
+        ));
+    }
+    let details = status.get_error_details();
+    let Some(bad_request) = details.bad_request() else {
+        return Some(format!(
+            "{what}: no BadRequest details: {}",
+            status.message()
+        ));
+    };
+    if bad_request
+        .field_violations
+        .iter()
+        .any(|v| v.field.contains(field))
+    {
+        None
+    } else {
+        Some(format!(
+            "{what}: no field violation names {field:?}: {:?}",
+            bad_request.field_violations
+        ))
+    }
+}
+
+/// Asserts INVALID_ARGUMENT with a BadRequest field violation whose field
+/// mentions `field`.
+pub fn assert_invalid_field(status: &Status, field: &str, what: &str) {
+    let problem = invalid_field_problem::<()>(Err(status.clone()), field, what);
+    assert!(problem.is_none(), "{}", problem.unwrap_or_default());
+}
+
+/// Runs `future` to completion on a fresh runtime on a plain thread: for
+/// work a `Drop` must finish, or that must not run on the test's runtime.
+pub fn block_on_thread<F>(future: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(future)
+    })
+    .join()
+    .expect("the thread")
+}
