@@ -1,0 +1,145 @@
+//! Assignment rules (who gets a new lead) and scoring rules (what a lead is
+//! worth), and rescoring every open lead.
+
+use crm_proto::sales as pb;
+use crm_shared::{
+    auth::{Role, authorize},
+    convert::{parse_name, required},
+    error::ApiError,
+    filter::parse_filter,
+    idempotency::parse_request_id,
+    validate::{MAX_SHORT, Violations},
+};
+use tonic::{Request, Response, Status};
+
+use super::{
+    ADMINS, SalesApi,
+    convert::{rule_draft, rule_message, scoring_rule_message},
+    simple_plan, total,
+};
+use crate::store;
+
+/// Checks that a rule filter parses over the lead fields.
+fn check_rule_filter(filter: &str, field: &str) -> Result<(), ApiError> {
+    parse_filter(&store::LEAD_FILTER, filter)
+        .map(|_| ())
+        .map_err(|e| ApiError::invalid(field, e.message))
+}
+
+pub(super) async fn create_assignment_rule(
+    api: &SalesApi,
+    request: Request<pb::CreateAssignmentRuleRequest>,
+) -> Result<Response<pb::AssignmentRule>, Status> {
+    let (_, tenant) = authorize(&request, ADMINS)?;
+    let r = request.into_inner();
+    let request_id = parse_request_id(&r.request_id)?;
+    let mut draft = rule_draft(&required(r.assignment_rule, "assignment_rule")?)?;
+    draft.normalize_and_check("assignment_rule")?;
+    check_rule_filter(&draft.filter, "assignment_rule.filter")?;
+    let rule = api
+        .store
+        .create_assignment_rule(&tenant, draft, request_id)
+        .await?;
+    Ok(Response::new(rule_message(&rule)))
+}
+
+pub(super) async fn list_assignment_rules(
+    api: &SalesApi,
+    request: Request<pb::ListAssignmentRulesRequest>,
+) -> Result<Response<pb::ListAssignmentRulesResponse>, Status> {
+    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let r = request.into_inner();
+    let plan = simple_plan(
+        &api.page_tokens,
+        "assignmentRules",
+        r.page_size,
+        &r.page_token,
+    )?;
+    let (rules, count) = api
+        .store
+        .list_assignment_rules(&tenant, plan.query.clone())
+        .await?;
+    Ok(Response::new(pb::ListAssignmentRulesResponse {
+        next_page_token: plan.next_page_token(&api.page_tokens, rules.len(), count),
+        assignment_rules: rules.iter().map(rule_message).collect(),
+    }))
+}
+
+pub(super) async fn delete_assignment_rule(
+    api: &SalesApi,
+    request: Request<pb::DeleteAssignmentRuleRequest>,
+) -> Result<Response<pb::AssignmentRule>, Status> {
+    let (_, tenant) = authorize(&request, ADMINS)?;
+    let id = parse_name(&request.get_ref().name, "assignmentRules", "name")?;
+    Ok(Response::new(rule_message(
+        &api.store.delete_assignment_rule(&tenant, id).await?,
+    )))
+}
+
+pub(super) async fn create_scoring_rule(
+    api: &SalesApi,
+    request: Request<pb::CreateScoringRuleRequest>,
+) -> Result<Response<pb::ScoringRule>, Status> {
+    let (_, tenant) = authorize(&request, ADMINS)?;
+    let r = request.into_inner();
+    let request_id = parse_request_id(&r.request_id)?;
+    let rule = required(r.scoring_rule, "scoring_rule")?;
+    let display_name = rule.display_name.trim().to_owned();
+    let mut v = Violations::default();
+    v.text("scoring_rule.display_name", &display_name, MAX_SHORT);
+    if display_name.is_empty() {
+        v.add("scoring_rule.display_name", "required");
+    }
+    if !(-1000..=1000).contains(&rule.points) {
+        v.add("scoring_rule.points", "between -1000 and 1000");
+    }
+    v.finish()?;
+    check_rule_filter(&rule.filter, "scoring_rule.filter")?;
+    let created = api
+        .store
+        .create_scoring_rule(&tenant, display_name, rule.filter, rule.points, request_id)
+        .await?;
+    api.store.rescore_all(&tenant).await?;
+    Ok(Response::new(scoring_rule_message(&created)))
+}
+
+pub(super) async fn list_scoring_rules(
+    api: &SalesApi,
+    request: Request<pb::ListScoringRulesRequest>,
+) -> Result<Response<pb::ListScoringRulesResponse>, Status> {
+    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let r = request.into_inner();
+    let plan = simple_plan(&api.page_tokens, "scoringRules", r.page_size, &r.page_token)?;
+    let (rules, count) = api
+        .store
+        .list_scoring_rules(&tenant, plan.query.clone())
+        .await?;
+    Ok(Response::new(pb::ListScoringRulesResponse {
+        next_page_token: plan.next_page_token(&api.page_tokens, rules.len(), count),
+        scoring_rules: rules.iter().map(scoring_rule_message).collect(),
+    }))
+}
+
+pub(super) async fn delete_scoring_rule(
+    api: &SalesApi,
+    request: Request<pb::DeleteScoringRuleRequest>,
+) -> Result<Response<pb::ScoringRule>, Status> {
+    let (_, tenant) = authorize(&request, ADMINS)?;
+    let id = parse_name(&request.get_ref().name, "scoringRules", "name")?;
+    let rule = api.store.delete_scoring_rule(&tenant, id).await?;
+    api.store.rescore_all(&tenant).await?;
+    Ok(Response::new(scoring_rule_message(&rule)))
+}
+
+pub(super) async fn rescore_leads(
+    api: &SalesApi,
+    request: Request<pb::RescoreLeadsRequest>,
+) -> Result<Response<pb::RescoreLeadsResponse>, Status> {
+    let (_, tenant) = authorize(&request, ADMINS)?;
+    let (rescored, trained, examples) = api.store.rescore_all(&tenant).await?;
+    Ok(Response::new(pb::RescoreLeadsResponse {
+        rescored: total(rescored),
+        model_trained: trained,
+        training_examples: total(examples as u64),
+    }))
+}
