@@ -404,7 +404,11 @@ impl Store {
             )
             .await?;
         let event = self.event(
-            "OpportunityDeleted",
+            if deleted {
+                "OpportunityDeleted"
+            } else {
+                "OpportunityUndeleted"
+            },
             o.name(),
             self.payloads.opportunity(&o),
             actor,

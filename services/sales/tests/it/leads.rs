@@ -616,3 +616,55 @@ async fn undelete_on(backend: Backend) {
         1
     );
 }
+
+db_test!(an_undeleted_deal_is_announced_as_undeleted, undeleted_event_on);
+async fn undeleted_event_on(backend: Backend) {
+    use crm_proto::sales::{
+        CreateOpportunityRequest, DeleteOpportunityRequest, Opportunity,
+        UndeleteOpportunityRequest,
+    };
+    let Some(suite) = Suite::start(backend).await else {
+        return;
+    };
+    let mut sales = suite.sales(TENANT, ADMIN);
+    let deal = sales
+        .create_opportunity(CreateOpportunityRequest {
+            opportunity: Some(Opportunity {
+                display_name: "Back again".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    sales
+        .delete_opportunity(DeleteOpportunityRequest {
+            name: deal.name.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    sales
+        .undelete_opportunity(UndeleteOpportunityRequest {
+            name: deal.name.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    let types = suite.sales_event_types().await;
+    let deal_events: Vec<&str> = types
+        .iter()
+        .map(String::as_str)
+        .filter(|t| t.starts_with("crm.sales.v1.Opportunity"))
+        .collect();
+    assert_eq!(
+        deal_events,
+        [
+            "crm.sales.v1.OpportunityCreated",
+            "crm.sales.v1.OpportunityDeleted",
+            "crm.sales.v1.OpportunityUndeleted",
+        ],
+        "{types:?}"
+    );
+}
