@@ -136,11 +136,12 @@ impl<M: MigratorTrait> ServiceKit<M> {
         .await?;
         let mut host = Host::new(&[]).await;
         let routes = host.routes();
+        // Unique per replica: a pod's name, else this machine's process and port.
         let replica = format!(
             "{}-{}-{}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
             std::process::id(),
-            &uuid::Uuid::now_v7().simple().to_string()[24..]
+            listener.local_addr().map(|a| a.port()).unwrap_or_default()
         );
         let mut kit = Self {
             info,
