@@ -343,10 +343,12 @@ impl crate::store::EventPayloads for ProtoPayloads {
             merged: merged.to_vec(),
         })
     }
-    fn erased(&self, contact: &str) -> prost_types::Any {
+    fn erased(&self, erasure: &Erasure) -> prost_types::Any {
         to_any(&pb::ContactErased {
-            contact: contact.to_owned(),
-            ..Default::default()
+            contact: erasure.contact.clone(),
+            merged: erasure.merged.clone(),
+            email_fingerprints: erasure.email_fingerprints.clone(),
+            phone_fingerprints: erasure.phone_fingerprints.clone(),
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod activity;
 pub mod company;
 pub mod contact;
 pub mod duplicates;
+pub mod erasure;
 pub mod text;
 pub mod validate;
 
@@ -15,3 +16,4 @@ pub use contact::{
     Channel, Consent, ConsentStatus, Contact, ContactDraft, Email, LifecycleStage, Phone,
     PostalAddress,
 };
+pub use erasure::Erasure;

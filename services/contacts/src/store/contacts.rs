@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::Store;
 use super::entities::{activity, company, contact, contact_key, contact_row, now};
-use crate::domain::{Contact, ContactDraft};
+use crate::domain::{Contact, ContactDraft, Erasure};
 use crm_shared::store::{Claim, ListQuery, check_version};
 
 const LIFECYCLE_VALUES: &[(&str, &str)] = &[
@@ -794,9 +794,9 @@ impl Store {
         Ok(())
     }
 
-    /// Hard-deletes a contact, the contacts merged into it, their
-    /// activities and every earlier event about any of them; appends one
-    /// ContactErased event. Returns the number of activities erased.
+    /// Hard-deletes a contact, every contact merged into it (at any depth),
+    /// their activities and every earlier event about any of them; appends
+    /// one ContactErased event. Returns the number of activities erased.
     pub async fn erase_contact(
         &self,
         tenant: &Tenant,
@@ -805,62 +805,123 @@ impl Store {
     ) -> Result<u64, ApiError> {
         let txn = self.db.begin_write().await?;
         let contact = self.load_contact(&*txn, tenant, id).await?;
-        let name = contact.name();
-        let mut people: Vec<String> = contact::Entity::find_in(tenant)
-            .select_only()
-            .column(contact::Column::Id)
-            .filter(contact::Column::MergedInto.eq(name.clone()))
-            .into_tuple()
-            .all(&*txn)
-            .await?;
-        people.push(id.to_string());
-        let names: Vec<String> = people.iter().map(|p| format!("contacts/{p}")).collect();
-        let activity_names: Vec<String> = activity::Entity::find_in(tenant)
-            .select_only()
-            .column(activity::Column::Id)
-            .filter(activity::Column::Contact.is_in(names.clone()))
-            .into_tuple::<String>()
-            .all(&*txn)
-            .await?
-            .into_iter()
-            .map(|a| format!("activities/{a}"))
+        let merged = merge_chain(&*txn, tenant, &contact).await?;
+        // Read before the rows go: the event is all that is left of them.
+        let erasure = Erasure::of(tenant.as_str(), &contact, &merged);
+        let people: Vec<String> = std::iter::once(&contact)
+            .chain(&merged)
+            .map(|c| c.id.to_string())
             .collect();
-        let erased = activity::Entity::delete_many()
-            .filter(activity::Column::Tenant.eq(tenant.as_str()))
-            .filter(activity::Column::Contact.is_in(names.clone()))
-            .exec(&*txn)
-            .await?
-            .rows_affected;
-        contact_key::Entity::delete_many()
-            .filter(contact_key::Column::Tenant.eq(tenant.as_str()))
-            .filter(contact_key::Column::ContactId.is_in(people.clone()))
-            .exec(&*txn)
-            .await?;
-        contact::Entity::delete_many()
-            .filter(contact::Column::Tenant.eq(tenant.as_str()))
-            .filter(contact::Column::Id.is_in(people))
-            .exec(&*txn)
-            .await?;
-        let subjects: Vec<String> = names.iter().cloned().chain(activity_names).collect();
-        for chunk in subjects.chunks(500) {
-            crm_shared::outbox::entity::Entity::delete_many()
-                .filter(crm_shared::outbox::entity::Column::Tenant.eq(tenant.as_str()))
-                .filter(crm_shared::outbox::entity::Column::Subject.is_in(chunk.to_vec()))
+        let names: Vec<String> = people.iter().map(|p| format!("contacts/{p}")).collect();
+        let (erased, activity_names) = erase_activities(&*txn, tenant, &names).await?;
+        for chunk in people.chunks(500) {
+            contact_key::Entity::delete_many()
+                .filter(contact_key::Column::Tenant.eq(tenant.as_str()))
+                .filter(contact_key::Column::ContactId.is_in(chunk.to_vec()))
+                .exec(&*txn)
+                .await?;
+            contact::Entity::delete_many()
+                .filter(contact::Column::Tenant.eq(tenant.as_str()))
+                .filter(contact::Column::Id.is_in(chunk.to_vec()))
                 .exec(&*txn)
                 .await?;
         }
-        crm_shared::idempotency::entity::Entity::delete_many()
-            .filter(crm_shared::idempotency::entity::Column::Tenant.eq(tenant.as_str()))
-            .filter(crm_shared::idempotency::entity::Column::Resource.is_in(names))
-            .exec(&*txn)
-            .await?;
+        let subjects: Vec<String> = names.iter().cloned().chain(activity_names).collect();
+        erase_history(&*txn, tenant, &subjects, &names).await?;
         let event = self.event(
             "ContactErased",
-            name.clone(),
-            self.payloads.erased(&name),
+            erasure.contact.clone(),
+            self.payloads.erased(&erasure),
             actor,
         );
         self.base.commit(txn, tenant, vec![event]).await?;
         Ok(erased)
     }
+}
+
+/// The contacts merged into `root`, directly or through others merged into
+/// it: after A into B and B into C, both A and B are C's. Followed level by
+/// level rather than recursively, so no chain is too deep.
+async fn merge_chain<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    root: &Contact,
+) -> Result<Vec<Contact>, ApiError> {
+    // A merged contact is deleted and cannot be a survivor again, so chains
+    // have no cycles; the seen set makes sure a bad row cannot loop us.
+    let mut seen = HashSet::from([root.name()]);
+    let mut level = vec![root.name()];
+    let mut chain = Vec::new();
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for survivors in level.chunks(500) {
+            let rows = contact::Entity::find_in(tenant)
+                .filter(contact::Column::MergedInto.is_in(survivors.to_vec()))
+                .all(conn)
+                .await?;
+            for row in rows {
+                let merged = Contact::try_from(row)?;
+                if seen.insert(merged.name()) {
+                    next.push(merged.name());
+                    chain.push(merged);
+                }
+            }
+        }
+        level = next;
+    }
+    Ok(chain)
+}
+
+/// Hard-deletes the activities of the contacts `names`; returns how many
+/// there were and their names.
+async fn erase_activities<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    names: &[String],
+) -> Result<(u64, Vec<String>), ApiError> {
+    let mut erased = 0;
+    let mut activity_names = Vec::new();
+    for chunk in names.chunks(500) {
+        let ids: Vec<String> = activity::Entity::find_in(tenant)
+            .select_only()
+            .column(activity::Column::Id)
+            .filter(activity::Column::Contact.is_in(chunk.to_vec()))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        activity_names.extend(ids.into_iter().map(|a| format!("activities/{a}")));
+        erased += activity::Entity::delete_many()
+            .filter(activity::Column::Tenant.eq(tenant.as_str()))
+            .filter(activity::Column::Contact.is_in(chunk.to_vec()))
+            .exec(conn)
+            .await?
+            .rows_affected;
+    }
+    Ok((erased, activity_names))
+}
+
+/// Deletes every event about `subjects` and the idempotency records that
+/// created the contacts `names`: an erased person leaves no trace in either.
+async fn erase_history<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    subjects: &[String],
+    names: &[String],
+) -> Result<(), ApiError> {
+    use crm_shared::{idempotency::entity as idempotency, outbox::entity as outbox};
+    for chunk in subjects.chunks(500) {
+        outbox::Entity::delete_many()
+            .filter(outbox::Column::Tenant.eq(tenant.as_str()))
+            .filter(outbox::Column::Subject.is_in(chunk.to_vec()))
+            .exec(conn)
+            .await?;
+    }
+    for chunk in names.chunks(500) {
+        idempotency::Entity::delete_many()
+            .filter(idempotency::Column::Tenant.eq(tenant.as_str()))
+            .filter(idempotency::Column::Resource.is_in(chunk.to_vec()))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
 }

@@ -9,11 +9,7 @@ pub mod entities;
 
 use std::sync::Arc;
 
-use crm_shared::{
-    db::Database,
-    outbox::NewEvent,
-    store::Resources,
-};
+use crm_shared::{db::Database, outbox::NewEvent, store::Resources};
 
 pub use activities::{FILTER as ACTIVITY_FILTER, ORDER_BY as ACTIVITY_ORDER};
 pub use companies::{FILTER as COMPANY_FILTER, ORDER_BY as COMPANY_ORDER};
