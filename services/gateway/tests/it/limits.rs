@@ -3,7 +3,7 @@
 use std::{sync::atomic::Ordering, time::Duration};
 
 use crm_proto::contacts::{Contact, CreateContactRequest, ListContactsRequest};
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 use tonic::Code;
 
 use crate::support::*;

@@ -1,9 +1,6 @@
 //! End-to-end tests of the gateway: the real contacts service and the real
 //! gateway on free ports, called like any client would, through the gateway.
 
-#[macro_use]
-extern crate crm_shared;
-
 mod support;
 
 mod limits;

@@ -113,7 +113,7 @@ async fn every_kind_of_call_passes_through_on(backend: Backend) {
     // The event feed, read by a service identity through the gateway.
     let mut feed = EventFeedServiceClient::with_interceptor(
         gateway.channel(),
-        Bearer::token(&token(TENANT, &[Role::Service])),
+        bearer_token(&token(TENANT, &[Role::Service])),
     );
     let mut events = feed
         .stream_events(StreamEventsRequest {

@@ -3,7 +3,7 @@
 use std::{sync::atomic::Ordering, time::Duration};
 
 use crm_proto::contacts::{Contact, CreateContactRequest, GetContactRequest};
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 

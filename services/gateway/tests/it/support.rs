@@ -18,75 +18,33 @@ use std::{
 use bytes::{Buf, Bytes};
 use crm_gateway::config::{GatewaySettings, Section, UpstreamSettings};
 use crm_proto::contacts::contacts_service_client::ContactsServiceClient;
-use crm_shared::{
-    auth::{Role, sign_hs256},
-    config::{AuthSettings, LogFormat, ServiceSettings, Settings, TelemetrySettings},
+use crm_shared::config::{AuthSettings, LogFormat, TelemetrySettings};
+pub use crm_testkit::{
+    ADMIN, Backend, Bearer, OTHER_TENANT, SECRET, ServiceProcess, TENANT, TestDatabase, bearer,
+    channel_to, db_test, eventually, service, token,
 };
-use crm_testkit::{Backend, TestDatabase};
 use http_body_util::BodyExt;
 use prost::Message;
-use tokio::{runtime::Runtime, sync::oneshot};
-use tonic::{
-    Request, Status,
-    metadata::AsciiMetadataValue,
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
-};
+use tokio::sync::oneshot;
+use tonic::{Request, Status, service::interceptor::InterceptedService, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-/// The HS256 secret the gateway and the services verify tokens with.
-pub const SECRET: &str = "test-secret";
-pub const TENANT: &str = "acme";
-pub const OTHER_TENANT: &str = "globex";
-pub const ADMIN: &[Role] = &[Role::Admin];
-
-/// A token signed with [`SECRET`], valid for an hour.
-pub fn token(tenant: &str, roles: &[Role]) -> String {
-    sign_hs256(SECRET, tenant, "tester", roles, Duration::from_secs(3600)).expect("a test token")
-}
-
-/// Adds `authorization: Bearer <token>` to every call, or nothing.
-#[derive(Clone)]
-pub struct Bearer(pub Option<AsciiMetadataValue>);
-
-impl Bearer {
-    /// Bearer `token`.
-    pub fn token(token: &str) -> Self {
-        Self(Some(format!("Bearer {token}").parse().expect("ascii")))
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
+/// A gateway client's credentials: `Bearer <token>` on every call.
+pub fn bearer_token(token: &str) -> Bearer {
+    bearer(Some(&format!("Bearer {token}")))
 }
 
 /// A contacts client that goes through the gateway.
 pub type Contacts = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
 
-/// A lazily connecting channel to `addr`.
-pub fn channel_to(addr: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("a URL")
-        .connect_timeout(Duration::from_secs(2))
-        .connect_lazy()
-}
-
-/// The contacts service in a runtime of its own, so a test can kill it
-/// outright (every task and socket dropped at once, as SIGKILL would) and
-/// start it again on the same port and database.
+/// The contacts service as a process of its own (the test kit's), which a
+/// test can kill outright and start again on the same port and database.
 pub struct ContactsProcess {
     pub addr: SocketAddr,
     pub db: TestDatabase,
-    runtime: Option<Runtime>,
+    process: ServiceProcess,
 }
 
 impl ContactsProcess {
@@ -94,77 +52,26 @@ impl ContactsProcess {
     /// backend is not available here.
     pub async fn start(backend: Backend) -> Option<Self> {
         let db = TestDatabase::create(backend).await?;
-        let mut process = Self {
-            addr: "127.0.0.1:0".parse().expect("an address"),
+        let process = ServiceProcess::start(
+            service(crm_contacts::build),
+            crm_testkit::settings("contacts", &db.url),
+        )
+        .await;
+        Some(Self {
+            addr: process.addr,
             db,
-            runtime: None,
-        };
-        process.restart().await;
-        Some(process)
+            process,
+        })
     }
 
     /// Kills the service: no drain, no goodbye.
     pub fn kill(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
+        self.process.kill();
     }
 
-    /// Starts it (again) on the same address and database.
+    /// Starts it again on the same address and database.
     pub async fn restart(&mut self) {
-        self.kill();
-        let settings = contacts_settings(&self.db.url, self.addr);
-        let (ready, started) = oneshot::channel();
-        // The runtime is made and driven on a plain thread: a runtime cannot
-        // be built or blocked on from inside the test's own.
-        let runtime = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            let app = runtime.block_on(async {
-                // The old listener may linger a moment after a kill.
-                for _ in 0..50 {
-                    match crm_contacts::build(settings.clone()).await {
-                        Ok(app) => return app,
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    }
-                }
-                panic!("contacts could not start again");
-            });
-            let addr = app.local_addr();
-            runtime.spawn(app.run_until_stopped(std::future::pending()));
-            let _ = ready.send(addr);
-            runtime
-        })
-        .join()
-        .expect("the contacts thread");
-        self.addr = started.await.expect("contacts started");
-        self.runtime = Some(runtime);
-    }
-}
-
-impl Drop for ContactsProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn contacts_settings(database_url: &str, addr: SocketAddr) -> Settings {
-    Settings {
-        service_name: "contacts".into(),
-        service: ServiceSettings {
-            listen_addr: addr,
-            database_url: database_url.to_owned(),
-            max_connections: 5,
-            shutdown_grace_seconds: 2,
-        },
-        auth: auth(),
-        telemetry: telemetry(),
-        paging_secret: "paging".into(),
-        peers: Default::default(),
-        service_token: None,
+        self.process.restart().await;
     }
 }
 
@@ -254,7 +161,7 @@ impl GatewayProcess {
 
     /// A contacts client through the gateway with `token`.
     pub fn contacts(&self, token: &str) -> Contacts {
-        ContactsServiceClient::with_interceptor(channel_to(self.addr), Bearer::token(token))
+        ContactsServiceClient::with_interceptor(channel_to(self.addr), bearer_token(token))
     }
 
     /// A channel to the gateway.
@@ -484,17 +391,6 @@ pub async fn call_probe(
         .client_streaming(request, http::uri::PathAndQuery::from_static(path), codec)
         .await?;
     Ok(response.into_inner().seconds)
-}
-
-/// Waits until `check` holds, for at most 10 s.
-pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 /// Whether `status` carries a RetryInfo, and its delay.
