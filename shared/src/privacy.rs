@@ -59,7 +59,10 @@ mod tests {
             email_fingerprint("globex", "ada@example.com")
         );
         let digits = "15550100000";
-        assert_ne!(fingerprint("acme", "email", digits), fingerprint("acme", "phone", digits));
+        assert_ne!(
+            fingerprint("acme", "email", digits),
+            fingerprint("acme", "phone", digits)
+        );
         assert_eq!(email_fingerprint("acme", "a@b.c").len(), 64);
         assert!(!email_fingerprint("acme", "a@b.c").contains("a@b.c"));
     }

@@ -49,7 +49,10 @@ impl ContactsFeed {
             email_fingerprints: erased.email_fingerprints.into_iter().collect(),
             phone_fingerprints: erased.phone_fingerprints.into_iter().collect(),
         };
-        let mut done = self.store.apply_contact_erased(txn, tenant, &person).await?;
+        let mut done = self
+            .store
+            .apply_contact_erased(txn, tenant, &person)
+            .await?;
         let scrubbed = self
             .store
             .scrub_events(txn, tenant, &done.leads, scrub_payload)

@@ -44,6 +44,9 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
     );
     kit.add_service(SalesServiceServer::new(sales).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .await;
-    kit.follow(consumer::SOURCE, Arc::new(consumer::ContactsFeed::new(store)))?;
+    kit.follow(
+        consumer::SOURCE,
+        Arc::new(consumer::ContactsFeed::new(store)),
+    )?;
     Ok(kit)
 }

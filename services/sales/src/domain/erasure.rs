@@ -22,7 +22,13 @@ impl ErasedPerson {
     /// Whether a lead with these fields holds a copy of the person: it was
     /// converted into one of their contacts, or captured with one of their
     /// addresses or numbers (converted or not).
-    pub fn is_held_by(&self, tenant: &str, converted_contact: &str, email: &str, phone: &str) -> bool {
+    pub fn is_held_by(
+        &self,
+        tenant: &str,
+        converted_contact: &str,
+        email: &str,
+        phone: &str,
+    ) -> bool {
         self.contacts.contains(converted_contact)
             || (!email.is_empty()
                 && self
@@ -42,7 +48,9 @@ mod tests {
             contact: "contacts/c".into(),
             contacts: ["contacts/c".into(), "contacts/a".into()].into(),
             email_fingerprints: [email_fingerprint("acme", "ada@example.com")].into(),
-            phone_fingerprints: phone_fingerprint("acme", "+1 555 010 0000").into_iter().collect(),
+            phone_fingerprints: phone_fingerprint("acme", "+1 555 010 0000")
+                .into_iter()
+                .collect(),
         }
     }
 

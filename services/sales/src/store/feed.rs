@@ -179,7 +179,10 @@ impl Store {
                     continue;
                 };
                 Entity::update_many()
-                    .col_expr(Column::Payload, sea_orm::sea_query::Expr::value(clean.value))
+                    .col_expr(
+                        Column::Payload,
+                        sea_orm::sea_query::Expr::value(clean.value),
+                    )
                     .filter(Column::Sequence.eq(row.sequence))
                     .exec(&**txn)
                     .await?;

@@ -7,9 +7,7 @@ use crm_shared::{
     filter::{FieldKind, FilterField, FilterSchema},
     store::{Claim, ListQuery, check_version},
 };
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel};
 use uuid::Uuid;
 
 use super::{Store, entities::task};
