@@ -9,8 +9,7 @@ use crm_shared::{
     store::{Claim, ListQuery, check_version},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel,
-    QueryFilter,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter,
 };
 use uuid::Uuid;
 
