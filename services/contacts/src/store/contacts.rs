@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crm_shared::{
-    db::{Tenant, TenantScoped, insert_in_batches},
+    db::{Tenant, TenantScoped, WriteTxn, insert_in_batches},
     error::ApiError,
     filter::{FieldKind, FilterField, FilterSchema, contains},
 };
@@ -362,26 +362,12 @@ impl Store {
         let mut contact = self.load_contact(&*txn, tenant, id).await?;
         check_version(&contact.name(), expected_version, contact.version)?;
         let previous_company = contact.draft.company.clone();
-        let stored_version = contact.version;
         change(&mut contact)?;
         if contact.draft.company != previous_company {
             check_company(&*txn, tenant, &contact.draft.company, "contact.company").await?;
         }
-        contact.version = stored_version + 1;
         contact.update_time = now();
-        let row = contact_row(tenant.as_str(), &contact)
-            .into_active_model()
-            .reset_all();
-        self.base
-            .save_versioned::<contact::Entity>(
-                &txn,
-                tenant,
-                &contact.name(),
-                id,
-                stored_version,
-                row,
-            )
-            .await?;
+        self.save_contact(&txn, tenant, &mut contact).await?;
         let keys = contact.delete_time.is_none().then_some(&contact.draft);
         replace_keys(&*txn, tenant, &id.to_string(), keys).await?;
         let event = self.event(
@@ -584,6 +570,32 @@ impl Store {
         Ok(rows)
     }
 
+    /// Writes `contact` as the next version of the one read, unless that
+    /// stored version moved on meanwhile: on PostgreSQL a concurrent update
+    /// can commit between a read and a write, and it must not be overwritten.
+    async fn save_contact(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        contact: &mut Contact,
+    ) -> Result<(), ApiError> {
+        let read_version = contact.version;
+        contact.version += 1;
+        let row = contact_row(tenant.as_str(), contact)
+            .into_active_model()
+            .reset_all();
+        self.base
+            .save_versioned::<contact::Entity>(
+                txn,
+                tenant,
+                &contact.name(),
+                contact.id,
+                read_version,
+                row,
+            )
+            .await
+    }
+
     /// Merges `merged` into `survivor` in one transaction.
     pub async fn merge_contacts(
         &self,
@@ -617,14 +629,7 @@ impl Store {
             merged.delete_time = Some(time);
             merged.merged_into = Some(survivor.name());
             merged.update_time = time;
-            merged.version += 1;
-            contact::Entity::update(
-                contact_row(tenant.as_str(), &merged)
-                    .into_active_model()
-                    .reset_all(),
-            )
-            .exec(&*txn)
-            .await?;
+            self.save_contact(&txn, tenant, &mut merged).await?;
             replace_keys(&*txn, tenant, &id.to_string(), None).await?;
             activity::Entity::update_many()
                 .col_expr(activity::Column::Contact, Expr::value(survivor.name()))
@@ -640,15 +645,8 @@ impl Store {
             ));
             merged_names.push(merged.name());
         }
-        survivor.version += 1;
         survivor.update_time = time;
-        contact::Entity::update(
-            contact_row(tenant.as_str(), &survivor)
-                .into_active_model()
-                .reset_all(),
-        )
-        .exec(&*txn)
-        .await?;
+        self.save_contact(&txn, tenant, &mut survivor).await?;
         replace_keys(
             &*txn,
             tenant,

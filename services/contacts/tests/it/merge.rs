@@ -324,3 +324,135 @@ async fn merge_refuses_bad_requests_on(backend: Backend) {
     );
 }
 db_test!(merge_refuses_bad_requests, merge_refuses_bad_requests_on);
+
+/// What a survivor's field ends as and what an update wrote to it.
+struct RacedUpdate {
+    field: &'static str,
+    value: String,
+    outcome: Result<(), tonic::Status>,
+}
+
+/// Sets `field` of `name` to `value`, without an etag.
+async fn update_field(
+    mut client: Contacts,
+    name: String,
+    field: &'static str,
+    value: String,
+) -> RacedUpdate {
+    let mut contact = crm_proto::contacts::Contact {
+        name,
+        ..Default::default()
+    };
+    match field {
+        "job_title" => contact.job_title.clone_from(&value),
+        "owner" => contact.owner.clone_from(&value),
+        _ => contact.source.clone_from(&value),
+    }
+    let outcome = client
+        .update_contact(crm_proto::contacts::UpdateContactRequest {
+            contact: Some(contact),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec![field.into()],
+            }),
+        })
+        .await
+        .map(drop);
+    RacedUpdate {
+        field,
+        value,
+        outcome,
+    }
+}
+
+/// UpdateContact calls raced against a merge into the same survivor: every
+/// update that answered OK is in the survivor afterwards. The merged contacts
+/// hold other values for the same fields, which a merge that read the
+/// survivor before the update and wrote it after would put back.
+async fn a_merge_never_overwrites_a_concurrent_update_on(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut client = app.admin();
+    let mut merges_aborted = 0;
+    for round in 0..30 {
+        let survivor = create(&mut client, person("Sur", &format!("Vivor{round}"), "")).await;
+        let mut merged = Vec::new();
+        for i in 0..6 {
+            let mut contact = person("Mer", &format!("Ged{round}x{i}"), "");
+            contact.job_title = "merged title".into();
+            contact.owner = "merged-owner".into();
+            contact.source = "merged-source".into();
+            merged.push(create(&mut client, contact).await.name);
+        }
+        let merge = tokio::spawn({
+            let mut client = app.admin();
+            let request = MergeContactsRequest {
+                survivor: survivor.name.clone(),
+                merged: merged.clone(),
+                etag: String::new(),
+            };
+            async move { client.merge_contacts(request).await }
+        });
+        let updates: Vec<_> = ["job_title", "owner", "source"]
+            .into_iter()
+            .map(|field| {
+                let value = format!("updated-{field}-{round}");
+                tokio::spawn(update_field(
+                    app.admin(),
+                    survivor.name.clone(),
+                    field,
+                    value,
+                ))
+            })
+            .collect();
+        let merge = merge.await.expect("the merge task");
+        let mut finished = Vec::new();
+        for update in updates {
+            finished.push(update.await.expect("an update task"));
+        }
+        let stored = client
+            .get_contact(GetContactRequest {
+                name: survivor.name.clone(),
+            })
+            .await
+            .must("GetContact of the survivor");
+        for update in finished {
+            let Ok(()) = update.outcome else {
+                let status = update.outcome.unwrap_err();
+                assert_eq!(status.code(), Code::Aborted, "{}", status.message());
+                continue;
+            };
+            let field = match update.field {
+                "job_title" => &stored.job_title,
+                "owner" => &stored.owner,
+                _ => &stored.source,
+            };
+            assert_eq!(
+                field,
+                &update.value,
+                "round {round}: the update of {} answered OK and was lost (merge: {:?})",
+                update.field,
+                merge.as_ref().map(|_| ()).map_err(|s| s.code())
+            );
+        }
+        if let Err(status) = merge {
+            assert_eq!(status.code(), Code::Aborted, "{}", status.message());
+            merges_aborted += 1;
+            for name in &merged {
+                let untouched = client
+                    .get_contact(GetContactRequest { name: name.clone() })
+                    .await
+                    .must("GetContact of a contact an aborted merge named");
+                assert!(
+                    untouched.merged_into.is_empty() && untouched.delete_time.is_none(),
+                    "an aborted merge writes nothing"
+                );
+            }
+        }
+    }
+    eprintln!("{backend:?}: {merges_aborted} of 30 merges lost the race and were ABORTED");
+}
+db_test!(
+    a_merge_never_overwrites_a_concurrent_update,
+    a_merge_never_overwrites_a_concurrent_update_on
+);
