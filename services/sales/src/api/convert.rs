@@ -2,7 +2,7 @@
 //! the wire can get wrong (unknown enum numbers, timestamps out of range);
 //! the domain checks the rest.
 
-use crm_proto::sales as pb;
+use crm_proto::{contacts::LifecycleStage, sales as pb};
 use crm_shared::{
     convert::{etag, from_timestamp, to_any, to_timestamp},
     error::ApiError,
@@ -11,6 +11,7 @@ use crm_shared::{
 
 use crate::domain::{
     assignment::{Rule, RuleDraft, Strategy},
+    conversion::ContactStage,
     lead::{Lead, LeadDraft, LeadSource, LeadStatus},
     opportunity::{LineItem, Opportunity, OpportunityDraft, parse_date},
     pipeline::{Pipeline, Stage, StageKind},
@@ -135,6 +136,29 @@ pub fn lead_message(lead: &Lead) -> pb::Lead {
         update_time: Some(to_timestamp(lead.update_time)),
         delete_time: lead.delete_time.map(to_timestamp),
         etag: etag(lead.version),
+    }
+}
+
+/// A conversion's result as the API shows it, from the converted lead.
+pub fn converted_message(
+    lead: &Lead,
+    contact_reused: bool,
+    opportunity: Option<&Opportunity>,
+) -> pb::ConvertLeadResponse {
+    pb::ConvertLeadResponse {
+        lead: Some(lead_message(lead)),
+        contact: lead.converted_contact.clone(),
+        contact_reused,
+        company: lead.converted_company.clone(),
+        opportunity: opportunity.map(opportunity_message),
+    }
+}
+
+/// The lifecycle stage in contacts a converted lead's contact enters at.
+pub fn lifecycle_stage(stage: ContactStage) -> LifecycleStage {
+    match stage {
+        ContactStage::SalesQualified => LifecycleStage::SalesQualified,
+        ContactStage::Opportunity => LifecycleStage::Opportunity,
     }
 }
 

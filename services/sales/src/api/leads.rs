@@ -2,11 +2,10 @@
 //! conversion into a contact (and maybe an opportunity).
 
 use chrono::Utc;
-use crm_proto::{contacts::LifecycleStage, sales as pb};
+use crm_proto::sales as pb;
 use crm_shared::{
     auth::{Role, authorize},
     convert::{parse_etag, parse_name, required},
-    error::ApiError,
     idempotency::parse_request_id,
     store::{ListPlan, ListRequest},
     validate::{MAX_SHORT, Violations, update_paths},
@@ -15,11 +14,14 @@ use tonic::{Request, Response, Status};
 
 use super::{
     SELLERS, SalesApi, caller,
-    convert::{lead_draft, lead_message, opportunity_message},
+    convert::{converted_message, lead_draft, lead_message, lifecycle_stage},
     total,
 };
 use crate::{
-    domain::{self, lead::LeadStatus, opportunity::OpportunityDraft},
+    domain::{
+        self,
+        conversion::{self, Conversion, ConvertRequest, ConvertedTo},
+    },
     store,
 };
 
@@ -217,73 +219,48 @@ pub(super) async fn convert_lead(
     let r = request.into_inner();
     let id = parse_name(&r.name, "leads", "name")?;
     let lead = api.store.get_lead(&tenant, id).await?;
-    if lead.delete_time.is_some() {
-        return Err(ApiError::NotFound(lead.name()).into());
-    }
-    if lead.draft.status == LeadStatus::Converted {
-        // A retry: the first conversion's result.
-        let opportunity = api.store.converted_opportunity(&tenant, &lead).await?;
-        return Ok(Response::new(pb::ConvertLeadResponse {
-            contact: lead.converted_contact.clone(),
-            company: lead.converted_company.clone(),
-            contact_reused: false,
-            opportunity: opportunity.as_ref().map(opportunity_message),
-            lead: Some(lead_message(&lead)),
-        }));
-    }
-    if lead.draft.status == LeadStatus::Disqualified {
-        return Err(ApiError::FailedPrecondition(format!(
-            "{} is disqualified; requalify it first",
-            lead.name()
-        ))
-        .into());
-    }
-    // Check the opportunity before anything is written anywhere.
-    let opportunity = if r.create_opportunity {
-        let display_name = if r.opportunity_display_name.trim().is_empty() {
-            format!("{} deal", lead.draft.display_name())
-        } else {
-            r.opportunity_display_name.clone()
-        };
-        let draft = OpportunityDraft {
-            display_name,
-            amount: Some(required(r.amount, "amount")?.into()),
-            pipeline: r.pipeline.clone(),
-            stage: String::new(),
-            expected_close_date: domain::opportunity::parse_date(
-                &r.expected_close_date,
-                "expected_close_date",
-            )?,
-            owner: lead.owner.clone(),
-            contact: String::new(),
-            company: String::new(),
-            line_items: vec![],
-            close_reason: String::new(),
-        };
-        Some(
+    let asked = ConvertRequest {
+        create_opportunity: r.create_opportunity,
+        opportunity_display_name: &r.opportunity_display_name,
+        amount: r.amount.clone().map(Into::into),
+        pipeline: &r.pipeline,
+        expected_close_date: &r.expected_close_date,
+    };
+    let plan = match conversion::plan(&lead, &asked)? {
+        Conversion::Convert(plan) => *plan,
+        Conversion::Repeat => {
+            let opportunity = api.store.converted_opportunity(&tenant, &lead).await?;
+            return Ok(Response::new(converted_message(
+                &lead,
+                false,
+                opportunity.as_ref(),
+            )));
+        }
+    };
+    let opportunity = match plan.opportunity {
+        Some(draft) => Some(
             api.store
                 .prepare_opportunity(&tenant, &principal.subject, draft, lead.name())
                 .await?,
-        )
-    } else {
-        None
+        ),
+        None => None,
     };
     // The contact and company are made with request ids derived from the
     // lead: a retry after a failure below finds them instead of making
     // duplicates, and the lead is only marked converted at the very end.
-    let company = if lead.draft.company_name.is_empty() {
-        String::new()
-    } else {
+    let company = if plan.find_company {
         api.contacts.company_for(&credentials, &lead).await?
-    };
-    let stage = if opportunity.is_some() {
-        LifecycleStage::Opportunity
     } else {
-        LifecycleStage::SalesQualified
+        String::new()
     };
     let (contact, reused) = api
         .contacts
-        .contact_for(&credentials, &lead, &company, stage)
+        .contact_for(
+            &credentials,
+            &lead,
+            &company,
+            lifecycle_stage(plan.contact_stage),
+        )
         .await?;
     let opportunity = opportunity.map(|mut o| {
         o.draft.contact = contact.clone();
@@ -296,16 +273,13 @@ pub(super) async fn convert_lead(
             &tenant,
             &principal.subject,
             id,
-            contact.clone(),
-            company.clone(),
+            ConvertedTo { contact, company },
             opportunity,
         )
         .await?;
-    Ok(Response::new(pb::ConvertLeadResponse {
-        lead: Some(lead_message(&lead)),
-        contact: lead.converted_contact.clone(),
-        contact_reused: reused,
-        company: lead.converted_company.clone(),
-        opportunity: opportunity.as_ref().map(opportunity_message),
-    }))
+    Ok(Response::new(converted_message(
+        &lead,
+        reused,
+        opportunity.as_ref(),
+    )))
 }

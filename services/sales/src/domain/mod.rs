@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod assignment;
+pub mod conversion;
 pub mod erasure;
 pub mod lead;
 pub mod opportunity;

@@ -22,6 +22,7 @@ use super::{
 };
 use crate::domain::{
     assignment::{Rule, Strategy},
+    conversion::ConvertedTo,
     lead::{Lead, LeadDraft, LeadStatus, SOURCES, STATUSES, parse_stored, stored},
     opportunity::Opportunity,
     scoring::{Model, ScoreFactor, score},
@@ -550,8 +551,7 @@ impl Store {
         tenant: &Tenant,
         actor: &str,
         id: Uuid,
-        contact: String,
-        company: String,
+        to: ConvertedTo,
         opportunity: Option<Opportunity>,
     ) -> Result<(Lead, Option<Opportunity>), ApiError> {
         let txn = self.db.begin_write().await?;
@@ -565,7 +565,6 @@ impl Store {
             return Err(ApiError::NotFound(lead.name()));
         }
         let stored_version = lead.version;
-        let now = Utc::now();
         let mut events = Vec::new();
         if let Some(opportunity) = &opportunity {
             self.insert_opportunity(&txn, tenant, opportunity).await?;
@@ -575,13 +574,8 @@ impl Store {
                 self.payloads.opportunity(opportunity),
                 actor,
             ));
-            lead.converted_opportunity = opportunity.name();
         }
-        lead.draft.status = LeadStatus::Converted;
-        lead.converted_contact = contact;
-        lead.converted_company = company;
-        lead.convert_time = Some(now);
-        lead.update_time = now;
+        lead.convert(to, opportunity.as_ref().map(Opportunity::name), Utc::now());
         lead.version += 1;
         self.base
             .save_versioned::<lead::Entity>(
