@@ -395,6 +395,35 @@ impl ContactDraft {
         self.phones.iter().map(|p| p.normalized.clone()).collect()
     }
 
+    /// The survivor of a merge: this draft having absorbed each of `merged`
+    /// in turn, checked as an update of it would be. Contacts each within a
+    /// limit can break it together (60 custom fields each, 100 at most), and
+    /// a survivor stored that way would fail every later update; so the merge
+    /// is refused, FAILED_PRECONDITION rather than INVALID_ARGUMENT because
+    /// the request is fine and the contacts' combined state is not.
+    pub fn merge<'a>(
+        mut self,
+        merged: impl IntoIterator<Item = &'a ContactDraft>,
+    ) -> Result<Self, ApiError> {
+        for other in merged {
+            self.absorb(other);
+        }
+        self.normalize("survivor").map_err(|error| match error {
+            ApiError::InvalidArgument(violations) => {
+                let broken: Vec<String> = violations
+                    .iter()
+                    .map(|v| format!("{}: {}", v.field, v.description))
+                    .collect();
+                ApiError::FailedPrecondition(format!(
+                    "the merged contact would break a limit ({}); remove values from the \
+                     contacts first",
+                    broken.join("; ")
+                ))
+            }
+            other => other,
+        })
+    }
+
     /// Takes in what `other` knows and this one does not: the union of emails,
     /// phones and tags, custom fields this one lacks, empty fields filled, and
     /// per channel the more recent consent.
@@ -555,6 +584,34 @@ mod tests {
         ] {
             assert!(fields.contains(&expected), "{expected} not in {fields:?}");
         }
+    }
+
+    #[test]
+    fn a_merge_past_the_custom_field_limit_is_refused() {
+        let fields = |prefix: &str| -> serde_json::Map<String, serde_json::Value> {
+            (0..60)
+                .map(|i| (format!("{prefix}_{i}"), serde_json::Value::from(i)))
+                .collect()
+        };
+        let draft = |given: &str, prefix: &str| ContactDraft {
+            given_name: given.into(),
+            custom_fields: fields(prefix),
+            ..Default::default()
+        };
+        let error = draft("Ada", "a")
+            .merge([&draft("Ada", "b")])
+            .expect_err("120 custom fields");
+        let ApiError::FailedPrecondition(message) = &error else {
+            panic!("{error:?}")
+        };
+        assert!(
+            message.contains("custom_fields") && message.contains("100"),
+            "{message}"
+        );
+        let merged = draft("Ada", "a")
+            .merge([&draft("Ada", "a")])
+            .expect("the same 60 fields");
+        assert_eq!(merged.custom_fields.len(), 60);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
+
 use crm_shared::{
     db::{Tenant, TenantScoped, WriteTxn, insert_in_batches},
     error::ApiError,
@@ -614,36 +616,22 @@ impl Store {
                 survivor.name()
             )));
         }
+        let merged = self.load_mergeable(&txn, tenant, merged_ids).await?;
+        survivor.draft = std::mem::take(&mut survivor.draft)
+            .merge(merged.iter().map(|contact| &contact.draft))?;
+        let merged_names: Vec<String> = merged.iter().map(Contact::name).collect();
         let time = now();
-        let mut merged_names = Vec::new();
         let mut events = Vec::new();
-        for (i, id) in merged_ids.iter().enumerate() {
-            let mut merged = self.load_contact(&*txn, tenant, *id).await?;
-            if merged.delete_time.is_some() {
-                return Err(ApiError::invalid(
-                    format!("merged[{i}]"),
-                    format!("{} is deleted or already merged", merged.name()),
-                ));
-            }
-            survivor.draft.absorb(&merged.draft);
-            merged.delete_time = Some(time);
-            merged.merged_into = Some(survivor.name());
-            merged.update_time = time;
-            self.save_contact(&txn, tenant, &mut merged).await?;
-            replace_keys(&*txn, tenant, &id.to_string(), None).await?;
-            activity::Entity::update_many()
-                .col_expr(activity::Column::Contact, Expr::value(survivor.name()))
-                .filter(activity::Column::Tenant.eq(tenant.as_str()))
-                .filter(activity::Column::Contact.eq(merged.name()))
-                .exec(&*txn)
+        for contact in merged {
+            let retired = self
+                .retire_merged(&txn, tenant, contact, &survivor.name(), time)
                 .await?;
             events.push(self.event(
                 "ContactDeleted",
-                merged.name(),
-                self.payloads.contact(&merged),
+                retired.name(),
+                self.payloads.contact(&retired),
                 actor,
             ));
-            merged_names.push(merged.name());
         }
         survivor.update_time = time;
         self.save_contact(&txn, tenant, &mut survivor).await?;
@@ -668,6 +656,51 @@ impl Store {
         ));
         self.base.commit(txn, tenant, events).await?;
         Ok(survivor)
+    }
+
+    /// The contacts to merge, in the order asked; each must be live.
+    async fn load_mergeable(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        ids: &[Uuid],
+    ) -> Result<Vec<Contact>, ApiError> {
+        let mut contacts = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let contact = self.load_contact(&**txn, tenant, *id).await?;
+            if contact.delete_time.is_some() {
+                return Err(ApiError::invalid(
+                    format!("merged[{i}]"),
+                    format!("{} is deleted or already merged", contact.name()),
+                ));
+            }
+            contacts.push(contact);
+        }
+        Ok(contacts)
+    }
+
+    /// Soft-deletes `merged` as merged into `survivor`, drops its keys and
+    /// moves its activities to the survivor; returns it as written.
+    async fn retire_merged(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        mut merged: Contact,
+        survivor: &str,
+        time: DateTime<Utc>,
+    ) -> Result<Contact, ApiError> {
+        merged.delete_time = Some(time);
+        merged.merged_into = Some(survivor.to_owned());
+        merged.update_time = time;
+        self.save_contact(txn, tenant, &mut merged).await?;
+        replace_keys(&**txn, tenant, &merged.id.to_string(), None).await?;
+        activity::Entity::update_many()
+            .col_expr(activity::Column::Contact, Expr::value(survivor))
+            .filter(activity::Column::Tenant.eq(tenant.as_str()))
+            .filter(activity::Column::Contact.eq(merged.name()))
+            .exec(&**txn)
+            .await?;
+        Ok(merged)
     }
 
     /// Imports one batch in one transaction: each valid row becomes a contact

@@ -456,3 +456,71 @@ db_test!(
     a_merge_never_overwrites_a_concurrent_update,
     a_merge_never_overwrites_a_concurrent_update_on
 );
+
+/// `count` custom fields named `{prefix}_{i}`.
+fn custom_fields(prefix: &str, count: usize) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: (0..count)
+            .map(|i| {
+                let value = prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StringValue(format!("v{i}"))),
+                };
+                (format!("{prefix}_{i}"), value)
+            })
+            .collect(),
+    }
+}
+
+/// Two contacts of 60 custom fields each would make a survivor of 120, past
+/// the limit of 100 that every later update of it would then fail on: the
+/// merge is refused and writes nothing.
+async fn a_merge_past_the_custom_field_limit_is_refused_on(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut client = app.admin();
+    let mut survivor = person("Ada", "Lovelace", "ada@example.com");
+    survivor.custom_fields = Some(custom_fields("mine", 60));
+    let survivor = create(&mut client, survivor).await;
+    let mut other = person("Ada", "King", "countess@example.org");
+    other.custom_fields = Some(custom_fields("theirs", 60));
+    let other = create(&mut client, other).await;
+
+    let status = client
+        .merge_contacts(MergeContactsRequest {
+            survivor: survivor.name.clone(),
+            merged: vec![other.name.clone()],
+            etag: String::new(),
+        })
+        .await
+        .must_fail_with(Code::FailedPrecondition, "a merge to 120 custom fields");
+    assert!(
+        status.message().contains("custom_fields") && status.message().contains("100"),
+        "the refusal names the field and the limit: {}",
+        status.message()
+    );
+
+    for (contact, fields) in [(&survivor, 60), (&other, 60)] {
+        let stored = client
+            .get_contact(GetContactRequest {
+                name: contact.name.clone(),
+            })
+            .await
+            .must("GetContact after the refused merge");
+        assert_eq!(stored.etag, contact.etag, "a refused merge writes nothing");
+        assert!(stored.merged_into.is_empty() && stored.delete_time.is_none());
+        let stored_fields = stored.custom_fields.map_or(0, |s| s.fields.len());
+        assert_eq!(stored_fields, fields);
+    }
+    let events = app.all_events().await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.r#type == event_type("ContactMerged")),
+        "no merge was announced"
+    );
+}
+db_test!(
+    a_merge_past_the_custom_field_limit_is_refused,
+    a_merge_past_the_custom_field_limit_is_refused_on
+);
