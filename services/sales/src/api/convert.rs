@@ -139,16 +139,16 @@ pub fn lead_message(lead: &Lead) -> pb::Lead {
     }
 }
 
-/// A conversion's result as the API shows it, from the converted lead.
+/// A conversion's result as the API shows it, from the converted lead as
+/// stored, so a repeated call reports what the first one did.
 pub fn converted_message(
     lead: &Lead,
-    contact_reused: bool,
     opportunity: Option<&Opportunity>,
 ) -> pb::ConvertLeadResponse {
     pb::ConvertLeadResponse {
         lead: Some(lead_message(lead)),
         contact: lead.converted_contact.clone(),
-        contact_reused,
+        contact_reused: lead.converted_contact_reused,
         company: lead.converted_company.clone(),
         opportunity: opportunity.map(opportunity_message),
     }

@@ -232,7 +232,6 @@ pub(super) async fn convert_lead(
             let opportunity = api.store.converted_opportunity(&tenant, &lead).await?;
             return Ok(Response::new(converted_message(
                 &lead,
-                false,
                 opportunity.as_ref(),
             )));
         }
@@ -253,7 +252,7 @@ pub(super) async fn convert_lead(
     } else {
         String::new()
     };
-    let (contact, reused) = api
+    let (contact, contact_reused) = api
         .contacts
         .contact_for(
             &credentials,
@@ -273,13 +272,16 @@ pub(super) async fn convert_lead(
             &tenant,
             &principal.subject,
             id,
-            ConvertedTo { contact, company },
+            ConvertedTo {
+                contact,
+                company,
+                contact_reused,
+            },
             opportunity,
         )
         .await?;
     Ok(Response::new(converted_message(
         &lead,
-        reused,
         opportunity.as_ref(),
     )))
 }

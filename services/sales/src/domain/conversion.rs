@@ -65,6 +65,8 @@ pub struct ConvertedTo {
     pub contact: String,
     /// `companies/{id}`, or empty.
     pub company: String,
+    /// Whether the contact existed already rather than being made from the lead.
+    pub contact_reused: bool,
 }
 
 /// Decides what converting `lead` does. Refused for a deleted lead (NOT_FOUND)
@@ -128,6 +130,7 @@ impl Lead {
         self.draft.status = LeadStatus::Converted;
         self.converted_contact = to.contact;
         self.converted_company = to.company;
+        self.converted_contact_reused = to.contact_reused;
         self.converted_opportunity = opportunity.unwrap_or_default();
         self.convert_time = Some(now);
         self.update_time = now;
@@ -166,6 +169,7 @@ mod tests {
             possible_duplicates: vec![],
             converted_contact: String::new(),
             converted_company: String::new(),
+            converted_contact_reused: false,
             converted_opportunity: String::new(),
             convert_time: None,
             create_time: now,
@@ -267,11 +271,13 @@ mod tests {
         let to = ConvertedTo {
             contact: "contacts/c".into(),
             company: "companies/e".into(),
+            contact_reused: true,
         };
         lead.convert(to, Some("opportunities/o".into()), now);
         assert_eq!(lead.draft.status, LeadStatus::Converted);
         assert_eq!(lead.converted_contact, "contacts/c");
         assert_eq!(lead.converted_company, "companies/e");
+        assert!(lead.converted_contact_reused);
         assert_eq!(lead.converted_opportunity, "opportunities/o");
         assert_eq!(lead.convert_time, Some(now));
         assert!(

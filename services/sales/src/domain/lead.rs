@@ -247,6 +247,8 @@ pub struct Lead {
     pub converted_contact: String,
     /// The company it became.
     pub converted_company: String,
+    /// Whether the contact existed already rather than being made from it.
+    pub converted_contact_reused: bool,
     /// The opportunity created on conversion.
     pub converted_opportunity: String,
     /// When it was converted.

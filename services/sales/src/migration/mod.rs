@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_create_tables;
+mod m0002_conversion_contact_reused;
 mod m0003_shared_consumer;
 
 /// Every migration of the sales database, in order.
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_create_tables::Migration),
             Box::new(crm_shared::consumer::tables::migration::CreateConsumerTables),
             Box::new(m0003_shared_consumer::Migration),
+            Box::new(m0002_conversion_contact_reused::Migration),
         ]
     }
 }

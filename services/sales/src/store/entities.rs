@@ -32,6 +32,7 @@ pub mod lead {
         pub possible_duplicates: String,
         pub converted_contact: String,
         pub converted_company: String,
+        pub converted_contact_reused: bool,
         pub converted_opportunity: String,
         pub convert_time: Option<DateTimeUtc>,
         pub create_time: DateTimeUtc,

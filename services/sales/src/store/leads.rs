@@ -11,8 +11,8 @@ use crm_shared::{
     store::{Claim, ListQuery, check_version},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -125,6 +125,7 @@ impl TryFrom<lead::Model> for Lead {
             possible_duplicates: from_json(&row.possible_duplicates, "duplicates")?,
             converted_contact: row.converted_contact,
             converted_company: row.converted_company,
+            converted_contact_reused: row.converted_contact_reused,
             converted_opportunity: row.converted_opportunity,
             convert_time: row.convert_time,
             create_time: row.create_time,
@@ -159,6 +160,7 @@ fn lead_row(tenant: &Tenant, lead: &Lead) -> lead::ActiveModel {
         possible_duplicates: to_json(&lead.possible_duplicates),
         converted_contact: lead.converted_contact.clone(),
         converted_company: lead.converted_company.clone(),
+        converted_contact_reused: lead.converted_contact_reused,
         converted_opportunity: lead.converted_opportunity.clone(),
         convert_time: lead.convert_time,
         create_time: lead.create_time,
@@ -235,6 +237,7 @@ impl Store {
             possible_duplicates: vec![],
             converted_contact: String::new(),
             converted_company: String::new(),
+            converted_contact_reused: false,
             converted_opportunity: String::new(),
             convert_time: None,
             create_time: now,

@@ -617,11 +617,13 @@ async fn undelete_on(backend: Backend) {
     );
 }
 
-db_test!(an_undeleted_deal_is_announced_as_undeleted, undeleted_event_on);
+db_test!(
+    an_undeleted_deal_is_announced_as_undeleted,
+    undeleted_event_on
+);
 async fn undeleted_event_on(backend: Backend) {
     use crm_proto::sales::{
-        CreateOpportunityRequest, DeleteOpportunityRequest, Opportunity,
-        UndeleteOpportunityRequest,
+        CreateOpportunityRequest, DeleteOpportunityRequest, Opportunity, UndeleteOpportunityRequest,
     };
     let Some(suite) = Suite::start(backend).await else {
         return;
@@ -666,5 +668,66 @@ async fn undeleted_event_on(backend: Backend) {
             "crm.sales.v1.OpportunityUndeleted",
         ],
         "{types:?}"
+    );
+}
+
+db_test!(
+    a_repeated_conversion_reports_the_reused_contact,
+    reused_contact_on
+);
+async fn reused_contact_on(backend: Backend) {
+    let Some(suite) = Suite::start(backend).await else {
+        return;
+    };
+    let contact = suite
+        .contacts(TENANT, ADMIN)
+        .create_contact(CreateContactRequest {
+            contact: Some(Contact {
+                given_name: "Hedy".into(),
+                emails: vec![EmailAddress {
+                    address: "hedy@films.example".into(),
+                    label: String::new(),
+                    primary: true,
+                }],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sales = suite.sales(TENANT, ADMIN);
+    let created = sales
+        .create_lead(CreateLeadRequest {
+            lead: Some(lead("Hedy", "hedy@films.example", "AT", 0)),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let convert = ConvertLeadRequest {
+        name: created.name,
+        ..Default::default()
+    };
+    let first = sales
+        .convert_lead(convert.clone())
+        .await
+        .expect("ConvertLead")
+        .into_inner();
+    assert_eq!(first.contact, contact.name);
+    assert!(first.contact_reused, "the contact with the lead's email");
+
+    let again = sales
+        .convert_lead(convert)
+        .await
+        .expect("ConvertLead again")
+        .into_inner();
+    assert_eq!(again.contact, first.contact);
+    assert_eq!(again.company, first.company);
+    assert!(again.contact_reused, "reported as the first call did");
+    assert_eq!(
+        again.lead.map(|l| l.etag),
+        first.lead.map(|l| l.etag),
+        "the repeat wrote nothing"
     );
 }
