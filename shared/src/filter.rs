@@ -21,7 +21,7 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{Condition, Order, Value};
 
 /// Longest filter (in characters) we agree to parse.
@@ -52,6 +52,28 @@ pub enum FieldKind {
     /// A text column holding a JSON array of strings (e.g. tags stored as `["vip","beta"]`).
     /// Only `:` (has): matches rows whose array contains exactly that string.
     JsonStringArray,
+    /// Many values per row, one row each in a table of keys (a contact's email addresses in
+    /// `contact_keys`); the field's `column` is the filtered table's id, which the keys name.
+    /// A row matches when ANY of its keys does. Ops: `=` (a trailing `*` means prefix), `:`
+    /// (substring) and `!=` (none of its keys equals the value). The value is first brought
+    /// to the keys' form ([`KeyTable::key`]), so `=` ignores case when the keys do.
+    AnyKey(KeyTable),
+}
+
+/// A table of keys: one row per value of a many-valued field, with `tenant`, `kind` and
+/// `value` columns and a column naming the row that holds the value.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyTable {
+    /// The filtered table, whose rows hold the values ("contacts").
+    pub owner_table: &'static str,
+    /// The table of keys ("contact_keys").
+    pub table: &'static str,
+    /// The key table's column holding the owning row's id ("contact_id").
+    pub owner: &'static str,
+    /// The `kind` of key the field stands for ("email").
+    pub kind: &'static str,
+    /// A value as stored in `value` (an email address trimmed and lower-cased).
+    pub key: fn(&str) -> String,
 }
 
 /// One field a filter may name: its public name, its column and how it compares.
@@ -630,6 +652,7 @@ const ALL_CMPS: &[Op] = &[
 ];
 const EQUALITY: &[Op] = &[Op::Cmp(Cmp::Eq), Op::Cmp(Cmp::Ne)];
 const HAS: &[Op] = &[Op::Has];
+const ANY_KEY: &[Op] = &[Op::Cmp(Cmp::Eq), Op::Cmp(Cmp::Ne), Op::Has];
 
 /// Translates one type-checked restriction into an expression on the field's column.
 fn restriction(field: &FilterField, op: Op, value: &Literal) -> Result<Expr, FilterError> {
@@ -655,6 +678,10 @@ fn restriction(field: &FilterField, op: Op, value: &Literal) -> Result<Expr, Fil
         FieldKind::JsonStringArray => {
             require_op(field, op, HAS)?;
             Ok(json_array_has(column, &value.text))
+        }
+        FieldKind::AnyKey(keys) => {
+            require_op(field, op, ANY_KEY)?;
+            Ok(any_key(column, &keys, op, &value.text))
         }
     }
 }
@@ -809,6 +836,34 @@ fn json_array_has(column: &'static str, value: &str) -> Expr {
     Expr::col(column)
         .like(like(pattern))
         .and(stripped.ne(Expr::col(column)))
+}
+
+/// Rows of `keys.owner_table` (id column `id`) with a key of `keys.kind` matching `value`.
+///
+/// A correlated `EXISTS` naming the tenant, so the key table's index that starts with the
+/// tenant and the value serves it (PostgreSQL turns it into a semi-join). `!=` is `NOT EXISTS`
+/// of `=`: "no address is x", not "some address is not x", which nearly every row would match.
+fn any_key(id: &'static str, keys: &KeyTable, op: Op, value: &str) -> Expr {
+    let key_column = |name: &'static str| Expr::col((Alias::new(keys.table), Alias::new(name)));
+    let owner_column = |name: &'static str| (Alias::new(keys.owner_table), Alias::new(name));
+    let (matching, negated) = match op {
+        Op::Cmp(Cmp::Ne) => (Op::Cmp(Cmp::Eq), true),
+        other => (other, false),
+    };
+    let found = Query::select()
+        .expr(Expr::val(1))
+        .from(Alias::new(keys.table))
+        .and_where(key_column("tenant").equals(owner_column("tenant")))
+        .and_where(key_column(keys.owner).equals(owner_column(id)))
+        .and_where(key_column("kind").eq(keys.kind))
+        // Unqualified: inside the subquery `value` can only be the key table's column.
+        .and_where(text("value", matching, &(keys.key)(value)))
+        .to_owned();
+    if negated {
+        Expr::not_exists(found)
+    } else {
+        Expr::exists(found)
+    }
 }
 
 /// A LIKE pattern using our escape character.
@@ -1260,6 +1315,94 @@ mod tests {
     fn json_array_errors() {
         assert_eq!(err("tags = vip"), r#"tags supports only ":""#);
         assert_eq!(err("tags != vip"), r#"tags supports only ":""#);
+    }
+
+    // --- keys in another table ---------------------------------------------------------------
+
+    const KEYED: FilterSchema = FilterSchema {
+        fields: &[FilterField {
+            name: "email",
+            column: "id",
+            kind: FieldKind::AnyKey(KeyTable {
+                owner_table: "t",
+                table: "keys",
+                owner: "owner_id",
+                kind: "email",
+                key: crate::validate::email_key,
+            }),
+        }],
+    };
+
+    fn keyed(filter: &str) -> Result<String, String> {
+        parse_filter(&KEYED, filter)
+            .map(|cond| render(SqliteQueryBuilder, cond))
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn any_key_looks_in_the_key_table_of_the_same_tenant() {
+        let found = r#"SELECT 1 FROM "keys" WHERE "keys"."tenant" = "t"."tenant" AND "keys"."owner_id" = "t"."id" AND "keys"."kind" = 'email' AND "#;
+        assert_eq!(
+            keyed(r#"email = " B@X.example ""#),
+            Ok(format!(
+                r#"SELECT * FROM "t" WHERE EXISTS({found}"value" = 'b@x.example')"#
+            ))
+        );
+        assert_eq!(
+            keyed(r#"email != "B@X.example""#),
+            Ok(format!(
+                r#"SELECT * FROM "t" WHERE NOT EXISTS({found}"value" = 'b@x.example')"#
+            ))
+        );
+        assert_eq!(
+            keyed("email:X.Example"),
+            Ok(format!(
+                r#"SELECT * FROM "t" WHERE EXISTS({found}LOWER("value") LIKE '%x.example%' ESCAPE '\')"#
+            ))
+        );
+        assert_eq!(
+            keyed(r#"email < "b""#),
+            Err(r#"email supports only "=", "!=", ":""#.to_owned())
+        );
+    }
+
+    /// The key table's rows against a real SQLite: any key of a row matches, whatever
+    /// the case of the value, and a key of another tenant never does.
+    #[tokio::test]
+    async fn any_key_semantics() {
+        use sea_orm::{ConnectionTrait, Database};
+
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        for statement in [
+            "CREATE TABLE t (id TEXT PRIMARY KEY, tenant TEXT)",
+            "CREATE TABLE keys (tenant TEXT, kind TEXT, value TEXT, owner_id TEXT)",
+            "INSERT INTO t VALUES ('1', 'acme'), ('2', 'acme'), ('3', 'acme'), ('4', 'globex')",
+            "INSERT INTO keys VALUES ('acme', 'email', 'a@x.example', '1'), \
+             ('acme', 'email', 'b@x.example', '1'), ('acme', 'email', 'c@y.example', '2'), \
+             ('acme', 'phone', 'b@x.example', '3'), ('acme', 'email', 'b@x.example', '4')",
+        ] {
+            db.execute_unprepared(statement).await.unwrap();
+        }
+        let cases: &[(&str, &[&str])] = &[
+            (r#"email = "b@x.example""#, &["1"]),
+            (r#"email = "B@X.Example""#, &["1"]),
+            (r#"email = "c@*""#, &["2"]),
+            ("email:x.example", &["1"]),
+            (r#"email != "b@x.example""#, &["2", "3"]),
+            (r#"email = "z@x.example""#, &[]),
+        ];
+        for (filter, want) in cases {
+            let select = Query::select()
+                .column("id")
+                .from(Alias::new("t"))
+                .and_where(Expr::col("tenant").eq("acme"))
+                .cond_where(parse_filter(&KEYED, filter).unwrap())
+                .order_by("id", Order::Asc)
+                .to_owned();
+            let rows = db.query_all(&select).await.unwrap();
+            let got: Vec<String> = rows.iter().map(|r| r.try_get("", "id").unwrap()).collect();
+            assert_eq!(got, *want, "{filter}");
+        }
     }
 
     // --- PostgreSQL rendering --------------------------------------------------------------

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crm_shared::{
     db::{Tenant, TenantScoped, WriteTxn, insert_in_batches},
     error::ApiError,
-    filter::{FieldKind, FilterField, FilterSchema, contains},
+    filter::{FieldKind, FilterField, FilterSchema, KeyTable, contains},
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
@@ -50,10 +50,20 @@ pub const FILTER: FilterSchema = FilterSchema {
             column: "display_name",
             kind: FieldKind::Text,
         },
+        // Any of the contact's addresses, not only the primary: sales looks
+        // a lead's address up this way to find the person it already is.
+        // Soft-deleted contacts hold no keys (they must not count as
+        // duplicates), so even with show_deleted this finds live ones only.
         FilterField {
             name: "email",
-            column: "primary_email",
-            kind: FieldKind::Text,
+            column: "id",
+            kind: FieldKind::AnyKey(KeyTable {
+                owner_table: "contacts",
+                table: "contact_keys",
+                owner: "contact_id",
+                kind: "email",
+                key: crm_shared::validate::email_key,
+            }),
         },
         FilterField {
             name: "phone",

@@ -990,3 +990,50 @@ async fn batch_gets_in_request_order_on(backend: Backend) {
     assert_invalid_field(&status, "names", "BatchGetContacts with a malformed name");
 }
 db_test!(batch_gets_in_request_order, batch_gets_in_request_order_on);
+
+/// The `email` filter matches any of a contact's addresses, not only the
+/// primary, in any case: sales finds a lead's person by whichever address
+/// the lead gave.
+async fn the_email_filter_matches_every_address_on(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut client = app.admin();
+    let mut ada = person("Ada", "Lovelace", "a@x.example");
+    ada.emails.push(email_address("b@x.example"));
+    let ada = create(&mut client, ada).await;
+    assert!(ada.emails[0].primary && !ada.emails[1].primary);
+    let grace = create(&mut client, person("Grace", "Hopper", "grace@y.example")).await;
+    let cases: &[(&str, &[&Contact])] = &[
+        (r#"email = "a@x.example""#, &[&ada]),
+        (r#"email = "b@x.example""#, &[&ada]),
+        (r#"email = "B@X.Example""#, &[&ada]),
+        (r#"email = "b@*""#, &[&ada]),
+        (r#"email:"X.EXAMPLE""#, &[&ada]),
+        (r#"email != "b@x.example""#, &[&grace]),
+        (
+            r#"email = "b@x.example" OR email = "grace@y.example""#,
+            &[&ada, &grace],
+        ),
+        (r#"email = "nobody@x.example""#, &[]),
+    ];
+    for (filter, want) in cases {
+        let mut got = names(&list_all(&mut client, filter, "", false).await);
+        got.sort();
+        let mut want: Vec<String> = want.iter().map(|c| c.name.clone()).collect();
+        want.sort();
+        assert_eq!(got, want, "{filter}");
+    }
+    let status = client
+        .list_contacts(ListContactsRequest {
+            filter: r#"email < "b""#.into(),
+            ..Default::default()
+        })
+        .await
+        .must_fail("an ordering comparison on every address");
+    assert_invalid_field(&status, "filter", "email <");
+}
+db_test!(
+    the_email_filter_matches_every_address,
+    the_email_filter_matches_every_address_on
+);
