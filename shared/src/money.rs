@@ -32,7 +32,9 @@ impl Money {
                 "a three-letter upper-case ISO 4217 code",
             );
         }
-        let nanos_ok = self.nanos.abs() < 1_000_000_000
+        // A range, not `abs()`: i32::MIN has no absolute value, so `abs()`
+        // panics on it in debug builds and returns it, negative, in release.
+        let nanos_ok = (-999_999_999..=999_999_999).contains(&self.nanos)
             && !(self.units > 0 && self.nanos < 0)
             && !(self.units < 0 && self.nanos > 0);
         if !nanos_ok {
@@ -142,6 +144,28 @@ mod tests {
     fn scaling_rounds_to_the_nano_and_keeps_the_sign() {
         assert_eq!(eur(100, 0).scaled(0.25), eur(25, 0));
         assert_eq!(eur(-3, -500_000_000).scaled(0.5), eur(-1, -750_000_000));
+    }
+
+    #[test]
+    fn nanos_out_of_range_are_refused_at_either_end() {
+        let problem = |units: i64, nanos: i32| {
+            let mut v = Violations::default();
+            eur(units, nanos).check("amount", &mut v);
+            v.finish().err().map(|error| error.to_string())
+        };
+        for (units, nanos) in [
+            (0, i32::MIN),
+            (-1, i32::MIN),
+            (0, i32::MAX),
+            (-1, -1_000_000_000),
+            (1, 1_000_000_000),
+        ] {
+            let error = problem(units, nanos).unwrap_or_else(|| panic!("{units}, {nanos} passed"));
+            assert!(error.contains("amount.nanos"), "{error}");
+        }
+        assert_eq!(problem(-1, -999_999_999), None);
+        assert_eq!(problem(1, 999_999_999), None);
+        assert_eq!(problem(0, -999_999_999), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crm_proto::{
         Opportunity, Pipeline, Stage, StageKind,
     },
 };
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 
 use crate::{revenue::lead, support::*};
 
@@ -185,4 +185,33 @@ async fn bad_input_on(backend: Backend) {
         .unwrap()
         .into_inner();
     assert!(listed.leads.is_empty(), "nothing was written");
+}
+
+db_test!(
+    the_most_negative_nanos_name_the_field,
+    the_most_negative_nanos_on
+);
+/// nanos = i32::MIN has no absolute value: it panicked the handler in debug
+/// builds and passed validation in release ones; it is INVALID_ARGUMENT.
+async fn the_most_negative_nanos_on(backend: Backend) {
+    let Some(suite) = Suite::start(backend).await else {
+        return;
+    };
+    let mut sales = suite.sales(TENANT, ADMIN);
+    let status = sales
+        .create_opportunity(CreateOpportunityRequest {
+            opportunity: Some(Opportunity {
+                display_name: "Deal".into(),
+                amount: Some(Money {
+                    currency_code: "EUR".into(),
+                    units: 0,
+                    nanos: i32::MIN,
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_names_field(&status, "opportunity.amount.nanos");
 }
