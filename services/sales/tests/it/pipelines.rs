@@ -7,7 +7,7 @@ use crm_proto::{
         Pipeline, Stage, StageKind, UpdatePipelineRequest,
     },
 };
-use crm_shared::testing::Backend;
+use crm_testkit::Backend;
 use prost_types::FieldMask;
 use tonic::Code;
 
