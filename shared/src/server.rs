@@ -23,6 +23,7 @@ use tower_http::cors::CorsLayer;
 use crate::auth::{self, Verifier};
 use crate::telemetry::RpcLayer;
 use tonic::{Request, Status};
+use tracing::Instrument;
 
 /// Errors that stop a server.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +111,8 @@ pub struct Host {
     grpc_web: Option<Option<CorsLayer>>,
     /// The access log is written by the server's own code.
     log_calls: bool,
+    /// Each call runs to its end in its own task, even when its client goes away.
+    run_calls_to_completion: bool,
 }
 
 impl Host {
@@ -133,6 +136,7 @@ impl Host {
             reflect_all: false,
             grpc_web: None,
             log_calls: true,
+            run_calls_to_completion: true,
         }
     }
 
@@ -161,6 +165,13 @@ impl Host {
     /// histogram stay).
     pub fn without_call_log(&mut self) {
         self.log_calls = false;
+    }
+
+    /// Calls end the moment their client cancels them or their deadline
+    /// passes, rather than running to their end (for the gateway, whose calls
+    /// hold no transaction and should reset the upstream stream at once).
+    pub fn end_calls_with_their_client(&mut self) {
+        self.run_calls_to_completion = false;
     }
 
     /// The handle that turns the service ready once it has migrated.
@@ -246,12 +257,16 @@ impl Host {
             Some(cors) => (Some(GrpcWebLayer::new()), cors),
             None => (None, None),
         };
-        let server = tonic::transport::Server::builder()
+        let server = http2::configure(tonic::transport::Server::builder())
             .accept_http1(grpc_web.is_some())
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(rpc_layer)
             .layer(option_layer(cors))
             .layer(option_layer(grpc_web))
+            // Innermost, so that neither a reset stream nor tonic's own
+            // deadline timer (outside every layer) can drop a handler mid-way.
+            .layer(option_layer(
+                self.run_calls_to_completion.then_some(RunToCompletionLayer),
+            ))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, signal);
         let deadline = async move {
@@ -300,6 +315,112 @@ impl Host {
         let ready = on_ready();
         serve.await?;
         Ok(Some(ready))
+    }
+}
+
+/// The HTTP/2 settings of every server in the suite, the gateway included
+/// (README, "HTTP/2 settings", says why each is what it is).
+///
+/// hyper closes a connection (GOAWAY `ENHANCE_YOUR_CALM`, "too_many_data_frames")
+/// when the DATA frames it holds unread cost more than a budget of half the
+/// connection window, each frame under 256 bytes costing 256 minus its size.
+/// grpcio sends every message in its own frame, so a 100-byte row costs 156:
+/// with hyper's 1 MiB windows a stream the service stopped reading for a
+/// moment held up to 10,000 frames, three times the budget. The windows below
+/// bound what one stream can leave unread to about a third of the budget, and
+/// streaming handlers keep reading while they write (ImportContacts).
+pub mod http2 {
+    use std::time::Duration;
+
+    use tonic::transport::{Endpoint, Server};
+
+    /// What one call may send before the service reads it: 256 KiB, about
+    /// 370 KiB of frame overhead at 100-byte frames; still 2.6 MB/s for one
+    /// upload over a 100 ms round trip.
+    pub const STREAM_WINDOW: u32 = 256 * 1024;
+    /// What all calls of one connection may leave unread: 2 MiB, so the
+    /// small-frame budget is 1 MiB, room for two stalled streams of tiny
+    /// rows and many of ordinary ones.
+    pub const CONNECTION_WINDOW: u32 = 2 * 1024 * 1024;
+    /// Calls at once on one connection; the gateway's calls to a replica
+    /// share one connection, and queue in the gateway beyond this.
+    pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+    /// Streams a client may reset before the server has even accepted them
+    /// (the "rapid reset" guard; hyper's default is 20): a load generator
+    /// stopping with 32 calls in flight must not cost its connection.
+    pub const MAX_PENDING_ACCEPT_RESETS: usize = 128;
+    /// A ping on an idle connection, so a dead peer is noticed.
+    pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+    /// Applies the settings to a server.
+    pub fn configure(server: Server) -> Server {
+        server
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .http2_adaptive_window(Some(false))
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+    }
+
+    /// Applies the receiving side of the settings to a client's endpoint.
+    pub fn configure_client(endpoint: Endpoint) -> Endpoint {
+        endpoint
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .http2_adaptive_window(false)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+    }
+}
+
+/// Runs every call in a task of its own, so a call whose client cancels it
+/// (or whose deadline passes) still finishes what it started: a transaction
+/// commits or rolls back before its connection goes back to the pool, rather
+/// than being dropped between `BEGIN` and its answer, which sqlx does not
+/// undo (the connection was then handed to the next call still inside a
+/// transaction). The answer of such a call is dropped.
+#[derive(Clone, Copy)]
+pub struct RunToCompletionLayer;
+
+impl<S> tower::Layer<S> for RunToCompletionLayer {
+    type Service = RunToCompletion<S>;
+    fn layer(&self, inner: S) -> RunToCompletion<S> {
+        RunToCompletion(inner)
+    }
+}
+
+/// The service [`RunToCompletionLayer`] wraps around the routes.
+#[derive(Clone)]
+pub struct RunToCompletion<S>(S);
+
+impl<S, B> tower::Service<http::Request<B>> for RunToCompletion<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let call = tokio::spawn(self.0.call(request).in_current_span());
+        Box::pin(async move {
+            match call.await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    tracing::error!(%error, "a call's task failed");
+                    Ok(Status::internal("the call failed inside the service").into_http())
+                }
+            }
+        })
     }
 }
 

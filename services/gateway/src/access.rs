@@ -13,7 +13,9 @@ use opentelemetry::{KeyValue, global, metrics::Histogram};
 
 use crate::{body::CallSignals, upstream::Upstream};
 
-/// One call in flight, logged and counted when it ends.
+/// One call in flight, logged and counted when it ends: by [`CallRecord::finish`]
+/// with its status, or, when the client cancels it or resets its stream before
+/// that, on drop as CANCELLED with the bytes moved so far.
 pub struct CallRecord {
     /// The request path, for the log line.
     pub path: String,
@@ -34,11 +36,38 @@ pub struct CallRecord {
     pub signals: Arc<CallSignals>,
     /// Where counts go.
     pub metrics: Arc<Metrics>,
+    /// Response bytes forwarded so far.
+    pub bytes_out: u64,
+    /// Logged and counted already.
+    finished: bool,
 }
 
 impl CallRecord {
-    /// Logs the call and counts it.
-    pub fn finish(self, code: i32, bytes_out: u64) {
+    /// A call that has just arrived.
+    pub fn start(method: String, path: String, request_id: String, metrics: Arc<Metrics>) -> Self {
+        Self {
+            method,
+            path,
+            tenant: String::new(),
+            request_id,
+            trace_id: crm_shared::telemetry::current_trace_id().unwrap_or_default(),
+            upstream: String::new(),
+            started: Instant::now(),
+            signals: Arc::new(CallSignals::default()),
+            metrics,
+            bytes_out: 0,
+            finished: false,
+        }
+    }
+
+    /// Logs the call with its status and counts it.
+    pub fn finish(mut self, code: i32) {
+        self.log(code);
+        self.finished = true;
+    }
+
+    fn log(&self, code: i32) {
+        let bytes_out = self.bytes_out;
         let elapsed = self.started.elapsed();
         let bytes_in = self.signals.bytes_in.load(Ordering::Relaxed);
         tracing::info!(
@@ -56,6 +85,14 @@ impl CallRecord {
         );
         self.metrics
             .record(&self.method, code, elapsed, bytes_in, bytes_out);
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.log(tonic::Code::Cancelled as i32);
+        }
     }
 }
 
@@ -158,18 +195,46 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP crm_gateway_upstream_replicas Replicas of each upstream, by state.\n\
+            "# HELP crm_gateway_upstream_replicas Replicas of each upstream, by state: \
+             healthy (taking calls), ejected (failing calls), down (failing health checks).\n\
              # TYPE crm_gateway_upstream_replicas gauge"
         );
         for upstream in upstreams {
-            let (known, healthy) = upstream.replica_counts();
+            let states = upstream.replica_states();
             let name = upstream.name();
-            let _ = writeln!(
-                out,
-                "crm_gateway_upstream_replicas{{upstream=\"{name}\",state=\"healthy\"}} {healthy}\n\
-                 crm_gateway_upstream_replicas{{upstream=\"{name}\",state=\"down\"}} {}",
-                known - healthy
-            );
+            for (state, count) in [
+                ("healthy", states.serving),
+                ("ejected", states.ejected),
+                ("down", states.down),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "crm_gateway_upstream_replicas{{upstream=\"{name}\",state=\"{state}\"}} {count}"
+                );
+            }
+        }
+        let ejection_families: [(&str, &str, fn(&Upstream) -> u64); 2] = [
+            (
+                "crm_gateway_ejections_total",
+                "Replicas ejected for failing calls.",
+                |upstream| upstream.ejection_counts().0,
+            ),
+            (
+                "crm_gateway_ejections_refused_total",
+                "Ejections not made: the replica was the last taking calls, or half were ejected already.",
+                |upstream| upstream.ejection_counts().1,
+            ),
+        ];
+        for (family, help, count) in ejection_families {
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} counter");
+            for upstream in upstreams {
+                let _ = writeln!(
+                    out,
+                    "{family}{{upstream=\"{}\"}} {}",
+                    upstream.name(),
+                    count(upstream)
+                );
+            }
         }
         out
     }

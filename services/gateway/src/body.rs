@@ -156,7 +156,6 @@ pub struct ResponseBody {
     record: Option<CallRecord>,
     /// The status, once known: from a trailers-only answer's headers or the trailers.
     code: Option<i32>,
-    bytes_out: u64,
     /// Held until the call ends: the gateway's in-flight limit counts streams.
     _permit: OwnedSemaphorePermit,
 }
@@ -180,7 +179,6 @@ impl ResponseBody {
             limit,
             record: Some(record),
             code: grpc_status(headers),
-            bytes_out: 0,
             _permit: permit,
         }
     }
@@ -200,7 +198,7 @@ impl ResponseBody {
         if let Some(record) = self.record.take() {
             // A stream that stopped without a status was cancelled by the client.
             let code = self.code.unwrap_or(Code::Cancelled as i32);
-            record.finish(code, self.bytes_out);
+            record.finish(code);
         }
     }
 }
@@ -226,7 +224,9 @@ impl Body for ResponseBody {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    this.bytes_out += data.len() as u64;
+                    if let Some(record) = this.record.as_mut() {
+                        record.bytes_out += data.len() as u64;
+                    }
                 } else if let Some(trailers) = frame.trailers_ref() {
                     this.code = grpc_status(trailers).or(Some(Code::Unknown as i32));
                 }

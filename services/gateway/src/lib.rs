@@ -156,8 +156,9 @@ impl Application {
         host.reflect_every_service();
         host.accept_grpc_web(self.cors);
         host.without_call_log();
+        host.end_calls_with_their_client();
         for upstream in &self.upstreams {
-            let (known, _) = upstream.replica_counts();
+            let known = upstream.replica_states().known();
             tracing::info!(upstream = upstream.name(), replicas = known, "routing");
             tokio::spawn(upstream.clone().watch(
                 host.health.clone(),

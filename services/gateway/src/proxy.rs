@@ -20,10 +20,10 @@ use tower::ServiceExt;
 
 use crate::{
     access::{CallRecord, Metrics},
-    body::{CallSignals, RequestBody, ResponseBody, oversize_status},
+    body::{RequestBody, ResponseBody, oversize_status},
     limits::TenantLimiter,
     routing::{Catalogue, MethodKind, RouteError, RouteTable, UPSTREAM_HEADER},
-    upstream::{Replica, Upstream},
+    upstream::{CallOutcome, Replica, Upstream},
 };
 
 /// Identity headers the gateway sets for the upstream (after removing any a
@@ -92,22 +92,14 @@ impl Gateway {
         let path = request.uri().path().to_owned();
         let kind = self.catalogue.method(&path);
         let request_id = request_id(request.headers());
-        let mut record = CallRecord {
-            method: if kind.is_some() {
-                path.clone()
-            } else {
-                "unknown".to_owned()
-            },
-            // Bounded: the path is the client's to choose.
-            path: path.chars().take(200).collect(),
-            tenant: String::new(),
-            request_id,
-            trace_id: crm_shared::telemetry::current_trace_id().unwrap_or_default(),
-            upstream: String::new(),
-            started: Instant::now(),
-            signals: Arc::new(CallSignals::default()),
-            metrics: self.metrics.clone(),
+        let method = if kind.is_some() {
+            path.clone()
+        } else {
+            "unknown".to_owned()
         };
+        // Bounded: the path is the client's to choose.
+        let shown_path = path.chars().take(200).collect();
+        let mut record = CallRecord::start(method, shown_path, request_id, self.metrics.clone());
         let admission = match self.admit(&path, kind, &mut request, &mut record) {
             Ok(admission) => admission,
             Err(status) => return answer(status, record),
@@ -133,6 +125,13 @@ impl Gateway {
             None => Some(call.await),
         };
         let expired = deadline.is_some_and(|at| Instant::now() >= at);
+        match &outcome {
+            Some(Ok(_)) => upstream.report(&replica, CallOutcome::Answered),
+            Some(Err(error)) if !expired && signals.oversize().is_none() => {
+                upstream.report(&replica, failure_kind(error));
+            }
+            _ => {}
+        }
         match (outcome, signals.oversize()) {
             (None, _) => answer(deadline_exceeded(), record),
             (Some(_), Some(size)) => answer(oversize_status(size, limit), record),
@@ -140,9 +139,6 @@ impl Gateway {
             // the stream a moment before the gateway's own timer fires.
             (Some(Err(_)), None) if expired => answer(deadline_exceeded(), record),
             (Some(Err(error)), None) => {
-                if is_connection_failure(&error) {
-                    replica.mark_down();
-                }
                 let status: Status = ApiError::Unavailable(format!(
                     "{} ({}) is unavailable: {}",
                     upstream.name(),
@@ -296,17 +292,19 @@ pub fn deadline_exceeded() -> Status {
     Status::deadline_exceeded("deadline exceeded (ended by the gateway)")
 }
 
-/// Whether the replica itself failed (no connection, or it broke), as
-/// opposed to one stream being reset.
-fn is_connection_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+/// How a call failed before the replica answered: no connection could be
+/// made at all (ejects at once), or the call or its connection broke.
+fn failure_kind(error: &(dyn std::error::Error + 'static)) -> CallOutcome {
     let mut source = Some(error);
     while let Some(error) = source {
-        if error.is::<std::io::Error>() {
-            return true;
+        // tonic wraps every failure to connect (refused, unreachable, the
+        // connect timeout) in this.
+        if error.is::<tonic::ConnectError>() {
+            return CallOutcome::ConnectFailed;
         }
         source = error.source();
     }
-    false
+    CallOutcome::Failed
 }
 
 /// An error with its causes, for the message a client sees.
@@ -323,7 +321,7 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// A trailers-only answer from the gateway itself.
 fn answer(status: Status, record: CallRecord) -> http::Response<axum::body::Body> {
-    record.finish(status.code() as i32, 0);
+    record.finish(status.code() as i32);
     status.into_http()
 }
 

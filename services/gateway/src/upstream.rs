@@ -1,14 +1,16 @@
 //! The replicas of one service behind the gateway: a pooled HTTP/2 channel to
-//! each, round-robin over the healthy ones, a health check that takes a failed
-//! replica out and brings it back once it answers SERVING again, and DNS names
-//! resolved again and again (a Kubernetes headless service lists every pod).
+//! each, round-robin over those taking calls, a health check that takes a
+//! replica out and brings it back once it answers SERVING again, outlier
+//! detection that ejects a replica failing calls between checks (never the
+//! last one), and DNS names resolved again and again (a Kubernetes headless
+//! service lists every pod).
 
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     sync::{
-        Arc, RwLock,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -38,31 +40,67 @@ enum Source {
     Dns { host: String, port: u16 },
 }
 
+/// Outlier detection, as Envoy does it: a replica that refuses connections,
+/// or fails this many calls in a row before answering, is ejected for a while.
+/// One stream whose body breaks after the replica answered is not counted: it
+/// is that call's failure, not the replica's.
+const CONSECUTIVE_FAILURES: u32 = 5;
+/// The first ejection lasts this long; each further one in a row, once more.
+const BASE_EJECTION: Duration = Duration::from_secs(2);
+/// The longest ejection.
+const MAX_EJECTION: Duration = Duration::from_secs(30);
+/// At most this share of an upstream's replicas is ejected at once (Envoy's
+/// `max_ejection_percent`), and never the last one taking calls: with a
+/// failing replica or none, the failing one is better.
+const MAX_EJECTED_PERCENT: usize = 50;
+
+/// How a call to a replica went, as far as the replica is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The replica answered (whatever the status).
+    Answered,
+    /// No connection could be made: refused, unreachable, timed out.
+    ConnectFailed,
+    /// The call failed before an answer: the connection broke or was closed.
+    Failed,
+}
+
+/// What outlier detection knows of a replica.
+#[derive(Default)]
+struct Outlier {
+    consecutive_failures: u32,
+    /// Ejections in a row (reset by an answered call), for the ejection time.
+    ejections: u32,
+    ejected_until: Option<Instant>,
+}
+
 /// One replica: its address, its channel, and whether it is taking calls.
 pub struct Replica {
     addr: SocketAddr,
     channel: Channel,
-    healthy: AtomicBool,
+    /// The last health check's answer (optimistic until the first).
+    checked_serving: AtomicBool,
     /// Whether a health check has ever found it SERVING.
     seen_serving: AtomicBool,
+    outlier: Mutex<Outlier>,
 }
 
 impl Replica {
     fn new(addr: SocketAddr) -> Arc<Self> {
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .expect("an http URL of a socket address is a valid URI")
             // A replica that is down answers at once or not at all: do not hang.
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .connect_lazy();
+            .keep_alive_timeout(Duration::from_secs(10));
+        let channel = crm_shared::server::http2::configure_client(endpoint).connect_lazy();
         Arc::new(Self {
             addr,
             channel,
             // Optimistic until the first check: a fresh gateway routes at once.
-            healthy: AtomicBool::new(true),
+            checked_serving: AtomicBool::new(true),
             seen_serving: AtomicBool::new(false),
+            outlier: Mutex::default(),
         })
     }
 
@@ -76,15 +114,19 @@ impl Replica {
         self.addr
     }
 
-    /// Takes the replica out until a health check finds it SERVING again.
-    pub fn mark_down(&self) {
-        if self.healthy.swap(false, Ordering::AcqRel) {
-            tracing::warn!(addr = %self.addr, "replica failed a call; taken out until healthy");
-        }
+    fn outlier(&self) -> std::sync::MutexGuard<'_, Outlier> {
+        self.outlier.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire)
+    fn is_ejected(&self, now: Instant) -> bool {
+        self.outlier()
+            .ejected_until
+            .is_some_and(|until| until > now)
+    }
+
+    /// Passed its last health check and is not ejected.
+    fn is_serving(&self, now: Instant) -> bool {
+        self.checked_serving.load(Ordering::Acquire) && !self.is_ejected(now)
     }
 
     /// Asks the replica's `grpc.health.v1.Health` whether it serves.
@@ -100,6 +142,24 @@ impl Replica {
     }
 }
 
+/// Replicas of an upstream by state, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplicaStates {
+    /// Taking calls.
+    pub serving: usize,
+    /// Answering health checks but ejected for failing calls.
+    pub ejected: usize,
+    /// Not passing health checks.
+    pub down: usize,
+}
+
+impl ReplicaStates {
+    /// Every replica known.
+    pub fn known(&self) -> usize {
+        self.serving + self.ejected + self.down
+    }
+}
+
 /// One service behind the gateway.
 pub struct Upstream {
     name: String,
@@ -108,6 +168,11 @@ pub struct Upstream {
     sources: Vec<Source>,
     replicas: RwLock<Vec<Arc<Replica>>>,
     next: AtomicUsize,
+    /// Replicas ejected by outlier detection, ever.
+    ejections: AtomicU64,
+    /// Ejections the floor refused: the replica was the last one taking calls,
+    /// or the share of ejected replicas was at its limit.
+    ejections_refused: AtomicU64,
 }
 
 impl Upstream {
@@ -141,6 +206,8 @@ impl Upstream {
             sources,
             replicas: RwLock::new(replicas),
             next: AtomicUsize::new(0),
+            ejections: AtomicU64::new(0),
+            ejections_refused: AtomicU64::new(0),
         })
     }
 
@@ -149,22 +216,103 @@ impl Upstream {
         &self.name
     }
 
-    /// The next healthy replica, round-robin; `None` when every one is down.
+    /// The next replica taking calls, round-robin; `None` when none is.
     pub fn pick(&self) -> Option<Arc<Replica>> {
         let replicas = self.replicas.read().unwrap_or_else(|e| e.into_inner());
         let count = replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
         (0..count)
             .map(|offset| &replicas[(start + offset) % count])
-            .find(|replica| replica.is_healthy())
+            .find(|replica| replica.is_serving(now))
             .cloned()
     }
 
-    /// How many replicas are known and how many of them are healthy.
-    pub fn replica_counts(&self) -> (usize, usize) {
+    /// Tells outlier detection how a call to `replica` went.
+    pub fn report(&self, replica: &Replica, outcome: CallOutcome) {
+        let eject = {
+            let mut outlier = replica.outlier();
+            match outcome {
+                CallOutcome::Answered => {
+                    *outlier = Outlier {
+                        ejected_until: outlier.ejected_until,
+                        ..Outlier::default()
+                    };
+                    false
+                }
+                CallOutcome::ConnectFailed => true,
+                CallOutcome::Failed => {
+                    outlier.consecutive_failures += 1;
+                    outlier.consecutive_failures >= CONSECUTIVE_FAILURES
+                }
+            }
+        };
+        if eject {
+            self.eject(replica, outcome);
+        }
+    }
+
+    /// Ejects `replica` unless the floor forbids it.
+    fn eject(&self, replica: &Replica, cause: CallOutcome) {
+        let now = Instant::now();
+        if replica.is_ejected(now) {
+            return;
+        }
+        let (others_serving, ejected, known) = {
+            let replicas = self.replicas.read().unwrap_or_else(|e| e.into_inner());
+            let others_serving = replicas
+                .iter()
+                .filter(|other| !std::ptr::eq(Arc::as_ptr(other), replica))
+                .filter(|other| other.is_serving(now))
+                .count();
+            let ejected = replicas.iter().filter(|r| r.is_ejected(now)).count();
+            (others_serving, ejected, replicas.len())
+        };
+        if others_serving == 0 || (ejected + 1) * 100 > known * MAX_EJECTED_PERCENT {
+            self.ejections_refused.fetch_add(1, Ordering::Relaxed);
+            let mut outlier = replica.outlier();
+            // Counted again from zero, so a steady failure is counted once per
+            // CONSECUTIVE_FAILURES calls rather than on every call.
+            outlier.consecutive_failures = 0;
+            tracing::warn!(upstream = %self.name, addr = %replica.addr, ?cause,
+                "replica is failing calls but is not ejected: too few others are taking calls");
+            return;
+        }
+        let mut outlier = replica.outlier();
+        let period = BASE_EJECTION
+            .saturating_mul(outlier.ejections + 1)
+            .min(MAX_EJECTION);
+        outlier.ejections += 1;
+        outlier.consecutive_failures = 0;
+        outlier.ejected_until = Some(now + period);
+        self.ejections.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(upstream = %self.name, addr = %replica.addr, ?cause, ?period,
+            "replica ejected: it failed calls");
+    }
+
+    /// The replicas by state.
+    pub fn replica_states(&self) -> ReplicaStates {
         let replicas = self.replicas.read().unwrap_or_else(|e| e.into_inner());
-        let healthy = replicas.iter().filter(|r| r.is_healthy()).count();
-        (replicas.len(), healthy)
+        let now = Instant::now();
+        let mut states = ReplicaStates::default();
+        for replica in replicas.iter() {
+            if !replica.checked_serving.load(Ordering::Acquire) {
+                states.down += 1;
+            } else if replica.is_ejected(now) {
+                states.ejected += 1;
+            } else {
+                states.serving += 1;
+            }
+        }
+        states
+    }
+
+    /// Ejections so far, and ejections the floor refused.
+    pub fn ejection_counts(&self) -> (u64, u64) {
+        (
+            self.ejections.load(Ordering::Relaxed),
+            self.ejections_refused.load(Ordering::Relaxed),
+        )
     }
 
     /// Keeps the replica list and health current until `stopping` turns true:
@@ -195,7 +343,7 @@ impl Upstream {
             let name = self.name.as_str();
             let checks = replicas.iter().map(|replica| async move {
                 let serving = replica.check(timeout).await;
-                let was_serving = replica.healthy.swap(serving, Ordering::AcqRel);
+                let was_serving = replica.checked_serving.swap(serving, Ordering::AcqRel);
                 let seen_before = replica.seen_serving.swap(
                     serving || replica.seen_serving.load(Ordering::Acquire),
                     Ordering::AcqRel,
@@ -318,9 +466,8 @@ mod tests {
         assert!(parse_address("http://:80").is_none());
     }
 
-    #[tokio::test]
-    async fn round_robin_skips_replicas_that_are_down() {
-        let upstream = Upstream::new(
+    fn three_replicas() -> Upstream {
+        Upstream::new(
             "contacts",
             [
                 "http://127.0.0.1:1",
@@ -329,29 +476,103 @@ mod tests {
             ],
             vec![],
         )
-        .unwrap();
-        let picks: Vec<u16> = (0..3)
+        .unwrap()
+    }
+
+    fn replica(upstream: &Upstream, port: u16) -> Arc<Replica> {
+        let replicas = upstream.replicas.read().unwrap();
+        replicas
+            .iter()
+            .find(|r| r.addr().port() == port)
+            .unwrap()
+            .clone()
+    }
+
+    fn picks(upstream: &Upstream, calls: usize) -> Vec<u16> {
+        (0..calls)
             .map(|_| upstream.pick().unwrap().addr().port())
-            .collect();
-        assert_eq!(picks, [1, 2, 3]);
-        upstream.pick().unwrap().mark_down(); // port 1
-        let picks: Vec<u16> = (0..4)
-            .map(|_| upstream.pick().unwrap().addr().port())
-            .collect();
-        assert!(!picks.contains(&1), "{picks:?}");
-        for replica in upstream.replicas.read().unwrap().iter() {
-            replica.mark_down();
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn round_robin_skips_replicas_that_are_down() {
+        let upstream = three_replicas();
+        assert_eq!(picks(&upstream, 3), [1, 2, 3]);
+        replica(&upstream, 1)
+            .checked_serving
+            .store(false, Ordering::Release);
+        assert!(!picks(&upstream, 4).contains(&1));
+        for port in [2, 3] {
+            replica(&upstream, port)
+                .checked_serving
+                .store(false, Ordering::Release);
         }
         assert!(upstream.pick().is_none());
-        assert_eq!(upstream.replica_counts(), (3, 0));
+        let states = upstream.replica_states();
+        assert_eq!((states.known(), states.down), (3, 3));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_ejects_at_once_and_failed_calls_after_a_run() {
+        let upstream = three_replicas();
+        upstream.report(&replica(&upstream, 1), CallOutcome::ConnectFailed);
+        assert!(!picks(&upstream, 4).contains(&1), "ejected at once");
+
+        let second = replica(&upstream, 2);
+        for _ in 0..CONSECUTIVE_FAILURES - 1 {
+            upstream.report(&second, CallOutcome::Failed);
+        }
+        upstream.report(&second, CallOutcome::Answered);
+        for _ in 0..CONSECUTIVE_FAILURES - 1 {
+            upstream.report(&second, CallOutcome::Failed);
+        }
+        assert!(
+            picks(&upstream, 4).contains(&2),
+            "an answer in between resets the run"
+        );
+        assert_eq!(upstream.ejection_counts(), (1, 0));
+        assert_eq!(
+            upstream.replica_states(),
+            ReplicaStates {
+                serving: 2,
+                ejected: 1,
+                down: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_floor_keeps_the_last_replica_and_half_of_them() {
+        let single = Upstream::new("contacts", ["http://127.0.0.1:1"], vec![]).unwrap();
+        let only = replica(&single, 1);
+        single.report(&only, CallOutcome::ConnectFailed);
+        for _ in 0..CONSECUTIVE_FAILURES * 3 {
+            single.report(&only, CallOutcome::Failed);
+        }
+        assert_eq!(single.pick().unwrap().addr().port(), 1, "never the last");
+        assert_eq!(single.ejection_counts(), (0, 4));
+
+        let upstream = three_replicas();
+        upstream.report(&replica(&upstream, 1), CallOutcome::ConnectFailed);
+        upstream.report(&replica(&upstream, 2), CallOutcome::ConnectFailed);
+        assert_eq!(
+            upstream.ejection_counts(),
+            (1, 1),
+            "at most half of three replicas is one"
+        );
+        assert_eq!(upstream.replica_states().serving, 2);
     }
 
     #[tokio::test]
     async fn names_resolve_to_one_replica_per_address() {
         let upstream = Upstream::new("contacts", ["http://localhost:50061"], vec![]).unwrap();
-        assert_eq!(upstream.replica_counts().0, 0, "nothing before resolving");
+        assert_eq!(
+            upstream.replica_states().known(),
+            0,
+            "nothing before resolving"
+        );
         upstream.resolve().await;
-        let (count, _) = upstream.replica_counts();
+        let count = upstream.replica_states().known();
         assert!(count >= 1, "localhost resolves");
         let first = upstream.pick().unwrap();
         upstream.resolve().await;

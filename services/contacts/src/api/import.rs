@@ -1,7 +1,12 @@
-//! The streaming methods. ImportContacts commits rows in batches and streams
-//! each batch's results back once it is durable, so memory stays flat however
-//! many rows arrive and every reported CREATED row survives a crash.
-//! ExportContacts pages through the table by id.
+//! The streaming methods. ImportContacts reads its request stream in one task
+//! and commits in another, with a bounded queue of rows between them: while a
+//! batch commits, the next rows are still read off the connection, so a
+//! client that sends one small HTTP/2 frame per row (grpcio does) never fills
+//! the server's buffer of unread frames (hyper closes a connection whose
+//! unread small frames exceed its budget). Each batch's results stream back
+//! once it is durable, so memory stays flat however many rows arrive and every
+//! reported CREATED row survives a crash. ExportContacts pages through the
+//! table by id.
 
 use std::time::Duration;
 
@@ -18,13 +23,24 @@ use crate::store::{ImportOutcome, ImportRow, Store};
 
 /// Rows per transaction.
 const BATCH_ROWS: usize = 500;
+/// Rows read ahead of the writer: a few batches, so reading goes on while
+/// one commits, and memory stays bounded when the database is the slower side.
+const READ_AHEAD_ROWS: usize = 4 * BATCH_ROWS;
 /// A batch is committed early when the client pauses this long, so a slow
 /// or interactive client still sees results.
 const IDLE_FLUSH: Duration = Duration::from_millis(100);
-/// Batches between statistics refreshes during an import (and after the first).
-const BATCHES_PER_ANALYZE: u64 = 40;
 /// Contacts per export message.
 const EXPORT_CHUNK: u64 = 500;
+
+type Results = mpsc::Sender<Result<pb::ImportContactsResponse, Status>>;
+
+/// What the reader hands the writer.
+enum Incoming {
+    /// The next row, checked.
+    Row(ImportRow),
+    /// The stream failed (a row that does not decode, or the client reset it).
+    Failed(Status),
+}
 
 fn validate_row(request: pb::ImportContactsRequest) -> ImportRow {
     let checked = request
@@ -62,54 +78,76 @@ pub fn run(
     store: Store,
     tenant: Tenant,
     actor: String,
-    mut requests: Streaming<pb::ImportContactsRequest>,
+    requests: Streaming<pb::ImportContactsRequest>,
 ) -> BoxStream<pb::ImportContactsResponse> {
-    let (sender, receiver) = mpsc::channel::<Result<pb::ImportContactsResponse, Status>>(4);
-    tokio::spawn(async move {
-        let mut next_row: i64 = 1;
-        let mut batch: Vec<ImportRow> = Vec::with_capacity(BATCH_ROWS);
-        loop {
-            let received = if batch.is_empty() {
-                Ok(requests.message().await)
-            } else {
-                tokio::time::timeout(IDLE_FLUSH, requests.message()).await
-            };
-            let finished = match received {
-                Ok(Ok(Some(request))) => {
-                    batch.push(validate_row(request));
-                    false
-                }
-                Ok(Ok(None)) => true,
-                Ok(Err(status)) => {
-                    // A row that does not decode ends the import: commit what
-                    // came before it, then report the error.
-                    if !batch.is_empty()
-                        && !flush(&store, &tenant, &actor, &mut batch, &mut next_row, &sender).await
-                    {
-                        return;
-                    }
-                    let _ = sender.send(Err(status)).await;
-                    return;
-                }
-                Err(_idle) => {
-                    if !flush(&store, &tenant, &actor, &mut batch, &mut next_row, &sender).await {
-                        return;
-                    }
+    let (results, receiver) = mpsc::channel(4);
+    let (rows, incoming) = mpsc::channel(READ_AHEAD_ROWS);
+    tokio::spawn(read_rows(requests, rows));
+    tokio::spawn(write_rows(store, tenant, actor, incoming, results));
+    Box::pin(ReceiverStream::new(receiver))
+}
+
+/// Reads and checks rows until the stream ends, fails, or the writer stops.
+async fn read_rows(
+    mut requests: Streaming<pb::ImportContactsRequest>,
+    rows: mpsc::Sender<Incoming>,
+) {
+    loop {
+        let incoming = match requests.message().await {
+            Ok(Some(request)) => Incoming::Row(validate_row(request)),
+            Ok(None) => return,
+            Err(status) => Incoming::Failed(status),
+        };
+        let failed = matches!(incoming, Incoming::Failed(_));
+        if rows.send(incoming).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Commits rows in batches of [`BATCH_ROWS`] (or what arrived before the
+/// client paused) and reports each batch; a failed stream commits the rows
+/// before the failure, then reports it.
+async fn write_rows(
+    store: Store,
+    tenant: Tenant,
+    actor: String,
+    mut incoming: mpsc::Receiver<Incoming>,
+    results: Results,
+) {
+    let mut next_row: i64 = 1;
+    let mut batch: Vec<ImportRow> = Vec::with_capacity(BATCH_ROWS);
+    loop {
+        let received = if batch.is_empty() {
+            Ok(incoming.recv().await)
+        } else {
+            tokio::time::timeout(IDLE_FLUSH, incoming.recv()).await
+        };
+        // What ends after this batch: nothing, the stream, or the stream with an error.
+        let (finished, failure) = match received {
+            Ok(Some(Incoming::Row(row))) => {
+                batch.push(row);
+                if batch.len() < BATCH_ROWS {
                     continue;
                 }
-            };
-            if (finished || batch.len() >= BATCH_ROWS)
-                && !batch.is_empty()
-                && !flush(&store, &tenant, &actor, &mut batch, &mut next_row, &sender).await
-            {
-                return;
+                (false, None)
             }
-            if finished {
-                return;
-            }
+            Ok(Some(Incoming::Failed(status))) => (true, Some(status)),
+            Ok(None) => (true, None),
+            Err(_idle) => (false, None),
+        };
+        if !batch.is_empty()
+            && !flush(&store, &tenant, &actor, &mut batch, &mut next_row, &results).await
+        {
+            return;
         }
-    });
-    Box::pin(ReceiverStream::new(receiver))
+        if let Some(status) = failure {
+            let _ = results.send(Err(status)).await;
+        }
+        if finished {
+            return;
+        }
+    }
 }
 
 /// Commits a batch and sends its results; false when the import must stop.
@@ -119,18 +157,12 @@ async fn flush(
     actor: &str,
     batch: &mut Vec<ImportRow>,
     next_row: &mut i64,
-    sender: &mpsc::Sender<Result<pb::ImportContactsResponse, Status>>,
+    results: &Results,
 ) -> bool {
     let rows = std::mem::take(batch);
     match store.import_batch(tenant, actor, rows).await {
         Ok(outcomes) => {
-            let batches = (*next_row as u64 - 1) / BATCH_ROWS as u64;
-            if batches.is_multiple_of(BATCHES_PER_ANALYZE)
-                && let Err(error) = store.refresh_statistics().await
-            {
-                tracing::warn!(%error, "could not refresh statistics during an import");
-            }
-            let results = outcomes
+            let rows = outcomes
                 .into_iter()
                 .map(|outcome| {
                     let row = *next_row;
@@ -138,13 +170,13 @@ async fn flush(
                     result_message(row, outcome)
                 })
                 .collect();
-            sender
-                .send(Ok(pb::ImportContactsResponse { results }))
+            results
+                .send(Ok(pb::ImportContactsResponse { results: rows }))
                 .await
                 .is_ok()
         }
         Err(error) => {
-            let _ = sender.send(Err(error.into())).await;
+            let _ = results.send(Err(error.into())).await;
             false
         }
     }

@@ -818,21 +818,8 @@ impl Store {
         insert_in_batches(&*txn, contact_rows, 500).await?;
         insert_in_batches(&*txn, keys, 2000).await?;
         self.base.commit(txn, tenant, events).await?;
+        self.statistics.wrote(outcomes.len() as u64);
         Ok(outcomes)
-    }
-
-    /// Refreshes the planner's statistics after a bulk load. PostgreSQL's
-    /// autovacuum analyses only every minute or so; until then the planner
-    /// believes the tables are as small as when the import began, and an
-    /// import's duplicate lookups degrade to scans of every key.
-    pub async fn refresh_statistics(&self) -> Result<(), ApiError> {
-        if self.db.backend() == sea_orm::DbBackend::Postgres {
-            self.db
-                .conn
-                .execute_unprepared("ANALYZE contacts, contact_keys, outbox")
-                .await?;
-        }
-        Ok(())
     }
 
     /// Hard-deletes a contact, every contact merged into it (at any depth),

@@ -6,6 +6,7 @@ mod activities;
 mod companies;
 mod contacts;
 pub mod entities;
+mod statistics;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ pub use companies::{FILTER as COMPANY_FILTER, ORDER_BY as COMPANY_ORDER};
 pub use contacts::{FILTER as CONTACT_FILTER, ImportOutcome, ImportRow, ORDER_BY as CONTACT_ORDER};
 
 use crate::domain::{Activity, Company, Contact, Erasure};
+use statistics::Statistics;
 
 /// Encodes event payloads; implemented by the API layer, which knows the
 /// protobuf messages, so the store does not.
@@ -38,6 +40,7 @@ pub struct Store {
     db: Database,
     base: Resources,
     payloads: Arc<dyn EventPayloads>,
+    statistics: Arc<Statistics>,
 }
 
 impl Store {
@@ -45,6 +48,7 @@ impl Store {
     pub fn new(base: Resources, payloads: Arc<dyn EventPayloads>) -> Self {
         Self {
             db: base.db.clone(),
+            statistics: Statistics::start(&base.db),
             base,
             payloads,
         }
