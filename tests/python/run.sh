@@ -11,8 +11,9 @@ VENV="$ROOT/.ci/.tools/venv"
 if [[ ! -x "$VENV/bin/python" ]]; then
     python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -c 'import grpc, grpc_tools' 2>/dev/null \
-    || "$VENV/bin/pip" install --quiet --disable-pip-version-check 'grpcio>=1.60' 'grpcio-tools>=1.60' 'protobuf>=5'
+"$VENV/bin/python" -c 'import grpc, grpc_tools, psycopg' 2>/dev/null \
+    || "$VENV/bin/pip" install --quiet --disable-pip-version-check 'grpcio>=1.60' 'grpcio-tools>=1.60' 'protobuf>=5' \
+        'psycopg[binary]>=3.1'
 
 cargo build --quiet --bin contacts --bin sales --bin gateway
 

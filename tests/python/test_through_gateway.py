@@ -1,14 +1,6 @@
 """A Python client generated from proto/ against the real contacts, sales and
 gateway binaries: every call goes through the gateway, as a real client's would."""
 
-import base64
-import hashlib
-import hmac
-import json
-import os
-import socket
-import subprocess
-import tempfile
 import time
 import unittest
 import uuid
@@ -20,80 +12,21 @@ from crm.common.v1 import common_pb2
 from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc
 from crm.sales.v1 import sales_pb2, sales_pb2_grpc
 import rpc_status_pb2
-
-SECRET = "python-e2e-secret"
-
-
-def token(tenant, roles, subject="py"):
-    """An HS256 JWT, made with the standard library."""
-
-    def b64(data):
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    now = int(time.time())
-    claims = {"sub": subject, "tenant": tenant, "roles": roles, "iat": now, "exp": now + 600}
-    payload = b64(json.dumps(claims).encode())
-    signature = hmac.new(SECRET.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    return f"{header}.{payload}.{b64(signature)}"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from support import Suite, token
 
 
 class ThroughGatewayTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.folder = tempfile.TemporaryDirectory()
-        contacts_port, sales_port, gateway_port = free_port(), free_port(), free_port()
-        env = dict(
-            os.environ,
-            CRM_CONTACTS__LISTEN_ADDR=f"127.0.0.1:{contacts_port}",
-            CRM_CONTACTS__DATABASE_URL=f"sqlite://{cls.folder.name}/contacts.db?mode=rwc",
-            CRM_GATEWAY__LISTEN_ADDR=f"127.0.0.1:{gateway_port}",
-            CRM_GATEWAY__METRICS_ADDR="127.0.0.1:0",
-            CRM_SALES__LISTEN_ADDR=f"127.0.0.1:{sales_port}",
-            CRM_SALES__DATABASE_URL=f"sqlite://{cls.folder.name}/sales.db?mode=rwc",
-            CRM_SALES__CONTACTS_URL=f"http://127.0.0.1:{contacts_port}",
-            CRM_GATEWAY__UPSTREAMS__CONTACTS__ADDRESSES=f"http://127.0.0.1:{contacts_port}",
-            CRM_GATEWAY__UPSTREAMS__SALES__ADDRESSES=f"http://127.0.0.1:{sales_port}",
-            CRM_AUTH__HS256_SECRET=SECRET,
-            CRM_PAGING_SECRET="paging",
-            RUST_LOG="warn",
-        )
-        cls.processes = [
-            subprocess.Popen([os.environ["CRM_CONTACTS_BIN"]], env=env),
-            subprocess.Popen([os.environ["CRM_SALES_BIN"]], env=env),
-            subprocess.Popen([os.environ["CRM_GATEWAY_BIN"]], env=env),
-        ]
-        cls.channel = grpc.insecure_channel(f"127.0.0.1:{gateway_port}")
-        grpc.channel_ready_future(cls.channel).result(timeout=60)
+        cls.suite = Suite().__enter__()
+        cls.channel = cls.suite.gateway_channel
         cls.stub = contacts_pb2_grpc.ContactsServiceStub(cls.channel)
         cls.sales = sales_pb2_grpc.SalesServiceStub(cls.channel)
         cls.admin = [("authorization", "Bearer " + token("acme", ["admin"]))]
-        # Wait until contacts has migrated and the gateway has seen it healthy.
-        deadline = time.time() + 60
-        while True:
-            try:
-                cls.stub.ListContacts(contacts_pb2.ListContactsRequest(), metadata=cls.admin)
-                cls.sales.ListLeads(sales_pb2.ListLeadsRequest(), metadata=cls.admin)
-                break
-            except grpc.RpcError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.1)
 
     @classmethod
     def tearDownClass(cls):
-        cls.channel.close()
-        for process in cls.processes:
-            process.terminate()
-        for process in cls.processes:
-            process.wait(timeout=30)
-        cls.folder.cleanup()
+        cls.suite.__exit__(None, None, None)
 
     def test_create_get_update_list(self):
         created = self.stub.CreateContact(
