@@ -6,6 +6,7 @@
 //! assertions every service's tests share.
 
 mod database;
+pub mod logs;
 mod process;
 
 use std::{future::Future, net::SocketAddr, time::Duration};

@@ -69,6 +69,7 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts the service and waits until its health says SERVING.
     pub async fn start(launch: Launch, settings: Settings) -> Self {
+        crate::logs::capture();
         let mut process = Self {
             addr: settings.service.listen_addr,
             settings,

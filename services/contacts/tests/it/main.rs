@@ -6,6 +6,7 @@ mod support;
 
 mod activities;
 mod bad_input;
+mod cancellation;
 mod companies;
 mod contacts;
 mod duplicates;
