@@ -23,11 +23,10 @@ const ATTEMPTS: u32 = 3;
 
 /// A lazily connecting channel to another service at `url` (`http://host:port`).
 pub fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(url.to_owned())?
+    let endpoint = Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .connect_lazy())
+        .tcp_nodelay(true);
+    Ok(crate::server::http2::configure_client(endpoint).connect_lazy())
 }
 
 /// The credentials a call to another service carries: the caller's own

@@ -59,6 +59,18 @@ pub enum TelemetryError {
 
 /// Installs the global subscriber, tracer and meter for `service`.
 pub fn init(service: &str, settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
+    init_with_tap(service, settings, None)
+}
+
+/// A layer that sees every event besides the log output (tests keep warnings with one).
+pub type Tap = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// [`init`], with `tap` also seeing every event.
+pub fn init_with_tap(
+    service: &str,
+    settings: &TelemetrySettings,
+    tap: Option<Tap>,
+) -> Result<TelemetryGuard, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let export = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.is_empty());
     let resource = opentelemetry_sdk::Resource::builder()
@@ -93,7 +105,7 @@ pub fn init(service: &str, settings: &TelemetrySettings) -> Result<TelemetryGuar
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(otel);
+    let registry = tracing_subscriber::registry().with(tap).with(otel);
     let result = match settings.format {
         LogFormat::Json => registry
             .with(

@@ -1,7 +1,7 @@
-//! What the services log while a test binary runs: warnings and errors go to
-//! stderr as usual and are also kept, so a test can assert that none of a
-//! kind was written (sqlx's notices about transaction state, say). Installed
-//! once per test binary, before the first service starts.
+//! Telemetry for a test binary: the services' own subscriber and tracer
+//! (so spans carry trace context), installed once, before the first service
+//! starts; warnings and errors are also kept, so a test can assert that none
+//! of a kind was written (sqlx's notices about transaction state, say).
 
 use std::{
     fmt::Write,
@@ -9,24 +9,24 @@ use std::{
 };
 
 use tracing::{Level, Subscriber, field::Field};
-use tracing_subscriber::{
-    EnvFilter, Layer, field::Visit, layer::Context, layer::SubscriberExt, util::SubscriberInitExt,
-};
+use tracing_subscriber::{Layer, field::Visit, layer::Context};
 
 /// At most this many lines are kept.
 const KEPT: usize = 20_000;
 
 static KEPT_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Installs the capturing subscriber (once; a no-op if one is installed).
+/// Installs telemetry with warnings kept (once per test binary).
 pub fn capture() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-        let _ = tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().with_filter(filter))
-            .with(Keep)
-            .try_init();
+        let installed = crm_shared::telemetry::init_with_tap(
+            "tests",
+            &crate::telemetry(),
+            Some(Box::new(Keep)),
+        );
+        // The tracer must outlive every test.
+        std::mem::forget(installed);
     });
 }
 

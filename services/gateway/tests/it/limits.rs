@@ -141,6 +141,37 @@ async fn a_deadline_shorter_than_the_call_ends_it_and_the_upstream_sees_the_canc
 }
 
 #[tokio::test]
+async fn a_call_its_client_cancels_is_counted_and_logged_as_cancelled() {
+    let (probe, gateway) = probe_gateway(|_| {}).await;
+    let token = token(TENANT, ADMIN);
+    for _ in 0..3 {
+        let call = call_probe(gateway.channel(), SLEEP, Some(&token), 1, None);
+        // The client gives up: its stream is reset while the upstream works.
+        let gave_up = tokio::time::timeout(Duration::from_millis(300), call).await;
+        assert!(gave_up.is_err(), "the probe sleeps for 30 s");
+    }
+    eventually("the upstream sees the cancellations", async || {
+        probe.seen.cancelled.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    let mut text = String::new();
+    eventually("the gateway counts them", async || {
+        text = gateway.metrics().await;
+        text.contains(r#"crm_gateway_calls_total{method="unknown",code="CANCELLED"} 3"#)
+    })
+    .await;
+    // Request bytes moved before the cancel are counted too: one empty message.
+    assert!(
+        text.contains(r#"crm_gateway_request_bytes_total{method="unknown",code="CANCELLED"} 15"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"crm_gateway_ejections_total{upstream="probe"} 0"#),
+        "a cancelled call is not the replica's failure: {text}"
+    );
+}
+
+#[tokio::test]
 async fn a_deadline_beyond_the_ceiling_is_cut_to_it() {
     let (probe, gateway) = probe_gateway(|section| section.max_deadline_seconds = 1).await;
     let status = tokio::time::timeout(

@@ -134,11 +134,8 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts a gateway with `section`.
     pub async fn start(section: Section) -> Self {
-        static TELEMETRY: std::sync::Once = std::sync::Once::new();
         // The real subscriber and tracer, so spans carry trace context.
-        TELEMETRY.call_once(|| {
-            std::mem::forget(crm_shared::telemetry::init("gateway-tests", &telemetry()));
-        });
+        crm_testkit::logs::capture();
         let app = crm_gateway::Application::build(GatewaySettings {
             gateway: section,
             auth: auth(),
@@ -180,6 +177,13 @@ impl GatewayProcess {
         Some(response.into_inner().status())
     }
 
+    /// The text of its `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let request = "GET /metrics HTTP/1.1\nhost: gateway\nconnection: close\n\n";
+        let response = http1(self.metrics_addr, request, b"").await;
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
     /// Waits until the gateway has found a healthy replica of `service`.
     pub async fn wait_until_serving(&self, service: &str) {
         eventually(
@@ -215,6 +219,21 @@ pub async fn suite(
         .wait_until_serving("crm.contacts.v1.ContactsService")
         .await;
     Some((contacts, gateway))
+}
+
+/// One HTTP/1.1 exchange on a fresh connection; answers the raw response.
+pub async fn http1(addr: SocketAddr, head: &str, body: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = head.replace('\n', "\r\n").into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("the server answers and closes")
+        .unwrap();
+    response
 }
 
 /// What the test upstream saw.

@@ -7,7 +7,6 @@ use crm_proto::contacts::{Contact, CreateContactRequest, GetContactRequest, List
 use crm_shared::auth::{Role, sign_hs256};
 use crm_testkit::Backend;
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -187,20 +186,6 @@ async fn reflection_and_health_cover_the_suite() {
     }
 }
 
-/// One HTTP/1.1 exchange on a fresh connection; answers the raw response.
-async fn http1(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> Vec<u8> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = head.replace('\n', "\r\n").into_bytes();
-    request.extend_from_slice(body);
-    stream.write_all(&request).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
-        .await
-        .expect("the gateway answers and closes")
-        .unwrap();
-    response
-}
-
 fn find(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -325,8 +310,7 @@ async fn metrics_count_calls_by_method_and_status() {
 
     let mut text = String::new();
     eventually("both calls are counted", async || {
-        let response = http1(gateway.metrics_addr, "GET /metrics HTTP/1.1\nhost: gateway\nconnection: close\n\n", b"").await;
-        text = String::from_utf8_lossy(&response).into_owned();
+        text = gateway.metrics().await;
         text.contains(r#"crm_gateway_calls_total{method="/crm.contacts.v1.ContactsService/ListContacts",code="OK"} 2"#)
     })
     .await;
