@@ -28,11 +28,12 @@ lint: buf
 fmt:
 	cargo fmt --all
 
-## bench: the contacts benchmark (SQLite and PostgreSQL), then the gateway's
+## bench: the contacts benchmark (SQLite and PostgreSQL), the gateway's, then grpcio imports
 bench:
 	cargo bench -p crm-contacts --bench contacts_bench
 	cargo build --release --bin contacts
 	cargo bench -p crm-gateway --bench gateway_bench
+	CRM_PROFILE=release tests/python/run.sh test_large_imports.py
 
 ## token: print a development token (TENANT, ROLES, SUBJECT)
 token:

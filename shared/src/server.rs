@@ -324,24 +324,26 @@ impl Host {
 /// hyper closes a connection (GOAWAY `ENHANCE_YOUR_CALM`, "too_many_data_frames")
 /// when the DATA frames it holds unread cost more than a budget of half the
 /// connection window, each frame under 256 bytes costing 256 minus its size.
-/// grpcio sends every message in its own frame, so a 100-byte row costs 156:
-/// with hyper's 1 MiB windows a stream the service stopped reading for a
-/// moment held up to 10,000 frames, three times the budget. The windows below
-/// bound what one stream can leave unread to about a third of the budget, and
-/// streaming handlers keep reading while they write (ImportContacts).
+/// grpcio sends every message in its own frame, so a 100-byte row costs 156,
+/// and a stream stalled with a full window of them costs 1.5 times the window.
+/// With hyper's defaults (1 MiB for a stream and for the connection) one
+/// stream the service stopped reading for a moment held up to 10,000 frames,
+/// three times the budget. Here a stalled stream costs at most 370 KiB of the
+/// 8 MiB budget: 22 imports of tiny rows can stall at once on one connection
+/// (the gateway's to a replica carries every client's), and the gateway
+/// gathers frames into full-size ones when it can. Streaming handlers keep
+/// reading while they write (ImportContacts), so streams rarely stall at all.
 pub mod http2 {
     use std::time::Duration;
 
     use tonic::transport::{Endpoint, Server};
 
-    /// What one call may send before the service reads it: 256 KiB, about
-    /// 370 KiB of frame overhead at 100-byte frames; still 2.6 MB/s for one
-    /// upload over a 100 ms round trip.
+    /// What one call may send before the service reads it: 256 KiB, still
+    /// 2.6 MB/s for one upload over a 100 ms round trip.
     pub const STREAM_WINDOW: u32 = 256 * 1024;
-    /// What all calls of one connection may leave unread: 2 MiB, so the
-    /// small-frame budget is 1 MiB, room for two stalled streams of tiny
-    /// rows and many of ordinary ones.
-    pub const CONNECTION_WINDOW: u32 = 2 * 1024 * 1024;
+    /// What all calls of one connection may leave unread: 16 MiB, so the
+    /// small-frame budget (half of it) outlasts 22 stalled streams.
+    pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
     /// Calls at once on one connection; the gateway's calls to a replica
     /// share one connection, and queue in the gateway beyond this.
     pub const MAX_CONCURRENT_STREAMS: u32 = 256;

@@ -2,7 +2,8 @@
 # End-to-end from another language: generates Python stubs from proto/, starts
 # the real contacts, sales and gateway binaries on free ports with fresh
 # SQLite files, and drives the suite through the gateway as any client would.
-# Part of `make test`.
+# Part of `make test`; `make bench` runs the grpcio import test alone on release
+# builds (CRM_PROFILE=release, and the test file's name as the argument).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
@@ -15,7 +16,13 @@ fi
     || "$VENV/bin/pip" install --quiet --disable-pip-version-check 'grpcio>=1.60' 'grpcio-tools>=1.60' 'protobuf>=5' \
         'psycopg[binary]>=3.1'
 
-cargo build --quiet --bin contacts --bin sales --bin gateway
+PROFILE="${CRM_PROFILE:-debug}"
+PATTERN="${1:-test_*.py}"
+if [[ "$PROFILE" == release ]]; then
+    cargo build --quiet --release --bin contacts --bin sales --bin gateway
+else
+    cargo build --quiet --bin contacts --bin sales --bin gateway
+fi
 
 GEN=$(mktemp -d)
 trap 'rm -rf "$GEN"' EXIT
@@ -25,5 +32,6 @@ trap 'rm -rf "$GEN"' EXIT
     crm/sales/v1/sales.proto \
     rpc_status.proto
 
-CRM_CONTACTS_BIN="$ROOT/target/debug/contacts" CRM_GATEWAY_BIN="$ROOT/target/debug/gateway" CRM_SALES_BIN="$ROOT/target/debug/sales" PYTHONPATH="$GEN" \
-    "$VENV/bin/python" -m unittest discover -s tests/python -p 'test_*.py' -v
+BIN="$ROOT/target/$PROFILE"
+CRM_CONTACTS_BIN="$BIN/contacts" CRM_GATEWAY_BIN="$BIN/gateway" CRM_SALES_BIN="$BIN/sales" PYTHONPATH="$GEN" \
+    "$VENV/bin/python" -m unittest discover -s tests/python -p "$PATTERN" -v

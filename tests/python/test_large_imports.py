@@ -1,6 +1,7 @@
 """grpcio under load: one ImportContacts stream of 100,000 rows, direct to
-contacts and through the gateway, on SQLite and on PostgreSQL, while other
-clients call GetContact through the same gateway. grpcio writes every message
+contacts and through the gateway, then four streams at once through the
+gateway, on SQLite and on PostgreSQL, while other clients call GetContact
+through the same gateway. grpcio writes every message
 in an HTTP/2 DATA frame of its own (about 100 bytes here), the pattern that
 used to get connections closed with GOAWAY "too_many_data_frames"; every
 row must come back CREATED and every other call must succeed.
@@ -21,6 +22,23 @@ from support import Suite, postgres_database, token
 
 ROWS = int(os.environ.get("CRM_PY_IMPORT_ROWS", "100000"))
 SIDE_CLIENTS = 4
+# Imports at once through the gateway, which carries them all on its one
+# connection to the replica, and rows in each.
+CONCURRENT_IMPORTS = 4
+CONCURRENT_ROWS = 20000
+
+
+def import_all(stub, prefix, count, metadata):
+    """Imports `count` rows; answers (created, [rows not created])."""
+    created = 0
+    other = []
+    for response in stub.ImportContacts(rows(prefix, count), metadata=metadata, timeout=600):
+        for result in response.results:
+            if result.outcome == contacts_pb2.IMPORT_OUTCOME_CREATED:
+                created += 1
+            else:
+                other.append((result.row, result.outcome, result.error))
+    return created, other
 
 
 def rows(prefix, count):
@@ -89,14 +107,7 @@ class LargeImportTest(unittest.TestCase):
                 prefix = f"{route}-{label}"
                 with SideClients(suite.ports["gateway"], metadata, known.name) as side:
                     started = time.monotonic()
-                    created = 0
-                    other = []
-                    for response in stub.ImportContacts(rows(prefix, ROWS), metadata=metadata, timeout=600):
-                        for result in response.results:
-                            if result.outcome == contacts_pb2.IMPORT_OUTCOME_CREATED:
-                                created += 1
-                            else:
-                                other.append((result.row, result.outcome, result.error))
+                    created, other = import_all(stub, prefix, ROWS, metadata)
                     elapsed = time.monotonic() - started
                 print(
                     f"\ngrpcio ImportContacts {label} {route}: {ROWS} rows in {elapsed:.1f} s = "
@@ -108,6 +119,37 @@ class LargeImportTest(unittest.TestCase):
                 self.assertGreater(side.ok, 0)
                 side_total += side.ok
             direct_channel.close()
+
+            # Several imports at once through the gateway, each on a client
+            # connection of its own and all on the gateway's one to contacts.
+            outcomes = {}
+
+            def concurrent_import(i):
+                channel = grpc.insecure_channel(f"127.0.0.1:{suite.ports['gateway']}")
+                stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+                try:
+                    outcomes[i] = import_all(stub, f"together{i}-{label}", CONCURRENT_ROWS, metadata)
+                except grpc.RpcError as error:
+                    outcomes[i] = f"{error.code()}: {error.details()}"
+                finally:
+                    channel.close()
+
+            with SideClients(suite.ports["gateway"], metadata, known.name) as side:
+                started = time.monotonic()
+                threads = [threading.Thread(target=concurrent_import, args=(i,)) for i in range(CONCURRENT_IMPORTS)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                elapsed = time.monotonic() - started
+            total = CONCURRENT_IMPORTS * CONCURRENT_ROWS
+            print(
+                f"grpcio ImportContacts {label} gateway, {CONCURRENT_IMPORTS} at once: {total} rows in "
+                f"{elapsed:.1f} s = {total / elapsed:,.0f} rows/s"
+            )
+            self.assertEqual(outcomes, {i: (CONCURRENT_ROWS, []) for i in range(CONCURRENT_IMPORTS)})
+            self.assertEqual(side.failures, [], f"{label}: calls beside the concurrent imports failed")
+            side_total += side.ok
 
             # Everything is there, once.
             count = gateway.ListContacts(
@@ -121,7 +163,7 @@ class LargeImportTest(unittest.TestCase):
             get_ok = metric(metrics, "crm.contacts.v1.ContactsService/GetContact", "OK")
             import_ok = metric(metrics, "crm.contacts.v1.ContactsService/ImportContacts", "OK")
             self.assertEqual(get_ok, side_total)
-            self.assertEqual(import_ok, 1)
+            self.assertEqual(import_ok, 1 + CONCURRENT_IMPORTS)
             self.assertIn('crm_gateway_upstream_replicas{upstream="contacts",state="healthy"} 1', metrics)
 
     def test_sqlite(self):

@@ -13,7 +13,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use std::time::Instant;
@@ -84,13 +84,26 @@ impl FrameCursor {
     }
 }
 
-/// The request body on its way upstream: counted, and cut off at the first
-/// oversize message (the upstream sees the stream reset).
+/// The most request bytes gathered into one write upstream.
+const GATHER_BYTES: usize = 64 * 1024;
+
+/// The request body on its way upstream: counted, cut off at the first
+/// oversize message (the upstream sees the stream reset), and with the DATA
+/// frames already received gathered into one write. Clients such as grpcio
+/// send every message in a frame of its own; passed on one by one, the
+/// frames of several streams queued on the gateway's one connection to a
+/// replica exceed hyper's budget for unread small frames and the replica
+/// closes that connection, failing every call on it. Gathered, they cross as
+/// few full-size frames, and nothing waits: only what is already here is taken.
 pub struct RequestBody {
     inner: axum::body::Body,
     cursor: FrameCursor,
     limit: usize,
     signals: Arc<CallSignals>,
+    /// What ended a gathering (trailers, an error, or the end), handed on next.
+    held: Option<Option<Result<Frame<Bytes>, Status>>>,
+    /// The client's body has ended.
+    ended: bool,
 }
 
 impl RequestBody {
@@ -101,6 +114,40 @@ impl RequestBody {
             cursor: FrameCursor::default(),
             limit,
             signals,
+            held: None,
+            ended: false,
+        }
+    }
+
+    /// Counts and checks one DATA payload.
+    fn inspect(&mut self, data: &Bytes) -> Result<(), Status> {
+        self.signals
+            .bytes_in
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.cursor.advance(data, self.limit).map_err(|size| {
+            self.signals.oversize.store(size, Ordering::Release);
+            oversize_status(size, self.limit)
+        })
+    }
+
+    /// The client's next frame, or what was held back for now.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if let Some(held) = self.held.take() {
+            return Poll::Ready(held);
+        }
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(error))) => {
+                Poll::Ready(Some(Err(Status::cancelled(error.to_string()))))
+            }
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -114,33 +161,90 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.signals
-                        .bytes_in
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
-                    if let Err(size) = this.cursor.advance(data, this.limit) {
-                        this.signals.oversize.store(size, Ordering::Release);
-                        return Poll::Ready(Some(Err(oversize_status(size, this.limit))));
+        let mut gathered = Gathered::default();
+        loop {
+            let next = match this.poll_next(cx) {
+                Poll::Pending if gathered.is_empty() => return Poll::Pending,
+                Poll::Pending => break,
+                Poll::Ready(next) => next,
+            };
+            let data = match next {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(trailers) => {
+                        this.held = Some(Some(Ok(trailers)));
+                        break;
                     }
+                },
+                other => {
+                    this.held = Some(other);
+                    break;
                 }
-                Poll::Ready(Some(Ok(frame)))
+            };
+            if let Err(status) = this.inspect(&data) {
+                return Poll::Ready(Some(Err(status)));
             }
-            Poll::Ready(Some(Err(error))) => {
-                Poll::Ready(Some(Err(Status::cancelled(error.to_string()))))
+            gathered.push(data);
+            if gathered.len() >= GATHER_BYTES {
+                break;
             }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+        }
+        match gathered.into_bytes() {
+            Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            None => Poll::Ready(this.held.take().flatten()),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.held {
+            Some(held) => held.is_none(),
+            None => self.ended || self.inner.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// DATA payloads gathered into one, copied only when there are several.
+#[derive(Default)]
+struct Gathered {
+    first: Option<Bytes>,
+    more: Option<BytesMut>,
+}
+
+impl Gathered {
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn len(&self) -> usize {
+        self.more
+            .as_ref()
+            .map(BytesMut::len)
+            .or(self.first.as_ref().map(Bytes::len))
+            .unwrap_or(0)
+    }
+
+    fn push(&mut self, data: Bytes) {
+        match (&self.first, &mut self.more) {
+            (None, _) => self.first = Some(data),
+            (Some(_), Some(more)) => more.extend_from_slice(&data),
+            (Some(first), None) => {
+                let mut more = BytesMut::with_capacity(GATHER_BYTES.max(first.len() + data.len()));
+                more.extend_from_slice(first);
+                more.extend_from_slice(&data);
+                self.more = Some(more);
+            }
+        }
+    }
+
+    fn into_bytes(self) -> Option<Bytes> {
+        match self.more {
+            Some(more) => Some(more.freeze()),
+            None => self.first,
+        }
     }
 }
 
