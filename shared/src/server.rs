@@ -23,6 +23,7 @@ use tower_http::cors::CorsLayer;
 use crate::auth::{self, Verifier};
 use crate::telemetry::RpcLayer;
 use tonic::{Request, Status};
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 /// Errors that stop a server.
@@ -253,6 +254,7 @@ impl Host {
         } else {
             RpcLayer::new(service).without_log()
         };
+        let calls = TaskTracker::new();
         let (grpc_web, cors) = match self.grpc_web {
             Some(cors) => (Some(GrpcWebLayer::new()), cors),
             None => (None, None),
@@ -264,17 +266,27 @@ impl Host {
             .layer(option_layer(grpc_web))
             // Innermost, so that neither a reset stream nor tonic's own
             // deadline timer (outside every layer) can drop a handler mid-way.
-            .layer(option_layer(
-                self.run_calls_to_completion.then_some(RunToCompletionLayer),
-            ))
+            .layer(option_layer(self.run_calls_to_completion.then(|| {
+                RunToCompletionLayer {
+                    calls: calls.clone(),
+                }
+            })))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, signal);
+        // Drained once the connections have closed and the calls whose
+        // clients left have finished too.
+        let drained = async move {
+            server.await?;
+            calls.close();
+            calls.wait().await;
+            Ok::<_, ServeError>(())
+        };
         let deadline = async move {
             let _ = drain_deadline.wait_for(|started| *started).await;
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = server => result?,
+            result = drained => result?,
             _ = deadline => tracing::warn!(?grace, "calls still in flight after the grace period; stopping anyway"),
         }
         tracing::info!("stopped");
@@ -381,19 +393,28 @@ pub mod http2 {
 /// than being dropped between `BEGIN` and its answer, which sqlx does not
 /// undo (the connection was then handed to the next call still inside a
 /// transaction). The answer of such a call is dropped.
-#[derive(Clone, Copy)]
-pub struct RunToCompletionLayer;
+/// Shutdown waits for these tasks too (within the grace period).
+#[derive(Clone)]
+pub struct RunToCompletionLayer {
+    calls: TaskTracker,
+}
 
 impl<S> tower::Layer<S> for RunToCompletionLayer {
     type Service = RunToCompletion<S>;
     fn layer(&self, inner: S) -> RunToCompletion<S> {
-        RunToCompletion(inner)
+        RunToCompletion {
+            inner,
+            calls: self.calls.clone(),
+        }
     }
 }
 
 /// The service [`RunToCompletionLayer`] wraps around the routes.
 #[derive(Clone)]
-pub struct RunToCompletion<S>(S);
+pub struct RunToCompletion<S> {
+    inner: S,
+    calls: TaskTracker,
+}
 
 impl<S, B> tower::Service<http::Request<B>> for RunToCompletion<S>
 where
@@ -409,11 +430,11 @@ where
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let call = tokio::spawn(self.0.call(request).in_current_span());
+        let call = self.calls.spawn(self.inner.call(request).in_current_span());
         Box::pin(async move {
             match call.await {
                 Ok(answer) => answer,

@@ -359,3 +359,34 @@ db_test!(
     exports_with_the_list_filter,
     exports_with_the_list_filter_on
 );
+
+/// The planner's statistics are refreshed after a bulk load, by the service
+/// and off the request path: PostgreSQL records a manual ANALYZE in
+/// `last_analyze` (autovacuum's own goes to `last_autoanalyze`).
+#[tokio::test]
+async fn an_import_refreshes_statistics_in_the_background() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let mut client = app.admin();
+    let rows = (0..600)
+        .map(|i| person("Bulk", &format!("B{i}"), &format!("bulk{i}@stats.example")))
+        .collect();
+    import(&mut client, rows).await;
+    let db = sea_orm::Database::connect(&app.db.url)
+        .await
+        .expect("connect");
+    eventually("ANALYZE has run on contacts", async || {
+        use sea_orm::ConnectionTrait;
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'contacts'",
+            ))
+            .await
+            .expect("pg_stat_user_tables")
+            .expect("a row for contacts");
+        row.try_get_by_index::<bool>(0).expect("a bool")
+    })
+    .await;
+}
