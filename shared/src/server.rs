@@ -22,8 +22,8 @@ use tower_http::cors::CorsLayer;
 
 use crate::auth::{self, Verifier};
 use crate::telemetry::RpcLayer;
-use tonic::{Request, Status};
 use tokio_util::task::TaskTracker;
+use tonic::{Request, Status};
 use tracing::Instrument;
 
 /// Errors that stop a server.

@@ -213,28 +213,32 @@ impl Metrics {
                 );
             }
         }
-        let ejection_families: [(&str, &str, fn(&Upstream) -> u64); 2] = [
-            (
-                "crm_gateway_ejections_total",
-                "Replicas ejected for failing calls.",
-                |upstream| upstream.ejection_counts().0,
-            ),
-            (
-                "crm_gateway_ejections_refused_total",
-                "Ejections not made: the replica was the last taking calls, or half were ejected already.",
-                |upstream| upstream.ejection_counts().1,
-            ),
-        ];
-        for (family, help, count) in ejection_families {
-            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} counter");
-            for upstream in upstreams {
-                let _ = writeln!(
-                    out,
-                    "{family}{{upstream=\"{}\"}} {}",
-                    upstream.name(),
-                    count(upstream)
-                );
-            }
+        let ejections: Vec<(&str, (u64, u64))> = upstreams
+            .iter()
+            .map(|upstream| (upstream.name(), upstream.ejection_counts()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "# HELP crm_gateway_ejections_total Replicas ejected for failing calls.\n\
+             # TYPE crm_gateway_ejections_total counter"
+        );
+        for (name, (ejected, _)) in &ejections {
+            let _ = writeln!(
+                out,
+                "crm_gateway_ejections_total{{upstream=\"{name}\"}} {ejected}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP crm_gateway_ejections_refused_total Ejections not made: the replica was \
+             the last taking calls, or half were ejected already.\n\
+             # TYPE crm_gateway_ejections_refused_total counter"
+        );
+        for (name, (_, refused)) in &ejections {
+            let _ = writeln!(
+                out,
+                "crm_gateway_ejections_refused_total{{upstream=\"{name}\"}} {refused}"
+            );
         }
         out
     }

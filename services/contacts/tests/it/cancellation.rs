@@ -182,7 +182,6 @@ async fn create_call(mut client: Contacts, email: String) -> Ack {
         .create_contact(CreateContactRequest {
             contact: Some(contact),
             request_id: request_id(),
-            ..Default::default()
         })
         .await
     {
@@ -203,7 +202,6 @@ async fn update_call(mut client: Contacts, contact: Contact, round: usize) -> Ac
         update_mask: Some(FieldMask {
             paths: vec!["job_title".into()],
         }),
-        ..Default::default()
     };
     match client.update_contact(request).await {
         Ok(_) => Ack::Updated(name, round),
