@@ -1,9 +1,17 @@
 //! Authentication and authorization: JWT verification (HS256 with a shared
 //! secret for local runs, RS256/ES256 with keys from a JWKS file in
-//! production), the [`Principal`] a verified token becomes, the interceptor
-//! services mount, and the role check each RPC makes.
+//! production, read again on a schedule and on an unknown key id so a key
+//! rotation needs no restart), the [`Principal`] a verified token becomes,
+//! the interceptor services mount, and the role check each RPC makes.
 
-use std::{collections::HashMap, fmt, path::Path, sync::Arc};
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    fmt,
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::JwkSet};
 use serde::{Deserialize, Serialize};
@@ -103,9 +111,22 @@ pub struct Claims {
     /// Issuer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
-    /// Audience.
+    /// Not before, seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub nbf: Option<u64>,
+    /// Audience: one, or several (Keycloak and Auth0 send an array).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
+}
+
+/// A token's `aud`: a string or an array of them (RFC 7519, 4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// `"aud": "crm"`.
+    One(String),
+    /// `"aud": ["crm", "account"]`.
+    Many(Vec<String>),
 }
 
 /// Why a token was refused; every variant is UNAUTHENTICATED on the wire.
@@ -138,17 +159,99 @@ pub struct Verifier {
 
 struct VerifierInner {
     hs256: Option<DecodingKey>,
-    /// Public keys by `kid`, with the algorithm each is for.
-    jwks: HashMap<String, (DecodingKey, Algorithm)>,
+    jwks: Option<JwksFile>,
     issuer: Option<String>,
     audience: Option<String>,
+}
+
+/// Public keys by `kid`, with the algorithm each is for.
+type Keys = HashMap<String, (DecodingKey, Algorithm)>;
+
+/// The least time between two reads of the JWKS file caused by unknown key
+/// ids, so a flood of tokens with made-up ids does not become a flood of reads.
+const UNKNOWN_KID_RELOAD: Duration = Duration::from_secs(10);
+/// How often the JWKS file is read again by default.
+const JWKS_REFRESH: Duration = Duration::from_secs(300);
+
+/// The identity provider's keys from a file, read again when they are older
+/// than `refresh` or a token names a key id they lack (at most once per
+/// [`UNKNOWN_KID_RELOAD`]). A failed read keeps the keys already held.
+struct JwksFile {
+    path: PathBuf,
+    refresh: Duration,
+    state: RwLock<JwksState>,
+}
+
+struct JwksState {
+    keys: Keys,
+    loaded_at: Instant,
+    /// When an unknown key id last caused a read.
+    unknown_read_at: Option<Instant>,
+    /// Reads after the first, for tests and logs.
+    reloads: u64,
+}
+
+impl JwksFile {
+    fn open(path: &Path, refresh: Duration) -> Result<Self, AuthError> {
+        Ok(Self {
+            path: path.to_owned(),
+            refresh,
+            state: RwLock::new(JwksState {
+                keys: load_jwks(path)?,
+                loaded_at: Instant::now(),
+                unknown_read_at: None,
+                reloads: 0,
+            }),
+        })
+    }
+
+    /// The key with id `kid`, reading the file again if it is due.
+    fn key(&self, kid: &str) -> Option<(DecodingKey, Algorithm)> {
+        {
+            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            let fresh = state.loaded_at.elapsed() < self.refresh;
+            match state.keys.get(kid) {
+                Some(found) if fresh => return Some(found.clone()),
+                None if fresh
+                    && state
+                        .unknown_read_at
+                        .is_some_and(|at| at.elapsed() < UNKNOWN_KID_RELOAD) =>
+                {
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if !state.keys.contains_key(kid) {
+            state.unknown_read_at = Some(Instant::now());
+        }
+        match load_jwks(&self.path) {
+            Ok(keys) => {
+                state.keys = keys;
+                state.reloads += 1;
+            }
+            Err(error) => tracing::warn!(%error, "keeping the keys already loaded"),
+        }
+        // Fresh or not, try again only after `refresh`.
+        state.loaded_at = Instant::now();
+        state.keys.get(kid).cloned()
+    }
+
+    #[cfg(test)]
+    fn reloads(&self) -> u64 {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).reloads
+    }
 }
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
             .field("hs256", &self.inner.hs256.is_some())
-            .field("jwks_keys", &self.inner.jwks.len())
+            .field(
+                "jwks_file",
+                &self.inner.jwks.as_ref().map(|jwks| &jwks.path),
+            )
             .finish()
     }
 }
@@ -161,11 +264,14 @@ impl Verifier {
             .as_deref()
             .filter(|secret| !secret.is_empty())
             .map(|secret| DecodingKey::from_secret(secret.as_bytes()));
+        let refresh = settings
+            .jwks_refresh_seconds
+            .map_or(JWKS_REFRESH, Duration::from_secs);
         let jwks = match &settings.jwks_file {
-            Some(path) => load_jwks(path)?,
-            None => HashMap::new(),
+            Some(path) => Some(JwksFile::open(path, refresh)?),
+            None => None,
         };
-        if hs256.is_none() && jwks.is_empty() {
+        if hs256.is_none() && jwks.is_none() {
             return Err(AuthError::NoKey);
         }
         Ok(Self {
@@ -183,14 +289,16 @@ impl Verifier {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let (key, algorithm) = match header.alg {
-            Algorithm::HS256 => (self.inner.hs256.as_ref(), Algorithm::HS256),
-            _ => match header
-                .kid
-                .as_deref()
-                .and_then(|kid| self.inner.jwks.get(kid))
-            {
-                Some((key, alg)) if *alg == header.alg => (Some(key), *alg),
-                _ => (None, header.alg),
+            Algorithm::HS256 => (
+                self.inner.hs256.as_ref().map(Cow::Borrowed),
+                Algorithm::HS256,
+            ),
+            alg => match (&self.inner.jwks, header.kid.as_deref()) {
+                (Some(jwks), Some(kid)) => match jwks.key(kid) {
+                    Some((key, key_alg)) if key_alg == alg => (Some(Cow::Owned(key)), alg),
+                    _ => (None, alg),
+                },
+                _ => (None, alg),
             },
         };
         let key = key.ok_or_else(|| {
@@ -198,14 +306,23 @@ impl Verifier {
         })?;
         let mut validation = Validation::new(algorithm);
         validation.leeway = 30;
+        validation.validate_nbf = true;
+        // A configured audience or issuer is required, not only checked when
+        // present: jsonwebtoken lets a token without the claim through.
+        let mut required = vec!["exp"];
         match &self.inner.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &self.inner.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
-        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+        validation.set_required_spec_claims(&required);
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?
             .claims;
         if claims.tenant.is_empty() || claims.sub.is_empty() {
@@ -235,7 +352,7 @@ impl Verifier {
     }
 }
 
-fn load_jwks(path: &Path) -> Result<HashMap<String, (DecodingKey, Algorithm)>, AuthError> {
+fn load_jwks(path: &Path) -> Result<Keys, AuthError> {
     let jwks_error = |reason: String| AuthError::Jwks {
         path: path.display().to_string(),
         reason,
@@ -324,6 +441,7 @@ pub fn sign_hs256(
         exp: now + ttl.as_secs(),
         iat: now,
         iss: None,
+        nbf: None,
         aud: None,
     };
     jsonwebtoken::encode(
@@ -381,6 +499,7 @@ mod tests {
             exp: jsonwebtoken::get_current_timestamp() - 3600,
             iat: 0,
             iss: None,
+            nbf: None,
             aud: None,
         };
         let expired = jsonwebtoken::encode(
@@ -427,7 +546,8 @@ mod tests {
                 exp: jsonwebtoken::get_current_timestamp() + 60,
                 iat: 0,
                 iss: Some(iss.into()),
-                aud: Some("crm".into()),
+                nbf: None,
+                aud: Some(Audience::One("crm".into())),
             };
             jsonwebtoken::encode(&header, &claims, &key).unwrap()
         };
@@ -454,6 +574,146 @@ mod tests {
             Duration::from_secs(60),
         );
         assert!(verifier.verify(&hs.unwrap()).is_err());
+        std::fs::remove_dir_all(folder).unwrap();
+    }
+
+    fn hs256(claims: &Claims) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(b"s3cret"),
+        )
+        .unwrap()
+    }
+
+    fn claims() -> Claims {
+        Claims {
+            sub: "ada".into(),
+            tenant: "acme".into(),
+            roles: vec![Role::Admin],
+            exp: jsonwebtoken::get_current_timestamp() + 600,
+            iat: 0,
+            iss: None,
+            nbf: None,
+            aud: None,
+        }
+    }
+
+    #[test]
+    fn an_audience_may_be_an_array_and_must_name_ours() {
+        let verifier = Verifier::from_settings(&AuthSettings {
+            hs256_secret: Some("s3cret".into()),
+            audience: Some("crm".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let with = |aud| Claims {
+            aud: Some(aud),
+            ..claims()
+        };
+        let many = |names: &[&str]| Audience::Many(names.iter().map(|n| (*n).into()).collect());
+        assert!(
+            verifier
+                .verify(&hs256(&with(many(&["account", "crm"]))))
+                .is_ok()
+        );
+        assert!(
+            verifier
+                .verify(&hs256(&with(Audience::One("crm".into()))))
+                .is_ok()
+        );
+        assert!(verifier.verify(&hs256(&with(many(&["account"])))).is_err());
+        assert!(
+            verifier
+                .verify(&hs256(&with(Audience::One("other".into()))))
+                .is_err()
+        );
+        assert!(verifier.verify(&hs256(&claims())).is_err(), "no aud at all");
+    }
+
+    #[test]
+    fn a_configured_issuer_is_required() {
+        let verifier = Verifier::from_settings(&AuthSettings {
+            hs256_secret: Some("s3cret".into()),
+            issuer: Some("https://idp.example".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(verifier.verify(&hs256(&claims())).is_err(), "no iss at all");
+        let issued = Claims {
+            iss: Some("https://idp.example".into()),
+            ..claims()
+        };
+        assert!(verifier.verify(&hs256(&issued)).is_ok());
+    }
+
+    #[test]
+    fn a_token_not_yet_valid_is_refused() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let later = Claims {
+            nbf: Some(now + 300),
+            ..claims()
+        };
+        assert!(matches!(
+            verifier("s3cret").verify(&hs256(&later)),
+            Err(AuthError::Invalid(message)) if message.contains("ImmatureSignature")
+        ));
+        let started = Claims {
+            nbf: Some(now - 10),
+            ..claims()
+        };
+        assert!(verifier("s3cret").verify(&hs256(&started)).is_ok());
+    }
+
+    /// A second P-256 key pair, the one the identity provider rotates to.
+    const NEXT_EC_PRIVATE_PKCS8: &str = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTYCVhZV6L4rVMy3PNlSo/geYKkLb/54uADVbjlw1G9ehRANCAAQ4KQdhBVi3AbZM+sTlmCURLs5dTmLGxFIOjAAr6jU1rXAKHn8uiBTM8fAO03/el4bW7SDC+f60cb7tupG+HerP";
+    const NEXT_EC_JWK: &str = r#"{"kty":"EC","crv":"P-256","kid":"next-es256","use":"sig","alg":"ES256","x":"OCkHYQVYtwG2TPrE5ZglES7OXU5ixsRSDowAK-o1Na0","y":"cAoefy6IFMzx8A7Tf96XhtbtIML5_rRxvu26kb4d6s8"}"#;
+
+    #[test]
+    fn a_key_rotation_is_picked_up_without_a_restart() {
+        use base64::Engine;
+        let folder = std::env::temp_dir().join(format!("crm-jwks-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let path = folder.join("jwks.json");
+        std::fs::write(&path, TEST_EC_JWKS).unwrap();
+        let verifier = Verifier::from_settings(&AuthSettings {
+            jwks_file: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let sign = |pkcs8: &str, kid: &str| {
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(pkcs8)
+                .unwrap();
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some(kid.into());
+            jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_ec_der(&der)).unwrap()
+        };
+        let old = sign(TEST_EC_PRIVATE_PKCS8, "test-es256");
+        let next = sign(NEXT_EC_PRIVATE_PKCS8, "next-es256");
+        assert!(verifier.verify(&old).is_ok());
+        let jwks = verifier.inner.jwks.as_ref().unwrap();
+        assert_eq!(jwks.reloads(), 0, "a known key needs no read");
+
+        // The provider publishes the next key, then signs with it.
+        let both = TEST_EC_JWKS.replace("}]}", &format!("}},{NEXT_EC_JWK}]}}"));
+        std::fs::write(&path, both).unwrap();
+        assert!(
+            verifier.verify(&next).is_ok(),
+            "an unknown kid reads the file again"
+        );
+        assert!(verifier.verify(&old).is_ok());
+        assert_eq!(jwks.reloads(), 1);
+
+        // Made-up key ids do not make the verifier read the file each time.
+        for i in 0..20 {
+            assert!(
+                verifier
+                    .verify(&sign(NEXT_EC_PRIVATE_PKCS8, &format!("made-up-{i}")))
+                    .is_err()
+            );
+        }
+        assert_eq!(jwks.reloads(), 1);
         std::fs::remove_dir_all(folder).unwrap();
     }
 

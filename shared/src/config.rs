@@ -45,8 +45,12 @@ pub struct ServiceSettings {
 pub struct AuthSettings {
     /// A shared secret for HS256 tokens, for local runs and tests.
     pub hs256_secret: Option<String>,
-    /// A JWKS file with the RS256/ES256 public keys of the identity provider.
+    /// A JWKS file with the RS256/ES256 public keys of the identity provider
+    /// (a mounted Secret or ConfigMap); read again every
+    /// `jwks_refresh_seconds` and when a token names a key it does not hold.
     pub jwks_file: Option<PathBuf>,
+    /// How often the JWKS file is read again (default 300).
+    pub jwks_refresh_seconds: Option<u64>,
     /// When set, tokens must carry this `iss`.
     pub issuer: Option<String>,
     /// When set, tokens must carry this `aud`.

@@ -18,10 +18,13 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use std::time::Instant;
 
-use tokio::{sync::OwnedSemaphorePermit, time::Sleep};
+use tokio::time::Sleep;
 use tonic::{Code, Status};
 
-use crate::{access::CallRecord, proxy::deadline_exceeded};
+use crate::{
+    access::CallRecord,
+    proxy::{CallPermits, deadline_exceeded},
+};
 
 /// What the request side tells the response side.
 #[derive(Default)]
@@ -261,7 +264,7 @@ pub struct ResponseBody {
     /// The status, once known: from a trailers-only answer's headers or the trailers.
     code: Option<i32>,
     /// Held until the call ends: the gateway's in-flight limit counts streams.
-    _permit: OwnedSemaphorePermit,
+    _permits: CallPermits,
 }
 
 impl ResponseBody {
@@ -274,7 +277,7 @@ impl ResponseBody {
         signals: Arc<CallSignals>,
         limit: usize,
         record: CallRecord,
-        permit: OwnedSemaphorePermit,
+        permits: CallPermits,
     ) -> Self {
         Self {
             inner: Some(inner),
@@ -283,7 +286,7 @@ impl ResponseBody {
             limit,
             record: Some(record),
             code: grpc_status(headers),
-            _permit: permit,
+            _permits: permits,
         }
     }
 
@@ -345,9 +348,10 @@ impl Body for ResponseBody {
                     Some(size) => oversize_status(size, this.limit),
                     // The upstream ended the stream at the deadline it was given.
                     None if expired => deadline_exceeded(),
-                    None => Status::unavailable(format!(
-                        "the connection to the service broke mid-call: {error}"
-                    )),
+                    None => {
+                        tracing::warn!(%error, "a replica's stream broke mid-call");
+                        Status::unavailable("the connection to the service broke mid-call")
+                    }
                 };
                 Poll::Ready(Some(Ok(this.end_with(status))))
             }

@@ -41,11 +41,25 @@ pub struct Section {
     pub max_message_bytes: usize,
     /// The most calls in flight at once; beyond it calls are shed.
     pub max_calls_in_flight: usize,
+    /// The most calls one tenant may have in flight at once, streams included.
+    pub max_calls_in_flight_per_tenant: usize,
+    /// The most streaming calls (event feeds, imports, exports) one tenant may
+    /// have open at once.
+    pub max_streams_per_tenant: usize,
+    /// The longest a streaming call may last, with or without a deadline of
+    /// its own; a feed's follower reconnects from its last sequence.
+    pub max_stream_seconds: u64,
+    /// Failed authentications one client address may make per second before
+    /// its calls are refused unverified...
+    pub failed_auth_rate: f64,
+    /// ...and how many it may make at once above that rate.
+    pub failed_auth_burst: f64,
     /// The longest deadline a call may have: a client's `grpc-timeout` above
     /// it is cut to it.
     pub max_deadline_seconds: u64,
     /// The deadline of a unary call that names none. Streaming calls without
-    /// one (event feeds, exports) keep running until they end or are cancelled.
+    /// one (event feeds, exports) run until they end, are cancelled, or reach
+    /// `max_stream_seconds`.
     pub default_unary_deadline_seconds: u64,
     /// Browser origins allowed to call through gRPC-Web, comma-separated; `*`
     /// for any; empty for none.
@@ -101,6 +115,11 @@ pub fn load() -> Result<GatewaySettings, config::ConfigError> {
         ("tenant_limits".into(), String::new()),
         ("max_message_bytes".into(), (4 * 1024 * 1024).to_string()),
         ("max_calls_in_flight".into(), "10000".into()),
+        ("max_calls_in_flight_per_tenant".into(), "2000".into()),
+        ("max_streams_per_tenant".into(), "100".into()),
+        ("max_stream_seconds".into(), "3600".into()),
+        ("failed_auth_rate".into(), "2".into()),
+        ("failed_auth_burst".into(), "20".into()),
         ("max_deadline_seconds".into(), "300".into()),
         ("default_unary_deadline_seconds".into(), "30".into()),
         ("cors_allowed_origins".into(), String::new()),

@@ -15,7 +15,7 @@ mod proxy;
 mod routing;
 mod upstream;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use crm_shared::{auth::Verifier, server::Host};
 use http::{HeaderName, HeaderValue, Method};
@@ -25,7 +25,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::{
     access::Metrics,
     config::{GatewaySettings, list},
-    limits::{Limit, TenantLimiter},
+    limits::{Limit, TenantLimiter, TenantSlots},
     proxy::{Gateway, Limits, Proxy},
     routing::{Catalogue, RouteTable, UPSTREAM_HEADER},
     upstream::{AddressError, Upstream},
@@ -102,7 +102,19 @@ impl Application {
                 limits::parse_overrides(&section.tenant_limits)
                     .map_err(StartError::TenantLimits)?,
             ),
+            slots: TenantSlots::new(
+                section.max_calls_in_flight_per_tenant,
+                section.max_streams_per_tenant,
+            ),
+            failed_auth: TenantLimiter::new(
+                Limit {
+                    rate: section.failed_auth_rate,
+                    burst: section.failed_auth_burst,
+                },
+                HashMap::new(),
+            ),
             max_in_flight: section.max_calls_in_flight.max(1),
+            max_stream: Duration::from_secs(section.max_stream_seconds.max(1)),
             max_message_bytes: section.max_message_bytes,
             max_deadline: section.max_deadline(),
             default_unary_deadline: Duration::from_secs(section.default_unary_deadline_seconds),

@@ -1,10 +1,12 @@
-//! Per-tenant rate limits: one token bucket per tenant, refilled continuously.
-//! A bucket is dropped once it would be full again, so memory follows the
-//! tenants active in the last few seconds, not every tenant ever seen.
+//! Fairness between tenants and clients: token buckets refilled continuously
+//! (per tenant for calls, per client address for failed authentications),
+//! and per-tenant caps on calls in flight and streams open. A bucket is
+//! dropped once it would be full again, and a tenant's counts once they are
+//! zero, so memory follows the recently active, not everyone ever seen.
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -65,6 +67,16 @@ impl TenantLimiter {
 
     /// Takes one token from `tenant`'s bucket, or says how long until one is there.
     pub fn try_acquire(&self, tenant: &str, now: Instant) -> Result<(), Duration> {
+        self.take(tenant, now, 1.0)
+    }
+
+    /// Whether `key` has a token, without taking it; else how long until it has.
+    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        self.take(key, now, 0.0)
+    }
+
+    /// Refills `key`'s bucket, then takes `cost` tokens if one is there.
+    fn take(&self, tenant: &str, now: Instant, cost: f64) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if now.duration_since(buckets.last_sweep) > self.default.refill_time() {
             sweep(&mut buckets, now);
@@ -88,7 +100,7 @@ impl TenantLimiter {
         bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            bucket.tokens -= cost;
             Ok(())
         } else {
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
@@ -103,6 +115,86 @@ impl TenantLimiter {
             .unwrap_or_else(|e| e.into_inner())
             .by_tenant
             .len()
+    }
+}
+
+/// Per-tenant caps on calls in flight and on streams open.
+pub struct TenantSlots {
+    max_calls: usize,
+    max_streams: usize,
+    open: Arc<Mutex<HashMap<String, Open>>>,
+}
+
+/// One tenant's calls and streams in flight.
+#[derive(Default, Clone, Copy)]
+struct Open {
+    calls: usize,
+    streams: usize,
+}
+
+/// Which cap a call met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotRefused {
+    /// The tenant has `max_calls` calls in flight.
+    Calls(usize),
+    /// The tenant has `max_streams` streams open.
+    Streams(usize),
+}
+
+/// A call's place in its tenant's counts, given back when dropped.
+pub struct TenantSlot {
+    tenant: String,
+    stream: bool,
+    open: Arc<Mutex<HashMap<String, Open>>>,
+}
+
+impl TenantSlots {
+    /// At most `max_calls` calls in flight per tenant, of which at most
+    /// `max_streams` streaming.
+    pub fn new(max_calls: usize, max_streams: usize) -> Self {
+        Self {
+            max_calls: max_calls.max(1),
+            max_streams: max_streams.max(1),
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for one more call of `tenant`, unless a cap is reached.
+    pub fn acquire(&self, tenant: &str, stream: bool) -> Result<TenantSlot, SlotRefused> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let counts = open.entry(tenant.to_owned()).or_default();
+        if counts.calls >= self.max_calls {
+            return Err(SlotRefused::Calls(self.max_calls));
+        }
+        if stream && counts.streams >= self.max_streams {
+            return Err(SlotRefused::Streams(self.max_streams));
+        }
+        counts.calls += 1;
+        counts.streams += usize::from(stream);
+        Ok(TenantSlot {
+            tenant: tenant.to_owned(),
+            stream,
+            open: self.open.clone(),
+        })
+    }
+
+    /// How many tenants have a call in flight.
+    #[cfg(test)]
+    fn tracked_tenants(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+impl Drop for TenantSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(counts) = open.get_mut(&self.tenant) {
+            counts.calls -= 1;
+            counts.streams -= usize::from(self.stream);
+            if counts.calls == 0 {
+                open.remove(&self.tenant);
+            }
+        }
     }
 }
 
@@ -142,6 +234,50 @@ pub fn parse_overrides(text: &str) -> Result<HashMap<String, Limit>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenants_have_their_own_caps_on_calls_and_streams() {
+        let slots = TenantSlots::new(3, 2);
+        let first = slots.acquire("acme", true).unwrap();
+        let _second = slots.acquire("acme", true).unwrap();
+        assert_eq!(
+            slots.acquire("acme", true).err(),
+            Some(SlotRefused::Streams(2))
+        );
+        let unary = slots.acquire("acme", false).unwrap();
+        assert_eq!(
+            slots.acquire("acme", false).err(),
+            Some(SlotRefused::Calls(3))
+        );
+        assert!(
+            slots.acquire("globex", true).is_ok(),
+            "another tenant is not held up"
+        );
+        drop(first);
+        let _third = slots.acquire("acme", true).unwrap();
+        drop(unary);
+        drop(_third);
+        drop(_second);
+        assert_eq!(slots.tracked_tenants(), 0, "nothing kept for idle tenants");
+    }
+
+    #[test]
+    fn checking_a_bucket_takes_nothing() {
+        let limiter = TenantLimiter::new(
+            Limit {
+                rate: 1.0,
+                burst: 2.0,
+            },
+            HashMap::new(),
+        );
+        let now = Instant::now();
+        for _ in 0..5 {
+            assert_eq!(limiter.check("10.0.0.1", now), Ok(()));
+        }
+        limiter.try_acquire("10.0.0.1", now).unwrap();
+        limiter.try_acquire("10.0.0.1", now).unwrap();
+        assert!(limiter.check("10.0.0.1", now).is_err());
+    }
 
     #[test]
     fn a_tenant_gets_its_burst_then_waits_for_the_rate() {

@@ -21,7 +21,7 @@ use tower::ServiceExt;
 use crate::{
     access::{CallRecord, Metrics},
     body::{RequestBody, ResponseBody, oversize_status},
-    limits::TenantLimiter,
+    limits::{SlotRefused, TenantLimiter, TenantSlot, TenantSlots},
     routing::{Catalogue, MethodKind, RouteError, RouteTable, UPSTREAM_HEADER},
     upstream::{CallOutcome, Replica, Upstream},
 };
@@ -37,8 +37,15 @@ const TIMEOUT_HEADER: &str = "grpc-timeout";
 pub struct Limits {
     /// Per-tenant token buckets.
     pub tenants: TenantLimiter,
+    /// Per-tenant caps on calls in flight and streams open.
+    pub slots: TenantSlots,
+    /// Failed authentications per client address: over the limit, the
+    /// address's calls are refused before any token is verified.
+    pub failed_auth: TenantLimiter,
     /// The most calls in flight.
     pub max_in_flight: usize,
+    /// The longest a streaming call may last.
+    pub max_stream: Duration,
     /// The largest request message.
     pub max_message_bytes: usize,
     /// The longest deadline a call may have.
@@ -57,11 +64,18 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
 }
 
+/// What a call holds until it ends: its place under the gateway's limit
+/// and under its tenant's.
+pub struct CallPermits {
+    _gateway: OwnedSemaphorePermit,
+    _tenant: TenantSlot,
+}
+
 /// What a call was admitted with.
 struct Admission {
     upstream: Arc<Upstream>,
     replica: Arc<Replica>,
-    permit: OwnedSemaphorePermit,
+    permits: CallPermits,
     deadline: Option<Instant>,
 }
 
@@ -107,7 +121,7 @@ impl Gateway {
         let Admission {
             upstream,
             replica,
-            permit,
+            permits,
             deadline,
         } = admission;
         record.upstream = upstream.name().to_owned();
@@ -139,11 +153,13 @@ impl Gateway {
             // the stream a moment before the gateway's own timer fires.
             (Some(Err(_)), None) if expired => answer(deadline_exceeded(), record),
             (Some(Err(error)), None) => {
+                // The replica's address and the error stay in the log: a
+                // client learns nothing of the inside from an error.
+                tracing::warn!(upstream = upstream.name(), addr = %replica.addr(),
+                    error = error_chain(&error), "a call could not reach its replica");
                 let status: Status = ApiError::Unavailable(format!(
-                    "{} ({}) is unavailable: {}",
-                    upstream.name(),
-                    replica.addr(),
-                    error_chain(&error)
+                    "{} is unavailable; retry shortly",
+                    upstream.name()
                 ))
                 .into();
                 answer(status, record)
@@ -157,7 +173,7 @@ impl Gateway {
                     signals,
                     limit,
                     record,
-                    permit,
+                    permits,
                 );
                 http::Response::from_parts(parts, axum::body::Body::new(body))
             }
@@ -173,12 +189,37 @@ impl Gateway {
         request: &mut http::Request<axum::body::Body>,
         record: &mut CallRecord,
     ) -> Result<Admission, Status> {
+        let client = client_address(request);
+        let now = Instant::now();
+        // Before any verification work: an address that keeps presenting bad
+        // tokens is refused outright until its bucket refills.
+        self.limits
+            .failed_auth
+            .check(&client, now)
+            .map_err(|retry_after| {
+                Status::from(ApiError::ResourceExhausted {
+                    message: "too many failed authentications from this address".into(),
+                    retry_after,
+                })
+            })?;
         let headers = request.headers_mut();
-        let principal = self
-            .verifier
-            .verify_headers(headers)
-            .map_err(|e| Status::from(ApiError::Unauthenticated(e.to_string())))?;
+        let principal = match self.verifier.verify_headers(headers) {
+            Ok(principal) => principal,
+            Err(error) => {
+                let _ = self.limits.failed_auth.try_acquire(&client, now);
+                return Err(ApiError::Unauthenticated(error.to_string()).into());
+            }
+        };
         record.tenant = principal.tenant.clone();
+        if principal.is_service() {
+            // The service identity reads every tenant's feed: it stays inside,
+            // where services call each other directly.
+            return Err(ApiError::PermissionDenied(
+                "the service identity is not accepted from outside; services call each other directly"
+                    .into(),
+            )
+            .into());
+        }
         let chosen = headers.get(UPSTREAM_HEADER).and_then(|v| v.to_str().ok());
         let upstream = self
             .routes
@@ -187,11 +228,36 @@ impl Gateway {
             .clone();
         self.limits
             .tenants
-            .try_acquire(&principal.tenant, Instant::now())
+            .try_acquire(&principal.tenant, now)
             .map_err(|retry_after| {
                 Status::from(ApiError::ResourceExhausted {
                     message: format!("tenant {} is over its rate limit", principal.tenant),
                     retry_after,
+                })
+            })?;
+        let stream = kind.is_some_and(|kind| !kind.is_unary());
+        let tenant_slot = self
+            .limits
+            .slots
+            .acquire(&principal.tenant, stream)
+            .map_err(|refused| {
+                let message = match refused {
+                    SlotRefused::Calls(max) => {
+                        format!(
+                            "tenant {} has {max} calls in flight, its limit",
+                            principal.tenant
+                        )
+                    }
+                    SlotRefused::Streams(max) => {
+                        format!(
+                            "tenant {} has {max} streams open, its limit",
+                            principal.tenant
+                        )
+                    }
+                };
+                Status::from(ApiError::ResourceExhausted {
+                    message,
+                    retry_after: Duration::from_secs(1),
                 })
             })?;
         let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| {
@@ -230,13 +296,16 @@ impl Gateway {
         Ok(Admission {
             upstream,
             replica,
-            permit,
+            permits: CallPermits {
+                _gateway: permit,
+                _tenant: tenant_slot,
+            },
             deadline,
         })
     }
 
-    /// The client's deadline cut to the ceiling; for a unary call without
-    /// one, the default; for a streaming call without one, none.
+    /// The client's deadline cut to the ceiling (for streams, the longest a
+    /// stream may last); for a call without one, the default for its kind.
     fn deadline(
         &self,
         kind: Option<MethodKind>,
@@ -251,14 +320,14 @@ impl Gateway {
             })?),
             None => None,
         };
-        let timeout = match asked {
-            Some(asked) => Some(asked.min(self.limits.max_deadline)),
-            None if kind.is_none_or(MethodKind::is_unary) => {
-                Some(self.limits.default_unary_deadline)
-            }
-            None => None,
+        let unary = kind.is_none_or(MethodKind::is_unary);
+        let (ceiling, default) = if unary {
+            (self.limits.max_deadline, self.limits.default_unary_deadline)
+        } else {
+            (self.limits.max_stream, self.limits.max_stream)
         };
-        Ok(timeout.map(|timeout| Instant::now() + timeout))
+        let timeout = asked.unwrap_or(default).min(ceiling);
+        Ok(Some(Instant::now() + timeout))
     }
 }
 
@@ -323,6 +392,15 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 fn answer(status: Status, record: CallRecord) -> http::Response<axum::body::Body> {
     record.finish(status.code() as i32);
     status.into_http()
+}
+
+/// The client's IP address, as the key of its failed-authentication bucket.
+fn client_address(request: &http::Request<axum::body::Body>) -> String {
+    request
+        .extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(|info| info.remote_addr())
+        .map_or_else(|| "unknown".to_owned(), |addr| addr.ip().to_string())
 }
 
 /// The client's request id when it sent a sensible one, else a new one.

@@ -28,6 +28,7 @@ fn expired_token() -> String {
         exp: now - 3600,
         iat: now - 7200,
         iss: None,
+        nbf: None,
         aud: None,
     };
     jsonwebtoken::encode(

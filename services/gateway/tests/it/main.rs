@@ -3,6 +3,7 @@
 
 mod support;
 
+mod fairness;
 mod limits;
 mod passthrough;
 mod resilience;

@@ -48,6 +48,10 @@ async fn killed_upstream_on(backend: Backend) {
         let status = outcome.expect_err("contacts is down");
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert!(
+            !status.message().contains(&contacts.addr.port().to_string()),
+            "no internal address in errors: {status:?}"
+        );
+        assert!(
             retry_delay(&status).is_some(),
             "UNAVAILABLE says when to retry: {status:?}"
         );

@@ -51,6 +51,7 @@ async fn calls_without_a_valid_token_never_reach_a_service() {
             exp: now - 3600,
             iat: now - 7200,
             iss: None,
+            nbf: None,
             aud: None,
         };
         encode(
