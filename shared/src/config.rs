@@ -38,6 +38,14 @@ pub struct ServiceSettings {
     pub max_connections: u32,
     /// How long in-flight calls may take to finish after SIGTERM.
     pub shutdown_grace_seconds: u64,
+    /// How long a create's `request_id` is remembered (and a retry with it
+    /// answered with the first result); 24 by default.
+    #[serde(default = "default_request_id_hours")]
+    pub request_id_hours: u64,
+}
+
+fn default_request_id_hours() -> u64 {
+    24
 }
 
 /// The `[auth]` section.

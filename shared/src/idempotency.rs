@@ -1,14 +1,20 @@
-//! Idempotency keys for create methods (AIP-155): a retried request with the
-//! same `request_id` gets the first result and creates nothing new, even when
-//! the two arrive concurrently.
+//! Idempotency keys for create methods (AIP-155), as payment APIs keep them:
+//! a retried request with the same `request_id` gets the first result and
+//! creates nothing new, even when the two arrive concurrently; the same
+//! `request_id` with a different request is an error naming it (the request's
+//! fingerprint is stored with its key); keys expire after a window (24 h by
+//! default), after which the id may be used again, and expired keys are pruned.
 //!
 //! The key is recorded in the same transaction as the resource. The loser of
 //! a race fails that insert on the primary key, rolls back, and then finds the
 //! winner's resource with [`lookup`].
 
+use std::time::Duration;
+
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, SqlErr,
 };
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{db::Tenant, error::ApiError};
@@ -32,6 +38,8 @@ pub mod entity {
         pub request_id: String,
         /// The resource the first request created.
         pub resource: String,
+        /// SHA-256 of the first request (empty for keys from before fingerprints).
+        pub fingerprint: String,
         /// When.
         pub create_time: DateTimeUtc,
     }
@@ -43,30 +51,100 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Checks a request id: empty means none; otherwise it must be a UUID.
-pub fn parse_request_id(request_id: &str) -> Result<Option<String>, ApiError> {
-    if request_id.is_empty() {
-        return Ok(None);
-    }
-    Uuid::parse_str(request_id)
-        .map(|id| Some(id.to_string()))
-        .map_err(|_| ApiError::invalid("request_id", "must be a UUID"))
+/// How long a request id is remembered by default.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// A create request's idempotency key: its `request_id` and the fingerprint
+/// of the whole request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The request id, as a canonical UUID.
+    pub request_id: String,
+    /// SHA-256 (hex) of the request as protobuf: prost encodes fields in
+    /// field order, so the same request always has the same fingerprint,
+    /// however the client's library ordered it on the wire.
+    pub fingerprint: String,
 }
 
-/// The resource a request id already created, if any.
+impl IdempotencyKey {
+    /// The key of `request`, whose `request_id` field is `request_id`: `None`
+    /// when it is empty; INVALID_ARGUMENT unless it is a UUID.
+    pub fn of(request_id: &str, request: &impl prost::Message) -> Result<Option<Self>, ApiError> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        let request_id = Uuid::parse_str(request_id)
+            .map_err(|_| ApiError::invalid("request_id", "must be a UUID"))?
+            .to_string();
+        let digest = Sha256::digest(request.encode_to_vec());
+        let fingerprint = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+        Ok(Some(Self {
+            request_id,
+            fingerprint,
+        }))
+    }
+
+    /// The key with its request id but no fingerprint: for keys made before
+    /// there were fingerprints, and for tests.
+    #[cfg(test)]
+    fn bare(request_id: &str) -> Self {
+        Self {
+            request_id: request_id.to_owned(),
+            fingerprint: String::new(),
+        }
+    }
+}
+
+/// The resource an unexpired key already created, if any; INVALID_ARGUMENT
+/// naming `request_id` when the key was used with a different request.
 pub async fn lookup<C: ConnectionTrait>(
     conn: &C,
     tenant: &Tenant,
     method: &str,
-    request_id: &str,
-) -> Result<Option<String>, DbErr> {
-    Ok(entity::Entity::find()
+    key: &IdempotencyKey,
+    window: Duration,
+) -> Result<Option<String>, ApiError> {
+    let cutoff = chrono::Utc::now() - window;
+    let Some(row) = entity::Entity::find()
         .filter(entity::Column::Tenant.eq(tenant.as_str()))
         .filter(entity::Column::Method.eq(method))
-        .filter(entity::Column::RequestId.eq(request_id))
+        .filter(entity::Column::RequestId.eq(key.request_id.as_str()))
         .one(conn)
         .await?
-        .map(|row| row.resource))
+    else {
+        return Ok(None);
+    };
+    if row.create_time < cutoff {
+        // Expired: the id is free again.
+        entity::Entity::delete_many()
+            .filter(entity::Column::Tenant.eq(tenant.as_str()))
+            .filter(entity::Column::Method.eq(method))
+            .filter(entity::Column::RequestId.eq(key.request_id.as_str()))
+            .filter(entity::Column::CreateTime.lt(cutoff))
+            .exec(conn)
+            .await?;
+        return Ok(None);
+    }
+    if !row.fingerprint.is_empty() && row.fingerprint != key.fingerprint {
+        return Err(ApiError::invalid(
+            "request_id",
+            format!(
+                "was used for a different {method} request (which created {}); use a new request_id for a new request",
+                row.resource
+            ),
+        ));
+    }
+    Ok(Some(row.resource))
+}
+
+/// Deletes every key older than `window`; returns how many.
+pub async fn prune<C: ConnectionTrait>(conn: &C, window: Duration) -> Result<u64, DbErr> {
+    let cutoff = chrono::Utc::now() - window;
+    Ok(entity::Entity::delete_many()
+        .filter(entity::Column::CreateTime.lt(cutoff))
+        .exec(conn)
+        .await?
+        .rows_affected)
 }
 
 /// What recording a key found.
@@ -79,19 +157,20 @@ pub enum Recorded {
     Taken,
 }
 
-/// Records that `request_id` created `resource`, inside the creating transaction.
+/// Records that `key` created `resource`, inside the creating transaction.
 pub async fn record<C: ConnectionTrait>(
     txn: &C,
     tenant: &Tenant,
     method: &str,
-    request_id: &str,
+    key: &IdempotencyKey,
     resource: &str,
 ) -> Result<Recorded, DbErr> {
     let row = entity::ActiveModel {
         tenant: Set(tenant.as_str().to_owned()),
         method: Set(method.to_owned()),
-        request_id: Set(request_id.to_owned()),
+        request_id: Set(key.request_id.clone()),
         resource: Set(resource.to_owned()),
+        fingerprint: Set(key.fingerprint.clone()),
         create_time: Set(chrono::Utc::now()),
     };
     match entity::Entity::insert(row)
@@ -150,6 +229,52 @@ pub mod migration {
     }
 }
 
+/// Adds the fingerprint column and an index on the creation time (for pruning).
+pub mod fingerprint_migration {
+    use sea_orm_migration::{prelude::*, schema::*};
+
+    /// Adds `idempotency_keys.fingerprint` and `idx_idempotency_keys_create_time`.
+    pub struct AddIdempotencyFingerprint;
+
+    // Named by hand: the derive names a migration after its file, and this
+    // file already holds the one that creates the table.
+    impl MigrationName for AddIdempotencyFingerprint {
+        fn name(&self) -> &str {
+            "idempotency_fingerprint"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum IdempotencyKeys {
+        Table,
+        Fingerprint,
+        CreateTime,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for AddIdempotencyFingerprint {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(IdempotencyKeys::Table)
+                        .add_column(string(IdempotencyKeys::Fingerprint).default(""))
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name("idx_idempotency_keys_create_time")
+                        .table(IdempotencyKeys::Table)
+                        .col(IdempotencyKeys::CreateTime)
+                        .to_owned(),
+                )
+                .await
+        }
+    }
+}
+
 /// A request id derived from `seed`: the same seed always gives the same
 /// UUID, so a multi-step operation that is retried repeats each of its calls
 /// to other services with the same request id, and none of them acts twice.
@@ -174,6 +299,31 @@ mod derived_tests {
         assert_eq!(a, derived_request_id("convert\0leads/1\0contact"));
         assert_ne!(a, derived_request_id("convert\0leads/2\0contact"));
         assert_eq!(a.get_version_num(), 8);
-        assert!(parse_request_id(&a.to_string()).is_ok());
+    }
+
+    #[test]
+    fn keys_are_uuids_and_fingerprints_follow_the_request() {
+        use prost_types::Duration as Message;
+        let id = "6f1c1a9e-6f0e-4a39-9a4f-3c1f0d9b7a11";
+        let one = Message {
+            seconds: 1,
+            nanos: 0,
+        };
+        let key = IdempotencyKey::of(id, &one).unwrap().unwrap();
+        assert_eq!(key, IdempotencyKey::of(id, &one.clone()).unwrap().unwrap());
+        let other = IdempotencyKey::of(
+            id,
+            &Message {
+                seconds: 2,
+                nanos: 0,
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(other.request_id, key.request_id);
+        assert_ne!(other.fingerprint, key.fingerprint);
+        assert_ne!(key, IdempotencyKey::bare(id));
+        assert_eq!(IdempotencyKey::of("", &one).unwrap(), None);
+        assert!(IdempotencyKey::of("not-a-uuid", &one).is_err());
     }
 }

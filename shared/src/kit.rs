@@ -169,7 +169,12 @@ impl<M: MigratorTrait> ServiceKit<M> {
 
     /// The service's tables with its outbox: what its store builds on.
     pub fn resources(&self) -> Resources {
-        Resources::new(self.db.clone(), self.signal.clone(), self.info.package)
+        Resources::new(
+            self.db.clone(),
+            self.signal.clone(),
+            self.info.package,
+            Duration::from_secs(self.settings.service.request_id_hours.saturating_mul(3600)),
+        )
     }
 
     /// The page-token signer.

@@ -8,13 +8,21 @@ use sea_orm::{
     ColumnTrait, Condition, FromQueryResult, Order, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, sea_query::Expr,
 };
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
 use uuid::Uuid;
 
 use crate::{
     db::{Database, Tenant, TenantScoped, WriteTxn},
     error::ApiError,
     filter::{FilterSchema, parse_filter, parse_order_by},
-    idempotency::{self, Recorded},
+    idempotency::{self, IdempotencyKey, Recorded},
     outbox::{self, CommitSignal, NewEvent},
     paging::{PageTokens, page_size},
 };
@@ -126,17 +134,62 @@ pub struct Resources {
     pub db: Database,
     signal: CommitSignal,
     package: &'static str,
+    request_ids: Arc<RequestIds>,
 }
 
+/// How long request ids are remembered, and when expired ones were last pruned.
+struct RequestIds {
+    window: Duration,
+    /// Seconds since the Unix epoch of the last prune.
+    pruned_at: AtomicU64,
+}
+
+/// Expired request ids are pruned at most this often.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
 impl Resources {
-    /// Resources in `db` whose events are named in `package` (`crm.sales.v1`)
-    /// and wake the event feed through `signal`.
-    pub fn new(db: Database, signal: CommitSignal, package: &'static str) -> Self {
+    /// Resources in `db` whose events are named in `package` (`crm.sales.v1`),
+    /// wake the event feed through `signal`, and remember request ids for
+    /// `request_id_window`.
+    pub fn new(
+        db: Database,
+        signal: CommitSignal,
+        package: &'static str,
+        request_id_window: Duration,
+    ) -> Self {
         Self {
             db,
             signal,
             package,
+            request_ids: Arc::new(RequestIds {
+                window: request_id_window,
+                pruned_at: AtomicU64::new(0),
+            }),
         }
+    }
+
+    /// Deletes expired request ids in the background, at most every
+    /// [`PRUNE_EVERY`]; each call that records a key may start it.
+    fn prune_request_ids_when_due(&self) {
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        let last = self.request_ids.pruned_at.load(Ordering::Relaxed);
+        if now < last + PRUNE_EVERY.as_secs()
+            || self
+                .request_ids
+                .pruned_at
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let (conn, window) = (self.db.conn.clone(), self.request_ids.window);
+        tokio::spawn(async move {
+            match idempotency::prune(&conn, window).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "expired request ids pruned"),
+                Err(error) => tracing::warn!(%error, "could not prune expired request ids"),
+            }
+        });
     }
 
     /// Appends events and commits; followers of the feed are woken.
@@ -152,15 +205,19 @@ impl Resources {
         Ok(())
     }
 
-    /// The resource an earlier request with this request id created, if any.
+    /// The resource an earlier request with this key created, if any;
+    /// INVALID_ARGUMENT naming `request_id` when that request was a different one.
     pub async fn replayed(
         &self,
         tenant: &Tenant,
         method: &str,
-        request_id: Option<&str>,
+        key: Option<&IdempotencyKey>,
     ) -> Result<Option<String>, ApiError> {
-        match request_id {
-            Some(key) => Ok(idempotency::lookup(&self.db.conn, tenant, method, key).await?),
+        match key {
+            Some(key) => {
+                idempotency::lookup(&self.db.conn, tenant, method, key, self.request_ids.window)
+                    .await
+            }
             None => Ok(None),
         }
     }
@@ -173,19 +230,20 @@ impl Resources {
         txn: WriteTxn,
         tenant: &Tenant,
         method: &str,
-        request_id: Option<&str>,
+        key: Option<&IdempotencyKey>,
         resource: &str,
     ) -> Result<Claim, ApiError> {
-        let Some(key) = request_id else {
+        let Some(key) = key else {
             return Ok(Claim::Won(txn));
         };
+        self.prune_request_ids_when_due();
         match idempotency::record(&*txn, tenant, method, key, resource).await? {
             Recorded::New => Ok(Claim::Won(txn)),
             Recorded::Taken => {
                 // Give the connection back before reading the winner's row,
                 // or concurrent losers can hold every pooled connection.
                 txn.rollback().await?;
-                idempotency::lookup(&self.db.conn, tenant, method, key)
+                idempotency::lookup(&self.db.conn, tenant, method, key, self.request_ids.window)
                     .await?
                     .map(Claim::Lost)
                     .ok_or_else(|| {

@@ -100,6 +100,7 @@ pub fn settings(service: &str, database_url: &str) -> Settings {
             database_url: database_url.to_owned(),
             max_connections: 5,
             shutdown_grace_seconds: 5,
+            request_id_hours: 24,
         },
         auth: AuthSettings {
             hs256_secret: Some(SECRET.into()),

@@ -14,7 +14,7 @@ use crm_shared::{
     convert::required,
     error::ApiError,
     filter::parse_filter,
-    idempotency::parse_request_id,
+    idempotency::IdempotencyKey,
     paging::PageTokens,
     store::{ListPlan, ListRequest},
 };
@@ -58,7 +58,7 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::Contact>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let request = request.into_inner();
-        let request_id = parse_request_id(&request.request_id)?;
+        let request_id = IdempotencyKey::of(&request.request_id, &request)?;
         let draft = contact_draft(required(request.contact, "contact")?, "contact")?
             .normalize("contact")?;
         let contact = self
@@ -332,7 +332,7 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::Company>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let request = request.into_inner();
-        let request_id = parse_request_id(&request.request_id)?;
+        let request_id = IdempotencyKey::of(&request.request_id, &request)?;
         let draft = company_draft(required(request.company, "company")?).normalize("company")?;
         let company = self
             .store
@@ -484,7 +484,7 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::Activity>, Status> {
         let (principal, tenant) = caller(&request, Role::WRITERS)?;
         let request = request.into_inner();
-        let request_id = parse_request_id(&request.request_id)?;
+        let request_id = IdempotencyKey::of(&request.request_id, &request)?;
         let mut draft = activity_draft(required(request.activity, "activity")?, "activity")?
             .normalize("activity")?;
         if draft.kind == Some(ActivityKind::System) && !principal.is_service() {

@@ -1,5 +1,6 @@
 //! Activity queries, including a contact's timeline.
 
+use crm_shared::idempotency::IdempotencyKey;
 use crm_shared::{
     db::{Tenant, TenantScoped},
     error::ApiError,
@@ -120,11 +121,11 @@ impl Store {
         tenant: &Tenant,
         actor: &str,
         draft: ActivityDraft,
-        request_id: Option<String>,
+        request_id: Option<IdempotencyKey>,
     ) -> Result<Activity, ApiError> {
         if let Some(existing) = self
             .base
-            .replayed(tenant, "CreateActivity", request_id.as_deref())
+            .replayed(tenant, "CreateActivity", request_id.as_ref())
             .await?
         {
             let id = crm_shared::convert::parse_name(&existing, "activities", "name")?;
@@ -145,7 +146,7 @@ impl Store {
         let name = activity.name();
         let txn = match self
             .base
-            .claim(txn, tenant, "CreateActivity", request_id.as_deref(), &name)
+            .claim(txn, tenant, "CreateActivity", request_id.as_ref(), &name)
             .await?
         {
             Claim::Won(txn) => txn,

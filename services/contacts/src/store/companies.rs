@@ -1,5 +1,6 @@
 //! Company queries.
 
+use crm_shared::idempotency::IdempotencyKey;
 use crm_shared::{
     db::{Tenant, TenantScoped},
     error::ApiError,
@@ -92,11 +93,11 @@ impl Store {
         tenant: &Tenant,
         actor: &str,
         draft: CompanyDraft,
-        request_id: Option<String>,
+        request_id: Option<IdempotencyKey>,
     ) -> Result<Company, ApiError> {
         if let Some(existing) = self
             .base
-            .replayed(tenant, "CreateCompany", request_id.as_deref())
+            .replayed(tenant, "CreateCompany", request_id.as_ref())
             .await?
         {
             let id = crm_shared::convert::parse_name(&existing, "companies", "name")?;
@@ -115,7 +116,7 @@ impl Store {
         let name = company.name();
         let txn = match self
             .base
-            .claim(txn, tenant, "CreateCompany", request_id.as_deref(), &name)
+            .claim(txn, tenant, "CreateCompany", request_id.as_ref(), &name)
             .await?
         {
             Claim::Won(txn) => txn,

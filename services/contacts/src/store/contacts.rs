@@ -1,6 +1,7 @@
 //! Contact queries: CRUD, list, search candidates, duplicate evidence,
 //! merge, import batches, export pages, timeline support and erasure.
 
+use crm_shared::idempotency::IdempotencyKey;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
@@ -240,11 +241,11 @@ impl Store {
         tenant: &Tenant,
         actor: &str,
         draft: ContactDraft,
-        request_id: Option<String>,
+        request_id: Option<IdempotencyKey>,
     ) -> Result<Contact, ApiError> {
         if let Some(existing) = self
             .base
-            .replayed(tenant, "CreateContact", request_id.as_deref())
+            .replayed(tenant, "CreateContact", request_id.as_ref())
             .await?
         {
             return self.contact_by_name(tenant, &existing).await;
@@ -264,7 +265,7 @@ impl Store {
         let name = contact.name();
         let txn = match self
             .base
-            .claim(txn, tenant, "CreateContact", request_id.as_deref(), &name)
+            .claim(txn, tenant, "CreateContact", request_id.as_ref(), &name)
             .await?
         {
             Claim::Won(txn) => txn,

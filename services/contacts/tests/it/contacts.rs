@@ -9,10 +9,12 @@ use crm_proto::{
         BatchGetContactsRequest, Channel as ContactChannel, Consent, ConsentStatus, Contact,
         CreateContactRequest, DeleteContactRequest, GetContactRequest, LifecycleStage,
         ListContactsRequest, UndeleteContactRequest, UpdateContactRequest,
+        contacts_service_client::ContactsServiceClient,
     },
 };
 use crm_testkit::Backend;
 use prost_types::{FieldMask, Struct, Value, value::Kind};
+use sea_orm::ConnectionTrait;
 use tonic::Code;
 
 use crate::support::*;
@@ -935,6 +937,90 @@ async fn request_id_makes_create_idempotent_on(backend: Backend) {
 db_test!(
     request_id_makes_create_idempotent,
     request_id_makes_create_idempotent_on
+);
+
+/// As payment APIs do it: a request id reused for a different request is
+/// refused, naming it, and writes nothing.
+async fn a_request_id_reused_for_another_request_is_refused_on(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut client = app.admin();
+    let id = request_id();
+    let first = client
+        .create_contact(CreateContactRequest {
+            contact: Some(person("Ada", "Lovelace", "ada@example.com")),
+            request_id: id.clone(),
+        })
+        .await
+        .must("CreateContact");
+    let status = client
+        .create_contact(CreateContactRequest {
+            contact: Some(person("Grace", "Hopper", "grace@example.com")),
+            request_id: id.clone(),
+        })
+        .await
+        .expect_err("the same request_id with another contact");
+    assert_invalid_field(
+        &status,
+        "request_id",
+        "a request id reused for another request",
+    );
+    assert!(status.message().contains(&first.name), "{status:?}");
+    assert_eq!(count_contacts(&mut client).await, 1, "nothing was written");
+}
+db_test!(
+    a_request_id_reused_for_another_request_is_refused,
+    a_request_id_reused_for_another_request_is_refused_on
+);
+
+/// Request ids are remembered for `request_id_hours`; after that the id is
+/// free and a request with it creates again (a window of 0 expires at once).
+async fn request_ids_expire_after_their_window_on(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let mut settings = settings(&db.url);
+    settings.service.request_id_hours = 0;
+    let process = ServiceProcess::start(service(crm_contacts::build), settings).await;
+    let mut client =
+        ContactsServiceClient::with_interceptor(process.channel(), bearer_for(TENANT, ADMIN));
+    let id = request_id();
+    let request = CreateContactRequest {
+        contact: Some(person("Ada", "Lovelace", "ada@example.com")),
+        request_id: id.clone(),
+    };
+    let first = client
+        .create_contact(request.clone())
+        .await
+        .must("CreateContact");
+    let again = client
+        .create_contact(request)
+        .await
+        .must("CreateContact after the window");
+    assert_ne!(
+        again.name, first.name,
+        "an expired request id creates again"
+    );
+    let conn = sea_orm::Database::connect(&db.url).await.expect("connect");
+    let kept = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            format!("SELECT COUNT(*) FROM idempotency_keys WHERE request_id = '{id}'"),
+        ))
+        .await
+        .expect("count")
+        .expect("a row")
+        .try_get_by_index::<i64>(0)
+        .expect("a count");
+    assert_eq!(
+        kept, 1,
+        "the expired key was replaced, not kept beside the new one"
+    );
+}
+db_test!(
+    request_ids_expire_after_their_window,
+    request_ids_expire_after_their_window_on
 );
 
 async fn batch_gets_in_request_order_on(backend: Backend) {

@@ -6,7 +6,7 @@ use crm_proto::sales as pb;
 use crm_shared::{
     auth::{Role, authorize},
     convert::{parse_etag, parse_name, required},
-    idempotency::parse_request_id,
+    idempotency::IdempotencyKey,
     store::{ListPlan, ListRequest},
     validate::{MAX_SHORT, Violations, update_paths},
 };
@@ -31,7 +31,7 @@ pub(super) async fn create_lead(
 ) -> Result<Response<pb::Lead>, Status> {
     let (principal, tenant, credentials) = caller(&request, SELLERS)?;
     let r = request.into_inner();
-    let request_id = parse_request_id(&r.request_id)?;
+    let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let mut draft = lead_draft(&required(r.lead, "lead")?, true)?;
     draft.normalize_and_check("lead")?;
     // Capture must not fail because contacts is down: the duplicate check

@@ -7,7 +7,7 @@ use crm_shared::{
     client::Credentials,
     convert::{parse_etag, parse_name, required},
     error::ApiError,
-    idempotency::parse_request_id,
+    idempotency::IdempotencyKey,
     store::{ListPlan, ListRequest},
     validate::update_paths,
 };
@@ -48,7 +48,7 @@ pub(super) async fn create_opportunity(
 ) -> Result<Response<pb::Opportunity>, Status> {
     let (principal, tenant, credentials) = caller(&request, SELLERS)?;
     let r = request.into_inner();
-    let request_id = parse_request_id(&r.request_id)?;
+    let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let mut draft = opportunity_draft(&required(r.opportunity, "opportunity")?)?;
     draft.normalize_and_check("opportunity")?;
     api.check_references(&credentials, &draft.contact, &draft.company)

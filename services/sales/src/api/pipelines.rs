@@ -5,7 +5,7 @@ use crm_proto::sales as pb;
 use crm_shared::{
     auth::{Role, authorize},
     convert::{parse_etag, parse_name, required},
-    idempotency::parse_request_id,
+    idempotency::IdempotencyKey,
     validate::update_paths,
 };
 use tonic::{Request, Response, Status};
@@ -23,7 +23,7 @@ pub(super) async fn create_pipeline(
 ) -> Result<Response<pb::Pipeline>, Status> {
     let (principal, tenant) = authorize(&request, ADMINS)?;
     let r = request.into_inner();
-    let request_id = parse_request_id(&r.request_id)?;
+    let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let message = required(r.pipeline, "pipeline")?;
     let stages = stages(None, &message.stages)?;
     let display_name = message.display_name.trim().to_owned();

@@ -4,7 +4,7 @@ use crm_proto::sales as pb;
 use crm_shared::{
     auth::{Role, authorize},
     convert::{parse_etag, parse_name, required},
-    idempotency::parse_request_id,
+    idempotency::IdempotencyKey,
     store::{ListPlan, ListRequest},
     validate::update_paths,
 };
@@ -23,7 +23,7 @@ pub(super) async fn create_product(
 ) -> Result<Response<pb::Product>, Status> {
     let (principal, tenant) = authorize(&request, ADMINS)?;
     let r = request.into_inner();
-    let request_id = parse_request_id(&r.request_id)?;
+    let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let mut draft = product_draft(&required(r.product, "product")?);
     draft.normalize_and_check("product")?;
     let created = api

@@ -7,7 +7,7 @@ use crm_shared::{
     convert::{parse_name, required},
     error::ApiError,
     filter::parse_filter,
-    idempotency::parse_request_id,
+    idempotency::IdempotencyKey,
     validate::{MAX_SHORT, Violations},
 };
 use tonic::{Request, Response, Status};
@@ -32,7 +32,7 @@ pub(super) async fn create_assignment_rule(
 ) -> Result<Response<pb::AssignmentRule>, Status> {
     let (_, tenant) = authorize(&request, ADMINS)?;
     let r = request.into_inner();
-    let request_id = parse_request_id(&r.request_id)?;
+    let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let mut draft = rule_draft(&required(r.assignment_rule, "assignment_rule")?)?;
     draft.normalize_and_check("assignment_rule")?;
     check_rule_filter(&draft.filter, "assignment_rule.filter")?;
@@ -82,7 +82,7 @@ pub(super) async fn create_scoring_rule(
 ) -> Result<Response<pb::ScoringRule>, Status> {
     let (_, tenant) = authorize(&request, ADMINS)?;
     let r = request.into_inner();
-    let request_id = parse_request_id(&r.request_id)?;
+    let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let rule = required(r.scoring_rule, "scoring_rule")?;
     let display_name = rule.display_name.trim().to_owned();
     let mut v = Violations::default();

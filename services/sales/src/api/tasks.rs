@@ -7,7 +7,7 @@ use crm_shared::{
     auth::{Role, authorize},
     convert::{parse_etag, parse_name, required},
     error::ApiError,
-    idempotency::parse_request_id,
+    idempotency::IdempotencyKey,
     store::{ListPlan, ListRequest},
     validate::update_paths,
 };
@@ -26,7 +26,7 @@ pub(super) async fn create_task(
 ) -> Result<Response<pb::Task>, Status> {
     let (principal, tenant, credentials) = caller(&request, SELLERS)?;
     let r = request.into_inner();
-    let request_id = parse_request_id(&r.request_id)?;
+    let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let mut draft = task_draft(&required(r.task, "task")?)?;
     draft.normalize_and_check("task")?;
     if draft.owner.is_empty() {

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(crm_shared::consumer::tables::migration::CreateConsumerTables),
             Box::new(m0003_shared_consumer::Migration),
             Box::new(m0002_conversion_contact_reused::Migration),
+            Box::new(crm_shared::idempotency::fingerprint_migration::AddIdempotencyFingerprint),
         ]
     }
 }

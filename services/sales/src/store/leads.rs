@@ -1,6 +1,7 @@
 //! Lead queries: capture with duplicate checks, assignment and scoring,
 //! updates, conversion, rescoring.
 
+use crm_shared::idempotency::IdempotencyKey;
 use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
@@ -215,12 +216,12 @@ impl Store {
         tenant: &Tenant,
         actor: &str,
         draft: LeadDraft,
-        request_id: Option<String>,
+        request_id: Option<IdempotencyKey>,
         contact_matches: Vec<String>,
     ) -> Result<Lead, ApiError> {
         if let Some(existing) = self
             .base
-            .replayed(tenant, "CreateLead", request_id.as_deref())
+            .replayed(tenant, "CreateLead", request_id.as_ref())
             .await?
         {
             return self.get_lead(tenant, super::id_of(&existing)).await;
@@ -285,7 +286,7 @@ impl Store {
         let name = lead.name();
         let txn = match self
             .base
-            .claim(txn, tenant, "CreateLead", request_id.as_deref(), &name)
+            .claim(txn, tenant, "CreateLead", request_id.as_ref(), &name)
             .await?
         {
             Claim::Won(txn) => txn,

@@ -2,6 +2,7 @@
 //! updates that record stage moves; the data forecasts and analyses read.
 
 use chrono::{DateTime, Utc};
+use crm_shared::idempotency::IdempotencyKey;
 use crm_shared::{
     db::{Tenant, TenantScoped, WriteTxn},
     error::ApiError,
@@ -219,11 +220,11 @@ impl Store {
         tenant: &Tenant,
         actor: &str,
         o: Opportunity,
-        request_id: Option<String>,
+        request_id: Option<IdempotencyKey>,
     ) -> Result<Opportunity, ApiError> {
         if let Some(existing) = self
             .base
-            .replayed(tenant, "CreateOpportunity", request_id.as_deref())
+            .replayed(tenant, "CreateOpportunity", request_id.as_ref())
             .await?
         {
             return self.get_opportunity(tenant, super::id_of(&existing)).await;
@@ -236,7 +237,7 @@ impl Store {
                 txn,
                 tenant,
                 "CreateOpportunity",
-                request_id.as_deref(),
+                request_id.as_ref(),
                 &o.name(),
             )
             .await?

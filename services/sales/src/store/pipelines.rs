@@ -1,6 +1,7 @@
 //! Pipelines, with the default one made on first use.
 
 use chrono::Utc;
+use crm_shared::idempotency::IdempotencyKey;
 use crm_shared::{
     db::{Tenant, TenantScoped},
     error::ApiError,
@@ -133,11 +134,11 @@ impl Store {
         tenant: &Tenant,
         actor: &str,
         mut p: Pipeline,
-        request_id: Option<String>,
+        request_id: Option<IdempotencyKey>,
     ) -> Result<Pipeline, ApiError> {
         if let Some(existing) = self
             .base
-            .replayed(tenant, "CreatePipeline", request_id.as_deref())
+            .replayed(tenant, "CreatePipeline", request_id.as_ref())
             .await?
         {
             return self.get_pipeline(tenant, super::id_of(&existing)).await;
@@ -154,7 +155,7 @@ impl Store {
                 txn,
                 tenant,
                 "CreatePipeline",
-                request_id.as_deref(),
+                request_id.as_ref(),
                 &p.name(),
             )
             .await?

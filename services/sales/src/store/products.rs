@@ -1,5 +1,6 @@
 //! The product catalogue, and pricing line items from it.
 
+use crm_shared::idempotency::IdempotencyKey;
 use std::collections::HashMap;
 
 use chrono::Utc;
@@ -116,11 +117,11 @@ impl Store {
         tenant: &Tenant,
         actor: &str,
         draft: ProductDraft,
-        request_id: Option<String>,
+        request_id: Option<IdempotencyKey>,
     ) -> Result<Product, ApiError> {
         if let Some(existing) = self
             .base
-            .replayed(tenant, "CreateProduct", request_id.as_deref())
+            .replayed(tenant, "CreateProduct", request_id.as_ref())
             .await?
         {
             return self.get_product(tenant, super::id_of(&existing)).await;
@@ -140,13 +141,7 @@ impl Store {
             .map_err(|e| sku_taken(e, &p.draft.sku))?;
         let txn = match self
             .base
-            .claim(
-                txn,
-                tenant,
-                "CreateProduct",
-                request_id.as_deref(),
-                &p.name(),
-            )
+            .claim(txn, tenant, "CreateProduct", request_id.as_ref(), &p.name())
             .await?
         {
             Claim::Won(txn) => txn,

@@ -1,6 +1,7 @@
 //! Assignment and scoring rules.
 
 use chrono::Utc;
+use crm_shared::idempotency::IdempotencyKey;
 use crm_shared::{
     db::Tenant,
     error::ApiError,
@@ -90,11 +91,11 @@ impl Store {
         &self,
         tenant: &Tenant,
         draft: RuleDraft,
-        request_id: Option<String>,
+        request_id: Option<IdempotencyKey>,
     ) -> Result<Rule, ApiError> {
         if let Some(existing) = self
             .base
-            .replayed(tenant, "CreateAssignmentRule", request_id.as_deref())
+            .replayed(tenant, "CreateAssignmentRule", request_id.as_ref())
             .await?
         {
             return self
@@ -136,7 +137,7 @@ impl Store {
                 txn,
                 tenant,
                 "CreateAssignmentRule",
-                request_id.as_deref(),
+                request_id.as_ref(),
                 &rule.name(),
             )
             .await?
@@ -201,11 +202,11 @@ impl Store {
         display_name: String,
         filter: String,
         points: i32,
-        request_id: Option<String>,
+        request_id: Option<IdempotencyKey>,
     ) -> Result<ScoringRule, ApiError> {
         if let Some(existing) = self
             .base
-            .replayed(tenant, "CreateScoringRule", request_id.as_deref())
+            .replayed(tenant, "CreateScoringRule", request_id.as_ref())
             .await?
         {
             return self.get_scoring_rule(tenant, super::id_of(&existing)).await;
@@ -243,7 +244,7 @@ impl Store {
                 txn,
                 tenant,
                 "CreateScoringRule",
-                request_id.as_deref(),
+                request_id.as_ref(),
                 &rule.name(),
             )
             .await?

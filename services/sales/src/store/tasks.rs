@@ -1,6 +1,7 @@
 //! Sales tasks.
 
 use chrono::Utc;
+use crm_shared::idempotency::IdempotencyKey;
 use crm_shared::{
     db::{Tenant, WriteTxn},
     error::ApiError,
@@ -109,11 +110,11 @@ impl Store {
         tenant: &Tenant,
         actor: &str,
         draft: TaskDraft,
-        request_id: Option<String>,
+        request_id: Option<IdempotencyKey>,
     ) -> Result<Task, ApiError> {
         if let Some(existing) = self
             .base
-            .replayed(tenant, "CreateTask", request_id.as_deref())
+            .replayed(tenant, "CreateTask", request_id.as_ref())
             .await?
         {
             return self.get_task(tenant, super::id_of(&existing)).await;
@@ -133,7 +134,7 @@ impl Store {
             .await?;
         let txn = match self
             .base
-            .claim(txn, tenant, "CreateTask", request_id.as_deref(), &t.name())
+            .claim(txn, tenant, "CreateTask", request_id.as_ref(), &t.name())
             .await?
         {
             Claim::Won(txn) => txn,
