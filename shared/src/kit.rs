@@ -157,6 +157,11 @@ impl<M: MigratorTrait> ServiceKit<M> {
             replica,
             _migrator: PhantomData,
         };
+        crate::outbox::forward_commit_notifications(
+            &kit.db,
+            kit.signal.clone(),
+            kit.host.stopping(),
+        );
         let feed = EventFeed::new(kit.db.clone(), info.name, &kit.signal, kit.host.stopping());
         kit.add_service(EventFeedServiceServer::new(feed)).await;
         Ok(kit)

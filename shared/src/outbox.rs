@@ -148,8 +148,20 @@ pub async fn append<C: ConnectionTrait>(
     }
 }
 
+/// The PostgreSQL channel a transaction that appends events notifies; the
+/// notification is delivered when (and only if) it commits, to every replica.
+pub const COMMITS_CHANNEL: &str = "crm_outbox";
+
+/// How long a follower waits without any notification before it looks again
+/// anyway: a notification sent while a replica's listener was reconnecting is lost.
+const SAFETY_NET: Duration = Duration::from_secs(10);
+/// How soon a follower looks again when committed events are held back by an
+/// older transaction still running (see the module docs).
+const HELD_BACK_RETRY: Duration = Duration::from_millis(10);
+
 /// On PostgreSQL: inserts events numbered after this transaction's earlier
-/// ones, computing the numbers in the same statement (one round trip).
+/// ones, computing the numbers in the same statement (one round trip), which
+/// also notifies [`COMMITS_CHANNEL`].
 async fn insert_numbered<C: ConnectionTrait>(
     txn: &C,
     rows: Vec<entity::ActiveModel>,
@@ -193,7 +205,8 @@ async fn insert_numbered<C: ConnectionTrait>(
                       WHERE sequence >= tx.base AND sequence < tx.base + (1 << {bits})) AS first FROM tx) \
              INSERT INTO outbox (sequence, id, tenant, event_type, subject, payload_type, payload, traceparent, actor, time) \
              SELECT next.first + v.i, v.id, v.tenant, v.event_type, v.subject, v.payload_type, v.payload, v.traceparent, v.actor, v.time \
-             FROM next, (VALUES {}) AS v(i, id, tenant, event_type, subject, payload_type, payload, traceparent, actor, time)",
+             FROM next, (SELECT pg_notify('{COMMITS_CHANNEL}', '')) AS notified, \
+                  (VALUES {}) AS v(i, id, tenant, event_type, subject, payload_type, payload, traceparent, actor, time)",
             tuples.join(", ")
         );
         txn.execute_raw(Statement::from_sql_and_values(
@@ -240,6 +253,50 @@ impl CommitSignal {
     /// Tells followers that new events may have committed.
     pub fn notify(&self) {
         self.0.notify_waiters();
+    }
+}
+
+/// On PostgreSQL, wakes this process's followers whenever any replica commits
+/// events: one `LISTEN` connection per process, reconnected when it drops
+/// (followers look again on their own every [`SAFETY_NET`], for what a
+/// reconnection missed). On SQLite every writer is in this process already.
+pub fn forward_commit_notifications(
+    db: &Database,
+    signal: CommitSignal,
+    mut stopping: watch::Receiver<bool>,
+) {
+    if db.backend() != DbBackend::Postgres {
+        return;
+    }
+    let pool = db.conn.get_postgres_connection_pool().clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Err(error) = listen_for_commits(&pool, &signal) => {
+                    tracing::warn!(%error, "listening for commits failed; reconnecting");
+                }
+                _ = stopping.wait_for(|stop| *stop) => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stopping.wait_for(|stop| *stop) => return,
+            }
+        }
+    });
+}
+
+/// Signals every notification on [`COMMITS_CHANNEL`] until the connection fails.
+async fn listen_for_commits(
+    pool: &sea_orm::sqlx::PgPool,
+    signal: &CommitSignal,
+) -> Result<std::convert::Infallible, sea_orm::sqlx::Error> {
+    let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(COMMITS_CHANNEL).await?;
+    // Anything committed while (re)connecting is found by looking now.
+    signal.notify();
+    loop {
+        listener.recv().await?;
+        signal.notify();
     }
 }
 
@@ -385,10 +442,27 @@ impl EventFeed {
             if !request.follow || *shutdown.borrow() {
                 return;
             }
-            // Other replicas' commits do not notify this process: poll as well.
+            // Committed events beyond the horizon wait only for an older
+            // transaction to end, which notifies nothing: look again shortly.
+            match self.last_committed().await {
+                Ok(last) if last >= horizon => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(HELD_BACK_RETRY) => continue,
+                        _ = shutdown.changed() => return,
+                        _ = sender.closed() => return,
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    let _ = sender.send(fail(error)).await;
+                    return;
+                }
+            }
+            // Commits in this process signal directly; other replicas' arrive
+            // through LISTEN (see `forward_commit_notifications`).
             tokio::select! {
                 _ = committed => {}
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = tokio::time::sleep(SAFETY_NET) => {}
                 _ = shutdown.changed() => return,
                 _ = sender.closed() => return,
             }

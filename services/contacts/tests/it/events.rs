@@ -360,3 +360,46 @@ db_test!(
     concurrent_writers_reach_a_follower_in_order,
     concurrent_writers_reach_a_follower_in_order_on
 );
+
+/// A follower connected to one replica hears of a commit on another at once:
+/// PostgreSQL's LISTEN/NOTIFY wakes it. (Followers also look on their own
+/// every 10 s, for notifications lost while a listener reconnects; arriving
+/// within 5 s shows the notification did it.)
+#[tokio::test]
+async fn a_follower_on_one_replica_hears_of_commits_on_another() {
+    let Some(db) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let first = ServiceProcess::start(service(crm_contacts::build), settings(&db.url)).await;
+    let second = ServiceProcess::start(service(crm_contacts::build), settings(&db.url)).await;
+    let mut feed =
+        crm_proto::events::event_feed_service_client::EventFeedServiceClient::with_interceptor(
+            first.channel(),
+            bearer_for(TENANT, ADMIN),
+        );
+    let mut events = feed
+        .stream_events(StreamEventsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .must("StreamEvents on the first replica");
+    let mut writer =
+        crm_proto::contacts::contacts_service_client::ContactsServiceClient::with_interceptor(
+            second.channel(),
+            bearer_for(TENANT, ADMIN),
+        );
+    for round in 0..3 {
+        let created = create(&mut writer, person("Far", &format!("Away{round}"), "")).await;
+        let heard = tokio::time::timeout(Duration::from_secs(5), events.message())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: no event within 5 s of the commit"))
+            .expect("the stream")
+            .expect("an event")
+            .event
+            .expect("an event");
+        assert_eq!(heard.subject, created.name);
+        // Idle for longer than the old polling interval between rounds.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+}
