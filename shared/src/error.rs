@@ -158,17 +158,88 @@ impl From<ApiError> for Status {
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
-        use sea_orm::{DbErr, SqlErr};
+        use sea_orm::{DbErr, RuntimeErr, SqlErr};
         if let Some(SqlErr::UniqueConstraintViolation(_)) = error.sql_err() {
             return ApiError::AlreadyExists("a resource with the same unique key exists".into());
         }
+        let unavailable = |why: &str| {
+            tracing::warn!(%error, "database unavailable");
+            ApiError::Unavailable(format!("the database {why}; retry later"))
+        };
         match &error {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
-                tracing::warn!(%error, "database unavailable");
-                ApiError::Unavailable("the database is unavailable; retry later".into())
-            }
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => unavailable("is unavailable"),
+            DbErr::Exec(RuntimeErr::SqlxError(sqlx))
+            | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => match classify(sqlx) {
+                DatabaseFault::Down => unavailable("is unavailable"),
+                DatabaseFault::Full => unavailable("is out of space"),
+                DatabaseFault::ReadOnly => unavailable("is read-only"),
+                DatabaseFault::Conflict => {
+                    ApiError::Aborted("a concurrent change conflicted; retry".into())
+                }
+                DatabaseFault::Other => ApiError::Internal(error.to_string()),
+            },
             _ => ApiError::Internal(error.to_string()),
         }
+    }
+}
+
+/// What a database error means for the caller.
+#[derive(Debug, PartialEq, Eq)]
+enum DatabaseFault {
+    /// The connection is gone or the server is shutting down or starting:
+    /// the same call will work once it is back.
+    Down,
+    /// No space left.
+    Full,
+    /// The database accepts no writes (a read-only file or a standby).
+    ReadOnly,
+    /// A serialization failure or deadlock: retrying the call is the answer.
+    Conflict,
+    /// A bug or a constraint: nothing a retry fixes.
+    Other,
+}
+
+fn classify(error: &sea_orm::sqlx::Error) -> DatabaseFault {
+    use sea_orm::sqlx::Error as Sqlx;
+    match error {
+        Sqlx::Io(_)
+        | Sqlx::Tls(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed
+        | Sqlx::Protocol(_) => DatabaseFault::Down,
+        Sqlx::Database(database) => {
+            let postgres = database
+                .try_downcast_ref::<sea_orm::sqlx::postgres::PgDatabaseError>()
+                .is_some();
+            classify_code(&database.code().unwrap_or_default(), postgres)
+        }
+        _ => DatabaseFault::Other,
+    }
+}
+
+/// PostgreSQL SQLSTATEs, or SQLite result codes (primary code in the low byte).
+fn classify_code(code: &str, postgres: bool) -> DatabaseFault {
+    if !postgres {
+        return match code.parse::<i32>().unwrap_or_default() & 0xff {
+            // SQLITE_BUSY, SQLITE_LOCKED: another writer held on too long.
+            5 | 6 => DatabaseFault::Down,
+            8 => DatabaseFault::ReadOnly,
+            13 => DatabaseFault::Full,
+            // SQLITE_IOERR, SQLITE_CANTOPEN
+            10 | 14 => DatabaseFault::Down,
+            _ => DatabaseFault::Other,
+        };
+    }
+    match code {
+        // connection exceptions; admin shutdown, crash shutdown, cannot connect now
+        c if c.starts_with("08") => DatabaseFault::Down,
+        "57P01" | "57P02" | "57P03" => DatabaseFault::Down,
+        "53100" => DatabaseFault::Full,
+        c if c.starts_with("53") => DatabaseFault::Down,
+        "25006" => DatabaseFault::ReadOnly,
+        "40001" | "40P01" => DatabaseFault::Conflict,
+        _ => DatabaseFault::Other,
     }
 }
 
@@ -187,6 +258,25 @@ mod tests {
         let violations = &details.bad_request().unwrap().field_violations;
         assert_eq!(violations[0].field, "contact.emails[0].address");
         assert_eq!(details.error_info().unwrap().reason, "INVALID_FIELD");
+    }
+
+    #[test]
+    fn database_faults_are_told_apart_by_their_codes() {
+        for (code, postgres, fault) in [
+            ("57P01", true, DatabaseFault::Down),
+            ("08006", true, DatabaseFault::Down),
+            ("53100", true, DatabaseFault::Full),
+            ("25006", true, DatabaseFault::ReadOnly),
+            ("40001", true, DatabaseFault::Conflict),
+            ("23505", true, DatabaseFault::Other),
+            ("5", false, DatabaseFault::Down),
+            ("13", false, DatabaseFault::Full),
+            ("8", false, DatabaseFault::ReadOnly),
+            ("1032", false, DatabaseFault::ReadOnly),
+            ("2067", false, DatabaseFault::Other),
+        ] {
+            assert_eq!(classify_code(code, postgres), fault, "{code}");
+        }
     }
 
     #[test]

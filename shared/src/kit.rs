@@ -275,6 +275,9 @@ impl<M: MigratorTrait> ServiceKit<M> {
                 .await;
         }
         let stopping = self.host.stopping();
+        let readiness = self.host.readiness();
+        let watched = self.db.clone();
+        let watch_stopping = self.host.stopping();
         let consumers = self.consumers;
         let grace = Duration::from_secs(self.settings.service.shutdown_grace_seconds);
         let started = self
@@ -287,6 +290,7 @@ impl<M: MigratorTrait> ServiceKit<M> {
                 grace,
                 &self.db,
                 move || {
+                    tokio::spawn(watch_database(watched, readiness, watch_stopping));
                     consumers
                         .into_iter()
                         .map(|consumer| tokio::spawn(consumer.run(stopping.clone())))
@@ -299,6 +303,39 @@ impl<M: MigratorTrait> ServiceKit<M> {
         }
         self.db.conn.close_by_ref().await?;
         Ok(())
+    }
+}
+
+/// How often the database is asked whether it answers.
+const DATABASE_CHECK: Duration = Duration::from_secs(2);
+
+/// Reports the service NOT_SERVING while its database does not answer and
+/// SERVING again once it does (the process keeps running: its pool
+/// reconnects by itself), until shutdown begins.
+async fn watch_database(
+    db: Database,
+    readiness: crate::server::Readiness,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(DATABASE_CHECK) => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+        let answers = matches!(
+            tokio::time::timeout(DATABASE_CHECK, db.conn.ping()).await,
+            Ok(Ok(()))
+        );
+        if answers != serving && !*stopping.borrow() {
+            if answers {
+                tracing::info!("the database answers again; serving");
+            } else {
+                tracing::warn!("the database does not answer; not serving until it does");
+            }
+            readiness.set_serving(answers).await;
+            serving = answers;
+        }
     }
 }
 

@@ -67,6 +67,19 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Reports every served service (and the server as a whole) SERVING or
+    /// NOT_SERVING, as the database comes and goes; `liveness` is untouched.
+    pub async fn set_serving(&self, serving: bool) {
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        for name in self.served.iter().map(String::as_str).chain([""]) {
+            self.health.set_service_status(name, status).await;
+        }
+    }
+
     /// Marks every served service SERVING and lets calls through.
     pub async fn set_ready(&self) {
         for name in self.served.iter().map(String::as_str).chain([""]) {
@@ -96,6 +109,9 @@ impl Readiness {
     }
 }
 
+/// The health service name a liveness probe asks for.
+pub const LIVENESS: &str = "liveness";
+
 /// The process-wide parts of one gRPC server, made before the service's own
 /// handlers so they can watch for shutdown.
 pub struct Host {
@@ -121,6 +137,11 @@ impl Host {
     /// NOT_SERVING until [`Host::set_ready`].
     pub async fn new(served: &[&str]) -> Self {
         let (health, health_service) = tonic_health::server::health_reporter();
+        // For a liveness probe: SERVING while the process runs, whatever its
+        // database does (a restart would not bring that back).
+        health
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         let served: Vec<String> = served.iter().map(|s| (*s).to_owned()).collect();
         for name in served.iter().map(String::as_str).chain([""]) {
             health

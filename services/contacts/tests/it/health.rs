@@ -205,3 +205,103 @@ async fn not_serving_until_migrated_on(backend: Backend) {
 }
 
 db_test!(not_serving_until_migrated, not_serving_until_migrated_on);
+
+/// The database goes away under a running service (its connections are
+/// terminated and new ones refused, as while PostgreSQL restarts): calls fail
+/// with UNAVAILABLE, never INTERNAL; health turns NOT_SERVING (liveness stays
+/// SERVING, so nothing restarts the process); once the database is back the
+/// same process serves again, with everything written before.
+#[tokio::test]
+async fn a_database_outage_is_unavailable_then_recovered_without_a_restart() {
+    use sea_orm::ConnectionTrait;
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let mut client = app.admin();
+    let before = create(
+        &mut client,
+        person("Before", "Outage", "before@outage.example"),
+    )
+    .await;
+    let name = app
+        .db
+        .url
+        .rsplit('/')
+        .next()
+        .expect("a database name")
+        .to_owned();
+    let admin = sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .expect("the server");
+    let outage = |allow: bool| {
+        let (admin, name) = (admin.clone(), name.clone());
+        async move {
+            admin
+                .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"))
+                .await
+                .expect("ALTER DATABASE");
+            if !allow {
+                admin
+                    .execute_unprepared(&format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+                    ))
+                    .await
+                    .expect("terminate");
+            }
+        }
+    };
+
+    outage(false).await;
+    for attempt in 0..5 {
+        let status = client
+            .get_contact(crm_proto::contacts::GetContactRequest {
+                name: before.name.clone(),
+            })
+            .await
+            .expect_err("the database is gone");
+        assert_eq!(
+            status.code(),
+            Code::Unavailable,
+            "attempt {attempt}: {status:?}"
+        );
+        let status = client
+            .create_contact(crm_proto::contacts::CreateContactRequest {
+                contact: Some(person("During", "Outage", "")),
+                request_id: String::new(),
+            })
+            .await
+            .expect_err("the database is gone");
+        assert_eq!(
+            status.code(),
+            Code::Unavailable,
+            "attempt {attempt}: {status:?}"
+        );
+    }
+    eventually("health turns NOT_SERVING", async || {
+        health_status(&app.channel(), "").await.ok() == Some(ServingStatus::NotServing)
+    })
+    .await;
+    assert_eq!(
+        health_status(&app.channel(), "liveness").await.ok(),
+        Some(ServingStatus::Serving),
+        "the process is alive"
+    );
+
+    outage(true).await;
+    eventually("health turns SERVING again", async || {
+        health_status(&app.channel(), SERVICE_NAME).await.ok() == Some(ServingStatus::Serving)
+    })
+    .await;
+    let fetched = client
+        .get_contact(crm_proto::contacts::GetContactRequest {
+            name: before.name.clone(),
+        })
+        .await
+        .must("GetContact after the outage");
+    assert_eq!(fetched.name, before.name);
+    create(
+        &mut client,
+        person("After", "Outage", "after@outage.example"),
+    )
+    .await;
+}
