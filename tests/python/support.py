@@ -71,12 +71,22 @@ class Suite:
             self.env[f"CRM_GATEWAY__UPSTREAMS__{upper}__ADDRESSES"] = f"http://127.0.0.1:{self.ports[name]}"
         if "contacts" in services:
             self.env["CRM_SALES__CONTACTS_URL"] = f"http://127.0.0.1:{self.ports['contacts']}"
-        self.processes = []
+        self.processes = {}
         self.gateway_channel = None
 
+    def start(self, name):
+        """Starts (or starts again) one of the processes."""
+        self.processes[name] = subprocess.Popen([os.environ[f"CRM_{name.upper()}_BIN"]], env=self.env)
+
+    def kill(self, name):
+        """SIGKILL: no drain, no cleanup, as a crash or an OOM kill."""
+        self.processes[name].kill()
+        self.processes[name].wait(timeout=30)
+
     def __enter__(self):
-        binaries = {name: os.environ[f"CRM_{name.upper()}_BIN"] for name in (*self.services, "gateway")}
-        self.processes = [subprocess.Popen([binary], env=self.env) for binary in binaries.values()]
+        self.processes = {}
+        for name in (*self.services, "gateway"):
+            self.start(name)
         self.gateway_channel = grpc.insecure_channel(f"127.0.0.1:{self.ports['gateway']}")
         grpc.channel_ready_future(self.gateway_channel).result(timeout=60)
         self.wait_until_serving()
@@ -101,9 +111,9 @@ class Suite:
 
     def __exit__(self, *exc):
         self.gateway_channel.close()
-        for process in self.processes:
+        for process in self.processes.values():
             process.terminate()
-        for process in self.processes:
+        for process in self.processes.values():
             process.wait(timeout=30)
         self.folder.cleanup()
 
