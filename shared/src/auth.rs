@@ -15,7 +15,7 @@ use std::{
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::JwkSet};
 use serde::{Deserialize, Serialize};
-use tonic::{Request, Status, metadata::MetadataMap};
+use tonic::{Request, metadata::MetadataMap};
 
 use crate::config::AuthSettings;
 use crate::error::ApiError;
@@ -388,34 +388,31 @@ fn bearer(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// A tonic interceptor that verifies the token and puts the [`Principal`] into
-/// the request's extensions; mount it on every service but health and reflection.
-pub fn interceptor(
-    verifier: Verifier,
-) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
-    move |mut request: Request<()>| {
-        let principal = verifier
-            .verify_metadata(request.metadata())
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
-        request.extensions_mut().insert(principal);
-        Ok(request)
-    }
+/// Who may call each method of one gRPC service, by method name:
+/// `("CreateContact", Role::WRITERS)`. The only place roles are decided: the
+/// kit checks every call against its service's rules before the handler runs,
+/// and a method missing from them is refused to everyone.
+pub type RoleRules = &'static [(&'static str, &'static [Role])];
+
+/// The roles `rules` allow to call `method`, if it has a rule.
+pub fn allowed_roles(rules: RoleRules, method: &str) -> Option<&'static [Role]> {
+    rules
+        .iter()
+        .find(|(name, _)| *name == method)
+        .map(|(_, roles)| *roles)
 }
 
-/// The caller of a request after checking it holds one of `roles`, with the
-/// tenant every query of the call is scoped to.
-pub fn authorize<T>(
-    request: &Request<T>,
-    roles: &[Role],
-) -> Result<(Principal, crate::db::Tenant), ApiError> {
+/// The caller the kit admitted (its token verified and its roles checked
+/// against the method's rule), with the tenant every query of the call is
+/// scoped to.
+pub fn admitted<T>(request: &Request<T>) -> Result<(Principal, crate::db::Tenant), ApiError> {
     let principal = principal(request)?;
-    principal.require(roles)?;
     let tenant = crate::db::Tenant::from(&principal);
     Ok((principal, tenant))
 }
 
-/// The principal the interceptor stored; UNAUTHENTICATED if it is missing
-/// (a service mounted without the interceptor).
+/// The principal the kit's guard stored; UNAUTHENTICATED if it is missing
+/// (a service mounted without the guard).
 pub fn principal<T>(request: &Request<T>) -> Result<Principal, ApiError> {
     request
         .extensions()

@@ -25,14 +25,10 @@ use crm_proto::events::{
 };
 use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
-use tonic::{
-    body::Body,
-    server::NamedService,
-    service::{Routes, interceptor::InterceptedService},
-};
+use tonic::{body::Body, server::NamedService, service::Routes};
 
 use crate::{
-    auth::Verifier,
+    auth::{RoleRules, Verifier},
     client::ServiceIdentity,
     config::Settings,
     consumer::{Consumer, EventHandler, FeedSource, admin::ConsumerAdmin},
@@ -163,7 +159,8 @@ impl<M: MigratorTrait> ServiceKit<M> {
             kit.host.stopping(),
         );
         let feed = EventFeed::new(kit.db.clone(), info.name, &kit.signal, kit.host.stopping());
-        kit.add_service(EventFeedServiceServer::new(feed)).await;
+        kit.add_service(EventFeedServiceServer::new(feed), crate::outbox::FEED_ROLES)
+            .await;
         Ok(kit)
     }
 
@@ -225,8 +222,9 @@ impl<M: MigratorTrait> ServiceKit<M> {
         .ok_or(KitError::NoServiceIdentity(self.info.name))
     }
 
-    /// Serves `service` behind the token check, UNAVAILABLE until migrated.
-    pub async fn add_service<S>(&mut self, service: S)
+    /// Serves `service` behind the token check and the role `rules` of its
+    /// methods, UNAVAILABLE until migrated.
+    pub async fn add_service<S>(&mut self, service: S, rules: RoleRules)
     where
         S: tower::Service<
                 http::Request<Body>,
@@ -240,9 +238,12 @@ impl<M: MigratorTrait> ServiceKit<M> {
         S::Future: Send + 'static,
     {
         self.host.add_served(S::NAME).await;
-        let authenticate = self.host.readiness().interceptor(self.verifier.clone());
+        let guarded = self
+            .host
+            .readiness()
+            .guard(service, self.verifier.clone(), rules);
         let routes = std::mem::take(&mut self.routes);
-        self.routes = routes.add_service(InterceptedService::new(service, authenticate));
+        self.routes = routes.add_service(guarded);
     }
 
     /// Follows `source`'s event feed with `handler`, from when the schema is
@@ -271,8 +272,11 @@ impl<M: MigratorTrait> ServiceKit<M> {
         if !self.consumers.is_empty() {
             let cores = self.consumers.iter().map(Consumer::core).collect();
             let admin = ConsumerAdmin::new(self.db.clone(), cores, self.page_tokens.clone());
-            self.add_service(ConsumerAdminServiceServer::new(admin))
-                .await;
+            self.add_service(
+                ConsumerAdminServiceServer::new(admin),
+                crate::consumer::admin::ROLES,
+            )
+            .await;
         }
         let stopping = self.host.stopping();
         let readiness = self.host.readiness();

@@ -472,6 +472,11 @@ impl EventFeed {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEventsResponse, Status>> + Send>>;
 
+/// Who may read a service's event feed: a tenant's admins and managers their
+/// tenant's events, the service identity every tenant's.
+pub const FEED_ROLES: auth::RoleRules =
+    &[("StreamEvents", &[Role::Admin, Role::Manager, Role::Service])];
+
 #[tonic::async_trait]
 impl EventFeedService for EventFeed {
     type StreamEventsStream = EventStream;
@@ -481,7 +486,6 @@ impl EventFeedService for EventFeed {
         request: Request<StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
         let principal = auth::principal(&request)?;
-        principal.require(&[Role::Admin, Role::Manager, Role::Service])?;
         let request = request.into_inner();
         if request.after_sequence < 0 {
             return Err(ApiError::invalid("after_sequence", "must not be negative").into());

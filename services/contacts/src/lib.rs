@@ -16,6 +16,7 @@ use crm_shared::{
     kit::{KitError, ServiceInfo, ServiceKit},
 };
 
+pub use api::ROLE_RULES;
 pub use migration::Migrator;
 
 /// The service's name, package and default port.
@@ -34,6 +35,7 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
     let contacts = api::ContactsApi::new(store, kit.page_tokens());
     kit.add_service(
         ContactsServiceServer::new(contacts).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        api::ROLE_RULES,
     )
     .await;
     Ok(kit)

@@ -21,6 +21,7 @@ use crm_shared::{
     kit::{KitError, ServiceInfo, ServiceKit},
 };
 
+pub use api::ROLE_RULES;
 pub use migration::Migrator;
 
 /// The service's name, package and default port.
@@ -42,8 +43,11 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
         contacts::Contacts::new(kit.peer(consumer::SOURCE)?),
         kit.page_tokens(),
     );
-    kit.add_service(SalesServiceServer::new(sales).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .await;
+    kit.add_service(
+        SalesServiceServer::new(sales).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        api::ROLE_RULES,
+    )
+    .await;
     kit.follow(
         consumer::SOURCE,
         Arc::new(consumer::ContactsFeed::new(store)),

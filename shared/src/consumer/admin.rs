@@ -131,9 +131,17 @@ fn parse_parked_name(name: &str) -> Result<(&str, &str), ApiError> {
         })
 }
 
-fn admin(principal: &Principal) -> Result<(), ApiError> {
-    principal.require(&[Role::Admin, Role::Service])
-}
+/// Who may see and act on a service's consumers: a tenant's admins (their
+/// tenant's parked events), the service identity (all).
+const OPERATORS: &[Role] = &[Role::Admin, Role::Service];
+
+/// The consumer administration's role rules.
+pub const ROLES: crate::auth::RoleRules = &[
+    ("ListConsumers", OPERATORS),
+    ("ListParkedEvents", OPERATORS),
+    ("RetryParkedEvent", OPERATORS),
+    ("DiscardParkedEvent", OPERATORS),
+];
 
 fn decode_event(row: &parked::Model) -> Result<Event, ApiError> {
     Event::decode(row.event.as_slice())
@@ -147,7 +155,6 @@ impl ConsumerAdminService for ConsumerAdmin {
         request: Request<ListConsumersRequest>,
     ) -> Result<Response<ListConsumersResponse>, Status> {
         let principal = auth::principal(&request)?;
-        admin(&principal)?;
         let mut consumers = Vec::new();
         for core in self.consumers.iter() {
             consumers.push(self.describe(&principal, core).await?);
@@ -160,7 +167,6 @@ impl ConsumerAdminService for ConsumerAdmin {
         request: Request<ListParkedEventsRequest>,
     ) -> Result<Response<ListParkedEventsResponse>, Status> {
         let principal = auth::principal(&request)?;
-        admin(&principal)?;
         let request = request.into_inner();
         let limit = page_size(request.page_size, 50, 1000, "page_size")?;
         let mut select = Self::scoped(&principal);
@@ -214,7 +220,6 @@ impl ConsumerAdminService for ConsumerAdmin {
         request: Request<RetryParkedEventRequest>,
     ) -> Result<Response<RetryParkedEventResponse>, Status> {
         let principal = auth::principal(&request)?;
-        admin(&principal)?;
         let (core, row) = self
             .find_parked(&principal, &request.get_ref().name)
             .await?;
@@ -230,7 +235,6 @@ impl ConsumerAdminService for ConsumerAdmin {
         request: Request<DiscardParkedEventRequest>,
     ) -> Result<Response<DiscardParkedEventResponse>, Status> {
         let principal = auth::principal(&request)?;
-        admin(&principal)?;
         let name = &request.get_ref().name;
         let (core, row) = self.find_parked(&principal, name).await?;
         let removed = parked::Entity::delete_many()

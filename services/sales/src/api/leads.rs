@@ -4,7 +4,7 @@
 use chrono::Utc;
 use crm_proto::sales as pb;
 use crm_shared::{
-    auth::{Role, authorize},
+    auth::admitted,
     convert::{parse_etag, parse_name, required},
     idempotency::IdempotencyKey,
     store::{ListPlan, ListRequest},
@@ -13,7 +13,7 @@ use crm_shared::{
 use tonic::{Request, Response, Status};
 
 use super::{
-    SELLERS, SalesApi, caller,
+    SalesApi, caller,
     convert::{converted_message, lead_draft, lead_message, lifecycle_stage},
     total,
 };
@@ -29,7 +29,7 @@ pub(super) async fn create_lead(
     api: &SalesApi,
     request: Request<pb::CreateLeadRequest>,
 ) -> Result<Response<pb::Lead>, Status> {
-    let (principal, tenant, credentials) = caller(&request, SELLERS)?;
+    let (principal, tenant, credentials) = caller(&request)?;
     let r = request.into_inner();
     let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let mut draft = lead_draft(&required(r.lead, "lead")?, true)?;
@@ -64,7 +64,7 @@ pub(super) async fn get_lead(
     api: &SalesApi,
     request: Request<pb::GetLeadRequest>,
 ) -> Result<Response<pb::Lead>, Status> {
-    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let (_, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "leads", "name")?;
     Ok(Response::new(lead_message(
         &api.store.get_lead(&tenant, id).await?,
@@ -75,7 +75,7 @@ pub(super) async fn list_leads(
     api: &SalesApi,
     request: Request<pb::ListLeadsRequest>,
 ) -> Result<Response<pb::ListLeadsResponse>, Status> {
-    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let plan = ListPlan::new(
         &api.page_tokens,
@@ -102,7 +102,7 @@ pub(super) async fn update_lead(
     api: &SalesApi,
     request: Request<pb::UpdateLeadRequest>,
 ) -> Result<Response<pb::Lead>, Status> {
-    let (principal, tenant) = authorize(&request, SELLERS)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let message = required(r.lead, "lead")?;
     let id = parse_name(&message.name, "leads", "lead.name")?;
@@ -131,7 +131,7 @@ pub(super) async fn delete_lead(
     api: &SalesApi,
     request: Request<pb::DeleteLeadRequest>,
 ) -> Result<Response<pb::Lead>, Status> {
-    let (principal, tenant) = authorize(&request, SELLERS)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let id = parse_name(&r.name, "leads", "name")?;
     let expected = parse_etag(&r.etag, "etag")?;
@@ -156,7 +156,7 @@ pub(super) async fn undelete_lead(
     api: &SalesApi,
     request: Request<pb::UndeleteLeadRequest>,
 ) -> Result<Response<pb::Lead>, Status> {
-    let (principal, tenant) = authorize(&request, SELLERS)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let id = parse_name(&r.name, "leads", "name")?;
     let expected = parse_etag(&r.etag, "etag")?;
@@ -181,7 +181,7 @@ pub(super) async fn assign_lead(
     api: &SalesApi,
     request: Request<pb::AssignLeadRequest>,
 ) -> Result<Response<pb::Lead>, Status> {
-    let (principal, tenant) = authorize(&request, SELLERS)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let id = parse_name(&r.name, "leads", "name")?;
     let expected = parse_etag(&r.etag, "etag")?;
@@ -215,7 +215,7 @@ pub(super) async fn convert_lead(
     api: &SalesApi,
     request: Request<pb::ConvertLeadRequest>,
 ) -> Result<Response<pb::ConvertLeadResponse>, Status> {
-    let (principal, tenant, credentials) = caller(&request, SELLERS)?;
+    let (principal, tenant, credentials) = caller(&request)?;
     let r = request.into_inner();
     let id = parse_name(&r.name, "leads", "name")?;
     let lead = api.store.get_lead(&tenant, id).await?;

@@ -3,7 +3,7 @@
 
 use crm_proto::sales as pb;
 use crm_shared::{
-    auth::{Role, authorize},
+    auth::admitted,
     client::Credentials,
     convert::{parse_etag, parse_name, required},
     error::ApiError,
@@ -14,7 +14,7 @@ use crm_shared::{
 use tonic::{Request, Response, Status};
 
 use super::{
-    SELLERS, SalesApi, caller,
+    SalesApi, caller,
     convert::{opportunity_draft, opportunity_message},
     total,
 };
@@ -46,7 +46,7 @@ pub(super) async fn create_opportunity(
     api: &SalesApi,
     request: Request<pb::CreateOpportunityRequest>,
 ) -> Result<Response<pb::Opportunity>, Status> {
-    let (principal, tenant, credentials) = caller(&request, SELLERS)?;
+    let (principal, tenant, credentials) = caller(&request)?;
     let r = request.into_inner();
     let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let mut draft = opportunity_draft(&required(r.opportunity, "opportunity")?)?;
@@ -68,7 +68,7 @@ pub(super) async fn get_opportunity(
     api: &SalesApi,
     request: Request<pb::GetOpportunityRequest>,
 ) -> Result<Response<pb::Opportunity>, Status> {
-    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let (_, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "opportunities", "name")?;
     Ok(Response::new(opportunity_message(
         &api.store.get_opportunity(&tenant, id).await?,
@@ -79,7 +79,7 @@ pub(super) async fn list_opportunities(
     api: &SalesApi,
     request: Request<pb::ListOpportunitiesRequest>,
 ) -> Result<Response<pb::ListOpportunitiesResponse>, Status> {
-    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let plan = ListPlan::new(
         &api.page_tokens,
@@ -109,7 +109,7 @@ pub(super) async fn update_opportunity(
     api: &SalesApi,
     request: Request<pb::UpdateOpportunityRequest>,
 ) -> Result<Response<pb::Opportunity>, Status> {
-    let (principal, tenant, credentials) = caller(&request, SELLERS)?;
+    let (principal, tenant, credentials) = caller(&request)?;
     let r = request.into_inner();
     let message = required(r.opportunity, "opportunity")?;
     let id = parse_name(&message.name, "opportunities", "opportunity.name")?;
@@ -141,7 +141,7 @@ pub(super) async fn delete_opportunity(
     api: &SalesApi,
     request: Request<pb::DeleteOpportunityRequest>,
 ) -> Result<Response<pb::Opportunity>, Status> {
-    let (principal, tenant) = authorize(&request, SELLERS)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let id = parse_name(&r.name, "opportunities", "name")?;
     let expected = parse_etag(&r.etag, "etag")?;
@@ -156,7 +156,7 @@ pub(super) async fn undelete_opportunity(
     api: &SalesApi,
     request: Request<pb::UndeleteOpportunityRequest>,
 ) -> Result<Response<pb::Opportunity>, Status> {
-    let (principal, tenant) = authorize(&request, SELLERS)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let id = parse_name(&r.name, "opportunities", "name")?;
     let expected = parse_etag(&r.etag, "etag")?;

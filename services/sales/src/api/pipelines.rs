@@ -3,7 +3,7 @@
 use chrono::Utc;
 use crm_proto::sales as pb;
 use crm_shared::{
-    auth::{Role, authorize},
+    auth::admitted,
     convert::{parse_etag, parse_name, required},
     idempotency::IdempotencyKey,
     validate::update_paths,
@@ -11,7 +11,7 @@ use crm_shared::{
 use tonic::{Request, Response, Status};
 
 use super::{
-    ADMINS, SalesApi,
+    SalesApi,
     convert::{pipeline_message, stages},
     simple_plan,
 };
@@ -21,7 +21,7 @@ pub(super) async fn create_pipeline(
     api: &SalesApi,
     request: Request<pb::CreatePipelineRequest>,
 ) -> Result<Response<pb::Pipeline>, Status> {
-    let (principal, tenant) = authorize(&request, ADMINS)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let message = required(r.pipeline, "pipeline")?;
@@ -53,7 +53,7 @@ pub(super) async fn get_pipeline(
     api: &SalesApi,
     request: Request<pb::GetPipelineRequest>,
 ) -> Result<Response<pb::Pipeline>, Status> {
-    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let (_, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "pipelines", "name")?;
     Ok(Response::new(pipeline_message(
         &api.store.get_pipeline(&tenant, id).await?,
@@ -64,7 +64,7 @@ pub(super) async fn list_pipelines(
     api: &SalesApi,
     request: Request<pb::ListPipelinesRequest>,
 ) -> Result<Response<pb::ListPipelinesResponse>, Status> {
-    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let plan = simple_plan(&api.page_tokens, "pipelines", r.page_size, &r.page_token)?;
     let (pipelines, count) = api
@@ -81,7 +81,7 @@ pub(super) async fn update_pipeline(
     api: &SalesApi,
     request: Request<pb::UpdatePipelineRequest>,
 ) -> Result<Response<pb::Pipeline>, Status> {
-    let (principal, tenant) = authorize(&request, ADMINS)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let message = required(r.pipeline, "pipeline")?;
     let id = parse_name(&message.name, "pipelines", "pipeline.name")?;
@@ -114,7 +114,7 @@ pub(super) async fn delete_pipeline(
     api: &SalesApi,
     request: Request<pb::DeletePipelineRequest>,
 ) -> Result<Response<pb::Pipeline>, Status> {
-    let (principal, tenant) = authorize(&request, ADMINS)?;
+    let (principal, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "pipelines", "name")?;
     Ok(Response::new(pipeline_message(
         &api.store

@@ -2,7 +2,7 @@
 
 use crm_proto::sales as pb;
 use crm_shared::{
-    auth::{Role, authorize},
+    auth::admitted,
     convert::{parse_etag, parse_name, required},
     idempotency::IdempotencyKey,
     store::{ListPlan, ListRequest},
@@ -11,7 +11,7 @@ use crm_shared::{
 use tonic::{Request, Response, Status};
 
 use super::{
-    ADMINS, SalesApi,
+    SalesApi,
     convert::{product_draft, product_message},
     total,
 };
@@ -21,7 +21,7 @@ pub(super) async fn create_product(
     api: &SalesApi,
     request: Request<pb::CreateProductRequest>,
 ) -> Result<Response<pb::Product>, Status> {
-    let (principal, tenant) = authorize(&request, ADMINS)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let mut draft = product_draft(&required(r.product, "product")?);
@@ -37,7 +37,7 @@ pub(super) async fn get_product(
     api: &SalesApi,
     request: Request<pb::GetProductRequest>,
 ) -> Result<Response<pb::Product>, Status> {
-    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let (_, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "products", "name")?;
     Ok(Response::new(product_message(
         &api.store.get_product(&tenant, id).await?,
@@ -48,7 +48,7 @@ pub(super) async fn list_products(
     api: &SalesApi,
     request: Request<pb::ListProductsRequest>,
 ) -> Result<Response<pb::ListProductsResponse>, Status> {
-    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let plan = ListPlan::new(
         &api.page_tokens,
@@ -75,7 +75,7 @@ pub(super) async fn update_product(
     api: &SalesApi,
     request: Request<pb::UpdateProductRequest>,
 ) -> Result<Response<pb::Product>, Status> {
-    let (principal, tenant) = authorize(&request, ADMINS)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let message = required(r.product, "product")?;
     let id = parse_name(&message.name, "products", "product.name")?;

@@ -3,7 +3,7 @@
 
 use crm_proto::sales as pb;
 use crm_shared::{
-    auth::{Role, authorize},
+    auth::admitted,
     convert::{parse_name, required},
     error::ApiError,
     filter::parse_filter,
@@ -13,7 +13,7 @@ use crm_shared::{
 use tonic::{Request, Response, Status};
 
 use super::{
-    ADMINS, SalesApi,
+    SalesApi,
     convert::{rule_draft, rule_message, scoring_rule_message},
     simple_plan, total,
 };
@@ -30,7 +30,7 @@ pub(super) async fn create_assignment_rule(
     api: &SalesApi,
     request: Request<pb::CreateAssignmentRuleRequest>,
 ) -> Result<Response<pb::AssignmentRule>, Status> {
-    let (_, tenant) = authorize(&request, ADMINS)?;
+    let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let mut draft = rule_draft(&required(r.assignment_rule, "assignment_rule")?)?;
@@ -47,7 +47,7 @@ pub(super) async fn list_assignment_rules(
     api: &SalesApi,
     request: Request<pb::ListAssignmentRulesRequest>,
 ) -> Result<Response<pb::ListAssignmentRulesResponse>, Status> {
-    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let plan = simple_plan(
         &api.page_tokens,
@@ -69,7 +69,7 @@ pub(super) async fn delete_assignment_rule(
     api: &SalesApi,
     request: Request<pb::DeleteAssignmentRuleRequest>,
 ) -> Result<Response<pb::AssignmentRule>, Status> {
-    let (_, tenant) = authorize(&request, ADMINS)?;
+    let (_, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "assignmentRules", "name")?;
     Ok(Response::new(rule_message(
         &api.store.delete_assignment_rule(&tenant, id).await?,
@@ -80,7 +80,7 @@ pub(super) async fn create_scoring_rule(
     api: &SalesApi,
     request: Request<pb::CreateScoringRuleRequest>,
 ) -> Result<Response<pb::ScoringRule>, Status> {
-    let (_, tenant) = authorize(&request, ADMINS)?;
+    let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let rule = required(r.scoring_rule, "scoring_rule")?;
@@ -107,7 +107,7 @@ pub(super) async fn list_scoring_rules(
     api: &SalesApi,
     request: Request<pb::ListScoringRulesRequest>,
 ) -> Result<Response<pb::ListScoringRulesResponse>, Status> {
-    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let plan = simple_plan(&api.page_tokens, "scoringRules", r.page_size, &r.page_token)?;
     let (rules, count) = api
@@ -124,7 +124,7 @@ pub(super) async fn delete_scoring_rule(
     api: &SalesApi,
     request: Request<pb::DeleteScoringRuleRequest>,
 ) -> Result<Response<pb::ScoringRule>, Status> {
-    let (_, tenant) = authorize(&request, ADMINS)?;
+    let (_, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "scoringRules", "name")?;
     let rule = api.store.delete_scoring_rule(&tenant, id).await?;
     api.store.rescore_all(&tenant).await?;
@@ -135,7 +135,7 @@ pub(super) async fn rescore_leads(
     api: &SalesApi,
     request: Request<pb::RescoreLeadsRequest>,
 ) -> Result<Response<pb::RescoreLeadsResponse>, Status> {
-    let (_, tenant) = authorize(&request, ADMINS)?;
+    let (_, tenant) = admitted(&request)?;
     let (rescored, trained, examples) = api.store.rescore_all(&tenant).await?;
     Ok(Response::new(pb::RescoreLeadsResponse {
         rescored: total(rescored),

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use crm_proto::sales as pb;
 use crm_shared::{
-    auth::{Role, authorize},
+    auth::admitted,
     convert::{parse_etag, parse_name, required},
     error::ApiError,
     idempotency::IdempotencyKey,
@@ -14,7 +14,7 @@ use crm_shared::{
 use tonic::{Request, Response, Status};
 
 use super::{
-    SELLERS, SalesApi, caller,
+    SalesApi, caller,
     convert::{task_draft, task_message},
     total,
 };
@@ -24,7 +24,7 @@ pub(super) async fn create_task(
     api: &SalesApi,
     request: Request<pb::CreateTaskRequest>,
 ) -> Result<Response<pb::Task>, Status> {
-    let (principal, tenant, credentials) = caller(&request, SELLERS)?;
+    let (principal, tenant, credentials) = caller(&request)?;
     let r = request.into_inner();
     let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let mut draft = task_draft(&required(r.task, "task")?)?;
@@ -73,7 +73,7 @@ pub(super) async fn get_task(
     api: &SalesApi,
     request: Request<pb::GetTaskRequest>,
 ) -> Result<Response<pb::Task>, Status> {
-    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let (_, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "tasks", "name")?;
     Ok(Response::new(task_message(
         &api.store.get_task(&tenant, id).await?,
@@ -84,7 +84,7 @@ pub(super) async fn list_tasks(
     api: &SalesApi,
     request: Request<pb::ListTasksRequest>,
 ) -> Result<Response<pb::ListTasksResponse>, Status> {
-    let (_, tenant) = authorize(&request, Role::READERS)?;
+    let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let plan = ListPlan::new(
         &api.page_tokens,
@@ -118,7 +118,7 @@ pub(super) async fn update_task(
     api: &SalesApi,
     request: Request<pb::UpdateTaskRequest>,
 ) -> Result<Response<pb::Task>, Status> {
-    let (principal, tenant) = authorize(&request, SELLERS)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let message = required(r.task, "task")?;
     let id = parse_name(&message.name, "tasks", "task.name")?;
@@ -150,7 +150,7 @@ pub(super) async fn delete_task(
     api: &SalesApi,
     request: Request<pb::DeleteTaskRequest>,
 ) -> Result<Response<pb::Task>, Status> {
-    let (principal, tenant) = authorize(&request, SELLERS)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let id = parse_name(&r.name, "tasks", "name")?;
     let expected = parse_etag(&r.etag, "etag")?;
