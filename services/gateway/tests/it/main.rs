@@ -5,6 +5,7 @@ mod support;
 
 mod fairness;
 mod limits;
+mod matrix;
 mod passthrough;
 mod resilience;
 mod surface;

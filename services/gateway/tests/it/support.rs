@@ -139,11 +139,16 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts a gateway with `section`.
     pub async fn start(section: Section) -> Self {
+        Self::start_with_auth(section, auth()).await
+    }
+
+    /// Starts a gateway with `section`, verifying tokens by `auth`.
+    pub async fn start_with_auth(section: Section, auth: AuthSettings) -> Self {
         // The real subscriber and tracer, so spans carry trace context.
         crm_testkit::logs::capture();
         let app = crm_gateway::Application::build(GatewaySettings {
             gateway: section,
-            auth: auth(),
+            auth,
             telemetry: telemetry(),
         })
         .await

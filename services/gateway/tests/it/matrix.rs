@@ -1,0 +1,354 @@
+//! The authorization matrix: every RPC of every service, found in the
+//! compiled descriptors (so a new RPC is in it by construction), called
+//! through the gateway with every kind of bad token and as every role, and
+//! directly as the service identity. The expected answer for each role comes
+//! from the services' role rules, the one place roles are decided; an RPC
+//! without a rule fails the test. The rules are printed into the README, and
+//! the test fails when the README's table is not what the code says.
+
+use std::collections::BTreeMap;
+
+use crm_shared::{
+    auth::{Audience, Claims, Role, RoleRules, allowed_roles},
+    config::AuthSettings,
+};
+use crm_testkit::{Backend, SECRET, ServiceProcess, TestDatabase, service};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use prost::Message;
+use tonic::{Code, Request, transport::Channel};
+
+use crate::support::*;
+
+const ISSUER: &str = "https://idp.crm.test";
+const AUDIENCE: &str = "crm";
+/// Every role a user can have, and the service identity.
+const ROLES: [Role; 7] = [
+    Role::Admin,
+    Role::Manager,
+    Role::Sales,
+    Role::Marketing,
+    Role::Support,
+    Role::Viewer,
+    Role::Service,
+];
+
+/// The gRPC services of the suite with their role rules, and where each runs.
+fn rules() -> Vec<(&'static str, RoleRules)> {
+    vec![
+        ("crm.contacts.v1.ContactsService", crm_contacts::ROLE_RULES),
+        ("crm.sales.v1.SalesService", crm_sales::ROLE_RULES),
+        (
+            "crm.events.v1.EventFeedService",
+            crm_shared::outbox::FEED_ROLES,
+        ),
+        (
+            "crm.events.v1.ConsumerAdminService",
+            crm_shared::consumer::admin::ROLES,
+        ),
+    ]
+}
+
+/// Every method of every service in the compiled descriptors.
+fn methods() -> Vec<(String, String)> {
+    let set = prost_types::FileDescriptorSet::decode(crm_proto::FILE_DESCRIPTOR_SET)
+        .expect("the descriptor set");
+    let mut methods = Vec::new();
+    for file in set.file {
+        for service in &file.service {
+            let full = format!("{}.{}", file.package(), service.name());
+            for method in &service.method {
+                methods.push((full.clone(), method.name().to_owned()));
+            }
+        }
+    }
+    methods
+}
+
+fn claims(role: Role) -> Claims {
+    let now = jsonwebtoken::get_current_timestamp();
+    Claims {
+        sub: "matrix".into(),
+        tenant: TENANT.into(),
+        roles: vec![role],
+        exp: now + 600,
+        iat: now,
+        iss: Some(ISSUER.into()),
+        nbf: None,
+        aud: Some(Audience::One(AUDIENCE.into())),
+    }
+}
+
+fn sign(claims: &Claims, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("a token")
+}
+
+/// Tokens that must all be refused, by what is wrong with them.
+fn bad_tokens() -> Vec<(&'static str, Option<String>)> {
+    let now = jsonwebtoken::get_current_timestamp();
+    let good = claims(Role::Admin);
+    let none_alg = {
+        use base64::Engine;
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
+        let body = b64(&serde_json::to_vec(&good).expect("claims"));
+        format!("{header}.{body}.")
+    };
+    vec![
+        ("no token", None),
+        (
+            "expired",
+            Some(sign(
+                &Claims {
+                    exp: now - 3600,
+                    iat: now - 7200,
+                    ..good.clone()
+                },
+                SECRET,
+            )),
+        ),
+        (
+            "not yet valid",
+            Some(sign(
+                &Claims {
+                    nbf: Some(now + 3600),
+                    ..good.clone()
+                },
+                SECRET,
+            )),
+        ),
+        ("wrong signature", Some(sign(&good, "not-the-secret"))),
+        (
+            "wrong issuer",
+            Some(sign(
+                &Claims {
+                    iss: Some("https://evil.example".into()),
+                    ..good.clone()
+                },
+                SECRET,
+            )),
+        ),
+        (
+            "wrong audience",
+            Some(sign(
+                &Claims {
+                    aud: Some(Audience::One("other".into())),
+                    ..good.clone()
+                },
+                SECRET,
+            )),
+        ),
+        ("alg none", Some(none_alg)),
+    ]
+}
+
+/// Calls `path` with one empty request message (valid for any request type)
+/// and answers the status code, reading past the first response.
+async fn call(channel: Channel, path: &str, token: Option<&str>) -> Code {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    if grpc.ready().await.is_err() {
+        return Code::Unavailable;
+    }
+    let mut request = Request::new(tokio_stream::iter(vec![()]));
+    if let Some(token) = token {
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ascii"),
+        );
+    }
+    // Responses of any type decode as `()`: their fields are skipped.
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let path = http::uri::PathAndQuery::try_from(path).expect("a path");
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        grpc.streaming(request, path, codec),
+    )
+    .await;
+    match answer {
+        Err(_) => Code::DeadlineExceeded,
+        Ok(Err(status)) => status.code(),
+        Ok(Ok(response)) => {
+            let mut stream = response.into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return Code::Ok,
+                    Err(status) => return status.code(),
+                }
+            }
+        }
+    }
+}
+
+/// What a call by a holder of `role` may answer when the rules allow it:
+/// anything the empty request deserves, never a refusal or a failure.
+fn admitted(code: Code) -> bool {
+    !matches!(
+        code,
+        Code::Unauthenticated
+            | Code::PermissionDenied
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unknown
+            | Code::Unavailable
+            | Code::DeadlineExceeded
+    )
+}
+
+/// The rules as the README's table.
+fn readme_table() -> String {
+    let mut out = String::from("| service | method | roles |\n|---|---|---|\n");
+    for (service, rules) in rules() {
+        for (method, roles) in rules {
+            let roles: Vec<String> = roles
+                .iter()
+                .map(|role| format!("`{}`", format!("{role:?}").to_lowercase()))
+                .collect();
+            out.push_str(&format!("| {service} | {method} | {} |\n", roles.join(" ")));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_rpc_answers_every_caller_as_the_role_rules_say() {
+    let auth = AuthSettings {
+        hs256_secret: Some(SECRET.into()),
+        issuer: Some(ISSUER.into()),
+        audience: Some(AUDIENCE.into()),
+        ..Default::default()
+    };
+    let (Some(contacts_db), Some(sales_db)) = (
+        TestDatabase::create(Backend::Sqlite).await,
+        TestDatabase::create(Backend::Sqlite).await,
+    ) else {
+        return;
+    };
+    let mut contacts_settings = crm_testkit::settings("contacts", &contacts_db.url);
+    contacts_settings.auth = auth.clone();
+    let contacts = ServiceProcess::start(service(crm_contacts::build), contacts_settings).await;
+    let mut sales_settings = crm_testkit::settings("sales", &sales_db.url);
+    sales_settings.auth = auth.clone();
+    sales_settings
+        .peers
+        .insert("contacts".into(), format!("http://{}", contacts.addr));
+    sales_settings.service_token = Some(sign(&claims(Role::Service), SECRET));
+    let sales = ServiceProcess::start(service(crm_sales::build), sales_settings).await;
+
+    let mut section = gateway_settings();
+    section.failed_auth_burst = 1_000_000.0;
+    section.failed_auth_rate = 1_000_000.0;
+    upstream(
+        &mut section,
+        "contacts",
+        "crm.contacts.v1",
+        &[contacts.addr],
+    );
+    // The events packages go to sales alone, so they need no x-crm-upstream.
+    upstream(
+        &mut section,
+        "sales",
+        "crm.sales.v1,crm.events.v1",
+        &[sales.addr],
+    );
+    let gateway = GatewayProcess::start_with_auth(section, auth).await;
+    gateway
+        .wait_until_serving("crm.contacts.v1.ContactsService")
+        .await;
+    gateway
+        .wait_until_serving("crm.sales.v1.SalesService")
+        .await;
+
+    let rules: BTreeMap<&str, RoleRules> = rules().into_iter().collect();
+    let bad_tokens = bad_tokens();
+    let role_tokens: Vec<(Role, String)> = ROLES
+        .iter()
+        .map(|role| (*role, sign(&claims(*role), SECRET)))
+        .collect();
+    let mut unexpected = Vec::new();
+    let mut checked = 0;
+    let all = methods();
+    for (service_name, method) in &all {
+        let Some(service_rules) = rules.get(service_name.as_str()) else {
+            unexpected.push(format!("{service_name}: a service with no role rules"));
+            continue;
+        };
+        let Some(allowed) = allowed_roles(service_rules, method) else {
+            unexpected.push(format!("{service_name}/{method}: no role rule"));
+            continue;
+        };
+        let path = format!("/{service_name}/{method}");
+        // The event feed and consumer administration: sales runs both.
+        let direct = match service_name.as_str() {
+            "crm.contacts.v1.ContactsService" => contacts.channel(),
+            _ => sales.channel(),
+        };
+        let through_gateway = |token: Option<String>| {
+            let (channel, path) = (gateway.channel(), path.clone());
+            async move { call(channel, &path, token.as_deref()).await }
+        };
+        for (what, token) in &bad_tokens {
+            let code = through_gateway(token.clone()).await;
+            checked += 1;
+            if code != Code::Unauthenticated {
+                unexpected.push(format!("{path} with {what}: {code:?}, not Unauthenticated"));
+            }
+        }
+        for (role, token) in &role_tokens {
+            let code = through_gateway(Some(token.clone())).await;
+            checked += 1;
+            let expected_allowed = allowed.contains(role) && *role != Role::Service;
+            let fine = if expected_allowed {
+                admitted(code)
+            } else {
+                code == Code::PermissionDenied
+            };
+            if !fine {
+                unexpected.push(format!("{path} as {role:?} through the gateway: {code:?}"));
+            }
+        }
+        // The service identity, refused at the edge, directly at the service.
+        let service_token = &role_tokens
+            .iter()
+            .find(|(r, _)| *r == Role::Service)
+            .expect("service")
+            .1;
+        let code = call(direct, &path, Some(service_token)).await;
+        checked += 1;
+        let fine = if allowed.contains(&Role::Service) {
+            admitted(code)
+        } else {
+            code == Code::PermissionDenied
+        };
+        if !fine {
+            unexpected.push(format!("{path} as Service directly: {code:?}"));
+        }
+    }
+    println!(
+        "authorization matrix: {} RPCs, {checked} calls, {} unexpected answers",
+        all.len(),
+        unexpected.len()
+    );
+    assert!(
+        unexpected.is_empty(),
+        "unexpected answers:\n{}",
+        unexpected.join("\n")
+    );
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("the README");
+    let table = readme_table();
+    assert!(
+        readme.contains(&table),
+        "README.md's role table is not what the code says; it should read:\n\n{table}"
+    );
+    let count_line = format!("The matrix covers {} RPCs", all.len());
+    assert!(
+        readme.contains(&count_line),
+        "README.md should say: {count_line}"
+    );
+}
