@@ -42,6 +42,14 @@ pub struct ServiceSettings {
     /// answered with the first result); 24 by default.
     #[serde(default = "default_request_id_hours")]
     pub request_id_hours: u64,
+    /// How long events are kept once every known consumer has applied them
+    /// (see `retention`); 30 by default.
+    #[serde(default = "default_event_retention_days")]
+    pub event_retention_days: u64,
+}
+
+fn default_event_retention_days() -> u64 {
+    30
 }
 
 fn default_request_id_hours() -> u64 {

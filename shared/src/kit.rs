@@ -282,6 +282,12 @@ impl<M: MigratorTrait> ServiceKit<M> {
         let readiness = self.host.readiness();
         let watched = self.db.clone();
         let watch_stopping = self.host.stopping();
+        let retention = Duration::from_secs(
+            self.settings
+                .service
+                .event_retention_days
+                .saturating_mul(24 * 3600),
+        );
         let consumers = self.consumers;
         let grace = Duration::from_secs(self.settings.service.shutdown_grace_seconds);
         let started = self
@@ -294,6 +300,11 @@ impl<M: MigratorTrait> ServiceKit<M> {
                 grace,
                 &self.db,
                 move || {
+                    tokio::spawn(crate::retention::keep_pruning(
+                        watched.clone(),
+                        retention,
+                        watch_stopping.clone(),
+                    ));
                     tokio::spawn(watch_database(watched, readiness, watch_stopping));
                     consumers
                         .into_iter()

@@ -18,6 +18,7 @@ pub mod money;
 pub mod outbox;
 pub mod paging;
 pub mod privacy;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -490,6 +490,13 @@ impl EventFeedService for EventFeed {
         if request.after_sequence < 0 {
             return Err(ApiError::invalid("after_sequence", "must not be negative").into());
         }
+        if principal.is_service() {
+            // Another service resumes after what it has applied: its position
+            // holds back the outbox's pruning (see `retention`).
+            crate::retention::record_reader(&self.db, &principal.subject, request.after_sequence)
+                .await
+                .map_err(ApiError::from)?;
+        }
         if request.max_events < 0 {
             return Err(ApiError::invalid("max_events", "must not be negative").into());
         }

@@ -101,6 +101,7 @@ pub fn settings(service: &str, database_url: &str) -> Settings {
             max_connections: 5,
             shutdown_grace_seconds: 5,
             request_id_hours: 24,
+            event_retention_days: 30,
         },
         auth: AuthSettings {
             hs256_secret: Some(SECRET.into()),

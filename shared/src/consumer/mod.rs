@@ -54,6 +54,9 @@ use tables::{cursor, parked};
 pub const ATTEMPTS: i32 = 5;
 /// The pause after the first failed try; it doubles with each.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// How long one connection to a feed lasts before the consumer resumes on a
+/// new one, which records its position with the producer.
+const RECONNECT_EVERY: Duration = Duration::from_secs(300);
 
 /// Why an event's effect failed.
 #[derive(Debug, thiserror::Error)]
@@ -482,11 +485,21 @@ impl Consumer {
             .map_err(unavailable)?
             .into_inner();
         tracing::info!(consumer = %self.core.name, after, "following");
-        while let Some(message) = stream.message().await.map_err(unavailable)? {
+        // Reconnecting now and then tells the producer how far this consumer
+        // has applied, so it can prune behind it (see `retention`). Only the
+        // wait for the next event is cut short, never an event being applied.
+        let reconnect_at = tokio::time::Instant::now() + RECONNECT_EVERY;
+        loop {
+            let message = tokio::select! {
+                message = stream.message() => message.map_err(unavailable)?,
+                _ = tokio::time::sleep_until(reconnect_at) => return Ok(()),
+            };
+            let Some(message) = message else {
+                return Ok(());
+            };
             if let Some(event) = message.event {
                 self.core.handle(&event).await?;
             }
         }
-        Ok(())
     }
 }

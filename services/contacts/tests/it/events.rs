@@ -403,3 +403,72 @@ async fn a_follower_on_one_replica_hears_of_commits_on_another() {
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
 }
+
+/// Events are pruned once older than the retention window and applied by
+/// every consumer seen within it: a service reading the feed records how far
+/// it has applied, and holds back pruning behind that point; a consumer not
+/// seen for a window no longer does.
+async fn events_are_pruned_behind_every_consumer_on(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut client = app.admin();
+    for i in 0..3 {
+        create(&mut client, person("Kept", &format!("K{i}"), "")).await;
+    }
+    let events = app.all_events().await;
+    assert_eq!(events.len(), 3);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Sales reads the feed after the second event: it has applied the first two.
+    let mut sales_feed = app.feed(TENANT, SERVICE);
+    collect_events(
+        &mut sales_feed,
+        StreamEventsRequest {
+            after_sequence: events[1].sequence,
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = crm_shared::db::Database::connect(&app.db.url, 2)
+        .await
+        .expect("connect");
+    let window = Duration::from_secs(1);
+    let pruned = crm_shared::retention::prune_outbox(&db, window)
+        .await
+        .expect("prune");
+    assert_eq!(
+        pruned, 2,
+        "the events every consumer has applied, and old enough"
+    );
+    let left: Vec<i64> = app.all_events().await.iter().map(|e| e.sequence).collect();
+    assert_eq!(
+        left,
+        vec![events[2].sequence],
+        "what a consumer still needs is kept"
+    );
+
+    // A consumer not seen within the window no longer holds anything back.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pruned = crm_shared::retention::prune_outbox(&db, window)
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1);
+    let readers = db
+        .conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.backend(),
+            "SELECT COUNT(*) FROM feed_readers",
+        ))
+        .await
+        .expect("count")
+        .expect("a row")
+        .try_get_by_index::<i64>(0)
+        .expect("a count");
+    assert_eq!(readers, 0, "the stale reader is forgotten");
+}
+db_test!(
+    events_are_pruned_behind_every_consumer,
+    events_are_pruned_behind_every_consumer_on
+);

@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_shared_consumer::Migration),
             Box::new(m0002_conversion_contact_reused::Migration),
             Box::new(crm_shared::idempotency::fingerprint_migration::AddIdempotencyFingerprint),
+            Box::new(crm_shared::retention::migration::CreateFeedReaders),
         ]
     }
 }

@@ -1,0 +1,113 @@
+//! How long a service keeps its outbox: an event is pruned once it is older
+//! than the retention window *and* every known consumer has applied it.
+//!
+//! A consumer tells the producer how far it has applied each time it opens a
+//! feed: the `after_sequence` of a `StreamEvents` call made by the service
+//! identity is recorded as that reader's position (the shared consumer
+//! reconnects every few minutes, so the position stays fresh). A reader not
+//! seen for a whole window is forgotten, so a retired consumer cannot hold
+//! the outbox forever; one that comes back later than that resumes after a gap,
+//! which the window is there to make rare (30 days by default).
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DbErr, Statement, Value};
+use tokio::sync::watch;
+
+use crate::db::Database;
+
+/// How often expired events are pruned (and once at start).
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Records that `reader` (a service's subject) has applied every event up
+/// to and including `position`. (`$n` placeholders work on SQLite too, where
+/// a repeated `$1` is one parameter.)
+pub async fn record_reader(db: &Database, reader: &str, position: i64) -> Result<(), DbErr> {
+    let now = chrono::Utc::now();
+    let sql = "INSERT INTO feed_readers (reader, position, seen_at) VALUES ($1, $2, $3) \
+               ON CONFLICT (reader) DO UPDATE SET position = excluded.position, seen_at = excluded.seen_at";
+    db.conn
+        .execute_raw(Statement::from_sql_and_values(
+            db.backend(),
+            sql,
+            [Value::from(reader), Value::from(position), Value::from(now)],
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Deletes every event older than `window` that every reader seen within the
+/// window has applied; returns how many.
+pub async fn prune_outbox(db: &Database, window: Duration) -> Result<u64, DbErr> {
+    let cutoff = chrono::Utc::now() - window;
+    let sql = "DELETE FROM outbox WHERE time < $1 AND sequence <= COALESCE( \
+                   (SELECT MIN(position) FROM feed_readers WHERE seen_at >= $1), \
+                   (SELECT MAX(sequence) FROM outbox))";
+    let result = db
+        .conn
+        .execute_raw(Statement::from_sql_and_values(
+            db.backend(),
+            sql,
+            [Value::from(cutoff)],
+        ))
+        .await?;
+    let sql = "DELETE FROM feed_readers WHERE seen_at < $1";
+    db.conn
+        .execute_raw(Statement::from_sql_and_values(
+            db.backend(),
+            sql,
+            [Value::from(cutoff)],
+        ))
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// Prunes the outbox at start and every [`PRUNE_EVERY`] until `stopping`.
+/// Replicas may prune at the same time: deleting a row twice is harmless.
+pub async fn keep_pruning(db: Database, window: Duration, mut stopping: watch::Receiver<bool>) {
+    loop {
+        match prune_outbox(&db, window).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "events past their retention pruned"),
+            Err(error) => tracing::warn!(%error, "could not prune the outbox"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// The `feed_readers` table.
+pub mod migration {
+    use sea_orm_migration::{prelude::*, schema::*};
+
+    /// Creates `feed_readers`.
+    #[derive(DeriveMigrationName)]
+    pub struct CreateFeedReaders;
+
+    #[derive(DeriveIden)]
+    enum FeedReaders {
+        Table,
+        Reader,
+        Position,
+        SeenAt,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for CreateFeedReaders {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table(FeedReaders::Table)
+                        .if_not_exists()
+                        .col(string(FeedReaders::Reader).primary_key())
+                        .col(big_integer(FeedReaders::Position))
+                        .col(timestamp_with_time_zone(FeedReaders::SeenAt))
+                        .to_owned(),
+                )
+                .await
+        }
+    }
+}
