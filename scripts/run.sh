@@ -7,11 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mkdir -p data
-# A local signing secret, made once, never committed (data/ is ignored).
-if [[ ! -s data/dev-secret ]]; then
-    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > data/dev-secret
-fi
+# Local signing secrets, made once, never committed (data/ is ignored): one
+# for users' tokens (`make token`), one the services sign their identity with.
+for secret in dev-secret dev-service-secret; do
+    if [[ ! -s "data/$secret" ]]; then
+        head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "data/$secret"
+    fi
+done
 export CRM_AUTH__HS256_SECRET="${CRM_AUTH__HS256_SECRET:-$(cat data/dev-secret)}"
+export CRM_AUTH__SERVICE_SECRET="${CRM_AUTH__SERVICE_SECRET:-$(cat data/dev-service-secret)}"
 export CRM_PAGING_SECRET="${CRM_PAGING_SECRET:-$CRM_AUTH__HS256_SECRET}"
 
 cargo build --bins

@@ -141,6 +141,11 @@ pub enum AuthError {
     /// The verifier was configured without any key.
     #[error("no token verification key is configured (set auth.hs256_secret or auth.jwks_file)")]
     NoKey,
+    /// The service key is the users' HS256 secret too.
+    #[error(
+        "auth.service_secret must differ from auth.hs256_secret: users' tokens would pass for the service's"
+    )]
+    SharedServiceKey,
     /// The JWKS file could not be read.
     #[error("cannot load JWKS file {path}: {reason}")]
     Jwks {
@@ -159,6 +164,8 @@ pub struct Verifier {
 
 struct VerifierInner {
     hs256: Option<DecodingKey>,
+    /// Signs the service identity and nothing else (`auth.service_secret`).
+    service_key: Option<DecodingKey>,
     jwks: Option<JwksFile>,
     issuer: Option<String>,
     audience: Option<String>,
@@ -274,9 +281,18 @@ impl Verifier {
         if hs256.is_none() && jwks.is_none() {
             return Err(AuthError::NoKey);
         }
+        let service_secret = settings
+            .service_secret
+            .as_deref()
+            .filter(|secret| !secret.is_empty());
+        if service_secret.is_some() && service_secret == settings.hs256_secret.as_deref() {
+            return Err(AuthError::SharedServiceKey);
+        }
+        let service_key = service_secret.map(|secret| DecodingKey::from_secret(secret.as_bytes()));
         Ok(Self {
             inner: Arc::new(VerifierInner {
                 hs256,
+                service_key,
                 jwks,
                 issuer: settings.issuer.clone(),
                 audience: settings.audience.clone(),
@@ -284,10 +300,41 @@ impl Verifier {
         })
     }
 
-    /// Verifies a compact JWS and returns the principal it names.
+    /// Verifies a compact JWS and returns the principal it names. The
+    /// `service` role is accepted only from a token signed with the service
+    /// key, and the service key signs nothing else: whoever issues users'
+    /// tokens cannot make a service identity.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        if header.alg == Algorithm::HS256
+            && let Some(service_key) = &self.inner.service_key
+        {
+            let mut validation = Validation::new(Algorithm::HS256);
+            validation.leeway = 30;
+            validation.validate_nbf = true;
+            validation.validate_aud = false;
+            match jsonwebtoken::decode::<Claims>(token, service_key, &validation) {
+                Ok(data) if data.claims.roles == [Role::Service] => {
+                    return principal_of(data.claims);
+                }
+                Ok(_) => {
+                    return Err(AuthError::Invalid(
+                        "the service key signs only the service identity".into(),
+                    ));
+                }
+                Err(error)
+                    if !matches!(
+                        error.kind(),
+                        jsonwebtoken::errors::ErrorKind::InvalidSignature
+                    ) =>
+                {
+                    return Err(AuthError::Invalid(error.to_string()));
+                }
+                // Not the service key's: a user's token, verified below.
+                Err(_) => {}
+            }
+        }
         let (key, algorithm) = match header.alg {
             Algorithm::HS256 => (
                 self.inner.hs256.as_ref().map(Cow::Borrowed),
@@ -325,16 +372,12 @@ impl Verifier {
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?
             .claims;
-        if claims.tenant.is_empty() || claims.sub.is_empty() {
+        if claims.roles.contains(&Role::Service) {
             return Err(AuthError::Invalid(
-                "tenant and sub must not be empty".into(),
+                "the service role is accepted only in tokens signed with the service key".into(),
             ));
         }
-        Ok(Principal {
-            tenant: claims.tenant,
-            subject: claims.sub,
-            roles: claims.roles,
-        })
+        principal_of(claims)
     }
 
     /// Verifies the bearer token in request metadata.
@@ -350,6 +393,19 @@ impl Verifier {
             .and_then(|v| v.to_str().ok());
         self.verify(value.and_then(bearer).ok_or(AuthError::Missing)?)
     }
+}
+
+fn principal_of(claims: Claims) -> Result<Principal, AuthError> {
+    if claims.tenant.is_empty() || claims.sub.is_empty() {
+        return Err(AuthError::Invalid(
+            "tenant and sub must not be empty".into(),
+        ));
+    }
+    Ok(Principal {
+        tenant: claims.tenant,
+        subject: claims.sub,
+        roles: claims.roles,
+    })
 }
 
 fn load_jwks(path: &Path) -> Result<Keys, AuthError> {
@@ -539,7 +595,7 @@ mod tests {
             let claims = Claims {
                 sub: "svc".into(),
                 tenant: "acme".into(),
-                roles: vec![Role::Service],
+                roles: vec![Role::Admin],
                 exp: jsonwebtoken::get_current_timestamp() + 60,
                 iat: 0,
                 iss: Some(iss.into()),
@@ -551,7 +607,7 @@ mod tests {
         let principal = verifier
             .verify(&sign("https://idp.example", "test-es256"))
             .unwrap();
-        assert!(principal.is_service());
+        assert_eq!(principal.roles, vec![Role::Admin]);
         assert!(
             verifier
                 .verify(&sign("https://evil.example", "test-es256"))
@@ -626,6 +682,39 @@ mod tests {
                 .is_err()
         );
         assert!(verifier.verify(&hs256(&claims())).is_err(), "no aud at all");
+    }
+
+    #[test]
+    fn only_the_service_key_makes_a_service_identity() {
+        let both = Verifier::from_settings(&AuthSettings {
+            hs256_secret: Some("s3cret".into()),
+            service_secret: Some("service-key".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let ttl = Duration::from_secs(60);
+        let service = sign_hs256("service-key", "suite", "sales", &[Role::Service], ttl).unwrap();
+        assert!(both.verify(&service).unwrap().is_service());
+        // The users' issuer cannot mint one...
+        let minted = sign_hs256("s3cret", "acme", "eve", &[Role::Service], ttl).unwrap();
+        assert!(both.verify(&minted).is_err());
+        // ...and the service key signs nothing else.
+        let admin = sign_hs256("service-key", "acme", "eve", &[Role::Admin], ttl).unwrap();
+        assert!(both.verify(&admin).is_err());
+        let user = sign_hs256("s3cret", "acme", "ada", &[Role::Admin], ttl).unwrap();
+        assert_eq!(both.verify(&user).unwrap().roles, vec![Role::Admin]);
+        // Without a service key, no service identity verifies at all.
+        let no_key = verifier("s3cret");
+        assert!(no_key.verify(&service).is_err());
+        assert!(no_key.verify(&minted).is_err());
+        assert!(matches!(
+            Verifier::from_settings(&AuthSettings {
+                hs256_secret: Some("same".into()),
+                service_secret: Some("same".into()),
+                ..Default::default()
+            }),
+            Err(AuthError::SharedServiceKey)
+        ));
     }
 
     #[test]

@@ -87,13 +87,14 @@ impl std::fmt::Debug for ServiceIdentity {
 }
 
 impl ServiceIdentity {
-    /// `service`'s identity: `token` when configured, else one signed with
-    /// `auth`'s HS256 secret; `None` when there is neither.
+    /// `service`'s identity: `token` when configured (it must be signed with
+    /// the service key to be accepted), else one signed with `auth`'s service
+    /// key; `None` when there is neither.
     pub fn new(service: &str, token: Option<String>, auth: &AuthSettings) -> Option<Self> {
         if let Some(token) = token.filter(|t| !t.is_empty()) {
             return Some(Self(Arc::new(move || Ok(token.clone()))));
         }
-        let secret = auth.hs256_secret.clone().filter(|s| !s.is_empty())?;
+        let secret = auth.service_secret.clone().filter(|s| !s.is_empty())?;
         let service = service.to_owned();
         Some(Self(Arc::new(move || {
             sign_hs256(

@@ -61,6 +61,10 @@ fn default_request_id_hours() -> u64 {
 pub struct AuthSettings {
     /// A shared secret for HS256 tokens, for local runs and tests.
     pub hs256_secret: Option<String>,
+    /// The services' own HS256 key: it signs their identity (role `service`)
+    /// and nothing else, and a `service` token signed by anything else is
+    /// refused. Every service holds it; the gateway does not need it.
+    pub service_secret: Option<String>,
     /// A JWKS file with the RS256/ES256 public keys of the identity provider
     /// (a mounted Secret or ConfigMap); read again every
     /// `jwks_refresh_seconds` and when a token names a key it does not hold.

@@ -34,6 +34,8 @@ use tonic_types::StatusExt;
 
 /// The HS256 secret every test server verifies tokens with.
 pub const SECRET: &str = "test-secret";
+/// The services' own key, which signs the service identity only.
+pub const SERVICE_SECRET: &str = "test-service-secret";
 /// The tenant most tests work in.
 pub const TENANT: &str = "acme";
 /// Another tenant, for isolation tests.
@@ -45,9 +47,15 @@ pub const SALES: &[Role] = &[Role::Sales];
 pub const VIEWER: &[Role] = &[Role::Viewer];
 pub const SERVICE: &[Role] = &[Role::Service];
 
-/// A token signed with [`SECRET`] for `tenant` with `roles`, valid for an hour.
+/// A token for `tenant` with `roles`, valid for an hour: signed with
+/// [`SERVICE_SECRET`] for the service identity, else with [`SECRET`].
 pub fn token(tenant: &str, roles: &[Role]) -> String {
-    sign_hs256(SECRET, tenant, "tester", roles, Duration::from_secs(3600))
+    let secret = if roles == [Role::Service] {
+        SERVICE_SECRET
+    } else {
+        SECRET
+    };
+    sign_hs256(secret, tenant, "tester", roles, Duration::from_secs(3600))
         .expect("signing a test token")
 }
 
@@ -105,6 +113,7 @@ pub fn settings(service: &str, database_url: &str) -> Settings {
         },
         auth: AuthSettings {
             hs256_secret: Some(SECRET.into()),
+            service_secret: Some(SERVICE_SECRET.into()),
             ..Default::default()
         },
         telemetry: telemetry(),

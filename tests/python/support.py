@@ -61,6 +61,7 @@ class Suite:
             CRM_GATEWAY__LISTEN_ADDR=f"127.0.0.1:{self.ports['gateway']}",
             CRM_GATEWAY__METRICS_ADDR=f"127.0.0.1:{self.ports['metrics']}",
             CRM_AUTH__HS256_SECRET=SECRET,
+            CRM_AUTH__SERVICE_SECRET="python-e2e-service-secret",
             CRM_PAGING_SECRET="paging",
             RUST_LOG=os.environ.get("RUST_LOG", "warn"),
         )

@@ -44,6 +44,7 @@ impl Process {
             .env("CRM_CONTACTS__LISTEN_ADDR", addr.to_string())
             .env("CRM_CONTACTS__DATABASE_URL", database_url)
             .env("CRM_AUTH__HS256_SECRET", SECRET)
+            .env("CRM_AUTH__SERVICE_SECRET", SERVICE_SECRET)
             .env("CRM_PAGING_SECRET", "x")
             .env("CRM_TELEMETRY__FILTER", "warn")
             .env("CRM_CONFIG", "/nonexistent/crm-test-config")
