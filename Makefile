@@ -7,7 +7,10 @@ TENANT ?= acme
 ROLES ?= admin
 SUBJECT ?= dev
 
-.PHONY: run test lint fmt bench token buf
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := filter page_token requests values
+
+.PHONY: run test lint fmt bench token buf fuzz
 
 ## run: build and start every service on SQLite under ./data (Ctrl-C stops)
 run:
@@ -34,6 +37,13 @@ bench:
 	cargo build --release --bin contacts
 	cargo bench -p crm-gateway --bench gateway_bench
 	CRM_PROFILE=release tests/python/run.sh test_large_imports.py
+
+## fuzz: every fuzz target for FUZZ_SECONDS each (cargo-fuzz, nightly); a crash fails it
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 ## token: print a development token (TENANT, ROLES, SUBJECT)
 token:
