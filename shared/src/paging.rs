@@ -54,8 +54,22 @@ impl PageTokens {
     /// The token that continues `query` (any string identifying the request's
     /// filter, order and scope) at `offset`.
     pub fn encode(&self, query: &str, offset: u64) -> String {
-        let payload = offset.to_string();
-        let tag = self.mac(query, &payload).finalize().into_bytes();
+        self.encode_payload(query, &offset.to_string())
+    }
+
+    /// The offset a token continues at; 0 for an empty token. A token that was
+    /// altered, or made for another query, is INVALID_ARGUMENT on `field`.
+    pub fn decode(&self, token: &str, query: &str, field: &str) -> Result<u64, ApiError> {
+        match self.decode_payload(token, query, field)? {
+            None => Ok(0),
+            Some(payload) => payload.parse().map_err(|_| invalid_token(field)),
+        }
+    }
+
+    /// The token that continues `query` after `payload` (for keyset pages,
+    /// the last row's sort key), signed so a client cannot make one up.
+    pub fn encode_payload(&self, query: &str, payload: &str) -> String {
+        let tag = self.mac(query, payload).finalize().into_bytes();
         format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(payload),
@@ -63,18 +77,18 @@ impl PageTokens {
         )
     }
 
-    /// The offset a token continues at; 0 for an empty token. A token that was
+    /// The payload of a token; `None` for an empty token. A token that was
     /// altered, or made for another query, is INVALID_ARGUMENT on `field`.
-    pub fn decode(&self, token: &str, query: &str, field: &str) -> Result<u64, ApiError> {
+    pub fn decode_payload(
+        &self,
+        token: &str,
+        query: &str,
+        field: &str,
+    ) -> Result<Option<String>, ApiError> {
         if token.is_empty() {
-            return Ok(0);
+            return Ok(None);
         }
-        let invalid = || {
-            ApiError::invalid(
-                field,
-                "not a page token of this query (was the filter or order changed?)",
-            )
-        };
+        let invalid = || invalid_token(field);
         let (payload, tag) = token.split_once('.').ok_or_else(invalid)?;
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?;
         let payload = String::from_utf8(payload).map_err(|_| invalid())?;
@@ -82,8 +96,16 @@ impl PageTokens {
         self.mac(query, &payload)
             .verify_slice(&tag)
             .map_err(|_| invalid())?;
-        payload.parse().map_err(|_| invalid())
+        Ok(Some(payload))
     }
+}
+
+/// The answer to a token that is not one of this query's.
+pub fn invalid_token(field: &str) -> ApiError {
+    ApiError::invalid(
+        field,
+        "not a page token of this query (was the filter or order changed?)",
+    )
 }
 
 #[cfg(test)]

@@ -49,10 +49,22 @@ pub struct ListQuery {
     pub order: Vec<(&'static str, Order)>,
     /// Include soft-deleted rows.
     pub show_deleted: bool,
-    /// Rows to skip.
-    pub offset: u64,
+    /// Where this page starts: the sort key of the previous page's last row
+    /// (JSON, from the page token), or the start.
+    pub after: Option<String>,
     /// Rows to return.
     pub limit: u64,
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct Page<T> {
+    /// This page's resources.
+    pub items: Vec<T>,
+    /// How many match in all.
+    pub total: u64,
+    /// The sort key of this page's last row, when more rows follow.
+    next: Option<String>,
 }
 
 /// The list parameters of a request (AIP-132), before they are checked.
@@ -95,27 +107,25 @@ impl ListPlan {
             "{}\0{}\0{}\0{}",
             request.resource, request.filter, request.order_by, request.show_deleted
         );
-        let offset = tokens.decode(request.page_token, &fingerprint, "page_token")?;
+        let after = tokens.decode_payload(request.page_token, &fingerprint, "page_token")?;
         Ok(Self {
             query: ListQuery {
                 condition,
                 order,
                 show_deleted: request.show_deleted,
-                offset,
+                after,
                 limit,
             },
             fingerprint,
         })
     }
 
-    /// The token of the page after `returned` rows, if any remain of `total`.
-    pub fn next_page_token(&self, tokens: &PageTokens, returned: usize, total: u64) -> String {
-        let next = self.query.offset + returned as u64;
-        if returned > 0 && next < total {
-            tokens.encode(&self.fingerprint, next)
-        } else {
-            String::new()
-        }
+    /// The token of the page after `page`, empty when it was the last.
+    pub fn next_page_token<T>(&self, tokens: &PageTokens, page: &Page<T>) -> String {
+        page.next
+            .as_deref()
+            .map(|key| tokens.encode_payload(&self.fingerprint, key))
+            .unwrap_or_default()
     }
 }
 
@@ -255,14 +265,19 @@ impl Resources {
         }
     }
 
-    /// One page of a list and the total that match, converted to domain values.
+    /// One page of a list and the total that match, converted to domain
+    /// values. Pages are keyset pages: each starts after the previous page's
+    /// last row in the list's order (the id breaks ties), so a list walked
+    /// while rows are added and deleted never repeats or skips a row that
+    /// existed throughout, as offsets would.
     pub async fn list_page<E, T>(
         &self,
         tenant: &Tenant,
         query: ListQuery,
-    ) -> Result<(Vec<T>, u64), ApiError>
+    ) -> Result<Page<T>, ApiError>
     where
         E: ResourceTable,
+        E::Column: std::str::FromStr,
         E::Model: FromQueryResult + Send + Sync,
         T: TryFrom<E::Model, Error = ApiError>,
     {
@@ -271,23 +286,42 @@ impl Resources {
             select = select.filter(E::DELETE_TIME.is_null());
         }
         let total = select.clone().count(&self.db.conn).await?;
+        let mut sort: Vec<(E::Column, Order)> = Vec::new();
         if query.order.is_empty() {
-            select = select.order_by(E::DEFAULT_ORDER, Order::Desc);
+            sort.push((E::DEFAULT_ORDER, Order::Desc));
         }
-        for (column, order) in query.order {
-            select = select.order_by(Expr::col(column), order);
+        for (name, order) in query.order {
+            let column = name.parse::<E::Column>().map_err(|_| {
+                ApiError::Internal(format!("{name} is not a column of the listed table"))
+            })?;
+            sort.push((column, order));
         }
-        let rows = select
-            .order_by(E::ID, Order::Desc)
-            .offset(query.offset)
-            .limit(query.limit)
-            .all(&self.db.conn)
-            .await?;
+        sort.push((E::ID, Order::Desc));
+        if let Some(after) = &query.after {
+            select = select.filter(keyset::after::<E>(&sort, after)?);
+        }
+        for (column, order) in &sort {
+            // NULLs last whatever the direction, the same on both backends.
+            if column.def().is_null() {
+                let is_null = sea_orm::sea_query::ExprTrait::is_null(Expr::col(*column));
+                select = select.order_by(is_null, Order::Asc);
+            }
+            select = select.order_by(*column, order.clone());
+        }
+        let mut rows = select.limit(query.limit + 1).all(&self.db.conn).await?;
+        let next = if rows.len() as u64 > query.limit {
+            rows.truncate(query.limit as usize);
+            rows.last()
+                .map(|row| keyset::key_of::<E>(&sort, row))
+                .transpose()?
+        } else {
+            None
+        };
         let items = rows
             .into_iter()
             .map(T::try_from)
             .collect::<Result<_, _>>()?;
-        Ok((items, total))
+        Ok(Page { items, total, next })
     }
 
     /// Writes `row` over the stored one unless its version moved on since it
@@ -346,5 +380,126 @@ pub fn check_version(name: &str, expected: Option<i64>, stored: i64) -> Result<(
     match expected {
         Some(expected) if expected != stored => Err(stale(name)),
         _ => Ok(()),
+    }
+}
+
+/// Keyset pages: a row's sort key as JSON (what page tokens carry), and the
+/// condition "sorts after this key" (NULLs last).
+mod keyset {
+    use sea_orm::{
+        ColumnTrait, ColumnType, Condition, EntityTrait, ModelTrait, Order, Value,
+        sea_query::{Expr, ExprTrait, SimpleExpr},
+    };
+    use serde_json::Value as Json;
+
+    use crate::{error::ApiError, paging::invalid_token};
+
+    /// The sort key of `row`: one JSON value per sort column.
+    pub fn key_of<E: EntityTrait>(
+        sort: &[(E::Column, Order)],
+        row: &E::Model,
+    ) -> Result<String, ApiError> {
+        let values = sort
+            .iter()
+            .map(|(column, _)| to_json(row.get(*column)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Json::Array(values).to_string())
+    }
+
+    /// Rows that sort after `key` in `sort`: for some column k, equal on every
+    /// column before k and after the key's value on k.
+    pub fn after<E: EntityTrait>(
+        sort: &[(E::Column, Order)],
+        key: &str,
+    ) -> Result<Condition, ApiError> {
+        let values: Vec<Json> =
+            serde_json::from_str(key).map_err(|_| invalid_token("page_token"))?;
+        if values.len() != sort.len() {
+            return Err(invalid_token("page_token"));
+        }
+        let mut any = Condition::any();
+        for k in 0..sort.len() {
+            let (column, order) = &sort[k];
+            let Some(beyond) = beyond(*column, order, &values[k])? else {
+                // Nothing sorts after a NULL but rows tied on it, which the
+                // later columns decide.
+                continue;
+            };
+            let mut all = Condition::all();
+            for j in 0..k {
+                all = all.add(equal(sort[j].0, &values[j])?);
+            }
+            any = any.add(all.add(beyond));
+        }
+        Ok(any)
+    }
+
+    fn equal<C: ColumnTrait>(column: C, value: &Json) -> Result<SimpleExpr, ApiError> {
+        Ok(match from_json(column, value)? {
+            None => Expr::col(column).is_null(),
+            Some(value) => Expr::col(column).eq(value),
+        })
+    }
+
+    fn beyond<C: ColumnTrait>(
+        column: C,
+        order: &Order,
+        value: &Json,
+    ) -> Result<Option<SimpleExpr>, ApiError> {
+        let Some(value) = from_json(column, value)? else {
+            return Ok(None);
+        };
+        let past = match order {
+            Order::Desc => Expr::col(column).lt(value),
+            _ => Expr::col(column).gt(value),
+        };
+        Ok(Some(if column.def().is_null() {
+            past.or(Expr::col(column).is_null())
+        } else {
+            past
+        }))
+    }
+
+    fn to_json(value: Value) -> Result<Json, ApiError> {
+        Ok(match value {
+            Value::String(text) => text.map_or(Json::Null, Json::String),
+            Value::BigInt(n) => n.map_or(Json::Null, Json::from),
+            Value::Int(n) => n.map_or(Json::Null, Json::from),
+            Value::SmallInt(n) => n.map_or(Json::Null, Json::from),
+            Value::Bool(b) => b.map_or(Json::Null, Json::from),
+            Value::ChronoDateTimeUtc(time) => time.map_or(Json::Null, |t| {
+                Json::String(t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+            }),
+            other => {
+                return Err(ApiError::Internal(format!(
+                    "cannot page by a column holding {other:?}"
+                )));
+            }
+        })
+    }
+
+    /// The column's value for `value`; `None` for NULL.
+    fn from_json<C: ColumnTrait>(column: C, value: &Json) -> Result<Option<Value>, ApiError> {
+        if value.is_null() {
+            return Ok(None);
+        }
+        let bad = || invalid_token("page_token");
+        let value = match column.def().get_column_type() {
+            ColumnType::BigInteger => Value::from(value.as_i64().ok_or_else(bad)?),
+            ColumnType::Integer => {
+                Value::from(i32::try_from(value.as_i64().ok_or_else(bad)?).map_err(|_| bad())?)
+            }
+            ColumnType::SmallInteger => {
+                Value::from(i16::try_from(value.as_i64().ok_or_else(bad)?).map_err(|_| bad())?)
+            }
+            ColumnType::Boolean => Value::from(value.as_bool().ok_or_else(bad)?),
+            ColumnType::TimestampWithTimeZone => {
+                let text = value.as_str().ok_or_else(bad)?;
+                let time = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| bad())?;
+                Value::from(time.with_timezone(&chrono::Utc))
+            }
+            _ => Value::from(value.as_str().ok_or_else(bad)?.to_owned()),
+        };
+        Ok(Some(value))
     }
 }

@@ -129,12 +129,13 @@ impl ContactsService for ContactsApi {
                 page_token: &r.page_token,
             },
         )?;
-        let (contacts, total) = self
+        let page = self
             .store
             .list_contacts(&tenant, plan.query.clone())
             .await?;
+        let (contacts, total) = (&page.items, page.total);
         Ok(Response::new(pb::ListContactsResponse {
-            next_page_token: plan.next_page_token(&self.page_tokens, contacts.len(), total),
+            next_page_token: plan.next_page_token(&self.page_tokens, &page),
             contacts: contacts.iter().map(contact_message).collect(),
             total_size: i32::try_from(total).unwrap_or(i32::MAX),
         }))
@@ -319,12 +320,13 @@ impl ContactsService for ContactsApi {
                 page_token: &r.page_token,
             },
         )?;
-        let (activities, total) = self
+        let page = self
             .store
             .list_activities(&tenant, plan.query.clone())
             .await?;
+        let activities = &page.items;
         Ok(Response::new(pb::ListTimelineResponse {
-            next_page_token: plan.next_page_token(&self.page_tokens, activities.len(), total),
+            next_page_token: plan.next_page_token(&self.page_tokens, &page),
             activities: activities.iter().map(activity_message).collect(),
         }))
     }
@@ -402,12 +404,13 @@ impl ContactsService for ContactsApi {
                 page_token: &r.page_token,
             },
         )?;
-        let (companies, total) = self
+        let page = self
             .store
             .list_companies(&tenant, plan.query.clone())
             .await?;
+        let (companies, total) = (&page.items, page.total);
         Ok(Response::new(pb::ListCompaniesResponse {
-            next_page_token: plan.next_page_token(&self.page_tokens, companies.len(), total),
+            next_page_token: plan.next_page_token(&self.page_tokens, &page),
             companies: companies.iter().map(company_message).collect(),
             total_size: i32::try_from(total).unwrap_or(i32::MAX),
         }))
@@ -564,12 +567,13 @@ impl ContactsService for ContactsApi {
                 page_token: &r.page_token,
             },
         )?;
-        let (activities, total) = self
+        let page = self
             .store
             .list_activities(&tenant, plan.query.clone())
             .await?;
+        let (activities, total) = (&page.items, page.total);
         Ok(Response::new(pb::ListActivitiesResponse {
-            next_page_token: plan.next_page_token(&self.page_tokens, activities.len(), total),
+            next_page_token: plan.next_page_token(&self.page_tokens, &page),
             activities: activities.iter().map(activity_message).collect(),
             total_size: i32::try_from(total).unwrap_or(i32::MAX),
         }))

@@ -1,6 +1,7 @@
 //! Activity queries, including a contact's timeline.
 
 use crm_shared::idempotency::IdempotencyKey;
+use crm_shared::store::Page;
 use crm_shared::{
     db::{Tenant, TenantScoped},
     error::ApiError,
@@ -182,7 +183,7 @@ impl Store {
         &self,
         tenant: &Tenant,
         query: ListQuery,
-    ) -> Result<(Vec<Activity>, u64), ApiError> {
+    ) -> Result<Page<Activity>, ApiError> {
         self.base
             .list_page::<activity::Entity, Activity>(tenant, query)
             .await

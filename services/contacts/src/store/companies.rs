@@ -1,6 +1,7 @@
 //! Company queries.
 
 use crm_shared::idempotency::IdempotencyKey;
+use crm_shared::store::Page;
 use crm_shared::{
     db::{Tenant, TenantScoped},
     error::ApiError,
@@ -152,7 +153,7 @@ impl Store {
         &self,
         tenant: &Tenant,
         query: ListQuery,
-    ) -> Result<(Vec<Company>, u64), ApiError> {
+    ) -> Result<Page<Company>, ApiError> {
         self.base
             .list_page::<company::Entity, Company>(tenant, query)
             .await

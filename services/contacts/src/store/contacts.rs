@@ -2,6 +2,7 @@
 //! merge, import batches, export pages, timeline support and erasure.
 
 use crm_shared::idempotency::IdempotencyKey;
+use crm_shared::store::Page;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
@@ -329,7 +330,7 @@ impl Store {
         &self,
         tenant: &Tenant,
         query: ListQuery,
-    ) -> Result<(Vec<Contact>, u64), ApiError> {
+    ) -> Result<Page<Contact>, ApiError> {
         self.base
             .list_page::<contact::Entity, Contact>(tenant, query)
             .await

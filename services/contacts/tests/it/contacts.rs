@@ -1123,3 +1123,92 @@ db_test!(
     the_email_filter_matches_every_address,
     the_email_filter_matches_every_address_on
 );
+
+/// Keyset pages: a list walked while contacts are added before and after the
+/// walker's position and others are deleted returns every contact that
+/// existed throughout exactly once (offsets repeated or skipped rows here).
+async fn pages_neither_repeat_nor_skip_under_concurrent_writes_on(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut client = app.admin();
+    let mut stable = Vec::new();
+    for i in 0..40 {
+        stable.push(
+            create(&mut client, person("Stable", &format!("{i:02}"), ""))
+                .await
+                .name,
+        );
+    }
+    let mut doomed = Vec::new();
+    for i in 0..20 {
+        doomed.push(
+            create(&mut client, person("Doomed", &format!("{i:02}"), ""))
+                .await
+                .name,
+        );
+    }
+    for order_by in ["display_name", "create_time desc", ""] {
+        let mut seen: Vec<String> = Vec::new();
+        let mut page_token = String::new();
+        let mut round = 0;
+        loop {
+            let page = client
+                .list_contacts(ListContactsRequest {
+                    page_size: 7,
+                    page_token: page_token.clone(),
+                    order_by: order_by.into(),
+                    ..Default::default()
+                })
+                .await
+                .must("ListContacts");
+            seen.extend(page.contacts.iter().map(|c| c.name.clone()));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+            // Writes between pages: new rows sorting before and after the
+            // walker, and deletions of rows it has or has not seen yet.
+            round += 1;
+            for given in ["Aaron", "Stable", "Zelda"] {
+                create(
+                    &mut client,
+                    person(given, &format!("New {order_by} {round}"), ""),
+                )
+                .await;
+            }
+            for _ in 0..2 {
+                if let Some(name) = doomed.pop() {
+                    client
+                        .delete_contact(DeleteContactRequest {
+                            name,
+                            etag: String::new(),
+                        })
+                        .await
+                        .must("DeleteContact");
+                }
+            }
+        }
+        let mut counts = BTreeMap::new();
+        for name in &seen {
+            *counts.entry(name.clone()).or_insert(0) += 1;
+        }
+        let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            repeated.is_empty(),
+            "order_by {order_by:?}: repeated {repeated:?}"
+        );
+        let missing: Vec<_> = stable
+            .iter()
+            .filter(|name| !counts.contains_key(*name))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "order_by {order_by:?}: skipped {missing:?}"
+        );
+    }
+}
+db_test!(
+    pages_neither_repeat_nor_skip_under_concurrent_writes,
+    pages_neither_repeat_nor_skip_under_concurrent_writes_on
+);

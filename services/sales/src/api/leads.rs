@@ -90,9 +90,10 @@ pub(super) async fn list_leads(
             page_token: &r.page_token,
         },
     )?;
-    let (leads, count) = api.store.list_leads(&tenant, plan.query.clone()).await?;
+    let page = api.store.list_leads(&tenant, plan.query.clone()).await?;
+    let (leads, count) = (&page.items, page.total);
     Ok(Response::new(pb::ListLeadsResponse {
-        next_page_token: plan.next_page_token(&api.page_tokens, leads.len(), count),
+        next_page_token: plan.next_page_token(&api.page_tokens, &page),
         leads: leads.iter().map(lead_message).collect(),
         total_size: total(count),
     }))

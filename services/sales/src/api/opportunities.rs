@@ -94,12 +94,13 @@ pub(super) async fn list_opportunities(
             page_token: &r.page_token,
         },
     )?;
-    let (deals, count) = api
+    let page = api
         .store
         .list_opportunities(&tenant, plan.query.clone())
         .await?;
+    let (deals, count) = (&page.items, page.total);
     Ok(Response::new(pb::ListOpportunitiesResponse {
-        next_page_token: plan.next_page_token(&api.page_tokens, deals.len(), count),
+        next_page_token: plan.next_page_token(&api.page_tokens, &page),
         opportunities: deals.iter().map(opportunity_message).collect(),
         total_size: total(count),
     }))

@@ -67,12 +67,13 @@ pub(super) async fn list_pipelines(
     let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let plan = simple_plan(&api.page_tokens, "pipelines", r.page_size, &r.page_token)?;
-    let (pipelines, count) = api
+    let page = api
         .store
         .list_pipelines(&tenant, plan.query.clone())
         .await?;
+    let pipelines = &page.items;
     Ok(Response::new(pb::ListPipelinesResponse {
-        next_page_token: plan.next_page_token(&api.page_tokens, pipelines.len(), count),
+        next_page_token: plan.next_page_token(&api.page_tokens, &page),
         pipelines: pipelines.iter().map(pipeline_message).collect(),
     }))
 }

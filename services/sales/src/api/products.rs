@@ -63,9 +63,10 @@ pub(super) async fn list_products(
             page_token: &r.page_token,
         },
     )?;
-    let (products, count) = api.store.list_products(&tenant, plan.query.clone()).await?;
+    let page = api.store.list_products(&tenant, plan.query.clone()).await?;
+    let (products, count) = (&page.items, page.total);
     Ok(Response::new(pb::ListProductsResponse {
-        next_page_token: plan.next_page_token(&api.page_tokens, products.len(), count),
+        next_page_token: plan.next_page_token(&api.page_tokens, &page),
         products: products.iter().map(product_message).collect(),
         total_size: total(count),
     }))

@@ -55,12 +55,13 @@ pub(super) async fn list_assignment_rules(
         r.page_size,
         &r.page_token,
     )?;
-    let (rules, count) = api
+    let page = api
         .store
         .list_assignment_rules(&tenant, plan.query.clone())
         .await?;
+    let rules = &page.items;
     Ok(Response::new(pb::ListAssignmentRulesResponse {
-        next_page_token: plan.next_page_token(&api.page_tokens, rules.len(), count),
+        next_page_token: plan.next_page_token(&api.page_tokens, &page),
         assignment_rules: rules.iter().map(rule_message).collect(),
     }))
 }
@@ -110,12 +111,13 @@ pub(super) async fn list_scoring_rules(
     let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let plan = simple_plan(&api.page_tokens, "scoringRules", r.page_size, &r.page_token)?;
-    let (rules, count) = api
+    let page = api
         .store
         .list_scoring_rules(&tenant, plan.query.clone())
         .await?;
+    let rules = &page.items;
     Ok(Response::new(pb::ListScoringRulesResponse {
-        next_page_token: plan.next_page_token(&api.page_tokens, rules.len(), count),
+        next_page_token: plan.next_page_token(&api.page_tokens, &page),
         scoring_rules: rules.iter().map(scoring_rule_message).collect(),
     }))
 }

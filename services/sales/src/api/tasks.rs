@@ -103,12 +103,13 @@ pub(super) async fn list_tasks(
             page_token: &r.page_token,
         },
     )?;
-    let (tasks, count) = api
+    let page = api
         .store
         .list_tasks(&tenant, plan.query.clone(), r.overdue_only)
         .await?;
+    let (tasks, count) = (&page.items, page.total);
     Ok(Response::new(pb::ListTasksResponse {
-        next_page_token: plan.next_page_token(&api.page_tokens, tasks.len(), count),
+        next_page_token: plan.next_page_token(&api.page_tokens, &page),
         tasks: tasks.iter().map(task_message).collect(),
         total_size: total(count),
     }))

@@ -2,6 +2,7 @@
 //! updates, conversion, rescoring.
 
 use crm_shared::idempotency::IdempotencyKey;
+use crm_shared::store::Page;
 use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
@@ -202,7 +203,7 @@ impl Store {
         &self,
         tenant: &Tenant,
         query: ListQuery,
-    ) -> Result<(Vec<Lead>, u64), ApiError> {
+    ) -> Result<Page<Lead>, ApiError> {
         self.base
             .list_page::<lead::Entity, Lead>(tenant, query)
             .await

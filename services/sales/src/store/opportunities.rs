@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use crm_shared::idempotency::IdempotencyKey;
+use crm_shared::store::Page;
 use crm_shared::{
     db::{Tenant, TenantScoped, WriteTxn},
     error::ApiError,
@@ -277,7 +278,7 @@ impl Store {
         &self,
         tenant: &Tenant,
         query: ListQuery,
-    ) -> Result<(Vec<Opportunity>, u64), ApiError> {
+    ) -> Result<Page<Opportunity>, ApiError> {
         self.base
             .list_page::<opportunity::Entity, Opportunity>(tenant, query)
             .await

@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use crm_shared::idempotency::IdempotencyKey;
+use crm_shared::store::Page;
 use crm_shared::{
     db::{Tenant, TenantScoped},
     error::ApiError,
@@ -180,7 +181,7 @@ impl Store {
         &self,
         tenant: &Tenant,
         mut query: ListQuery,
-    ) -> Result<(Vec<Pipeline>, u64), ApiError> {
+    ) -> Result<Page<Pipeline>, ApiError> {
         self.default_pipeline(tenant).await?;
         query.order = vec![("create_time", Order::Asc)];
         self.base

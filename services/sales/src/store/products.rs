@@ -1,6 +1,7 @@
 //! The product catalogue, and pricing line items from it.
 
 use crm_shared::idempotency::IdempotencyKey;
+use crm_shared::store::Page;
 use std::collections::HashMap;
 
 use chrono::Utc;
@@ -167,7 +168,7 @@ impl Store {
         &self,
         tenant: &Tenant,
         query: ListQuery,
-    ) -> Result<(Vec<Product>, u64), ApiError> {
+    ) -> Result<Page<Product>, ApiError> {
         self.base
             .list_page::<product::Entity, Product>(tenant, query)
             .await

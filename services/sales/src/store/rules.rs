@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use crm_shared::idempotency::IdempotencyKey;
+use crm_shared::store::Page;
 use crm_shared::{
     db::Tenant,
     error::ApiError,
@@ -169,7 +170,7 @@ impl Store {
         &self,
         tenant: &Tenant,
         mut query: ListQuery,
-    ) -> Result<(Vec<Rule>, u64), ApiError> {
+    ) -> Result<Page<Rule>, ApiError> {
         query.order = vec![("priority", Order::Asc), ("create_time", Order::Asc)];
         self.base
             .list_page::<assignment_rule::Entity, Rule>(tenant, query)
@@ -269,7 +270,7 @@ impl Store {
         &self,
         tenant: &Tenant,
         mut query: ListQuery,
-    ) -> Result<(Vec<ScoringRule>, u64), ApiError> {
+    ) -> Result<Page<ScoringRule>, ApiError> {
         query.order = vec![("create_time", Order::Asc)];
         self.base
             .list_page::<scoring_rule::Entity, ScoringRule>(tenant, query)

@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use crm_shared::idempotency::IdempotencyKey;
+use crm_shared::store::Page;
 use crm_shared::{
     db::{Tenant, WriteTxn},
     error::ApiError,
@@ -161,7 +162,7 @@ impl Store {
         tenant: &Tenant,
         mut query: ListQuery,
         overdue_only: bool,
-    ) -> Result<(Vec<Task>, u64), ApiError> {
+    ) -> Result<Page<Task>, ApiError> {
         if overdue_only {
             query.condition = Condition::all().add(query.condition).add(overdue());
         }
