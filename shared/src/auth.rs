@@ -1,8 +1,9 @@
 //! Authentication and authorization: JWT verification (HS256 with a shared
 //! secret for local runs, RS256/ES256 with keys from a JWKS file in
 //! production, read again on a schedule and on an unknown key id so a key
-//! rotation needs no restart), the [`Principal`] a verified token becomes,
-//! the interceptor services mount, and the role check each RPC makes.
+//! rotation needs no restart; the service identity with a key of its own),
+//! the [`Principal`] a verified token becomes, and the role rules
+//! ([`RoleRules`]) the kit checks every call against.
 
 use std::{
     borrow::Cow,
