@@ -12,7 +12,9 @@ use crm_shared::{
     auth::{Audience, Claims, Role, RoleRules, allowed_roles},
     config::AuthSettings,
 };
-use crm_testkit::{Backend, SECRET, SERVICE_SECRET, ServiceProcess, TestDatabase, service};
+use crm_testkit::{
+    Backend, OTHER_TENANT, SECRET, SERVICE_SECRET, ServiceProcess, TestDatabase, service,
+};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use prost::Message;
 use tonic::{Code, Request, transport::Channel};
@@ -214,60 +216,91 @@ fn readme_table() -> String {
     out
 }
 
+/// Contacts and sales (holding the service key) behind a gateway (not
+/// holding it) that checks issuer and audience; the databases live as long
+/// as the processes.
+struct Matrix {
+    _databases: (TestDatabase, TestDatabase),
+    contacts: ServiceProcess,
+    sales: ServiceProcess,
+    gateway: GatewayProcess,
+}
+
+impl Matrix {
+    async fn start() -> Option<Self> {
+        // The services hold the service key; the gateway does not.
+        let gateway_auth = AuthSettings {
+            hs256_secret: Some(SECRET.into()),
+            issuer: Some(ISSUER.into()),
+            audience: Some(AUDIENCE.into()),
+            ..Default::default()
+        };
+        let auth = AuthSettings {
+            service_secret: Some(SERVICE_SECRET.into()),
+            ..gateway_auth.clone()
+        };
+        let (Some(contacts_db), Some(sales_db)) = (
+            TestDatabase::create(Backend::Sqlite).await,
+            TestDatabase::create(Backend::Sqlite).await,
+        ) else {
+            return None;
+        };
+        let mut contacts_settings = crm_testkit::settings("contacts", &contacts_db.url);
+        contacts_settings.auth = auth.clone();
+        let contacts = ServiceProcess::start(service(crm_contacts::build), contacts_settings).await;
+        let mut sales_settings = crm_testkit::settings("sales", &sales_db.url);
+        sales_settings.auth = auth.clone();
+        sales_settings
+            .peers
+            .insert("contacts".into(), format!("http://{}", contacts.addr));
+        sales_settings.service_token = None;
+        let sales = ServiceProcess::start(service(crm_sales::build), sales_settings).await;
+
+        let mut section = gateway_settings();
+        section.failed_auth_burst = 1_000_000.0;
+        section.failed_auth_rate = 1_000_000.0;
+        upstream(
+            &mut section,
+            "contacts",
+            "crm.contacts.v1",
+            &[contacts.addr],
+        );
+        // The events packages go to sales alone, so they need no x-crm-upstream.
+        upstream(
+            &mut section,
+            "sales",
+            "crm.sales.v1,crm.events.v1",
+            &[sales.addr],
+        );
+        let gateway = GatewayProcess::start_with_auth(section, gateway_auth).await;
+        gateway
+            .wait_until_serving("crm.contacts.v1.ContactsService")
+            .await;
+        gateway
+            .wait_until_serving("crm.sales.v1.SalesService")
+            .await;
+
+        Some(Self {
+            _databases: (contacts_db, sales_db),
+            contacts,
+            sales,
+            gateway,
+        })
+    }
+}
+
 #[tokio::test]
 async fn every_rpc_answers_every_caller_as_the_role_rules_say() {
-    // The services hold the service key; the gateway does not.
-    let gateway_auth = AuthSettings {
-        hs256_secret: Some(SECRET.into()),
-        issuer: Some(ISSUER.into()),
-        audience: Some(AUDIENCE.into()),
-        ..Default::default()
-    };
-    let auth = AuthSettings {
-        service_secret: Some(SERVICE_SECRET.into()),
-        ..gateway_auth.clone()
-    };
-    let (Some(contacts_db), Some(sales_db)) = (
-        TestDatabase::create(Backend::Sqlite).await,
-        TestDatabase::create(Backend::Sqlite).await,
-    ) else {
+    // Bound whole: the processes and databases live until the test ends.
+    let Some(matrix) = Matrix::start().await else {
         return;
     };
-    let mut contacts_settings = crm_testkit::settings("contacts", &contacts_db.url);
-    contacts_settings.auth = auth.clone();
-    let contacts = ServiceProcess::start(service(crm_contacts::build), contacts_settings).await;
-    let mut sales_settings = crm_testkit::settings("sales", &sales_db.url);
-    sales_settings.auth = auth.clone();
-    sales_settings
-        .peers
-        .insert("contacts".into(), format!("http://{}", contacts.addr));
-    sales_settings.service_token = None;
-    let sales = ServiceProcess::start(service(crm_sales::build), sales_settings).await;
-
-    let mut section = gateway_settings();
-    section.failed_auth_burst = 1_000_000.0;
-    section.failed_auth_rate = 1_000_000.0;
-    upstream(
-        &mut section,
-        "contacts",
-        "crm.contacts.v1",
-        &[contacts.addr],
-    );
-    // The events packages go to sales alone, so they need no x-crm-upstream.
-    upstream(
-        &mut section,
-        "sales",
-        "crm.sales.v1,crm.events.v1",
-        &[sales.addr],
-    );
-    let gateway = GatewayProcess::start_with_auth(section, gateway_auth).await;
-    gateway
-        .wait_until_serving("crm.contacts.v1.ContactsService")
-        .await;
-    gateway
-        .wait_until_serving("crm.sales.v1.SalesService")
-        .await;
-
+    let Matrix {
+        contacts,
+        sales,
+        gateway,
+        ..
+    } = &matrix;
     let rules: BTreeMap<&str, RoleRules> = rules().into_iter().collect();
     let bad_tokens = bad_tokens();
     let role_tokens: Vec<(Role, String)> = ROLES
@@ -364,5 +397,288 @@ async fn every_rpc_answers_every_caller_as_the_role_rules_say() {
     assert!(
         readme.contains(&count_line),
         "README.md should say: {count_line}"
+    );
+}
+
+/// A request whose only field is the resource name (field 1, as in every
+/// Get and Delete request of the suite).
+#[derive(Clone, PartialEq, prost::Message)]
+struct NameOnly {
+    #[prost(string, tag = "1")]
+    name: String,
+}
+
+/// Calls `path` with `name`; answers the status code.
+async fn call_named(channel: Channel, path: &str, token: &str, name: &str) -> Code {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    if grpc.ready().await.is_err() {
+        return Code::Unavailable;
+    }
+    let mut request = Request::new(NameOnly { name: name.into() });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
+    let codec = tonic_prost::ProstCodec::<NameOnly, ()>::default();
+    let path = http::uri::PathAndQuery::try_from(path).expect("a path");
+    match grpc.unary(request, path, codec).await {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+/// Every Get and Delete of every resource kind, found in the descriptors,
+/// asked by another tenant's admin for a real resource: NOT_FOUND, never
+/// its data, and the Delete deletes nothing.
+#[tokio::test]
+async fn another_tenants_resources_are_not_found_by_any_get_or_delete() {
+    use crm_proto::{common::Money, contacts as c, sales as s};
+    let Some(matrix) = Matrix::start().await else {
+        return;
+    };
+    let gateway = &matrix.gateway;
+    let owner = sign(&claims(Role::Admin), SECRET);
+    let stranger = sign(
+        &Claims {
+            tenant: OTHER_TENANT.into(),
+            ..claims(Role::Admin)
+        },
+        SECRET,
+    );
+    let bearer = |token: &str| {
+        let value: tonic::metadata::MetadataValue<_> =
+            format!("Bearer {token}").parse().expect("ascii");
+        move |mut request: Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+            Ok(request)
+        }
+    };
+    let mut contacts = c::contacts_service_client::ContactsServiceClient::with_interceptor(
+        gateway.channel(),
+        bearer(&owner),
+    );
+    let mut sales = s::sales_service_client::SalesServiceClient::with_interceptor(
+        gateway.channel(),
+        bearer(&owner),
+    );
+    let euros = || {
+        Some(Money {
+            currency_code: "EUR".into(),
+            units: 10,
+            nanos: 0,
+        })
+    };
+    let contact = contacts
+        .create_contact(c::CreateContactRequest {
+            contact: Some(c::Contact {
+                given_name: "Ada".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateContact")
+        .into_inner()
+        .name;
+    let mut names: BTreeMap<&str, String> = BTreeMap::new();
+    names.insert("Contact", contact.clone());
+    names.insert(
+        "Company",
+        contacts
+            .create_company(c::CreateCompanyRequest {
+                company: Some(c::Company {
+                    display_name: "Engines".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("CreateCompany")
+            .into_inner()
+            .name,
+    );
+    names.insert(
+        "Activity",
+        contacts
+            .create_activity(c::CreateActivityRequest {
+                activity: Some(c::Activity {
+                    kind: c::ActivityKind::Note as i32,
+                    subject: "Met".into(),
+                    contact: contact.clone(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("CreateActivity")
+            .into_inner()
+            .name,
+    );
+    names.insert(
+        "Lead",
+        sales
+            .create_lead(s::CreateLeadRequest {
+                lead: Some(s::Lead {
+                    given_name: "Grace".into(),
+                    family_name: "Hopper".into(),
+                    email: "grace@navy.example".into(),
+                    source: s::LeadSource::WebForm as i32,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("CreateLead")
+            .into_inner()
+            .name,
+    );
+    names.insert(
+        "Opportunity",
+        sales
+            .create_opportunity(s::CreateOpportunityRequest {
+                opportunity: Some(s::Opportunity {
+                    display_name: "Deal".into(),
+                    amount: euros(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("CreateOpportunity")
+            .into_inner()
+            .name,
+    );
+    names.insert(
+        "Pipeline",
+        sales
+            .list_pipelines(s::ListPipelinesRequest::default())
+            .await
+            .expect("ListPipelines")
+            .into_inner()
+            .pipelines
+            .remove(0)
+            .name,
+    );
+    names.insert(
+        "Product",
+        sales
+            .create_product(s::CreateProductRequest {
+                product: Some(s::Product {
+                    sku: "ENG-1".into(),
+                    display_name: "Engine".into(),
+                    unit_price: euros(),
+                    active: true,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("CreateProduct")
+            .into_inner()
+            .name,
+    );
+    names.insert(
+        "Task",
+        sales
+            .create_task(s::CreateTaskRequest {
+                task: Some(s::Task {
+                    title: "Call".into(),
+                    contact: contact.clone(),
+                    due_time: Some(prost_types::Timestamp {
+                        seconds: 4_102_444_800, // 2100-01-01
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("CreateTask")
+            .into_inner()
+            .name,
+    );
+    names.insert(
+        "AssignmentRule",
+        sales
+            .create_assignment_rule(s::CreateAssignmentRuleRequest {
+                assignment_rule: Some(s::AssignmentRule {
+                    display_name: "All".into(),
+                    filter: "country = \"DE\"".into(),
+                    strategy: s::AssignmentStrategy::RoundRobin as i32,
+                    members: vec!["ann".into()],
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("CreateAssignmentRule")
+            .into_inner()
+            .name,
+    );
+    names.insert(
+        "ScoringRule",
+        sales
+            .create_scoring_rule(s::CreateScoringRuleRequest {
+                scoring_rule: Some(s::ScoringRule {
+                    display_name: "Big".into(),
+                    filter: "employee_count >= 500".into(),
+                    points: 10,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("CreateScoringRule")
+            .into_inner()
+            .name,
+    );
+
+    let mut checked = 0;
+    let mut unexpected = Vec::new();
+    for (service_name, method) in methods() {
+        let noun = match method
+            .strip_prefix("Get")
+            .or_else(|| method.strip_prefix("Delete"))
+        {
+            // A forecast is computed, not a resource someone owns.
+            Some("Forecast") | None => continue,
+            Some(noun) => noun,
+        };
+        let Some(name) = names.get(noun) else {
+            unexpected.push(format!("{method}: no {noun} to try it on"));
+            continue;
+        };
+        let path = format!("/{service_name}/{method}");
+        let code = call_named(gateway.channel(), &path, &stranger, name).await;
+        checked += 1;
+        if code != Code::NotFound {
+            unexpected.push(format!("{path} of another tenant's {name}: {code:?}"));
+        }
+    }
+    // Nothing was deleted by the stranger's calls.
+    for (noun, name) in &names {
+        let method = format!("Get{noun}");
+        if let Some((service_name, _)) = methods().into_iter().find(|(_, m)| *m == method) {
+            let code = call_named(
+                gateway.channel(),
+                &format!("/{service_name}/{method}"),
+                &owner,
+                name,
+            )
+            .await;
+            if code != Code::Ok {
+                unexpected.push(format!(
+                    "{method} by its owner after the stranger's calls: {code:?}"
+                ));
+            }
+        }
+    }
+    println!("cross-tenant: {checked} Get and Delete calls on another tenant's resources");
+    assert!(
+        unexpected.is_empty(),
+        "unexpected answers:\n{}",
+        unexpected.join("\n")
     );
 }
