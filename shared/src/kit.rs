@@ -3,15 +3,17 @@
 //! A service says what is its own (its [`ServiceInfo`], migrator, gRPC
 //! services and the feeds it follows) and the kit does the rest the same way
 //! for everyone: configuration, telemetry, the database and its migrations
-//! under the lock, health (`NOT_SERVING` until migrated and from SIGTERM),
-//! reflection, token checks, the service's own event feed, its consumers and
-//! their admin service, graceful drain, and the `migrate` command.
+//! under the lock, health (`NOT_SERVING` until migrated, while the database
+//! does not answer, and from SIGTERM), reflection, the token check and the
+//! service's role rules, each call run to completion, the service's own event
+//! feed and its retention, its consumers and their admin service, graceful
+//! drain, and the `migrate` command.
 //!
 //! ```ignore
 //! pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError> {
 //!     let mut kit = ServiceKit::build(&SERVICE, settings).await?;
 //!     let store = Store::new(kit.resources());
-//!     kit.add_service(SalesServiceServer::new(SalesApi::new(store.clone()))).await;
+//!     kit.add_service(SalesServiceServer::new(SalesApi::new(store.clone())), ROLE_RULES).await;
 //!     kit.follow("contacts", Arc::new(ContactsFeed::new(store)))?;
 //!     Ok(kit)
 //! }
