@@ -444,15 +444,21 @@ impl EventFeed {
             }
             // Committed events beyond the horizon wait only for an older
             // transaction to end, which notifies nothing: look again shortly.
-            match self.last_committed().await {
-                Ok(last) if last >= horizon => {
+            // (Only PostgreSQL has a horizon; SQLite's is unbounded.)
+            let held_back = if horizon == i64::MAX {
+                Ok(false)
+            } else {
+                self.last_committed().await.map(|last| last >= horizon)
+            };
+            match held_back {
+                Ok(true) => {
                     tokio::select! {
                         _ = tokio::time::sleep(HELD_BACK_RETRY) => continue,
                         _ = shutdown.changed() => return,
                         _ = sender.closed() => return,
                     }
                 }
-                Ok(_) => {}
+                Ok(false) => {}
                 Err(error) => {
                     let _ = sender.send(fail(error)).await;
                     return;

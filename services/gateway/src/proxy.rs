@@ -445,6 +445,7 @@ pub fn encode_timeout(timeout: Duration) -> HeaderValue {
     .into_iter()
     .find(|(amount, _)| *amount <= MAX)
     .unwrap_or((u128::from(timeout.as_secs() / 3600).min(MAX), "H"));
+    // Cannot fail: ASCII digits and one letter are always a valid header value.
     HeaderValue::from_str(&format!("{amount}{unit}")).expect("digits and a letter are a header")
 }
 

@@ -87,6 +87,7 @@ pub struct Replica {
 
 impl Replica {
     fn new(addr: SocketAddr) -> Arc<Self> {
+        // Cannot fail: `http://` and a formatted SocketAddr always make a URI.
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .expect("an http URL of a socket address is a valid URI")
             // A replica that is down answers at once or not at all: do not hang.
@@ -234,10 +235,8 @@ impl Upstream {
             let mut outlier = replica.outlier();
             match outcome {
                 CallOutcome::Answered => {
-                    *outlier = Outlier {
-                        ejected_until: outlier.ejected_until,
-                        ..Outlier::default()
-                    };
+                    outlier.consecutive_failures = 0;
+                    outlier.ejections = 0;
                     false
                 }
                 CallOutcome::ConnectFailed => true,
