@@ -6,6 +6,7 @@ use std::{env, path::PathBuf};
 const PROTOS: &[&str] = &[
     "crm/common/v1/common.proto",
     "crm/events/v1/events.proto",
+    "crm/audit/v1/audit.proto",
     "crm/contacts/v1/contacts.proto",
     "crm/sales/v1/sales.proto",
 ];

@@ -18,6 +18,11 @@ pub mod crm {
             tonic::include_proto!("crm.events.v1");
         }
     }
+    pub mod audit {
+        pub mod v1 {
+            tonic::include_proto!("crm.audit.v1");
+        }
+    }
     pub mod contacts {
         pub mod v1 {
             tonic::include_proto!("crm.contacts.v1");
@@ -30,6 +35,7 @@ pub mod crm {
     }
 }
 
+pub use crm::audit::v1 as audit;
 pub use crm::common::v1 as common;
 pub use crm::contacts::v1 as contacts;
 pub use crm::events::v1 as events;

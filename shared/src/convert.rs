@@ -79,7 +79,8 @@ pub fn json_to_struct(map: &Map<String, serde_json::Value>) -> Struct {
     }
 }
 
-fn json_to_value(value: &serde_json::Value) -> Value {
+/// A JSON value as a protobuf Value.
+pub fn json_to_value(value: &serde_json::Value) -> Value {
     let kind = match value {
         serde_json::Value::Null => Kind::NullValue(0),
         serde_json::Value::Bool(b) => Kind::BoolValue(*b),

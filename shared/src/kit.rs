@@ -21,6 +21,7 @@
 
 use std::{future::Future, marker::PhantomData, net::SocketAddr, sync::Arc, time::Duration};
 
+use crm_proto::audit::audit_log_service_server::AuditLogServiceServer;
 use crm_proto::events::{
     consumer_admin_service_server::ConsumerAdminServiceServer,
     event_feed_service_server::EventFeedServiceServer,
@@ -30,6 +31,7 @@ use tokio::net::TcpListener;
 use tonic::{body::Body, server::NamedService, service::Routes};
 
 use crate::{
+    audit::AuditLog,
     auth::{RoleRules, Verifier},
     client::ServiceIdentity,
     config::Settings,
@@ -162,6 +164,9 @@ impl<M: MigratorTrait> ServiceKit<M> {
         );
         let feed = EventFeed::new(kit.db.clone(), info.name, &kit.signal, kit.host.stopping());
         kit.add_service(EventFeedServiceServer::new(feed), crate::outbox::FEED_ROLES)
+            .await;
+        let audit = AuditLog::new(kit.db.clone(), kit.page_tokens.clone());
+        kit.add_service(AuditLogServiceServer::new(audit), crate::audit::ROLES)
             .await;
         Ok(kit)
     }

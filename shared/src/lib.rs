@@ -4,6 +4,7 @@
 //! does configuration, telemetry, the database, health, reflection, its
 //! event feed ([`outbox`]) and shutdown the same way for every service.
 
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;

@@ -166,7 +166,18 @@ where
 
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
         match self.admit(&mut request) {
-            Ok(()) => Box::pin(self.inner.call(request)),
+            Ok(()) => {
+                let call = crate::audit::Call {
+                    method: request.uri().path().to_owned(),
+                    request_id: request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|id| id.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned(),
+                };
+                Box::pin(call.scope(self.inner.call(request)))
+            }
             Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
         }
     }

@@ -202,13 +202,15 @@ impl Resources {
         });
     }
 
-    /// Appends events and commits; followers of the feed are woken.
+    /// Records the events in the audit log, appends them to the outbox and
+    /// commits; followers of the feed are woken.
     pub async fn commit(
         &self,
         txn: WriteTxn,
         tenant: &Tenant,
         events: Vec<NewEvent>,
     ) -> Result<(), ApiError> {
+        crate::audit::record(&*txn, tenant, self.package, &events).await?;
         outbox::append(&*txn, tenant, self.package, events).await?;
         txn.commit().await?;
         self.signal.notify();

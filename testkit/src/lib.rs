@@ -14,8 +14,9 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 pub use database::{Backend, TestDatabase};
 pub use process::{Launch, ServiceProcess, service};
 
-use crm_proto::events::{
-    Event, StreamEventsRequest, event_feed_service_client::EventFeedServiceClient,
+use crm_proto::{
+    audit::{AuditEntry, ListAuditEntriesRequest, audit_log_service_client::AuditLogServiceClient},
+    events::{Event, StreamEventsRequest, event_feed_service_client::EventFeedServiceClient},
 };
 use crm_shared::{
     auth::{Role, sign_hs256},
@@ -185,6 +186,30 @@ pub async fn all_events(addr: SocketAddr) -> Vec<Event> {
         EventFeedServiceClient::with_interceptor(channel_to(addr), bearer_for(TENANT, SERVICE))
             .max_decoding_message_size(64 * 1024 * 1024);
     collect_events(&mut feed, StreamEventsRequest::default()).await
+}
+
+/// Every audit log entry of `tenant` at `addr` matching `filter`, newest
+/// first, read by an admin page by page.
+pub async fn audit_entries(addr: SocketAddr, tenant: &str, filter: &str) -> Vec<AuditEntry> {
+    let mut log =
+        AuditLogServiceClient::with_interceptor(channel_to(addr), bearer_for(tenant, ADMIN));
+    let mut entries = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = log
+            .list_audit_entries(ListAuditEntriesRequest {
+                filter: filter.into(),
+                page_size: 100,
+                page_token,
+            })
+            .await
+            .must(&format!("ListAuditEntries filter={filter:?}"));
+        entries.extend(page.audit_entries);
+        if page.next_page_token.is_empty() {
+            return entries;
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 /// The payload of `event`, decoded as `M`.

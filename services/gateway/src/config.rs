@@ -89,7 +89,11 @@ impl UpstreamSettings {
     pub fn packages_of(&self, name: &str) -> Vec<String> {
         let listed: Vec<String> = list(&self.packages).map(str::to_owned).collect();
         if listed.is_empty() {
-            vec![format!("crm.{name}.v1"), "crm.events.v1".to_owned()]
+            vec![
+                format!("crm.{name}.v1"),
+                "crm.events.v1".to_owned(),
+                "crm.audit.v1".to_owned(),
+            ]
         } else {
             listed
         }

@@ -57,6 +57,7 @@ impl ContactsFeed {
             .store
             .scrub_events(txn, tenant, &done.leads, scrub_payload)
             .await?;
+        crm_shared::audit::forget(&**txn, tenant, &done.leads).await?;
         tracing::info!(contact = %person.contact, leads = done.leads.len(), scrubbed, "contact erasure applied");
         let confirmation = to_any(&ErasureCompleted {
             contact: person.contact.clone(),

@@ -180,8 +180,17 @@ impl ConsumerCore {
         Ok(moved.rows_affected == 1)
     }
 
-    /// One try: the effect, its events and the cursor in one transaction.
+    /// One try, as a call the audit log names "consume <event type>".
     async fn apply_once(&self, event: &Event) -> Result<Outcome, EffectError> {
+        let call = crate::audit::Call {
+            method: format!("consume {}", event.r#type),
+            request_id: event.id.clone(),
+        };
+        call.scope(self.apply_and_advance(event)).await
+    }
+
+    /// The effect, its events and the cursor in one transaction.
+    async fn apply_and_advance(&self, event: &Event) -> Result<Outcome, EffectError> {
         let txn = self.resources.db.begin_write().await?;
         if !self.advance(&*txn, event).await? {
             txn.rollback().await?;

@@ -16,6 +16,7 @@ use sea_orm::Condition;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
+use tracing::Instrument;
 
 use super::BoxStream;
 use super::convert::{contact_draft, contact_message};
@@ -83,7 +84,9 @@ pub fn run(
     let (results, receiver) = mpsc::channel(4);
     let (rows, incoming) = mpsc::channel(READ_AHEAD_ROWS);
     tokio::spawn(read_rows(requests, rows));
-    tokio::spawn(write_rows(store, tenant, actor, incoming, results));
+    // The writes belong to this call: the audit log names it, the events carry its trace.
+    let writes = write_rows(store, tenant, actor, incoming, results).in_current_span();
+    tokio::spawn(crm_shared::audit::Call::current().scope(writes));
     Box::pin(ReceiverStream::new(receiver))
 }
 

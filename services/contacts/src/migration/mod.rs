@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_create_tables::Migration),
             Box::new(crm_shared::idempotency::fingerprint_migration::AddIdempotencyFingerprint),
             Box::new(crm_shared::retention::migration::CreateFeedReaders),
+            Box::new(crm_shared::audit::migration::CreateAuditLog),
         ]
     }
 }

@@ -931,7 +931,8 @@ async fn erase_activities<C: ConnectionTrait>(
 }
 
 /// Deletes every event about `subjects` and the idempotency records that
-/// created the contacts `names`: an erased person leaves no trace in either.
+/// created the contacts `names`, and erases the audit log's values of
+/// `subjects`: an erased person leaves no trace in any of them.
 async fn erase_history<C: ConnectionTrait>(
     conn: &C,
     tenant: &Tenant,
@@ -939,6 +940,7 @@ async fn erase_history<C: ConnectionTrait>(
     names: &[String],
 ) -> Result<(), ApiError> {
     use crm_shared::{idempotency::entity as idempotency, outbox::entity as outbox};
+    crm_shared::audit::forget(conn, tenant, subjects).await?;
     for chunk in subjects.chunks(500) {
         outbox::Entity::delete_many()
             .filter(outbox::Column::Tenant.eq(tenant.as_str()))

@@ -5,6 +5,7 @@
 mod support;
 
 mod activities;
+mod audit;
 mod bad_input;
 mod cancellation;
 mod companies;

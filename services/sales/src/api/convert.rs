@@ -460,4 +460,10 @@ impl EventPayloads for ProtoPayloads {
     fn task(&self, t: &Task) -> prost_types::Any {
         to_any(&task_message(t))
     }
+    fn assignment_rule(&self, rule: &Rule) -> prost_types::Any {
+        to_any(&rule_message(rule))
+    }
+    fn scoring_rule(&self, rule: &ScoringRule) -> prost_types::Any {
+        to_any(&scoring_rule_message(rule))
+    }
 }

@@ -30,7 +30,7 @@ pub(super) async fn create_assignment_rule(
     api: &SalesApi,
     request: Request<pb::CreateAssignmentRuleRequest>,
 ) -> Result<Response<pb::AssignmentRule>, Status> {
-    let (_, tenant) = admitted(&request)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let mut draft = rule_draft(&required(r.assignment_rule, "assignment_rule")?)?;
@@ -38,7 +38,7 @@ pub(super) async fn create_assignment_rule(
     check_rule_filter(&draft.filter, "assignment_rule.filter")?;
     let rule = api
         .store
-        .create_assignment_rule(&tenant, draft, request_id)
+        .create_assignment_rule(&tenant, &principal.subject, draft, request_id)
         .await?;
     Ok(Response::new(rule_message(&rule)))
 }
@@ -70,10 +70,12 @@ pub(super) async fn delete_assignment_rule(
     api: &SalesApi,
     request: Request<pb::DeleteAssignmentRuleRequest>,
 ) -> Result<Response<pb::AssignmentRule>, Status> {
-    let (_, tenant) = admitted(&request)?;
+    let (principal, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "assignmentRules", "name")?;
     Ok(Response::new(rule_message(
-        &api.store.delete_assignment_rule(&tenant, id).await?,
+        &api.store
+            .delete_assignment_rule(&tenant, &principal.subject, id)
+            .await?,
     )))
 }
 
@@ -81,7 +83,7 @@ pub(super) async fn create_scoring_rule(
     api: &SalesApi,
     request: Request<pb::CreateScoringRuleRequest>,
 ) -> Result<Response<pb::ScoringRule>, Status> {
-    let (_, tenant) = admitted(&request)?;
+    let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let request_id = IdempotencyKey::of(&r.request_id, &r)?;
     let rule = required(r.scoring_rule, "scoring_rule")?;
@@ -98,7 +100,14 @@ pub(super) async fn create_scoring_rule(
     check_rule_filter(&rule.filter, "scoring_rule.filter")?;
     let created = api
         .store
-        .create_scoring_rule(&tenant, display_name, rule.filter, rule.points, request_id)
+        .create_scoring_rule(
+            &tenant,
+            &principal.subject,
+            display_name,
+            rule.filter,
+            rule.points,
+            request_id,
+        )
         .await?;
     api.store.rescore_all(&tenant).await?;
     Ok(Response::new(scoring_rule_message(&created)))
@@ -126,9 +135,12 @@ pub(super) async fn delete_scoring_rule(
     api: &SalesApi,
     request: Request<pb::DeleteScoringRuleRequest>,
 ) -> Result<Response<pb::ScoringRule>, Status> {
-    let (_, tenant) = admitted(&request)?;
+    let (principal, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "scoringRules", "name")?;
-    let rule = api.store.delete_scoring_rule(&tenant, id).await?;
+    let rule = api
+        .store
+        .delete_scoring_rule(&tenant, &principal.subject, id)
+        .await?;
     api.store.rescore_all(&tenant).await?;
     Ok(Response::new(scoring_rule_message(&rule)))
 }

@@ -21,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_conversion_contact_reused::Migration),
             Box::new(crm_shared::idempotency::fingerprint_migration::AddIdempotencyFingerprint),
             Box::new(crm_shared::retention::migration::CreateFeedReaders),
+            Box::new(crm_shared::audit::migration::CreateAuditLog),
         ]
     }
 }

@@ -31,8 +31,8 @@ pub use rules::ScoringRule;
 pub use tasks::{FILTER as TASK_FILTER, ORDER_BY as TASK_ORDER};
 
 use crate::domain::{
-    lead::Lead, opportunity::Opportunity, pipeline::Pipeline, product::Product, scoring::Model,
-    task::Task,
+    assignment::Rule, lead::Lead, opportunity::Opportunity, pipeline::Pipeline, product::Product,
+    scoring::Model, task::Task,
 };
 
 /// How long a tenant's trained conversion model is reused before retraining.
@@ -55,6 +55,10 @@ pub trait EventPayloads: Send + Sync {
     fn product(&self, product: &Product) -> prost_types::Any;
     /// A task.
     fn task(&self, task: &Task) -> prost_types::Any;
+    /// An assignment rule.
+    fn assignment_rule(&self, rule: &Rule) -> prost_types::Any;
+    /// A scoring rule.
+    fn scoring_rule(&self, rule: &ScoringRule) -> prost_types::Any;
 }
 
 /// A tenant's model (none when it lacks closed leads) and when it was trained.

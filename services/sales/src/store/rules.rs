@@ -91,6 +91,7 @@ impl Store {
     pub async fn create_assignment_rule(
         &self,
         tenant: &Tenant,
+        actor: &str,
         draft: RuleDraft,
         request_id: Option<IdempotencyKey>,
     ) -> Result<Rule, ApiError> {
@@ -143,7 +144,11 @@ impl Store {
             )
             .await?
         {
-            Claim::Won(txn) => self.base.commit(txn, tenant, vec![]).await?,
+            Claim::Won(txn) => {
+                let payload = self.payloads.assignment_rule(&rule);
+                let event = self.event("AssignmentRuleCreated", rule.name(), payload, actor);
+                self.base.commit(txn, tenant, vec![event]).await?
+            }
             Claim::Lost(existing) => {
                 return self
                     .get_assignment_rule(tenant, super::id_of(&existing))
@@ -177,10 +182,11 @@ impl Store {
             .await
     }
 
-    /// Removes an assignment rule.
+    /// Removes an assignment rule (for good: rules have no undo).
     pub async fn delete_assignment_rule(
         &self,
         tenant: &Tenant,
+        actor: &str,
         id: Uuid,
     ) -> Result<Rule, ApiError> {
         let rule = self.get_assignment_rule(tenant, id).await?;
@@ -191,7 +197,9 @@ impl Store {
             .filter(assignment_rule::Column::Id.eq(id.to_string()))
             .exec(&*txn)
             .await?;
-        txn.commit().await?;
+        let payload = self.payloads.assignment_rule(&rule);
+        let event = self.event("AssignmentRuleDeleted", name.clone(), payload, actor);
+        self.base.commit(txn, tenant, vec![event]).await?;
         tracing::info!(%name, "assignment rule removed");
         Ok(rule)
     }
@@ -200,6 +208,7 @@ impl Store {
     pub async fn create_scoring_rule(
         &self,
         tenant: &Tenant,
+        actor: &str,
         display_name: String,
         filter: String,
         points: i32,
@@ -250,7 +259,11 @@ impl Store {
             )
             .await?
         {
-            Claim::Won(txn) => self.base.commit(txn, tenant, vec![]).await?,
+            Claim::Won(txn) => {
+                let payload = self.payloads.scoring_rule(&rule);
+                let event = self.event("ScoringRuleCreated", rule.name(), payload, actor);
+                self.base.commit(txn, tenant, vec![event]).await?
+            }
             Claim::Lost(existing) => {
                 return self.get_scoring_rule(tenant, super::id_of(&existing)).await;
             }
@@ -281,6 +294,7 @@ impl Store {
     pub async fn delete_scoring_rule(
         &self,
         tenant: &Tenant,
+        actor: &str,
         id: Uuid,
     ) -> Result<ScoringRule, ApiError> {
         let rule = self.get_scoring_rule(tenant, id).await?;
@@ -290,7 +304,9 @@ impl Store {
             .filter(scoring_rule::Column::Id.eq(id.to_string()))
             .exec(&*txn)
             .await?;
-        txn.commit().await?;
+        let payload = self.payloads.scoring_rule(&rule);
+        let event = self.event("ScoringRuleDeleted", rule.name(), payload, actor);
+        self.base.commit(txn, tenant, vec![event]).await?;
         Ok(rule)
     }
 }
