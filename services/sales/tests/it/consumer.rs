@@ -510,4 +510,25 @@ async fn erasure_on(backend: Backend) {
         confirmation.scrubbed_events >= 2,
         "the leads' LeadCreated events were scrubbed"
     );
+
+    // The audit log keeps who made the leads and when, none of the person's values.
+    let audit = suite.sales_audit("").await;
+    let text = format!("{audit:?}").to_lowercase();
+    for trace in ["alpha@chain", "alphonse", "charles", "5550107777"] {
+        assert!(!text.contains(trace), "the audit log still holds {trace:?}");
+    }
+    let history = suite
+        .sales_audit(&format!("resource = \"{}\"", by_email.name))
+        .await;
+    let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        ["crm.sales.v1.LeadErased", "crm.sales.v1.LeadCreated"]
+    );
+    assert!(history[1].erased, "the creation's values are gone");
+    assert_eq!(
+        history[0].method, "consume crm.contacts.v1.ContactErased",
+        "the erasure was the contacts feed's doing"
+    );
+    assert!(!history[0].request_id.is_empty(), "the applied event's id");
 }

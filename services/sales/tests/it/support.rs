@@ -117,6 +117,12 @@ impl Suite {
         collect_events(&mut feed, StreamEventsRequest::default()).await
     }
 
+    /// Sales' audit log entries of [`TENANT`] matching `filter`, newest first.
+    pub async fn sales_audit(&self, filter: &str) -> Vec<crm_proto::audit::AuditEntry> {
+        let addr = self.sales.as_ref().expect("sales runs").addr;
+        audit_entries(addr, TENANT, filter).await
+    }
+
     /// The types of every event in sales' feed, oldest first.
     pub async fn sales_event_types(&self) -> Vec<String> {
         self.sales_events()
