@@ -8,6 +8,7 @@
 mod database;
 pub mod logs;
 mod process;
+pub mod raw;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 

@@ -7,17 +7,13 @@ use crm_proto::contacts::{
     ListContactsRequest, UpdateContactRequest,
 };
 use crm_testkit::Backend;
-use prost::bytes::{Buf, BufMut};
 use prost_types::{FieldMask, Struct, Value, value::Kind};
 use tonic::{
-    Code, Request, Status,
-    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
-    codegen::http::uri::PathAndQuery,
-    service::interceptor::InterceptedService,
+    Code, Request, codegen::http::uri::PathAndQuery, service::interceptor::InterceptedService,
 };
 
 use crate::activities::activity;
-use crate::support::*;
+use crate::support::{raw::RawCodec, *};
 
 fn valid() -> Contact {
     person("Valid", "Person", "valid@example.com")
@@ -477,50 +473,6 @@ async fn refuses_bad_updates_on(backend: Backend) {
     assert_eq!(updates, 0, "no ContactUpdated event");
 }
 db_test!(refuses_bad_updates, refuses_bad_updates_on);
-
-/// Sends bytes as they are and reads the reply as bytes.
-#[derive(Debug, Clone, Default)]
-struct RawCodec;
-
-#[derive(Debug)]
-struct RawEncoder;
-
-#[derive(Debug)]
-struct RawDecoder;
-
-impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
-    }
-}
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
 
 async fn refuses_malformed_protobuf_on(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {

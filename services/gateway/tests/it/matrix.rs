@@ -13,7 +13,8 @@ use crm_shared::{
     config::AuthSettings,
 };
 use crm_testkit::{
-    Backend, OTHER_TENANT, SECRET, SERVICE_SECRET, ServiceProcess, TestDatabase, service,
+    Backend, OTHER_TENANT, SECRET, SERVICE_SECRET, ServiceProcess, TestDatabase, raw::call_raw,
+    service,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use prost::Message;
@@ -47,6 +48,7 @@ fn rules() -> Vec<(&'static str, RoleRules)> {
             "crm.events.v1.ConsumerAdminService",
             crm_shared::consumer::admin::ROLES,
         ),
+        ("crm.audit.v1.AuditLogService", crm_shared::audit::ROLES),
     ]
 }
 
@@ -265,11 +267,12 @@ impl Matrix {
             "crm.contacts.v1",
             &[contacts.addr],
         );
-        // The events packages go to sales alone, so they need no x-crm-upstream.
+        // The packages every service serves go to sales alone, so they need
+        // no x-crm-upstream.
         upstream(
             &mut section,
             "sales",
-            "crm.sales.v1,crm.events.v1",
+            "crm.sales.v1,crm.events.v1,crm.audit.v1",
             &[sales.addr],
         );
         let gateway = GatewayProcess::start_with_auth(section, gateway_auth).await;
@@ -408,30 +411,37 @@ struct NameOnly {
     name: String,
 }
 
-/// Calls `path` with `name`; answers the status code.
-async fn call_named(channel: Channel, path: &str, token: &str, name: &str) -> Code {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    if grpc.ready().await.is_err() {
-        return Code::Unavailable;
-    }
-    let mut request = Request::new(NameOnly { name: name.into() });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
-    );
-    let codec = tonic_prost::ProstCodec::<NameOnly, ()>::default();
-    let path = http::uri::PathAndQuery::try_from(path).expect("a path");
-    match grpc.unary(request, path, codec).await {
-        Ok(_) => Code::Ok,
-        Err(status) => status.code(),
-    }
+/// The status code of a raw call's answer.
+fn code_of<T>(answer: &Result<T, tonic::Status>) -> Code {
+    answer
+        .as_ref()
+        .map_or_else(|status| status.code(), |_| Code::Ok)
 }
 
-/// Every Get and Delete of every resource kind, found in the descriptors,
-/// asked by another tenant's admin for a real resource: NOT_FOUND, never
-/// its data, and the Delete deletes nothing.
+/// An Update request: the resource (field 1, as the owner read it) and the
+/// mask `*` (field 2), in every Update request of the suite.
+#[derive(Clone, PartialEq, prost::Message)]
+struct UpdateAll {
+    #[prost(bytes = "vec", tag = "1")]
+    resource: Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    update_mask: Option<prost_types::FieldMask>,
+}
+
+/// The resource kind a standard method is about: "Contact" for GetContact,
+/// UpdateContact, DeleteContact and UndeleteContact.
+fn noun_of(method: &str) -> Option<&str> {
+    ["Undelete", "Update", "Delete", "Get"]
+        .iter()
+        .find_map(|verb| method.strip_prefix(verb))
+}
+
+/// Every Get, Update, Delete, Undelete and List of every resource kind,
+/// found in the descriptors, tried by another tenant's admin on a real
+/// resource: NOT_FOUND, never its data; a list never shows it; and none of
+/// the stranger's writes changed anything.
 #[tokio::test]
-async fn another_tenants_resources_are_not_found_by_any_get_or_delete() {
+async fn another_tenants_resources_are_not_found_by_any_standard_method() {
     use crm_proto::{common::Money, contacts as c, sales as s};
     let Some(matrix) = Matrix::start().await else {
         return;
@@ -637,11 +647,40 @@ async fn another_tenants_resources_are_not_found_by_any_get_or_delete() {
 
     let mut checked = 0;
     let mut unexpected = Vec::new();
+    let channel = || gateway.channel();
+    let by_name = |name: &str| NameOnly { name: name.into() }.encode_to_vec();
     for (service_name, method) in methods() {
-        let noun = match method
-            .strip_prefix("Get")
-            .or_else(|| method.strip_prefix("Delete"))
-        {
+        let path = format!("/{service_name}/{method}");
+        if method.starts_with("List") {
+            // A list the owner sees their resources in never shows them to
+            // the stranger; lists that need more than an empty request (a
+            // timeline needs its contact) are covered by the Gets.
+            let Ok(owners) = call_raw(channel(), &path, &owner, vec![]).await else {
+                continue;
+            };
+            let shown = |bytes: &[u8]| -> Vec<String> {
+                let text = String::from_utf8_lossy(bytes);
+                names
+                    .values()
+                    .filter(|n| text.contains(n.as_str()))
+                    .cloned()
+                    .collect()
+            };
+            if shown(&owners).is_empty() {
+                continue;
+            }
+            checked += 1;
+            match call_raw(channel(), &path, &stranger, vec![]).await {
+                Ok(bytes) if shown(&bytes).is_empty() => {}
+                Ok(bytes) => unexpected.push(format!(
+                    "{path} by another tenant shows {:?}",
+                    shown(&bytes)
+                )),
+                Err(status) => unexpected.push(format!("{path} by another tenant: {status:?}")),
+            }
+            continue;
+        }
+        let noun = match noun_of(&method) {
             // A forecast is computed, not a resource someone owns.
             Some("Forecast") | None => continue,
             Some(noun) => noun,
@@ -650,24 +689,40 @@ async fn another_tenants_resources_are_not_found_by_any_get_or_delete() {
             unexpected.push(format!("{method}: no {noun} to try it on"));
             continue;
         };
-        let path = format!("/{service_name}/{method}");
-        let code = call_named(gateway.channel(), &path, &stranger, name).await;
+        let body = if method.starts_with("Update") {
+            let get = format!("/{service_name}/Get{noun}");
+            let resource = call_raw(channel(), &get, &owner, by_name(name))
+                .await
+                .expect("the owner reads the resource");
+            UpdateAll {
+                resource,
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["*".into()],
+                }),
+            }
+            .encode_to_vec()
+        } else {
+            by_name(name)
+        };
+        let code = code_of(&call_raw(channel(), &path, &stranger, body.clone()).await);
         checked += 1;
         if code != Code::NotFound {
             unexpected.push(format!("{path} of another tenant's {name}: {code:?}"));
+        }
+        if method.starts_with("Update") {
+            // The same request from the owner succeeds: only the tenant differed.
+            let code = code_of(&call_raw(channel(), &path, &owner, body).await);
+            if code != Code::Ok {
+                unexpected.push(format!("{path} by the owner of {name}: {code:?}"));
+            }
         }
     }
     // Nothing was deleted by the stranger's calls.
     for (noun, name) in &names {
         let method = format!("Get{noun}");
         if let Some((service_name, _)) = methods().into_iter().find(|(_, m)| *m == method) {
-            let code = call_named(
-                gateway.channel(),
-                &format!("/{service_name}/{method}"),
-                &owner,
-                name,
-            )
-            .await;
+            let path = format!("/{service_name}/{method}");
+            let code = code_of(&call_raw(channel(), &path, &owner, by_name(name)).await);
             if code != Code::Ok {
                 unexpected.push(format!(
                     "{method} by its owner after the stranger's calls: {code:?}"
@@ -675,7 +730,7 @@ async fn another_tenants_resources_are_not_found_by_any_get_or_delete() {
             }
         }
     }
-    println!("cross-tenant: {checked} Get and Delete calls on another tenant's resources");
+    println!("cross-tenant: {checked} calls on another tenant's resources and lists");
     assert!(
         unexpected.is_empty(),
         "unexpected answers:\n{}",
