@@ -54,6 +54,8 @@ pub struct ListQuery {
     pub after: Option<String>,
     /// Rows to return.
     pub limit: u64,
+    /// Count every match as well (a second query over the whole filter).
+    pub count_total: bool,
 }
 
 /// One page of a list.
@@ -61,8 +63,8 @@ pub struct ListQuery {
 pub struct Page<T> {
     /// This page's resources.
     pub items: Vec<T>,
-    /// How many match in all.
-    pub total: u64,
+    /// How many match in all, when the query asked.
+    pub total: Option<u64>,
     /// The sort key of this page's last row, when more rows follow.
     next: Option<String>,
 }
@@ -85,6 +87,17 @@ pub struct ListRequest<'a> {
     pub page_size: i32,
     /// The page token from the previous page.
     pub page_token: &'a str,
+    /// Count every match into `total_size`.
+    pub include_total_size: bool,
+}
+
+impl<T> Page<T> {
+    /// The `total_size` of a List response: the count when it was asked
+    /// for, else 0 (as the protos document).
+    pub fn total_size(&self) -> i32 {
+        self.total
+            .map_or(0, |total| i32::try_from(total).unwrap_or(i32::MAX))
+    }
 }
 
 /// A checked list request: the query and the fingerprint page tokens carry.
@@ -115,6 +128,7 @@ impl ListPlan {
                 show_deleted: request.show_deleted,
                 after,
                 limit,
+                count_total: request.include_total_size,
             },
             fingerprint,
         })
@@ -267,8 +281,8 @@ impl Resources {
         }
     }
 
-    /// One page of a list and the total that match, converted to domain
-    /// values. Pages are keyset pages: each starts after the previous page's
+    /// One page of a list (and, when asked, how many match), converted to
+    /// domain values. Pages are keyset pages: each starts after the previous page's
     /// last row in the list's order (the id breaks ties), so a list walked
     /// while rows are added and deleted never repeats or skips a row that
     /// existed throughout, as offsets would.
@@ -287,7 +301,11 @@ impl Resources {
         if !query.show_deleted {
             select = select.filter(E::DELETE_TIME.is_null());
         }
-        let total = select.clone().count(&self.db.conn).await?;
+        let total = if query.count_total {
+            Some(select.clone().count(&self.db.conn).await?)
+        } else {
+            None
+        };
         let mut sort: Vec<(E::Column, Order)> = Vec::new();
         if query.order.is_empty() {
             sort.push((E::DEFAULT_ORDER, Order::Desc));

@@ -153,7 +153,9 @@ class LargeImportTest(unittest.TestCase):
 
             # Everything is there, once.
             count = gateway.ListContacts(
-                contacts_pb2.ListContactsRequest(filter=f'family_name = "gateway-{label}"', page_size=1),
+                contacts_pb2.ListContactsRequest(
+                    filter=f'family_name = "gateway-{label}"', page_size=1, include_total_size=True
+                ),
                 metadata=metadata,
             )
             self.assertEqual(count.total_size, ROWS)

@@ -127,17 +127,18 @@ impl ContactsService for ContactsApi {
                 show_deleted: r.show_deleted,
                 page_size: r.page_size,
                 page_token: &r.page_token,
+                include_total_size: r.include_total_size,
             },
         )?;
         let page = self
             .store
             .list_contacts(&tenant, plan.query.clone())
             .await?;
-        let (contacts, total) = (&page.items, page.total);
+        let contacts = &page.items;
         Ok(Response::new(pb::ListContactsResponse {
             next_page_token: plan.next_page_token(&self.page_tokens, &page),
             contacts: contacts.iter().map(contact_message).collect(),
-            total_size: i32::try_from(total).unwrap_or(i32::MAX),
+            total_size: page.total_size(),
         }))
     }
 
@@ -318,6 +319,7 @@ impl ContactsService for ContactsApi {
                 show_deleted: false,
                 page_size: r.page_size,
                 page_token: &r.page_token,
+                include_total_size: false,
             },
         )?;
         let page = self
@@ -402,17 +404,18 @@ impl ContactsService for ContactsApi {
                 show_deleted: r.show_deleted,
                 page_size: r.page_size,
                 page_token: &r.page_token,
+                include_total_size: r.include_total_size,
             },
         )?;
         let page = self
             .store
             .list_companies(&tenant, plan.query.clone())
             .await?;
-        let (companies, total) = (&page.items, page.total);
+        let companies = &page.items;
         Ok(Response::new(pb::ListCompaniesResponse {
             next_page_token: plan.next_page_token(&self.page_tokens, &page),
             companies: companies.iter().map(company_message).collect(),
-            total_size: i32::try_from(total).unwrap_or(i32::MAX),
+            total_size: page.total_size(),
         }))
     }
 
@@ -565,17 +568,18 @@ impl ContactsService for ContactsApi {
                 show_deleted: r.show_deleted,
                 page_size: r.page_size,
                 page_token: &r.page_token,
+                include_total_size: r.include_total_size,
             },
         )?;
         let page = self
             .store
             .list_activities(&tenant, plan.query.clone())
             .await?;
-        let (activities, total) = (&page.items, page.total);
+        let activities = &page.items;
         Ok(Response::new(pb::ListActivitiesResponse {
             next_page_token: plan.next_page_token(&self.page_tokens, &page),
             activities: activities.iter().map(activity_message).collect(),
-            total_size: i32::try_from(total).unwrap_or(i32::MAX),
+            total_size: page.total_size(),
         }))
     }
 

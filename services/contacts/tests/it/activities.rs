@@ -343,6 +343,7 @@ async fn lists_updates_and_deletes_activities_on(backend: Backend) {
 
     let list = |filter: &str| ListActivitiesRequest {
         filter: filter.into(),
+        include_total_size: true,
         ..Default::default()
     };
     let all = client

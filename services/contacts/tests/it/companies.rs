@@ -41,6 +41,7 @@ async fn list_all_companies(client: &mut Contacts, filter: &str, order_by: &str)
                 filter: filter.into(),
                 order_by: order_by.into(),
                 show_deleted: false,
+                include_total_size: false,
             })
             .await
             .must(&format!(
@@ -286,6 +287,7 @@ async fn lists_companies_on(backend: Backend) {
     );
     let page = client
         .list_companies(ListCompaniesRequest {
+            include_total_size: true,
             page_size: 2,
             ..Default::default()
         })

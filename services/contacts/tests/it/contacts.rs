@@ -336,6 +336,7 @@ async fn lists_with_filters_on(backend: Backend) {
     for (filter, expected) in cases {
         let page = client
             .list_contacts(ListContactsRequest {
+                include_total_size: true,
                 filter: filter.into(),
                 ..Default::default()
             })
@@ -427,6 +428,7 @@ async fn orders_and_pages_on(backend: Backend) {
     loop {
         let page = client
             .list_contacts(ListContactsRequest {
+                include_total_size: true,
                 page_size: 3,
                 page_token: token.clone(),
                 order_by: "given_name".into(),
@@ -515,7 +517,10 @@ async fn page_size_default_and_clamp_on(backend: Backend) {
         create(&mut client, person("Many", &format!("Person{i:02}"), "")).await;
     }
     let page = client
-        .list_contacts(ListContactsRequest::default())
+        .list_contacts(ListContactsRequest {
+            include_total_size: true,
+            ..Default::default()
+        })
         .await
         .must("ListContacts page_size 0");
     assert_eq!(page.contacts.len(), 50, "page_size 0 means 50");
@@ -530,6 +535,10 @@ async fn page_size_default_and_clamp_on(backend: Backend) {
         .must("ListContacts page_size 5000 is clamped, not refused");
     assert_eq!(page.contacts.len(), 55);
     assert!(page.next_page_token.is_empty());
+    assert_eq!(
+        page.total_size, 0,
+        "counting every match is paid for only when include_total_size asks"
+    );
 }
 db_test!(page_size_default_and_clamp, page_size_default_and_clamp_on);
 
@@ -789,7 +798,10 @@ async fn soft_deletes_and_undeletes_on(backend: Backend) {
         "List hides soft-deleted contacts"
     );
     let page = client
-        .list_contacts(ListContactsRequest::default())
+        .list_contacts(ListContactsRequest {
+            include_total_size: true,
+            ..Default::default()
+        })
         .await
         .must("ListContacts");
     assert_eq!(

@@ -219,7 +219,10 @@ async fn imports_two_thousand_rows_on(backend: Backend) {
         "every reported contact is listed"
     );
     let page = client
-        .list_contacts(crm_proto::contacts::ListContactsRequest::default())
+        .list_contacts(crm_proto::contacts::ListContactsRequest {
+            include_total_size: true,
+            ..Default::default()
+        })
         .await
         .must("ListContacts");
     assert_eq!(page.total_size, 2000);

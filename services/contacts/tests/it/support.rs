@@ -156,6 +156,7 @@ pub async fn list_all(
                 filter: filter.into(),
                 order_by: order_by.into(),
                 show_deleted,
+                include_total_size: false,
             })
             .await
             .must(&format!(

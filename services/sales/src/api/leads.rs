@@ -15,7 +15,6 @@ use tonic::{Request, Response, Status};
 use super::{
     SalesApi, caller,
     convert::{converted_message, lead_draft, lead_message, lifecycle_stage},
-    total,
 };
 use crate::{
     domain::{
@@ -88,14 +87,15 @@ pub(super) async fn list_leads(
             show_deleted: r.show_deleted,
             page_size: r.page_size,
             page_token: &r.page_token,
+            include_total_size: r.include_total_size,
         },
     )?;
     let page = api.store.list_leads(&tenant, plan.query.clone()).await?;
-    let (leads, count) = (&page.items, page.total);
+    let leads = &page.items;
     Ok(Response::new(pb::ListLeadsResponse {
         next_page_token: plan.next_page_token(&api.page_tokens, &page),
         leads: leads.iter().map(lead_message).collect(),
-        total_size: total(count),
+        total_size: page.total_size(),
     }))
 }
 

@@ -129,10 +129,12 @@ fn simple_plan(
             show_deleted: false,
             page_size,
             page_token,
+            include_total_size: false,
         },
     )
 }
 
+/// A count as an int32 field, saturating.
 fn total(total: u64) -> i32 {
     i32::try_from(total).unwrap_or(i32::MAX)
 }

@@ -16,7 +16,6 @@ use tonic::{Request, Response, Status};
 use super::{
     SalesApi, caller,
     convert::{opportunity_draft, opportunity_message},
-    total,
 };
 use crate::{domain, store};
 
@@ -92,17 +91,18 @@ pub(super) async fn list_opportunities(
             show_deleted: r.show_deleted,
             page_size: r.page_size,
             page_token: &r.page_token,
+            include_total_size: r.include_total_size,
         },
     )?;
     let page = api
         .store
         .list_opportunities(&tenant, plan.query.clone())
         .await?;
-    let (deals, count) = (&page.items, page.total);
+    let deals = &page.items;
     Ok(Response::new(pb::ListOpportunitiesResponse {
         next_page_token: plan.next_page_token(&api.page_tokens, &page),
         opportunities: deals.iter().map(opportunity_message).collect(),
-        total_size: total(count),
+        total_size: page.total_size(),
     }))
 }
 

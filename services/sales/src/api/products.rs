@@ -13,7 +13,6 @@ use tonic::{Request, Response, Status};
 use super::{
     SalesApi,
     convert::{product_draft, product_message},
-    total,
 };
 use crate::{domain, store};
 
@@ -61,14 +60,15 @@ pub(super) async fn list_products(
             show_deleted: false,
             page_size: r.page_size,
             page_token: &r.page_token,
+            include_total_size: r.include_total_size,
         },
     )?;
     let page = api.store.list_products(&tenant, plan.query.clone()).await?;
-    let (products, count) = (&page.items, page.total);
+    let products = &page.items;
     Ok(Response::new(pb::ListProductsResponse {
         next_page_token: plan.next_page_token(&api.page_tokens, &page),
         products: products.iter().map(product_message).collect(),
-        total_size: total(count),
+        total_size: page.total_size(),
     }))
 }
 

@@ -16,7 +16,6 @@ use tonic::{Request, Response, Status};
 use super::{
     SalesApi, caller,
     convert::{task_draft, task_message},
-    total,
 };
 use crate::{domain, store};
 
@@ -101,17 +100,18 @@ pub(super) async fn list_tasks(
             show_deleted: r.show_deleted,
             page_size: r.page_size,
             page_token: &r.page_token,
+            include_total_size: r.include_total_size,
         },
     )?;
     let page = api
         .store
         .list_tasks(&tenant, plan.query.clone(), r.overdue_only)
         .await?;
-    let (tasks, count) = (&page.items, page.total);
+    let tasks = &page.items;
     Ok(Response::new(pb::ListTasksResponse {
         next_page_token: plan.next_page_token(&api.page_tokens, &page),
         tasks: tasks.iter().map(task_message).collect(),
-        total_size: total(count),
+        total_size: page.total_size(),
     }))
 }
 

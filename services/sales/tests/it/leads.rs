@@ -226,7 +226,10 @@ async fn retried_capture_on(backend: Backend) {
     assert_eq!(names.len(), 1, "{names:?}");
     let listed = suite
         .sales(TENANT, ADMIN)
-        .list_leads(ListLeadsRequest::default())
+        .list_leads(ListLeadsRequest {
+            include_total_size: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -454,6 +457,7 @@ async fn listing_on(backend: Backend) {
     loop {
         let page = sales
             .list_leads(ListLeadsRequest {
+                include_total_size: true,
                 filter: r#"country = "DE""#.into(),
                 order_by: "employee_count desc".into(),
                 page_size: 2,
