@@ -1,55 +1,33 @@
-//! AIP-160 filters and AIP-132 order_by, as any client may send them: parsing
-//! must answer a condition or an error, never panic, and every condition must
-//! render as SQL for both backends.
+//! AIP-160 filters and AIP-132 order_by, as any client may send them, against
+//! the grammar of every real List method of every service (so a new list or
+//! field is fuzzed by construction): parsing must answer a condition or an
+//! error, never panic, and every condition must render as SQL for both
+//! backends.
 #![no_main]
 
-use crm_shared::filter::{
-    FieldKind, FilterField, FilterSchema, KeyTable, parse_filter, parse_order_by,
-};
+use crm_shared::filter::{ListSchema, parse_filter, parse_order_by};
 use libfuzzer_sys::fuzz_target;
 use sea_orm::sea_query::{Alias, Asterisk, PostgresQueryBuilder, Query, SqliteQueryBuilder};
 
-/// One field of every kind a service's schema can have.
-const SCHEMA: FilterSchema = FilterSchema {
-    fields: &[
-        FilterField::text("display_name"),
-        FilterField::new(
-            "lifecycle_stage",
-            FieldKind::Enum(&[("LEAD", "lead"), ("CUSTOMER", "customer")]),
-        ),
-        FilterField::new("create_time", FieldKind::Timestamp),
-        FilterField::new("employee_count", FieldKind::Integer),
-        FilterField::new("converted", FieldKind::Bool),
-        FilterField::new("tags", FieldKind::JsonStringArray),
-        FilterField {
-            name: "email",
-            column: "id",
-            kind: FieldKind::AnyKey(KeyTable {
-                owner_table: "contacts",
-                table: "contact_keys",
-                owner: "contact_id",
-                kind: "email",
-                key: |value| value.trim().to_lowercase(),
-            }),
-        },
-    ],
-};
-
-const ORDER: &[(&str, &str)] = &[
-    ("display_name", "display_name"),
-    ("create_time", "create_time"),
-];
+fn every_list() -> impl Iterator<Item = &'static ListSchema> {
+    crm_contacts::LIST_SCHEMAS
+        .iter()
+        .chain(crm_sales::LIST_SCHEMAS)
+        .chain([&crm_shared::audit::LIST_SCHEMA])
+}
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    if let Ok(condition) = parse_filter(&SCHEMA, &text) {
-        let mut query = Query::select();
-        query
-            .column(Asterisk)
-            .from(Alias::new("contacts"))
-            .cond_where(condition);
-        let _ = query.to_string(PostgresQueryBuilder);
-        let _ = query.to_string(SqliteQueryBuilder);
+    for list in every_list() {
+        if let Ok(condition) = parse_filter(list.filter, &text) {
+            let mut query = Query::select();
+            query
+                .column(Asterisk)
+                .from(Alias::new(list.resource))
+                .cond_where(condition);
+            let _ = query.to_string(PostgresQueryBuilder);
+            let _ = query.to_string(SqliteQueryBuilder);
+        }
+        let _ = parse_order_by(list.order_by, &text);
     }
-    let _ = parse_order_by(ORDER, &text);
 });

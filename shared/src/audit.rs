@@ -42,7 +42,7 @@ use crate::{
     convert::to_timestamp,
     db::{Database, Tenant},
     error::ApiError,
-    filter::{FieldKind, FilterField, FilterSchema, parse_filter},
+    filter::{FieldKind, FilterField, FilterSchema, ListSchema, parse_filter},
     outbox::NewEvent,
     paging::{PageTokens, page_size},
 };
@@ -365,6 +365,13 @@ pub const FILTER: FilterSchema = FilterSchema {
         FilterField::new("time", FieldKind::Timestamp),
         FilterField::new("changed_fields", FieldKind::JsonStringArray),
     ],
+};
+
+/// The grammar of `ListAuditEntries` (newest first; no `order_by`).
+pub const LIST_SCHEMA: ListSchema = ListSchema {
+    resource: "audit_log",
+    filter: &FILTER,
+    order_by: &[],
 };
 
 /// Who may read the audit log: a tenant's admins, their tenant's.

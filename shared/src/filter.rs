@@ -110,6 +110,19 @@ pub struct FilterSchema {
     pub fields: &'static [FilterField],
 }
 
+/// What one List method accepts: the fields its `filter` and its `order_by`
+/// may name. Each service lists its own (`LIST_SCHEMAS`), so the fuzz
+/// targets parse against every real one.
+#[derive(Debug, Clone, Copy)]
+pub struct ListSchema {
+    /// The listed resource's collection ("contacts").
+    pub resource: &'static str,
+    /// Its filter fields.
+    pub filter: &'static FilterSchema,
+    /// Its `order_by` fields with their columns.
+    pub order_by: &'static [(&'static str, &'static str)],
+}
+
 /// Why a filter or `order_by` was rejected; the message is meant for the API client.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("{message}")]

@@ -13,11 +13,31 @@ mod store;
 use crm_proto::contacts::contacts_service_server::ContactsServiceServer;
 use crm_shared::{
     config::Settings,
+    filter::ListSchema,
     kit::{KitError, ServiceInfo, ServiceKit},
 };
 
 pub use api::ROLE_RULES;
 pub use migration::Migrator;
+
+/// The filter and order_by grammar of every list this service serves.
+pub const LIST_SCHEMAS: &[ListSchema] = &[
+    ListSchema {
+        resource: "contacts",
+        filter: &store::CONTACT_FILTER,
+        order_by: store::CONTACT_ORDER,
+    },
+    ListSchema {
+        resource: "companies",
+        filter: &store::COMPANY_FILTER,
+        order_by: store::COMPANY_ORDER,
+    },
+    ListSchema {
+        resource: "activities",
+        filter: &store::ACTIVITY_FILTER,
+        order_by: store::ACTIVITY_ORDER,
+    },
+];
 
 /// The service's name, package and default port.
 pub static SERVICE: ServiceInfo = ServiceInfo {

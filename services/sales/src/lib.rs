@@ -18,11 +18,37 @@ use std::sync::Arc;
 use crm_proto::sales::sales_service_server::SalesServiceServer;
 use crm_shared::{
     config::Settings,
+    filter::ListSchema,
     kit::{KitError, ServiceInfo, ServiceKit},
 };
 
 pub use api::ROLE_RULES;
 pub use migration::Migrator;
+
+/// The filter and order_by grammar of every list this service serves (rule
+/// filters are lead filters).
+pub const LIST_SCHEMAS: &[ListSchema] = &[
+    ListSchema {
+        resource: "leads",
+        filter: &store::LEAD_FILTER,
+        order_by: store::LEAD_ORDER,
+    },
+    ListSchema {
+        resource: "opportunities",
+        filter: &store::OPPORTUNITY_FILTER,
+        order_by: store::OPPORTUNITY_ORDER,
+    },
+    ListSchema {
+        resource: "products",
+        filter: &store::PRODUCT_FILTER,
+        order_by: store::PRODUCT_ORDER,
+    },
+    ListSchema {
+        resource: "tasks",
+        filter: &store::TASK_FILTER,
+        order_by: store::TASK_ORDER,
+    },
+];
 
 /// The service's name, package and default port.
 pub static SERVICE: ServiceInfo = ServiceInfo {
