@@ -1,13 +1,16 @@
 """What the Python tests share: tokens, free ports, the suite's real binaries
 started on free ports (each service on its own database, the gateway before
-them), and throwaway PostgreSQL databases."""
+them), throwaway PostgreSQL databases, and a private PostgreSQL server a test
+may stop and start."""
 
 import base64
 import contextlib
+import glob
 import hashlib
 import hmac
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -144,3 +147,56 @@ def postgres_database(test: unittest.TestCase):
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def require_in_ci(test: unittest.TestCase, what):
+    """Skips the test for lack of `what`, except under CI, where that fails it."""
+    if os.environ.get("CI") == "true":
+        test.fail(f"CI=true and {what}")
+    test.skipTest(what)
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of its own (initdb into a temporary folder, on a
+    free port), so a test can restart it without touching the machine's
+    server or any other test's database. Runs as the `postgres` user when the
+    tests run as root, which PostgreSQL refuses to run as."""
+
+    def __init__(self, test: unittest.TestCase):
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not found:
+            require_in_ci(test, "no PostgreSQL server binaries under /usr/lib/postgresql")
+        self.bin = os.path.dirname(found[-1])
+        self.port = free_port()
+        self.folder = tempfile.mkdtemp(prefix="crm-pg-")
+        self.data = os.path.join(self.folder, "data")
+        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_postgres:
+            shutil.chown(self.folder, "postgres")
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def run(self, tool, *args):
+        subprocess.run(
+            [*self.as_postgres, os.path.join(self.bin, tool), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def start(self):
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        self.run("pg_ctl", "-D", self.data, "-o", options, "-l", os.path.join(self.folder, "log"), "-w", "start")
+
+    def stop(self, mode="fast"):
+        """`immediate` is a crash: no checkpoint, recovery from the WAL at the next start."""
+        self.run("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
+
+    def __enter__(self):
+        self.run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
