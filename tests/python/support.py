@@ -89,11 +89,15 @@ class Suite:
 
     def __enter__(self):
         self.processes = {}
-        for name in (*self.services, "gateway"):
-            self.start(name)
         self.gateway_channel = grpc.insecure_channel(f"127.0.0.1:{self.ports['gateway']}")
-        grpc.channel_ready_future(self.gateway_channel).result(timeout=60)
-        self.wait_until_serving()
+        try:
+            for name in (*self.services, "gateway"):
+                self.start(name)
+            grpc.channel_ready_future(self.gateway_channel).result(timeout=60)
+            self.wait_until_serving()
+        except BaseException:
+            self.__exit__()  # a suite that never served leaves no process behind
+            raise
         return self
 
     def wait_until_serving(self):
@@ -200,3 +204,23 @@ class PrivatePostgres:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.stop("immediate")
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def small_filesystem(test: unittest.TestCase, size):
+    """A tmpfs of `size` (as mount takes it: "2m"), to fill up; resize it with
+    `resize_filesystem`. Needs the right to mount (root in the sandbox)."""
+    folder = tempfile.mkdtemp(prefix="crm-small-")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", folder], capture_output=True)
+    if mounted.returncode != 0:
+        os.rmdir(folder)
+        require_in_ci(test, f"no right to mount a tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", folder], check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def resize_filesystem(folder, size):
+    subprocess.run(["mount", "-o", f"remount,size={size}", folder], check=True)

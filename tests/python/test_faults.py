@@ -5,16 +5,25 @@ Clients retry what was not acknowledged with the same request_id, as a client
 should; afterwards every acknowledged contact is there with its event, and no
 create happened twice."""
 
+import shutil
 import threading
 import time
 import unittest
 import uuid
 
 import grpc
+import psycopg
 
 from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc
 from crm.events.v1 import events_pb2, events_pb2_grpc
-from support import PrivatePostgres, Suite, postgres_database, token
+from support import (
+    PrivatePostgres,
+    Suite,
+    postgres_database,
+    resize_filesystem,
+    small_filesystem,
+    token,
+)
 
 WRITES = 10000
 WRITERS = 8
@@ -224,6 +233,113 @@ class DatabaseRestartTest(unittest.TestCase):
             ]
             self.assertEqual(sorted(created_events), sorted(names), "one ContactCreated per contact")
             channel.close()
+
+
+class StorageFaultTest(unittest.TestCase):
+    """The database's disk fills up, or the database turns read-only (as a
+    standby after a failover): writes fail with UNAVAILABLE and a message
+    that says so, never INTERNAL; reads go on; once space is freed (or writes
+    allowed again) the same process writes again."""
+
+    def fill(self, stub, metadata, tenant):
+        """Creates contacts until one fails; answers how many went in and the error."""
+        for i in range(100_000):
+            request = contacts_pb2.CreateContactRequest(
+                contact=contacts_pb2.Contact(
+                    given_name=f"Fill{i}", family_name="F" * 200, job_title="J" * 200, tags=[f"t{i}"]
+                ),
+            )
+            try:
+                stub.CreateContact(request, metadata=metadata, timeout=10)
+            except grpc.RpcError as error:
+                return i, error
+        self.fail("the disk never filled up")
+
+    def full_then_freed(self, suite, free_space):
+        tenant = "full-" + uuid.uuid4().hex[:8]
+        metadata = [("authorization", "Bearer " + token(tenant, ["admin"]))]
+        stub = contacts_pb2_grpc.ContactsServiceStub(suite.gateway_channel)
+        created, error = self.fill(stub, metadata, tenant)
+        print(f"\nthe disk filled up after {created} creates: {error.code().name}: {error.details()}")
+        self.assertGreater(created, 0)
+        self.assertEqual(error.code(), grpc.StatusCode.UNAVAILABLE, error.details())
+        self.assertIn("out of space", error.details())
+        listed = stub.ListContacts(contacts_pb2.ListContactsRequest(page_size=5), metadata=metadata)
+        self.assertEqual(len(listed.contacts), 5, "reads go on while the disk is full")
+        free_space()
+        stub.CreateContact(
+            contacts_pb2.CreateContactRequest(contact=contacts_pb2.Contact(given_name="After")),
+            metadata=metadata,
+            timeout=10,
+        )
+        self.assertIsNone(suite.processes["contacts"].poll(), "the same process writes again")
+
+    def test_sqlite_disk_full(self):
+        with small_filesystem(self, "1m") as folder:
+            url = f"sqlite://{folder}/contacts.db?mode=rwc"
+            with Suite(contacts_db=url, services=("contacts",)) as suite:
+                self.full_then_freed(suite, lambda: resize_filesystem(folder, "64m"))
+
+    def test_postgres_disk_full(self):
+        # The tables live on a small volume (a tablespace); the WAL does not,
+        # as in a deployment whose data volume fills up.
+        with PrivatePostgres(self) as postgres, small_filesystem(self, "4m") as folder:
+            if postgres.as_postgres:
+                shutil.chown(folder, "postgres")
+            with psycopg.connect(postgres.url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+                conn.execute(f"CREATE TABLESPACE small LOCATION '{folder}'")
+                conn.execute("CREATE DATABASE crm")
+                conn.execute("ALTER DATABASE crm SET default_tablespace = small")
+            url = postgres.url.rsplit("/", 1)[0] + "/crm"
+            with Suite(contacts_db=url, services=("contacts",)) as suite:
+                self.full_then_freed(suite, lambda: resize_filesystem(folder, "64m"))
+
+    def test_postgres_read_only(self):
+        with postgres_database(self) as url:
+            with Suite(contacts_db=url, services=("contacts",)) as suite:
+                tenant = "ro-" + uuid.uuid4().hex[:8]
+                metadata = [("authorization", "Bearer " + token(tenant, ["admin"]))]
+                stub = contacts_pb2_grpc.ContactsServiceStub(suite.gateway_channel)
+                create = contacts_pb2.CreateContactRequest(contact=contacts_pb2.Contact(given_name="Before"))
+                stub.CreateContact(create, metadata=metadata, timeout=10)
+                name = url.rsplit("/", 1)[1]
+                admin = url.rsplit("/", 1)[0].replace("postgres://", "postgresql://") + "/postgres"
+
+                def read_only(on):
+                    # A standby after a failover: every new session is read-only.
+                    with psycopg.connect(admin, autocommit=True) as conn:
+                        conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {on}')
+                        conn.execute(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+                        )
+
+                read_only("on")
+                refused = None
+                deadline = time.time() + 30
+                while refused is None:
+                    # Sessions opened before the switch may finish a write or two.
+                    try:
+                        stub.CreateContact(create, metadata=metadata, timeout=10)
+                    except grpc.RpcError as error:
+                        self.assertEqual(error.code(), grpc.StatusCode.UNAVAILABLE, error.details())
+                        if "read-only" in error.details():
+                            refused = error
+                    self.assertLess(time.time(), deadline, "writes were never refused")
+                    time.sleep(0.1)
+                print(f"\na read-only database: {refused.code().name}: {refused.details()}")
+                listed = stub.ListContacts(contacts_pb2.ListContactsRequest(), metadata=metadata)
+                self.assertGreaterEqual(len(listed.contacts), 1, "reads go on")
+                read_only("off")
+                deadline = time.time() + 30
+                while True:
+                    try:
+                        stub.CreateContact(create, metadata=metadata, timeout=10)
+                        break
+                    except grpc.RpcError as error:
+                        self.assertEqual(error.code(), grpc.StatusCode.UNAVAILABLE, error.details())
+                        self.assertLess(time.time(), deadline, "writes never came back")
+                        time.sleep(0.1)
+                self.assertIsNone(suite.processes["contacts"].poll(), "the same process writes again")
 
 
 # What a client retries: the service or the database is away for a moment.
