@@ -6,7 +6,8 @@
 //! under the lock, health (`NOT_SERVING` until migrated, while the database
 //! does not answer, and from SIGTERM), reflection, the token check and the
 //! service's role rules, each call run to completion, the service's own event
-//! feed and its retention, its consumers and their admin service, graceful
+//! feed and its retention, its audit log, its consumers and their admin
+//! service, graceful
 //! drain, and the `migrate` command.
 //!
 //! ```ignore

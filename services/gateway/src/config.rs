@@ -75,7 +75,8 @@ pub struct Section {
 pub struct UpstreamSettings {
     /// The protobuf packages it owns, comma-separated; calls to
     /// `/crm.contacts.v1.X/Y` go to the owner of `crm.contacts.v1`. Empty
-    /// means `crm.<name>.v1,crm.events.v1` (its API and its event feed).
+    /// means `crm.<name>.v1,crm.events.v1,crm.audit.v1` (its API, its event
+    /// feed and its audit log).
     #[serde(default)]
     pub packages: String,
     /// Its replicas, comma-separated `http://host:port` URLs. A host name is
