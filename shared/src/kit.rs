@@ -7,8 +7,7 @@
 //! does not answer, and from SIGTERM), reflection, the token check and the
 //! service's role rules, each call run to completion, the service's own event
 //! feed and its retention, its audit log, its consumers and their admin
-//! service, graceful
-//! drain, and the `migrate` command.
+//! service, graceful drain, and the `migrate` command.
 //!
 //! ```ignore
 //! pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError> {
