@@ -46,6 +46,14 @@ pub struct ServiceSettings {
     /// (see `retention`); 30 by default.
     #[serde(default = "default_event_retention_days")]
     pub event_retention_days: u64,
+    /// How long audit log entries are kept; 730 (two years) by default, 0
+    /// keeps them forever.
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u64,
+}
+
+fn default_audit_retention_days() -> u64 {
+    730
 }
 
 fn default_event_retention_days() -> u64 {

@@ -289,12 +289,12 @@ impl<M: MigratorTrait> ServiceKit<M> {
         let readiness = self.host.readiness();
         let watched = self.db.clone();
         let watch_stopping = self.host.stopping();
-        let retention = Duration::from_secs(
-            self.settings
-                .service
-                .event_retention_days
-                .saturating_mul(24 * 3600),
-        );
+        let days = |n: u64| Duration::from_secs(n.saturating_mul(24 * 3600));
+        let service = &self.settings.service;
+        let retention = crate::retention::Retention {
+            events: days(service.event_retention_days),
+            audit: (service.audit_retention_days > 0).then(|| days(service.audit_retention_days)),
+        };
         let consumers = self.consumers;
         let grace = Duration::from_secs(self.settings.service.shutdown_grace_seconds);
         let started = self

@@ -62,14 +62,48 @@ pub async fn prune_outbox(db: &Database, window: Duration) -> Result<u64, DbErr>
     Ok(result.rows_affected())
 }
 
-/// Prunes the outbox at start and every [`PRUNE_EVERY`] until `stopping`.
-/// Replicas may prune at the same time: deleting a row twice is harmless.
-pub async fn keep_pruning(db: Database, window: Duration, mut stopping: watch::Receiver<bool>) {
+/// Deletes the audit log entries older than `window`; returns how many.
+/// Entry ids are UUIDv7s, which sort by time, so the primary key finds them.
+pub async fn prune_audit_log(db: &Database, window: Duration) -> Result<u64, DbErr> {
+    let cutoff = chrono::Utc::now() - window;
+    let millis = u64::try_from(cutoff.timestamp_millis()).unwrap_or_default();
+    let first_kept = uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid();
+    let result = db
+        .conn
+        .execute_raw(Statement::from_sql_and_values(
+            db.backend(),
+            "DELETE FROM audit_log WHERE id < $1",
+            [Value::from(first_kept.to_string())],
+        ))
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// How long a service keeps what it writes beside its data.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Events, once every known consumer has applied them.
+    pub events: Duration,
+    /// Audit log entries; `None` keeps them forever.
+    pub audit: Option<Duration>,
+}
+
+/// Prunes the outbox and the audit log at start and every [`PRUNE_EVERY`]
+/// until `stopping`. Replicas may prune at the same time: deleting a row
+/// twice is harmless.
+pub async fn keep_pruning(db: Database, retention: Retention, mut stopping: watch::Receiver<bool>) {
     loop {
-        match prune_outbox(&db, window).await {
+        match prune_outbox(&db, retention.events).await {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "events past their retention pruned"),
             Err(error) => tracing::warn!(%error, "could not prune the outbox"),
+        }
+        if let Some(window) = retention.audit {
+            match prune_audit_log(&db, window).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "audit entries past their retention pruned"),
+                Err(error) => tracing::warn!(%error, "could not prune the audit log"),
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_EVERY) => {}

@@ -112,6 +112,7 @@ pub fn settings(service: &str, database_url: &str) -> Settings {
             shutdown_grace_seconds: 5,
             request_id_hours: 24,
             event_retention_days: 30,
+            audit_retention_days: 730,
         },
         auth: AuthSettings {
             hs256_secret: Some(SECRET.into()),

@@ -269,3 +269,29 @@ db_test!(
     erasure_leaves_entries_without_values,
     erasure_leaves_entries_without_values_on
 );
+
+/// Entries older than the audit retention window are pruned; younger ones stay.
+async fn old_entries_are_pruned_on(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut client = app.admin();
+    create(&mut client, person("Old", "Entry", "")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let young = create(&mut client, person("Young", "Entry", "")).await;
+    let db = crm_shared::db::Database::connect(&app.db.url, 2)
+        .await
+        .expect("connect");
+    let pruned = crm_shared::retention::prune_audit_log(&db, std::time::Duration::from_secs(1))
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1, "the entry older than the window");
+    let left: Vec<String> = audit_entries(app.addr, TENANT, "")
+        .await
+        .into_iter()
+        .map(|e| e.resource)
+        .collect();
+    assert_eq!(left, [young.name]);
+}
+
+db_test!(old_entries_are_pruned, old_entries_are_pruned_on);
