@@ -358,8 +358,9 @@ async fn raw_insert_single(
 }
 
 /// The same writes the service makes for one CreateContact, by hand: the
-/// contact row, its email and phone keys and its outbox event, in one
-/// transaction.
+/// contact row, its email and phone keys, its outbox event and its audit
+/// entry (the resource's last audited state read, the entry written, the
+/// state kept), in one transaction.
 async fn raw_same_writes(
     url: &str,
     backend: Backend,
@@ -426,13 +427,49 @@ async fn raw_same_writes(
         p(7),
         p(8)
     ));
+    let audit_sql = Arc::new(AuditSql {
+        read: format!(
+            "SELECT state FROM audit_state WHERE tenant = {} AND resource = {}",
+            p(1),
+            p(2)
+        ),
+        entry: format!(
+            "INSERT INTO audit_log (id, tenant, actor, method, resource, event_type, changes, changed_fields, request_id, trace_id, erased, time) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(6),
+            p(7),
+            p(8),
+            p(9),
+            p(10),
+            p(11),
+            if pg {
+                format!("CAST({} AS timestamptz)", p(12))
+            } else {
+                p(12)
+            }
+        ),
+        state: format!(
+            "INSERT INTO audit_state (tenant, resource, state) VALUES ({}, {}, {}) ON CONFLICT (tenant, resource) DO UPDATE SET state = excluded.state",
+            p(1),
+            p(2),
+            p(3)
+        ),
+    });
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (pool, next, run) = (pool.clone(), next.clone(), run.to_owned());
-        let (contact_sql, key_sql, outbox_sql) =
-            (contact_sql.clone(), key_sql.clone(), outbox_sql.clone());
+        let (contact_sql, key_sql, outbox_sql, audit_sql) = (
+            contact_sql.clone(),
+            key_sql.clone(),
+            outbox_sql.clone(),
+            audit_sql.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -476,6 +513,7 @@ async fn raw_same_writes(
                     .execute(&mut *txn)
                     .await
                     .expect("outbox");
+                audit_sql.write(&mut txn, &format!("contacts/{id}")).await;
                 txn.commit().await.expect("commit");
                 latencies.push(began.elapsed());
             }
@@ -489,6 +527,56 @@ async fn raw_same_writes(
         total as f64 / started.elapsed().as_secs_f64(),
         Latencies(all),
     )
+}
+
+/// The audit log's statements, as the service's `crm_shared::audit` makes them.
+struct AuditSql {
+    read: String,
+    entry: String,
+    state: String,
+}
+
+impl AuditSql {
+    /// The audit writes of one created contact, with a state and a change
+    /// list the size of a typical contact's.
+    async fn write(&self, txn: &mut sqlx::Transaction<'_, sqlx::Any>, resource: &str) {
+        let state = format!(
+            r#"{{"name":"{resource}","given_name":"Bench","family_name":"Person","emails":[{{"address":"b@example.com"}}],"phones":[{{"number":"+15550100000"}}],"lifecycle_stage":"LIFECYCLE_STAGE_LEAD","create_time":"2026-11-29T00:00:00Z"}}"#
+        );
+        sqlx::query(sqlx::AssertSqlSafe(self.read.clone()))
+            .bind("bench")
+            .bind(resource.to_owned())
+            .fetch_optional(&mut **txn)
+            .await
+            .expect("audit state read");
+        sqlx::query(sqlx::AssertSqlSafe(self.entry.clone()))
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind("bench")
+            .bind("bench")
+            .bind("/crm.contacts.v1.ContactsService/CreateContact")
+            .bind(resource.to_owned())
+            .bind("crm.contacts.v1.ContactCreated")
+            .bind(format!("[{state}]"))
+            .bind(r#"["create_time","emails","family_name","given_name","lifecycle_stage","name","phones"]"#)
+            .bind("")
+            .bind("")
+            .bind(false)
+            .bind(
+                chrono::Utc::now()
+                    .format("%Y-%m-%d %H:%M:%S%.6f+00:00")
+                    .to_string(),
+            )
+            .execute(&mut **txn)
+            .await
+            .expect("audit entry");
+        sqlx::query(sqlx::AssertSqlSafe(self.state.clone()))
+            .bind("bench")
+            .bind(resource.to_owned())
+            .bind(state)
+            .execute(&mut **txn)
+            .await
+            .expect("audit state");
+    }
 }
 
 async fn copy_rows(url: &str, rows: usize, run: &str) -> f64 {
