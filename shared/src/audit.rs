@@ -241,7 +241,19 @@ pub async fn record<C: ConnectionTrait>(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut last_seen = load_states(conn, tenant, &tracked).await?;
+    // A resource's "<Kind>Created" event is its first: there is nothing to
+    // read before it (most writes are creates; this saves them a query).
+    let created: BTreeSet<&str> = events
+        .iter()
+        .filter(|event| event.name.ends_with("Created"))
+        .map(|event| event.subject.as_str())
+        .collect();
+    let existing: Vec<String> = tracked
+        .iter()
+        .filter(|subject| !created.contains(subject.as_str()))
+        .cloned()
+        .collect();
+    let mut last_seen = load_states(conn, tenant, &existing).await?;
     let now = Utc::now();
     let mut entries = Vec::with_capacity(events.len());
     for (event, state) in events.iter().zip(states) {

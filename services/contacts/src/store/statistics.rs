@@ -63,7 +63,7 @@ async fn refresh(db: Database, statistics: Arc<Statistics>) {
         }
         match db
             .conn
-            .execute_unprepared("ANALYZE contacts, contact_keys, outbox")
+            .execute_unprepared("ANALYZE contacts, contact_keys, outbox, audit_log, audit_state")
             .await
         {
             Ok(_) => {
