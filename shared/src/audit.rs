@@ -287,15 +287,44 @@ pub async fn record<C: ConnectionTrait>(
             .exec_without_returning(conn)
             .await?;
     }
-    let mut rows: Vec<state::ActiveModel> = tracked
+    let states = tracked
         .into_iter()
-        .filter_map(|resource| {
-            let state = last_seen.remove(&resource)?;
-            Some(state::ActiveModel {
-                tenant: Set(tenant.as_str().to_owned()),
-                resource: Set(resource),
-                state: Set(Json::Object(state).to_string()),
-            })
+        .filter_map(|resource| Some((resource.clone(), last_seen.remove(&resource)?)))
+        .collect();
+    save_states(conn, tenant, states).await
+}
+
+/// Keeps the log's copy of resources changed in `conn` without an entry:
+/// derived data a service rewrites on its own (lead scores), so the next
+/// entry diffs against what was really there. Each payload is the resource
+/// after the change, as an event would carry it.
+pub async fn refresh<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    resources: Vec<(String, prost_types::Any)>,
+) -> Result<(), DbErr> {
+    let states = resources
+        .into_iter()
+        .filter_map(|(name, payload)| {
+            let state = resource_after(payload_json(&payload), &name)?;
+            Some((name, state))
+        })
+        .collect();
+    save_states(conn, tenant, states).await
+}
+
+/// Writes the log's copy of each resource, replacing the one it had.
+async fn save_states<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    states: Vec<(String, Map<String, Json>)>,
+) -> Result<(), DbErr> {
+    let mut rows: Vec<state::ActiveModel> = states
+        .into_iter()
+        .map(|(resource, state)| state::ActiveModel {
+            tenant: Set(tenant.as_str().to_owned()),
+            resource: Set(resource),
+            state: Set(Json::Object(state).to_string()),
         })
         .collect();
     while !rows.is_empty() {

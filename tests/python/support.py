@@ -196,8 +196,12 @@ class PrivatePostgres:
         self.run("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
 
     def __enter__(self):
-        self.run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
-        self.start()
+        try:
+            self.run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+            self.start()
+        except BaseException:
+            self.__exit__()  # no server or data folder left behind
+            raise
         return self
 
     def __exit__(self, *exc):

@@ -186,21 +186,37 @@ class DatabaseRestartTest(unittest.TestCase):
                     time.sleep(0.05)
                 direct.close()
 
-            watcher = threading.Thread(target=watch_health)
+            errors = []
+
+            def guarded(work, *args):
+                try:
+                    work(*args)
+                except Exception as error:  # noqa: BLE001 - reported by the test below
+                    errors.append(repr(error))
+
+            watcher = threading.Thread(target=watch_health, daemon=True)
+            threads = [
+                threading.Thread(target=guarded, args=(write, slot), daemon=True) for slot in range(WRITERS)
+            ]
             watcher.start()
-            threads = [threading.Thread(target=write, args=(slot,)) for slot in range(WRITERS)]
-            for thread in threads:
-                thread.start()
-            while len(acknowledged) < self.WRITES // 3:
-                time.sleep(0.01)
-            postgres.stop("immediate")
-            crashed_at = len(acknowledged)
-            time.sleep(3)
-            postgres.start()
-            for thread in threads:
-                thread.join()
-            writing.clear()
-            watcher.join()
+            try:
+                for thread in threads:
+                    thread.start()
+                deadline = time.time() + 120
+                while len(acknowledged) < self.WRITES // 3:
+                    self.assertFalse(errors, "a writer failed before the crash")
+                    self.assertLess(time.time(), deadline, "the writes never got going")
+                    time.sleep(0.01)
+                postgres.stop("immediate")
+                crashed_at = len(acknowledged)
+                time.sleep(3)
+                postgres.start()
+                for thread in threads:
+                    thread.join(timeout=300)
+            finally:
+                writing.clear()
+                watcher.join(timeout=10)
+            self.assertFalse(errors, f"writers failed: {errors}")
             print(
                 f"\nPostgreSQL crashed after {crashed_at} acknowledged creates; failures while it was down: "
                 f"{ {code.name: n for code, n in failures.items()} }; health: {statuses}"

@@ -646,6 +646,7 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
     );
 
     let mut checked = 0;
+    let mut lists_checked = Vec::new();
     let mut unexpected = Vec::new();
     let channel = || gateway.channel();
     let by_name = |name: &str| NameOnly { name: name.into() }.encode_to_vec();
@@ -670,6 +671,7 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
                 continue;
             }
             checked += 1;
+            lists_checked.push(method.clone());
             match call_raw(channel(), &path, &stranger, vec![]).await {
                 Ok(bytes) if shown(&bytes).is_empty() => {}
                 Ok(bytes) => unexpected.push(format!(
@@ -728,6 +730,24 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
                     "{method} by its owner after the stranger's calls: {code:?}"
                 ));
             }
+        }
+    }
+    // Every list of a resource made above was tried (none skipped as empty).
+    for list in [
+        "ListContacts",
+        "ListCompanies",
+        "ListActivities",
+        "ListLeads",
+        "ListOpportunities",
+        "ListPipelines",
+        "ListProducts",
+        "ListTasks",
+        "ListAssignmentRules",
+        "ListScoringRules",
+        "ListAuditEntries",
+    ] {
+        if !lists_checked.iter().any(|m| m == list) {
+            unexpected.push(format!("{list} was not tried across tenants"));
         }
     }
     println!("cross-tenant: {checked} calls on another tenant's resources and lists");

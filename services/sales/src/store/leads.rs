@@ -473,7 +473,8 @@ impl Store {
             let txn = self.db.begin_write().await?;
             let ids: Vec<Uuid> = leads.iter().map(|l| l.id).collect();
             let mut rule_factors = self.rule_factors(&*txn, tenant, &ids).await?;
-            for lead in &leads {
+            let mut rescored_leads = Vec::with_capacity(leads.len());
+            for mut lead in leads {
                 let (points, factors) = score(
                     rule_factors.remove(&lead.id).unwrap_or_default(),
                     model.as_ref(),
@@ -491,7 +492,12 @@ impl Store {
                     .exec(&*txn)
                     .await?;
                 rescored += 1;
+                (lead.score, lead.score_factors) = (points, factors);
+                rescored_leads.push((lead.name(), self.payloads.lead(&lead)));
             }
+            // No entry (derived data), but the audit log's copy follows, so
+            // the next change is not blamed for the new score.
+            crm_shared::audit::refresh(&*txn, tenant, rescored_leads).await?;
             txn.commit().await?;
         }
         Ok((rescored, model.is_some(), examples))

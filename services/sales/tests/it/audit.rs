@@ -2,8 +2,8 @@
 //! the call and the changed fields.
 
 use crm_proto::sales::{
-    CreateLeadRequest, CreateScoringRuleRequest, DeleteScoringRuleRequest, ScoringRule,
-    UpdateLeadRequest,
+    CreateLeadRequest, CreateScoringRuleRequest, DeleteScoringRuleRequest, GetLeadRequest,
+    ScoringRule, UpdateLeadRequest,
 };
 use crm_testkit::Backend;
 use prost_types::{FieldMask, value::Kind};
@@ -96,4 +96,45 @@ async fn every_write_is_audited_on(backend: Backend) {
     let after = company.after.as_ref().and_then(|v| v.kind.clone());
     assert_eq!(after, Some(Kind::StringValue("Navy".into())));
     assert_eq!(update.actor, "tester");
+
+    // A new scoring rule rescores the lead (derived data: no entry); the next
+    // change to it is not blamed for the new score.
+    sales
+        .create_scoring_rule(CreateScoringRuleRequest {
+            scoring_rule: Some(ScoringRule {
+                display_name: "Americas".into(),
+                filter: "country = \"US\"".into(),
+                points: 25,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .must("CreateScoringRule");
+    let rescored = sales
+        .get_lead(GetLeadRequest {
+            name: created.name.clone(),
+        })
+        .await
+        .must("GetLead");
+    assert_ne!(rescored.score, created.score, "the rule moved the score");
+    let mut edit = rescored.clone();
+    edit.title = "Rear Admiral".into();
+    sales
+        .update_lead(UpdateLeadRequest {
+            lead: Some(edit),
+            update_mask: Some(FieldMask {
+                paths: vec!["title".into()],
+            }),
+        })
+        .await
+        .must("UpdateLead title");
+    let latest = suite
+        .sales_audit(&format!(
+            "resource = \"{}\" AND changed_fields:\"title\"",
+            created.name
+        ))
+        .await;
+    let fields: Vec<&str> = latest[0].changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["title"], "only what the update changed");
 }
