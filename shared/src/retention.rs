@@ -26,14 +26,25 @@ pub async fn record_reader(db: &Database, reader: &str, position: i64) -> Result
     let now = chrono::Utc::now();
     let sql = "INSERT INTO feed_readers (reader, position, seen_at) VALUES ($1, $2, $3) \
                ON CONFLICT (reader) DO UPDATE SET position = excluded.position, seen_at = excluded.seen_at";
-    db.conn
-        .execute_raw(Statement::from_sql_and_values(
-            db.backend(),
-            sql,
-            [Value::from(reader), Value::from(position), Value::from(now)],
-        ))
-        .await?;
+    write(
+        db,
+        sql,
+        vec![Value::from(reader), Value::from(position), Value::from(now)],
+    )
+    .await?;
     Ok(())
+}
+
+/// Runs one writing statement in a write transaction: on SQLite it then
+/// waits its turn behind the process's other writers, where a bare write
+/// would make their transactions fail with SQLITE_BUSY.
+async fn write(db: &Database, sql: &str, values: Vec<Value>) -> Result<u64, DbErr> {
+    let txn = db.begin_write().await?;
+    let result = txn
+        .execute_raw(Statement::from_sql_and_values(db.backend(), sql, values))
+        .await?;
+    txn.commit().await?;
+    Ok(result.rows_affected())
 }
 
 /// Deletes every event older than `window` that every reader seen within the
@@ -43,23 +54,10 @@ pub async fn prune_outbox(db: &Database, window: Duration) -> Result<u64, DbErr>
     let sql = "DELETE FROM outbox WHERE time < $1 AND sequence <= COALESCE( \
                    (SELECT MIN(position) FROM feed_readers WHERE seen_at >= $1), \
                    (SELECT MAX(sequence) FROM outbox))";
-    let result = db
-        .conn
-        .execute_raw(Statement::from_sql_and_values(
-            db.backend(),
-            sql,
-            [Value::from(cutoff)],
-        ))
-        .await?;
+    let pruned = write(db, sql, vec![Value::from(cutoff)]).await?;
     let sql = "DELETE FROM feed_readers WHERE seen_at < $1";
-    db.conn
-        .execute_raw(Statement::from_sql_and_values(
-            db.backend(),
-            sql,
-            [Value::from(cutoff)],
-        ))
-        .await?;
-    Ok(result.rows_affected())
+    write(db, sql, vec![Value::from(cutoff)]).await?;
+    Ok(pruned)
 }
 
 /// Deletes the audit log entries older than `window`; returns how many.
@@ -68,15 +66,8 @@ pub async fn prune_audit_log(db: &Database, window: Duration) -> Result<u64, DbE
     let cutoff = chrono::Utc::now() - window;
     let millis = u64::try_from(cutoff.timestamp_millis()).unwrap_or_default();
     let first_kept = uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid();
-    let result = db
-        .conn
-        .execute_raw(Statement::from_sql_and_values(
-            db.backend(),
-            "DELETE FROM audit_log WHERE id < $1",
-            [Value::from(first_kept.to_string())],
-        ))
-        .await?;
-    Ok(result.rows_affected())
+    let sql = "DELETE FROM audit_log WHERE id < $1";
+    write(db, sql, vec![Value::from(first_kept.to_string())]).await
 }
 
 /// How long a service keeps what it writes beside its data.

@@ -206,9 +206,17 @@ impl Resources {
         {
             return;
         }
-        let (conn, window) = (self.db.conn.clone(), self.request_ids.window);
+        let (db, window) = (self.db.clone(), self.request_ids.window);
         tokio::spawn(async move {
-            match idempotency::prune(&conn, window).await {
+            // In a write transaction: a bare write beside the process's own
+            // writers would make theirs fail with SQLITE_BUSY.
+            let pruned = async {
+                let txn = db.begin_write().await?;
+                let pruned = idempotency::prune(&*txn, window).await?;
+                txn.commit().await?;
+                Ok::<_, sea_orm::DbErr>(pruned)
+            };
+            match pruned.await {
                 Ok(0) => {}
                 Ok(pruned) => tracing::info!(pruned, "expired request ids pruned"),
                 Err(error) => tracing::warn!(%error, "could not prune expired request ids"),
