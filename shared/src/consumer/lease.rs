@@ -51,7 +51,17 @@ impl Lease {
     /// already holds it. A compare-and-set on the row read: of two replicas
     /// racing for it, one wins.
     pub async fn try_acquire(&self) -> Result<bool, DbErr> {
-        let conn = &self.db.conn;
+        // In a write transaction, as every write here: on SQLite a bare write
+        // beside the service's own writers makes theirs fail with SQLITE_BUSY.
+        let txn = self.db.begin_write().await?;
+        let taken = self.try_acquire_in(&*txn).await?;
+        if taken {
+            txn.commit().await?;
+        }
+        Ok(taken)
+    }
+
+    async fn try_acquire_in(&self, conn: &impl sea_orm::ConnectionTrait) -> Result<bool, DbErr> {
         let current = lease::Entity::find_by_id(self.consumer.clone())
             .one(conn)
             .await?;
@@ -89,6 +99,7 @@ impl Lease {
 
     /// Extends the lease; false when another replica has taken it.
     pub async fn renew(&self) -> Result<bool, DbErr> {
+        let txn = self.db.begin_write().await?;
         let renewed = lease::Entity::update_many()
             .set(lease::ActiveModel {
                 expire_ms: Set(expiry()),
@@ -96,8 +107,9 @@ impl Lease {
             })
             .filter(lease::Column::Consumer.eq(&self.consumer))
             .filter(lease::Column::Holder.eq(&self.holder))
-            .exec(&self.db.conn)
+            .exec(&*txn)
             .await?;
+        txn.commit().await?;
         Ok(renewed.rows_affected == 1)
     }
 
@@ -127,6 +139,7 @@ impl Lease {
 
     /// Gives the lease up (on shutdown), so another replica takes over at once.
     pub async fn release(&self) -> Result<(), DbErr> {
+        let txn = self.db.begin_write().await?;
         lease::Entity::update_many()
             .set(lease::ActiveModel {
                 expire_ms: Set(0),
@@ -134,8 +147,8 @@ impl Lease {
             })
             .filter(lease::Column::Consumer.eq(&self.consumer))
             .filter(lease::Column::Holder.eq(&self.holder))
-            .exec(&self.db.conn)
+            .exec(&*txn)
             .await?;
-        Ok(())
+        txn.commit().await
     }
 }
