@@ -177,7 +177,9 @@ pub fn diff(before: Option<&Map<String, Json>>, after: Option<&Map<String, Json>
         .collect()
 }
 
-/// Every message of the suite, to read event payloads.
+/// Every message of the suite, to read event payloads. The descriptor set
+/// is compiled into the binary by crm-proto's build script from the same
+/// protos as the generated code, so decoding it cannot fail at run time.
 static MESSAGES: LazyLock<DescriptorPool> = LazyLock::new(|| {
     DescriptorPool::decode(crm_proto::FILE_DESCRIPTOR_SET)
         .expect("the descriptor set compiled into crm-proto decodes")

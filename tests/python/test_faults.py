@@ -29,6 +29,29 @@ WRITES = 10000
 WRITERS = 8
 
 
+def assert_exactly_once(test, channel, metadata, acknowledged):
+    """The tenant holds exactly the `acknowledged` contacts, each with one ContactCreated."""
+    stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+    names = set()
+    page_token = ""
+    while True:
+        page = stub.ListContacts(contacts_pb2.ListContactsRequest(page_size=1000, page_token=page_token), metadata=metadata)
+        names.update(c.name for c in page.contacts)
+        page_token = page.next_page_token
+        if not page_token:
+            break
+    test.assertEqual(names, acknowledged, "exactly the acknowledged contacts")
+    feed = events_pb2_grpc.EventFeedServiceStub(channel)
+    created_events = [
+        response.event.subject
+        for response in feed.StreamEvents(
+            events_pb2.StreamEventsRequest(types=["crm.contacts.v1.ContactCreated"]),
+            metadata=metadata + [("x-crm-upstream", "contacts")],
+        )
+    ]
+    test.assertEqual(sorted(created_events), sorted(names), "one ContactCreated per contact")
+
+
 class KilledDuringWritesTest(unittest.TestCase):
     def writes_survive_a_kill(self, database_url):
         with Suite(contacts_db=database_url, services=("contacts",)) as suite:
@@ -89,26 +112,7 @@ class KilledDuringWritesTest(unittest.TestCase):
             self.assertEqual(len(acknowledged), WRITES)
 
             # Every acknowledged contact is there, once, with its event.
-            names = set()
-            page_token = ""
-            while True:
-                page = stub.ListContacts(
-                    contacts_pb2.ListContactsRequest(page_size=1000, page_token=page_token), metadata=metadata
-                )
-                names.update(c.name for c in page.contacts)
-                page_token = page.next_page_token
-                if not page_token:
-                    break
-            self.assertEqual(names, set(acknowledged.values()), "exactly the acknowledged contacts")
-            feed = events_pb2_grpc.EventFeedServiceStub(channel)
-            created_events = [
-                response.event.subject
-                for response in feed.StreamEvents(
-                    events_pb2.StreamEventsRequest(types=["crm.contacts.v1.ContactCreated"]),
-                    metadata=metadata + [("x-crm-upstream", "contacts")],
-                )
-            ]
-            self.assertEqual(sorted(created_events), sorted(names), "one ContactCreated per contact")
+            assert_exactly_once(self, channel, metadata, set(acknowledged.values()))
             channel.close()
 
     def test_sqlite(self):
@@ -228,26 +232,7 @@ class DatabaseRestartTest(unittest.TestCase):
             self.assertEqual(statuses[-1], SERVING, "and SERVING again after")
             self.assertIsNone(suite.processes["contacts"].poll(), "the same process recovered")
 
-            names = set()
-            page_token = ""
-            while True:
-                page = stub.ListContacts(
-                    contacts_pb2.ListContactsRequest(page_size=1000, page_token=page_token), metadata=metadata
-                )
-                names.update(c.name for c in page.contacts)
-                page_token = page.next_page_token
-                if not page_token:
-                    break
-            self.assertEqual(names, set(acknowledged.values()), "exactly the acknowledged contacts")
-            feed = events_pb2_grpc.EventFeedServiceStub(channel)
-            created_events = [
-                response.event.subject
-                for response in feed.StreamEvents(
-                    events_pb2.StreamEventsRequest(types=["crm.contacts.v1.ContactCreated"]),
-                    metadata=metadata + [("x-crm-upstream", "contacts")],
-                )
-            ]
-            self.assertEqual(sorted(created_events), sorted(names), "one ContactCreated per contact")
+            assert_exactly_once(self, channel, metadata, set(acknowledged.values()))
             channel.close()
 
 
