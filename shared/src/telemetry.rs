@@ -5,6 +5,9 @@
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Span contexts exist either way, so
 //!   the W3C `traceparent` is carried through gRPC metadata on every server
 //!   ([`RpcLayer`]) and client ([`inject_trace_context`]) even without a collector.
+//! - A server span per call, named after the method
+//!   (`crm.sales.v1.SalesService/ConvertLead`) and marked as an error when the
+//!   code is the server's fault (UNAVAILABLE, INTERNAL, ...; not NOT_FOUND).
 //! - Per-RPC metrics: `rpc.server.duration` (a histogram, seconds) with the
 //!   method and the gRPC status code, from which rate and errors follow.
 
@@ -266,7 +269,9 @@ where
             .to_owned();
         let span = tracing::info_span!(
             "rpc",
+            otel.name = %method.trim_start_matches('/'),
             otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
             rpc.method = %method,
             request_id = %request_id,
             rpc.grpc.status_code = tracing::field::Empty,
@@ -296,7 +301,11 @@ where
                     Err(_) => 14,
                 };
                 let elapsed = started.elapsed();
-                tracing::Span::current().record("rpc.grpc.status_code", code);
+                let span = tracing::Span::current();
+                span.record("rpc.grpc.status_code", code);
+                if is_server_fault(code) {
+                    span.record("otel.status_code", "ERROR");
+                }
                 duration.record(
                     elapsed.as_secs_f64(),
                     &[
@@ -315,6 +324,22 @@ where
             .instrument(span),
         )
     }
+}
+
+/// Whether a call that ended with `code` failed through the server's fault:
+/// the OpenTelemetry conventions for gRPC servers mark only these spans as
+/// errors, and leave a caller's mistake (NOT_FOUND, INVALID_ARGUMENT, ...) unset.
+fn is_server_fault(code: i32) -> bool {
+    use tonic::Code;
+    matches!(
+        Code::from(code),
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
 }
 
 #[cfg(test)]

@@ -49,9 +49,10 @@ def free_port():
 
 class Suite:
     """The gateway and `services` (contacts, sales) as real processes on free
-    ports; SQLite files in a temporary folder unless a database URL is given."""
+    ports; SQLite files in a temporary folder unless a database URL is given;
+    `env` adds to (or overrides) the processes' environment."""
 
-    def __init__(self, services=("contacts", "sales"), contacts_db=None, sales_db=None):
+    def __init__(self, services=("contacts", "sales"), contacts_db=None, sales_db=None, env=None):
         self.services = services
         self.folder = tempfile.TemporaryDirectory()
         self.ports = {name: free_port() for name in (*services, "gateway", "metrics")}
@@ -75,6 +76,7 @@ class Suite:
             self.env[f"CRM_GATEWAY__UPSTREAMS__{upper}__ADDRESSES"] = f"http://127.0.0.1:{self.ports[name]}"
         if "contacts" in services:
             self.env["CRM_SALES__CONTACTS_URL"] = f"http://127.0.0.1:{self.ports['contacts']}"
+        self.env.update(env or {})
         self.processes = {}
         self.gateway_channel = None
 
