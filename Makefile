@@ -47,7 +47,7 @@ fuzz:
 
 ## token: print a development token (TENANT, ROLES, SUBJECT)
 token:
-	@cargo run --quiet -p crm-shared --bin crm-token -- "$(TENANT)" "$(ROLES)" "$(SUBJECT)"
+	@cargo run --quiet -p crmctl -- token --tenant "$(TENANT)" --roles "$(ROLES)" --subject "$(SUBJECT)"
 
 buf:
 	@command -v buf >/dev/null 2>&1 || npm install --no-save --no-audit --no-fund --prefix $(BUF_DIR) @bufbuild/buf@1 >/dev/null

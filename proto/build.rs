@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "crm/audit/v1/audit.proto",
     "crm/contacts/v1/contacts.proto",
     "crm/sales/v1/sales.proto",
+    "crm/gateway/v1/gateway.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -2,6 +2,7 @@
 //! for the whole suite, and the descriptor set that server reflection serves.
 
 pub mod codec;
+pub mod json;
 
 /// The encoded `FileDescriptorSet` of every suite proto and everything it imports.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
@@ -33,10 +34,16 @@ pub mod crm {
             tonic::include_proto!("crm.sales.v1");
         }
     }
+    pub mod gateway {
+        pub mod v1 {
+            tonic::include_proto!("crm.gateway.v1");
+        }
+    }
 }
 
 pub use crm::audit::v1 as audit;
 pub use crm::common::v1 as common;
 pub use crm::contacts::v1 as contacts;
 pub use crm::events::v1 as events;
+pub use crm::gateway::v1 as gateway;
 pub use crm::sales::v1 as sales;

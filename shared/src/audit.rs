@@ -17,17 +17,13 @@
 //! and the log's copy of those resources; the entries stay (who did what, when)
 //! with their field names only.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::LazyLock,
-};
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::Utc;
 use crm_proto::audit::{
     AuditEntry, FieldChange, ListAuditEntriesRequest, ListAuditEntriesResponse,
     audit_log_service_server::AuditLogService,
 };
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, sea_query::OnConflict,
@@ -177,22 +173,10 @@ pub fn diff(before: Option<&Map<String, Json>>, after: Option<&Map<String, Json>
         .collect()
 }
 
-/// Every message of the suite, to read event payloads. The descriptor set
-/// is compiled into the binary by crm-proto's build script from the same
-/// protos as the generated code, so decoding it cannot fail at run time.
-static MESSAGES: LazyLock<DescriptorPool> = LazyLock::new(|| {
-    DescriptorPool::decode(crm_proto::FILE_DESCRIPTOR_SET)
-        .expect("the descriptor set compiled into crm-proto decodes")
-});
-
 /// An event payload in proto JSON with proto field names; `None` when its
 /// type is not one of the suite's or it does not decode.
 fn payload_json(payload: &prost_types::Any) -> Option<Map<String, Json>> {
-    let type_name = payload.type_url.rsplit('/').next()?;
-    let descriptor = MESSAGES.get_message_by_name(type_name)?;
-    let message = DynamicMessage::decode(descriptor, payload.value.as_slice()).ok()?;
-    let options = SerializeOptions::new().use_proto_field_name(true);
-    match message.serialize_with_options(serde_json::value::Serializer, &options) {
+    match crm_proto::json::any_to_json(payload) {
         Ok(Json::Object(map)) => Some(map),
         _ => None,
     }

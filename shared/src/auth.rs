@@ -42,6 +42,19 @@ pub enum Role {
     Service,
 }
 
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    /// A role by its name in tokens (`admin`, `sales`, ...).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(name.trim().to_owned())).map_err(|_| {
+            format!(
+                "{name:?} is not a role: admin, manager, sales, marketing, support, viewer or service"
+            )
+        })
+    }
+}
+
 impl Role {
     /// Every role that may write customer data.
     pub const WRITERS: &'static [Role] = &[
@@ -508,6 +521,14 @@ pub fn sign_hs256(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn roles_parse_by_their_token_names() {
+        assert_eq!("admin".parse::<super::Role>(), Ok(super::Role::Admin));
+        assert_eq!(" viewer".parse::<super::Role>(), Ok(super::Role::Viewer));
+        let error = "root".parse::<super::Role>().unwrap_err();
+        assert!(error.contains("\"root\" is not a role"), "{error}");
+    }
+
     use super::*;
     use std::time::Duration;
 

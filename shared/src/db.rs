@@ -75,6 +75,25 @@ impl WriteTxn {
     pub async fn rollback(self) -> Result<(), DbErr> {
         self.txn.rollback().await
     }
+
+    /// Makes the write transactions that call this with the same `key` run
+    /// one after another from here to their commit, in every replica: for a
+    /// read-then-write that must see the others' writes (an import's
+    /// duplicate check). On PostgreSQL a transaction-scoped advisory lock;
+    /// SQLite's writes are one at a time already.
+    pub async fn serialize_on(&self, key: &str) -> Result<(), DbErr> {
+        if self.txn.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
+        self.txn
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                [key.into()],
+            ))
+            .await?;
+        Ok(())
+    }
 }
 
 impl std::ops::Deref for WriteTxn {

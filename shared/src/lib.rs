@@ -24,3 +24,16 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod validate;
+
+/// This build's version: the workspace's, with `+<revision>` when the build
+/// set `CRM_BUILD_REVISION` (the Dockerfile passes the git commit). Every
+/// server sends it as the `x-crm-version` response header.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| match option_env!("CRM_BUILD_REVISION") {
+        Some(revision) if !revision.is_empty() => {
+            format!("{}+{revision}", env!("CARGO_PKG_VERSION"))
+        }
+        _ => env!("CARGO_PKG_VERSION").to_owned(),
+    })
+}

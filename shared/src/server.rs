@@ -19,7 +19,7 @@ use tonic::service::Routes;
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tonic_web::GrpcWebLayer;
 use tower::util::option_layer;
-use tower_http::cors::CorsLayer;
+use tower_http::{cors::CorsLayer, set_header::SetResponseHeaderLayer};
 
 use crate::auth::{self, RoleRules, Verifier};
 use crate::telemetry::RpcLayer;
@@ -356,6 +356,7 @@ impl Host {
         };
         let server = http2::configure(tonic::transport::Server::builder())
             .accept_http1(grpc_web.is_some())
+            .layer(version_header())
             .layer(rpc_layer)
             .layer(option_layer(cors))
             .layer(option_layer(grpc_web))
@@ -387,6 +388,17 @@ impl Host {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The name of the response header that says which version answered.
+pub const VERSION_HEADER: &str = "x-crm-version";
+
+/// Adds `x-crm-version` to every response, unless one is there already: a
+/// response the gateway proxies keeps the version of the replica that made it.
+fn version_header() -> SetResponseHeaderLayer<http::HeaderValue> {
+    let version = http::HeaderValue::from_str(crate::version())
+        .unwrap_or_else(|_| http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")));
+    SetResponseHeaderLayer::if_not_present(http::HeaderName::from_static(VERSION_HEADER), version)
 }
 
 impl Host {

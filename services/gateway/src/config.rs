@@ -18,8 +18,10 @@ pub struct GatewaySettings {
     pub telemetry: crm_shared::config::TelemetrySettings,
 }
 
-/// The `[gateway]` section itself.
+/// The `[gateway]` section itself; a key left out takes its value from
+/// [`Section::default`].
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct Section {
     /// Where the gateway listens (gRPC and gRPC-Web).
     pub listen_addr: SocketAddr,
@@ -111,32 +113,58 @@ impl Section {
 /// The suite's services and their default ports, used when nothing is configured.
 const DEFAULT_UPSTREAMS: &[(&str, u16)] = &[("contacts", 50061), ("sales", 50062)];
 
-/// Loads the gateway's settings from defaults, `crm.toml` and `CRM_*` variables.
-pub fn load() -> Result<GatewaySettings, config::ConfigError> {
-    let mut defaults: Vec<(String, String)> = vec![
-        ("metrics_addr".into(), "127.0.0.1:9464".into()),
-        ("rate_per_tenant".into(), "500".into()),
-        ("burst_per_tenant".into(), "1000".into()),
-        ("tenant_limits".into(), String::new()),
-        ("max_message_bytes".into(), (4 * 1024 * 1024).to_string()),
-        ("max_calls_in_flight".into(), "10000".into()),
-        ("max_calls_in_flight_per_tenant".into(), "2000".into()),
-        ("max_streams_per_tenant".into(), "100".into()),
-        ("max_stream_seconds".into(), "3600".into()),
-        ("failed_auth_rate".into(), "2".into()),
-        ("failed_auth_burst".into(), "20".into()),
-        ("max_deadline_seconds".into(), "300".into()),
-        ("default_unary_deadline_seconds".into(), "30".into()),
-        ("cors_allowed_origins".into(), String::new()),
-        ("health_check_interval_ms".into(), "1000".into()),
-        ("dns_refresh_seconds".into(), "10".into()),
-    ];
-    for (name, port) in DEFAULT_UPSTREAMS {
-        defaults.push((
-            format!("upstreams.{name}.addresses"),
-            format!("http://127.0.0.1:{port}"),
-        ));
+impl Default for Section {
+    /// The production defaults: the suite's services on their default ports
+    /// on this host, and limits sized for one gateway replica.
+    fn default() -> Self {
+        let upstreams = DEFAULT_UPSTREAMS
+            .iter()
+            .map(|(name, port)| {
+                let upstream = UpstreamSettings {
+                    packages: String::new(),
+                    addresses: format!("http://127.0.0.1:{port}"),
+                };
+                ((*name).to_owned(), upstream)
+            })
+            .collect();
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], crate::DEFAULT_PORT)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            shutdown_grace_seconds: 20,
+            upstreams,
+            rate_per_tenant: 500.0,
+            burst_per_tenant: 1000.0,
+            tenant_limits: String::new(),
+            max_message_bytes: 4 * 1024 * 1024,
+            max_calls_in_flight: 10_000,
+            max_calls_in_flight_per_tenant: 2000,
+            max_streams_per_tenant: 100,
+            max_stream_seconds: 3600,
+            failed_auth_rate: 2.0,
+            failed_auth_burst: 20.0,
+            max_deadline_seconds: 300,
+            default_unary_deadline_seconds: 30,
+            cors_allowed_origins: String::new(),
+            health_check_interval_ms: 1000,
+            dns_refresh_seconds: 10,
+        }
     }
+}
+
+/// Loads the gateway's settings from [`Section::default`], `crm.toml` and
+/// `CRM_*` variables.
+pub fn load() -> Result<GatewaySettings, config::ConfigError> {
+    // The upstreams are a map: its defaults must be layered key by key, or a
+    // configured upstream would replace them all rather than add to them.
+    let defaults: Vec<(String, String)> = DEFAULT_UPSTREAMS
+        .iter()
+        .map(|(name, port)| {
+            (
+                format!("upstreams.{name}.addresses"),
+                format!("http://127.0.0.1:{port}"),
+            )
+        })
+        .collect();
     let defaults: Vec<(&str, String)> = defaults
         .iter()
         .map(|(key, value)| (key.as_str(), value.clone()))

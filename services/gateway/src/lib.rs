@@ -8,6 +8,7 @@
 //! are the gateway's own and need no token; `/metrics` has a port of its own.
 
 mod access;
+mod admin;
 mod body;
 pub mod config;
 mod limits;
@@ -17,6 +18,7 @@ mod upstream;
 
 use std::{collections::HashMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
+use crm_proto::gateway::gateway_admin_service_server::GatewayAdminServiceServer;
 use crm_shared::{auth::Verifier, server::Host};
 use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
@@ -30,6 +32,9 @@ use crate::{
     routing::{Catalogue, RouteTable, UPSTREAM_HEADER},
     upstream::{AddressError, Upstream},
 };
+
+/// Who may call the gateway's own admin service.
+pub use admin::ROLE_RULES as ADMIN_ROLE_RULES;
 
 /// The gateway's name: its config section and log name.
 pub const SERVICE: &str = "gateway";
@@ -67,6 +72,7 @@ pub struct Application {
     listener: TcpListener,
     metrics_listener: TcpListener,
     gateway: Arc<Gateway>,
+    verifier: Verifier,
     upstreams: Vec<Arc<Upstream>>,
     metrics: Arc<Metrics>,
     cors: Option<CorsLayer>,
@@ -123,7 +129,7 @@ impl Application {
         let gateway = Gateway::new(
             catalogue,
             RouteTable::new(&owned),
-            verifier,
+            verifier.clone(),
             limits,
             metrics.clone(),
         );
@@ -136,6 +142,7 @@ impl Application {
             listener,
             metrics_listener,
             gateway: Arc::new(gateway),
+            verifier,
             upstreams,
             metrics,
             cors,
@@ -164,7 +171,10 @@ impl Application {
     ) -> Result<(), StartError> {
         let addr = self.local_addr();
         let metrics_addr = self.metrics_addr();
-        let mut host = Host::new(&[]).await;
+        let mut host = Host::new(&[
+            <GatewayAdminServiceServer<admin::Admin> as tonic::server::NamedService>::NAME,
+        ])
+        .await;
         host.reflect_every_service();
         host.accept_grpc_web(self.cors);
         host.without_call_log();
@@ -199,8 +209,15 @@ impl Application {
                 tracing::error!(%error, "the metrics endpoint stopped");
             }
         });
+        let admin = GatewayAdminServiceServer::new(admin::Admin {
+            upstreams: self.upstreams.clone(),
+        });
+        let admin = host
+            .readiness()
+            .guard(admin, self.verifier, admin::ROLE_RULES);
         let router = host
             .routes()
+            .add_service(admin)
             .into_axum_router()
             .fallback_service(Proxy(self.gateway));
         host.readiness().set_ready().await;

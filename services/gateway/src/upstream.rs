@@ -82,6 +82,8 @@ pub struct Replica {
     checked_serving: AtomicBool,
     /// Whether a health check has ever found it SERVING.
     seen_serving: AtomicBool,
+    /// The `x-crm-version` of its last health check's answer.
+    version: Mutex<String>,
     outlier: Mutex<Outlier>,
 }
 
@@ -101,6 +103,7 @@ impl Replica {
             // Optimistic until the first check: a fresh gateway routes at once.
             checked_serving: AtomicBool::new(true),
             seen_serving: AtomicBool::new(false),
+            version: Mutex::default(),
             outlier: Mutex::default(),
         })
     }
@@ -130,17 +133,45 @@ impl Replica {
         self.checked_serving.load(Ordering::Acquire) && !self.is_ejected(now)
     }
 
-    /// Asks the replica's `grpc.health.v1.Health` whether it serves.
+    /// The version it reported at its last health check; empty until then.
+    pub fn version(&self) -> String {
+        self.version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Asks the replica's `grpc.health.v1.Health` whether it serves, and
+    /// notes the version it answers with.
     async fn check(&self, timeout: Duration) -> bool {
         let mut client = HealthClient::new(self.channel.clone());
         let mut request = tonic::Request::new(HealthCheckRequest {
             service: String::new(),
         });
         request.set_timeout(timeout);
-        let answer = tokio::time::timeout(timeout, client.check(request)).await;
-        matches!(answer, Ok(Ok(response))
-            if response.get_ref().status == health_check_response::ServingStatus::Serving as i32)
+        let Ok(Ok(response)) = tokio::time::timeout(timeout, client.check(request)).await else {
+            return false;
+        };
+        if let Some(version) = response
+            .metadata()
+            .get(crm_shared::server::VERSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            *self.version.lock().unwrap_or_else(|e| e.into_inner()) = version.to_owned();
+        }
+        response.get_ref().status == health_check_response::ServingStatus::Serving as i32
     }
+}
+
+/// Whether a replica takes calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaState {
+    /// Passing health checks and not ejected.
+    Serving,
+    /// Answering health checks but ejected for failing calls.
+    Ejected,
+    /// Not passing health checks.
+    Down,
 }
 
 /// Replicas of an upstream by state, for the metrics.
@@ -291,19 +322,39 @@ impl Upstream {
 
     /// The replicas by state.
     pub fn replica_states(&self) -> ReplicaStates {
-        let replicas = self.replicas.read().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
         let mut states = ReplicaStates::default();
-        for replica in replicas.iter() {
-            if !replica.checked_serving.load(Ordering::Acquire) {
-                states.down += 1;
-            } else if replica.is_ejected(now) {
-                states.ejected += 1;
-            } else {
-                states.serving += 1;
+        for (_, state) in self.replicas_with_state() {
+            match state {
+                ReplicaState::Down => states.down += 1,
+                ReplicaState::Ejected => states.ejected += 1,
+                ReplicaState::Serving => states.serving += 1,
             }
         }
         states
+    }
+
+    /// Every known replica with its state.
+    pub fn replicas_with_state(&self) -> Vec<(Arc<Replica>, ReplicaState)> {
+        let replicas = self.replicas.read().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        replicas
+            .iter()
+            .map(|replica| {
+                let state = if !replica.checked_serving.load(Ordering::Acquire) {
+                    ReplicaState::Down
+                } else if replica.is_ejected(now) {
+                    ReplicaState::Ejected
+                } else {
+                    ReplicaState::Serving
+                };
+                (replica.clone(), state)
+            })
+            .collect()
+    }
+
+    /// The fully-qualified gRPC services it serves.
+    pub fn services(&self) -> &[String] {
+        &self.services
     }
 
     /// Ejections so far, and ejections the floor refused.

@@ -717,7 +717,9 @@ impl Store {
 
     /// Imports one batch in one transaction: each valid row becomes a contact
     /// unless one of its emails belongs to an existing contact, or to an
-    /// earlier row of the import.
+    /// earlier row of the import. A tenant's batches run one at a time, so
+    /// two imports of the same rows (a resumed import beside the rest of the
+    /// interrupted one) cannot both find an email new.
     pub async fn import_batch(
         &self,
         tenant: &Tenant,
@@ -725,6 +727,8 @@ impl Store {
         rows: Vec<ImportRow>,
     ) -> Result<Vec<ImportOutcome>, ApiError> {
         let txn = self.db.begin_write().await?;
+        txn.serialize_on(&format!("contacts.import {}", tenant.as_str()))
+            .await?;
         let emails: Vec<String> = rows
             .iter()
             .filter_map(|row| match row {

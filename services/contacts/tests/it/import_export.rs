@@ -12,6 +12,44 @@ use tonic::{Code, Status};
 
 use crate::support::*;
 
+db_test!(
+    concurrent_imports_of_the_same_rows_create_each_once,
+    concurrent_imports_on
+);
+
+/// Two imports of the same people at once (an operator's resumed import
+/// beside the rest of the interrupted one): each email's contact is created
+/// once; the other import finds it a duplicate.
+async fn concurrent_imports_on(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let rows = || -> Vec<Contact> {
+        (0..1500)
+            .map(|i| {
+                person(
+                    "Twice",
+                    &format!("Row{i:04}"),
+                    &format!("twice{i}@example.com"),
+                )
+            })
+            .collect()
+    };
+    let (mut first, mut second) = (app.admin(), app.admin());
+    let (a, b) = tokio::join!(import(&mut first, rows()), import(&mut second, rows()));
+    let created = a
+        .iter()
+        .chain(&b)
+        .flatten()
+        .filter(|r| r.outcome == ImportOutcome::Created as i32)
+        .count();
+    assert_eq!(
+        created, 1500,
+        "each person created by one of the two imports"
+    );
+    assert_eq!(count_contacts(&mut first).await, 1500);
+}
+
 /// Streams `rows` into ImportContacts and returns the result batches as they came.
 pub async fn import(client: &mut Contacts, rows: Vec<Contact>) -> Vec<Vec<ImportRowResult>> {
     let requests =

@@ -49,6 +49,10 @@ fn rules() -> Vec<(&'static str, RoleRules)> {
             crm_shared::consumer::admin::ROLES,
         ),
         ("crm.audit.v1.AuditLogService", crm_shared::audit::ROLES),
+        (
+            "crm.gateway.v1.GatewayAdminService",
+            crm_gateway::ADMIN_ROLE_RULES,
+        ),
     ]
 }
 
