@@ -335,9 +335,12 @@ async fn every_rpc_answers_every_caller_as_the_role_rules_say() {
         };
         let path = format!("/{service_name}/{method}");
         // The event feed and consumer administration: sales runs both.
+        // The gateway's own service has no "directly": the calls through
+        // the gateway are the calls to the service.
         let direct = match service_name.as_str() {
-            "crm.contacts.v1.ContactsService" => contacts.channel(),
-            _ => sales.channel(),
+            "crm.contacts.v1.ContactsService" => Some(contacts.channel()),
+            "crm.gateway.v1.GatewayAdminService" => None,
+            _ => Some(sales.channel()),
         };
         let through_gateway = |token: Option<String>| {
             let (channel, path) = (gateway.channel(), path.clone());
@@ -366,6 +369,7 @@ async fn every_rpc_answers_every_caller_as_the_role_rules_say() {
             }
         }
         // The service identity, refused at the edge, directly at the service.
+        let Some(direct) = direct else { continue };
         let service_token = &role_tokens
             .iter()
             .find(|(r, _)| *r == Role::Service)
