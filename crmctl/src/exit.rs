@@ -68,10 +68,11 @@ fn describe_status(status: &tonic::Status) -> String {
     let mut text = format!("{} ({code})", status.message());
     if let Some(bad_request) = status.get_details_bad_request() {
         for violation in bad_request.field_violations {
-            text.push_str(&format!(
-                "\n  {}: {}",
-                violation.field, violation.description
-            ));
+            let line = format!("{}: {}", violation.field, violation.description);
+            // Most messages already say it; repeat only what they leave out.
+            if !status.message().contains(&line) {
+                text.push_str(&format!("\n  {line}"));
+            }
         }
     }
     text

@@ -56,6 +56,17 @@ pub async fn run(target: &Target, args: &Args) -> anyhow::Result<ExitCode> {
         .format
         .or(args.out.as_deref().map(Format::of))
         .unwrap_or(Format::Csv);
+    // The stream first: a refused request leaves no file and no header behind.
+    let mut contacts = ContactsServiceClient::new(target.authorized().await?);
+    let request = ExportContactsRequest {
+        filter: args.filter.clone(),
+        show_deleted: args.show_deleted,
+    };
+    let mut chunks = contacts
+        .export_contacts(request)
+        .await
+        .context("starting the export")?
+        .into_inner();
     let sink: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -71,16 +82,6 @@ pub async fn run(target: &Target, args: &Args) -> anyhow::Result<ExitCode> {
         }
         Format::Jsonl => Sink::Jsonl(out),
     };
-    let mut contacts = ContactsServiceClient::new(target.authorized().await?);
-    let request = ExportContactsRequest {
-        filter: args.filter.clone(),
-        show_deleted: args.show_deleted,
-    };
-    let mut chunks = contacts
-        .export_contacts(request)
-        .await
-        .context("starting the export")?
-        .into_inner();
     let started = Instant::now();
     let mut count = 0u64;
     while let Some(chunk) = chunks.message().await.context("reading the export")? {

@@ -45,13 +45,16 @@ pub async fn run(target: &Target, output: Output) -> anyhow::Result<ExitCode> {
         .to_owned();
     let gateway_status = answer.into_inner().status();
     let (upstreams, note) = upstreams(target).await?;
-    let services = match &upstreams {
+    // Every upstream serves the shared packages (events, audit): check each name once.
+    let mut services: Vec<String> = match &upstreams {
         Some(upstreams) => upstreams
             .iter()
             .flat_map(|u| u.services.iter().cloned())
             .collect(),
         None => reflected_services(channel).await?,
     };
+    services.sort();
+    services.dedup();
     let mut checked = Vec::new();
     for name in services {
         let request = HealthCheckRequest {

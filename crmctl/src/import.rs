@@ -580,6 +580,8 @@ struct Display {
 
 struct Lines {
     total: u64,
+    /// The position last printed, so the end is printed once.
+    printed: u64,
     started: Instant,
     start_position: u64,
     last: Instant,
@@ -608,6 +610,7 @@ impl Display {
             let now = Instant::now();
             Mutex::new(Lines {
                 total,
+                printed: position,
                 started: now,
                 start_position: position,
                 last: now,
@@ -622,8 +625,10 @@ impl Display {
         }
         if let Some(lines) = &self.lines {
             let mut lines = lines.lock().unwrap_or_else(|e| e.into_inner());
-            if lines.last.elapsed() >= Duration::from_secs(2) || position == lines.total {
+            let due = lines.last.elapsed() >= Duration::from_secs(2) || position == lines.total;
+            if due && position != lines.printed {
                 lines.last = Instant::now();
+                lines.printed = position;
                 let seconds = lines.started.elapsed().as_secs_f64().max(0.001);
                 let rate = (position - lines.start_position.min(position)) as f64 / seconds;
                 let eta = if rate > 0.0 {

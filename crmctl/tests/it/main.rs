@@ -432,7 +432,7 @@ async fn exit_codes_on(backend: Backend) {
             Some(&admin),
             vec!["export", "contacts", "--filter", "shoe_size = 3"],
             7,
-            "(InvalidArgument)\n  filter: ",
+            "filter: unknown field \"shoe_size\"",
         ),
         (
             None,
