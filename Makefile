@@ -21,11 +21,15 @@ test:
 	cargo test --workspace --all-targets -- --test-threads=4
 	tests/python/run.sh
 
-## lint: rustfmt check, clippy with warnings denied, buf lint
+## lint: rustfmt, clippy with warnings denied, buf lint and breaking-change check, manifest checks (each with its self-test)
 lint: buf
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	buf lint proto
+	scripts/check-proto-breaking.sh
+	scripts/check-proto-breaking.sh --self-test
+	deploy/check.sh
+	deploy/check.sh --self-test
 
 ## fmt: format the code
 fmt:
