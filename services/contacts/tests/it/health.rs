@@ -305,3 +305,30 @@ async fn a_database_outage_is_unavailable_then_recovered_without_a_restart() {
     )
     .await;
 }
+
+/// A production database URL asks for TLS (`sslmode=require`); the service
+/// must be able to speak it (sqlx is built with rustls). PostgreSQL only:
+/// SQLite is a file.
+#[tokio::test]
+async fn postgres_connections_use_tls_when_the_url_requires_it() {
+    use sea_orm::ConnectionTrait;
+    let Some(db) = crm_testkit::TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let separator = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}sslmode=require", db.url);
+    let conn = crm_shared::db::Database::connect(&url, 1)
+        .await
+        .expect("a TLS connection (the test server has SSL on, as Debian's does)");
+    let row = conn
+        .conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ))
+        .await
+        .expect("the query")
+        .expect("a row");
+    let ssl: bool = row.try_get("", "ssl").expect("the ssl column");
+    assert!(ssl, "the connection is encrypted");
+}
