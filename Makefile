@@ -16,10 +16,11 @@ FUZZ_TARGETS := filter page_token requests values
 run:
 	@scripts/run.sh
 
-## test: unit, service and end-to-end tests, on SQLite and PostgreSQL
+## test: unit, service and end-to-end tests, on SQLite and PostgreSQL; the Node and browser clients
 test:
 	cargo test --workspace --all-targets -- --test-threads=4
 	tests/python/run.sh
+	examples/run.sh
 
 ## lint: rustfmt, clippy with warnings denied, buf lint and breaking-change check, manifest checks (each with its self-test)
 lint: buf
