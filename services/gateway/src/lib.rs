@@ -56,8 +56,8 @@ pub enum StartError {
     /// `tenant_limits` does not parse.
     #[error("tenant_limits: {0}")]
     TenantLimits(String),
-    /// A CORS origin is not a valid header value.
-    #[error("cors_allowed_origins: {0:?} is not a valid origin")]
+    /// A CORS origin is not `scheme://host[:port]`.
+    #[error("cors_allowed_origins: {0:?} is not an origin; write scheme://host[:port], no path")]
     Origin(String),
     /// The listen address could not be bound.
     #[error(transparent)]
@@ -229,6 +229,17 @@ impl Application {
     }
 }
 
+/// An origin as browsers send it, `scheme://host[:port]`: anything else
+/// (a trailing slash, a path, no scheme) would never match one, so it is
+/// refused at start rather than failing every browser call.
+fn origin(text: &str) -> Option<HeaderValue> {
+    let uri: http::Uri = text.parse().ok()?;
+    let exact = uri.scheme().is_some()
+        && uri.authority().is_some()
+        && format!("{}://{}", uri.scheme_str()?, uri.authority()?) == text;
+    exact.then(|| HeaderValue::from_str(text).ok()).flatten()
+}
+
 /// The CORS rules for browsers calling through gRPC-Web, or none.
 fn cors_layer(origins: &str) -> Result<Option<CorsLayer>, StartError> {
     let origins: Vec<&str> = list(origins).collect();
@@ -241,7 +252,7 @@ fn cors_layer(origins: &str) -> Result<Option<CorsLayer>, StartError> {
         AllowOrigin::list(
             origins
                 .iter()
-                .map(|o| HeaderValue::from_str(o).map_err(|_| StartError::Origin((*o).to_owned())))
+                .map(|o| origin(o).ok_or_else(|| StartError::Origin((*o).to_owned())))
                 .collect::<Result<Vec<_>, _>>()?,
         )
     };
@@ -258,13 +269,35 @@ fn cors_layer(origins: &str) -> Result<Option<CorsLayer>, StartError> {
                 header("grpc-timeout"),
                 header("x-request-id"),
                 header(UPSTREAM_HEADER),
+                // Sent by OpenTelemetry's browser instrumentation.
+                header("traceparent"),
+                header("tracestate"),
             ])
             .expose_headers([
                 header("grpc-status"),
                 header("grpc-message"),
                 header("grpc-status-details-bin"),
                 header("x-request-id"),
+                header(crm_shared::server::VERSION_HEADER),
             ])
             .max_age(Duration::from_secs(24 * 3600)),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn origins_are_only_what_a_browser_sends() {
+        for good in ["https://app.example.com", "http://127.0.0.1:8080"] {
+            assert!(super::origin(good).is_some(), "{good}");
+        }
+        for bad in [
+            "http://127.0.0.1:8080/",
+            "127.0.0.1:8080",
+            "https://app.example.com/x",
+            "app",
+        ] {
+            assert!(super::origin(bad).is_none(), "{bad}");
+        }
+    }
 }
