@@ -602,3 +602,157 @@ async fn events_on(backend: Backend) {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.contains("crm.contacts.v1.ContactCreated"), "{text}");
 }
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl:
+/// (CA PEM, server certificate PEM, server key PEM).
+fn certificates(folder: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(folder)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=gateway",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        folder.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:gateway.test\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    let read = |name: &str| std::fs::read(folder.join(name)).unwrap();
+    (read("ca.pem"), read("server.pem"), read("server.key"))
+}
+
+/// crmctl reaches an https:// gateway (TLS terminated in front of it, as an
+/// ingress would) when it trusts the CA, by `--ca-cert` or a profile, and
+/// refuses one it cannot verify.
+#[tokio::test]
+async fn an_https_gateway_is_reached_with_its_ca() {
+    use tonic::transport::{Identity, Server, ServerTlsConfig};
+    let folder = std::env::temp_dir().join(format!("crmctl-tls-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let (_, cert, key) = certificates(&folder);
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::builder()
+        .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+        .unwrap()
+        .add_service(health)
+        .add_service(reflection)
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    tokio::spawn(server);
+    let run = |args: Vec<String>| {
+        let folder = folder.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_crmctl"))
+                .args(&args)
+                .env_clear()
+                .env("HOME", &folder)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let gateway = format!("https://{addr}");
+    let ca = folder.join("ca.pem").display().to_string();
+    let output = run(vec![
+        "--gateway".into(),
+        gateway.clone(),
+        "--ca-cert".into(),
+        ca.clone(),
+        "health".into(),
+    ])
+    .await;
+    assert_exit(&output, 0);
+    assert!(
+        line_starting(&stdout(&output), "gateway").contains("SERVING"),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = run(vec!["--gateway".into(), gateway.clone(), "health".into()]).await;
+    assert_exit(&output, 4);
+    assert!(
+        stderr(&output).contains("cannot connect"),
+        "{}",
+        stderr(&output)
+    );
+
+    // The name to check can differ from the address dialled.
+    let output = run(vec![
+        "--gateway".into(),
+        gateway.clone(),
+        "--ca-cert".into(),
+        ca.clone(),
+        "--tls-server-name".into(),
+        "gateway.test".into(),
+        "health".into(),
+    ])
+    .await;
+    assert_exit(&output, 0);
+    let output = run(vec![
+        "--gateway".into(),
+        gateway,
+        "--ca-cert".into(),
+        ca,
+        "--tls-server-name".into(),
+        "elsewhere.test".into(),
+        "health".into(),
+    ])
+    .await;
+    assert_exit(&output, 4);
+    let _ = std::fs::remove_dir_all(&folder);
+}
