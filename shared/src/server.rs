@@ -357,8 +357,10 @@ impl Host {
         let server = http2::configure(tonic::transport::Server::builder())
             .accept_http1(grpc_web.is_some())
             .layer(version_header())
-            .layer(rpc_layer)
+            // CORS outside the call's span and metrics: a browser's preflight
+            // is answered here and is not a call.
             .layer(option_layer(cors))
+            .layer(rpc_layer)
             .layer(option_layer(grpc_web))
             // Innermost, so that neither a reset stream nor tonic's own
             // deadline timer (outside every layer) can drop a handler mid-way.
