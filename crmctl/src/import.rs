@@ -598,6 +598,7 @@ impl Display {
         let bar = (mode == Progress::Bar).then(|| {
             let bar = ProgressBar::new(total).with_position(position);
             bar.set_style(
+                // A constant template: it parses whenever it parsed once.
                 ProgressStyle::with_template(
                     "{bar:40.cyan/blue} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
                 )

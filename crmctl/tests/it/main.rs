@@ -78,12 +78,11 @@ impl Suite {
         Some(suite)
     }
 
-    /// Runs crmctl with `token` (if any) against the gateway, isolated from
-    /// the environment and any config file of the machine.
-    async fn crmctl(&self, token: Option<&str>, args: &[&str]) -> Output {
+    /// crmctl with `token` (if any) set up against the gateway, isolated
+    /// from the environment and any config file of the machine.
+    fn command(&self, token: Option<&str>) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_crmctl"));
         command
-            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.folder)
@@ -93,7 +92,16 @@ impl Suite {
         if let Some(token) = token {
             command.env("CRMCTL_TOKEN", token);
         }
-        command.output().await.expect("crmctl runs")
+        command
+    }
+
+    /// Runs crmctl with `args` to its end.
+    async fn crmctl(&self, token: Option<&str>, args: &[&str]) -> Output {
+        self.command(token)
+            .args(args)
+            .output()
+            .await
+            .expect("crmctl runs")
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -329,14 +337,9 @@ async fn resume_on(backend: Backend) {
     const ROWS: usize = 20_000;
     people_csv(&suite.path("many.csv"), ROWS);
     let checkpoint = suite.path("many.csv.crmctl-checkpoint");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_crmctl"))
+    let mut child = suite
+        .command(Some(&admin()))
         .args(["import", "contacts", "many.csv", "--progress", "none"])
-        .env_clear()
-        .env("HOME", &suite.folder)
-        .env("CRMCTL_GATEWAY", format!("http://{}", suite.gateway))
-        .env("CRMCTL_TOKEN", admin())
-        .current_dir(&suite.folder)
-        .kill_on_drop(true)
         .spawn()
         .expect("crmctl starts");
     // Kill it as soon as some batches are settled, well before the end.
@@ -565,7 +568,8 @@ async fn events_on(backend: Backend) {
     );
     // Following: the erasure removed Ada's earlier events, so the tail waits
     // for the next ContactCreated and ends after it (--max 1).
-    let follower = tokio::process::Command::new(env!("CARGO_BIN_EXE_crmctl"))
+    let follower = suite
+        .command(Some(&admin()))
         .args([
             "events",
             "tail",
@@ -576,12 +580,7 @@ async fn events_on(backend: Backend) {
             "--max",
             "1",
         ])
-        .env_clear()
-        .env("HOME", &suite.folder)
-        .env("CRMCTL_GATEWAY", format!("http://{}", suite.gateway))
-        .env("CRMCTL_TOKEN", admin())
         .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     std::fs::write(
