@@ -20,7 +20,7 @@ export CRM_PAGING_SECRET="${CRM_PAGING_SECRET:-$CRM_AUTH__HS256_SECRET}"
 
 cargo build --bins
 
-SERVICES=(contacts sales gateway)
+SERVICES=(contacts sales support gateway)
 pids=()
 stop() {
     trap - INT TERM EXIT
@@ -43,6 +43,7 @@ The suite is starting:
              127.0.0.1:9464    /metrics (Prometheus text)
   contacts   127.0.0.1:50061   (data/contacts.db), reached through the gateway
   sales      127.0.0.1:50062   (data/sales.db), reached through the gateway
+  support    127.0.0.1:50064   (data/support.db), reached through the gateway
 
 Get a token:   TOKEN=\$(make token TENANT=acme ROLES=admin SUBJECT=ada | tail -1)
 Then:          grpcurl -plaintext -H "authorization: Bearer \$TOKEN" 127.0.0.1:50051 list

@@ -22,6 +22,7 @@ import grpc
 
 from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc
 from crm.sales.v1 import sales_pb2, sales_pb2_grpc
+from crm.support.v1 import support_pb2, support_pb2_grpc
 
 SECRET = "python-e2e-secret"
 POSTGRES = ("127.0.0.1", 5432)
@@ -48,17 +49,20 @@ def free_port():
 
 
 class Suite:
-    """The gateway and `services` (contacts, sales) as real processes on free
+    """The gateway and `services` (contacts, sales, support) as real processes on free
     ports; SQLite files in a temporary folder unless a database URL is given;
     `env` adds to (or overrides) the processes' environment."""
 
-    def __init__(self, services=("contacts", "sales"), contacts_db=None, sales_db=None, env=None):
+    def __init__(
+        self, services=("contacts", "sales", "support"), contacts_db=None, sales_db=None, support_db=None, env=None
+    ):
         self.services = services
         self.folder = tempfile.TemporaryDirectory()
         self.ports = {name: free_port() for name in (*services, "gateway", "metrics")}
         urls = {
             "contacts": contacts_db or f"sqlite://{self.folder.name}/contacts.db?mode=rwc",
             "sales": sales_db or f"sqlite://{self.folder.name}/sales.db?mode=rwc",
+            "support": support_db or f"sqlite://{self.folder.name}/support.db?mode=rwc",
         }
         self.env = dict(
             os.environ,
@@ -76,6 +80,7 @@ class Suite:
             self.env[f"CRM_GATEWAY__UPSTREAMS__{upper}__ADDRESSES"] = f"http://127.0.0.1:{self.ports[name]}"
         if "contacts" in services:
             self.env["CRM_SALES__CONTACTS_URL"] = f"http://127.0.0.1:{self.ports['contacts']}"
+            self.env["CRM_SUPPORT__CONTACTS_URL"] = f"http://127.0.0.1:{self.ports['contacts']}"
         self.env.update(env or {})
         self.processes = {}
         self.gateway_channel = None
@@ -106,6 +111,7 @@ class Suite:
         """Until every service has migrated and the gateway has seen it healthy."""
         contacts = contacts_pb2_grpc.ContactsServiceStub(self.gateway_channel)
         sales = sales_pb2_grpc.SalesServiceStub(self.gateway_channel)
+        support = support_pb2_grpc.SupportServiceStub(self.gateway_channel)
         metadata = [("authorization", "Bearer " + token("probe", ["admin"]))]
         deadline = time.time() + 60
         while True:
@@ -113,6 +119,8 @@ class Suite:
                 contacts.ListContacts(contacts_pb2.ListContactsRequest(), metadata=metadata)
                 if "sales" in self.services:
                     sales.ListLeads(sales_pb2.ListLeadsRequest(), metadata=metadata)
+                if "support" in self.services:
+                    support.ListTickets(support_pb2.ListTicketsRequest(), metadata=metadata)
                 return
             except grpc.RpcError:
                 if time.time() > deadline:
