@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "crm/audit/v1/audit.proto",
     "crm/contacts/v1/contacts.proto",
     "crm/sales/v1/sales.proto",
+    "crm/support/v1/support.proto",
     "crm/gateway/v1/gateway.proto",
 ];
 

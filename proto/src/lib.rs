@@ -34,6 +34,11 @@ pub mod crm {
             tonic::include_proto!("crm.sales.v1");
         }
     }
+    pub mod support {
+        pub mod v1 {
+            tonic::include_proto!("crm.support.v1");
+        }
+    }
     pub mod gateway {
         pub mod v1 {
             tonic::include_proto!("crm.gateway.v1");
@@ -47,3 +52,4 @@ pub use crm::contacts::v1 as contacts;
 pub use crm::events::v1 as events;
 pub use crm::gateway::v1 as gateway;
 pub use crm::sales::v1 as sales;
+pub use crm::support::v1 as support;

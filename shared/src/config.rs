@@ -25,6 +25,29 @@ pub struct Settings {
     /// The service identity's token for calling other services; without it,
     /// one is signed with the HS256 secret (local runs).
     pub service_token: Option<String>,
+    /// The section's scalar keys as text, for a service's own settings
+    /// (`CRM_SUPPORT__REOPEN_WINDOW_SECONDS`); read with [`Settings::option`].
+    pub options: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// The service's own setting `key`, parsed; `default` when unset;
+    /// a configuration error naming the key when it does not parse.
+    pub fn option<T: std::str::FromStr>(
+        &self,
+        key: &str,
+        default: T,
+    ) -> Result<T, config::ConfigError> {
+        match self.options.get(key) {
+            None => Ok(default),
+            Some(text) => text.trim().parse().map_err(|_| {
+                config::ConfigError::Message(format!(
+                    "{}.{key}: cannot parse {text:?}",
+                    self.service_name
+                ))
+            }),
+        }
+    }
 }
 
 /// The section named after the service (`[contacts]`).
@@ -132,6 +155,10 @@ pub fn load(service: &str, default_port: u16) -> Result<Settings, config::Config
             Some((peer.to_owned(), value.clone().into_string().ok()?))
         })
         .collect();
+    let options = section
+        .iter()
+        .filter_map(|(key, value)| Some((key.clone(), value.clone().into_string().ok()?)))
+        .collect();
     let service_token = section
         .get("service_token")
         .and_then(|token| token.clone().into_string().ok())
@@ -144,6 +171,7 @@ pub fn load(service: &str, default_port: u16) -> Result<Settings, config::Config
         paging_secret,
         peers,
         service_token,
+        options,
     })
 }
 

@@ -125,6 +125,20 @@ pub fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
     value.ok_or_else(|| ApiError::invalid(field, "required"))
 }
 
+/// The stored name of an enum value, from its table of (value, name) pairs;
+/// empty for a value the table lacks.
+pub fn stored<T: PartialEq + Copy>(table: &[(T, &'static str)], value: T) -> &'static str {
+    table
+        .iter()
+        .find(|(v, _)| *v == value)
+        .map_or("", |(_, name)| name)
+}
+
+/// The value a stored name stands for.
+pub fn parse_stored<T: Copy>(table: &[(T, &'static str)], name: &str) -> Option<T> {
+    table.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +153,15 @@ mod tests {
         assert!(parse_name(&name_of("companies", id), "contacts", "name").is_err());
         assert!(parse_name("contacts/not-a-uuid", "contacts", "name").is_err());
         assert!(parse_name("", "contacts", "name").is_err());
+    }
+
+    #[test]
+    fn enum_values_and_their_stored_names_map_both_ways() {
+        const TABLE: &[(u8, &str)] = &[(1, "ONE"), (2, "TWO")];
+        assert_eq!(stored(TABLE, 2), "TWO");
+        assert_eq!(stored(TABLE, 3), "");
+        assert_eq!(parse_stored(TABLE, "ONE"), Some(1));
+        assert_eq!(parse_stored(TABLE, "one"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod consumer;
+pub mod contacts;
 pub mod convert;
 pub mod db;
 pub mod error;

@@ -107,6 +107,46 @@ impl NewEvent {
     }
 }
 
+/// Rewrites the payloads of the service's earlier events about `subjects`
+/// with `scrub`, inside the caller's transaction (an erasure's): `scrub`
+/// returns the payload without the person's data, or `None` for a payload
+/// that holds none. Returns how many events were rewritten.
+pub async fn scrub<C: ConnectionTrait>(
+    txn: &C,
+    tenant: &Tenant,
+    subjects: &[String],
+    scrub: impl Fn(&prost_types::Any) -> Option<prost_types::Any>,
+) -> Result<i64, DbErr> {
+    use entity::{Column, Entity};
+    let mut scrubbed = 0;
+    for chunk in subjects.chunks(500) {
+        let rows = Entity::find()
+            .filter(Column::Tenant.eq(tenant.as_str()))
+            .filter(Column::Subject.is_in(chunk.to_vec()))
+            .all(txn)
+            .await?;
+        for row in rows {
+            let payload = prost_types::Any {
+                type_url: row.payload_type,
+                value: row.payload,
+            };
+            let Some(clean) = scrub(&payload) else {
+                continue;
+            };
+            Entity::update_many()
+                .col_expr(
+                    Column::Payload,
+                    sea_orm::sea_query::Expr::value(clean.value),
+                )
+                .filter(Column::Sequence.eq(row.sequence))
+                .exec(txn)
+                .await?;
+            scrubbed += 1;
+        }
+    }
+    Ok(scrubbed)
+}
+
 /// Bits of a PostgreSQL sequence below the transaction id: the most events
 /// one transaction can append.
 const EVENTS_PER_TRANSACTION_BITS: u32 = 20;

@@ -123,6 +123,7 @@ pub fn settings(service: &str, database_url: &str) -> Settings {
         paging_secret: "paging".into(),
         peers: Default::default(),
         service_token: None,
+        options: Default::default(),
     }
 }
 

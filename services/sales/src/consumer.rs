@@ -53,10 +53,8 @@ impl ContactsFeed {
             .store
             .apply_contact_erased(txn, tenant, &person)
             .await?;
-        let scrubbed = self
-            .store
-            .scrub_events(txn, tenant, &done.leads, scrub_payload)
-            .await?;
+        let scrubbed =
+            crm_shared::outbox::scrub(&**txn, tenant, &done.leads, scrub_payload).await?;
         crm_shared::audit::forget(&**txn, tenant, &done.leads).await?;
         tracing::info!(contact = %person.contact, leads = done.leads.len(), scrubbed, "contact erasure applied");
         let confirmation = to_any(&ErasureCompleted {

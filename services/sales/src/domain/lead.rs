@@ -60,18 +60,7 @@ pub const STATUSES: &[(LeadStatus, &str)] = &[
     (LeadStatus::Converted, "CONVERTED"),
 ];
 
-/// The stored name of a value in a `(value, name)` table.
-pub fn stored<T: PartialEq + Copy>(table: &[(T, &'static str)], value: T) -> &'static str {
-    table
-        .iter()
-        .find(|(v, _)| *v == value)
-        .map_or("", |(_, name)| name)
-}
-
-/// The value a stored name stands for.
-pub fn parse_stored<T: Copy>(table: &[(T, &'static str)], name: &str) -> Option<T> {
-    table.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
-}
+pub use crm_shared::convert::{parse_stored, stored};
 
 /// The writable fields of a lead.
 #[derive(Debug, Clone, PartialEq)]

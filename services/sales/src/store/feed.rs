@@ -8,9 +8,9 @@ use chrono::Utc;
 use crm_shared::{
     db::{Tenant, TenantScoped, WriteTxn},
     error::ApiError,
-    outbox::{self, NewEvent},
+    outbox::NewEvent,
 };
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, QueryFilter, QuerySelect};
 
 use super::{
     Store,
@@ -150,46 +150,6 @@ impl Store {
             }
         }
         Ok(erased)
-    }
-
-    /// Rewrites the payloads of this service's earlier events about
-    /// `subjects` with `scrub` (which returns `None` for a payload holding
-    /// nothing personal); returns how many were rewritten.
-    pub async fn scrub_events(
-        &self,
-        txn: &WriteTxn,
-        tenant: &Tenant,
-        subjects: &[String],
-        scrub: impl Fn(&prost_types::Any) -> Option<prost_types::Any>,
-    ) -> Result<i64, ApiError> {
-        use outbox::entity::{Column, Entity};
-        let mut scrubbed = 0;
-        for chunk in subjects.chunks(500) {
-            let rows = Entity::find()
-                .filter(Column::Tenant.eq(tenant.as_str()))
-                .filter(Column::Subject.is_in(chunk.to_vec()))
-                .all(&**txn)
-                .await?;
-            for row in rows {
-                let payload = prost_types::Any {
-                    type_url: row.payload_type.clone(),
-                    value: row.payload.clone(),
-                };
-                let Some(clean) = scrub(&payload) else {
-                    continue;
-                };
-                Entity::update_many()
-                    .col_expr(
-                        Column::Payload,
-                        sea_orm::sea_query::Expr::value(clean.value),
-                    )
-                    .filter(Column::Sequence.eq(row.sequence))
-                    .exec(&**txn)
-                    .await?;
-                scrubbed += 1;
-            }
-        }
-        Ok(scrubbed)
     }
 
     /// The event confirming an erasure, about the erased contact.

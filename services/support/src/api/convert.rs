@@ -1,0 +1,335 @@
+//! Protobuf messages <-> domain values. Reading a request checks what only
+//! the wire can get wrong (unknown enum numbers); the domain checks the rest.
+
+use chrono::{DateTime, Utc};
+use crm_proto::support as pb;
+use crm_shared::{
+    convert::{etag, json_to_struct, struct_to_json, to_any, to_timestamp},
+    error::ApiError,
+};
+
+use crate::domain::{
+    comment::{Attachment, AuthorKind, Comment},
+    routing::{Agent, Queue, QueueDraft, RoutingRule, RuleDraft, Strategy},
+    ticket::{Change, Channel, Priority, Status, Ticket, TicketDraft},
+};
+use crate::store::EventPayloads;
+
+fn unknown(field: &str, value: i32) -> ApiError {
+    ApiError::invalid(field, format!("unknown value {value}"))
+}
+
+fn timestamp(time: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
+    time.map(to_timestamp)
+}
+
+/// A status from the wire; None for UNSPECIFIED.
+pub fn status(value: i32, field: &str) -> Result<Option<Status>, ApiError> {
+    use pb::TicketStatus as P;
+    Ok(
+        match P::try_from(value).map_err(|_| unknown(field, value))? {
+            P::Unspecified => None,
+            P::New => Some(Status::New),
+            P::Open => Some(Status::Open),
+            P::Pending => Some(Status::Pending),
+            P::OnHold => Some(Status::OnHold),
+            P::Solved => Some(Status::Solved),
+            P::Closed => Some(Status::Closed),
+        },
+    )
+}
+
+fn status_message(status: Status) -> pb::TicketStatus {
+    match status {
+        Status::New => pb::TicketStatus::New,
+        Status::Open => pb::TicketStatus::Open,
+        Status::Pending => pb::TicketStatus::Pending,
+        Status::OnHold => pb::TicketStatus::OnHold,
+        Status::Solved => pb::TicketStatus::Solved,
+        Status::Closed => pb::TicketStatus::Closed,
+    }
+}
+
+/// A priority from the wire; None for UNSPECIFIED.
+pub fn priority(value: i32, field: &str) -> Result<Option<Priority>, ApiError> {
+    use pb::TicketPriority as P;
+    Ok(
+        match P::try_from(value).map_err(|_| unknown(field, value))? {
+            P::Unspecified => None,
+            P::Low => Some(Priority::Low),
+            P::Normal => Some(Priority::Normal),
+            P::High => Some(Priority::High),
+            P::Urgent => Some(Priority::Urgent),
+        },
+    )
+}
+
+fn priority_message(priority: Priority) -> pb::TicketPriority {
+    match priority {
+        Priority::Low => pb::TicketPriority::Low,
+        Priority::Normal => pb::TicketPriority::Normal,
+        Priority::High => pb::TicketPriority::High,
+        Priority::Urgent => pb::TicketPriority::Urgent,
+    }
+}
+
+fn channel(value: i32, field: &str) -> Result<Option<Channel>, ApiError> {
+    use pb::TicketChannel as P;
+    Ok(
+        match P::try_from(value).map_err(|_| unknown(field, value))? {
+            P::Unspecified => None,
+            P::Email => Some(Channel::Email),
+            P::Web => Some(Channel::Web),
+            P::Phone => Some(Channel::Phone),
+            P::Chat => Some(Channel::Chat),
+            P::Api => Some(Channel::Api),
+        },
+    )
+}
+
+fn channel_message(channel: Channel) -> pb::TicketChannel {
+    match channel {
+        Channel::Email => pb::TicketChannel::Email,
+        Channel::Web => pb::TicketChannel::Web,
+        Channel::Phone => pb::TicketChannel::Phone,
+        Channel::Chat => pb::TicketChannel::Chat,
+        Channel::Api => pb::TicketChannel::Api,
+    }
+}
+
+/// The writable fields of a ticket message (defaults: API channel, NORMAL
+/// priority, NEW status); `prefix` names the message in errors.
+pub fn ticket_draft(t: &pb::Ticket, prefix: &str) -> Result<TicketDraft, ApiError> {
+    Ok(TicketDraft {
+        subject: t.subject.clone(),
+        description: t.description.clone(),
+        requester: t.requester.trim().to_owned(),
+        requester_email: t.requester_email.clone(),
+        company: t.company.trim().to_owned(),
+        channel: channel(t.channel, &format!("{prefix}.channel"))?.unwrap_or(Channel::Api),
+        priority: priority(t.priority, &format!("{prefix}.priority"))?.unwrap_or(Priority::Normal),
+        kind: t.r#type.clone(),
+        tags: t.tags.clone(),
+        custom_fields: t
+            .custom_fields
+            .as_ref()
+            .map(struct_to_json)
+            .unwrap_or_default(),
+        status: status(t.status, &format!("{prefix}.status"))?.unwrap_or(Status::New),
+    })
+}
+
+/// A ticket as the API shows it.
+pub fn ticket_message(t: &Ticket) -> pb::Ticket {
+    let d = &t.draft;
+    pb::Ticket {
+        name: t.name(),
+        number: t.number,
+        subject: d.subject.clone(),
+        description: d.description.clone(),
+        requester: d.requester.clone(),
+        requester_email: d.requester_email.clone(),
+        requester_display_name: String::new(),
+        company: d.company.clone(),
+        channel: channel_message(d.channel) as i32,
+        priority: priority_message(d.priority) as i32,
+        r#type: d.kind.clone(),
+        tags: d.tags.clone(),
+        custom_fields: (!d.custom_fields.is_empty()).then(|| json_to_struct(&d.custom_fields)),
+        status: status_message(d.status) as i32,
+        queue: t.queue.clone(),
+        assignee: t.assignee.clone(),
+        assignment_reason: t.assignment_reason.clone(),
+        follow_up_of: t.follow_up_of.clone(),
+        first_response_time: timestamp(t.first_response_time),
+        solve_time: timestamp(t.solve_time),
+        close_time: timestamp(t.close_time),
+        reopen_count: t.reopen_count,
+        create_time: Some(to_timestamp(t.create_time)),
+        update_time: Some(to_timestamp(t.update_time)),
+        delete_time: timestamp(t.delete_time),
+        etag: etag(t.version),
+    }
+}
+
+/// A recorded change as the API shows it.
+pub fn change_message(c: &Change) -> pb::TicketChange {
+    pb::TicketChange {
+        field: c.field.to_owned(),
+        old_value: c.old_value.clone(),
+        new_value: c.new_value.clone(),
+        actor: c.actor.clone(),
+        change_time: Some(to_timestamp(c.time)),
+    }
+}
+
+/// Attachments from the wire.
+pub fn attachments(list: &[pb::Attachment]) -> Vec<Attachment> {
+    list.iter()
+        .map(|a| Attachment {
+            file_name: a.file_name.trim().to_owned(),
+            size_bytes: a.size_bytes,
+            content_type: a.content_type.trim().to_owned(),
+            sha256: a.sha256.trim().to_lowercase(),
+            uri: a.uri.trim().to_owned(),
+        })
+        .collect()
+}
+
+fn author_kind_message(kind: AuthorKind) -> pb::CommentAuthorKind {
+    match kind {
+        AuthorKind::Agent => pb::CommentAuthorKind::Agent,
+        AuthorKind::Requester => pb::CommentAuthorKind::Requester,
+        AuthorKind::System => pb::CommentAuthorKind::System,
+    }
+}
+
+/// A comment as the API shows it; `follow_up` names the follow-up ticket
+/// it opened, if it did.
+pub fn comment_message(c: &Comment, follow_up: Option<&Ticket>) -> pb::Comment {
+    pb::Comment {
+        name: c.name(),
+        body: c.body.clone(),
+        public: c.public,
+        author_kind: author_kind_message(c.author_kind) as i32,
+        author: c.author.clone(),
+        attachments: c
+            .attachments
+            .iter()
+            .map(|a| pb::Attachment {
+                file_name: a.file_name.clone(),
+                size_bytes: a.size_bytes,
+                content_type: a.content_type.clone(),
+                sha256: a.sha256.clone(),
+                uri: a.uri.clone(),
+            })
+            .collect(),
+        message_id: c.message_id.clone(),
+        follow_up_ticket: follow_up.map(Ticket::name).unwrap_or_default(),
+        create_time: Some(to_timestamp(c.create_time)),
+    }
+}
+
+fn strategy(value: i32, field: &str) -> Result<Strategy, ApiError> {
+    use pb::AssignmentStrategy as P;
+    Ok(
+        match P::try_from(value).map_err(|_| unknown(field, value))? {
+            P::Unspecified => Strategy::Manual,
+            P::RoundRobin => Strategy::RoundRobin,
+            P::LeastOpen => Strategy::LeastOpen,
+            P::Skills => Strategy::Skills,
+        },
+    )
+}
+
+fn strategy_message(strategy: Strategy) -> pb::AssignmentStrategy {
+    match strategy {
+        Strategy::Manual => pb::AssignmentStrategy::Unspecified,
+        Strategy::RoundRobin => pb::AssignmentStrategy::RoundRobin,
+        Strategy::LeastOpen => pb::AssignmentStrategy::LeastOpen,
+        Strategy::Skills => pb::AssignmentStrategy::Skills,
+    }
+}
+
+/// The writable fields of a queue message.
+pub fn queue_draft(q: &pb::Queue, prefix: &str) -> Result<QueueDraft, ApiError> {
+    Ok(QueueDraft {
+        display_name: q.display_name.clone(),
+        description: q.description.clone(),
+        members: q.members.clone(),
+        strategy: strategy(q.strategy, &format!("{prefix}.strategy"))?,
+        required_skills: q.required_skills.clone(),
+    })
+}
+
+/// A queue as the API shows it.
+pub fn queue_message(q: &Queue) -> pb::Queue {
+    pb::Queue {
+        name: q.name(),
+        display_name: q.draft.display_name.clone(),
+        description: q.draft.description.clone(),
+        members: q.draft.members.clone(),
+        strategy: strategy_message(q.draft.strategy) as i32,
+        required_skills: q.draft.required_skills.clone(),
+        create_time: Some(to_timestamp(q.create_time)),
+        update_time: Some(to_timestamp(q.update_time)),
+        delete_time: timestamp(q.delete_time),
+        etag: etag(q.version),
+    }
+}
+
+/// An agent as the API shows it.
+pub fn agent_message(a: &Agent) -> pb::Agent {
+    pb::Agent {
+        name: a.name(),
+        display_name: a.display_name.clone(),
+        skills: a.skills.clone(),
+        available: a.available,
+        update_time: Some(to_timestamp(a.update_time)),
+        etag: etag(a.version),
+    }
+}
+
+/// The writable fields of a routing rule message.
+pub fn rule_draft(r: &pb::RoutingRule, prefix: &str) -> Result<RuleDraft, ApiError> {
+    Ok(RuleDraft {
+        display_name: r.display_name.clone(),
+        priority: r.priority,
+        filter: r.filter.trim().to_owned(),
+        queue: r.queue.trim().to_owned(),
+        set_priority: priority(r.set_priority, &format!("{prefix}.set_priority"))?,
+    })
+}
+
+/// A routing rule as the API shows it.
+pub fn rule_message(r: &RoutingRule) -> pb::RoutingRule {
+    pb::RoutingRule {
+        name: r.name(),
+        display_name: r.draft.display_name.clone(),
+        priority: r.draft.priority,
+        filter: r.draft.filter.clone(),
+        queue: r.draft.queue.clone(),
+        set_priority: r
+            .draft
+            .set_priority
+            .map(priority_message)
+            .unwrap_or_default() as i32,
+        create_time: Some(to_timestamp(r.create_time)),
+        etag: etag(r.version),
+    }
+}
+
+/// Event payloads as protobuf `Any`s.
+pub struct ProtoPayloads;
+
+impl EventPayloads for ProtoPayloads {
+    fn ticket(&self, ticket: &Ticket) -> prost_types::Any {
+        to_any(&ticket_message(ticket))
+    }
+
+    fn status_changed(&self, ticket: &Ticket, from: Status) -> prost_types::Any {
+        to_any(&pb::TicketStatusChanged {
+            ticket: Some(ticket_message(ticket)),
+            old_status: status_message(from) as i32,
+        })
+    }
+
+    fn comment_created(&self, comment: &Comment, ticket: &Ticket) -> prost_types::Any {
+        to_any(&pb::CommentCreated {
+            comment: Some(comment_message(comment, None)),
+            ticket: Some(ticket_message(ticket)),
+        })
+    }
+
+    fn queue(&self, queue: &Queue) -> prost_types::Any {
+        to_any(&queue_message(queue))
+    }
+
+    fn agent(&self, agent: &Agent) -> prost_types::Any {
+        to_any(&agent_message(agent))
+    }
+
+    fn routing_rule(&self, rule: &RoutingRule) -> prost_types::Any {
+        to_any(&rule_message(rule))
+    }
+}

@@ -1,0 +1,286 @@
+//! The gRPC surface: each handler checks the caller, turns the request into
+//! domain values, calls the store (and, for requesters and companies, the
+//! contacts service) and turns the result back into protobuf.
+//!
+//! The handlers live with their resource (`tickets`, `comments`, `email`,
+//! `queues`); tonic wants one impl of the service trait, so the one here
+//! only hands each call on.
+
+mod comments;
+mod convert;
+mod email;
+mod queues;
+mod tickets;
+
+use chrono::Duration;
+use crm_proto::{support as pb, support::support_service_server::SupportService};
+use crm_shared::{
+    auth::{Principal, Role, RoleRules, admitted},
+    client::Credentials,
+    contacts::ContactsClient,
+    db::Tenant,
+    error::ApiError,
+    filter::FilterSchema,
+    paging::PageTokens,
+    store::{ListPlan, ListRequest},
+};
+use tonic::{Request, Response, Status};
+
+pub use convert::ProtoPayloads;
+
+use crate::store::Store;
+
+/// Who manages queues, agents' skills and routing.
+const ADMINS: &[Role] = &[Role::Admin, Role::Manager];
+/// Who works tickets.
+const AGENTS: &[Role] = &[Role::Admin, Role::Manager, Role::Support, Role::Service];
+
+/// The `crm.support.v1.SupportService` implementation.
+#[derive(Clone)]
+pub struct SupportApi {
+    store: Store,
+    contacts: ContactsClient,
+    page_tokens: PageTokens,
+    /// How long after solving a requester's reply reopens a ticket.
+    reopen_window: Duration,
+}
+
+impl SupportApi {
+    /// The service over a store and a contacts client.
+    pub fn new(
+        store: Store,
+        contacts: ContactsClient,
+        page_tokens: PageTokens,
+        reopen_window: Duration,
+    ) -> Self {
+        Self {
+            store,
+            contacts,
+            page_tokens,
+            reopen_window,
+        }
+    }
+}
+
+/// Who may call each SupportService method; the kit checks every call
+/// against it (the authorization matrix test prints it into the README).
+pub const ROLE_RULES: RoleRules = &[
+    ("CreateTicket", AGENTS),
+    ("GetTicket", Role::READERS),
+    ("ListTickets", Role::READERS),
+    ("UpdateTicket", AGENTS),
+    ("DeleteTicket", AGENTS),
+    ("UndeleteTicket", AGENTS),
+    ("AssignTicket", AGENTS),
+    ("ListTicketChanges", Role::READERS),
+    ("CreateComment", AGENTS),
+    ("ListComments", Role::READERS),
+    ("ReceiveEmail", AGENTS),
+    ("CreateQueue", ADMINS),
+    ("GetQueue", Role::READERS),
+    ("ListQueues", Role::READERS),
+    ("UpdateQueue", ADMINS),
+    ("DeleteQueue", ADMINS),
+    ("GetAgent", Role::READERS),
+    ("ListAgents", Role::READERS),
+    ("UpdateAgent", AGENTS),
+    ("CreateRoutingRule", ADMINS),
+    ("ListRoutingRules", Role::READERS),
+    ("DeleteRoutingRule", ADMINS),
+];
+
+/// The caller, its tenant, and its credentials to pass on to other services.
+fn caller<T>(request: &Request<T>) -> Result<(Principal, Tenant, Credentials), ApiError> {
+    let (principal, tenant) = admitted(request)?;
+    let credentials = Credentials::of(request.metadata())?;
+    Ok((principal, tenant, credentials))
+}
+
+/// A list plan with a fixed order and no filter of the caller's (a
+/// ticket's comments and changes, queues, agents, rules).
+fn fixed_plan(
+    tokens: &PageTokens,
+    resource: &str,
+    order_by: &'static [(&'static str, &'static str)],
+    page_size: i32,
+    page_token: &str,
+    show_deleted: bool,
+) -> Result<ListPlan, ApiError> {
+    const NONE: FilterSchema = FilterSchema { fields: &[] };
+    let order = order_by
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ");
+    ListPlan::new(
+        tokens,
+        ListRequest {
+            resource,
+            schema: &NONE,
+            orderable: order_by,
+            filter: "",
+            order_by: &order,
+            show_deleted,
+            page_size,
+            page_token,
+            include_total_size: false,
+        },
+    )
+}
+
+#[tonic::async_trait]
+impl SupportService for SupportApi {
+    async fn create_ticket(
+        &self,
+        request: Request<pb::CreateTicketRequest>,
+    ) -> Result<Response<pb::Ticket>, Status> {
+        tickets::create_ticket(self, request).await
+    }
+
+    async fn get_ticket(
+        &self,
+        request: Request<pb::GetTicketRequest>,
+    ) -> Result<Response<pb::Ticket>, Status> {
+        tickets::get_ticket(self, request).await
+    }
+
+    async fn list_tickets(
+        &self,
+        request: Request<pb::ListTicketsRequest>,
+    ) -> Result<Response<pb::ListTicketsResponse>, Status> {
+        tickets::list_tickets(self, request).await
+    }
+
+    async fn update_ticket(
+        &self,
+        request: Request<pb::UpdateTicketRequest>,
+    ) -> Result<Response<pb::Ticket>, Status> {
+        tickets::update_ticket(self, request).await
+    }
+
+    async fn delete_ticket(
+        &self,
+        request: Request<pb::DeleteTicketRequest>,
+    ) -> Result<Response<pb::Ticket>, Status> {
+        tickets::delete_ticket(self, request).await
+    }
+
+    async fn undelete_ticket(
+        &self,
+        request: Request<pb::UndeleteTicketRequest>,
+    ) -> Result<Response<pb::Ticket>, Status> {
+        tickets::undelete_ticket(self, request).await
+    }
+
+    async fn assign_ticket(
+        &self,
+        request: Request<pb::AssignTicketRequest>,
+    ) -> Result<Response<pb::Ticket>, Status> {
+        tickets::assign_ticket(self, request).await
+    }
+
+    async fn list_ticket_changes(
+        &self,
+        request: Request<pb::ListTicketChangesRequest>,
+    ) -> Result<Response<pb::ListTicketChangesResponse>, Status> {
+        tickets::list_ticket_changes(self, request).await
+    }
+
+    async fn create_comment(
+        &self,
+        request: Request<pb::CreateCommentRequest>,
+    ) -> Result<Response<pb::Comment>, Status> {
+        comments::create_comment(self, request).await
+    }
+
+    async fn list_comments(
+        &self,
+        request: Request<pb::ListCommentsRequest>,
+    ) -> Result<Response<pb::ListCommentsResponse>, Status> {
+        comments::list_comments(self, request).await
+    }
+
+    async fn receive_email(
+        &self,
+        request: Request<pb::ReceiveEmailRequest>,
+    ) -> Result<Response<pb::ReceiveEmailResponse>, Status> {
+        email::receive_email(self, request).await
+    }
+
+    async fn create_queue(
+        &self,
+        request: Request<pb::CreateQueueRequest>,
+    ) -> Result<Response<pb::Queue>, Status> {
+        queues::create_queue(self, request).await
+    }
+
+    async fn get_queue(
+        &self,
+        request: Request<pb::GetQueueRequest>,
+    ) -> Result<Response<pb::Queue>, Status> {
+        queues::get_queue(self, request).await
+    }
+
+    async fn list_queues(
+        &self,
+        request: Request<pb::ListQueuesRequest>,
+    ) -> Result<Response<pb::ListQueuesResponse>, Status> {
+        queues::list_queues(self, request).await
+    }
+
+    async fn update_queue(
+        &self,
+        request: Request<pb::UpdateQueueRequest>,
+    ) -> Result<Response<pb::Queue>, Status> {
+        queues::update_queue(self, request).await
+    }
+
+    async fn delete_queue(
+        &self,
+        request: Request<pb::DeleteQueueRequest>,
+    ) -> Result<Response<pb::Queue>, Status> {
+        queues::delete_queue(self, request).await
+    }
+
+    async fn get_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        queues::get_agent(self, request).await
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        queues::list_agents(self, request).await
+    }
+
+    async fn update_agent(
+        &self,
+        request: Request<pb::UpdateAgentRequest>,
+    ) -> Result<Response<pb::Agent>, Status> {
+        queues::update_agent(self, request).await
+    }
+
+    async fn create_routing_rule(
+        &self,
+        request: Request<pb::CreateRoutingRuleRequest>,
+    ) -> Result<Response<pb::RoutingRule>, Status> {
+        queues::create_routing_rule(self, request).await
+    }
+
+    async fn list_routing_rules(
+        &self,
+        request: Request<pb::ListRoutingRulesRequest>,
+    ) -> Result<Response<pb::ListRoutingRulesResponse>, Status> {
+        queues::list_routing_rules(self, request).await
+    }
+
+    async fn delete_routing_rule(
+        &self,
+        request: Request<pb::DeleteRoutingRuleRequest>,
+    ) -> Result<Response<pb::RoutingRule>, Status> {
+        queues::delete_routing_rule(self, request).await
+    }
+}

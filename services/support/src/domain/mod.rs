@@ -1,0 +1,9 @@
+//! The support rules, free of SQL and protobuf: what a valid ticket, comment,
+//! queue, agent and routing rule is; how a ticket's status moves; how a new
+//! ticket's agent is picked; how inbound mail reads; business-hours time.
+
+pub mod calendar;
+pub mod comment;
+pub mod inbound_mail;
+pub mod routing;
+pub mod ticket;

@@ -1,0 +1,72 @@
+//! The support service: tickets, their comments and history, inbound
+//! email, queues, agents and routing.
+//!
+//! Reads top-down: [`build`] wires the layers on the shared service kit;
+//! `api/` turns protobuf into domain values and back; `domain/` holds the
+//! rules (the ticket workflow, routing, mail reading, business-hours time);
+//! `store/` the SeaORM queries, always scoped by tenant; `migration/` the
+//! schema. `consumer` is what the contacts feed asks of support.
+
+mod api;
+mod consumer;
+pub mod domain;
+mod migration;
+mod store;
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use crm_proto::support::support_service_server::SupportServiceServer;
+use crm_shared::{
+    config::Settings,
+    contacts::ContactsClient,
+    filter::ListSchema,
+    kit::{KitError, ServiceInfo, ServiceKit},
+};
+
+pub use api::ROLE_RULES;
+pub use migration::Migrator;
+
+/// The filter and order_by grammar of every list this service serves
+/// (routing rule filters are ticket filters).
+pub const LIST_SCHEMAS: &[ListSchema] = &[ListSchema {
+    resource: "tickets",
+    filter: &store::TICKET_FILTER,
+    order_by: store::TICKET_ORDER,
+}];
+
+/// The service's name, package and default port.
+pub static SERVICE: ServiceInfo = ServiceInfo {
+    name: "support",
+    package: "crm.support.v1",
+    default_port: 50064,
+};
+/// The largest request message accepted: a 10 MiB mail, base64-free, plus framing.
+const MAX_MESSAGE_BYTES: usize = 11 * 1024 * 1024;
+/// How long after solving a requester's reply reopens a ticket, unless
+/// `support.reopen_window_seconds` says otherwise: a week.
+const DEFAULT_REOPEN_WINDOW_SECONDS: i64 = 7 * 24 * 3600;
+
+/// The support service, bound and connected, ready to run: its API, and the
+/// contacts feed followed (merges and erasures reach support).
+pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError> {
+    let reopen_window = settings.option("reopen_window_seconds", DEFAULT_REOPEN_WINDOW_SECONDS)?;
+    let mut kit = ServiceKit::build(&SERVICE, settings).await?;
+    let store = store::Store::new(kit.resources(), Arc::new(api::ProtoPayloads));
+    let support = api::SupportApi::new(
+        store.clone(),
+        ContactsClient::new(kit.peer(consumer::SOURCE)?),
+        kit.page_tokens(),
+        Duration::seconds(reopen_window.max(0)),
+    );
+    kit.add_service(
+        SupportServiceServer::new(support).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        api::ROLE_RULES,
+    )
+    .await;
+    kit.follow(
+        consumer::SOURCE,
+        Arc::new(consumer::ContactsFeed::new(store)),
+    )?;
+    Ok(kit)
+}

@@ -1,0 +1,245 @@
+//! SeaORM entities: one module per table. Lists (tags, members, skills,
+//! attachments) are JSON text columns; everything a filter, an order or an
+//! index needs is a column of its own.
+
+/// Implements the kit's table traits for an entity with the usual columns.
+macro_rules! resource_table {
+    ($id:ident, $order:ident) => {
+        impl crm_shared::db::TenantScoped for Entity {
+            const TENANT: Column = Column::Tenant;
+        }
+
+        impl crm_shared::store::ResourceTable for Entity {
+            const ID: Column = Column::$id;
+            const DELETE_TIME: Column = Column::DeleteTime;
+            const VERSION: Column = Column::Version;
+            const DEFAULT_ORDER: Column = Column::$order;
+        }
+    };
+}
+
+/// The `tickets` table.
+pub mod ticket {
+    use sea_orm::entity::prelude::*;
+
+    /// One row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tickets")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub number: i64,
+        pub subject: String,
+        pub description: String,
+        pub requester: String,
+        pub requester_email: String,
+        pub company: String,
+        pub channel: String,
+        pub priority: String,
+        /// The priority's rank (LOW 1 .. URGENT 4), so lists order by urgency.
+        pub priority_rank: i32,
+        pub kind: String,
+        pub tags: String,
+        pub custom_fields: String,
+        pub status: String,
+        pub queue: String,
+        pub assignee: String,
+        pub assignment_reason: String,
+        pub follow_up_of: String,
+        pub first_response_time: Option<DateTimeUtc>,
+        pub solve_time: Option<DateTimeUtc>,
+        pub close_time: Option<DateTimeUtc>,
+        pub reopen_count: i32,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(Id, CreateTime);
+}
+
+/// The `ticket_changes` table: status, priority, queue and assignee history.
+pub mod ticket_change {
+    use sea_orm::entity::prelude::*;
+
+    /// One change.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ticket_changes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub ticket_id: String,
+        pub field: String,
+        pub old_value: String,
+        pub new_value: String,
+        pub actor: String,
+        pub change_time: DateTimeUtc,
+        /// Never set: changes are not deleted (the kit's lists expect the column).
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(Id, ChangeTime);
+}
+
+/// The `ticket_messages` table: the Message-IDs of a ticket's mail, so a
+/// reply's In-Reply-To or References finds its ticket.
+pub mod ticket_message {
+    use sea_orm::entity::prelude::*;
+
+    /// One Message-ID.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ticket_messages")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub message_id: String,
+        pub ticket_id: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}
+
+/// The `comments` table.
+pub mod comment {
+    use sea_orm::entity::prelude::*;
+
+    /// One comment.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "comments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub ticket_id: String,
+        pub body: String,
+        pub public: bool,
+        pub author_kind: String,
+        pub author: String,
+        pub attachments: String,
+        pub message_id: String,
+        pub create_time: DateTimeUtc,
+        /// Never set (the kit's lists expect the column).
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(Id, CreateTime);
+}
+
+/// The `queues` table.
+pub mod queue {
+    use sea_orm::entity::prelude::*;
+
+    /// One queue.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "queues")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub display_name: String,
+        pub description: String,
+        pub members: String,
+        pub strategy: String,
+        pub required_skills: String,
+        /// Tickets the round robin has assigned: whose turn it is.
+        pub assigned: i64,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(Id, CreateTime);
+}
+
+/// The `agents` table: routing profiles, keyed by subject id.
+pub mod agent {
+    use sea_orm::entity::prelude::*;
+
+    /// One agent.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "agents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub subject: String,
+        pub display_name: String,
+        pub skills: String,
+        pub available: bool,
+        pub update_time: DateTimeUtc,
+        /// Never set (the kit's lists expect the column).
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(Subject, Subject);
+}
+
+/// The `routing_rules` table.
+pub mod routing_rule {
+    use sea_orm::entity::prelude::*;
+
+    /// One rule.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "routing_rules")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub display_name: String,
+        pub priority: i32,
+        pub filter: String,
+        pub queue: String,
+        pub set_priority: String,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(Id, Priority);
+}

@@ -1,0 +1,88 @@
+//! The support database: SeaORM entities and every query, each scoped by
+//! tenant. Every change writes its events to the outbox in the same
+//! transaction; what the contacts feed asks of support is applied together
+//! with the feed cursor, in one transaction.
+
+mod comments;
+pub mod entities;
+mod feed;
+mod queues;
+mod tickets;
+
+use std::sync::Arc;
+
+use crm_shared::{error::ApiError, outbox::NewEvent, store::Resources};
+
+pub use comments::{CommentOutcome, NewComment};
+pub use tickets::{FILTER as TICKET_FILTER, NewTicket, ORDER_BY as TICKET_ORDER};
+
+use crate::domain::{
+    comment::Comment,
+    routing::{Agent, Queue, RoutingRule},
+    ticket::{Status, Ticket},
+};
+
+/// Encodes event payloads; implemented by the API layer, which knows the
+/// protobuf messages, so the store does not.
+pub trait EventPayloads: Send + Sync {
+    /// A ticket after a change.
+    fn ticket(&self, ticket: &Ticket) -> prost_types::Any;
+    /// A status change: the ticket after it and the status it left.
+    fn status_changed(&self, ticket: &Ticket, from: Status) -> prost_types::Any;
+    /// A comment and its ticket after it.
+    fn comment_created(&self, comment: &Comment, ticket: &Ticket) -> prost_types::Any;
+    /// A queue.
+    fn queue(&self, queue: &Queue) -> prost_types::Any;
+    /// An agent profile.
+    fn agent(&self, agent: &Agent) -> prost_types::Any;
+    /// A routing rule.
+    fn routing_rule(&self, rule: &RoutingRule) -> prost_types::Any;
+}
+
+/// The id in a resource name (`tickets/{id}`), as an idempotency record holds it.
+fn id_of(name: &str) -> uuid::Uuid {
+    name.rsplit('/')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_default()
+}
+
+/// A JSON text column's value.
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Plain data with string keys always serialises.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// A JSON text column read back; INTERNAL naming `what` when it is corrupt.
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, ApiError> {
+    serde_json::from_str(text).map_err(|e| ApiError::Internal(format!("stored {what}: {e}")))
+}
+
+/// All queries of the support service.
+#[derive(Clone)]
+pub struct Store {
+    base: Resources,
+    payloads: Arc<dyn EventPayloads>,
+}
+
+impl Store {
+    /// A store over the service's tables, encoding event payloads with `payloads`.
+    pub fn new(base: Resources, payloads: Arc<dyn EventPayloads>) -> Self {
+        Self { base, payloads }
+    }
+
+    fn event(
+        &self,
+        name: &'static str,
+        subject: String,
+        payload: prost_types::Any,
+        actor: &str,
+    ) -> NewEvent {
+        NewEvent {
+            name,
+            subject,
+            payload,
+            actor: actor.to_owned(),
+        }
+    }
+}
