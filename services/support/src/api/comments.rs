@@ -83,7 +83,7 @@ pub(super) async fn list_comments(
     let plan = fixed_plan(
         &api.page_tokens,
         &format!("comments:{id}:{}", r.public_only),
-        &[("create_time", "create_time")],
+        &[("create_time", "create_time"), ("id", "id")],
         r.page_size,
         &r.page_token,
         false,

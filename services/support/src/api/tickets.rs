@@ -345,7 +345,8 @@ pub(super) async fn list_ticket_changes(
     let plan = fixed_plan(
         &api.page_tokens,
         &format!("changes:{id}"),
-        &[("change_time", "change_time")],
+        // Changes of one call share a time; their ids keep the order made.
+        &[("change_time", "change_time"), ("id", "id")],
         r.page_size,
         &r.page_token,
         false,

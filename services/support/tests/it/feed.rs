@@ -1,0 +1,134 @@
+//! The contacts feed: merges move requesters, erasure erases the person
+//! from tickets, comments and support's own events.
+
+use crm_proto::{
+    contacts::{EraseContactRequest, MergeContactsRequest},
+    events::ErasureCompleted,
+    support::{
+        Comment, CreateCommentRequest, CreateTicketRequest, GetTicketRequest, ListCommentsRequest,
+        Ticket,
+    },
+};
+
+use crate::harness::*;
+
+async fn open(support: &mut Support, requester: &str, subject: &str) -> Ticket {
+    let t = support
+        .create_ticket(CreateTicketRequest {
+            ticket: Some(Ticket {
+                subject: subject.into(),
+                description: format!("{subject}: call me on +44 20 7946 0000"),
+                requester: requester.into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateTicket")
+        .into_inner();
+    support
+        .create_comment(CreateCommentRequest {
+            parent: t.name.clone(),
+            comment: Some(Comment {
+                body: "My address is 1 Main St".into(),
+                ..Default::default()
+            }),
+            from_requester: true,
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateComment");
+    t
+}
+
+db_test!(merges_and_erasures_reach_support, feed_on);
+async fn feed_on(backend: Backend) {
+    let Some(suite) = Suite::start(backend).await else {
+        return;
+    };
+    let ada = suite.contact("Ada", "ada@example.com").await;
+    let ada2 = suite.contact("Ada L.", "ada.l@example.com").await;
+    let mut support = suite.support(TENANT, AGENT);
+    let first = open(&mut support, &ada, "Invoice wrong").await;
+    let second = open(&mut support, &ada2, "Second account").await;
+
+    let mut contacts = suite.contacts(TENANT, ADMIN);
+    contacts
+        .merge_contacts(MergeContactsRequest {
+            survivor: ada.clone(),
+            merged: vec![ada2.clone()],
+            etag: String::new(),
+        })
+        .await
+        .expect("MergeContacts");
+    eventually("the merge reaches support", async || {
+        let t = support
+            .get_ticket(GetTicketRequest {
+                name: second.name.clone(),
+            })
+            .await
+            .expect("GetTicket")
+            .into_inner();
+        t.requester == ada
+    })
+    .await;
+
+    contacts
+        .erase_contact(EraseContactRequest { name: ada.clone() })
+        .await
+        .expect("EraseContact");
+    eventually("the erasure reaches support", async || {
+        suite
+            .support_events()
+            .await
+            .iter()
+            .any(|e| e.r#type == "crm.support.v1.ErasureCompleted")
+    })
+    .await;
+    for t in [&first, &second] {
+        let erased = support
+            .get_ticket(GetTicketRequest {
+                name: t.name.clone(),
+            })
+            .await
+            .expect("GetTicket")
+            .into_inner();
+        assert_eq!(erased.subject, "[erased]");
+        assert!(erased.description.is_empty() && erased.requester_email.is_empty());
+        let comments = support
+            .list_comments(ListCommentsRequest {
+                parent: t.name.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("ListComments")
+            .into_inner()
+            .comments;
+        assert!(
+            comments.iter().all(|c| c.body == "[erased]"),
+            "{comments:?}"
+        );
+    }
+    let events = suite.support_events().await;
+    let confirmation: ErasureCompleted = payload(
+        events
+            .iter()
+            .find(|e| e.r#type == "crm.support.v1.ErasureCompleted")
+            .expect("ErasureCompleted"),
+    );
+    assert_eq!(confirmation.service, "support");
+    assert!(confirmation.erased_resources.contains(&first.name));
+    assert!(confirmation.scrubbed_events > 0);
+    // Nothing support ever published still names the person.
+    for event in &events {
+        let bytes = &event.payload.as_ref().expect("payload").value;
+        let text = String::from_utf8_lossy(bytes);
+        for secret in ["ada@example.com", "Invoice wrong", "1 Main St", "7946"] {
+            assert!(
+                !text.contains(secret),
+                "{} still holds {secret:?}",
+                event.r#type
+            );
+        }
+    }
+}
