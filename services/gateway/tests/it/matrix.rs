@@ -40,6 +40,7 @@ fn rules() -> Vec<(&'static str, RoleRules)> {
     vec![
         ("crm.contacts.v1.ContactsService", crm_contacts::ROLE_RULES),
         ("crm.sales.v1.SalesService", crm_sales::ROLE_RULES),
+        ("crm.support.v1.SupportService", crm_support::ROLE_RULES),
         (
             "crm.events.v1.EventFeedService",
             crm_shared::outbox::FEED_ROLES,
@@ -222,13 +223,14 @@ fn readme_table() -> String {
     out
 }
 
-/// Contacts and sales (holding the service key) behind a gateway (not
-/// holding it) that checks issuer and audience; the databases live as long
-/// as the processes.
+/// Contacts, sales and support (holding the service key) behind a gateway
+/// (not holding it) that checks issuer and audience; the databases live as
+/// long as the processes.
 struct Matrix {
-    _databases: (TestDatabase, TestDatabase),
+    _databases: (TestDatabase, TestDatabase, TestDatabase),
     contacts: ServiceProcess,
     sales: ServiceProcess,
+    support: ServiceProcess,
     gateway: GatewayProcess,
 }
 
@@ -245,7 +247,8 @@ impl Matrix {
             service_secret: Some(SERVICE_SECRET.into()),
             ..gateway_auth.clone()
         };
-        let (Some(contacts_db), Some(sales_db)) = (
+        let (Some(contacts_db), Some(sales_db), Some(support_db)) = (
+            TestDatabase::create(Backend::Sqlite).await,
             TestDatabase::create(Backend::Sqlite).await,
             TestDatabase::create(Backend::Sqlite).await,
         ) else {
@@ -261,6 +264,13 @@ impl Matrix {
             .insert("contacts".into(), format!("http://{}", contacts.addr));
         sales_settings.service_token = None;
         let sales = ServiceProcess::start(service(crm_sales::build), sales_settings).await;
+        let mut support_settings = crm_testkit::settings("support", &support_db.url);
+        support_settings.auth = auth.clone();
+        support_settings
+            .peers
+            .insert("contacts".into(), format!("http://{}", contacts.addr));
+        support_settings.service_token = None;
+        let support = ServiceProcess::start(service(crm_support::build), support_settings).await;
 
         let mut section = gateway_settings();
         section.failed_auth_burst = 1_000_000.0;
@@ -279,6 +289,7 @@ impl Matrix {
             "crm.sales.v1,crm.events.v1,crm.audit.v1",
             &[sales.addr],
         );
+        upstream(&mut section, "support", "crm.support.v1", &[support.addr]);
         let gateway = GatewayProcess::start_with_auth(section, gateway_auth).await;
         gateway
             .wait_until_serving("crm.contacts.v1.ContactsService")
@@ -286,11 +297,15 @@ impl Matrix {
         gateway
             .wait_until_serving("crm.sales.v1.SalesService")
             .await;
+        gateway
+            .wait_until_serving("crm.support.v1.SupportService")
+            .await;
 
         Some(Self {
-            _databases: (contacts_db, sales_db),
+            _databases: (contacts_db, sales_db, support_db),
             contacts,
             sales,
+            support,
             gateway,
         })
     }
@@ -305,6 +320,7 @@ async fn every_rpc_answers_every_caller_as_the_role_rules_say() {
     let Matrix {
         contacts,
         sales,
+        support,
         gateway,
         ..
     } = &matrix;
@@ -339,6 +355,7 @@ async fn every_rpc_answers_every_caller_as_the_role_rules_say() {
         // the gateway are the calls to the service.
         let direct = match service_name.as_str() {
             "crm.contacts.v1.ContactsService" => Some(contacts.channel()),
+            "crm.support.v1.SupportService" => Some(support.channel()),
             "crm.gateway.v1.GatewayAdminService" => None,
             _ => Some(sales.channel()),
         };
@@ -450,7 +467,7 @@ fn noun_of(method: &str) -> Option<&str> {
 /// the stranger's writes changed anything.
 #[tokio::test]
 async fn another_tenants_resources_are_not_found_by_any_standard_method() {
-    use crm_proto::{common::Money, contacts as c, sales as s};
+    use crm_proto::{common::Money, contacts as c, sales as s, support as t};
     let Some(matrix) = Matrix::start().await else {
         return;
     };
@@ -478,6 +495,10 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
         bearer(&owner),
     );
     let mut sales = s::sales_service_client::SalesServiceClient::with_interceptor(
+        gateway.channel(),
+        bearer(&owner),
+    );
+    let mut support = t::support_service_client::SupportServiceClient::with_interceptor(
         gateway.channel(),
         bearer(&owner),
     );
@@ -652,6 +673,73 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
             .into_inner()
             .name,
     );
+    names.insert(
+        "Agent",
+        support
+            .update_agent(t::UpdateAgentRequest {
+                agent: Some(t::Agent {
+                    name: "agents/ann".into(),
+                    display_name: "Ann".into(),
+                    available: true,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["*".into()],
+                }),
+                allow_missing: true,
+            })
+            .await
+            .expect("UpdateAgent")
+            .into_inner()
+            .name,
+    );
+    let queue = support
+        .create_queue(t::CreateQueueRequest {
+            queue: Some(t::Queue {
+                display_name: "Tier 1".into(),
+                members: vec!["ann".into()],
+                strategy: t::AssignmentStrategy::RoundRobin as i32,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateQueue")
+        .into_inner()
+        .name;
+    names.insert("Queue", queue.clone());
+    names.insert(
+        "RoutingRule",
+        support
+            .create_routing_rule(t::CreateRoutingRuleRequest {
+                routing_rule: Some(t::RoutingRule {
+                    display_name: "All".into(),
+                    queue,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("CreateRoutingRule")
+            .into_inner()
+            .name,
+    );
+    names.insert(
+        "Ticket",
+        support
+            .create_ticket(t::CreateTicketRequest {
+                ticket: Some(t::Ticket {
+                    subject: "The engine stalls".into(),
+                    requester: contact.clone(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("CreateTicket")
+            .into_inner()
+            .name,
+    );
 
     let mut checked = 0;
     let mut lists_checked = Vec::new();
@@ -752,6 +840,10 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
         "ListTasks",
         "ListAssignmentRules",
         "ListScoringRules",
+        "ListTickets",
+        "ListQueues",
+        "ListAgents",
+        "ListRoutingRules",
         "ListAuditEntries",
     ] {
         if !lists_checked.iter().any(|m| m == list) {
