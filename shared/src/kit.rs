@@ -39,6 +39,7 @@ use crate::{
     db::Database,
     outbox::{CommitSignal, EventFeed},
     paging::PageTokens,
+    schedule::{Job, Scheduled},
     server::{Host, ServeError},
     store::Resources,
 };
@@ -117,6 +118,7 @@ pub struct ServiceKit<M> {
     signal: CommitSignal,
     page_tokens: PageTokens,
     consumers: Vec<Consumer>,
+    jobs: Vec<Scheduled>,
     /// This replica's name in consumer leases.
     replica: String,
     _migrator: PhantomData<M>,
@@ -154,6 +156,7 @@ impl<M: MigratorTrait> ServiceKit<M> {
             routes,
             signal: CommitSignal::default(),
             consumers: Vec::new(),
+            jobs: Vec::new(),
             replica,
             _migrator: PhantomData,
         };
@@ -267,6 +270,17 @@ impl<M: MigratorTrait> ServiceKit<M> {
         Ok(())
     }
 
+    /// Runs `job` every `every` on one replica at a time, from when the
+    /// schema is migrated until shutdown (see [`crate::schedule`]). Needs the
+    /// consumer tables (`CreateConsumerTables`) among the migrations.
+    pub fn schedule(&mut self, name: &str, every: Duration, job: Arc<dyn Job>) {
+        self.jobs.push(Scheduled {
+            name: name.to_owned(),
+            every,
+            job,
+        });
+    }
+
     /// Serves: NOT_SERVING while migrations run, SERVING after (and the
     /// consumers started), until `shutdown` resolves; then drains calls,
     /// stops the consumers (giving up their leases) and closes the pool.
@@ -296,6 +310,8 @@ impl<M: MigratorTrait> ServiceKit<M> {
             audit: (service.audit_retention_days > 0).then(|| days(service.audit_retention_days)),
         };
         let consumers = self.consumers;
+        let jobs = self.jobs;
+        let (jobs_db, replica) = (self.db.clone(), self.replica.clone());
         let grace = Duration::from_secs(self.settings.service.shutdown_grace_seconds);
         let started = self
             .host
@@ -313,9 +329,18 @@ impl<M: MigratorTrait> ServiceKit<M> {
                         watch_stopping.clone(),
                     ));
                     tokio::spawn(watch_database(watched, readiness, watch_stopping));
+                    let jobs = jobs.into_iter().map(|job| {
+                        tokio::spawn(crate::schedule::keep_running(
+                            jobs_db.clone(),
+                            replica.clone(),
+                            job,
+                            stopping.clone(),
+                        ))
+                    });
                     consumers
                         .into_iter()
                         .map(|consumer| tokio::spawn(consumer.run(stopping.clone())))
+                        .chain(jobs)
                         .collect::<Vec<_>>()
                 },
             )

@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod paging;
 pub mod privacy;
 pub mod retention;
+pub mod schedule;
 pub mod server;
 pub mod store;
 pub mod telemetry;

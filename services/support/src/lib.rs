@@ -47,10 +47,12 @@ const MAX_MESSAGE_BYTES: usize = 11 * 1024 * 1024;
 /// `support.reopen_window_seconds` says otherwise: a week.
 const DEFAULT_REOPEN_WINDOW_SECONDS: i64 = 7 * 24 * 3600;
 
-/// The support service, bound and connected, ready to run: its API, and the
-/// contacts feed followed (merges and erasures reach support).
+/// The support service, bound and connected, ready to run: its API, the SLA
+/// scheduler (every `support.sla_check_millis`, 5 s by default, on one
+/// replica), and the contacts feed followed (merges and erasures reach support).
 pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError> {
     let reopen_window = settings.option("reopen_window_seconds", DEFAULT_REOPEN_WINDOW_SECONDS)?;
+    let sla_every = std::time::Duration::from_millis(settings.option("sla_check_millis", 5_000)?);
     let mut kit = ServiceKit::build(&SERVICE, settings).await?;
     let store = store::Store::new(kit.resources(), Arc::new(api::ProtoPayloads));
     let support = api::SupportApi::new(
@@ -64,6 +66,7 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
         api::ROLE_RULES,
     )
     .await;
+    kit.schedule("sla", sla_every, store::scheduler(store.clone()));
     kit.follow(
         consumer::SOURCE,
         Arc::new(consumer::ContactsFeed::new(store)),

@@ -11,6 +11,7 @@ use crm_shared::{
 use crate::domain::{
     comment::{Attachment, AuthorKind, Comment},
     routing::{Agent, Queue, QueueDraft, RoutingRule, RuleDraft, Strategy},
+    sla::{BusinessCalendar, CalendarDraft, Metric, PolicyDraft, SlaPolicy, TicketSla, WrittenHours},
     ticket::{Change, Channel, Priority, Status, Ticket, TicketDraft},
 };
 use crate::store::EventPayloads;
@@ -149,6 +150,128 @@ pub fn ticket_message(t: &Ticket) -> pb::Ticket {
         update_time: Some(to_timestamp(t.update_time)),
         delete_time: timestamp(t.delete_time),
         etag: etag(t.version),
+        sla: (!t.sla.policy.is_empty()).then(|| sla_state(&t.sla, Utc::now())),
+    }
+}
+
+fn metric_message(metric: Metric) -> pb::SlaMetric {
+    match metric {
+        Metric::FirstResponse => pb::SlaMetric::FirstResponse,
+        Metric::NextResponse => pb::SlaMetric::NextResponse,
+        Metric::Resolution => pb::SlaMetric::Resolution,
+    }
+}
+
+fn duration(d: chrono::Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.num_seconds(),
+        nanos: 0,
+    }
+}
+
+/// A ticket's SLA as of `now` (see the proto for what time left means).
+fn sla_state(sla: &TicketSla, now: DateTime<Utc>) -> pb::SlaState {
+    pb::SlaState {
+        policy: sla.policy.clone(),
+        targets: sla
+            .clocks
+            .iter()
+            .map(|c| {
+                let left = match (c.met, c.due) {
+                    (Some(met), Some(due)) => due - met,
+                    (None, Some(due)) if !c.paused => due - now,
+                    _ => chrono::Duration::seconds(c.remaining_seconds),
+                };
+                pb::SlaTarget {
+                    metric: metric_message(c.metric) as i32,
+                    due_time: timestamp(c.due),
+                    warn_time: timestamp(c.warn),
+                    time_left: Some(duration(left)),
+                    breached: c.breached(now),
+                    paused: c.paused,
+                    met_time: timestamp(c.met),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The writable fields of a calendar message.
+pub fn calendar_draft(c: &pb::BusinessCalendar) -> CalendarDraft {
+    CalendarDraft {
+        display_name: c.display_name.trim().to_owned(),
+        time_zone: c.time_zone.trim().to_owned(),
+        weekly_hours: c
+            .weekly_hours
+            .iter()
+            .map(|h| WrittenHours {
+                day_of_week: h.day_of_week,
+                open_time: h.open_time.trim().to_owned(),
+                close_time: h.close_time.trim().to_owned(),
+            })
+            .collect(),
+        holidays: c.holidays.iter().map(|d| d.trim().to_owned()).collect(),
+    }
+}
+
+/// A calendar as the API shows it.
+pub fn calendar_message(c: &BusinessCalendar) -> pb::BusinessCalendar {
+    pb::BusinessCalendar {
+        name: c.name(),
+        display_name: c.draft.display_name.clone(),
+        time_zone: c.draft.time_zone.clone(),
+        weekly_hours: c
+            .draft
+            .weekly_hours
+            .iter()
+            .map(|h| pb::BusinessHours {
+                day_of_week: h.day_of_week,
+                open_time: h.open_time.clone(),
+                close_time: h.close_time.clone(),
+            })
+            .collect(),
+        holidays: c.draft.holidays.clone(),
+        create_time: Some(to_timestamp(c.create_time)),
+        update_time: Some(to_timestamp(c.update_time)),
+        delete_time: timestamp(c.delete_time),
+        etag: etag(c.version),
+    }
+}
+
+/// The writable fields of a policy message.
+pub fn policy_draft(p: &pb::SlaPolicy) -> Result<PolicyDraft, ApiError> {
+    Ok(PolicyDraft {
+        display_name: p.display_name.clone(),
+        priority: p.priority,
+        filter: p.filter.trim().to_owned(),
+        first_response_minutes: p.first_response_minutes,
+        next_response_minutes: p.next_response_minutes,
+        resolution_minutes: p.resolution_minutes,
+        calendar: p.calendar.trim().to_owned(),
+        warn_at_percent: p.warn_at_percent,
+        escalate_priority: priority(p.escalate_priority, "sla_policy.escalate_priority")?,
+        escalate_queue: p.escalate_queue.trim().to_owned(),
+    })
+}
+
+/// A policy as the API shows it.
+pub fn policy_message(p: &SlaPolicy) -> pb::SlaPolicy {
+    let d = &p.draft;
+    pb::SlaPolicy {
+        name: p.name(),
+        display_name: d.display_name.clone(),
+        priority: d.priority,
+        filter: d.filter.clone(),
+        first_response_minutes: d.first_response_minutes,
+        next_response_minutes: d.next_response_minutes,
+        resolution_minutes: d.resolution_minutes,
+        calendar: d.calendar.clone(),
+        warn_at_percent: d.warn_at_percent,
+        escalate_priority: d.escalate_priority.map(priority_message).unwrap_or_default() as i32,
+        escalate_queue: d.escalate_queue.clone(),
+        create_time: Some(to_timestamp(p.create_time)),
+        delete_time: timestamp(p.delete_time),
+        etag: etag(p.version),
     }
 }
 
@@ -331,5 +454,22 @@ impl EventPayloads for ProtoPayloads {
 
     fn routing_rule(&self, rule: &RoutingRule) -> prost_types::Any {
         to_any(&rule_message(rule))
+    }
+
+    fn calendar(&self, calendar: &BusinessCalendar) -> prost_types::Any {
+        to_any(&calendar_message(calendar))
+    }
+
+    fn policy(&self, policy: &SlaPolicy) -> prost_types::Any {
+        to_any(&policy_message(policy))
+    }
+
+    fn sla_alert(&self, ticket: &Ticket, metric: Metric, due: DateTime<Utc>) -> prost_types::Any {
+        to_any(&pb::SlaAlert {
+            ticket: Some(ticket_message(ticket)),
+            policy: ticket.sla.policy.clone(),
+            metric: metric_message(metric) as i32,
+            due_time: Some(to_timestamp(due)),
+        })
     }
 }

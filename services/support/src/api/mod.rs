@@ -10,6 +10,7 @@ mod comments;
 mod convert;
 mod email;
 mod queues;
+mod sla;
 mod tickets;
 
 use chrono::Duration;
@@ -87,6 +88,15 @@ pub const ROLE_RULES: RoleRules = &[
     ("CreateRoutingRule", ADMINS),
     ("ListRoutingRules", Role::READERS),
     ("DeleteRoutingRule", ADMINS),
+    ("CreateBusinessCalendar", ADMINS),
+    ("GetBusinessCalendar", Role::READERS),
+    ("ListBusinessCalendars", Role::READERS),
+    ("UpdateBusinessCalendar", ADMINS),
+    ("DeleteBusinessCalendar", ADMINS),
+    ("CreateSlaPolicy", ADMINS),
+    ("GetSlaPolicy", Role::READERS),
+    ("ListSlaPolicies", Role::READERS),
+    ("DeleteSlaPolicy", ADMINS),
 ];
 
 /// The caller, its tenant, and its credentials to pass on to other services.
@@ -282,5 +292,68 @@ impl SupportService for SupportApi {
         request: Request<pb::DeleteRoutingRuleRequest>,
     ) -> Result<Response<pb::RoutingRule>, Status> {
         queues::delete_routing_rule(self, request).await
+    }
+
+    async fn create_business_calendar(
+        &self,
+        request: Request<pb::CreateBusinessCalendarRequest>,
+    ) -> Result<Response<pb::BusinessCalendar>, Status> {
+        sla::create_business_calendar(self, request).await
+    }
+
+    async fn get_business_calendar(
+        &self,
+        request: Request<pb::GetBusinessCalendarRequest>,
+    ) -> Result<Response<pb::BusinessCalendar>, Status> {
+        sla::get_business_calendar(self, request).await
+    }
+
+    async fn list_business_calendars(
+        &self,
+        request: Request<pb::ListBusinessCalendarsRequest>,
+    ) -> Result<Response<pb::ListBusinessCalendarsResponse>, Status> {
+        sla::list_business_calendars(self, request).await
+    }
+
+    async fn update_business_calendar(
+        &self,
+        request: Request<pb::UpdateBusinessCalendarRequest>,
+    ) -> Result<Response<pb::BusinessCalendar>, Status> {
+        sla::update_business_calendar(self, request).await
+    }
+
+    async fn delete_business_calendar(
+        &self,
+        request: Request<pb::DeleteBusinessCalendarRequest>,
+    ) -> Result<Response<pb::BusinessCalendar>, Status> {
+        sla::delete_business_calendar(self, request).await
+    }
+
+    async fn create_sla_policy(
+        &self,
+        request: Request<pb::CreateSlaPolicyRequest>,
+    ) -> Result<Response<pb::SlaPolicy>, Status> {
+        sla::create_sla_policy(self, request).await
+    }
+
+    async fn get_sla_policy(
+        &self,
+        request: Request<pb::GetSlaPolicyRequest>,
+    ) -> Result<Response<pb::SlaPolicy>, Status> {
+        sla::get_sla_policy(self, request).await
+    }
+
+    async fn list_sla_policies(
+        &self,
+        request: Request<pb::ListSlaPoliciesRequest>,
+    ) -> Result<Response<pb::ListSlaPoliciesResponse>, Status> {
+        sla::list_sla_policies(self, request).await
+    }
+
+    async fn delete_sla_policy(
+        &self,
+        request: Request<pb::DeleteSlaPolicyRequest>,
+    ) -> Result<Response<pb::SlaPolicy>, Status> {
+        sla::delete_sla_policy(self, request).await
     }
 }

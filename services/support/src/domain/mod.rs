@@ -1,9 +1,10 @@
 //! The support rules, free of SQL and protobuf: what a valid ticket, comment,
 //! queue, agent and routing rule is; how a ticket's status moves; how a new
-//! ticket's agent is picked; how inbound mail reads; business-hours time.
+//! ticket's agent is picked; how inbound mail reads; business-hours time and SLA clocks.
 
 pub mod calendar;
 pub mod comment;
 pub mod inbound_mail;
 pub mod routing;
+pub mod sla;
 pub mod ticket;

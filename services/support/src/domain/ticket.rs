@@ -12,6 +12,8 @@ use crm_shared::{
 };
 use uuid::Uuid;
 
+use super::sla::TicketSla;
+
 /// Where a ticket stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -218,6 +220,10 @@ pub struct Ticket {
     pub close_time: Option<DateTime<Utc>>,
     /// Times reopened after being solved.
     pub reopen_count: i32,
+    /// A requester's reply waiting for an agent's (the next-response clock).
+    pub awaiting_reply_since: Option<DateTime<Utc>>,
+    /// The SLA and its clocks.
+    pub sla: TicketSla,
     /// Created.
     pub create_time: DateTime<Utc>,
     /// Last changed.
@@ -323,10 +329,19 @@ impl Ticket {
         }
     }
 
+    /// Records a requester's reply: once answered before, the requester now
+    /// waits for the next response (from their first unanswered reply).
+    pub fn requester_replied(&mut self, now: DateTime<Utc>) {
+        if self.first_response_time.is_some() {
+            self.awaiting_reply_since.get_or_insert(now);
+        }
+    }
+
     /// Records an agent's public reply: the first response time, and a NEW
     /// ticket opens. The status change to record, if any.
     pub fn agent_replied(&mut self, agent: &str, now: DateTime<Utc>) -> Option<Change> {
         self.first_response_time.get_or_insert(now);
+        self.awaiting_reply_since = None;
         if self.draft.status == Status::New {
             // NEW -> OPEN is always allowed.
             return self.set_status(Status::Open, agent, now).ok().flatten();
@@ -375,6 +390,8 @@ mod tests {
             solve_time: None,
             close_time: None,
             reopen_count: 0,
+            awaiting_reply_since: None,
+            sla: TicketSla::default(),
             create_time: now,
             update_time: now,
             delete_time: None,

@@ -123,8 +123,11 @@ impl Store {
         let mut opened_follow_up = false;
         match new.author_kind {
             AuthorKind::Requester => match t.requester_reply(now, reopen_window) {
-                ReplyEffect::Join => {}
-                ReplyEffect::Reopen => changes.extend(t.set_status(Status::Open, actor, now)?),
+                ReplyEffect::Join => t.requester_replied(now),
+                ReplyEffect::Reopen => {
+                    t.requester_replied(now);
+                    changes.extend(t.set_status(Status::Open, actor, now)?);
+                }
                 ReplyEffect::FollowUp => {
                     if t.draft.status == Status::Solved {
                         // Past the reopen window: the solved ticket closes for good.

@@ -51,6 +51,16 @@ pub mod ticket {
         pub solve_time: Option<DateTimeUtc>,
         pub close_time: Option<DateTimeUtc>,
         pub reopen_count: i32,
+        /// `slaPolicies/{id}` or empty.
+        pub sla_policy: String,
+        /// The clocks as of the last change or check (JSON).
+        pub sla_clocks: String,
+        /// Alerts already raised, by clock run (JSON).
+        pub sla_recorded: String,
+        /// When the scheduler looks at the ticket next.
+        pub sla_next_check: Option<DateTimeUtc>,
+        /// A requester's reply still waiting for an agent's.
+        pub awaiting_reply_since: Option<DateTimeUtc>,
         pub create_time: DateTimeUtc,
         pub update_time: DateTimeUtc,
         pub delete_time: Option<DateTimeUtc>,
@@ -230,6 +240,70 @@ pub mod routing_rule {
         pub filter: String,
         pub queue: String,
         pub set_priority: String,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(Id, Priority);
+}
+
+/// The `business_calendars` table.
+pub mod business_calendar {
+    use sea_orm::entity::prelude::*;
+
+    /// One calendar.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "business_calendars")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub display_name: String,
+        pub time_zone: String,
+        pub weekly_hours: String,
+        pub holidays: String,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(Id, CreateTime);
+}
+
+/// The `sla_policies` table.
+pub mod sla_policy {
+    use sea_orm::entity::prelude::*;
+
+    /// One policy.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sla_policies")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub display_name: String,
+        pub priority: i32,
+        pub filter: String,
+        pub first_response_minutes: i32,
+        pub next_response_minutes: i32,
+        pub resolution_minutes: i32,
+        pub calendar: String,
+        pub warn_at_percent: i32,
+        pub escalate_priority: String,
+        pub escalate_queue: String,
         pub create_time: DateTimeUtc,
         pub update_time: DateTimeUtc,
         pub delete_time: Option<DateTimeUtc>,

@@ -7,6 +7,7 @@ mod comments;
 pub mod entities;
 mod feed;
 mod queues;
+mod sla;
 mod tickets;
 
 use std::sync::Arc;
@@ -14,11 +15,13 @@ use std::sync::Arc;
 use crm_shared::{error::ApiError, outbox::NewEvent, store::Resources};
 
 pub use comments::{CommentOutcome, NewComment};
+pub use sla::scheduler;
 pub use tickets::{FILTER as TICKET_FILTER, NewTicket, ORDER_BY as TICKET_ORDER};
 
 use crate::domain::{
     comment::Comment,
     routing::{Agent, Queue, RoutingRule},
+    sla::{BusinessCalendar, Metric, SlaPolicy},
     ticket::{Status, Ticket},
 };
 
@@ -37,6 +40,12 @@ pub trait EventPayloads: Send + Sync {
     fn agent(&self, agent: &Agent) -> prost_types::Any;
     /// A routing rule.
     fn routing_rule(&self, rule: &RoutingRule) -> prost_types::Any;
+    /// A business calendar.
+    fn calendar(&self, calendar: &BusinessCalendar) -> prost_types::Any;
+    /// An SLA policy.
+    fn policy(&self, policy: &SlaPolicy) -> prost_types::Any;
+    /// An SLA warning or breach of `metric`, fallen due at `due`.
+    fn sla_alert(&self, ticket: &Ticket, metric: Metric, due: chrono::DateTime<chrono::Utc>) -> prost_types::Any;
 }
 
 /// The id in a resource name (`tickets/{id}`), as an idempotency record holds it.

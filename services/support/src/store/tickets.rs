@@ -25,6 +25,7 @@ use super::{
 };
 use crate::domain::{
     routing::{Agent, Queue, RoutingRule, Strategy},
+    sla::TicketSla,
     ticket::{CHANNELS, Change, PRIORITIES, Priority, STATUSES, Status, Ticket, TicketDraft},
 };
 
@@ -127,6 +128,13 @@ impl TryFrom<ticket::Model> for Ticket {
             solve_time: row.solve_time,
             close_time: row.close_time,
             reopen_count: row.reopen_count,
+            awaiting_reply_since: row.awaiting_reply_since,
+            sla: TicketSla {
+                policy: row.sla_policy,
+                clocks: from_json("ticket SLA clocks", &row.sla_clocks)?,
+                recorded: from_json("ticket SLA alerts", &row.sla_recorded)?,
+                next_check: row.sla_next_check,
+            },
             create_time: row.create_time,
             update_time: row.update_time,
             delete_time: row.delete_time,
@@ -161,6 +169,11 @@ fn ticket_row(tenant: &Tenant, t: &Ticket) -> ticket::ActiveModel {
         solve_time: t.solve_time,
         close_time: t.close_time,
         reopen_count: t.reopen_count,
+        sla_policy: t.sla.policy.clone(),
+        sla_clocks: to_json(&t.sla.clocks),
+        sla_recorded: to_json(&t.sla.recorded),
+        sla_next_check: t.sla.next_check,
+        awaiting_reply_since: t.awaiting_reply_since,
         create_time: t.create_time,
         update_time: t.update_time,
         delete_time: t.delete_time,
@@ -257,6 +270,8 @@ impl Store {
             solve_time: None,
             close_time: None,
             reopen_count: 0,
+            awaiting_reply_since: None,
+            sla: TicketSla::default(),
             create_time: now,
             update_time: now,
             delete_time: None,
@@ -306,8 +321,10 @@ impl Store {
             self.remember_message(txn, tenant, &new.message_id, t.id)
                 .await?;
         }
-        let event = self.event("TicketCreated", t.name(), self.payloads.ticket(&t), actor);
-        Ok((t, vec![event]))
+        let alerts = self.write_sla(txn, tenant, &mut t, true).await?;
+        let mut events = vec![self.event("TicketCreated", t.name(), self.payloads.ticket(&t), actor)];
+        events.extend(alerts);
+        Ok((t, events))
     }
 
     /// Opens a ticket (see [`Store::insert_ticket`]); a retry with the same
@@ -623,6 +640,9 @@ impl Store {
             )
             .await?;
         self.record_changes(txn, tenant, t.id, changes).await?;
+        // Fields a policy's filter may name changed: choose the policy again.
+        let choose = matches!(event, Some("TicketUpdated" | "TicketAssigned" | "TicketUndeleted"));
+        let alerts = self.write_sla(txn, tenant, t, choose).await?;
         let mut events: Vec<NewEvent> = event
             .map(|event| self.event(event, t.name(), self.payloads.ticket(t), actor))
             .into_iter()
@@ -638,7 +658,26 @@ impl Store {
             };
             events.push(self.event(name, t.name(), self.payloads.status_changed(t, from), actor));
         }
+        events.extend(alerts);
         Ok(events)
+    }
+
+    /// Refreshes the SLA of a ticket whose row `txn` holds (see
+    /// [`Store::refresh_sla`]) and writes it with any escalation; the alert
+    /// events.
+    async fn write_sla(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        t: &mut Ticket,
+        choose: bool,
+    ) -> Result<Vec<NewEvent>, ApiError> {
+        let (changes, alerts) = self.refresh_sla(txn, tenant, t, choose).await?;
+        self.record_changes(txn, tenant, t.id, &changes).await?;
+        ticket::Entity::update(ticket_row(tenant, t))
+            .exec(&**txn)
+            .await?;
+        Ok(alerts.iter().map(|alert| self.alert_event(t, alert)).collect())
     }
 
     async fn record_changes(
