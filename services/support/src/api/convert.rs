@@ -11,7 +11,9 @@ use crm_shared::{
 use crate::domain::{
     comment::{Attachment, AuthorKind, Comment},
     routing::{Agent, Queue, QueueDraft, RoutingRule, RuleDraft, Strategy},
-    sla::{BusinessCalendar, CalendarDraft, Metric, PolicyDraft, SlaPolicy, TicketSla, WrittenHours},
+    sla::{
+        BusinessCalendar, CalendarDraft, Metric, PolicyDraft, SlaPolicy, TicketSla, WrittenHours,
+    },
     ticket::{Change, Channel, Priority, Status, Ticket, TicketDraft},
 };
 use crate::store::EventPayloads;
@@ -267,7 +269,10 @@ pub fn policy_message(p: &SlaPolicy) -> pb::SlaPolicy {
         resolution_minutes: d.resolution_minutes,
         calendar: d.calendar.clone(),
         warn_at_percent: d.warn_at_percent,
-        escalate_priority: d.escalate_priority.map(priority_message).unwrap_or_default() as i32,
+        escalate_priority: d
+            .escalate_priority
+            .map(priority_message)
+            .unwrap_or_default() as i32,
         escalate_queue: d.escalate_queue.clone(),
         create_time: Some(to_timestamp(p.create_time)),
         delete_time: timestamp(p.delete_time),

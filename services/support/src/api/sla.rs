@@ -39,7 +39,9 @@ pub(super) async fn get_business_calendar(
 ) -> Result<Response<pb::BusinessCalendar>, Status> {
     let (_, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "businessCalendars", "name")?;
-    Ok(Response::new(calendar_message(&api.store.get_calendar(&tenant, id).await?)))
+    Ok(Response::new(calendar_message(
+        &api.store.get_calendar(&tenant, id).await?,
+    )))
 }
 
 pub(super) async fn list_business_calendars(
@@ -56,7 +58,10 @@ pub(super) async fn list_business_calendars(
         &r.page_token,
         false,
     )?;
-    let page = api.store.list_calendars(&tenant, plan.query.clone()).await?;
+    let page = api
+        .store
+        .list_calendars(&tenant, plan.query.clone())
+        .await?;
     Ok(Response::new(pb::ListBusinessCalendarsResponse {
         next_page_token: plan.next_page_token(&api.page_tokens, &page),
         business_calendars: page.items.iter().map(calendar_message).collect(),
@@ -139,7 +144,9 @@ pub(super) async fn get_sla_policy(
 ) -> Result<Response<pb::SlaPolicy>, Status> {
     let (_, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "slaPolicies", "name")?;
-    Ok(Response::new(policy_message(&api.store.get_policy(&tenant, id).await?)))
+    Ok(Response::new(policy_message(
+        &api.store.get_policy(&tenant, id).await?,
+    )))
 }
 
 pub(super) async fn list_sla_policies(
@@ -169,6 +176,9 @@ pub(super) async fn delete_sla_policy(
 ) -> Result<Response<pb::SlaPolicy>, Status> {
     let (principal, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "slaPolicies", "name")?;
-    let deleted = api.store.delete_policy(&tenant, &principal.subject, id).await?;
+    let deleted = api
+        .store
+        .delete_policy(&tenant, &principal.subject, id)
+        .await?;
     Ok(Response::new(policy_message(&deleted)))
 }

@@ -224,7 +224,10 @@ impl PolicyDraft {
             && self.next_response_minutes == 0
             && self.resolution_minutes == 0
         {
-            v.add(field("resolution_minutes"), "a policy needs at least one target");
+            v.add(
+                field("resolution_minutes"),
+                "a policy needs at least one target",
+            );
         }
         if !(1..=99).contains(&self.warn_at_percent) {
             v.add(field("warn_at_percent"), "1 to 99");
@@ -310,7 +313,10 @@ pub fn pauses(statuses: &[(DateTime<Utc>, Status)]) -> Vec<Pause> {
     for (at, status) in statuses {
         let open = out.last().is_some_and(|p| p.to.is_none());
         match (pauses_clock(*status), open) {
-            (true, false) => out.push(Pause { from: *at, to: None }),
+            (true, false) => out.push(Pause {
+                from: *at,
+                to: None,
+            }),
             (false, true) => {
                 if let Some(last) = out.last_mut() {
                     last.to = Some(*at);
@@ -354,19 +360,34 @@ impl Clock {
     /// The key an alert about this clock is recorded under: a next-response
     /// clock restarts with each reply, and each run may warn and breach once.
     pub fn alert_key(&self, kind: &str) -> String {
-        format!("{}@{}:{kind}", self.metric.as_str(), self.start.timestamp_millis())
+        format!(
+            "{}@{}:{kind}",
+            self.metric.as_str(),
+            self.start.timestamp_millis()
+        )
     }
 }
 
 /// The clocks `policy` runs on a ticket, as of `now`.
-pub fn clocks(policy: &PolicyDraft, calendar: &Calendar, ticket: &ClockInputs, now: DateTime<Utc>) -> Vec<Clock> {
+pub fn clocks(
+    policy: &PolicyDraft,
+    calendar: &Calendar,
+    ticket: &ClockInputs,
+    now: DateTime<Utc>,
+) -> Vec<Clock> {
     let pauses = pauses(&ticket.statuses);
     let solved = matches!(ticket.status, Status::Solved | Status::Closed);
     let runs = [
-        (Metric::FirstResponse, Some(ticket.created), ticket.first_response),
+        (
+            Metric::FirstResponse,
+            Some(ticket.created),
+            ticket.first_response,
+        ),
         (
             Metric::NextResponse,
-            ticket.awaiting_reply_since.filter(|_| ticket.first_response.is_some()),
+            ticket
+                .awaiting_reply_since
+                .filter(|_| ticket.first_response.is_some()),
             None,
         ),
         (
@@ -411,8 +432,10 @@ pub fn next_check(clocks: &[Clock], recorded: &[String]) -> Option<DateTime<Utc>
         .filter(|c| c.met.is_none())
         .flat_map(|c| {
             [
-                c.warn.filter(|_| !recorded.contains(&c.alert_key("warned"))),
-                c.due.filter(|_| !recorded.contains(&c.alert_key("breached"))),
+                c.warn
+                    .filter(|_| !recorded.contains(&c.alert_key("warned"))),
+                c.due
+                    .filter(|_| !recorded.contains(&c.alert_key("breached"))),
             ]
         })
         .flatten()
@@ -427,7 +450,8 @@ mod tests {
 
     fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
         // November 2026: the 30th is a Monday.
-        Utc.with_ymd_and_hms(2026, 11, day, hour, minute, 0).unwrap()
+        Utc.with_ymd_and_hms(2026, 11, day, hour, minute, 0)
+            .unwrap()
     }
 
     fn policy(first: i32, next: i32, resolution: i32) -> PolicyDraft {
@@ -481,7 +505,10 @@ mod tests {
         assert_eq!(clocks[0].due, Some(at(30, 11, 0)));
         assert_eq!(clocks[0].warn, Some(at(30, 10, 0)));
         // Monday 8 h, Tuesday 1st is a holiday, Wednesday 8 h.
-        assert_eq!(clocks[1].due, Some(Utc.with_ymd_and_hms(2026, 12, 2, 17, 0, 0).unwrap()));
+        assert_eq!(
+            clocks[1].due,
+            Some(Utc.with_ymd_and_hms(2026, 12, 2, 17, 0, 0).unwrap())
+        );
     }
 
     #[test]
@@ -508,7 +535,10 @@ mod tests {
         let clocks = clocks(&policy(120, 60, 0), &office(), &ticket, at(30, 13, 30));
         assert_eq!(clocks[0].met, Some(at(30, 12, 0)));
         assert!(clocks[0].breached(at(30, 13, 30)));
-        assert_eq!((clocks[1].metric, clocks[1].due), (Metric::NextResponse, Some(at(30, 14, 0))));
+        assert_eq!(
+            (clocks[1].metric, clocks[1].due),
+            (Metric::NextResponse, Some(at(30, 14, 0)))
+        );
         assert_eq!(next_check(&clocks, &[]), Some(at(30, 13, 30)));
         let warned = [clocks[1].alert_key("warned")];
         assert_eq!(next_check(&clocks, &warned), Some(at(30, 14, 0)));
@@ -522,7 +552,10 @@ mod tests {
         ticket.solve_time = Some(at(30, 11, 0));
         let clocks = clocks(&policy(60, 0, 240), &office(), &ticket, at(30, 16, 0));
         assert_eq!(clocks.len(), 1);
-        assert_eq!((clocks[0].metric, clocks[0].met), (Metric::Resolution, Some(at(30, 11, 0))));
+        assert_eq!(
+            (clocks[0].metric, clocks[0].met),
+            (Metric::Resolution, Some(at(30, 11, 0)))
+        );
         assert_eq!(clocks[0].remaining_seconds, 2 * 3600);
         assert!(!clocks[0].breached(at(30, 16, 0)));
         assert_eq!(next_check(&clocks, &[]), None);

@@ -132,7 +132,10 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [SlaPolicies::Table.into_iden(), BusinessCalendars::Table.into_iden()] {
+        for table in [
+            SlaPolicies::Table.into_iden(),
+            BusinessCalendars::Table.into_iden(),
+        ] {
             manager
                 .drop_table(Table::drop().table(table).if_exists().to_owned())
                 .await?;
@@ -145,7 +148,12 @@ impl MigrationTrait for Migration {
             Tickets::SlaPolicy.into_iden(),
         ] {
             manager
-                .alter_table(Table::alter().table(Tickets::Table).drop_column(column).to_owned())
+                .alter_table(
+                    Table::alter()
+                        .table(Tickets::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
                 .await?;
         }
         Ok(())

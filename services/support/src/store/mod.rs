@@ -45,7 +45,12 @@ pub trait EventPayloads: Send + Sync {
     /// An SLA policy.
     fn policy(&self, policy: &SlaPolicy) -> prost_types::Any;
     /// An SLA warning or breach of `metric`, fallen due at `due`.
-    fn sla_alert(&self, ticket: &Ticket, metric: Metric, due: chrono::DateTime<chrono::Utc>) -> prost_types::Any;
+    fn sla_alert(
+        &self,
+        ticket: &Ticket,
+        metric: Metric,
+        due: chrono::DateTime<chrono::Utc>,
+    ) -> prost_types::Any;
 }
 
 /// The id in a resource name (`tickets/{id}`), as an idempotency record holds it.

@@ -27,7 +27,9 @@ use super::{
 };
 use crate::domain::{
     calendar::Calendar,
-    sla::{BusinessCalendar, CalendarDraft, ClockInputs, PolicyDraft, SlaPolicy, clocks, next_check},
+    sla::{
+        BusinessCalendar, CalendarDraft, ClockInputs, PolicyDraft, SlaPolicy, clocks, next_check,
+    },
     ticket::{Change, PRIORITIES, STATUSES, Ticket},
 };
 
@@ -175,19 +177,36 @@ impl Store {
             .await?;
         let txn = match self
             .base
-            .claim(txn, tenant, "CreateBusinessCalendar", request_id.as_ref(), &c.name())
+            .claim(
+                txn,
+                tenant,
+                "CreateBusinessCalendar",
+                request_id.as_ref(),
+                &c.name(),
+            )
             .await?
         {
             Claim::Won(txn) => txn,
-            Claim::Lost(existing) => return self.get_calendar(tenant, super::id_of(&existing)).await,
+            Claim::Lost(existing) => {
+                return self.get_calendar(tenant, super::id_of(&existing)).await;
+            }
         };
-        let event = self.event("BusinessCalendarCreated", c.name(), self.payloads.calendar(&c), actor);
+        let event = self.event(
+            "BusinessCalendarCreated",
+            c.name(),
+            self.payloads.calendar(&c),
+            actor,
+        );
         self.base.commit(txn, tenant, vec![event]).await?;
         Ok(c)
     }
 
     /// A calendar, deleted or not.
-    pub async fn get_calendar(&self, tenant: &Tenant, id: Uuid) -> Result<BusinessCalendar, ApiError> {
+    pub async fn get_calendar(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+    ) -> Result<BusinessCalendar, ApiError> {
         self.base
             .find::<business_calendar::Entity>(
                 &self.base.db.conn,
@@ -275,7 +294,10 @@ impl Store {
         parse_filter(&super::TICKET_FILTER, &draft.filter)
             .map_err(|e| ApiError::invalid("sla_policy.filter", e.message))?;
         if !draft.calendar.is_empty() {
-            match self.get_calendar(tenant, super::id_of(&draft.calendar)).await {
+            match self
+                .get_calendar(tenant, super::id_of(&draft.calendar))
+                .await
+            {
                 Ok(c) if c.delete_time.is_none() => {}
                 Ok(_) | Err(ApiError::NotFound(_)) => {
                     return Err(ApiError::invalid(
@@ -287,7 +309,10 @@ impl Store {
             }
         }
         if !draft.escalate_queue.is_empty() {
-            match self.get_queue(tenant, super::id_of(&draft.escalate_queue)).await {
+            match self
+                .get_queue(tenant, super::id_of(&draft.escalate_queue))
+                .await
+            {
                 Ok(q) if q.delete_time.is_none() => {}
                 Ok(_) | Err(ApiError::NotFound(_)) => {
                     return Err(ApiError::invalid(
@@ -318,13 +343,24 @@ impl Store {
             .await?;
         let txn = match self
             .base
-            .claim(txn, tenant, "CreateSlaPolicy", request_id.as_ref(), &p.name())
+            .claim(
+                txn,
+                tenant,
+                "CreateSlaPolicy",
+                request_id.as_ref(),
+                &p.name(),
+            )
             .await?
         {
             Claim::Won(txn) => txn,
             Claim::Lost(existing) => return self.get_policy(tenant, super::id_of(&existing)).await,
         };
-        let event = self.event("SlaPolicyCreated", p.name(), self.payloads.policy(&p), actor);
+        let event = self.event(
+            "SlaPolicyCreated",
+            p.name(),
+            self.payloads.policy(&p),
+            actor,
+        );
         self.base.commit(txn, tenant, vec![event]).await?;
         Ok(p)
     }
@@ -332,20 +368,34 @@ impl Store {
     /// A policy, deleted or not.
     pub async fn get_policy(&self, tenant: &Tenant, id: Uuid) -> Result<SlaPolicy, ApiError> {
         self.base
-            .find::<sla_policy::Entity>(&self.base.db.conn, tenant, id, &format!("slaPolicies/{id}"))
+            .find::<sla_policy::Entity>(
+                &self.base.db.conn,
+                tenant,
+                id,
+                &format!("slaPolicies/{id}"),
+            )
             .await?
             .try_into()
     }
 
     /// One page of live policies, in the order they are tried.
-    pub async fn list_policies(&self, tenant: &Tenant, query: ListQuery) -> Result<Page<SlaPolicy>, ApiError> {
+    pub async fn list_policies(
+        &self,
+        tenant: &Tenant,
+        query: ListQuery,
+    ) -> Result<Page<SlaPolicy>, ApiError> {
         self.base
             .list_page::<sla_policy::Entity, SlaPolicy>(tenant, query)
             .await
     }
 
     /// Removes a policy (soft: tickets still name it until they choose again).
-    pub async fn delete_policy(&self, tenant: &Tenant, actor: &str, id: Uuid) -> Result<SlaPolicy, ApiError> {
+    pub async fn delete_policy(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        id: Uuid,
+    ) -> Result<SlaPolicy, ApiError> {
         let name = format!("slaPolicies/{id}");
         let txn = self.base.db.begin_write().await?;
         let mut p: SlaPolicy = self
@@ -360,7 +410,14 @@ impl Store {
         p.delete_time = Some(Utc::now());
         p.version += 1;
         self.base
-            .save_versioned::<sla_policy::Entity>(&txn, tenant, &name, id, stored_version, policy_row(tenant, &p))
+            .save_versioned::<sla_policy::Entity>(
+                &txn,
+                tenant,
+                &name,
+                id,
+                stored_version,
+                policy_row(tenant, &p),
+            )
             .await?;
         let event = self.event("SlaPolicyDeleted", name, self.payloads.policy(&p), actor);
         self.base.commit(txn, tenant, vec![event]).await?;
@@ -368,7 +425,12 @@ impl Store {
     }
 
     /// The first live policy whose filter matches the ticket as stored in `txn`.
-    async fn matching_policy(&self, txn: &WriteTxn, tenant: &Tenant, ticket_id: Uuid) -> Result<Option<SlaPolicy>, ApiError> {
+    async fn matching_policy(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        ticket_id: Uuid,
+    ) -> Result<Option<SlaPolicy>, ApiError> {
         let policies = sla_policy::Entity::find_in(tenant)
             .filter(sla_policy::Column::DeleteTime.is_null())
             .order_by_asc(sla_policy::Column::Priority)
@@ -377,9 +439,10 @@ impl Store {
             .await?;
         for row in policies {
             let policy = SlaPolicy::try_from(row)?;
-            let condition = parse_filter(&super::TICKET_FILTER, &policy.draft.filter).map_err(|e| {
-                ApiError::Internal(format!("stored SLA policy filter does not parse: {e}"))
-            })?;
+            let condition =
+                parse_filter(&super::TICKET_FILTER, &policy.draft.filter).map_err(|e| {
+                    ApiError::Internal(format!("stored SLA policy filter does not parse: {e}"))
+                })?;
             let matches = ticket::Entity::find_in(tenant)
                 .filter(ticket::Column::Id.eq(ticket_id.to_string()))
                 .filter(condition)
@@ -476,15 +539,24 @@ impl Store {
         Ok((changes, alerts))
     }
 
-    async fn calendar_of(&self, txn: &WriteTxn, tenant: &Tenant, policy: &SlaPolicy) -> Result<Calendar, ApiError> {
+    async fn calendar_of(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        policy: &SlaPolicy,
+    ) -> Result<Calendar, ApiError> {
         if policy.draft.calendar.is_empty() {
             return Ok(Calendar::always());
         }
         let row = business_calendar::Entity::find_in(tenant)
-            .filter(business_calendar::Column::Id.eq(super::id_of(&policy.draft.calendar).to_string()))
+            .filter(
+                business_calendar::Column::Id.eq(super::id_of(&policy.draft.calendar).to_string()),
+            )
             .one(&**txn)
             .await?
-            .ok_or_else(|| ApiError::Internal(format!("{} names a missing calendar", policy.name())))?;
+            .ok_or_else(|| {
+                ApiError::Internal(format!("{} names a missing calendar", policy.name()))
+            })?;
         BusinessCalendar::try_from(row)?
             .draft
             .calendar("calendar")
@@ -577,7 +649,13 @@ fn escalate(t: &mut Ticket, policy: &PolicyDraft, now: DateTime<Utc>) -> Vec<Cha
         t.draft.priority = at_least;
     }
     if !policy.escalate_queue.is_empty() && t.queue != policy.escalate_queue {
-        changes.push(Ticket::change("queue", &t.queue, &policy.escalate_queue, SLA_ACTOR, now));
+        changes.push(Ticket::change(
+            "queue",
+            &t.queue,
+            &policy.escalate_queue,
+            SLA_ACTOR,
+            now,
+        ));
         t.queue = policy.escalate_queue.clone();
         t.assignment_reason = "SLA escalation".into();
     }

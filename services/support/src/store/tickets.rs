@@ -322,7 +322,8 @@ impl Store {
                 .await?;
         }
         let alerts = self.write_sla(txn, tenant, &mut t, true).await?;
-        let mut events = vec![self.event("TicketCreated", t.name(), self.payloads.ticket(&t), actor)];
+        let mut events =
+            vec![self.event("TicketCreated", t.name(), self.payloads.ticket(&t), actor)];
         events.extend(alerts);
         Ok((t, events))
     }
@@ -641,7 +642,10 @@ impl Store {
             .await?;
         self.record_changes(txn, tenant, t.id, changes).await?;
         // Fields a policy's filter may name changed: choose the policy again.
-        let choose = matches!(event, Some("TicketUpdated" | "TicketAssigned" | "TicketUndeleted"));
+        let choose = matches!(
+            event,
+            Some("TicketUpdated" | "TicketAssigned" | "TicketUndeleted")
+        );
         let alerts = self.write_sla(txn, tenant, t, choose).await?;
         let mut events: Vec<NewEvent> = event
             .map(|event| self.event(event, t.name(), self.payloads.ticket(t), actor))
@@ -677,7 +681,10 @@ impl Store {
         ticket::Entity::update(ticket_row(tenant, t))
             .exec(&**txn)
             .await?;
-        Ok(alerts.iter().map(|alert| self.alert_event(t, alert)).collect())
+        Ok(alerts
+            .iter()
+            .map(|alert| self.alert_event(t, alert))
+            .collect())
     }
 
     async fn record_changes(

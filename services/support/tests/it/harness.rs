@@ -53,6 +53,10 @@ impl Suite {
         settings
             .peers
             .insert("contacts".into(), format!("http://{}", self.contacts.addr));
+        // The SLA scheduler looks often, so a test sees its work soon.
+        settings
+            .options
+            .insert("sla_check_millis".into(), "200".into());
         settings
     }
 

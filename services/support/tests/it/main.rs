@@ -7,4 +7,5 @@ mod harness;
 mod comments;
 mod email;
 mod feed;
+mod sla;
 mod tickets;
