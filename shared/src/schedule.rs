@@ -45,7 +45,9 @@ pub async fn keep_running(
             Ok(true) => match scheduled.job.run_once().await {
                 Ok(0) => {}
                 Ok(handled) => tracing::info!(job = name, handled, "scheduled job ran"),
-                Err(error) => tracing::warn!(job = name, %error, "scheduled job failed; retrying next period"),
+                Err(error) => {
+                    tracing::warn!(job = name, %error, "scheduled job failed; retrying next period")
+                }
             },
             Ok(false) => {}
             Err(error) => tracing::warn!(job = name, %error, "cannot take the job's lease"),
@@ -103,7 +105,12 @@ mod tests {
                     passes: passes.clone(),
                 }),
             };
-            let task = tokio::spawn(keep_running(db.clone(), replica.into(), scheduled, stopping));
+            let task = tokio::spawn(keep_running(
+                db.clone(),
+                replica.into(),
+                scheduled,
+                stopping,
+            ));
             stops.push((stop, task));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -119,14 +126,20 @@ mod tests {
         wait_for(4).await;
         let first: Vec<_> = std::mem::take(&mut *passes.lock().unwrap());
         assert!(first.len() >= 4, "{first:?}");
-        assert!(first.iter().all(|r| *r == "a"), "only the holder runs: {first:?}");
+        assert!(
+            first.iter().all(|r| *r == "a"),
+            "only the holder runs: {first:?}"
+        );
         let (stop_a, task_a) = stops.remove(0);
         stop_a.send(true).unwrap();
         task_a.await.unwrap();
         passes.lock().unwrap().clear();
         wait_for(2).await;
         let after: Vec<_> = passes.lock().unwrap().clone();
-        assert!(after.len() >= 2 && after.iter().all(|r| *r == "b"), "{after:?}");
+        assert!(
+            after.len() >= 2 && after.iter().all(|r| *r == "b"),
+            "{after:?}"
+        );
         let (stop_b, task_b) = stops.remove(0);
         stop_b.send(true).unwrap();
         task_b.await.unwrap();
