@@ -56,6 +56,9 @@ impl std::str::FromStr for Role {
 }
 
 impl Role {
+    /// The rule of a method in [`PUBLIC_METHODS`]: no role, no token.
+    pub const PUBLIC: &'static [Role] = &[];
+
     /// Every role that may write customer data.
     pub const WRITERS: &'static [Role] = &[
         Role::Admin,
@@ -463,6 +466,18 @@ fn bearer(value: &str) -> Option<&str> {
 /// kit checks every call against its service's rules before the handler runs,
 /// and a method missing from them is refused to everyone.
 pub type RoleRules = &'static [(&'static str, &'static [Role])];
+
+/// The methods of the suite anyone may call without a bearer token, by full
+/// path: each carries its own proof in the request (a signed, expiring
+/// token of the resource it acts on) and checks it itself. Their rule in the
+/// service's [`RoleRules`] is [`Role::PUBLIC`]; the services and the gateway
+/// both read this list, so a public method is public everywhere or nowhere.
+pub const PUBLIC_METHODS: &[&str] = &["/crm.support.v1.SupportService/SubmitSatisfactionRating"];
+
+/// Whether the method at `path` (`/package.Service/Method`) is public.
+pub fn is_public(path: &str) -> bool {
+    PUBLIC_METHODS.contains(&path)
+}
 
 /// The roles `rules` allow to call `method`, if it has a rule.
 pub fn allowed_roles(rules: RoleRules, method: &str) -> Option<&'static [Role]> {

@@ -89,7 +89,7 @@ impl EventHandler for ContactsFeed {
 }
 
 /// The payload without the person's data, for payloads that carry some
-/// (a ticket, a status change, a comment); `None` for the others.
+/// (a ticket, a status change, a comment, a survey answer); `None` for the others.
 fn scrub_payload(payload: &prost_types::Any) -> Option<prost_types::Any> {
     if payload.type_url == pb::Ticket::type_url() {
         let mut ticket = pb::Ticket::decode(payload.value.as_slice()).ok()?;
@@ -108,6 +108,10 @@ fn scrub_payload(payload: &prost_types::Any) -> Option<prost_types::Any> {
             comment.message_id.clear();
         }
         Some(to_any(&created))
+    } else if payload.type_url == pb::SatisfactionSurvey::type_url() {
+        let mut survey = pb::SatisfactionSurvey::decode(payload.value.as_slice()).ok()?;
+        survey.comment.clear();
+        Some(to_any(&survey))
     } else {
         None
     }

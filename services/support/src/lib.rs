@@ -47,19 +47,34 @@ const MAX_MESSAGE_BYTES: usize = 11 * 1024 * 1024;
 /// `support.reopen_window_seconds` says otherwise: a week.
 const DEFAULT_REOPEN_WINDOW_SECONDS: i64 = 7 * 24 * 3600;
 
+/// How long a satisfaction survey may be answered unless
+/// `support.survey_valid_days` says otherwise.
+const DEFAULT_SURVEY_VALID_DAYS: i64 = 14;
+
 /// The support service, bound and connected, ready to run: its API, the SLA
 /// scheduler (every `support.sla_check_millis`, 5 s by default, on one
 /// replica), and the contacts feed followed (merges and erasures reach support).
 pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError> {
     let reopen_window = settings.option("reopen_window_seconds", DEFAULT_REOPEN_WINDOW_SECONDS)?;
     let sla_every = std::time::Duration::from_millis(settings.option("sla_check_millis", 5_000)?);
+    let survey_days = settings.option("survey_valid_days", DEFAULT_SURVEY_VALID_DAYS)?;
+    let survey_secret = settings
+        .options
+        .get("survey_secret")
+        .cloned()
+        .unwrap_or_else(|| settings.paging_secret.clone());
     let mut kit = ServiceKit::build(&SERVICE, settings).await?;
-    let store = store::Store::new(kit.resources(), Arc::new(api::ProtoPayloads));
+    let store = store::Store::new(
+        kit.resources(),
+        Arc::new(api::ProtoPayloads),
+        Duration::days(survey_days.clamp(1, 365)),
+    );
     let support = api::SupportApi::new(
         store.clone(),
         ContactsClient::new(kit.peer(consumer::SOURCE)?),
         kit.page_tokens(),
         Duration::seconds(reopen_window.max(0)),
+        domain::satisfaction::SurveyTokens::new(&survey_secret),
     );
     kit.add_service(
         SupportServiceServer::new(support).max_decoding_message_size(MAX_MESSAGE_BYTES),

@@ -11,6 +11,7 @@ use crm_shared::{
 use crate::domain::{
     comment::{Attachment, AuthorKind, Comment},
     routing::{Agent, Queue, QueueDraft, RoutingRule, RuleDraft, Strategy},
+    satisfaction::Survey,
     sla::{
         BusinessCalendar, CalendarDraft, Metric, PolicyDraft, SlaPolicy, TicketSla, WrittenHours,
     },
@@ -280,6 +281,21 @@ pub fn policy_message(p: &SlaPolicy) -> pb::SlaPolicy {
     }
 }
 
+/// A survey as the API shows it; `token` only for those who send it.
+pub fn survey_message(s: &Survey, token: Option<String>) -> pb::SatisfactionSurvey {
+    pb::SatisfactionSurvey {
+        name: s.name(),
+        token: token.unwrap_or_default(),
+        expire_time: Some(to_timestamp(s.expire_time)),
+        rating: s.rating.unwrap_or_default(),
+        comment: s.comment.clone(),
+        submit_time: timestamp(s.submit_time),
+        assignee: s.assignee.clone(),
+        queue: s.queue.clone(),
+        create_time: Some(to_timestamp(s.create_time)),
+    }
+}
+
 /// A recorded change as the API shows it.
 pub fn change_message(c: &Change) -> pb::TicketChange {
     pb::TicketChange {
@@ -467,6 +483,10 @@ impl EventPayloads for ProtoPayloads {
 
     fn policy(&self, policy: &SlaPolicy) -> prost_types::Any {
         to_any(&policy_message(policy))
+    }
+
+    fn survey(&self, survey: &Survey) -> prost_types::Any {
+        to_any(&survey_message(survey, None))
     }
 
     fn sla_alert(&self, ticket: &Ticket, metric: Metric, due: DateTime<Utc>) -> prost_types::Any {

@@ -10,6 +10,7 @@ mod comments;
 mod convert;
 mod email;
 mod queues;
+mod satisfaction;
 mod sla;
 mod tickets;
 
@@ -29,7 +30,7 @@ use tonic::{Request, Response, Status};
 
 pub use convert::ProtoPayloads;
 
-use crate::store::Store;
+use crate::{domain::satisfaction::SurveyTokens, store::Store};
 
 /// Who manages queues, agents' skills and routing.
 const ADMINS: &[Role] = &[Role::Admin, Role::Manager];
@@ -44,6 +45,8 @@ pub struct SupportApi {
     page_tokens: PageTokens,
     /// How long after solving a requester's reply reopens a ticket.
     reopen_window: Duration,
+    /// Signs and reads satisfaction survey tokens.
+    surveys: SurveyTokens,
 }
 
 impl SupportApi {
@@ -53,12 +56,14 @@ impl SupportApi {
         contacts: ContactsClient,
         page_tokens: PageTokens,
         reopen_window: Duration,
+        surveys: SurveyTokens,
     ) -> Self {
         Self {
             store,
             contacts,
             page_tokens,
             reopen_window,
+            surveys,
         }
     }
 }
@@ -97,6 +102,10 @@ pub const ROLE_RULES: RoleRules = &[
     ("GetSlaPolicy", Role::READERS),
     ("ListSlaPolicies", Role::READERS),
     ("DeleteSlaPolicy", ADMINS),
+    ("GetSatisfactionSurvey", AGENTS),
+    // Anyone: the survey token is the proof (crm_shared::auth::PUBLIC_METHODS).
+    ("SubmitSatisfactionRating", Role::PUBLIC),
+    ("GetSatisfactionReport", Role::READERS),
 ];
 
 /// The caller, its tenant, and its credentials to pass on to other services.
@@ -355,5 +364,26 @@ impl SupportService for SupportApi {
         request: Request<pb::DeleteSlaPolicyRequest>,
     ) -> Result<Response<pb::SlaPolicy>, Status> {
         sla::delete_sla_policy(self, request).await
+    }
+
+    async fn get_satisfaction_survey(
+        &self,
+        request: Request<pb::GetSatisfactionSurveyRequest>,
+    ) -> Result<Response<pb::SatisfactionSurvey>, Status> {
+        satisfaction::get_satisfaction_survey(self, request).await
+    }
+
+    async fn submit_satisfaction_rating(
+        &self,
+        request: Request<pb::SubmitSatisfactionRatingRequest>,
+    ) -> Result<Response<pb::SatisfactionSurvey>, Status> {
+        satisfaction::submit_satisfaction_rating(self, request).await
+    }
+
+    async fn get_satisfaction_report(
+        &self,
+        request: Request<pb::GetSatisfactionReportRequest>,
+    ) -> Result<Response<pb::SatisfactionReport>, Status> {
+        satisfaction::get_satisfaction_report(self, request).await
     }
 }

@@ -6,5 +6,6 @@ pub mod calendar;
 pub mod comment;
 pub mod inbound_mail;
 pub mod routing;
+pub mod satisfaction;
 pub mod sla;
 pub mod ticket;

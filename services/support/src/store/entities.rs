@@ -317,3 +317,34 @@ pub mod sla_policy {
 
     resource_table!(Id, Priority);
 }
+
+/// The `satisfaction_surveys` table: one survey per ticket.
+pub mod satisfaction_survey {
+    use sea_orm::entity::prelude::*;
+
+    /// One survey.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "satisfaction_surveys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub ticket_id: String,
+        pub assignee: String,
+        pub queue: String,
+        pub rating: Option<i32>,
+        pub comment: String,
+        pub create_time: DateTimeUtc,
+        pub expire_time: DateTimeUtc,
+        pub submit_time: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}

@@ -72,8 +72,8 @@ impl Store {
 
     /// An erasure in contacts: every ticket the person requested loses the
     /// request's text and their address, every comment on those tickets its
-    /// text and files (replies quote the person), and the tickets' mail ids
-    /// are forgotten. The caller scrubs the earlier events.
+    /// text and files (replies quote the person), their survey answers their
+    /// words, and the tickets' mail ids are forgotten. The caller scrubs the earlier events.
     pub async fn apply_contact_erased(
         &self,
         txn: &WriteTxn,
@@ -88,6 +88,7 @@ impl Store {
             .filter(ticket::Column::Requester.is_in(contacts.to_vec()))
             .all(&**txn)
             .await?;
+        let mut tickets = Vec::new();
         for row in rows {
             let mut t = Ticket::try_from(row)?;
             let stored = t.version;
@@ -122,7 +123,11 @@ impl Store {
                 .exec(&**txn)
                 .await?;
             erased.resources.push(t.name());
+            tickets.push(t.id);
         }
+        erased
+            .resources
+            .extend(self.erase_survey_comments(txn, tenant, &tickets).await?);
         Ok(erased)
     }
 

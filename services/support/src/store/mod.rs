@@ -7,6 +7,7 @@ mod comments;
 pub mod entities;
 mod feed;
 mod queues;
+mod satisfaction;
 mod sla;
 mod tickets;
 
@@ -15,12 +16,14 @@ use std::sync::Arc;
 use crm_shared::{error::ApiError, outbox::NewEvent, store::Resources};
 
 pub use comments::{CommentOutcome, NewComment};
+pub use satisfaction::ReportRow;
 pub use sla::scheduler;
 pub use tickets::{FILTER as TICKET_FILTER, NewTicket, ORDER_BY as TICKET_ORDER};
 
 use crate::domain::{
     comment::Comment,
     routing::{Agent, Queue, RoutingRule},
+    satisfaction::Survey,
     sla::{BusinessCalendar, Metric, SlaPolicy},
     ticket::{Status, Ticket},
 };
@@ -44,6 +47,8 @@ pub trait EventPayloads: Send + Sync {
     fn calendar(&self, calendar: &BusinessCalendar) -> prost_types::Any;
     /// An SLA policy.
     fn policy(&self, policy: &SlaPolicy) -> prost_types::Any;
+    /// A satisfaction survey (never its token).
+    fn survey(&self, survey: &Survey) -> prost_types::Any;
     /// An SLA warning or breach of `metric`, fallen due at `due`.
     fn sla_alert(
         &self,
@@ -77,12 +82,23 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T
 pub struct Store {
     base: Resources,
     payloads: Arc<dyn EventPayloads>,
+    /// How long a satisfaction survey may be answered.
+    survey_valid_for: chrono::Duration,
 }
 
 impl Store {
-    /// A store over the service's tables, encoding event payloads with `payloads`.
-    pub fn new(base: Resources, payloads: Arc<dyn EventPayloads>) -> Self {
-        Self { base, payloads }
+    /// A store over the service's tables, encoding event payloads with
+    /// `payloads`; surveys may be answered for `survey_valid_for`.
+    pub fn new(
+        base: Resources,
+        payloads: Arc<dyn EventPayloads>,
+        survey_valid_for: chrono::Duration,
+    ) -> Self {
+        Self {
+            base,
+            payloads,
+            survey_valid_for,
+        }
     }
 
     fn event(

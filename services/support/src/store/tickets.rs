@@ -641,6 +641,13 @@ impl Store {
             )
             .await?;
         self.record_changes(txn, tenant, t.id, changes).await?;
+        if changes
+            .iter()
+            .any(|c| c.field == "status" && c.new_value == "SOLVED")
+        {
+            self.open_survey(txn, tenant, t, self.survey_valid_for)
+                .await?;
+        }
         // Fields a policy's filter may name changed: choose the policy again.
         let choose = matches!(
             event,

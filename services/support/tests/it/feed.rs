@@ -1,12 +1,13 @@
 //! The contacts feed: merges move requesters, erasure erases the person
-//! from tickets, comments and support's own events.
+//! from tickets, comments, survey answers and support's own events.
 
 use crm_proto::{
     contacts::{EraseContactRequest, MergeContactsRequest},
     events::ErasureCompleted,
     support::{
-        Comment, CreateCommentRequest, CreateTicketRequest, GetTicketRequest, ListCommentsRequest,
-        Ticket,
+        Comment, CreateCommentRequest, CreateTicketRequest, GetSatisfactionSurveyRequest,
+        GetTicketRequest, ListCommentsRequest, SubmitSatisfactionRatingRequest, Ticket,
+        TicketStatus, UpdateTicketRequest,
     },
 };
 
@@ -50,6 +51,35 @@ async fn feed_on(backend: Backend) {
     let ada2 = suite.contact("Ada L.", "ada.l@example.com").await;
     let mut support = suite.support(TENANT, AGENT);
     let first = open(&mut support, &ada, "Invoice wrong").await;
+    // Ada rates the solved ticket, in words that name her.
+    support
+        .update_ticket(UpdateTicketRequest {
+            ticket: Some(Ticket {
+                name: first.name.clone(),
+                status: TicketStatus::Solved as i32,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["status".into()],
+            }),
+        })
+        .await
+        .expect("solve");
+    let survey = support
+        .get_satisfaction_survey(GetSatisfactionSurveyRequest {
+            name: format!("{}/satisfaction", first.name),
+        })
+        .await
+        .expect("survey")
+        .into_inner();
+    support
+        .submit_satisfaction_rating(SubmitSatisfactionRatingRequest {
+            token: survey.token,
+            rating: 5,
+            comment: "Ada was happy".into(),
+        })
+        .await
+        .expect("rating");
     let second = open(&mut support, &ada2, "Second account").await;
 
     let mut contacts = suite.contacts(TENANT, ADMIN);
@@ -109,6 +139,17 @@ async fn feed_on(backend: Backend) {
             "{comments:?}"
         );
     }
+    let survey = support
+        .get_satisfaction_survey(GetSatisfactionSurveyRequest {
+            name: format!("{}/satisfaction", first.name),
+        })
+        .await
+        .expect("survey")
+        .into_inner();
+    assert!(
+        survey.comment.is_empty() && survey.rating == 5,
+        "{survey:?}"
+    );
     let events = suite.support_events().await;
     let confirmation: ErasureCompleted = payload(
         events
@@ -123,7 +164,13 @@ async fn feed_on(backend: Backend) {
     for event in &events {
         let bytes = &event.payload.as_ref().expect("payload").value;
         let text = String::from_utf8_lossy(bytes);
-        for secret in ["ada@example.com", "Invoice wrong", "1 Main St", "7946"] {
+        for secret in [
+            "ada@example.com",
+            "Invoice wrong",
+            "1 Main St",
+            "7946",
+            "Ada was happy",
+        ] {
             assert!(
                 !text.contains(secret),
                 "{} still holds {secret:?}",

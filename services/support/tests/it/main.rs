@@ -7,5 +7,6 @@ mod harness;
 mod comments;
 mod email;
 mod feed;
+mod satisfaction;
 mod sla;
 mod tickets;
