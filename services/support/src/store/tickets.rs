@@ -293,7 +293,12 @@ impl Store {
                 .await?
             {
                 t.assignee = agent;
-                t.assignment_reason = reason;
+                // Keep what routed it: "rule Mail; queue Billing: round robin".
+                t.assignment_reason = if t.assignment_reason.is_empty() {
+                    reason
+                } else {
+                    format!("{}; {reason}", t.assignment_reason)
+                };
             }
         }
         let mut changes = vec![
