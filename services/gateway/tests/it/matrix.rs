@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crm_shared::{
-    auth::{Audience, Claims, Role, RoleRules, allowed_roles},
+    auth::{Audience, Claims, Role, RoleRules, allowed_roles, is_public},
     config::AuthSettings,
 };
 use crm_testkit::{
@@ -217,7 +217,12 @@ fn readme_table() -> String {
                 .iter()
                 .map(|role| format!("`{}`", format!("{role:?}").to_lowercase()))
                 .collect();
-            out.push_str(&format!("| {service} | {method} | {} |\n", roles.join(" ")));
+            let roles = if is_public(&format!("/{service}/{method}")) {
+                "anyone, no token (the request carries its own proof)".to_owned()
+            } else {
+                roles.join(" ")
+            };
+            out.push_str(&format!("| {service} | {method} | {roles} |\n"));
         }
     }
     out
@@ -363,6 +368,44 @@ async fn every_rpc_answers_every_caller_as_the_role_rules_say() {
             let (channel, path) = (gateway.channel(), path.clone());
             async move { call(channel, &path, token.as_deref()).await }
         };
+        let service_token = &role_tokens
+            .iter()
+            .find(|(r, _)| *r == Role::Service)
+            .expect("service")
+            .1;
+        if is_public(&path) {
+            // Anyone may call it, with any token or none: the request carries
+            // its own proof. The empty request's is missing, so the service
+            // answers, and answers every caller alike.
+            if !allowed.is_empty() {
+                unexpected.push(format!("{path}: public, but its rule is not Role::PUBLIC"));
+            }
+            let mut answers = Vec::new();
+            for (what, token) in &bad_tokens {
+                answers.push((format!("with {what}"), through_gateway(token.clone()).await));
+            }
+            for (role, token) in &role_tokens {
+                let code = through_gateway(Some(token.clone())).await;
+                answers.push((format!("as {role:?} through the gateway"), code));
+            }
+            if let Some(direct) = direct {
+                let code = call(direct, &path, Some(service_token)).await;
+                answers.push(("as Service directly".into(), code));
+            }
+            checked += answers.len();
+            let (_, anonymous) = answers[0];
+            if !(anonymous == Code::PermissionDenied || admitted(anonymous)) {
+                unexpected.push(format!("{path} with no token: {anonymous:?}"));
+            }
+            for (who, code) in &answers {
+                if *code != anonymous {
+                    unexpected.push(format!(
+                        "{path} {who}: {code:?}, not {anonymous:?} as with no token"
+                    ));
+                }
+            }
+            continue;
+        }
         for (what, token) in &bad_tokens {
             let code = through_gateway(token.clone()).await;
             checked += 1;
@@ -387,11 +430,6 @@ async fn every_rpc_answers_every_caller_as_the_role_rules_say() {
         }
         // The service identity, refused at the edge, directly at the service.
         let Some(direct) = direct else { continue };
-        let service_token = &role_tokens
-            .iter()
-            .find(|(r, _)| *r == Role::Service)
-            .expect("service")
-            .1;
         let code = call(direct, &path, Some(service_token)).await;
         checked += 1;
         let fine = if allowed.contains(&Role::Service) {
@@ -724,22 +762,73 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
             .into_inner()
             .name,
     );
+    let calendar = support
+        .create_business_calendar(t::CreateBusinessCalendarRequest {
+            business_calendar: Some(t::BusinessCalendar {
+                display_name: "Berlin office".into(),
+                time_zone: "Europe/Berlin".into(),
+                weekly_hours: (1..=5)
+                    .map(|day_of_week| t::BusinessHours {
+                        day_of_week,
+                        open_time: "09:00".into(),
+                        close_time: "17:00".into(),
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateBusinessCalendar")
+        .into_inner()
+        .name;
+    names.insert("BusinessCalendar", calendar.clone());
     names.insert(
-        "Ticket",
+        "SlaPolicy",
         support
-            .create_ticket(t::CreateTicketRequest {
-                ticket: Some(t::Ticket {
-                    subject: "The engine stalls".into(),
-                    requester: contact.clone(),
+            .create_sla_policy(t::CreateSlaPolicyRequest {
+                sla_policy: Some(t::SlaPolicy {
+                    display_name: "Standard".into(),
+                    first_response_minutes: 60,
+                    calendar,
                     ..Default::default()
                 }),
                 request_id: String::new(),
             })
             .await
-            .expect("CreateTicket")
+            .expect("CreateSlaPolicy")
             .into_inner()
             .name,
     );
+    let ticket = support
+        .create_ticket(t::CreateTicketRequest {
+            ticket: Some(t::Ticket {
+                subject: "The engine stalls".into(),
+                requester: contact.clone(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateTicket")
+        .into_inner();
+    // Solved, so it has a satisfaction survey.
+    let ticket = support
+        .update_ticket(t::UpdateTicketRequest {
+            ticket: Some(t::Ticket {
+                status: t::TicketStatus::Solved as i32,
+                ..ticket
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["status".into()],
+            }),
+        })
+        .await
+        .expect("UpdateTicket to SOLVED")
+        .into_inner()
+        .name;
+    names.insert("SatisfactionSurvey", format!("{ticket}/satisfaction"));
+    names.insert("Ticket", ticket);
 
     let mut checked = 0;
     let mut lists_checked = Vec::new();
@@ -779,8 +868,9 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
             continue;
         }
         let noun = match noun_of(&method) {
-            // A forecast is computed, not a resource someone owns.
-            Some("Forecast") | None => continue,
+            // A forecast and a satisfaction report are computed, not
+            // resources someone owns.
+            Some("Forecast" | "SatisfactionReport") | None => continue,
             Some(noun) => noun,
         };
         let Some(name) = names.get(noun) else {
@@ -844,6 +934,8 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
         "ListQueues",
         "ListAgents",
         "ListRoutingRules",
+        "ListBusinessCalendars",
+        "ListSlaPolicies",
         "ListAuditEntries",
     ] {
         if !lists_checked.iter().any(|m| m == list) {
