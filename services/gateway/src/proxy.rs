@@ -203,11 +203,22 @@ impl Gateway {
                 })
             })?;
         let headers = request.headers_mut();
-        let principal = match self.verifier.verify_headers(headers) {
-            Ok(principal) => principal,
-            Err(error) => {
-                let _ = self.limits.failed_auth.try_acquire(&client, now);
-                return Err(ApiError::Unauthenticated(error.to_string()).into());
+        let public = crm_shared::auth::is_public(path);
+        let principal = if public {
+            // Anyone may call it: the request carries its own proof, which
+            // the service checks. Its limits apply per client address.
+            crm_shared::auth::Principal {
+                tenant: format!("public:{client}"),
+                subject: String::new(),
+                roles: Vec::new(),
+            }
+        } else {
+            match self.verifier.verify_headers(headers) {
+                Ok(principal) => principal,
+                Err(error) => {
+                    let _ = self.limits.failed_auth.try_acquire(&client, now);
+                    return Err(ApiError::Unauthenticated(error.to_string()).into());
+                }
             }
         };
         record.tenant = principal.tenant.clone();
@@ -279,11 +290,13 @@ impl Gateway {
 
         headers.remove(TENANT_HEADER);
         headers.remove(SUBJECT_HEADER);
-        if let Ok(tenant) = HeaderValue::from_str(&principal.tenant) {
-            headers.insert(TENANT_HEADER, tenant);
-        }
-        if let Ok(subject) = HeaderValue::from_str(&principal.subject) {
-            headers.insert(SUBJECT_HEADER, subject);
+        if !public {
+            if let Ok(tenant) = HeaderValue::from_str(&principal.tenant) {
+                headers.insert(TENANT_HEADER, tenant);
+            }
+            if let Ok(subject) = HeaderValue::from_str(&principal.subject) {
+                headers.insert(SUBJECT_HEADER, subject);
+            }
         }
         if let Ok(id) = HeaderValue::from_str(&record.request_id) {
             headers.insert(REQUEST_ID_HEADER, id);
