@@ -1,5 +1,5 @@
 //! The support service: tickets, their comments and history, inbound
-//! email, queues, agents and routing.
+//! email, queues, agents and routing, and the knowledge base.
 //!
 //! Reads top-down: [`build`] wires the layers on the shared service kit;
 //! `api/` turns protobuf into domain values and back; `domain/` holds the
@@ -29,11 +29,18 @@ pub use migration::Migrator;
 
 /// The filter and order_by grammar of every list this service serves
 /// (routing rule filters are ticket filters).
-pub const LIST_SCHEMAS: &[ListSchema] = &[ListSchema {
-    resource: "tickets",
-    filter: &store::TICKET_FILTER,
-    order_by: store::TICKET_ORDER,
-}];
+pub const LIST_SCHEMAS: &[ListSchema] = &[
+    ListSchema {
+        resource: "tickets",
+        filter: &store::TICKET_FILTER,
+        order_by: store::TICKET_ORDER,
+    },
+    ListSchema {
+        resource: "articles",
+        filter: &store::ARTICLE_FILTER,
+        order_by: store::ARTICLE_ORDER,
+    },
+];
 
 /// The service's name, package and default port.
 pub static SERVICE: ServiceInfo = ServiceInfo {

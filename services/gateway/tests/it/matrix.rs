@@ -829,6 +829,24 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
         .name;
     names.insert("SatisfactionSurvey", format!("{ticket}/satisfaction"));
     names.insert("Ticket", ticket);
+    names.insert(
+        "Article",
+        support
+            .create_article(t::CreateArticleRequest {
+                article: Some(t::Article {
+                    title: "When the engine stalls".into(),
+                    body: "Check the fuel first.".into(),
+                    locale: "en".into(),
+                    state: t::ArticleState::Published as i32,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("CreateArticle")
+            .into_inner()
+            .name,
+    );
 
     let mut checked = 0;
     let mut lists_checked = Vec::new();
@@ -936,6 +954,7 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
         "ListRoutingRules",
         "ListBusinessCalendars",
         "ListSlaPolicies",
+        "ListArticles",
         "ListAuditEntries",
     ] {
         if !lists_checked.iter().any(|m| m == list) {

@@ -9,6 +9,7 @@ use crm_shared::{
 };
 
 use crate::domain::{
+    article::{Article, ArticleDraft, ArticleLink, ArticleState, ArticleVersion, snippet_html},
     comment::{Attachment, AuthorKind, Comment},
     routing::{Agent, Queue, QueueDraft, RoutingRule, RuleDraft, Strategy},
     satisfaction::Survey,
@@ -17,7 +18,7 @@ use crate::domain::{
     },
     ticket::{Change, Channel, Priority, Status, Ticket, TicketDraft},
 };
-use crate::store::EventPayloads;
+use crate::store::{EventPayloads, Found};
 
 fn unknown(field: &str, value: i32) -> ApiError {
     ApiError::invalid(field, format!("unknown value {value}"))
@@ -443,6 +444,96 @@ pub fn rule_message(r: &RoutingRule) -> pb::RoutingRule {
     }
 }
 
+/// An article state from the wire; None for UNSPECIFIED.
+pub fn article_state(value: i32, field: &str) -> Result<Option<ArticleState>, ApiError> {
+    use pb::ArticleState as P;
+    Ok(
+        match P::try_from(value).map_err(|_| unknown(field, value))? {
+            P::Unspecified => None,
+            P::Draft => Some(ArticleState::Draft),
+            P::Published => Some(ArticleState::Published),
+            P::Archived => Some(ArticleState::Archived),
+        },
+    )
+}
+
+fn article_state_message(state: ArticleState) -> pb::ArticleState {
+    match state {
+        ArticleState::Draft => pb::ArticleState::Draft,
+        ArticleState::Published => pb::ArticleState::Published,
+        ArticleState::Archived => pb::ArticleState::Archived,
+    }
+}
+
+/// The writable fields (the content) of an article message.
+pub fn article_draft(a: &pb::Article) -> ArticleDraft {
+    ArticleDraft {
+        title: a.title.clone(),
+        body: a.body.clone(),
+        locale: a.locale.clone(),
+        category: a.category.clone(),
+        tags: a.tags.clone(),
+    }
+}
+
+/// An article as the API shows it.
+pub fn article_message(a: &Article) -> pb::Article {
+    let d = &a.draft;
+    pb::Article {
+        name: a.name(),
+        title: d.title.clone(),
+        body: d.body.clone(),
+        locale: d.locale.clone(),
+        category: d.category.clone(),
+        tags: d.tags.clone(),
+        state: article_state_message(a.state) as i32,
+        version: a.content_version,
+        helpful_count: a.helpful_count,
+        not_helpful_count: a.not_helpful_count,
+        create_time: Some(to_timestamp(a.create_time)),
+        update_time: Some(to_timestamp(a.update_time)),
+        publish_time: timestamp(a.publish_time),
+        delete_time: timestamp(a.delete_time),
+        etag: etag(a.version),
+    }
+}
+
+/// A kept version of an article as the API shows it.
+pub fn article_version_message(v: &ArticleVersion) -> pb::ArticleVersion {
+    pb::ArticleVersion {
+        name: v.name(),
+        version: v.number,
+        title: v.draft.title.clone(),
+        body: v.draft.body.clone(),
+        locale: v.draft.locale.clone(),
+        category: v.draft.category.clone(),
+        tags: v.draft.tags.clone(),
+        author: v.author.clone(),
+        create_time: Some(to_timestamp(v.create_time)),
+    }
+}
+
+/// A link between a ticket and an article as the API shows it.
+pub fn article_link_message(l: &ArticleLink) -> pb::ArticleLink {
+    pb::ArticleLink {
+        name: l.name(),
+        ticket: format!("tickets/{}", l.ticket),
+        article: format!("articles/{}", l.article),
+        article_title: l.article_title.clone(),
+        linked_by: l.linked_by.clone(),
+        create_time: Some(to_timestamp(l.create_time)),
+    }
+}
+
+/// An article found, with its score and its snippet as HTML.
+pub fn search_result_message(found: &Found) -> pb::ArticleSearchResult {
+    pb::ArticleSearchResult {
+        article: Some(article_message(&found.article)),
+        score: found.score,
+        snippet: snippet_html(&found.snippet),
+    }
+}
+
 /// Event payloads as protobuf `Any`s.
 pub struct ProtoPayloads;
 
@@ -496,5 +587,13 @@ impl EventPayloads for ProtoPayloads {
             metric: metric_message(metric) as i32,
             due_time: Some(to_timestamp(due)),
         })
+    }
+
+    fn article(&self, article: &Article) -> prost_types::Any {
+        to_any(&article_message(article))
+    }
+
+    fn article_link(&self, link: &ArticleLink) -> prost_types::Any {
+        to_any(&article_link_message(link))
     }
 }

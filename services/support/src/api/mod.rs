@@ -3,9 +3,10 @@
 //! contacts service) and turns the result back into protobuf.
 //!
 //! The handlers live with their resource (`tickets`, `comments`, `email`,
-//! `queues`); tonic wants one impl of the service trait, so the one here
-//! only hands each call on.
+//! `queues`, `articles`); tonic wants one impl of the service trait, so the
+//! one here only hands each call on.
 
+mod articles;
 mod comments;
 mod convert;
 mod email;
@@ -32,7 +33,7 @@ pub use convert::ProtoPayloads;
 
 use crate::{domain::satisfaction::SurveyTokens, store::Store};
 
-/// Who manages queues, agents' skills and routing.
+/// Who manages queues, agents' skills, routing and the knowledge base.
 const ADMINS: &[Role] = &[Role::Admin, Role::Manager];
 /// Who works tickets.
 const AGENTS: &[Role] = &[Role::Admin, Role::Manager, Role::Support, Role::Service];
@@ -106,6 +107,20 @@ pub const ROLE_RULES: RoleRules = &[
     // Anyone: the survey token is the proof (crm_shared::auth::PUBLIC_METHODS).
     ("SubmitSatisfactionRating", Role::PUBLIC),
     ("GetSatisfactionReport", Role::READERS),
+    ("CreateArticle", ADMINS),
+    ("GetArticle", Role::READERS),
+    ("ListArticles", Role::READERS),
+    ("UpdateArticle", ADMINS),
+    ("DeleteArticle", ADMINS),
+    ("UndeleteArticle", ADMINS),
+    ("PublishArticle", ADMINS),
+    ("ArchiveArticle", ADMINS),
+    ("ListArticleVersions", Role::READERS),
+    ("SearchArticles", Role::READERS),
+    ("VoteArticle", Role::READERS),
+    ("LinkArticle", AGENTS),
+    ("ListTicketArticles", Role::READERS),
+    ("SuggestArticles", Role::READERS),
 ];
 
 /// The caller, its tenant, and its credentials to pass on to other services.
@@ -385,5 +400,103 @@ impl SupportService for SupportApi {
         request: Request<pb::GetSatisfactionReportRequest>,
     ) -> Result<Response<pb::SatisfactionReport>, Status> {
         satisfaction::get_satisfaction_report(self, request).await
+    }
+
+    async fn create_article(
+        &self,
+        request: Request<pb::CreateArticleRequest>,
+    ) -> Result<Response<pb::Article>, Status> {
+        articles::create_article(self, request).await
+    }
+
+    async fn get_article(
+        &self,
+        request: Request<pb::GetArticleRequest>,
+    ) -> Result<Response<pb::Article>, Status> {
+        articles::get_article(self, request).await
+    }
+
+    async fn list_articles(
+        &self,
+        request: Request<pb::ListArticlesRequest>,
+    ) -> Result<Response<pb::ListArticlesResponse>, Status> {
+        articles::list_articles(self, request).await
+    }
+
+    async fn update_article(
+        &self,
+        request: Request<pb::UpdateArticleRequest>,
+    ) -> Result<Response<pb::Article>, Status> {
+        articles::update_article(self, request).await
+    }
+
+    async fn delete_article(
+        &self,
+        request: Request<pb::DeleteArticleRequest>,
+    ) -> Result<Response<pb::Article>, Status> {
+        articles::delete_article(self, request).await
+    }
+
+    async fn undelete_article(
+        &self,
+        request: Request<pb::UndeleteArticleRequest>,
+    ) -> Result<Response<pb::Article>, Status> {
+        articles::undelete_article(self, request).await
+    }
+
+    async fn publish_article(
+        &self,
+        request: Request<pb::PublishArticleRequest>,
+    ) -> Result<Response<pb::Article>, Status> {
+        articles::publish_article(self, request).await
+    }
+
+    async fn archive_article(
+        &self,
+        request: Request<pb::ArchiveArticleRequest>,
+    ) -> Result<Response<pb::Article>, Status> {
+        articles::archive_article(self, request).await
+    }
+
+    async fn list_article_versions(
+        &self,
+        request: Request<pb::ListArticleVersionsRequest>,
+    ) -> Result<Response<pb::ListArticleVersionsResponse>, Status> {
+        articles::list_article_versions(self, request).await
+    }
+
+    async fn search_articles(
+        &self,
+        request: Request<pb::SearchArticlesRequest>,
+    ) -> Result<Response<pb::SearchArticlesResponse>, Status> {
+        articles::search_articles(self, request).await
+    }
+
+    async fn vote_article(
+        &self,
+        request: Request<pb::VoteArticleRequest>,
+    ) -> Result<Response<pb::Article>, Status> {
+        articles::vote_article(self, request).await
+    }
+
+    async fn link_article(
+        &self,
+        request: Request<pb::LinkArticleRequest>,
+    ) -> Result<Response<pb::ArticleLink>, Status> {
+        articles::link_article(self, request).await
+    }
+
+    async fn list_ticket_articles(
+        &self,
+        request: Request<pb::ListTicketArticlesRequest>,
+    ) -> Result<Response<pb::ListTicketArticlesResponse>, Status> {
+        articles::list_ticket_articles(self, request).await
+    }
+
+    async fn suggest_articles(
+        &self,
+        request: Request<pb::SuggestArticlesRequest>,
+    ) -> Result<Response<pb::SuggestArticlesResponse>, Status> {
+        articles::suggest_articles(self, request).await
     }
 }

@@ -1,7 +1,10 @@
 //! The support rules, free of SQL and protobuf: what a valid ticket, comment,
 //! queue, agent and routing rule is; how a ticket's status moves; how a new
-//! ticket's agent is picked; how inbound mail reads; business-hours time and SLA clocks.
+//! ticket's agent is picked; how inbound mail reads; business-hours time and SLA clocks;
+//! knowledge-base articles, their states and versions, and how a search or a
+//! ticket's words become a query.
 
+pub mod article;
 pub mod calendar;
 pub mod comment;
 pub mod inbound_mail;

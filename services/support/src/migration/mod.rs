@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_create_tables;
 mod m0002_sla;
 mod m0003_satisfaction;
+mod m0004_knowledge_base;
 
 /// Every migration of the support database, in order.
 pub struct Migrator;
@@ -22,6 +23,18 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_create_tables::Migration),
             Box::new(m0002_sla::Migration),
             Box::new(m0003_satisfaction::Migration),
+            Box::new(m0004_knowledge_base::Migration),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn articles_are_indexed_in_every_configuration_the_domain_picks() {
+        assert_eq!(
+            crate::domain::article::SEARCH_CONFIGS,
+            super::m0004_knowledge_base::SEARCH_CONFIGS
+        );
     }
 }

@@ -348,3 +348,133 @@ pub mod satisfaction_survey {
         const TENANT: Column = Column::Tenant;
     }
 }
+
+/// The `articles` table: knowledge-base articles. Besides these columns,
+/// PostgreSQL keeps `search_vector` (a generated tsvector) and SQLite an
+/// `article_fts` FTS5 table; see `store::search`.
+pub mod article {
+    use sea_orm::entity::prelude::*;
+
+    /// One article.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "articles")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub title: String,
+        pub body: String,
+        pub locale: String,
+        /// The PostgreSQL text-search configuration of the locale.
+        pub search_config: String,
+        pub category: String,
+        pub tags: String,
+        pub state: String,
+        pub content_version: i64,
+        pub helpful_count: i64,
+        pub not_helpful_count: i64,
+        /// SQLite: the article's rowid in `article_fts`; NULL on PostgreSQL.
+        pub search_key: Option<i64>,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub publish_time: Option<DateTimeUtc>,
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(Id, CreateTime);
+}
+
+/// The `article_versions` table: every version of every article's content.
+pub mod article_version {
+    use sea_orm::entity::prelude::*;
+
+    /// One version.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "article_versions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub article_id: String,
+        pub number: i64,
+        pub title: String,
+        pub body: String,
+        pub locale: String,
+        pub category: String,
+        pub tags: String,
+        pub author: String,
+        pub create_time: DateTimeUtc,
+        /// Never set (the kit's lists expect the column).
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(Id, Number);
+}
+
+/// The `article_votes` table: one helpfulness vote per subject and article.
+pub mod article_vote {
+    use sea_orm::entity::prelude::*;
+
+    /// One vote.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "article_votes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub article_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub subject: String,
+        pub helpful: bool,
+        pub vote_time: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}
+
+/// The `article_links` table: articles linked to tickets.
+pub mod article_link {
+    use sea_orm::entity::prelude::*;
+
+    /// One link.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "article_links")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub ticket_id: String,
+        pub article_id: String,
+        pub linked_by: String,
+        pub create_time: DateTimeUtc,
+        /// Never set (the kit's lists expect the column).
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(Id, CreateTime);
+}

@@ -1,13 +1,16 @@
 //! The support database: SeaORM entities and every query, each scoped by
 //! tenant. Every change writes its events to the outbox in the same
 //! transaction; what the contacts feed asks of support is applied together
-//! with the feed cursor, in one transaction.
+//! with the feed cursor, in one transaction. The knowledge base's full-text
+//! search, one way per backend, is in `search`.
 
+mod articles;
 mod comments;
 pub mod entities;
 mod feed;
 mod queues;
 mod satisfaction;
+mod search;
 mod sla;
 mod tickets;
 
@@ -15,12 +18,15 @@ use std::sync::Arc;
 
 use crm_shared::{error::ApiError, outbox::NewEvent, store::Resources};
 
+pub use articles::{FILTER as ARTICLE_FILTER, ORDER_BY as ARTICLE_ORDER};
 pub use comments::{CommentOutcome, NewComment};
 pub use satisfaction::ReportRow;
+pub use search::{ArticleSearch, Found};
 pub use sla::scheduler;
 pub use tickets::{FILTER as TICKET_FILTER, NewTicket, ORDER_BY as TICKET_ORDER};
 
 use crate::domain::{
+    article::{Article, ArticleLink},
     comment::Comment,
     routing::{Agent, Queue, RoutingRule},
     satisfaction::Survey,
@@ -56,6 +62,10 @@ pub trait EventPayloads: Send + Sync {
         metric: Metric,
         due: chrono::DateTime<chrono::Utc>,
     ) -> prost_types::Any;
+    /// A knowledge-base article.
+    fn article(&self, article: &Article) -> prost_types::Any;
+    /// An article linked to a ticket.
+    fn article_link(&self, link: &ArticleLink) -> prost_types::Any;
 }
 
 /// The id in a resource name (`tickets/{id}`), as an idempotency record holds it.

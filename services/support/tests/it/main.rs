@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod articles;
 mod comments;
 mod email;
 mod feed;

@@ -19,8 +19,9 @@
 //!   on SQLite behind one in-process write lock, as the service's writes are.
 //!
 //! Both the services and the raw pool hold at most 10 connections (the
-//! service default). `cargo bench -p crm-support --bench tickets` runs it in
-//! full; a plain run (`cargo test --benches`) makes a small smoke pass on SQLite.
+//! service default). `cargo bench -p crm-support --bench support_bench --
+//! tickets` runs it in full; a plain run (`cargo test --benches`) makes a
+//! small smoke pass on SQLite.
 
 use std::{
     convert::Infallible,
@@ -617,10 +618,8 @@ struct Row {
     creates: bool,
 }
 
-#[tokio::main]
-async fn main() {
-    sqlx::any::install_default_drivers();
-    let full = std::env::args().any(|a| a == "--bench");
+/// Runs this part: in full, or (`full` false) a smoke pass on SQLite.
+pub async fn run(full: bool) {
     let (per_cell, concurrencies, backends): (usize, &[usize], &[Backend]) = if full {
         (2000, &[1, 8, 32], &[Backend::Postgres, Backend::Sqlite])
     } else {

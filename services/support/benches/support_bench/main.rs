@@ -1,0 +1,34 @@
+//! The support benchmark, in two parts, each on PostgreSQL and SQLite in one
+//! run against real service processes, beside raw SQL doing the same work on
+//! the same database:
+//!
+//! - `tickets`: `CreateTicket` at several concurrencies (see `tickets.rs`);
+//! - `kb_search`: knowledge-base search over 100,000 articles (see
+//!   `kb_search.rs`).
+//!
+//! `cargo bench -p crm-support --bench support_bench` runs both in full;
+//! name a part after `--` to run only it (`... -- kb_search`). A plain run
+//! (`cargo test --benches`) makes a small smoke pass of each on SQLite.
+
+mod kb_search;
+mod tickets;
+
+#[tokio::main]
+async fn main() {
+    sqlx::any::install_default_drivers();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let full = args.iter().any(|a| a == "--bench");
+    let parts: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    let chosen = |part: &str| parts.is_empty() || parts.contains(&part);
+    if chosen("tickets") {
+        tickets::run(full).await;
+    }
+    if chosen("kb_search") {
+        println!();
+        kb_search::run(full).await;
+    }
+}
