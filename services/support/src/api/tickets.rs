@@ -115,14 +115,8 @@ pub(super) async fn check_queue(
     queue: &str,
     field: &str,
 ) -> Result<(), ApiError> {
-    let id = parse_name(queue, "queues", field)?;
-    match api.store.get_queue(tenant, id).await {
-        Ok(q) if q.delete_time.is_none() => Ok(()),
-        Ok(_) | Err(ApiError::NotFound(_)) => {
-            Err(ApiError::invalid(field, format!("{queue} does not exist")))
-        }
-        Err(other) => Err(other),
-    }
+    parse_name(queue, "queues", field)?;
+    api.store.require_live_queue(tenant, queue, field).await
 }
 
 pub(super) async fn create_ticket(

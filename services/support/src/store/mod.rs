@@ -76,6 +76,46 @@ fn id_of(name: &str) -> uuid::Uuid {
         .unwrap_or_default()
 }
 
+impl Store {
+    /// INVALID_ARGUMENT naming `field` unless `name` is a live queue.
+    pub async fn require_live_queue(
+        &self,
+        tenant: &crm_shared::db::Tenant,
+        name: &str,
+        field: &str,
+    ) -> Result<(), ApiError> {
+        let found = self.get_queue(tenant, id_of(name)).await;
+        live_reference(found.map(|q| q.delete_time.is_none()), name, field)
+    }
+
+    /// INVALID_ARGUMENT naming `field` unless `name` is a live calendar.
+    pub(crate) async fn require_live_calendar(
+        &self,
+        tenant: &crm_shared::db::Tenant,
+        name: &str,
+        field: &str,
+    ) -> Result<(), ApiError> {
+        let found = self.get_calendar(tenant, id_of(name)).await;
+        live_reference(found.map(|c| c.delete_time.is_none()), name, field)
+    }
+}
+
+/// What a reference to `name` in `field` comes to, given whether the
+/// resource was found live: deleted or missing is the caller's mistake.
+fn live_reference(
+    found_live: Result<bool, ApiError>,
+    name: &str,
+    field: &str,
+) -> Result<(), ApiError> {
+    match found_live {
+        Ok(true) => Ok(()),
+        Ok(false) | Err(ApiError::NotFound(_)) => {
+            Err(ApiError::invalid(field, format!("{name} does not exist")))
+        }
+        Err(other) => Err(other),
+    }
+}
+
 /// A JSON text column's value.
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     // Plain data with string keys always serialises.

@@ -338,16 +338,8 @@ impl Store {
     ) -> Result<RoutingRule, ApiError> {
         parse_filter(&super::TICKET_FILTER, &draft.filter)
             .map_err(|e| ApiError::invalid("routing_rule.filter", e.message))?;
-        match self.get_queue(tenant, super::id_of(&draft.queue)).await {
-            Ok(q) if q.delete_time.is_none() => {}
-            Ok(_) | Err(ApiError::NotFound(_)) => {
-                return Err(ApiError::invalid(
-                    "routing_rule.queue",
-                    format!("{} does not exist", draft.queue),
-                ));
-            }
-            Err(other) => return Err(other),
-        }
+        self.require_live_queue(tenant, &draft.queue, "routing_rule.queue")
+            .await?;
         if let Some(existing) = self
             .base
             .replayed(tenant, "CreateRoutingRule", request_id.as_ref())

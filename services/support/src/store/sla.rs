@@ -294,34 +294,12 @@ impl Store {
         parse_filter(&super::TICKET_FILTER, &draft.filter)
             .map_err(|e| ApiError::invalid("sla_policy.filter", e.message))?;
         if !draft.calendar.is_empty() {
-            match self
-                .get_calendar(tenant, super::id_of(&draft.calendar))
-                .await
-            {
-                Ok(c) if c.delete_time.is_none() => {}
-                Ok(_) | Err(ApiError::NotFound(_)) => {
-                    return Err(ApiError::invalid(
-                        "sla_policy.calendar",
-                        format!("{} does not exist", draft.calendar),
-                    ));
-                }
-                Err(other) => return Err(other),
-            }
+            self.require_live_calendar(tenant, &draft.calendar, "sla_policy.calendar")
+                .await?;
         }
         if !draft.escalate_queue.is_empty() {
-            match self
-                .get_queue(tenant, super::id_of(&draft.escalate_queue))
-                .await
-            {
-                Ok(q) if q.delete_time.is_none() => {}
-                Ok(_) | Err(ApiError::NotFound(_)) => {
-                    return Err(ApiError::invalid(
-                        "sla_policy.escalate_queue",
-                        format!("{} does not exist", draft.escalate_queue),
-                    ));
-                }
-                Err(other) => return Err(other),
-            }
+            self.require_live_queue(tenant, &draft.escalate_queue, "sla_policy.escalate_queue")
+                .await?;
         }
         if let Some(existing) = self
             .base

@@ -688,7 +688,13 @@ impl Store {
         t: &mut Ticket,
         choose: bool,
     ) -> Result<Vec<NewEvent>, ApiError> {
+        let before = t.sla.clone();
         let (changes, alerts) = self.refresh_sla(txn, tenant, t, choose).await?;
+        // Most saves of a ticket without a policy change nothing here: the
+        // row as written stands.
+        if changes.is_empty() && t.sla == before {
+            return Ok(Vec::new());
+        }
         self.record_changes(txn, tenant, t.id, &changes).await?;
         ticket::Entity::update(ticket_row(tenant, t))
             .exec(&**txn)
