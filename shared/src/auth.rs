@@ -472,7 +472,10 @@ pub type RoleRules = &'static [(&'static str, &'static [Role])];
 /// token of the resource it acts on) and checks it itself. Their rule in the
 /// service's [`RoleRules`] is [`Role::PUBLIC`]; the services and the gateway
 /// both read this list, so a public method is public everywhere or nowhere.
-pub const PUBLIC_METHODS: &[&str] = &["/crm.support.v1.SupportService/SubmitSatisfactionRating"];
+pub const PUBLIC_METHODS: &[&str] = &[
+    "/crm.support.v1.SupportService/SubmitSatisfactionRating",
+    "/crm.support.v1.SupportService/ConnectCustomerChat",
+];
 
 /// Whether the method at `path` (`/package.Service/Method`) is public.
 pub fn is_public(path: &str) -> bool {

@@ -194,6 +194,12 @@ impl<M: MigratorTrait> ServiceKit<M> {
         self.page_tokens.clone()
     }
 
+    /// Turns true when shutdown begins: the service's own long-lived
+    /// streams end on it, so draining does not wait for their clients.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.host.stopping()
+    }
+
     /// The settings the service was built with.
     pub fn settings(&self) -> &Settings {
         &self.settings

@@ -17,6 +17,7 @@ pub mod filter;
 pub mod idempotency;
 pub mod kit;
 pub mod money;
+pub mod notify;
 pub mod outbox;
 pub mod paging;
 pub mod privacy;

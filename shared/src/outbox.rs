@@ -297,47 +297,15 @@ impl CommitSignal {
 }
 
 /// On PostgreSQL, wakes this process's followers whenever any replica commits
-/// events: one `LISTEN` connection per process, reconnected when it drops
-/// (followers look again on their own every [`SAFETY_NET`], for what a
-/// reconnection missed). On SQLite every writer is in this process already.
+/// events, and when the `LISTEN` connection (re)connects, for what it missed
+/// (followers also look on their own every [`SAFETY_NET`]). On SQLite every
+/// writer is in this process already.
 pub fn forward_commit_notifications(
     db: &Database,
     signal: CommitSignal,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 ) {
-    if db.backend() != DbBackend::Postgres {
-        return;
-    }
-    let pool = db.conn.get_postgres_connection_pool().clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                Err(error) = listen_for_commits(&pool, &signal) => {
-                    tracing::warn!(%error, "listening for commits failed; reconnecting");
-                }
-                _ = stopping.wait_for(|stop| *stop) => return,
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stopping.wait_for(|stop| *stop) => return,
-            }
-        }
-    });
-}
-
-/// Signals every notification on [`COMMITS_CHANNEL`] until the connection fails.
-async fn listen_for_commits(
-    pool: &sea_orm::sqlx::PgPool,
-    signal: &CommitSignal,
-) -> Result<std::convert::Infallible, sea_orm::sqlx::Error> {
-    let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
-    listener.listen(COMMITS_CHANNEL).await?;
-    // Anything committed while (re)connecting is found by looking now.
-    signal.notify();
-    loop {
-        listener.recv().await?;
-        signal.notify();
-    }
+    crate::notify::forward(db, COMMITS_CHANNEL, stopping, move |_| signal.notify());
 }
 
 impl EventFeed {

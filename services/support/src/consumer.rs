@@ -1,7 +1,7 @@
 //! What support does with the contacts feed, applied by the shared consumer
 //! (`crm_shared::consumer`): a merged contact's tickets and replies move to
-//! the survivor; an erased person's tickets, comments and mail ids lose
-//! their data, support's own earlier events about them are scrubbed, and an
+//! the survivor; an erased person's tickets, comments, chats and mail ids
+//! lose their data, support's own earlier events about them are scrubbed, and an
 //! `ErasureCompleted` event confirms it.
 
 use crm_proto::{
@@ -89,7 +89,8 @@ impl EventHandler for ContactsFeed {
 }
 
 /// The payload without the person's data, for payloads that carry some
-/// (a ticket, a status change, a comment, a survey answer); `None` for the others.
+/// (a ticket, a status change, a comment, a chat, a survey answer); `None`
+/// for the others.
 fn scrub_payload(payload: &prost_types::Any) -> Option<prost_types::Any> {
     if payload.type_url == pb::Ticket::type_url() {
         let mut ticket = pb::Ticket::decode(payload.value.as_slice()).ok()?;
@@ -108,6 +109,12 @@ fn scrub_payload(payload: &prost_types::Any) -> Option<prost_types::Any> {
             comment.message_id.clear();
         }
         Some(to_any(&created))
+    } else if payload.type_url == pb::Chat::type_url() {
+        let mut chat = pb::Chat::decode(payload.value.as_slice()).ok()?;
+        chat.subject = "[erased]".into();
+        chat.requester_email.clear();
+        chat.requester_display_name.clear();
+        Some(to_any(&chat))
     } else if payload.type_url == pb::SatisfactionSurvey::type_url() {
         let mut survey = pb::SatisfactionSurvey::decode(payload.value.as_slice()).ok()?;
         survey.comment.clear();

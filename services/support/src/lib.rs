@@ -1,5 +1,6 @@
 //! The support service: tickets, their comments and history, inbound
-//! email, queues, agents and routing, and the knowledge base.
+//! email, queues, agents and routing, SLAs, satisfaction, the knowledge
+//! base and live chat.
 //!
 //! Reads top-down: [`build`] wires the layers on the shared service kit;
 //! `api/` turns protobuf into domain values and back; `domain/` holds the
@@ -25,6 +26,7 @@ use crm_shared::{
 };
 
 pub use api::ROLE_RULES;
+use domain::token::SignedTokens;
 pub use migration::Migrator;
 
 /// The filter and order_by grammar of every list this service serves
@@ -39,6 +41,11 @@ pub const LIST_SCHEMAS: &[ListSchema] = &[
         resource: "articles",
         filter: &store::ARTICLE_FILTER,
         order_by: store::ARTICLE_ORDER,
+    },
+    ListSchema {
+        resource: "chats",
+        filter: &store::CHAT_FILTER,
+        order_by: store::CHAT_ORDER,
     },
 ];
 
@@ -58,6 +65,10 @@ const DEFAULT_REOPEN_WINDOW_SECONDS: i64 = 7 * 24 * 3600;
 /// `support.survey_valid_days` says otherwise.
 const DEFAULT_SURVEY_VALID_DAYS: i64 = 14;
 
+/// How long a customer's chat token is accepted unless
+/// `support.chat_token_valid_hours` says otherwise.
+const DEFAULT_CHAT_TOKEN_HOURS: i64 = 24;
+
 /// The support service, bound and connected, ready to run: its API, the SLA
 /// scheduler (every `support.sla_check_millis`, 5 s by default, on one
 /// replica), and the contacts feed followed (merges and erasures reach support).
@@ -65,23 +76,34 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
     let reopen_window = settings.option("reopen_window_seconds", DEFAULT_REOPEN_WINDOW_SECONDS)?;
     let sla_every = std::time::Duration::from_millis(settings.option("sla_check_millis", 5_000)?);
     let survey_days = settings.option("survey_valid_days", DEFAULT_SURVEY_VALID_DAYS)?;
-    let survey_secret = settings
-        .options
-        .get("survey_secret")
-        .cloned()
-        .unwrap_or_else(|| settings.paging_secret.clone());
+    let chat_token_hours = settings.option("chat_token_valid_hours", DEFAULT_CHAT_TOKEN_HOURS)?;
+    let secret = |key: &str| {
+        settings
+            .options
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| settings.paging_secret.clone())
+    };
+    let (survey_secret, chat_secret) = (secret("survey_secret"), secret("chat_secret"));
     let mut kit = ServiceKit::build(&SERVICE, settings).await?;
     let store = store::Store::new(
         kit.resources(),
         Arc::new(api::ProtoPayloads),
         Duration::days(survey_days.clamp(1, 365)),
+        store::ChatHub::start(kit.db(), kit.stopping()),
     );
+    let options = api::ApiOptions {
+        reopen_window: Duration::seconds(reopen_window.max(0)),
+        survey_tokens: SignedTokens::new(&survey_secret, "survey"),
+        chat_tokens: SignedTokens::new(&chat_secret, "chat"),
+        chat_token_valid_for: Duration::hours(chat_token_hours.clamp(1, 24 * 30)),
+        stopping: kit.stopping(),
+    };
     let support = api::SupportApi::new(
         store.clone(),
         ContactsClient::new(kit.peer(consumer::SOURCE)?),
         kit.page_tokens(),
-        Duration::seconds(reopen_window.max(0)),
-        domain::satisfaction::SurveyTokens::new(&survey_secret),
+        options,
     );
     kit.add_service(
         SupportServiceServer::new(support).max_decoding_message_size(MAX_MESSAGE_BYTES),

@@ -49,7 +49,7 @@ pub(super) async fn create_comment(
             &principal.subject,
             ticket_id,
             new,
-            api.reopen_window,
+            api.options.reopen_window,
             request_id,
         )
         .await?;

@@ -10,6 +10,7 @@ use crm_shared::{
 
 use crate::domain::{
     article::{Article, ArticleDraft, ArticleLink, ArticleState, ArticleVersion, snippet_html},
+    chat::{self, Chat, ChatDraft, ChatEntry},
     comment::{Attachment, AuthorKind, Comment},
     routing::{Agent, Queue, QueueDraft, RoutingRule, RuleDraft, Strategy},
     satisfaction::Survey,
@@ -534,6 +535,80 @@ pub fn search_result_message(found: &Found) -> pb::ArticleSearchResult {
     }
 }
 
+/// What StartChat takes of a chat.
+pub fn chat_draft(c: &pb::Chat) -> ChatDraft {
+    ChatDraft {
+        subject: c.subject.clone(),
+        requester: c.requester.clone(),
+        requester_email: c.requester_email.clone(),
+        requester_display_name: c.requester_display_name.clone(),
+        queue: c.queue.clone(),
+    }
+}
+
+fn chat_state_message(state: chat::State) -> pb::ChatState {
+    match state {
+        chat::State::Waiting => pb::ChatState::Waiting,
+        chat::State::Active => pb::ChatState::Active,
+        chat::State::Ended => pb::ChatState::Ended,
+    }
+}
+
+/// A chat role on the wire.
+pub fn chat_role_message(role: chat::Role) -> pb::ChatRole {
+    match role {
+        chat::Role::Customer => pb::ChatRole::Customer,
+        chat::Role::Agent => pb::ChatRole::Agent,
+        chat::Role::System => pb::ChatRole::System,
+    }
+}
+
+fn chat_kind_message(kind: chat::Kind) -> pb::ChatMessageKind {
+    match kind {
+        chat::Kind::Text => pb::ChatMessageKind::Text,
+        chat::Kind::AgentJoined => pb::ChatMessageKind::AgentJoined,
+        chat::Kind::Ended => pb::ChatMessageKind::Ended,
+    }
+}
+
+/// A chat on the wire.
+pub fn chat_message(c: &Chat) -> pb::Chat {
+    pb::Chat {
+        name: c.name(),
+        state: chat_state_message(c.state).into(),
+        subject: c.draft.subject.clone(),
+        requester: c.draft.requester.clone(),
+        requester_email: c.draft.requester_email.clone(),
+        requester_display_name: c.draft.requester_display_name.clone(),
+        queue: c.draft.queue.clone(),
+        offered_agent: c.offered_agent.clone(),
+        agent: c.agent.clone(),
+        last_sequence: c.last_sequence,
+        customer_read_sequence: c.customer_read_sequence,
+        agent_read_sequence: c.agent_read_sequence,
+        ticket: c.ticket.clone(),
+        ended_by: c.ended_by.clone(),
+        create_time: Some(to_timestamp(c.create_time)),
+        accept_time: timestamp(c.accept_time),
+        end_time: timestamp(c.end_time),
+        update_time: Some(to_timestamp(c.update_time)),
+    }
+}
+
+/// A transcript entry on the wire.
+pub fn chat_entry_message(e: &ChatEntry) -> pb::ChatMessage {
+    pb::ChatMessage {
+        name: e.name(),
+        sequence: e.sequence,
+        kind: chat_kind_message(e.kind).into(),
+        author_role: chat_role_message(e.author_role).into(),
+        author: e.author.clone(),
+        text: e.text.clone(),
+        client_message_id: e.client_message_id.clone(),
+        create_time: Some(to_timestamp(e.create_time)),
+    }
+}
+
 /// Event payloads as protobuf `Any`s.
 pub struct ProtoPayloads;
 
@@ -595,5 +670,9 @@ impl EventPayloads for ProtoPayloads {
 
     fn article_link(&self, link: &ArticleLink) -> prost_types::Any {
         to_any(&article_link_message(link))
+    }
+
+    fn chat(&self, chat: &Chat) -> prost_types::Any {
+        to_any(&chat_message(chat))
     }
 }

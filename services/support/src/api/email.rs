@@ -72,7 +72,14 @@ pub(super) async fn receive_email(
         check_mail_comment(&new)?;
         let outcome = api
             .store
-            .create_comment(&tenant, &actor, ticket_id, new, api.reopen_window, None)
+            .create_comment(
+                &tenant,
+                &actor,
+                ticket_id,
+                new,
+                api.options.reopen_window,
+                None,
+            )
             .await?;
         let follow_up = outcome.opened_follow_up.then_some(&outcome.ticket);
         return Ok(Response::new(pb::ReceiveEmailResponse {

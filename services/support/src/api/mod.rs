@@ -7,6 +7,7 @@
 //! one here only hands each call on.
 
 mod articles;
+mod chats;
 mod comments;
 mod convert;
 mod email;
@@ -31,12 +32,14 @@ use tonic::{Request, Response, Status};
 
 pub use convert::ProtoPayloads;
 
-use crate::{domain::satisfaction::SurveyTokens, store::Store};
+use crate::{domain::token::SignedTokens, store::Store};
 
 /// Who manages queues, agents' skills, routing and the knowledge base.
 const ADMINS: &[Role] = &[Role::Admin, Role::Manager];
 /// Who works tickets.
 const AGENTS: &[Role] = &[Role::Admin, Role::Manager, Role::Support, Role::Service];
+/// Who talks to customers: people, not programs.
+const CHAT_AGENTS: &[Role] = &[Role::Admin, Role::Manager, Role::Support];
 
 /// The `crm.support.v1.SupportService` implementation.
 #[derive(Clone)]
@@ -44,10 +47,22 @@ pub struct SupportApi {
     store: Store,
     contacts: ContactsClient,
     page_tokens: PageTokens,
+    options: ApiOptions,
+}
+
+/// What the API is configured with besides its store and peers.
+#[derive(Clone)]
+pub struct ApiOptions {
     /// How long after solving a requester's reply reopens a ticket.
-    reopen_window: Duration,
+    pub reopen_window: Duration,
     /// Signs and reads satisfaction survey tokens.
-    surveys: SurveyTokens,
+    pub survey_tokens: SignedTokens,
+    /// Signs and reads the customers' chat tokens.
+    pub chat_tokens: SignedTokens,
+    /// How long a customer's chat token is accepted.
+    pub chat_token_valid_for: Duration,
+    /// Turns true at shutdown: chat streams end, and their clients join again elsewhere.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl SupportApi {
@@ -56,15 +71,13 @@ impl SupportApi {
         store: Store,
         contacts: ContactsClient,
         page_tokens: PageTokens,
-        reopen_window: Duration,
-        surveys: SurveyTokens,
+        options: ApiOptions,
     ) -> Self {
         Self {
             store,
             contacts,
             page_tokens,
-            reopen_window,
-            surveys,
+            options,
         }
     }
 }
@@ -121,6 +134,16 @@ pub const ROLE_RULES: RoleRules = &[
     ("LinkArticle", AGENTS),
     ("ListTicketArticles", Role::READERS),
     ("SuggestArticles", Role::READERS),
+    ("StartChat", AGENTS),
+    ("GetChat", Role::READERS),
+    ("ListChats", Role::READERS),
+    ("AcceptChat", CHAT_AGENTS),
+    ("EndChat", AGENTS),
+    ("ListChatMessages", Role::READERS),
+    ("CreateTicketFromChat", AGENTS),
+    ("ConnectChat", CHAT_AGENTS),
+    // Anyone: the chat token is the proof (crm_shared::auth::PUBLIC_METHODS).
+    ("ConnectCustomerChat", Role::PUBLIC),
 ];
 
 /// The caller, its tenant, and its credentials to pass on to other services.
@@ -498,5 +521,72 @@ impl SupportService for SupportApi {
         request: Request<pb::SuggestArticlesRequest>,
     ) -> Result<Response<pb::SuggestArticlesResponse>, Status> {
         articles::suggest_articles(self, request).await
+    }
+
+    async fn start_chat(
+        &self,
+        request: Request<pb::StartChatRequest>,
+    ) -> Result<Response<pb::StartChatResponse>, Status> {
+        chats::start_chat(self, request).await
+    }
+
+    async fn get_chat(
+        &self,
+        request: Request<pb::GetChatRequest>,
+    ) -> Result<Response<pb::Chat>, Status> {
+        chats::get_chat(self, request).await
+    }
+
+    async fn list_chats(
+        &self,
+        request: Request<pb::ListChatsRequest>,
+    ) -> Result<Response<pb::ListChatsResponse>, Status> {
+        chats::list_chats(self, request).await
+    }
+
+    async fn accept_chat(
+        &self,
+        request: Request<pb::AcceptChatRequest>,
+    ) -> Result<Response<pb::Chat>, Status> {
+        chats::accept_chat(self, request).await
+    }
+
+    async fn end_chat(
+        &self,
+        request: Request<pb::EndChatRequest>,
+    ) -> Result<Response<pb::Chat>, Status> {
+        chats::end_chat(self, request).await
+    }
+
+    async fn list_chat_messages(
+        &self,
+        request: Request<pb::ListChatMessagesRequest>,
+    ) -> Result<Response<pb::ListChatMessagesResponse>, Status> {
+        chats::list_chat_messages(self, request).await
+    }
+
+    async fn create_ticket_from_chat(
+        &self,
+        request: Request<pb::CreateTicketFromChatRequest>,
+    ) -> Result<Response<pb::Ticket>, Status> {
+        chats::create_ticket_from_chat(self, request).await
+    }
+
+    type ConnectChatStream = chats::ChatStream;
+
+    async fn connect_chat(
+        &self,
+        request: Request<tonic::Streaming<pb::ChatClientMessage>>,
+    ) -> Result<Response<Self::ConnectChatStream>, Status> {
+        chats::connect_chat(self, request).await
+    }
+
+    type ConnectCustomerChatStream = chats::ChatStream;
+
+    async fn connect_customer_chat(
+        &self,
+        request: Request<tonic::Streaming<pb::ChatClientMessage>>,
+    ) -> Result<Response<Self::ConnectCustomerChatStream>, Status> {
+        chats::connect_customer_chat(self, request).await
     }
 }

@@ -26,7 +26,8 @@ pub(super) async fn get_satisfaction_survey(
         .and_then(|ticket| crm_shared::convert::parse_name(ticket, "tickets", "name"))?;
     let survey = api.store.get_survey(&tenant, ticket).await?;
     let token = api
-        .surveys
+        .options
+        .survey_tokens
         .sign(tenant.as_str(), ticket, survey.expire_time);
     Ok(Response::new(survey_message(&survey, Some(token))))
 }
@@ -37,12 +38,12 @@ pub(super) async fn submit_satisfaction_rating(
     request: Request<pb::SubmitSatisfactionRatingRequest>,
 ) -> Result<Response<pb::SatisfactionSurvey>, Status> {
     let r = request.into_inner();
-    let claim = api.surveys.verify(&r.token, Utc::now())?;
+    let claim = api.options.survey_tokens.verify(&r.token, Utc::now())?;
     check_answer(r.rating, &r.comment)?;
     let tenant = Tenant::new(claim.tenant);
     let survey = api
         .store
-        .submit_rating(&tenant, claim.ticket, r.rating, r.comment.trim().to_owned())
+        .submit_rating(&tenant, claim.id, r.rating, r.comment.trim().to_owned())
         .await?;
     Ok(Response::new(survey_message(&survey, None)))
 }

@@ -25,11 +25,8 @@ use crate::{
 };
 
 impl SupportApi {
-    /// Fills in the requester: a named contact must be live (its primary
-    /// email becomes the requester's address when none was given); an email
-    /// alone is matched to a contact, or a contact is made with it (with a
-    /// request id derived from the address, so concurrent first mails from
-    /// one sender make one contact). Checks the company too.
+    /// Fills in a ticket's requester (see [`Self::resolve_person`]) and
+    /// checks its company.
     pub(super) async fn resolve_requester(
         &self,
         credentials: &Credentials,
@@ -37,22 +34,47 @@ impl SupportApi {
         display_name: &str,
         prefix: &str,
     ) -> Result<(), ApiError> {
-        if !draft.requester.is_empty() {
+        self.resolve_person(
+            credentials,
+            &mut draft.requester,
+            &mut draft.requester_email,
+            display_name,
+            prefix,
+        )
+        .await?;
+        if !draft.company.is_empty() {
+            self.contacts
+                .check_company(credentials, &draft.company, &format!("{prefix}.company"))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Fills in who asks (a ticket's requester, a chat's customer): a named
+    /// contact must be live (its primary email becomes the address when none
+    /// was given); an email alone is matched to a contact, or a contact is
+    /// made with it (with a request id derived from the address, so
+    /// concurrent first mails from one sender make one contact).
+    pub(super) async fn resolve_person(
+        &self,
+        credentials: &Credentials,
+        requester: &mut String,
+        requester_email: &mut String,
+        display_name: &str,
+        prefix: &str,
+    ) -> Result<(), ApiError> {
+        if !requester.is_empty() {
             let contact = self
                 .contacts
-                .live_contact(
-                    credentials,
-                    &draft.requester,
-                    &format!("{prefix}.requester"),
-                )
+                .live_contact(credentials, requester, &format!("{prefix}.requester"))
                 .await?;
-            if draft.requester_email.is_empty() {
-                draft.requester_email = primary_email(&contact);
+            if requester_email.is_empty() {
+                *requester_email = primary_email(&contact);
             }
-        } else if !draft.requester_email.is_empty() {
-            draft.requester = match self
+        } else if !requester_email.is_empty() {
+            *requester = match self
                 .contacts
-                .with_email(credentials, &draft.requester_email)
+                .with_email(credentials, requester_email)
                 .await?
                 .into_iter()
                 .next()
@@ -61,22 +83,20 @@ impl SupportApi {
                 None => {
                     let contact = contacts_pb::Contact {
                         display_name: if display_name.trim().is_empty() {
-                            draft.requester_email.clone()
+                            requester_email.clone()
                         } else {
                             display_name.trim().to_owned()
                         },
                         emails: vec![contacts_pb::EmailAddress {
-                            address: draft.requester_email.clone(),
+                            address: requester_email.clone(),
                             label: "work".into(),
                             primary: true,
                         }],
                         source: "support ticket".into(),
                         ..Default::default()
                     };
-                    let request_id = derived_request_id(&format!(
-                        "support requester\0{}",
-                        draft.requester_email
-                    ));
+                    let request_id =
+                        derived_request_id(&format!("support requester\0{requester_email}"));
                     self.contacts
                         .create_contact(credentials, contact, request_id.to_string())
                         .await?
@@ -87,11 +107,6 @@ impl SupportApi {
                 format!("{prefix}.requester"),
                 "required: a contact, or requester_email",
             ));
-        }
-        if !draft.company.is_empty() {
-            self.contacts
-                .check_company(credentials, &draft.company, &format!("{prefix}.company"))
-                .await?;
         }
         Ok(())
     }

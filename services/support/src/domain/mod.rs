@@ -2,13 +2,16 @@
 //! queue, agent and routing rule is; how a ticket's status moves; how a new
 //! ticket's agent is picked; how inbound mail reads; business-hours time and SLA clocks;
 //! knowledge-base articles, their states and versions, and how a search or a
-//! ticket's words become a query.
+//! ticket's words become a query; live chats; the signed tokens that stand
+//! in for a customer's account.
 
 pub mod article;
 pub mod calendar;
+pub mod chat;
 pub mod comment;
 pub mod inbound_mail;
 pub mod routing;
 pub mod satisfaction;
 pub mod sla;
 pub mod ticket;
+pub mod token;

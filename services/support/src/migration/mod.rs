@@ -6,6 +6,7 @@ mod m0001_create_tables;
 mod m0002_sla;
 mod m0003_satisfaction;
 mod m0004_knowledge_base;
+mod m0005_chats;
 
 /// Every migration of the support database, in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_sla::Migration),
             Box::new(m0003_satisfaction::Migration),
             Box::new(m0004_knowledge_base::Migration),
+            Box::new(m0005_chats::Migration),
         ]
     }
 }

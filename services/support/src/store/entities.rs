@@ -478,3 +478,78 @@ pub mod article_link {
 
     resource_table!(Id, CreateTime);
 }
+
+/// The `chats` table.
+pub mod chat {
+    use sea_orm::entity::prelude::*;
+
+    /// One chat.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chats")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub state: String,
+        pub subject: String,
+        pub requester: String,
+        pub requester_email: String,
+        pub requester_display_name: String,
+        pub queue: String,
+        pub offered_agent: String,
+        pub agent: String,
+        /// The latest transcript entry's sequence: the next entry takes this
+        /// plus one, under the row's lock.
+        pub last_sequence: i64,
+        pub customer_read_sequence: i64,
+        pub agent_read_sequence: i64,
+        pub ticket: String,
+        pub ended_by: String,
+        pub create_time: DateTimeUtc,
+        pub accept_time: Option<DateTimeUtc>,
+        pub end_time: Option<DateTimeUtc>,
+        pub update_time: DateTimeUtc,
+        /// Always empty: chats are never deleted (the kit's lists expect the column).
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(Id, CreateTime);
+}
+
+/// The `chat_messages` table: transcripts.
+pub mod chat_message {
+    use sea_orm::entity::prelude::*;
+
+    /// One transcript entry.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chat_messages")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub chat_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub sequence: i64,
+        pub kind: String,
+        pub author_role: String,
+        pub author: String,
+        pub text: String,
+        pub client_message_id: String,
+        pub create_time: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}

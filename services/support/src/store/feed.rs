@@ -30,8 +30,8 @@ pub struct Erased {
 }
 
 impl Store {
-    /// A merge in contacts: tickets requested by a merged contact, and that
-    /// contact's comments, move to the survivor.
+    /// A merge in contacts: tickets requested by a merged contact, that
+    /// contact's comments, and their chats move to the survivor.
     pub async fn apply_contact_merged(
         &self,
         txn: &WriteTxn,
@@ -67,13 +67,15 @@ impl Store {
             .filter(comment::Column::Author.is_in(merged.to_vec()))
             .exec(&**txn)
             .await?;
+        self.move_chats(txn, tenant, survivor, merged).await?;
         Ok(events)
     }
 
     /// An erasure in contacts: every ticket the person requested loses the
     /// request's text and their address, every comment on those tickets its
     /// text and files (replies quote the person), their survey answers their
-    /// words, and the tickets' mail ids are forgotten. The caller scrubs the earlier events.
+    /// words, and the tickets' mail ids are forgotten; their chats lose their
+    /// transcripts' words. The caller scrubs the earlier events.
     pub async fn apply_contact_erased(
         &self,
         txn: &WriteTxn,
@@ -128,6 +130,9 @@ impl Store {
         erased
             .resources
             .extend(self.erase_survey_comments(txn, tenant, &tickets).await?);
+        let (chats, events) = self.erase_chats(txn, tenant, contacts, FEED_ACTOR).await?;
+        erased.resources.extend(chats);
+        erased.events.extend(events);
         Ok(erased)
     }
 

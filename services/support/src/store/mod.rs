@@ -2,9 +2,11 @@
 //! tenant. Every change writes its events to the outbox in the same
 //! transaction; what the contacts feed asks of support is applied together
 //! with the feed cursor, in one transaction. The knowledge base's full-text
-//! search, one way per backend, is in `search`.
+//! search, one way per backend, is in `search`; live chats and the signals
+//! that reach their streams on every replica, in `chats`.
 
 mod articles;
+mod chats;
 mod comments;
 pub mod entities;
 mod feed;
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use crm_shared::{error::ApiError, outbox::NewEvent, store::Resources};
 
 pub use articles::{FILTER as ARTICLE_FILTER, ORDER_BY as ARTICLE_ORDER};
+pub use chats::{ChatHub, ChatSignal, FILTER as CHAT_FILTER, ORDER_BY as CHAT_ORDER};
 pub use comments::{CommentOutcome, NewComment};
 pub use satisfaction::ReportRow;
 pub use search::{ArticleSearch, Found};
@@ -27,6 +30,7 @@ pub use tickets::{FILTER as TICKET_FILTER, NewTicket, ORDER_BY as TICKET_ORDER};
 
 use crate::domain::{
     article::{Article, ArticleLink},
+    chat::Chat,
     comment::Comment,
     routing::{Agent, Queue, RoutingRule},
     satisfaction::Survey,
@@ -66,6 +70,8 @@ pub trait EventPayloads: Send + Sync {
     fn article(&self, article: &Article) -> prost_types::Any;
     /// An article linked to a ticket.
     fn article_link(&self, link: &ArticleLink) -> prost_types::Any;
+    /// A chat.
+    fn chat(&self, chat: &Chat) -> prost_types::Any;
 }
 
 /// The id in a resource name (`tickets/{id}`), as an idempotency record holds it.
@@ -134,20 +140,25 @@ pub struct Store {
     payloads: Arc<dyn EventPayloads>,
     /// How long a satisfaction survey may be answered.
     survey_valid_for: chrono::Duration,
+    /// Tells chat streams, on every replica, to look.
+    chats: ChatHub,
 }
 
 impl Store {
     /// A store over the service's tables, encoding event payloads with
-    /// `payloads`; surveys may be answered for `survey_valid_for`.
+    /// `payloads`; surveys may be answered for `survey_valid_for`; chat
+    /// changes are signalled through `chats`.
     pub fn new(
         base: Resources,
         payloads: Arc<dyn EventPayloads>,
         survey_valid_for: chrono::Duration,
+        chats: ChatHub,
     ) -> Self {
         Self {
             base,
             payloads,
             survey_valid_for,
+            chats,
         }
     }
 
