@@ -21,8 +21,8 @@ use crm_shared::{
     store::{Claim, ListQuery, Page},
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
@@ -229,6 +229,8 @@ fn chat_row(tenant: &Tenant, c: &Chat) -> chat::ActiveModel {
         version: c.version,
     }
     .into_active_model()
+    // Every column written: an update writes the whole chat.
+    .reset_all()
 }
 
 impl TryFrom<chat_message::Model> for ChatEntry {

@@ -1,17 +1,18 @@
 //! The contacts feed: merges move requesters, erasure erases the person
-//! from tickets, comments, survey answers and support's own events.
+//! from tickets, comments, chats, survey answers and support's own events.
 
 use crm_proto::{
     contacts::{EraseContactRequest, MergeContactsRequest},
     events::ErasureCompleted,
     support::{
-        Comment, CreateCommentRequest, CreateTicketRequest, GetSatisfactionSurveyRequest,
-        GetTicketRequest, ListCommentsRequest, SubmitSatisfactionRatingRequest, Ticket,
+        Chat, Comment, CreateCommentRequest, CreateTicketRequest, GetChatRequest,
+        GetSatisfactionSurveyRequest, GetTicketRequest, ListChatMessagesRequest,
+        ListCommentsRequest, StartChatRequest, SubmitSatisfactionRatingRequest, Ticket,
         TicketStatus, UpdateTicketRequest,
     },
 };
 
-use crate::harness::*;
+use crate::{chats::Side, harness::*};
 
 async fn open(support: &mut Support, requester: &str, subject: &str) -> Ticket {
     let t = support
@@ -81,6 +82,31 @@ async fn feed_on(backend: Backend) {
         .await
         .expect("rating");
     let second = open(&mut support, &ada2, "Second account").await;
+    // Ada's second account chats too, in words that name her.
+    let chat = suite
+        .support(TENANT, ADMIN)
+        .start_chat(StartChatRequest {
+            chat: Some(Chat {
+                subject: "Invoice wrong".into(),
+                requester: ada2.clone(),
+                requester_display_name: "Ada L.".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("StartChat")
+        .into_inner();
+    let mut customer = Side::customer(
+        &mut suite.anonymous_at(suite.first_replica()),
+        &chat.customer_token,
+        0,
+    )
+    .await
+    .expect("the customer joins");
+    customer.say("I live at 1 Main St", "").await;
+    customer.entry(1).await;
+    let chat = chat.chat.expect("chat");
 
     let mut contacts = suite.contacts(TENANT, ADMIN);
     contacts
@@ -100,6 +126,17 @@ async fn feed_on(backend: Backend) {
             .expect("GetTicket")
             .into_inner();
         t.requester == ada
+    })
+    .await;
+    eventually("the merge reaches the chat", async || {
+        let c = support
+            .get_chat(GetChatRequest {
+                name: chat.name.clone(),
+            })
+            .await
+            .expect("GetChat")
+            .into_inner();
+        c.requester == ada
     })
     .await;
 
@@ -139,6 +176,28 @@ async fn feed_on(backend: Backend) {
             "{comments:?}"
         );
     }
+    let erased_chat = support
+        .get_chat(GetChatRequest {
+            name: chat.name.clone(),
+        })
+        .await
+        .expect("GetChat")
+        .into_inner();
+    assert_eq!(erased_chat.subject, "[erased]");
+    assert!(
+        erased_chat.requester_email.is_empty() && erased_chat.requester_display_name.is_empty()
+    );
+    let transcript = support
+        .list_chat_messages(ListChatMessagesRequest {
+            parent: chat.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("ListChatMessages")
+        .into_inner()
+        .messages;
+    assert_eq!(transcript.len(), 1);
+    assert_eq!(transcript[0].text, "[erased]");
     let survey = support
         .get_satisfaction_survey(GetSatisfactionSurveyRequest {
             name: format!("{}/satisfaction", first.name),
@@ -159,6 +218,7 @@ async fn feed_on(backend: Backend) {
     );
     assert_eq!(confirmation.service, "support");
     assert!(confirmation.erased_resources.contains(&first.name));
+    assert!(confirmation.erased_resources.contains(&chat.name));
     assert!(confirmation.scrubbed_events > 0);
     // Nothing support ever published still names the person.
     for event in &events {
@@ -166,6 +226,8 @@ async fn feed_on(backend: Backend) {
         let text = String::from_utf8_lossy(bytes);
         for secret in [
             "ada@example.com",
+            "ada.l@example.com",
+            "Ada L.",
             "Invoice wrong",
             "1 Main St",
             "7946",

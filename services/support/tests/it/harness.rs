@@ -78,6 +78,32 @@ impl Suite {
             .max_decoding_message_size(16 * 1024 * 1024)
     }
 
+    /// A support client of `replica` for an agent of [`TENANT`] named `subject`.
+    pub fn agent_at(&self, replica: &ServiceProcess, subject: &str) -> Support {
+        let token = crm_shared::auth::sign_hs256(
+            SECRET,
+            TENANT,
+            subject,
+            AGENT,
+            std::time::Duration::from_secs(3600),
+        )
+        .expect("signing a test token");
+        SupportServiceClient::with_interceptor(
+            channel_to(replica.addr),
+            bearer(Some(&format!("Bearer {token}"))),
+        )
+    }
+
+    /// A support client of `replica` with no token at all (a customer's browser).
+    pub fn anonymous_at(&self, replica: &ServiceProcess) -> Support {
+        SupportServiceClient::with_interceptor(channel_to(replica.addr), bearer(None))
+    }
+
+    /// The first replica.
+    pub fn first_replica(&self) -> &ServiceProcess {
+        self.support.as_ref().expect("support runs")
+    }
+
     /// A contacts client for `tenant` with `roles`.
     pub fn contacts(&self, tenant: &str, roles: &[Role]) -> Contacts {
         ContactsServiceClient::with_interceptor(

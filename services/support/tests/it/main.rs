@@ -5,6 +5,7 @@
 mod harness;
 
 mod articles;
+mod chats;
 mod comments;
 mod email;
 mod feed;
