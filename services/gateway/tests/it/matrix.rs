@@ -847,6 +847,24 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
             .into_inner()
             .name,
     );
+    names.insert(
+        "Chat",
+        support
+            .start_chat(t::StartChatRequest {
+                chat: Some(t::Chat {
+                    subject: "The engine stalls".into(),
+                    requester: contact.clone(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("StartChat")
+            .into_inner()
+            .chat
+            .expect("a chat")
+            .name,
+    );
 
     let mut checked = 0;
     let mut lists_checked = Vec::new();
@@ -955,6 +973,7 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
         "ListBusinessCalendars",
         "ListSlaPolicies",
         "ListArticles",
+        "ListChats",
         "ListAuditEntries",
     ] {
         if !lists_checked.iter().any(|m| m == list) {
