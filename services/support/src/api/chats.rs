@@ -10,7 +10,7 @@
 use std::{pin::Pin, time::Duration};
 
 use chrono::Utc;
-use crm_proto::support::{self as pb, chat_client_message::Action, chat_server_message::Event};
+use crm_proto::support::{self as pb, chat_action::Action, chat_server_message::Event};
 use crm_shared::{
     auth::admitted,
     convert::{parse_name, required, to_timestamp},
@@ -21,7 +21,7 @@ use crm_shared::{
     store::{ListPlan, ListRequest},
     validate::{MAX_SHORT, Violations},
 };
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -43,6 +43,9 @@ use crate::{
 
 /// What a chat stream sends.
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<pb::ChatServerMessage, Status>> + Send>>;
+
+/// What a participant sends, whichever side they are on.
+type Actions = Pin<Box<dyn Stream<Item = Result<Option<pb::ChatAction>, Status>> + Send>>;
 
 /// A stream looks at its chat this often even without a signal: a safety
 /// net only, as a lost `LISTEN` connection says so when it is back.
@@ -208,10 +211,13 @@ pub(super) async fn create_ticket_from_chat(
 /// one who accepted it writes.
 pub(super) async fn connect_chat(
     api: &SupportApi,
-    request: Request<Streaming<pb::ChatClientMessage>>,
+    request: Request<Streaming<pb::ConnectChatRequest>>,
 ) -> Result<Response<ChatStream>, Status> {
     let (principal, tenant) = admitted(&request)?;
-    let mut incoming = request.into_inner();
+    let mut incoming: Actions = request
+        .into_inner()
+        .map(|message| message.map(|m| m.action))
+        .boxed();
     let join = first_join(&mut incoming).await?;
     let id = parse_name(&join.chat, "chats", "join.chat")?;
     let chat = api.store.get_chat(&tenant, id).await?;
@@ -229,9 +235,12 @@ pub(super) async fn connect_chat(
 /// `crm_shared::auth::PUBLIC_METHODS`).
 pub(super) async fn connect_customer_chat(
     api: &SupportApi,
-    request: Request<Streaming<pb::ChatClientMessage>>,
+    request: Request<Streaming<pb::ConnectCustomerChatRequest>>,
 ) -> Result<Response<ChatStream>, Status> {
-    let mut incoming = request.into_inner();
+    let mut incoming: Actions = request
+        .into_inner()
+        .map(|message| message.map(|m| m.action))
+        .boxed();
     let join = first_join(&mut incoming).await?;
     let claim = api
         .options
@@ -256,18 +265,16 @@ async fn shutdown(stopping: &mut watch::Receiver<bool>) {
 }
 
 /// The `join` a stream must begin with.
-async fn first_join(
-    incoming: &mut Streaming<pb::ChatClientMessage>,
-) -> Result<pb::JoinChat, ApiError> {
-    let first = incoming.message().await.map_err(|status| {
+async fn first_join(incoming: &mut Actions) -> Result<pb::JoinChat, ApiError> {
+    let first = incoming.next().await.transpose().map_err(|status| {
         ApiError::invalid(
             "join",
             format!("the stream failed before joining: {}", status.message()),
         )
     })?;
-    let Some(pb::ChatClientMessage {
+    let Some(Some(pb::ChatAction {
         action: Some(Action::Join(join)),
-    }) = first
+    })) = first
     else {
         return Err(ApiError::invalid(
             "join",
@@ -290,7 +297,7 @@ fn open_session(
     me: Participant,
     chat: Chat,
     after_sequence: i64,
-    incoming: Streaming<pb::ChatClientMessage>,
+    incoming: Actions,
 ) -> Response<ChatStream> {
     let (out, stream) = mpsc::channel(OUTBOX);
     // Subscribed before the first read: nothing committed after it is missed.
@@ -338,7 +345,7 @@ impl From<ApiError> for Stop {
 impl Session {
     async fn run(
         mut self,
-        mut incoming: Streaming<pb::ChatClientMessage>,
+        mut incoming: Actions,
         mut signals: tokio::sync::broadcast::Receiver<ChatSignal>,
         mut stopping: watch::Receiver<bool>,
     ) {
@@ -355,10 +362,10 @@ impl Session {
             step = tokio::select! {
                 _ = look.tick() => self.catch_up().await,
                 signal = signals.recv() => self.on_signal(signal).await,
-                message = incoming.message() => match message {
-                    Ok(Some(message)) => self.on_message(message).await,
+                message = incoming.next() => match message {
+                    Some(Ok(action)) => self.on_action(action).await,
                     // The participant closed their side or went away.
-                    Ok(None) | Err(_) => Err(Stop::Done),
+                    None | Some(Err(_)) => Err(Stop::Done),
                 },
                 () = shutdown(&mut stopping) => Err(Stop::Failed(Status::unavailable(
                     "the server is shutting down; join again with the last sequence seen",
@@ -400,9 +407,9 @@ impl Session {
         }
     }
 
-    async fn on_message(&mut self, message: pb::ChatClientMessage) -> Result<(), Stop> {
+    async fn on_action(&mut self, action: Option<pb::ChatAction>) -> Result<(), Stop> {
         let store = &self.api.store;
-        match message.action {
+        match action.and_then(|a| a.action) {
             None => Err(ApiError::invalid("action", "required").into()),
             Some(Action::Join(_)) => {
                 Err(ApiError::invalid("join", "only the first message joins").into())

@@ -576,7 +576,7 @@ impl SupportService for SupportApi {
 
     async fn connect_chat(
         &self,
-        request: Request<tonic::Streaming<pb::ChatClientMessage>>,
+        request: Request<tonic::Streaming<pb::ConnectChatRequest>>,
     ) -> Result<Response<Self::ConnectChatStream>, Status> {
         chats::connect_chat(self, request).await
     }
@@ -585,7 +585,7 @@ impl SupportService for SupportApi {
 
     async fn connect_customer_chat(
         &self,
-        request: Request<tonic::Streaming<pb::ChatClientMessage>>,
+        request: Request<tonic::Streaming<pb::ConnectCustomerChatRequest>>,
     ) -> Result<Response<Self::ConnectCustomerChatStream>, Status> {
         chats::connect_customer_chat(self, request).await
     }

@@ -7,21 +7,22 @@
 use std::time::Duration;
 
 use crm_proto::support::{
-    AcceptChatRequest, AssignmentStrategy, Chat, ChatClientMessage, ChatMessage, ChatMessageKind,
-    ChatRole, ChatServerMessage, ChatState, CreateQueueRequest, CreateTicketFromChatRequest,
-    EndChatAction, GetChatRequest, JoinChat, ListChatMessagesRequest, ListChatsRequest,
-    MarkChatRead, Queue, SendChatMessage, SetChatTyping, StartChatRequest, StartChatResponse,
-    TicketChannel, UpdateAgentRequest, chat_client_message::Action, chat_server_message::Event,
+    AcceptChatRequest, AssignmentStrategy, Chat, ChatAction, ChatMessage, ChatMessageKind,
+    ChatRole, ChatServerMessage, ChatState, ConnectChatRequest, ConnectCustomerChatRequest,
+    CreateQueueRequest, CreateTicketFromChatRequest, EndChatAction, GetChatRequest, JoinChat,
+    ListChatMessagesRequest, ListChatsRequest, MarkChatRead, Queue, SendChatMessage, SetChatTyping,
+    StartChatRequest, StartChatResponse, TicketChannel, UpdateAgentRequest, chat_action::Action,
+    chat_server_message::Event,
 };
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::{Code, Status, Streaming};
 
 use crate::harness::*;
 
 /// One participant's open stream.
 pub struct Side {
-    sender: mpsc::Sender<ChatClientMessage>,
+    sender: mpsc::Sender<ChatAction>,
     events: Streaming<ChatServerMessage>,
 }
 
@@ -34,6 +35,9 @@ impl Side {
             ..Default::default()
         })
         .await;
+        let requests = requests.map(|action| ConnectChatRequest {
+            action: Some(action),
+        });
         let events = client.connect_chat(requests).await?.into_inner();
         Ok(Side { sender, events })
     }
@@ -46,19 +50,17 @@ impl Side {
             ..Default::default()
         })
         .await;
+        let requests = requests.map(|action| ConnectCustomerChatRequest {
+            action: Some(action),
+        });
         let events = client.connect_customer_chat(requests).await?.into_inner();
         Ok(Side { sender, events })
     }
 
-    async fn joining(
-        join: JoinChat,
-    ) -> (
-        mpsc::Sender<ChatClientMessage>,
-        ReceiverStream<ChatClientMessage>,
-    ) {
+    async fn joining(join: JoinChat) -> (mpsc::Sender<ChatAction>, ReceiverStream<ChatAction>) {
         let (sender, receiver) = mpsc::channel(16);
         sender
-            .send(ChatClientMessage {
+            .send(ChatAction {
                 action: Some(Action::Join(join)),
             })
             .await
@@ -68,7 +70,7 @@ impl Side {
 
     pub async fn act(&self, action: Action) {
         self.sender
-            .send(ChatClientMessage {
+            .send(ChatAction {
                 action: Some(action),
             })
             .await
@@ -496,11 +498,13 @@ async fn refusals_on(backend: Backend) {
     // A first message that is not a join.
     let (sender, receiver) = mpsc::channel(1);
     sender
-        .send(ChatClientMessage {
-            action: Some(Action::Send(SendChatMessage {
-                text: "hi".into(),
-                ..Default::default()
-            })),
+        .send(ConnectCustomerChatRequest {
+            action: Some(ChatAction {
+                action: Some(Action::Send(SendChatMessage {
+                    text: "hi".into(),
+                    ..Default::default()
+                })),
+            }),
         })
         .await
         .unwrap();
