@@ -1,6 +1,8 @@
-"""A Python client generated from proto/ against the real contacts, sales and
-gateway binaries: every call goes through the gateway, as a real client's would."""
+"""A Python client generated from proto/ against the real contacts, sales, support
+and gateway binaries: every call goes through the gateway, as a real client's would."""
 
+import queue
+import threading
 import time
 import unittest
 import uuid
@@ -11,6 +13,7 @@ from google.protobuf import field_mask_pb2
 from crm.common.v1 import common_pb2
 from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc
 from crm.sales.v1 import sales_pb2, sales_pb2_grpc
+from crm.support.v1 import support_pb2, support_pb2_grpc
 import rpc_status_pb2
 from support import Suite, token
 
@@ -132,6 +135,87 @@ class ThroughGatewayTest(unittest.TestCase):
             for contact in page.contacts
         ]
         self.assertEqual(len(exported), 30)
+
+    def test_a_customer_and_an_agent_chat_through_the_gateway(self):
+        support = support_pb2_grpc.SupportServiceStub(self.channel)
+        bob = [("authorization", "Bearer " + token("acme", ["support"], subject="bob"))]
+        started = support.StartChat(
+            support_pb2.StartChatRequest(
+                chat=support_pb2.Chat(requester_email="grace@chat.example.com", requester_display_name="Grace")
+            ),
+            metadata=self.admin,
+        )
+        chat = started.chat
+        self.assertEqual(chat.state, support_pb2.CHAT_STATE_WAITING)
+
+        def side(connect, request_type, join, metadata=None):
+            """A participant: a queue of actions to send, and a thread reading what arrives."""
+            outgoing, arrived = queue.Queue(), queue.Queue()
+            outgoing.put(support_pb2.ChatAction(join=join))
+
+            def requests():
+                while (action := outgoing.get()) is not None:
+                    yield request_type(action=action)
+
+            def read():
+                try:
+                    for message in connect(requests(), metadata=metadata):
+                        arrived.put(message)
+                    arrived.put("ended")
+                except grpc.RpcError as error:
+                    arrived.put(error)
+
+            threading.Thread(target=read, daemon=True).start()
+            return outgoing, arrived
+
+        def until(arrived, check):
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                message = arrived.get(timeout=max(0.0, deadline - time.time()))
+                if check(message):
+                    return message
+            self.fail("nothing arrived in time")
+
+        def entry(sequence):
+            return lambda m: not isinstance(m, str) and m.HasField("message") and m.message.sequence == sequence
+
+        # The customer holds no account: the token from StartChat is the proof.
+        customer_out, customer_in = side(
+            support.ConnectCustomerChat,
+            support_pb2.ConnectCustomerChatRequest,
+            support_pb2.JoinChat(customer_token=started.customer_token),
+        )
+        customer_out.put(support_pb2.ChatAction(send=support_pb2.SendChatMessage(text="Hello from Python", client_message_id="p1")))
+        until(customer_in, entry(1))
+        support.AcceptChat(support_pb2.AcceptChatRequest(name=chat.name), metadata=bob)
+        agent_out, agent_in = side(
+            support.ConnectChat, support_pb2.ConnectChatRequest, support_pb2.JoinChat(chat=chat.name), bob
+        )
+        self.assertEqual(until(agent_in, entry(1)).message.text, "Hello from Python")
+        agent_out.put(support_pb2.ChatAction(send=support_pb2.SendChatMessage(text="Hello, Grace", client_message_id="b1")))
+        reply = until(customer_in, entry(3)).message
+        self.assertEqual((reply.author, reply.text), ("bob", "Hello, Grace"))
+
+        customer_out.put(support_pb2.ChatAction(end=support_pb2.EndChatAction()))
+        self.assertEqual(until(agent_in, entry(4)).message.kind, support_pb2.CHAT_MESSAGE_KIND_ENDED)
+        self.assertEqual(until(agent_in, lambda m: isinstance(m, str)), "ended")
+        customer_out.put(None)
+        agent_out.put(None)
+
+        ticket = support.CreateTicketFromChat(support_pb2.CreateTicketFromChatRequest(name=chat.name), metadata=bob)
+        self.assertEqual(ticket.channel, support_pb2.TICKET_CHANNEL_CHAT)
+        self.assertIn("Grace: Hello from Python", ticket.description)
+
+        # A forged token is refused, not an error of the server's.
+        forged_out, refused = side(
+            support.ConnectCustomerChat,
+            support_pb2.ConnectCustomerChatRequest,
+            support_pb2.JoinChat(customer_token=started.customer_token + "x"),
+        )
+        forged_out.put(None)
+        error = refused.get(timeout=10)
+        self.assertIsInstance(error, grpc.RpcError)
+        self.assertEqual(error.code(), grpc.StatusCode.PERMISSION_DENIED)
 
     def test_unknown_service_and_deadline(self):
         unknown = self.channel.unary_unary(
