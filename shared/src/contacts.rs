@@ -93,6 +93,17 @@ impl ContactsClient {
         name: &str,
         field: &str,
     ) -> Result<(), ApiError> {
+        self.live_company(credentials, name, field).await.map(drop)
+    }
+
+    /// The live company `name`; INVALID_ARGUMENT naming `field` when it is
+    /// missing or deleted.
+    pub async fn live_company(
+        &self,
+        credentials: &Credentials,
+        name: &str,
+        field: &str,
+    ) -> Result<pb::Company, ApiError> {
         let outcome = retry_idempotent(|| {
             let mut client = self.client();
             let request = credentials.request(pb::GetCompanyRequest {
@@ -102,7 +113,7 @@ impl ContactsClient {
         })
         .await
         .map(tonic::Response::into_inner);
-        live(outcome, name, field, |c| c.delete_time.is_some()).map(drop)
+        live(outcome, name, field, |c| c.delete_time.is_some())
     }
 
     /// The first company named `display_name`, if any.

@@ -2,10 +2,11 @@
 //! (`crm_shared::consumer`): a merged contact's tickets and replies move to
 //! the survivor; an erased person's tickets, comments, chats and mail ids
 //! lose their data, support's own earlier events about them are scrubbed, and an
-//! `ErasureCompleted` event confirms it.
+//! `ErasureCompleted` event confirms it. A company's new service tier reaches
+//! its tickets (and their SLA policies).
 
 use crm_proto::{
-    contacts::{ContactErased, ContactMerged},
+    contacts::{Company, ContactErased, ContactMerged},
     events::{ErasureCompleted, Event},
     support as pb,
 };
@@ -23,6 +24,7 @@ use crate::store::Store;
 pub const SOURCE: &str = "contacts";
 const MERGED: &str = "crm.contacts.v1.ContactMerged";
 const ERASED: &str = "crm.contacts.v1.ContactErased";
+const COMPANY_UPDATED: &str = "crm.contacts.v1.CompanyUpdated";
 
 /// Support's handler of the contacts feed.
 pub struct ContactsFeed {
@@ -67,7 +69,7 @@ impl ContactsFeed {
 #[tonic::async_trait]
 impl EventHandler for ContactsFeed {
     fn event_types(&self) -> Vec<String> {
-        vec![MERGED.into(), ERASED.into()]
+        vec![MERGED.into(), ERASED.into(), COMPANY_UPDATED.into()]
     }
 
     async fn apply(&self, txn: &WriteTxn, event: &Event) -> Result<Vec<NewEvent>, EffectError> {
@@ -83,6 +85,13 @@ impl EventHandler for ContactsFeed {
                 Ok(events)
             }
             ERASED => self.erased(txn, &tenant, EffectError::decode(event)?).await,
+            COMPANY_UPDATED => {
+                let company: Company = EffectError::decode(event)?;
+                Ok(self
+                    .store
+                    .apply_company_tier(txn, &tenant, &company.name, &company.tier)
+                    .await?)
+            }
             _ => Ok(Vec::new()),
         }
     }

@@ -234,6 +234,7 @@ pub fn company_draft(company: pb::Company) -> CompanyDraft {
             .map(struct_to_json)
             .unwrap_or_default(),
         owner: company.owner,
+        tier: company.tier,
     }
 }
 
@@ -258,6 +259,7 @@ pub fn company_message(company: &Company) -> pb::Company {
         update_time: Some(to_timestamp(company.update_time)),
         delete_time: company.delete_time.map(to_timestamp),
         etag: etag(company.version),
+        tier: d.tier.clone(),
         owner: d.owner.clone(),
     }
 }

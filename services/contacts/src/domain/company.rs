@@ -11,6 +11,9 @@ use super::validate::{MAX_SHORT, Violations, normalize_tags};
 
 pub use crm_shared::money::Money;
 
+/// The longest tier name.
+const MAX_TIER: usize = 64;
+
 /// The writable fields of a company.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompanyDraft {
@@ -32,6 +35,8 @@ pub struct CompanyDraft {
     pub custom_fields: serde_json::Map<String, serde_json::Value>,
     /// Owner.
     pub owner: String,
+    /// The service tier bought, lower-case.
+    pub tier: String,
 }
 
 /// The fields an update mask may name.
@@ -45,6 +50,7 @@ pub const WRITABLE_FIELDS: &[&str] = &[
     "tags",
     "custom_fields",
     "owner",
+    "tier",
 ];
 
 impl CompanyDraft {
@@ -84,6 +90,8 @@ impl CompanyDraft {
         if let Some(address) = &self.address {
             address.check(&format!("{prefix}.address"), &mut v);
         }
+        self.tier = self.tier.trim().to_lowercase();
+        v.text(&format!("{prefix}.tier"), &self.tier, MAX_TIER);
         normalize_tags(&mut self.tags);
         v.tags(&format!("{prefix}.tags"), &self.tags);
         v.custom_fields(&format!("{prefix}.custom_fields"), &self.custom_fields);
@@ -104,6 +112,7 @@ impl CompanyDraft {
                 "tags" => self.tags.clone_from(&patch.tags),
                 "custom_fields" => self.custom_fields.clone_from(&patch.custom_fields),
                 "owner" => self.owner.clone_from(&patch.owner),
+                "tier" => self.tier.clone_from(&patch.tier),
                 _ => {}
             }
         }

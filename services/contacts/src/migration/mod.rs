@@ -4,6 +4,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_create_tables;
+mod m0002_company_tier;
 
 /// Every migration of the contacts database, in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(crm_shared::idempotency::fingerprint_migration::AddIdempotencyFingerprint),
             Box::new(crm_shared::retention::migration::CreateFeedReaders),
             Box::new(crm_shared::audit::migration::CreateAuditLog),
+            Box::new(m0002_company_tier::Migration),
         ]
     }
 }

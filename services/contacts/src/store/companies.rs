@@ -46,6 +46,11 @@ pub const FILTER: FilterSchema = FilterSchema {
             kind: FieldKind::Text,
         },
         FilterField {
+            name: "tier",
+            column: "tier",
+            kind: FieldKind::Text,
+        },
+        FilterField {
             name: "tags",
             column: "tags",
             kind: FieldKind::JsonStringArray,
@@ -69,6 +74,7 @@ pub const ORDER_BY: &[(&str, &str)] = &[
     ("domain", "domain"),
     ("industry", "industry"),
     ("employee_count", "employee_count"),
+    ("tier", "tier"),
     ("create_time", "create_time"),
     ("update_time", "update_time"),
 ];

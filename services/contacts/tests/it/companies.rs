@@ -81,6 +81,7 @@ async fn creates_and_gets_a_company_on(backend: Backend) {
                 }),
                 tags: vec!["enterprise".into()],
                 owner: "owner-1".into(),
+                tier: " Gold ".into(),
                 ..Default::default()
             }),
             request_id: String::new(),
@@ -106,6 +107,7 @@ async fn creates_and_gets_a_company_on(backend: Backend) {
     );
     assert_eq!(created.tags, vec!["enterprise".to_owned()]);
     assert_eq!(created.owner, "owner-1");
+    assert_eq!(created.tier, "gold", "the tier is trimmed and lower-cased");
     assert!(created.create_time.is_some() && created.update_time.is_some());
     assert!(created.delete_time.is_none());
     assert!(!created.etag.is_empty());
@@ -214,6 +216,12 @@ async fn lists_companies_on(backend: Backend) {
                     domain: domain.into(),
                     industry: industry.into(),
                     employee_count: employees,
+                    tier: if employees > 1000 {
+                        "enterprise"
+                    } else {
+                        "standard"
+                    }
+                    .into(),
                     tags: tags.into_iter().map(String::from).collect(),
                     ..Default::default()
                 }),
@@ -239,6 +247,7 @@ async fn lists_companies_on(backend: Backend) {
         ),
         (r#"tags:"enterprise""#, set(&["Babbage Ltd", "Dijkstra BV"])),
         (r#"domain = "turing.example""#, set(&["Turing GmbH"])),
+        (r#"tier = "enterprise""#, set(&["Ada AG"])),
         (
             r#"industry = "Computing" AND employee_count < 100"#,
             set(&["Babbage Ltd", "Turing GmbH"]),

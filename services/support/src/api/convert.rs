@@ -137,6 +137,7 @@ pub fn ticket_message(t: &Ticket) -> pb::Ticket {
         requester_email: d.requester_email.clone(),
         requester_display_name: String::new(),
         company: d.company.clone(),
+        company_tier: t.company_tier.clone(),
         channel: channel_message(d.channel) as i32,
         priority: priority_message(d.priority) as i32,
         r#type: d.kind.clone(),

@@ -113,19 +113,21 @@ pub(super) async fn receive_email(
             "the mail's subject, body or sender is not acceptable for a ticket",
         )
     })?;
-    api.resolve_requester(
-        &credentials,
-        &mut draft,
-        mail.from_name.as_deref().unwrap_or_default(),
-        "raw_message",
-    )
-    .await?;
+    let company_tier = api
+        .resolve_requester(
+            &credentials,
+            &mut draft,
+            mail.from_name.as_deref().unwrap_or_default(),
+            "raw_message",
+        )
+        .await?;
     let new = NewTicket {
         draft,
         queue: String::new(),
         assignee: String::new(),
         follow_up_of: String::new(),
         message_id: mail.message_id.clone().unwrap_or_default(),
+        company_tier,
     };
     let created = api.store.create_ticket(&tenant, &actor, new, None).await?;
     Ok(Response::new(pb::ReceiveEmailResponse {

@@ -26,14 +26,14 @@ use crate::{
 
 impl SupportApi {
     /// Fills in a ticket's requester (see [`Self::resolve_person`]) and
-    /// checks its company.
+    /// checks its company; the company's service tier (empty without one).
     pub(super) async fn resolve_requester(
         &self,
         credentials: &Credentials,
         draft: &mut TicketDraft,
         display_name: &str,
         prefix: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<String, ApiError> {
         self.resolve_person(
             credentials,
             &mut draft.requester,
@@ -42,12 +42,26 @@ impl SupportApi {
             prefix,
         )
         .await?;
-        if !draft.company.is_empty() {
-            self.contacts
-                .check_company(credentials, &draft.company, &format!("{prefix}.company"))
-                .await?;
+        self.company_tier(credentials, &draft.company, &format!("{prefix}.company"))
+            .await
+    }
+
+    /// The service tier of `company` (empty for no company); INVALID_ARGUMENT
+    /// naming `field` when it is not a live company.
+    pub(super) async fn company_tier(
+        &self,
+        credentials: &Credentials,
+        company: &str,
+        field: &str,
+    ) -> Result<String, ApiError> {
+        if company.is_empty() {
+            return Ok(String::new());
         }
-        Ok(())
+        let company = self
+            .contacts
+            .live_company(credentials, company, field)
+            .await?;
+        Ok(company.tier)
     }
 
     /// Fills in who asks (a ticket's requester, a chat's customer): a named
@@ -148,19 +162,21 @@ pub(super) async fn create_ticket(
     if !queue.is_empty() {
         check_queue(api, &tenant, &queue, "ticket.queue").await?;
     }
-    api.resolve_requester(
-        &credentials,
-        &mut draft,
-        &message.requester_display_name,
-        "ticket",
-    )
-    .await?;
+    let company_tier = api
+        .resolve_requester(
+            &credentials,
+            &mut draft,
+            &message.requester_display_name,
+            "ticket",
+        )
+        .await?;
     let new = NewTicket {
         draft,
         queue,
         assignee: message.assignee.trim().to_owned(),
         follow_up_of: String::new(),
         message_id: String::new(),
+        company_tier,
     };
     let created = api
         .store
@@ -227,11 +243,14 @@ pub(super) async fn update_ticket(
     } else {
         None
     };
-    if paths.contains(&"company") && !changes.company.is_empty() {
-        api.contacts
-            .check_company(&credentials, &changes.company, "ticket.company")
-            .await?;
-    }
+    let company_tier = if paths.contains(&"company") {
+        Some(
+            api.company_tier(&credentials, changes.company.trim(), "ticket.company")
+                .await?,
+        )
+    } else {
+        None
+    };
     let actor = principal.subject.clone();
     let updated = api
         .store
@@ -247,6 +266,9 @@ pub(super) async fn update_ticket(
                 let before = (t.draft.priority, t.draft.status);
                 t.draft.apply(&paths, &changes);
                 t.draft.normalize_and_check("ticket")?;
+                if let Some(tier) = &company_tier {
+                    t.company_tier.clone_from(tier);
+                }
                 let now = Utc::now();
                 let mut recorded = Vec::new();
                 if t.draft.priority != before.0 {

@@ -212,6 +212,9 @@ pub struct Ticket {
     pub assignment_reason: String,
     /// The closed ticket this one follows up.
     pub follow_up_of: String,
+    /// The service tier of its company when last read from contacts
+    /// (policies and rules name it); empty without a company.
+    pub company_tier: String,
     /// The first public agent reply.
     pub first_response_time: Option<DateTime<Utc>>,
     /// Last solved.
@@ -386,6 +389,7 @@ mod tests {
             assignee: String::new(),
             assignment_reason: String::new(),
             follow_up_of: String::new(),
+            company_tier: String::new(),
             first_response_time: None,
             solve_time: None,
             close_time: None,

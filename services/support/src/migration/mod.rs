@@ -7,6 +7,7 @@ mod m0002_sla;
 mod m0003_satisfaction;
 mod m0004_knowledge_base;
 mod m0005_chats;
+mod m0006_company_tier;
 
 /// Every migration of the support database, in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_satisfaction::Migration),
             Box::new(m0004_knowledge_base::Migration),
             Box::new(m0005_chats::Migration),
+            Box::new(m0006_company_tier::Migration),
         ]
     }
 }

@@ -537,6 +537,7 @@ impl Store {
             assignee: c.agent.clone(),
             follow_up_of: String::new(),
             message_id: String::new(),
+            company_tier: String::new(),
         };
         let (t, mut events) = self.insert_ticket(&txn, tenant, actor, new).await?;
         c.ticket = t.name();

@@ -155,6 +155,7 @@ impl Store {
                         assignee: t.assignee.clone(),
                         follow_up_of: t.name(),
                         message_id: String::new(),
+                        company_tier: t.company_tier.clone(),
                     };
                     let (opened, created) =
                         self.insert_ticket(&txn, tenant, actor, follow_up).await?;

@@ -47,6 +47,7 @@ pub mod ticket {
         pub assignee: String,
         pub assignment_reason: String,
         pub follow_up_of: String,
+        pub company_tier: String,
         pub first_response_time: Option<DateTimeUtc>,
         pub solve_time: Option<DateTimeUtc>,
         pub close_time: Option<DateTimeUtc>,

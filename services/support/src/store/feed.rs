@@ -136,6 +136,35 @@ impl Store {
         Ok(erased)
     }
 
+    /// A company changed in contacts: its tickets whose recorded tier differs
+    /// take the new one, and an unsolved ticket's SLA policy is chosen again
+    /// (`TicketUpdated`); solved and closed tickets keep their SLA.
+    pub async fn apply_company_tier(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        company: &str,
+        tier: &str,
+    ) -> Result<Vec<NewEvent>, ApiError> {
+        let rows = ticket::Entity::find_in(tenant)
+            .filter(ticket::Column::Company.eq(company))
+            .filter(ticket::Column::CompanyTier.ne(tier))
+            .all(&**txn)
+            .await?;
+        let mut events = Vec::new();
+        for row in rows {
+            let mut t = Ticket::try_from(row)?;
+            let stored = t.version;
+            t.company_tier = tier.to_owned();
+            let event = t.draft.status.is_unsolved().then_some("TicketUpdated");
+            events.extend(
+                self.save_ticket(txn, tenant, &mut t, stored, &[], FEED_ACTOR, event)
+                    .await?,
+            );
+        }
+        Ok(events)
+    }
+
     /// The event confirming an erasure, about the erased contact.
     pub fn erasure_completed(&self, contact: &str, payload: prost_types::Any) -> NewEvent {
         self.event("ErasureCompleted", contact.to_owned(), payload, FEED_ACTOR)

@@ -59,6 +59,7 @@ pub const FILTER: FilterSchema = FilterSchema {
         FilterField::text("requester"),
         FilterField::text("requester_email"),
         FilterField::text("company"),
+        FilterField::text("company_tier"),
         FilterField::new("channel", FieldKind::Enum(CHANNEL_VALUES)),
         FilterField::new("priority", FieldKind::Enum(PRIORITY_VALUES)),
         FilterField {
@@ -124,6 +125,7 @@ impl TryFrom<ticket::Model> for Ticket {
             assignee: row.assignee,
             assignment_reason: row.assignment_reason,
             follow_up_of: row.follow_up_of,
+            company_tier: row.company_tier,
             first_response_time: row.first_response_time,
             solve_time: row.solve_time,
             close_time: row.close_time,
@@ -165,6 +167,7 @@ fn ticket_row(tenant: &Tenant, t: &Ticket) -> ticket::ActiveModel {
         assignee: t.assignee.clone(),
         assignment_reason: t.assignment_reason.clone(),
         follow_up_of: t.follow_up_of.clone(),
+        company_tier: t.company_tier.clone(),
         first_response_time: t.first_response_time,
         solve_time: t.solve_time,
         close_time: t.close_time,
@@ -214,6 +217,8 @@ pub struct NewTicket {
     pub follow_up_of: String,
     /// The Message-ID of the mail that opened it.
     pub message_id: String,
+    /// Its company's service tier (see [`Ticket::company_tier`]).
+    pub company_tier: String,
 }
 
 impl Store {
@@ -266,6 +271,7 @@ impl Store {
             assignee: new.assignee,
             assignment_reason: String::new(),
             follow_up_of: new.follow_up_of,
+            company_tier: new.company_tier,
             first_response_time: None,
             solve_time: None,
             close_time: None,

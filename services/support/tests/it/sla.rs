@@ -318,3 +318,84 @@ async fn sla_on(backend: Backend) {
         .expect_err("an unknown zone");
     assert_invalid_field(&status, "business_calendar.time_zone", "zone");
 }
+
+db_test!(
+    a_companys_tier_chooses_the_sla_and_follows_the_company,
+    tier_on
+);
+async fn tier_on(backend: Backend) {
+    use crm_proto::contacts::{Company, CreateCompanyRequest, UpdateCompanyRequest};
+    let Some(suite) = Suite::start(backend).await else {
+        return;
+    };
+    let mut contacts = suite.contacts(TENANT, ADMIN);
+    let company = contacts
+        .create_company(CreateCompanyRequest {
+            company: Some(Company {
+                display_name: "Globex".into(),
+                tier: "Enterprise".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateCompany")
+        .into_inner();
+    let mut admin = suite.support(TENANT, ADMIN);
+    let mut policy = async |name: &str, priority: i32, filter: &str, minutes: i32| {
+        admin
+            .create_sla_policy(CreateSlaPolicyRequest {
+                sla_policy: Some(SlaPolicy {
+                    display_name: name.into(),
+                    priority,
+                    filter: filter.into(),
+                    first_response_minutes: minutes,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("CreateSlaPolicy")
+            .into_inner()
+            .name
+    };
+    let enterprise = policy("Enterprise", 1, r#"company_tier = "enterprise""#, 15).await;
+    let everyone = policy("Everyone", 2, "", 240).await;
+
+    let mut support = suite.support(TENANT, AGENT);
+    let ticket = support
+        .create_ticket(CreateTicketRequest {
+            ticket: Some(Ticket {
+                subject: "Invoices are late".into(),
+                requester_email: "hank@globex.example".into(),
+                company: company.name.clone(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateTicket")
+        .into_inner();
+    assert_eq!(ticket.company_tier, "enterprise");
+    assert_eq!(ticket.sla.as_ref().expect("an SLA").policy, enterprise);
+
+    // The company steps down a tier in contacts: the open ticket follows.
+    contacts
+        .update_company(UpdateCompanyRequest {
+            company: Some(Company {
+                name: company.name.clone(),
+                tier: "standard".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["tier".into()],
+            }),
+        })
+        .await
+        .expect("UpdateCompany");
+    eventually("the new tier reaches the ticket", async || {
+        let t = get(&mut support, &ticket.name).await;
+        t.company_tier == "standard" && t.sla.as_ref().is_some_and(|s| s.policy == everyone)
+    })
+    .await;
+}
