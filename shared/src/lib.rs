@@ -26,6 +26,7 @@ pub mod schedule;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod token;
 pub mod validate;
 
 /// This build's version: the workspace's, with `+<revision>` when the build

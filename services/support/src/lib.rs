@@ -26,7 +26,7 @@ use crm_shared::{
 };
 
 pub use api::ROLE_RULES;
-use domain::token::SignedTokens;
+use crm_shared::token::SignedTokens;
 pub use migration::Migrator;
 
 /// The filter and order_by grammar of every list this service serves

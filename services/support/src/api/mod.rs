@@ -32,7 +32,9 @@ use tonic::{Request, Response, Status};
 
 pub use convert::ProtoPayloads;
 
-use crate::{domain::token::SignedTokens, store::Store};
+use crm_shared::token::SignedTokens;
+
+use crate::store::Store;
 
 /// Who manages queues, agents' skills, routing and the knowledge base.
 const ADMINS: &[Role] = &[Role::Admin, Role::Manager];

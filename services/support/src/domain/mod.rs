@@ -2,8 +2,7 @@
 //! queue, agent and routing rule is; how a ticket's status moves; how a new
 //! ticket's agent is picked; how inbound mail reads; business-hours time and SLA clocks;
 //! knowledge-base articles, their states and versions, and how a search or a
-//! ticket's words become a query; live chats; the signed tokens that stand
-//! in for a customer's account.
+//! ticket's words become a query; live chats.
 
 pub mod article;
 pub mod calendar;
@@ -14,4 +13,3 @@ pub mod routing;
 pub mod satisfaction;
 pub mod sla;
 pub mod ticket;
-pub mod token;

@@ -1,13 +1,13 @@
 //! Signed, expiring tokens that stand in for an account: a survey link for
-//! a requester, a chat for a website's visitor. A token is
+//! a requester, a chat for a website's visitor, an unsubscribe link. A token is
 //! `<payload>.<mac>`, both base64url, the payload naming the tenant, the
 //! resource and the expiry, the MAC an HMAC-SHA256 of the token's purpose
 //! and payload under the service's key, so a token of one purpose is never
 //! accepted for another.
 
+use crate::error::ApiError;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use crm_shared::error::ApiError;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
@@ -31,7 +31,7 @@ pub struct TokenClaim {
 }
 
 impl SignedTokens {
-    /// Tokens for `purpose` under `key` (a `support.*_secret` setting).
+    /// Tokens for `purpose` under `key` (a service's `*_secret` setting).
     pub fn new(key: &str, purpose: &'static str) -> Self {
         Self {
             key: key.as_bytes().to_vec(),
