@@ -108,7 +108,30 @@ impl Principal {
     pub fn is_service(&self) -> bool {
         self.roles.contains(&Role::Service)
     }
+
+    /// The principal with the tenant a service's call acts for, when it
+    /// names one in [`ACTING_TENANT_HEADER`]; anyone else's header is
+    /// ignored (only a token signed with the service key has the role).
+    pub fn acting_for(mut self, headers: &http::HeaderMap) -> Self {
+        let named = headers
+            .get(ACTING_TENANT_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|tenant| !tenant.is_empty());
+        if let Some(tenant) = named
+            && self.is_service()
+        {
+            self.tenant = tenant.to_owned();
+        }
+        self
+    }
 }
+
+/// The header naming the tenant a call of the service identity acts for. A
+/// service works across tenants (event feeds, scheduled jobs); a call it
+/// makes for one tenant's data (marketing reading a segment's contacts while
+/// it sends) names that tenant, and the call is scoped to it like a user's.
+pub const ACTING_TENANT_HEADER: &str = "x-crm-acting-tenant";
 
 /// The claims a token carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -535,6 +558,39 @@ pub fn sign_hs256(
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .map_err(|e| AuthError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod acting_tenant_tests {
+    use super::*;
+
+    fn principal(roles: &[Role]) -> Principal {
+        Principal {
+            tenant: "suite".into(),
+            subject: "marketing".into(),
+            roles: roles.to_vec(),
+        }
+    }
+
+    #[test]
+    fn only_the_service_identity_acts_for_a_tenant() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(ACTING_TENANT_HEADER, " acme ".parse().unwrap());
+        assert_eq!(
+            principal(&[Role::Service]).acting_for(&headers).tenant,
+            "acme"
+        );
+        assert_eq!(
+            principal(&[Role::Admin]).acting_for(&headers).tenant,
+            "suite"
+        );
+        assert_eq!(
+            principal(&[Role::Service])
+                .acting_for(&http::HeaderMap::new())
+                .tenant,
+            "suite"
+        );
+    }
 }
 
 #[cfg(test)]

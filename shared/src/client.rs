@@ -31,26 +31,47 @@ pub fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
 
 /// The credentials a call to another service carries: the caller's own
 /// `authorization` value, so the other service applies the caller's tenant
-/// and roles.
+/// and roles; or the service identity's, acting for one tenant.
 #[derive(Clone, Debug)]
-pub struct Credentials(AsciiMetadataValue);
+pub struct Credentials {
+    authorization: AsciiMetadataValue,
+    /// The tenant a service identity acts for ([`crate::auth::ACTING_TENANT_HEADER`]).
+    acting_tenant: Option<AsciiMetadataValue>,
+}
 
 impl Credentials {
     /// The `authorization` of an incoming request; UNAUTHENTICATED without one.
     pub fn of(metadata: &MetadataMap) -> Result<Self, ApiError> {
-        metadata
+        let authorization = metadata
             .get("authorization")
             .cloned()
-            .map(Self)
-            .ok_or_else(|| ApiError::Unauthenticated("no token to pass on".into()))
+            .ok_or_else(|| ApiError::Unauthenticated("no token to pass on".into()))?;
+        Ok(Self {
+            authorization,
+            acting_tenant: None,
+        })
     }
 
     /// `Bearer <token>`.
     pub fn bearer(token: &str) -> Result<Self, ApiError> {
-        format!("Bearer {token}")
+        let authorization = format!("Bearer {token}")
             .parse()
-            .map(Self)
-            .map_err(|_| ApiError::Internal("a token is not a header value".into()))
+            .map_err(|_| ApiError::Internal("a token is not a header value".into()))?;
+        Ok(Self {
+            authorization,
+            acting_tenant: None,
+        })
+    }
+
+    /// The service identity's `token`, acting for `tenant`.
+    pub fn service_acting_for(token: &str, tenant: &str) -> Result<Self, ApiError> {
+        let acting_tenant = tenant
+            .parse()
+            .map_err(|_| ApiError::Internal(format!("tenant {tenant:?} is not a header value")))?;
+        Ok(Self {
+            acting_tenant: Some(acting_tenant),
+            ..Self::bearer(token)?
+        })
     }
 
     /// `message` as a request with these credentials, the current trace
@@ -68,7 +89,12 @@ impl Credentials {
         let mut request = Request::new(message);
         request
             .metadata_mut()
-            .insert("authorization", self.0.clone());
+            .insert("authorization", self.authorization.clone());
+        if let Some(tenant) = &self.acting_tenant {
+            request
+                .metadata_mut()
+                .insert(crate::auth::ACTING_TENANT_HEADER, tenant.clone());
+        }
         crate::telemetry::inject_trace_context(request.metadata_mut());
         request
     }

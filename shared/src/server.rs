@@ -135,7 +135,8 @@ impl<S> Guarded<S> {
         let principal = self
             .verifier
             .verify_headers(request.headers())
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+            .map_err(|e| Status::unauthenticated(e.to_string()))?
+            .acting_for(request.headers());
         // No rule: not a method of this service, or one nobody gave a rule
         // (which the authorization matrix test reports); either way, no call.
         let roles = auth::allowed_roles(self.rules, method).ok_or_else(|| {
