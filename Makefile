@@ -18,6 +18,7 @@ run:
 
 ## test: unit, service and end-to-end tests, on SQLite and PostgreSQL; the Node and browser clients
 test:
+	scripts/python-tools.sh
 	cargo test --workspace --all-targets -- --test-threads=4
 	tests/python/run.sh
 	examples/run.sh

@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "crm/contacts/v1/contacts.proto",
     "crm/sales/v1/sales.proto",
     "crm/support/v1/support.proto",
+    "crm/marketing/v1/marketing.proto",
     "crm/gateway/v1/gateway.proto",
 ];
 

@@ -498,6 +498,7 @@ pub type RoleRules = &'static [(&'static str, &'static [Role])];
 pub const PUBLIC_METHODS: &[&str] = &[
     "/crm.support.v1.SupportService/SubmitSatisfactionRating",
     "/crm.support.v1.SupportService/ConnectCustomerChat",
+    "/crm.marketing.v1.MarketingService/Unsubscribe",
 ];
 
 /// Whether the method at `path` (`/package.Service/Method`) is public.

@@ -26,8 +26,11 @@ pub struct SignedTokens {
 pub struct TokenClaim {
     /// The tenant.
     pub tenant: String,
-    /// The resource's id (the ticket, the chat).
+    /// The resource's id (the ticket, the chat, the contact).
     pub id: Uuid,
+    /// A second resource the token concerns, if signed with one (the
+    /// campaign whose message carried an unsubscribe link).
+    pub also: Option<Uuid>,
 }
 
 impl SignedTokens {
@@ -51,7 +54,23 @@ impl SignedTokens {
 
     /// The token for `tenant`'s resource `id`, valid until `expires`.
     pub fn sign(&self, tenant: &str, id: Uuid, expires: DateTime<Utc>) -> String {
-        let payload = format!("{tenant}\0{id}\0{}", expires.timestamp());
+        self.sign_with(tenant, id, None, expires)
+    }
+
+    /// The token for `tenant`'s resource `id` and, when given, the second
+    /// resource `also`, valid until `expires`.
+    pub fn sign_with(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        also: Option<Uuid>,
+        expires: DateTime<Utc>,
+    ) -> String {
+        let mut payload = format!("{tenant}\0{id}\0{}", expires.timestamp());
+        if let Some(also) = also {
+            payload.push('\0');
+            payload.push_str(&also.to_string());
+        }
         let mac = self.mac(payload.as_bytes()).finalize().into_bytes();
         format!(
             "{}.{}",
@@ -78,9 +97,13 @@ impl SignedTokens {
             .map_err(|_| refused())?;
         let text = String::from_utf8(payload).map_err(|_| refused())?;
         let mut parts = text.split('\0');
-        let (Some(tenant), Some(id), Some(expires), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(tenant), Some(id), Some(expires), also, None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(refused());
         };
         let expires: i64 = expires.parse().map_err(|_| refused())?;
@@ -90,6 +113,9 @@ impl SignedTokens {
         Ok(TokenClaim {
             tenant: tenant.to_owned(),
             id: id.parse().map_err(|_| refused())?,
+            also: also
+                .map(|also| also.parse().map_err(|_| refused()))
+                .transpose()?,
         })
     }
 }
@@ -110,9 +136,13 @@ mod tests {
             tokens.verify(&token, now).unwrap(),
             TokenClaim {
                 tenant: "acme".into(),
-                id: ticket
+                id: ticket,
+                also: None,
             }
         );
+        let campaign = Uuid::now_v7();
+        let pair = tokens.sign_with("acme", ticket, Some(campaign), now + Duration::days(1));
+        assert_eq!(tokens.verify(&pair, now).unwrap().also, Some(campaign));
         assert!(tokens.verify(&token, now + Duration::days(15)).is_err());
         assert!(
             SignedTokens::new("other", "survey")

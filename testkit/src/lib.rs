@@ -9,6 +9,7 @@ mod database;
 pub mod logs;
 mod process;
 pub mod raw;
+pub mod smtp;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 

@@ -9,12 +9,7 @@ cd "$(dirname "$0")/../.."
 ROOT="$PWD"
 
 VENV="$ROOT/.ci/.tools/venv"
-if [[ ! -x "$VENV/bin/python" ]]; then
-    python3 -m venv "$VENV"
-fi
-"$VENV/bin/python" -c 'import grpc, grpc_tools, psycopg, opentelemetry.proto' 2>/dev/null \
-    || "$VENV/bin/pip" install --quiet --disable-pip-version-check 'grpcio>=1.60' 'grpcio-tools>=1.60' 'protobuf>=5' \
-        'psycopg[binary]>=3.1' 'opentelemetry-proto==1.45.2'
+scripts/python-tools.sh
 
 PROFILE="${CRM_PROFILE:-debug}"
 PATTERN="${1:-test_*.py}"

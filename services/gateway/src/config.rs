@@ -111,8 +111,12 @@ impl Section {
 }
 
 /// The suite's services and their default ports, used when nothing is configured.
-const DEFAULT_UPSTREAMS: &[(&str, u16)] =
-    &[("contacts", 50061), ("sales", 50062), ("support", 50064)];
+const DEFAULT_UPSTREAMS: &[(&str, u16)] = &[
+    ("contacts", 50061),
+    ("sales", 50062),
+    ("marketing", 50063),
+    ("support", 50064),
+];
 
 impl Default for Section {
     /// The production defaults: the suite's services on their default ports

@@ -42,6 +42,10 @@ fn rules() -> Vec<(&'static str, RoleRules)> {
         ("crm.sales.v1.SalesService", crm_sales::ROLE_RULES),
         ("crm.support.v1.SupportService", crm_support::ROLE_RULES),
         (
+            "crm.marketing.v1.MarketingService",
+            crm_marketing::ROLE_RULES,
+        ),
+        (
             "crm.events.v1.EventFeedService",
             crm_shared::outbox::FEED_ROLES,
         ),
@@ -232,10 +236,11 @@ fn readme_table() -> String {
 /// (not holding it) that checks issuer and audience; the databases live as
 /// long as the processes.
 struct Matrix {
-    _databases: (TestDatabase, TestDatabase, TestDatabase),
+    _databases: (TestDatabase, TestDatabase, TestDatabase, TestDatabase),
     contacts: ServiceProcess,
     sales: ServiceProcess,
     support: ServiceProcess,
+    marketing: ServiceProcess,
     gateway: GatewayProcess,
 }
 
@@ -252,7 +257,8 @@ impl Matrix {
             service_secret: Some(SERVICE_SECRET.into()),
             ..gateway_auth.clone()
         };
-        let (Some(contacts_db), Some(sales_db), Some(support_db)) = (
+        let (Some(contacts_db), Some(sales_db), Some(support_db), Some(marketing_db)) = (
+            TestDatabase::create(Backend::Sqlite).await,
             TestDatabase::create(Backend::Sqlite).await,
             TestDatabase::create(Backend::Sqlite).await,
             TestDatabase::create(Backend::Sqlite).await,
@@ -276,6 +282,17 @@ impl Matrix {
             .insert("contacts".into(), format!("http://{}", contacts.addr));
         support_settings.service_token = None;
         let support = ServiceProcess::start(service(crm_support::build), support_settings).await;
+        let mut marketing_settings = crm_testkit::settings("marketing", &marketing_db.url);
+        marketing_settings.auth = auth.clone();
+        marketing_settings
+            .peers
+            .insert("contacts".into(), format!("http://{}", contacts.addr));
+        let mail = std::env::temp_dir().join(format!("crm-matrix-mail-{}", uuid::Uuid::now_v7()));
+        marketing_settings
+            .options
+            .insert("mail_dir".into(), mail.display().to_string());
+        let marketing =
+            ServiceProcess::start(service(crm_marketing::build), marketing_settings).await;
 
         let mut section = gateway_settings();
         section.failed_auth_burst = 1_000_000.0;
@@ -295,6 +312,12 @@ impl Matrix {
             &[sales.addr],
         );
         upstream(&mut section, "support", "crm.support.v1", &[support.addr]);
+        upstream(
+            &mut section,
+            "marketing",
+            "crm.marketing.v1",
+            &[marketing.addr],
+        );
         let gateway = GatewayProcess::start_with_auth(section, gateway_auth).await;
         gateway
             .wait_until_serving("crm.contacts.v1.ContactsService")
@@ -305,12 +328,16 @@ impl Matrix {
         gateway
             .wait_until_serving("crm.support.v1.SupportService")
             .await;
+        gateway
+            .wait_until_serving("crm.marketing.v1.MarketingService")
+            .await;
 
         Some(Self {
-            _databases: (contacts_db, sales_db, support_db),
+            _databases: (contacts_db, sales_db, support_db, marketing_db),
             contacts,
             sales,
             support,
+            marketing,
             gateway,
         })
     }
@@ -326,6 +353,7 @@ async fn every_rpc_answers_every_caller_as_the_role_rules_say() {
         contacts,
         sales,
         support,
+        marketing,
         gateway,
         ..
     } = &matrix;
@@ -361,6 +389,7 @@ async fn every_rpc_answers_every_caller_as_the_role_rules_say() {
         let direct = match service_name.as_str() {
             "crm.contacts.v1.ContactsService" => Some(contacts.channel()),
             "crm.support.v1.SupportService" => Some(support.channel()),
+            "crm.marketing.v1.MarketingService" => Some(marketing.channel()),
             "crm.gateway.v1.GatewayAdminService" => None,
             _ => Some(sales.channel()),
         };
@@ -505,7 +534,7 @@ fn noun_of(method: &str) -> Option<&str> {
 /// the stranger's writes changed anything.
 #[tokio::test]
 async fn another_tenants_resources_are_not_found_by_any_standard_method() {
-    use crm_proto::{common::Money, contacts as c, sales as s, support as t};
+    use crm_proto::{common::Money, contacts as c, marketing as m, sales as s, support as t};
     let Some(matrix) = Matrix::start().await else {
         return;
     };
@@ -865,6 +894,72 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
             .expect("a chat")
             .name,
     );
+    let mut marketing = m::marketing_service_client::MarketingServiceClient::with_interceptor(
+        gateway.channel(),
+        bearer(&owner),
+    );
+    let segment = marketing
+        .create_segment(m::CreateSegmentRequest {
+            segment: Some(m::Segment {
+                display_name: "Everyone".into(),
+                filter: r#"given_name = "Ada""#.into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateSegment")
+        .into_inner()
+        .name;
+    let mailing_list = marketing
+        .create_mailing_list(m::CreateMailingListRequest {
+            mailing_list: Some(m::MailingList {
+                display_name: "Newsletter".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateMailingList")
+        .into_inner()
+        .name;
+    let template = marketing
+        .create_template(m::CreateTemplateRequest {
+            template: Some(m::Template {
+                display_name: "Hello".into(),
+                subject: "Hello {{ contact.given_name }}".into(),
+                text_body: "Hi".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateTemplate")
+        .into_inner()
+        .name;
+    let campaign = marketing
+        .create_campaign(m::CreateCampaignRequest {
+            campaign: Some(m::Campaign {
+                display_name: "Launch".into(),
+                template: template.clone(),
+                from_address: "news@acme.example".into(),
+                audience: Some(m::Audience {
+                    segments: vec![segment.clone()],
+                    mailing_lists: vec![mailing_list.clone()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateCampaign")
+        .into_inner()
+        .name;
+    names.insert("Segment", segment);
+    names.insert("MailingList", mailing_list);
+    names.insert("Template", template);
+    names.insert("Campaign", campaign);
 
     let mut checked = 0;
     let mut lists_checked = Vec::new();
@@ -974,6 +1069,10 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
         "ListSlaPolicies",
         "ListArticles",
         "ListChats",
+        "ListSegments",
+        "ListMailingLists",
+        "ListTemplates",
+        "ListCampaigns",
         "ListAuditEntries",
     ] {
         if !lists_checked.iter().any(|m| m == list) {

@@ -1,0 +1,216 @@
+//! Protobuf messages <-> domain values. Reading a request checks what only
+//! the wire can get wrong; the domain checks the rest.
+
+use crm_proto::marketing as pb;
+use crm_shared::convert::{etag, to_any, to_timestamp};
+
+use crate::domain::{
+    audience::{ListDraft, MailingList, Segment, SegmentDraft},
+    campaign::{Audience, Campaign, CampaignDraft, Counts, Recipient, RecipientState, State},
+    template::{Template, TemplateDraft},
+};
+use crate::store::EventPayloads;
+
+/// A segment's writable fields.
+pub fn segment_draft(s: &pb::Segment) -> SegmentDraft {
+    SegmentDraft {
+        display_name: s.display_name.clone(),
+        description: s.description.clone(),
+        filter: s.filter.clone(),
+    }
+}
+
+/// A segment on the wire.
+pub fn segment_message(s: &Segment) -> pb::Segment {
+    pb::Segment {
+        name: s.name(),
+        display_name: s.draft.display_name.clone(),
+        description: s.draft.description.clone(),
+        filter: s.draft.filter.clone(),
+        create_time: Some(to_timestamp(s.create_time)),
+        update_time: Some(to_timestamp(s.update_time)),
+        delete_time: s.delete_time.map(to_timestamp),
+        etag: etag(s.version),
+    }
+}
+
+/// A list's writable fields.
+pub fn list_draft(l: &pb::MailingList) -> ListDraft {
+    ListDraft {
+        display_name: l.display_name.clone(),
+        description: l.description.clone(),
+    }
+}
+
+/// A list on the wire.
+pub fn list_message(l: &MailingList) -> pb::MailingList {
+    pb::MailingList {
+        name: l.name(),
+        display_name: l.draft.display_name.clone(),
+        description: l.draft.description.clone(),
+        member_count: i32::try_from(l.member_count).unwrap_or(i32::MAX),
+        create_time: Some(to_timestamp(l.create_time)),
+        delete_time: l.delete_time.map(to_timestamp),
+    }
+}
+
+/// A template's writable fields.
+pub fn template_draft(t: &pb::Template) -> TemplateDraft {
+    TemplateDraft {
+        display_name: t.display_name.clone(),
+        subject: t.subject.clone(),
+        html_body: t.html_body.clone(),
+        text_body: t.text_body.clone(),
+    }
+}
+
+/// A template on the wire.
+pub fn template_message(t: &Template) -> pb::Template {
+    pb::Template {
+        name: t.name(),
+        display_name: t.draft.display_name.clone(),
+        subject: t.draft.subject.clone(),
+        html_body: t.draft.html_body.clone(),
+        text_body: t.draft.text_body.clone(),
+        create_time: Some(to_timestamp(t.create_time)),
+        update_time: Some(to_timestamp(t.update_time)),
+        delete_time: t.delete_time.map(to_timestamp),
+        etag: etag(t.version),
+    }
+}
+
+/// A campaign's writable fields.
+pub fn campaign_draft(c: &pb::Campaign) -> CampaignDraft {
+    let audience = c.audience.clone().unwrap_or_default();
+    CampaignDraft {
+        display_name: c.display_name.clone(),
+        template: c.template.clone(),
+        from_address: c.from_address.clone(),
+        from_name: c.from_name.clone(),
+        reply_to: c.reply_to.clone(),
+        audience: Audience {
+            segments: audience.segments,
+            mailing_lists: audience.mailing_lists,
+            excluded_segments: audience.excluded_segments,
+            excluded_mailing_lists: audience.excluded_mailing_lists,
+        },
+        send_time: c.send_time.as_ref().and_then(from_timestamp),
+        messages_per_second: c.messages_per_second,
+    }
+}
+
+/// A wire timestamp as a time, if it is one.
+pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
+}
+
+fn state_message(state: State) -> pb::CampaignState {
+    match state {
+        State::Draft => pb::CampaignState::Draft,
+        State::Scheduled => pb::CampaignState::Scheduled,
+        State::Sending => pb::CampaignState::Sending,
+        State::Paused => pb::CampaignState::Paused,
+        State::Sent => pb::CampaignState::Sent,
+        State::Cancelled => pb::CampaignState::Cancelled,
+    }
+}
+
+/// A campaign on the wire, with its counts.
+pub fn campaign_message(c: &Campaign, counts: Counts) -> pb::Campaign {
+    let d = &c.draft;
+    let n = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
+    pb::Campaign {
+        name: c.name(),
+        display_name: d.display_name.clone(),
+        state: state_message(c.state).into(),
+        template: d.template.clone(),
+        from_address: d.from_address.clone(),
+        from_name: d.from_name.clone(),
+        reply_to: d.reply_to.clone(),
+        audience: Some(pb::Audience {
+            segments: d.audience.segments.clone(),
+            mailing_lists: d.audience.mailing_lists.clone(),
+            excluded_segments: d.audience.excluded_segments.clone(),
+            excluded_mailing_lists: d.audience.excluded_mailing_lists.clone(),
+        }),
+        send_time: d.send_time.map(to_timestamp),
+        messages_per_second: d.messages_per_second,
+        counts: Some(pb::CampaignCounts {
+            recipients: n(counts.recipients),
+            queued: n(counts.queued),
+            sent: n(counts.sent),
+            failed: n(counts.failed),
+            suppressed: n(counts.suppressed),
+            uncertain: n(counts.uncertain),
+        }),
+        start_time: c.start_time.map(to_timestamp),
+        finish_time: c.finish_time.map(to_timestamp),
+        create_time: Some(to_timestamp(c.create_time)),
+        update_time: Some(to_timestamp(c.update_time)),
+        delete_time: c.delete_time.map(to_timestamp),
+        etag: etag(c.version),
+    }
+}
+
+fn recipient_state_message(state: RecipientState) -> pb::RecipientState {
+    match state {
+        RecipientState::Queued => pb::RecipientState::Queued,
+        RecipientState::Sending => pb::RecipientState::Sending,
+        RecipientState::Sent => pb::RecipientState::Sent,
+        RecipientState::Failed => pb::RecipientState::Failed,
+        RecipientState::Suppressed => pb::RecipientState::Suppressed,
+        RecipientState::Uncertain => pb::RecipientState::Uncertain,
+    }
+}
+
+/// A ledger row on the wire.
+pub fn recipient_message(r: &Recipient) -> pb::CampaignRecipient {
+    pb::CampaignRecipient {
+        name: r.name(),
+        contact: r.contact.clone(),
+        email: r.email.clone(),
+        state: recipient_state_message(r.state).into(),
+        reason: r.reason.clone(),
+        attempts: r.attempts,
+        message_id: r.message_id.clone(),
+        update_time: Some(to_timestamp(r.update_time)),
+    }
+}
+
+/// Event payloads as protobuf `Any`s.
+pub struct ProtoPayloads;
+
+impl EventPayloads for ProtoPayloads {
+    fn segment(&self, segment: &Segment) -> prost_types::Any {
+        to_any(&segment_message(segment))
+    }
+
+    fn mailing_list(&self, list: &MailingList) -> prost_types::Any {
+        to_any(&list_message(list))
+    }
+
+    fn template(&self, template: &Template) -> prost_types::Any {
+        to_any(&template_message(template))
+    }
+
+    fn campaign(&self, campaign: &Campaign, counts: Counts) -> prost_types::Any {
+        to_any(&pb::CampaignProgress {
+            campaign: Some(campaign_message(campaign, counts)),
+        })
+    }
+
+    fn email_sent(&self, campaign: &str, contact: &str, message_id: &str) -> prost_types::Any {
+        to_any(&pb::EmailSent {
+            campaign: campaign.to_owned(),
+            contact: contact.to_owned(),
+            message_id: message_id.to_owned(),
+        })
+    }
+
+    fn unsubscribed(&self, contact: &str, campaign: &str) -> prost_types::Any {
+        to_any(&pb::ContactUnsubscribed {
+            contact: contact.to_owned(),
+            campaign: campaign.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,110 @@
+//! The marketing service: segments of contacts, static lists, templates, and
+//! campaigns sent over SMTP with a ledger per recipient, consent checked at
+//! send time and a signed one-click unsubscribe in every message.
+//!
+//! Reads top-down: [`build`] wires the layers on the shared service kit;
+//! `api/` turns protobuf into domain values and back; `domain/` holds the
+//! rules (the campaign workflow, the template language, who may be sent
+//! to); `store/` the SeaORM queries, always scoped by tenant; `migration/`
+//! the schema. `sender` is the scheduled job that sends, `mailer` speaks
+//! SMTP (or writes files), `contacts` is what marketing asks of contacts.
+
+mod api;
+mod contacts;
+pub mod domain;
+pub mod mailer;
+mod migration;
+mod sender;
+mod store;
+
+use std::{path::PathBuf, sync::Arc};
+
+use crm_proto::marketing::marketing_service_server::MarketingServiceServer;
+use crm_shared::{
+    config::Settings,
+    contacts::ContactsClient,
+    filter::ListSchema,
+    kit::{KitError, ServiceInfo, ServiceKit},
+    token::SignedTokens,
+};
+
+pub use api::ROLE_RULES;
+pub use migration::Migrator;
+
+/// The filter and order_by grammar of every list this service serves.
+pub const LIST_SCHEMAS: &[ListSchema] = &[ListSchema {
+    resource: "campaigns",
+    filter: &store::CAMPAIGN_FILTER,
+    order_by: store::CAMPAIGN_ORDER,
+}];
+
+/// The service's name, package and default port.
+pub static SERVICE: ServiceInfo = ServiceInfo {
+    name: "marketing",
+    package: "crm.marketing.v1",
+    default_port: 50063,
+};
+
+/// How long an unsubscribe link works unless `marketing.unsubscribe_valid_days` says otherwise.
+const DEFAULT_UNSUBSCRIBE_VALID_DAYS: i64 = 60;
+/// How long a recipient may stay mid-send before a stop is assumed, unless
+/// `marketing.sending_grace_seconds` says otherwise: longer than any SMTP
+/// exchange takes.
+const DEFAULT_SENDING_GRACE_SECONDS: i64 = 120;
+
+/// The marketing service, bound and connected, ready to run: its API and
+/// the campaign sender (every `marketing.send_check_millis`, 1 s by default,
+/// on one replica).
+pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError> {
+    let send_every = std::time::Duration::from_millis(settings.option("send_check_millis", 1_000)?);
+    let grace = settings.option("sending_grace_seconds", DEFAULT_SENDING_GRACE_SECONDS)?;
+    let valid_days = settings.option("unsubscribe_valid_days", DEFAULT_UNSUBSCRIBE_VALID_DAYS)?;
+    let option = |key: &str, default: &str| {
+        settings
+            .options
+            .get(key)
+            .cloned()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    };
+    let smtp_url = settings
+        .options
+        .get("smtp_url")
+        .cloned()
+        .filter(|u| !u.is_empty());
+    let mail_dir = PathBuf::from(option("mail_dir", "data/mail"));
+    let unsubscribe_base_url = option("unsubscribe_base_url", "http://localhost:50063/unsubscribe");
+    let secret = option("unsubscribe_secret", &settings.paging_secret);
+    let mailer = mailer::Mailer::from_settings(smtp_url.as_deref(), &mail_dir).map_err(|e| {
+        KitError::Config(config::ConfigError::Message(format!(
+            "marketing.smtp_url: {e}"
+        )))
+    })?;
+    let mut kit = ServiceKit::build(&SERVICE, settings).await?;
+    let store = store::Store::new(kit.resources(), Arc::new(api::ProtoPayloads));
+    let contacts_channel = kit.peer("contacts")?;
+    let directory = contacts::Directory::new(contacts_channel.clone(), kit.service_identity()?);
+    let tokens = SignedTokens::new(&secret, "unsubscribe");
+    let marketing = api::MarketingApi::new(
+        store.clone(),
+        ContactsClient::new(contacts_channel),
+        directory.clone(),
+        kit.page_tokens(),
+        tokens.clone(),
+    );
+    kit.add_service(MarketingServiceServer::new(marketing), api::ROLE_RULES)
+        .await;
+    let sender = sender::Sender::new(
+        store,
+        directory,
+        mailer,
+        tokens,
+        sender::SenderSettings {
+            grace: chrono::Duration::seconds(grace.max(1)),
+            unsubscribe_base_url,
+            unsubscribe_valid_for: chrono::Duration::days(valid_days.clamp(1, 3650)),
+        },
+    );
+    kit.schedule("campaigns", send_every, sender);
+    Ok(kit)
+}

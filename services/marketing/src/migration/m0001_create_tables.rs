@@ -1,0 +1,264 @@
+//! Segments, lists and their members, templates, campaigns and their send
+//! ledger.
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// The columns every resource table has.
+#[derive(DeriveIden)]
+enum Common {
+    Id,
+    Tenant,
+    DisplayName,
+    CreateTime,
+    UpdateTime,
+    DeleteTime,
+    Version,
+}
+
+#[derive(DeriveIden)]
+enum Segments {
+    Table,
+    Description,
+    Filter,
+}
+
+#[derive(DeriveIden)]
+enum MailingLists {
+    Table,
+    Description,
+}
+
+#[derive(DeriveIden)]
+enum ListMembers {
+    Table,
+    ListId,
+    Contact,
+    AddTime,
+}
+
+#[derive(DeriveIden)]
+enum Templates {
+    Table,
+    Subject,
+    HtmlBody,
+    TextBody,
+}
+
+#[derive(DeriveIden)]
+enum Campaigns {
+    Table,
+    State,
+    Template,
+    FromAddress,
+    FromName,
+    ReplyTo,
+    Audience,
+    SendTime,
+    MessagesPerSecond,
+    AudienceBuilt,
+    StartTime,
+    FinishTime,
+}
+
+#[derive(DeriveIden)]
+enum Suppressions {
+    Table,
+    Email,
+    Reason,
+}
+
+#[derive(DeriveIden)]
+enum CampaignRecipients {
+    Table,
+    CampaignId,
+    Contact,
+    Position,
+    Email,
+    State,
+    Reason,
+    Attempts,
+    MessageId,
+    Claim,
+}
+
+/// A resource table: id, tenant, display name, times and version, plus `columns`.
+fn resource(table: impl IntoIden, columns: Vec<ColumnDef>) -> TableCreateStatement {
+    let mut create = Table::create();
+    create
+        .table(table)
+        .if_not_exists()
+        .col(string(Common::Id).primary_key())
+        .col(string(Common::Tenant))
+        .col(string(Common::DisplayName));
+    for mut column in columns {
+        create.col(&mut column);
+    }
+    create
+        .col(timestamp_with_time_zone(Common::CreateTime))
+        .col(timestamp_with_time_zone(Common::UpdateTime))
+        .col(timestamp_with_time_zone_null(Common::DeleteTime))
+        .col(big_integer(Common::Version))
+        .to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(resource(
+                Segments::Table,
+                vec![text(Segments::Description), text(Segments::Filter)],
+            ))
+            .await?;
+        manager
+            .create_table(resource(
+                MailingLists::Table,
+                vec![text(MailingLists::Description)],
+            ))
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(ListMembers::Table)
+                    .if_not_exists()
+                    .col(string(Common::Tenant))
+                    .col(string(ListMembers::ListId))
+                    .col(string(ListMembers::Contact))
+                    .col(timestamp_with_time_zone(ListMembers::AddTime))
+                    .primary_key(
+                        Index::create()
+                            .col(Common::Tenant)
+                            .col(ListMembers::ListId)
+                            .col(ListMembers::Contact),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        // Merges and erasures find a person's memberships.
+        manager
+            .create_index(
+                Index::create()
+                    .name("list_members_tenant_contact")
+                    .table(ListMembers::Table)
+                    .col(Common::Tenant)
+                    .col(ListMembers::Contact)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(resource(
+                Templates::Table,
+                vec![
+                    text(Templates::Subject),
+                    text(Templates::HtmlBody),
+                    text(Templates::TextBody),
+                ],
+            ))
+            .await?;
+        manager
+            .create_table(resource(
+                Campaigns::Table,
+                vec![
+                    string(Campaigns::State),
+                    string(Campaigns::Template),
+                    string(Campaigns::FromAddress),
+                    string(Campaigns::FromName),
+                    string(Campaigns::ReplyTo),
+                    text(Campaigns::Audience),
+                    timestamp_with_time_zone_null(Campaigns::SendTime),
+                    integer(Campaigns::MessagesPerSecond),
+                    boolean(Campaigns::AudienceBuilt),
+                    timestamp_with_time_zone_null(Campaigns::StartTime),
+                    timestamp_with_time_zone_null(Campaigns::FinishTime),
+                ],
+            ))
+            .await?;
+        // The sender looks for campaigns due or sending.
+        manager
+            .create_index(
+                Index::create()
+                    .name("campaigns_state_send_time")
+                    .table(Campaigns::Table)
+                    .col(Campaigns::State)
+                    .col(Campaigns::SendTime)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(CampaignRecipients::Table)
+                    .if_not_exists()
+                    .col(string(Common::Tenant))
+                    .col(string(CampaignRecipients::CampaignId))
+                    .col(string(CampaignRecipients::Contact))
+                    .col(big_integer(CampaignRecipients::Position))
+                    .col(string(CampaignRecipients::Email))
+                    .col(string(CampaignRecipients::State))
+                    .col(text(CampaignRecipients::Reason))
+                    .col(integer(CampaignRecipients::Attempts))
+                    .col(string(CampaignRecipients::MessageId))
+                    .col(string(CampaignRecipients::Claim))
+                    .col(timestamp_with_time_zone(Common::UpdateTime))
+                    .primary_key(
+                        Index::create()
+                            .col(Common::Tenant)
+                            .col(CampaignRecipients::CampaignId)
+                            .col(CampaignRecipients::Contact),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        // The sender takes a campaign's queued recipients in order.
+        manager
+            .create_index(
+                Index::create()
+                    .name("campaign_recipients_state_position")
+                    .table(CampaignRecipients::Table)
+                    .col(CampaignRecipients::CampaignId)
+                    .col(CampaignRecipients::State)
+                    .col(CampaignRecipients::Position)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        // Addresses nothing is sent to again (an unsubscribe; later bounces
+        // and complaints), whichever contact holds them.
+        manager
+            .create_table(
+                Table::create()
+                    .table(Suppressions::Table)
+                    .if_not_exists()
+                    .col(string(Common::Tenant))
+                    .col(string(Suppressions::Email))
+                    .col(text(Suppressions::Reason))
+                    .col(timestamp_with_time_zone(Common::CreateTime))
+                    .primary_key(Index::create().col(Common::Tenant).col(Suppressions::Email))
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            Suppressions::Table.into_iden(),
+            CampaignRecipients::Table.into_iden(),
+            Campaigns::Table.into_iden(),
+            Templates::Table.into_iden(),
+            ListMembers::Table.into_iden(),
+            MailingLists::Table.into_iden(),
+            Segments::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).if_exists().to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! Campaigns: drafts, their workflow, their counts and their ledger's pages.
+
+use chrono::Utc;
+use crm_shared::{
+    convert::{parse_stored, stored},
+    db::{Tenant, TenantScoped, WriteTxn},
+    error::ApiError,
+    filter::{FieldKind, FilterField, FilterSchema},
+    idempotency::IdempotencyKey,
+    store::{ListQuery, Page},
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use uuid::Uuid;
+
+use super::{
+    Created, Store,
+    entities::{campaign, campaign_recipient},
+    id_of,
+};
+use crate::domain::campaign::{
+    Campaign, CampaignDraft, Counts, RECIPIENT_STATES, Recipient, STATES,
+};
+
+const STATE_VALUES: &[(&str, &str)] = &[
+    ("DRAFT", "DRAFT"),
+    ("SCHEDULED", "SCHEDULED"),
+    ("SENDING", "SENDING"),
+    ("PAUSED", "PAUSED"),
+    ("SENT", "SENT"),
+    ("CANCELLED", "CANCELLED"),
+];
+
+/// The fields a campaign filter may name.
+pub const FILTER: FilterSchema = FilterSchema {
+    fields: &[
+        FilterField::new("state", FieldKind::Enum(STATE_VALUES)),
+        FilterField::text("template"),
+        FilterField::text("display_name"),
+        FilterField::new("create_time", FieldKind::Timestamp),
+        FilterField::new("send_time", FieldKind::Timestamp),
+    ],
+};
+
+/// The fields a campaign list may be ordered by.
+pub const ORDER_BY: &[(&str, &str)] = &[
+    ("create_time", "create_time"),
+    ("send_time", "send_time"),
+    ("display_name", "display_name"),
+];
+
+impl TryFrom<campaign::Model> for Campaign {
+    type Error = ApiError;
+    fn try_from(row: campaign::Model) -> Result<Self, ApiError> {
+        let corrupt = |what: &str| ApiError::Internal(format!("stored campaign has a bad {what}"));
+        Ok(Self {
+            id: row.id.parse().map_err(|_| corrupt("id"))?,
+            state: parse_stored(STATES, &row.state).ok_or_else(|| corrupt("state"))?,
+            draft: CampaignDraft {
+                display_name: row.display_name,
+                template: row.template,
+                from_address: row.from_address,
+                from_name: row.from_name,
+                reply_to: row.reply_to,
+                audience: serde_json::from_str(&row.audience).map_err(|_| corrupt("audience"))?,
+                send_time: row.send_time,
+                messages_per_second: row.messages_per_second,
+            },
+            audience_built: row.audience_built,
+            start_time: row.start_time,
+            finish_time: row.finish_time,
+            create_time: row.create_time,
+            update_time: row.update_time,
+            delete_time: row.delete_time,
+            version: row.version,
+        })
+    }
+}
+
+pub(super) fn campaign_row(tenant: &Tenant, c: &Campaign) -> campaign::ActiveModel {
+    let d = &c.draft;
+    campaign::Model {
+        id: c.id.to_string(),
+        tenant: tenant.as_str().to_owned(),
+        display_name: d.display_name.clone(),
+        state: stored(STATES, c.state).to_owned(),
+        template: d.template.clone(),
+        from_address: d.from_address.clone(),
+        from_name: d.from_name.clone(),
+        reply_to: d.reply_to.clone(),
+        // Plain data with string keys always serialises.
+        audience: serde_json::to_string(&d.audience).unwrap_or_default(),
+        send_time: d.send_time,
+        messages_per_second: d.messages_per_second,
+        audience_built: c.audience_built,
+        start_time: c.start_time,
+        finish_time: c.finish_time,
+        create_time: c.create_time,
+        update_time: c.update_time,
+        delete_time: c.delete_time,
+        version: c.version,
+    }
+    .into_active_model()
+    .reset_all()
+}
+
+impl TryFrom<campaign_recipient::Model> for Recipient {
+    type Error = ApiError;
+    fn try_from(row: campaign_recipient::Model) -> Result<Self, ApiError> {
+        Ok(Self {
+            campaign: row.campaign_id.parse().unwrap_or_default(),
+            state: parse_stored(RECIPIENT_STATES, &row.state).ok_or_else(|| {
+                ApiError::Internal(format!("stored recipient state {:?}", row.state))
+            })?,
+            contact: row.contact,
+            email: row.email,
+            reason: row.reason,
+            attempts: row.attempts,
+            message_id: row.message_id,
+            update_time: row.update_time,
+        })
+    }
+}
+
+impl Store {
+    /// Saves a new draft; a retry with the same request id returns the first.
+    pub async fn create_campaign(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        draft: CampaignDraft,
+        request_id: Option<IdempotencyKey>,
+    ) -> Result<Campaign, ApiError> {
+        let c = Campaign::new(draft, Utc::now());
+        let event = self.event(
+            "CampaignCreated",
+            c.name(),
+            self.payloads.campaign(&c, Counts::default()),
+            actor,
+        );
+        let row = campaign_row(tenant, &c);
+        match self
+            .create(
+                tenant,
+                "CreateCampaign",
+                request_id.as_ref(),
+                &c.name(),
+                row,
+                event,
+            )
+            .await?
+        {
+            Created::New => Ok(c),
+            Created::Existing(name) => self.get_campaign(tenant, id_of(&name)).await,
+        }
+    }
+
+    /// A campaign, also a deleted one.
+    pub async fn get_campaign(&self, tenant: &Tenant, id: Uuid) -> Result<Campaign, ApiError> {
+        self.base
+            .find::<campaign::Entity>(&self.base.db.conn, tenant, id, &format!("campaigns/{id}"))
+            .await?
+            .try_into()
+    }
+
+    /// One page of campaigns.
+    pub async fn list_campaigns(
+        &self,
+        tenant: &Tenant,
+        query: ListQuery,
+    ) -> Result<Page<Campaign>, ApiError> {
+        self.base
+            .list_page::<campaign::Entity, Campaign>(tenant, query)
+            .await
+    }
+
+    /// Where a campaign's recipients are.
+    pub async fn counts(&self, tenant: &Tenant, id: Uuid) -> Result<Counts, ApiError> {
+        counts_in(&self.base.db.conn, tenant, id).await
+    }
+
+    /// Changes a campaign with `change`, if its version is still `expected`
+    /// (when given); `event` records it, with its counts.
+    pub async fn change_campaign(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        id: Uuid,
+        expected: Option<i64>,
+        change: impl FnOnce(&mut Campaign) -> Result<(), ApiError>,
+        event: &'static str,
+    ) -> Result<Campaign, ApiError> {
+        let txn = self.base.db.begin_write().await?;
+        let mut c: Campaign = self
+            .base
+            .find::<campaign::Entity>(&*txn, tenant, id, &format!("campaigns/{id}"))
+            .await?
+            .try_into()?;
+        crm_shared::store::check_version(&c.name(), expected, c.version)?;
+        let before = c.version;
+        change(&mut c)?;
+        self.save_campaign(&txn, tenant, &mut c, before).await?;
+        let counts = counts_in(&*txn, tenant, id).await?;
+        let e = self.event(event, c.name(), self.payloads.campaign(&c, counts), actor);
+        self.base.commit(txn, tenant, vec![e]).await?;
+        Ok(c)
+    }
+
+    /// Writes a changed campaign unless its version moved on since `stored`.
+    pub(super) async fn save_campaign(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        c: &mut Campaign,
+        stored: i64,
+    ) -> Result<(), ApiError> {
+        c.version = stored + 1;
+        c.update_time = Utc::now();
+        self.base
+            .save_versioned::<campaign::Entity>(
+                txn,
+                tenant,
+                &c.name(),
+                c.id,
+                stored,
+                campaign_row(tenant, c),
+            )
+            .await
+    }
+
+    /// Up to `limit` ledger rows of a campaign after the first `offset`, in
+    /// the order they were queued.
+    pub async fn list_recipients(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<Recipient>, ApiError> {
+        self.get_campaign(tenant, id).await?;
+        campaign_recipient::Entity::find_in(tenant)
+            .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+            .order_by_asc(campaign_recipient::Column::Position)
+            .offset(offset)
+            .limit(limit)
+            .all(&self.base.db.conn)
+            .await?
+            .into_iter()
+            .map(Recipient::try_from)
+            .collect()
+    }
+}
+
+/// Where a campaign's recipients are, read through `conn`.
+pub(super) async fn counts_in<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    id: Uuid,
+) -> Result<Counts, ApiError> {
+    let rows: Vec<(String, i64)> = campaign_recipient::Entity::find_in(tenant)
+        .select_only()
+        .column(campaign_recipient::Column::State)
+        .column_as(campaign_recipient::Column::Contact.count(), "n")
+        .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+        .group_by(campaign_recipient::Column::State)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut counts = Counts::default();
+    for (state, n) in rows {
+        if let Some(state) = parse_stored(RECIPIENT_STATES, &state) {
+            counts.add(state, n);
+        }
+    }
+    Ok(counts)
+}

@@ -1,0 +1,230 @@
+//! SeaORM entities: one module per table. An audience is a JSON text column;
+//! everything a filter, an order or an index needs is a column of its own.
+
+/// Implements the kit's table traits for an entity with the usual columns.
+macro_rules! resource_table {
+    ($order:ident) => {
+        impl crm_shared::db::TenantScoped for Entity {
+            const TENANT: Column = Column::Tenant;
+        }
+
+        impl crm_shared::store::ResourceTable for Entity {
+            const ID: Column = Column::Id;
+            const DELETE_TIME: Column = Column::DeleteTime;
+            const VERSION: Column = Column::Version;
+            const DEFAULT_ORDER: Column = Column::$order;
+        }
+    };
+}
+
+/// The `segments` table.
+pub mod segment {
+    use sea_orm::entity::prelude::*;
+
+    /// One segment.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "segments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub display_name: String,
+        pub description: String,
+        pub filter: String,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(CreateTime);
+}
+
+/// The `mailing_lists` table.
+pub mod mailing_list {
+    use sea_orm::entity::prelude::*;
+
+    /// One list.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "mailing_lists")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub display_name: String,
+        pub description: String,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(CreateTime);
+}
+
+/// The `list_members` table.
+pub mod list_member {
+    use sea_orm::entity::prelude::*;
+
+    /// One membership.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "list_members")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub list_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub contact: String,
+        pub add_time: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}
+
+/// The `templates` table.
+pub mod template {
+    use sea_orm::entity::prelude::*;
+
+    /// One template.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "templates")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub display_name: String,
+        pub subject: String,
+        pub html_body: String,
+        pub text_body: String,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(CreateTime);
+}
+
+/// The `campaigns` table.
+pub mod campaign {
+    use sea_orm::entity::prelude::*;
+
+    /// One campaign.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "campaigns")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub display_name: String,
+        pub state: String,
+        pub template: String,
+        pub from_address: String,
+        pub from_name: String,
+        pub reply_to: String,
+        /// The audience (JSON).
+        pub audience: String,
+        pub send_time: Option<DateTimeUtc>,
+        pub messages_per_second: i32,
+        pub audience_built: bool,
+        pub start_time: Option<DateTimeUtc>,
+        pub finish_time: Option<DateTimeUtc>,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(CreateTime);
+}
+
+/// The `campaign_recipients` table: the send ledger.
+pub mod campaign_recipient {
+    use sea_orm::entity::prelude::*;
+
+    /// One recipient of one campaign.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "campaign_recipients")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub campaign_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub contact: String,
+        /// The order recipients are sent in.
+        pub position: i64,
+        pub email: String,
+        pub state: String,
+        pub reason: String,
+        pub attempts: i32,
+        pub message_id: String,
+        /// Which sending pass took the row (while SENDING).
+        pub claim: String,
+        pub update_time: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}
+
+/// The `suppressions` table: addresses nothing is sent to again.
+pub mod suppression {
+    use sea_orm::entity::prelude::*;
+
+    /// One suppressed address.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "suppressions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        /// Lower-case.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub email: String,
+        pub reason: String,
+        pub create_time: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}

@@ -1,0 +1,395 @@
+//! The send ledger as the sender works it: campaigns due, their audience
+//! queued once, recipients claimed a batch at a time, each outcome recorded
+//! with its event, rows abandoned by a stopped process settled as UNCERTAIN,
+//! and campaigns finished when nothing is left.
+//!
+//! Why nobody gets a campaign twice: a row is claimed (QUEUED -> SENDING,
+//! committed) before its message goes out, only QUEUED rows are claimed, and
+//! a row still SENDING after the grace period is never sent again.
+
+use chrono::{DateTime, Utc};
+use crm_shared::{
+    convert::stored,
+    db::{Tenant, TenantScoped},
+    error::ApiError,
+};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use super::{
+    Store,
+    campaigns::counts_in,
+    entities::{campaign, campaign_recipient, suppression},
+};
+use crate::domain::campaign::{Campaign, RECIPIENT_STATES, RecipientState, STATES, State};
+
+/// Rows inserted per statement when queueing an audience.
+const QUEUE_BATCH: usize = 500;
+
+/// A campaign the sender should work on now, with its tenant.
+pub struct DueCampaign {
+    /// Its tenant.
+    pub tenant: Tenant,
+    /// The campaign.
+    pub campaign: Campaign,
+}
+
+/// A recipient this pass took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// `contacts/{id}`.
+    pub contact: String,
+    /// Sending attempts so far, this one included.
+    pub attempts: i32,
+}
+
+fn state(s: RecipientState) -> &'static str {
+    stored(RECIPIENT_STATES, s)
+}
+
+impl Store {
+    /// Campaigns scheduled whose time has come, and campaigns sending, in
+    /// every tenant.
+    pub async fn campaigns_to_work(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DueCampaign>, ApiError> {
+        let due = Condition::any()
+            .add(
+                Condition::all()
+                    .add(campaign::Column::State.eq(stored(STATES, State::Scheduled)))
+                    .add(campaign::Column::SendTime.lte(now)),
+            )
+            .add(campaign::Column::State.eq(stored(STATES, State::Sending)));
+        campaign::Entity::find()
+            .filter(due)
+            .filter(campaign::Column::DeleteTime.is_null())
+            .order_by_asc(campaign::Column::SendTime)
+            .all(&self.base.db.conn)
+            .await?
+            .into_iter()
+            .map(|row| {
+                let tenant = Tenant::new(row.tenant.clone());
+                Ok(DueCampaign {
+                    tenant,
+                    campaign: row.try_into()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Queues `contacts` (the resolved audience, in order, each once) for a
+    /// campaign; rows already queued by an earlier, interrupted attempt stay
+    /// as they are.
+    pub async fn queue_recipients(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        contacts: &[String],
+    ) -> Result<(), ApiError> {
+        let now = Utc::now();
+        for (chunk_index, chunk) in contacts.chunks(QUEUE_BATCH).enumerate() {
+            let rows = chunk.iter().enumerate().map(|(i, contact)| {
+                campaign_recipient::Model {
+                    tenant: tenant.as_str().to_owned(),
+                    campaign_id: id.to_string(),
+                    contact: contact.clone(),
+                    position: (chunk_index * QUEUE_BATCH + i) as i64,
+                    email: String::new(),
+                    state: state(RecipientState::Queued).to_owned(),
+                    reason: String::new(),
+                    attempts: 0,
+                    message_id: String::new(),
+                    claim: String::new(),
+                    update_time: now,
+                }
+                .into_active_model()
+            });
+            let txn = self.base.db.begin_write().await?;
+            campaign_recipient::Entity::insert_many(rows)
+                .on_conflict_do_nothing_on([
+                    campaign_recipient::Column::Tenant,
+                    campaign_recipient::Column::CampaignId,
+                    campaign_recipient::Column::Contact,
+                ])
+                .exec(&*txn)
+                .await?;
+            txn.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// A scheduled campaign whose audience is queued turns SENDING
+    /// (`CampaignStarted`); one paused or cancelled meanwhile is left as it is.
+    pub async fn start_campaign(&self, tenant: &Tenant, id: Uuid) -> Result<(), ApiError> {
+        let txn = self.base.db.begin_write().await?;
+        let mut c: Campaign = self
+            .base
+            .find::<campaign::Entity>(&*txn, tenant, id, &format!("campaigns/{id}"))
+            .await?
+            .try_into()?;
+        if c.state != State::Scheduled {
+            return Ok(());
+        }
+        let before = c.version;
+        c.start(Utc::now());
+        self.save_campaign(&txn, tenant, &mut c, before).await?;
+        let counts = counts_in(&*txn, tenant, id).await?;
+        let event = self.event(
+            "CampaignStarted",
+            c.name(),
+            self.payloads.campaign(&c, counts),
+            SENDER,
+        );
+        self.base.commit(txn, tenant, vec![event]).await
+    }
+
+    /// Rows left SENDING since before `older_than` (their process stopped
+    /// mid-send) become UNCERTAIN: perhaps delivered, never sent again.
+    pub async fn settle_abandoned(&self, older_than: DateTime<Utc>) -> Result<u64, ApiError> {
+        let txn = self.base.db.begin_write().await?;
+        let settled = campaign_recipient::Entity::update_many()
+            .col_expr(
+                campaign_recipient::Column::State,
+                Expr::value(state(RecipientState::Uncertain)),
+            )
+            .col_expr(
+                campaign_recipient::Column::Reason,
+                Expr::value("the sender stopped while this message was being sent"),
+            )
+            .filter(campaign_recipient::Column::State.eq(state(RecipientState::Sending)))
+            .filter(campaign_recipient::Column::UpdateTime.lt(older_than))
+            .exec(&*txn)
+            .await?;
+        txn.commit().await?;
+        Ok(settled.rows_affected)
+    }
+
+    /// Takes up to `n` queued recipients of a campaign for the pass `pass`,
+    /// in order: committed as SENDING before anything is sent.
+    pub async fn claim_recipients(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        pass: &str,
+        n: u64,
+    ) -> Result<Vec<Claimed>, ApiError> {
+        let txn = self.base.db.begin_write().await?;
+        let next: Vec<String> = campaign_recipient::Entity::find_in(tenant)
+            .select_only()
+            .column(campaign_recipient::Column::Contact)
+            .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+            .filter(campaign_recipient::Column::State.eq(state(RecipientState::Queued)))
+            .order_by_asc(campaign_recipient::Column::Position)
+            .limit(n)
+            .into_tuple()
+            .all(&*txn)
+            .await?;
+        if next.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only rows still QUEUED are taken: a concurrent pass's are not.
+        campaign_recipient::Entity::update_many()
+            .col_expr(
+                campaign_recipient::Column::State,
+                Expr::value(state(RecipientState::Sending)),
+            )
+            .col_expr(campaign_recipient::Column::Claim, Expr::value(pass))
+            .col_expr(
+                campaign_recipient::Column::Attempts,
+                Expr::col(campaign_recipient::Column::Attempts).add(1),
+            )
+            .col_expr(
+                campaign_recipient::Column::UpdateTime,
+                Expr::value(Utc::now()),
+            )
+            .filter(campaign_recipient::Column::Tenant.eq(tenant.as_str()))
+            .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+            .filter(campaign_recipient::Column::Contact.is_in(next))
+            .filter(campaign_recipient::Column::State.eq(state(RecipientState::Queued)))
+            .exec(&*txn)
+            .await?;
+        let claimed = campaign_recipient::Entity::find_in(tenant)
+            .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+            .filter(campaign_recipient::Column::State.eq(state(RecipientState::Sending)))
+            .filter(campaign_recipient::Column::Claim.eq(pass))
+            .order_by_asc(campaign_recipient::Column::Position)
+            .all(&*txn)
+            .await?
+            .into_iter()
+            .map(|row| Claimed {
+                contact: row.contact,
+                attempts: row.attempts,
+            })
+            .collect();
+        txn.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Records what sending to `contact` came to (with `EmailSent` when it
+    /// was sent), unless another pass settled the row meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_outcome(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        contact: &str,
+        pass: &str,
+        outcome: RecipientState,
+        email: &str,
+        reason: &str,
+        message_id: &str,
+    ) -> Result<(), ApiError> {
+        let txn = self.base.db.begin_write().await?;
+        let updated = campaign_recipient::Entity::update_many()
+            .col_expr(
+                campaign_recipient::Column::State,
+                Expr::value(state(outcome)),
+            )
+            .col_expr(campaign_recipient::Column::Email, Expr::value(email))
+            .col_expr(campaign_recipient::Column::Reason, Expr::value(reason))
+            .col_expr(
+                campaign_recipient::Column::MessageId,
+                Expr::value(message_id),
+            )
+            .col_expr(campaign_recipient::Column::Claim, Expr::value(""))
+            .col_expr(
+                campaign_recipient::Column::UpdateTime,
+                Expr::value(Utc::now()),
+            )
+            .filter(campaign_recipient::Column::Tenant.eq(tenant.as_str()))
+            .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+            .filter(campaign_recipient::Column::Contact.eq(contact))
+            .filter(campaign_recipient::Column::Claim.eq(pass))
+            .exec(&*txn)
+            .await?;
+        let events = if updated.rows_affected == 1 && outcome == RecipientState::Sent {
+            let campaign = format!("campaigns/{id}");
+            vec![self.event(
+                "EmailSent",
+                campaign.clone(),
+                self.payloads.email_sent(&campaign, contact, message_id),
+                SENDER,
+            )]
+        } else {
+            Vec::new()
+        };
+        self.base.commit(txn, tenant, events).await
+    }
+
+    /// A campaign with nothing queued or being sent turns SENT
+    /// (`CampaignSent`, with its counts); `true` if it did.
+    pub async fn finish_if_done(&self, tenant: &Tenant, id: Uuid) -> Result<bool, ApiError> {
+        let txn = self.base.db.begin_write().await?;
+        let counts = counts_in(&*txn, tenant, id).await?;
+        let mut c: Campaign = self
+            .base
+            .find::<campaign::Entity>(&*txn, tenant, id, &format!("campaigns/{id}"))
+            .await?
+            .try_into()?;
+        if counts.queued > 0 || c.state != State::Sending {
+            return Ok(false);
+        }
+        let before = c.version;
+        c.finish(Utc::now());
+        self.save_campaign(&txn, tenant, &mut c, before).await?;
+        let event = self.event(
+            "CampaignSent",
+            c.name(),
+            self.payloads.campaign(&c, counts),
+            SENDER,
+        );
+        self.base.commit(txn, tenant, vec![event]).await?;
+        Ok(true)
+    }
+
+    /// Whether another recipient of the campaign got (or may have got) a
+    /// message at `email`: two contacts sharing an address get it once.
+    pub async fn address_used(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        email: &str,
+        contact: &str,
+    ) -> Result<bool, ApiError> {
+        let taken = [
+            state(RecipientState::Sent),
+            state(RecipientState::Uncertain),
+            state(RecipientState::Sending),
+        ];
+        let used = campaign_recipient::Entity::find_in(tenant)
+            .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+            .filter(campaign_recipient::Column::Email.eq(email))
+            .filter(campaign_recipient::Column::Contact.ne(contact))
+            .filter(campaign_recipient::Column::State.is_in(taken))
+            .one(&self.base.db.conn)
+            .await?;
+        Ok(used.is_some())
+    }
+
+    /// Records that `contact` unsubscribed through `campaign`'s message
+    /// (`ContactUnsubscribed`; the consent itself lives in contacts), and
+    /// suppresses the address that message went to, whoever else holds it.
+    pub async fn record_unsubscribe(
+        &self,
+        tenant: &Tenant,
+        contact: &str,
+        campaign: &str,
+    ) -> Result<(), ApiError> {
+        let sent_to = campaign_recipient::Entity::find_in(tenant)
+            .filter(campaign_recipient::Column::CampaignId.eq(super::id_of(campaign).to_string()))
+            .filter(campaign_recipient::Column::Contact.eq(contact))
+            .one(&self.base.db.conn)
+            .await?
+            .map(|row| row.email)
+            .filter(|email| !email.is_empty());
+        let txn = self.base.db.begin_write().await?;
+        if let Some(email) = sent_to {
+            let row = suppression::Model {
+                tenant: tenant.as_str().to_owned(),
+                email,
+                reason: format!("unsubscribed through {campaign}"),
+                create_time: Utc::now(),
+            };
+            suppression::Entity::insert(row.into_active_model())
+                .on_conflict_do_nothing_on([
+                    suppression::Column::Tenant,
+                    suppression::Column::Email,
+                ])
+                .exec(&*txn)
+                .await?;
+        }
+        let event = self.event(
+            "ContactUnsubscribed",
+            contact.to_owned(),
+            self.payloads.unsubscribed(contact, campaign),
+            contact,
+        );
+        self.base.commit(txn, tenant, vec![event]).await
+    }
+
+    /// Why nothing may be sent to `email` any more, if it is suppressed.
+    pub async fn suppression_of(
+        &self,
+        tenant: &Tenant,
+        email: &str,
+    ) -> Result<Option<String>, ApiError> {
+        Ok(suppression::Entity::find_in(tenant)
+            .filter(suppression::Column::Email.eq(email.to_lowercase()))
+            .one(&self.base.db.conn)
+            .await?
+            .map(|row| row.reason))
+    }
+
+    /// Whether a campaign is still to be sent (not paused, cancelled or deleted).
+    pub async fn still_sending(&self, tenant: &Tenant, id: Uuid) -> Result<bool, ApiError> {
+        let c = self.get_campaign(tenant, id).await?;
+        Ok(c.state == State::Sending && c.delete_time.is_none())
+    }
+}
+
+/// Who the sender's changes are recorded as.
+pub const SENDER: &str = "marketing/sender";
