@@ -10,6 +10,7 @@
 //! SMTP (or writes files), `contacts` is what marketing asks of contacts.
 
 mod api;
+mod consumer;
 mod contacts;
 pub mod domain;
 pub mod mailer;
@@ -52,9 +53,10 @@ const DEFAULT_UNSUBSCRIBE_VALID_DAYS: i64 = 60;
 /// exchange takes.
 const DEFAULT_SENDING_GRACE_SECONDS: i64 = 120;
 
-/// The marketing service, bound and connected, ready to run: its API and
-/// the campaign sender (every `marketing.send_check_millis`, 1 s by default,
-/// on one replica).
+/// The marketing service, bound and connected, ready to run: its API, the
+/// campaign sender (every `marketing.send_check_millis`, 1 s by default, on
+/// one replica), and the contacts feed followed (merges and erasures reach
+/// marketing).
 pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError> {
     let send_every = std::time::Duration::from_millis(settings.option("send_check_millis", 1_000)?);
     let grace = settings.option("sending_grace_seconds", DEFAULT_SENDING_GRACE_SECONDS)?;
@@ -95,7 +97,7 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
     kit.add_service(MarketingServiceServer::new(marketing), api::ROLE_RULES)
         .await;
     let sender = sender::Sender::new(
-        store,
+        store.clone(),
         directory,
         mailer,
         tokens,
@@ -106,5 +108,9 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
         },
     );
     kit.schedule("campaigns", send_every, sender);
+    kit.follow(
+        consumer::SOURCE,
+        Arc::new(consumer::ContactsFeed::new(store)),
+    )?;
     Ok(kit)
 }

@@ -66,7 +66,7 @@ enum Campaigns {
 #[derive(DeriveIden)]
 enum Suppressions {
     Table,
-    Email,
+    EmailFingerprint,
     Reason,
 }
 
@@ -228,17 +228,23 @@ impl MigrationTrait for Migration {
             )
             .await?;
         // Addresses nothing is sent to again (an unsubscribe; later bounces
-        // and complaints), whichever contact holds them.
+        // and complaints), whichever contact holds them: by fingerprint
+        // (crm_shared::privacy), so the list keeps no address and outlives
+        // the person's erasure.
         manager
             .create_table(
                 Table::create()
                     .table(Suppressions::Table)
                     .if_not_exists()
                     .col(string(Common::Tenant))
-                    .col(string(Suppressions::Email))
+                    .col(string(Suppressions::EmailFingerprint))
                     .col(text(Suppressions::Reason))
                     .col(timestamp_with_time_zone(Common::CreateTime))
-                    .primary_key(Index::create().col(Common::Tenant).col(Suppressions::Email))
+                    .primary_key(
+                        Index::create()
+                            .col(Common::Tenant)
+                            .col(Suppressions::EmailFingerprint),
+                    )
                     .to_owned(),
             )
             .await?;

@@ -212,9 +212,9 @@ pub mod suppression {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub tenant: String,
-        /// Lower-case.
+        /// `crm_shared::privacy::email_fingerprint` of the address.
         #[sea_orm(primary_key, auto_increment = false)]
-        pub email: String,
+        pub email_fingerprint: String,
         pub reason: String,
         pub create_time: DateTimeUtc,
     }

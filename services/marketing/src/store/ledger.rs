@@ -12,6 +12,7 @@ use crm_shared::{
     convert::stored,
     db::{Tenant, TenantScoped},
     error::ApiError,
+    privacy::email_fingerprint,
 };
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
@@ -350,14 +351,14 @@ impl Store {
         if let Some(email) = sent_to {
             let row = suppression::Model {
                 tenant: tenant.as_str().to_owned(),
-                email,
+                email_fingerprint: email_fingerprint(tenant.as_str(), &email),
                 reason: format!("unsubscribed through {campaign}"),
                 create_time: Utc::now(),
             };
             suppression::Entity::insert(row.into_active_model())
                 .on_conflict_do_nothing_on([
                     suppression::Column::Tenant,
-                    suppression::Column::Email,
+                    suppression::Column::EmailFingerprint,
                 ])
                 .exec(&*txn)
                 .await?;
@@ -378,7 +379,9 @@ impl Store {
         email: &str,
     ) -> Result<Option<String>, ApiError> {
         Ok(suppression::Entity::find_in(tenant)
-            .filter(suppression::Column::Email.eq(email.to_lowercase()))
+            .filter(
+                suppression::Column::EmailFingerprint.eq(email_fingerprint(tenant.as_str(), email)),
+            )
             .one(&self.base.db.conn)
             .await?
             .map(|row| row.reason))

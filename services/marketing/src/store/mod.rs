@@ -5,6 +5,7 @@
 
 mod campaigns;
 pub mod entities;
+mod feed;
 mod groups;
 mod ledger;
 mod templates;

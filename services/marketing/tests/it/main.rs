@@ -6,4 +6,5 @@
 mod harness;
 
 mod campaigns;
+mod feed;
 mod refusals;
