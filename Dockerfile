@@ -1,6 +1,7 @@
 # One image per service, from the one workspace; SERVICE picks the binary:
 #   docker build --build-arg SERVICE=contacts -t ghcr.io/crm-suite/contacts:dev .
 #   docker build --build-arg SERVICE=sales    -t ghcr.io/crm-suite/sales:dev .
+#   docker build --build-arg SERVICE=marketing -t ghcr.io/crm-suite/marketing:dev .
 #   docker build --build-arg SERVICE=support  -t ghcr.io/crm-suite/support:dev .
 #   docker build --build-arg SERVICE=gateway  -t ghcr.io/crm-suite/gateway:dev .
 # The binary is /usr/local/bin/service; `service migrate` runs the migrations

@@ -87,13 +87,12 @@ case_def migrate-not-run "structure" \
 # and no further: no image tag or replica count in the overlays, no
 # NetworkPolicy in production.
 d=$(copy half-added)
-sed -e 's/contacts/marketing/g; s/CONTACTS/MARKETING/g; s/50061/50063/g' \
-    "$DEPLOY/base/contacts.yaml" >"$d/deploy/base/marketing.yaml"
-replace_once "$d/deploy/base/kustomization.yaml" "  - sales.yaml " "  - marketing.yaml
-  - sales.yaml "
+sed -e 's/contacts/reporting/g; s/CONTACTS/REPORTING/g; s/50061/50065/g' \
+    "$DEPLOY/base/contacts.yaml" >"$d/deploy/base/reporting.yaml"
+replace_once "$d/deploy/base/kustomization.yaml" "  # - reporting.yaml   # 50065" "  - reporting.yaml     # 50065"
 case_def half-added "structure checkov" \
-    '^overlays/production: marketing: no NetworkPolicy selects app=marketing$
-^overlays/dev: marketing: no HorizontalPodAutoscaler in this overlay and no replica count
+    '^overlays/production: reporting: no NetworkPolicy selects app=reporting$
+^overlays/dev: reporting: no HorizontalPodAutoscaler in this overlay and no replica count
 CKV_K8S_14: "Image Tag should be fixed - not latest or blank"'
 
 d=$(copy root-image)

@@ -20,7 +20,7 @@ export CRM_PAGING_SECRET="${CRM_PAGING_SECRET:-$CRM_AUTH__HS256_SECRET}"
 
 cargo build --bins
 
-SERVICES=(contacts sales support gateway)
+SERVICES=(contacts sales marketing support gateway)
 pids=()
 stop() {
     trap - INT TERM EXIT
@@ -36,6 +36,13 @@ for service in "${SERVICES[@]}"; do
     pids+=($!)
 done
 
+# Where marketing's mail goes (never print the URL: it may hold a password).
+if [[ -n "${CRM_MARKETING__SMTP_URL:-}" ]]; then
+    marketing_mail="mail to the SMTP relay in CRM_MARKETING__SMTP_URL"
+else
+    marketing_mail="mail as .eml files into ${CRM_MARKETING__MAIL_DIR:-data/mail}/ (no CRM_MARKETING__SMTP_URL)"
+fi
+
 cat <<INFO
 
 The suite is starting:
@@ -43,6 +50,8 @@ The suite is starting:
              127.0.0.1:9464    /metrics (Prometheus text)
   contacts   127.0.0.1:50061   (data/contacts.db), reached through the gateway
   sales      127.0.0.1:50062   (data/sales.db), reached through the gateway
+  marketing  127.0.0.1:50063   (data/marketing.db), reached through the gateway
+                               $marketing_mail
   support    127.0.0.1:50064   (data/support.db), reached through the gateway
 
 Get a token:   TOKEN=\$(make token TENANT=acme ROLES=admin SUBJECT=ada | tail -1)

@@ -13,6 +13,7 @@ fn every_list() -> impl Iterator<Item = &'static ListSchema> {
     crm_contacts::LIST_SCHEMAS
         .iter()
         .chain(crm_sales::LIST_SCHEMAS)
+        .chain(crm_marketing::LIST_SCHEMAS)
         .chain(crm_support::LIST_SCHEMAS)
         .chain([&crm_shared::audit::LIST_SCHEMA])
 }
