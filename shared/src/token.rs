@@ -79,6 +79,25 @@ impl SignedTokens {
         )
     }
 
+    /// A MAC binding `value` to `token` (a tracked link's target to the
+    /// link's token), so whoever holds the token cannot swap the value.
+    pub fn bind(&self, token: &str, value: &str) -> String {
+        let mac = self
+            .mac(format!("{token}\0{value}").as_bytes())
+            .finalize()
+            .into_bytes();
+        URL_SAFE_NO_PAD.encode(mac)
+    }
+
+    /// Whether `binding` is [`SignedTokens::bind`] of `value` to `token`.
+    pub fn is_bound(&self, token: &str, value: &str, binding: &str) -> bool {
+        URL_SAFE_NO_PAD.decode(binding).is_ok_and(|mac| {
+            self.mac(format!("{token}\0{value}").as_bytes())
+                .verify_slice(&mac)
+                .is_ok()
+        })
+    }
+
     /// What `token` names, if it is one of ours for this purpose, unaltered
     /// and not expired at `now`; PERMISSION_DENIED otherwise (the same
     /// answer for each, so a guesser learns nothing).
@@ -163,6 +182,17 @@ mod tests {
         for junk in ["", ".", "abc", "a.b.c", "!!!.???"] {
             assert!(tokens.verify(junk, now).is_err(), "{junk:?}");
         }
+    }
+
+    #[test]
+    fn a_bound_value_cannot_be_swapped() {
+        let tokens = SignedTokens::new("secret", "track");
+        let token = tokens.sign("acme", Uuid::now_v7(), Utc::now() + Duration::days(1));
+        let binding = tokens.bind(&token, "https://acme.example/offer");
+        assert!(tokens.is_bound(&token, "https://acme.example/offer", &binding));
+        assert!(!tokens.is_bound(&token, "https://evil.example/", &binding));
+        assert!(!tokens.is_bound("another", "https://acme.example/offer", &binding));
+        assert!(!tokens.is_bound(&token, "https://acme.example/offer", "junk"));
     }
 
     #[test]

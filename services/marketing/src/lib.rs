@@ -7,16 +7,20 @@
 //! rules (the campaign workflow, the template language, who may be sent
 //! to); `store/` the SeaORM queries, always scoped by tenant; `migration/`
 //! the schema. `sender` is the scheduled job that sends, `mailer` speaks
-//! SMTP (or writes files), `contacts` is what marketing asks of contacts.
+//! SMTP (or writes files), `contacts` is what marketing asks of contacts,
+//! `engagement` signs and reads the links in each message and `tracking`
+//! serves them over HTTP.
 
 mod api;
 mod consumer;
 mod contacts;
 pub mod domain;
+mod engagement;
 pub mod mailer;
 mod migration;
 mod sender;
 mod store;
+mod tracking;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -26,7 +30,6 @@ use crm_shared::{
     contacts::ContactsClient,
     filter::ListSchema,
     kit::{KitError, ServiceInfo, ServiceKit},
-    token::SignedTokens,
 };
 
 pub use api::ROLE_RULES;
@@ -46,8 +49,12 @@ pub static SERVICE: ServiceInfo = ServiceInfo {
     default_port: 50063,
 };
 
-/// How long an unsubscribe link works unless `marketing.unsubscribe_valid_days` says otherwise.
-const DEFAULT_UNSUBSCRIBE_VALID_DAYS: i64 = 60;
+/// Where the tracking listener (opens, clicks, the unsubscribe page) listens
+/// unless `marketing.tracking_addr` says otherwise.
+const DEFAULT_TRACKING_ADDR: &str = "127.0.0.1:50073";
+
+/// How long a message's links work unless `marketing.link_valid_days` says otherwise.
+const DEFAULT_LINK_VALID_DAYS: i64 = 60;
 /// How long a recipient may stay mid-send before a stop is assumed, unless
 /// `marketing.sending_grace_seconds` says otherwise: longer than any SMTP
 /// exchange takes.
@@ -60,7 +67,7 @@ const DEFAULT_SENDING_GRACE_SECONDS: i64 = 120;
 pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError> {
     let send_every = std::time::Duration::from_millis(settings.option("send_check_millis", 1_000)?);
     let grace = settings.option("sending_grace_seconds", DEFAULT_SENDING_GRACE_SECONDS)?;
-    let valid_days = settings.option("unsubscribe_valid_days", DEFAULT_UNSUBSCRIBE_VALID_DAYS)?;
+    let valid_days = settings.option("link_valid_days", DEFAULT_LINK_VALID_DAYS)?;
     let option = |key: &str, default: &str| {
         settings
             .options
@@ -75,8 +82,13 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
         .cloned()
         .filter(|u| !u.is_empty());
     let mail_dir = PathBuf::from(option("mail_dir", "data/mail"));
-    let unsubscribe_base_url = option("unsubscribe_base_url", "http://localhost:50063/unsubscribe");
-    let secret = option("unsubscribe_secret", &settings.paging_secret);
+    let tracking_addr: std::net::SocketAddr = settings.option(
+        "tracking_addr",
+        DEFAULT_TRACKING_ADDR.parse().expect("a socket address"),
+    )?;
+    let tracking_base_url = option("tracking_base_url", &format!("http://{tracking_addr}"));
+    let unsubscribe_base_url = option("unsubscribe_base_url", &format!("{tracking_base_url}/u"));
+    let secret = option("link_secret", &settings.paging_secret);
     let mailer = mailer::Mailer::from_settings(smtp_url.as_deref(), &mail_dir).map_err(|e| {
         KitError::Config(config::ConfigError::Message(format!(
             "marketing.smtp_url: {e}"
@@ -86,13 +98,21 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
     let store = store::Store::new(kit.resources(), Arc::new(api::ProtoPayloads));
     let contacts_channel = kit.peer("contacts")?;
     let directory = contacts::Directory::new(contacts_channel.clone(), kit.service_identity()?);
-    let tokens = SignedTokens::new(&secret, "unsubscribe");
+    let links = engagement::Links::new(
+        &secret,
+        tracking_base_url,
+        unsubscribe_base_url,
+        chrono::Duration::days(valid_days.clamp(1, 3650)),
+    );
+    let tracker = engagement::Tracker::new(store.clone(), directory.clone(), links.clone());
+    let tracking_listener = crm_shared::server::bind(tracking_addr).await?;
+    tracking::serve(tracking_listener, tracker.clone(), kit.stopping());
     let marketing = api::MarketingApi::new(
         store.clone(),
         ContactsClient::new(contacts_channel),
         directory.clone(),
         kit.page_tokens(),
-        tokens.clone(),
+        tracker,
     );
     kit.add_service(MarketingServiceServer::new(marketing), api::ROLE_RULES)
         .await;
@@ -100,12 +120,8 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
         store.clone(),
         directory,
         mailer,
-        tokens,
-        sender::SenderSettings {
-            grace: chrono::Duration::seconds(grace.max(1)),
-            unsubscribe_base_url,
-            unsubscribe_valid_for: chrono::Duration::days(valid_days.clamp(1, 3650)),
-        },
+        links,
+        chrono::Duration::seconds(grace.max(1)),
     );
     kit.schedule("campaigns", send_every, sender);
     kit.follow(

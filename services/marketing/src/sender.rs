@@ -8,7 +8,7 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::Utc;
-use crm_shared::{db::Tenant, error::ApiError, schedule::Job, token::SignedTokens};
+use crm_shared::{db::Tenant, error::ApiError, schedule::Job};
 use uuid::Uuid;
 
 use crate::{
@@ -17,7 +17,9 @@ use crate::{
         audience::may_send,
         campaign::{Campaign, RecipientState},
         template::CompiledTemplate,
+        tracking::{add_open_pixel, rewrite_links},
     },
+    engagement::Links,
     mailer::{Mailer, OutgoingMail, SendOutcome},
     store::{Claimed, DueCampaign, Store},
 };
@@ -28,41 +30,33 @@ const MAX_ATTEMPTS: i32 = 3;
 /// renews the job's lease between passes).
 const PASS_BUDGET: Duration = Duration::from_secs(2);
 
-/// What the sender is configured with.
-pub struct SenderSettings {
-    /// Rows SENDING for longer than this are settled as UNCERTAIN.
-    pub grace: chrono::Duration,
-    /// The unsubscribe page; the token is appended as `?token=`.
-    pub unsubscribe_base_url: String,
-    /// How long an unsubscribe link works.
-    pub unsubscribe_valid_for: chrono::Duration,
-}
-
 /// The job.
 pub struct Sender {
     store: Store,
     directory: Directory,
     mailer: Mailer,
-    tokens: SignedTokens,
-    settings: SenderSettings,
+    links: Links,
+    /// Rows SENDING for longer than this are settled as UNCERTAIN.
+    grace: chrono::Duration,
 }
 
 impl Sender {
     /// The sender over `store`, reading contacts through `directory`,
-    /// sending with `mailer`, signing unsubscribe links with `tokens`.
+    /// sending with `mailer`, putting `links` in each message; a row left
+    /// mid-send for `grace` is settled as UNCERTAIN.
     pub fn new(
         store: Store,
         directory: Directory,
         mailer: Mailer,
-        tokens: SignedTokens,
-        settings: SenderSettings,
+        links: Links,
+        grace: chrono::Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
             directory,
             mailer,
-            tokens,
-            settings,
+            links,
+            grace,
         })
     }
 
@@ -234,16 +228,7 @@ impl Sender {
             return Ok(Outcome::Done);
         }
         let contact_id: Uuid = crate::store::id_of(&recipient.contact);
-        let unsubscribe_url = format!(
-            "{}?token={}",
-            self.settings.unsubscribe_base_url,
-            self.tokens.sign_with(
-                tenant.as_str(),
-                contact_id,
-                Some(c.id),
-                Utc::now() + self.settings.unsubscribe_valid_for,
-            )
-        );
+        let unsubscribe_url = self.links.unsubscribe_url(tenant, contact_id, c.id);
         let rendered =
             match template.render(&profile.recipient, &c.draft.display_name, &unsubscribe_url) {
                 Ok(rendered) => rendered,
@@ -253,6 +238,16 @@ impl Sender {
                     return Ok(Outcome::Done);
                 }
             };
+        // Links go through the tracking listener; an image reports the open.
+        let html_body = if rendered.html_body.is_empty() {
+            String::new()
+        } else {
+            let tracked = rewrite_links(&rendered.html_body, |target| {
+                (target != unsubscribe_url)
+                    .then(|| self.links.click_url(tenant, contact_id, c.id, target))
+            });
+            add_open_pixel(&tracked, &self.links.open_url(tenant, contact_id, c.id))
+        };
         let domain = c
             .draft
             .from_address
@@ -271,7 +266,7 @@ impl Sender {
             reply_to: (!c.draft.reply_to.is_empty()).then(|| c.draft.reply_to.clone()),
             to: email.clone(),
             subject: rendered.subject,
-            html_body: rendered.html_body,
+            html_body,
             text_body: rendered.text_body,
             unsubscribe_url,
             message_id: message_id.clone(),
@@ -386,10 +381,7 @@ enum Outcome {
 #[tonic::async_trait]
 impl Job for Sender {
     async fn run_once(&self) -> Result<u64, ApiError> {
-        let settled = self
-            .store
-            .settle_abandoned(Utc::now() - self.settings.grace)
-            .await?;
+        let settled = self.store.settle_abandoned(Utc::now() - self.grace).await?;
         if settled > 0 {
             tracing::warn!(
                 settled,

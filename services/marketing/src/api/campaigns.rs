@@ -20,7 +20,10 @@ use super::{
     convert::{campaign_draft, campaign_message, from_timestamp, recipient_message},
 };
 use crate::{
-    domain::campaign::{CAMPAIGN_FIELDS, Campaign, CampaignDraft},
+    domain::{
+        campaign::{CAMPAIGN_FIELDS, Campaign, CampaignDraft},
+        tracking::Engagement,
+    },
     store,
 };
 
@@ -324,24 +327,53 @@ pub(super) async fn unsubscribe(
     api: &MarketingApi,
     request: Request<pb::UnsubscribeRequest>,
 ) -> Result<Response<pb::UnsubscribeResponse>, Status> {
-    let claim = api
-        .unsubscribe_tokens
-        .verify(&request.get_ref().token, Utc::now())?;
-    let tenant = Tenant::new(claim.tenant);
-    let contact = format!("contacts/{}", claim.id);
-    let campaign = claim
-        .also
-        .map(|id| format!("campaigns/{id}"))
-        .unwrap_or_default();
-    let credentials = api.directory.as_service(&tenant)?;
-    let withdrawn = api
-        .directory
-        .withdraw_email_consent(&credentials, &contact, &format!("unsubscribe:{campaign}"))
-        .await?;
-    if withdrawn {
-        api.store
-            .record_unsubscribe(&tenant, &contact, &campaign)
-            .await?;
-    }
+    let contact = api.tracker.unsubscribe(&request.get_ref().token).await?;
     Ok(Response::new(pb::UnsubscribeResponse { contact }))
+}
+
+pub(super) async fn record_delivery_problem(
+    api: &MarketingApi,
+    request: Request<pb::RecordDeliveryProblemRequest>,
+) -> Result<Response<pb::RecordDeliveryProblemResponse>, Status> {
+    let (_, tenant) = admitted(&request)?;
+    let r = request.into_inner();
+    let message_id = r.message_id.trim();
+    if message_id.is_empty() {
+        return Err(ApiError::invalid("message_id", "required").into());
+    }
+    let (kind, suppress) = match pb::DeliveryProblem::try_from(r.problem) {
+        Ok(pb::DeliveryProblem::HardBounce) => (Engagement::Bounced, true),
+        Ok(pb::DeliveryProblem::SoftBounce) => (Engagement::Bounced, false),
+        Ok(pb::DeliveryProblem::Complaint) => (Engagement::Complained, true),
+        _ => {
+            return Err(
+                ApiError::invalid("problem", "HARD_BOUNCE, SOFT_BOUNCE or COMPLAINT").into(),
+            );
+        }
+    };
+    let reason = r.reason.trim();
+    if reason.chars().count() > 1000 {
+        return Err(ApiError::invalid("reason", "at most 1000 characters").into());
+    }
+    let recipient = api.store.recipient_of_message(&tenant, message_id).await?;
+    if suppress && !recipient.email.is_empty() {
+        let why = match kind {
+            Engagement::Complained => format!("complaint about {message_id}"),
+            _ => format!("hard bounce of {message_id}: {reason}"),
+        };
+        api.store.suppress(&tenant, &recipient.email, &why).await?;
+    }
+    api.store
+        .record_engagement(
+            &tenant,
+            recipient.campaign,
+            &recipient.contact,
+            kind,
+            reason,
+        )
+        .await?;
+    Ok(Response::new(pb::RecordDeliveryProblemResponse {
+        recipient: Some(recipient_message(&recipient)),
+        suppressed: suppress,
+    }))
 }

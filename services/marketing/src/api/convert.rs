@@ -142,6 +142,13 @@ pub fn campaign_message(c: &Campaign, counts: Counts) -> pb::Campaign {
             failed: n(counts.failed),
             suppressed: n(counts.suppressed),
             uncertain: n(counts.uncertain),
+            unique_opens: n(counts.engagement.unique_opens),
+            opens: n(counts.engagement.opens),
+            unique_clicks: n(counts.engagement.unique_clicks),
+            clicks: n(counts.engagement.clicks),
+            unsubscribes: n(counts.engagement.unsubscribes),
+            bounces: n(counts.engagement.bounces),
+            complaints: n(counts.engagement.complaints),
         }),
         start_time: c.start_time.map(to_timestamp),
         finish_time: c.finish_time.map(to_timestamp),
@@ -204,6 +211,14 @@ impl EventPayloads for ProtoPayloads {
             campaign: campaign.to_owned(),
             contact: contact.to_owned(),
             message_id: message_id.to_owned(),
+        })
+    }
+
+    fn engagement(&self, campaign: &str, contact: &str, detail: &str) -> prost_types::Any {
+        to_any(&pb::EmailEngagement {
+            campaign: campaign.to_owned(),
+            contact: contact.to_owned(),
+            detail: detail.to_owned(),
         })
     }
 

@@ -21,13 +21,12 @@ use crm_shared::{
     filter::FilterSchema,
     paging::PageTokens,
     store::{ListPlan, ListRequest},
-    token::SignedTokens,
 };
 use tonic::{Request, Response, Status};
 
 pub use convert::ProtoPayloads;
 
-use crate::{contacts::Directory, store::Store};
+use crate::{contacts::Directory, engagement::Tracker, store::Store};
 
 /// Who runs campaigns and keeps segments, lists and templates.
 const MARKETERS: &[Role] = &[Role::Admin, Role::Manager, Role::Marketing];
@@ -39,8 +38,8 @@ pub struct MarketingApi {
     contacts: ContactsClient,
     directory: Directory,
     page_tokens: PageTokens,
-    /// Reads the unsubscribe links' tokens.
-    unsubscribe_tokens: SignedTokens,
+    /// Records unsubscribes (and reads their links' tokens).
+    tracker: Tracker,
 }
 
 impl MarketingApi {
@@ -50,14 +49,14 @@ impl MarketingApi {
         contacts: ContactsClient,
         directory: Directory,
         page_tokens: PageTokens,
-        unsubscribe_tokens: SignedTokens,
+        tracker: Tracker,
     ) -> Self {
         Self {
             store,
             contacts,
             directory,
             page_tokens,
-            unsubscribe_tokens,
+            tracker,
         }
     }
 }
@@ -96,6 +95,11 @@ pub const ROLE_RULES: RoleRules = &[
     ("ListCampaignRecipients", Role::READERS),
     // Anyone: the link's token is the proof (crm_shared::auth::PUBLIC_METHODS).
     ("Unsubscribe", Role::PUBLIC),
+    // A relay's webhook adapter reports bounces, as a marketer or the service.
+    (
+        "RecordDeliveryProblem",
+        &[Role::Admin, Role::Manager, Role::Marketing, Role::Service],
+    ),
 ];
 
 /// The caller, its tenant, and its credentials to pass on to contacts.
@@ -340,5 +344,12 @@ impl MarketingService for MarketingApi {
         request: Request<pb::UnsubscribeRequest>,
     ) -> Result<Response<pb::UnsubscribeResponse>, Status> {
         campaigns::unsubscribe(self, request).await
+    }
+
+    async fn record_delivery_problem(
+        &self,
+        request: Request<pb::RecordDeliveryProblemRequest>,
+    ) -> Result<Response<pb::RecordDeliveryProblemResponse>, Status> {
+        campaigns::record_delivery_problem(self, request).await
     }
 }

@@ -392,9 +392,11 @@ impl Recipient {
     }
 }
 
-/// How many recipients are where.
+/// How many recipients are where, and what they did with the message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
+    /// Opens, clicks, unsubscribes, bounces, complaints.
+    pub engagement: crate::domain::tracking::EngagementCounts,
     /// In the audience.
     pub recipients: i64,
     /// Waiting.

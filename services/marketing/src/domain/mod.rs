@@ -5,3 +5,4 @@
 pub mod audience;
 pub mod campaign;
 pub mod template;
+pub mod tracking;

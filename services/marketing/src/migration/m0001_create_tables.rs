@@ -64,6 +64,16 @@ enum Campaigns {
 }
 
 #[derive(DeriveIden)]
+enum Engagements {
+    Table,
+    CampaignId,
+    Contact,
+    Kind,
+    Detail,
+    Time,
+}
+
+#[derive(DeriveIden)]
 enum Suppressions {
     Table,
     EmailFingerprint,
@@ -227,6 +237,49 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Opens, clicks, unsubscribes, bounces and complaints. A bounce or
+        // complaint has one row per message (its id says so); opens and
+        // clicks one per time.
+        manager
+            .create_table(
+                Table::create()
+                    .table(Engagements::Table)
+                    .if_not_exists()
+                    .col(string(Common::Id).primary_key())
+                    .col(string(Common::Tenant))
+                    .col(string(Engagements::CampaignId))
+                    .col(string(Engagements::Contact))
+                    .col(string(Engagements::Kind))
+                    .col(text(Engagements::Detail))
+                    .col(timestamp_with_time_zone(Engagements::Time))
+                    .to_owned(),
+            )
+            .await?;
+        // A campaign's counts group its engagements by kind.
+        manager
+            .create_index(
+                Index::create()
+                    .name("engagements_campaign_kind")
+                    .table(Engagements::Table)
+                    .col(Common::Tenant)
+                    .col(Engagements::CampaignId)
+                    .col(Engagements::Kind)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        // A relay's bounce report names the message.
+        manager
+            .create_index(
+                Index::create()
+                    .name("campaign_recipients_message_id")
+                    .table(CampaignRecipients::Table)
+                    .col(Common::Tenant)
+                    .col(CampaignRecipients::MessageId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
         // Addresses nothing is sent to again (an unsubscribe; later bounces
         // and complaints), whichever contact holds them: by fingerprint
         // (crm_shared::privacy), so the list keeps no address and outlives
@@ -253,6 +306,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            Engagements::Table.into_iden(),
             Suppressions::Table.into_iden(),
             CampaignRecipients::Table.into_iden(),
             Campaigns::Table.into_iden(),

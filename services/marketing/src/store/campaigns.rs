@@ -268,7 +268,10 @@ pub(super) async fn counts_in<C: ConnectionTrait>(
         .into_tuple()
         .all(conn)
         .await?;
-    let mut counts = Counts::default();
+    let mut counts = Counts {
+        engagement: super::engagement::engagement_counts(conn, tenant, id).await?,
+        ..Counts::default()
+    };
     for (state, n) in rows {
         if let Some(state) = parse_stored(RECIPIENT_STATES, &state) {
             counts.add(state, n);

@@ -228,3 +228,34 @@ pub mod suppression {
         const TENANT: Column = Column::Tenant;
     }
 }
+
+/// The `engagements` table: opens, clicks, unsubscribes, bounces, complaints.
+pub mod engagement {
+    use sea_orm::entity::prelude::*;
+
+    /// One engagement.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "engagements")]
+    pub struct Model {
+        /// A UUID; for a bounce or complaint, `<campaign>:<contact>:<kind>`
+        /// (one per message).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub campaign_id: String,
+        pub contact: String,
+        pub kind: String,
+        /// The link clicked, or the relay's words.
+        pub detail: String,
+        pub time: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}

@@ -331,47 +331,6 @@ impl Store {
         Ok(used.is_some())
     }
 
-    /// Records that `contact` unsubscribed through `campaign`'s message
-    /// (`ContactUnsubscribed`; the consent itself lives in contacts), and
-    /// suppresses the address that message went to, whoever else holds it.
-    pub async fn record_unsubscribe(
-        &self,
-        tenant: &Tenant,
-        contact: &str,
-        campaign: &str,
-    ) -> Result<(), ApiError> {
-        let sent_to = campaign_recipient::Entity::find_in(tenant)
-            .filter(campaign_recipient::Column::CampaignId.eq(super::id_of(campaign).to_string()))
-            .filter(campaign_recipient::Column::Contact.eq(contact))
-            .one(&self.base.db.conn)
-            .await?
-            .map(|row| row.email)
-            .filter(|email| !email.is_empty());
-        let txn = self.base.db.begin_write().await?;
-        if let Some(email) = sent_to {
-            let row = suppression::Model {
-                tenant: tenant.as_str().to_owned(),
-                email_fingerprint: email_fingerprint(tenant.as_str(), &email),
-                reason: format!("unsubscribed through {campaign}"),
-                create_time: Utc::now(),
-            };
-            suppression::Entity::insert(row.into_active_model())
-                .on_conflict_do_nothing_on([
-                    suppression::Column::Tenant,
-                    suppression::Column::EmailFingerprint,
-                ])
-                .exec(&*txn)
-                .await?;
-        }
-        let event = self.event(
-            "ContactUnsubscribed",
-            contact.to_owned(),
-            self.payloads.unsubscribed(contact, campaign),
-            contact,
-        );
-        self.base.commit(txn, tenant, vec![event]).await
-    }
-
     /// Why nothing may be sent to `email` any more, if it is suppressed.
     pub async fn suppression_of(
         &self,

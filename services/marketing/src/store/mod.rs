@@ -4,6 +4,7 @@
 //! writes its events to the outbox in the same transaction.
 
 mod campaigns;
+mod engagement;
 pub mod entities;
 mod feed;
 mod groups;
@@ -49,6 +50,8 @@ pub trait EventPayloads: Send + Sync {
     fn email_sent(&self, campaign: &str, contact: &str, message_id: &str) -> prost_types::Any;
     /// A contact unsubscribed through a campaign's message.
     fn unsubscribed(&self, contact: &str, campaign: &str) -> prost_types::Any;
+    /// An open, click, bounce or complaint (`detail`: the link, the relay's words).
+    fn engagement(&self, campaign: &str, contact: &str, detail: &str) -> prost_types::Any;
 }
 
 /// All queries of the marketing service.

@@ -9,9 +9,10 @@ use crm_proto::{
     contacts::{Channel as ConsentChannel, ConsentStatus, GetContactRequest},
     marketing::{
         AddListMembersRequest, Audience, Campaign, CampaignState, CreateCampaignRequest,
-        CreateMailingListRequest, CreateSegmentRequest, CreateTemplateRequest, GetCampaignRequest,
-        ListCampaignRecipientsRequest, MailingList, RecipientState, ScheduleCampaignRequest,
-        Segment, Template, UnsubscribeRequest,
+        CreateMailingListRequest, CreateSegmentRequest, CreateTemplateRequest, DeliveryProblem,
+        GetCampaignRequest, ListCampaignRecipientsRequest, MailingList, RecipientState,
+        RecordDeliveryProblemRequest, ScheduleCampaignRequest, Segment, Template,
+        UnsubscribeRequest,
     },
 };
 
@@ -60,7 +61,7 @@ async fn template(m: &mut Marketing) -> String {
         template: Some(Template {
             display_name: "Launch".into(),
             subject: r#"Hello {{ contact.given_name | default("there") }}"#.into(),
-            html_body: r#"<p>Hi {{ contact.given_name | default("there") }}</p><a href="{{ unsubscribe_url }}">Unsubscribe</a>"#.into(),
+            html_body: r#"<p>Hi {{ contact.given_name | default("there") }}</p><a href="https://acme.example/offer?x=1&y=2">Our offer</a> <a href="{{ unsubscribe_url }}">Unsubscribe</a>"#.into(),
             text_body: "Hi {{ contact.given_name | default(\"there\") }}, {{ campaign.name }} is here.".into(),
             ..Default::default()
         }),
@@ -208,14 +209,56 @@ async fn campaign_on(backend: Backend) {
         Some("List-Unsubscribe=One-Click")
     );
     let link = header(to_ada, "List-Unsubscribe").expect("List-Unsubscribe");
-    let token = link
-        .trim_start_matches("<https://acme.example/unsubscribe?token=")
+    let unsubscribe_url = link
+        .trim_start_matches('<')
         .trim_end_matches('>')
         .to_owned();
-    assert_ne!(
-        token, link,
-        "the link is the configured page with a token: {link}"
+    let tracking = format!("http://{}/", suite.tracking);
+    assert!(
+        unsubscribe_url.starts_with(&format!("{tracking}u?token=")),
+        "{link}"
     );
+    let token = unsubscribe_url
+        .split("token=")
+        .nth(1)
+        .expect("a token")
+        .to_owned();
+
+    // Ada's mail client loads the image and she follows the link.
+    let html = html_of(to_ada);
+    let pixel = attributes(&html, "src")
+        .into_iter()
+        .find(|src| src.starts_with(&format!("{tracking}o/")))
+        .expect("the tracking image");
+    let image = http("GET", &pixel, "").await;
+    assert_eq!(
+        (image.status, image.header("content-type")),
+        (200, Some("image/gif"))
+    );
+    let click = attributes(&html, "href")
+        .into_iter()
+        .find(|href| href.starts_with(&format!("{tracking}c/")))
+        .expect("a tracked link");
+    assert!(
+        attributes(&html, "href").contains(&unsubscribe_url),
+        "the unsubscribe link is not tracked"
+    );
+    let followed = http("GET", &click, "").await;
+    assert_eq!(
+        (followed.status, followed.header("location")),
+        (303, Some("https://acme.example/offer?x=1&y=2")),
+        "{}",
+        followed.body
+    );
+    // The link redirects only where the message pointed.
+    let (base, _) = click.split_once("&u=").expect("a target");
+    let swapped = http(
+        "GET",
+        &format!("{base}&u=https%3A%2F%2Fevil.example%2F"),
+        "",
+    )
+    .await;
+    assert_eq!(swapped.status, 404);
 
     // The ledger says why each was left out.
     let ledger = m
@@ -243,22 +286,21 @@ async fn campaign_on(backend: Backend) {
         "{suppressed:?}"
     );
 
-    // Ada unsubscribes with no account: contacts records it.
-    let unsubscribed = suite
-        .anonymous()
-        .unsubscribe(UnsubscribeRequest {
-            token: token.clone(),
-        })
-        .await
-        .expect("Unsubscribe")
-        .into_inner();
+    // Ada's mail client unsubscribes in one click (RFC 8058); contacts
+    // records it. The page asks first when a person opens the link.
+    let page = http("GET", &unsubscribe_url, "").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<form method=\"post\""), "{}", page.body);
+    let done = http("POST", &unsubscribe_url, "List-Unsubscribe=One-Click").await;
+    assert_eq!(done.status, 200, "{}", done.body);
     let holder = if subject == "Hello Ada" { &ada } else { &eve };
-    assert_eq!(&unsubscribed.contact, holder);
-    suite
+    let again = suite
         .anonymous()
         .unsubscribe(UnsubscribeRequest { token })
         .await
-        .expect("unsubscribing again changes nothing");
+        .expect("unsubscribing again changes nothing")
+        .into_inner();
+    assert_eq!(&again.contact, holder);
     let ada_now = suite
         .contacts(TENANT, ADMIN)
         .get_contact(GetContactRequest {
@@ -277,11 +319,50 @@ async fn campaign_on(backend: Backend) {
         ada_now.consents
     );
 
-    // The next campaign skips her address: on her record whose consent is
-    // withdrawn, and on the other, whose address is suppressed.
+    // Dan's address bounces for good, as the relay reports (twice: once counts).
+    let dan_row = ledger
+        .iter()
+        .find(|r| r.contact == dan)
+        .expect("Dan's ledger row");
+    for _ in 0..2 {
+        let bounced = m
+            .record_delivery_problem(RecordDeliveryProblemRequest {
+                message_id: dan_row.message_id.clone(),
+                problem: DeliveryProblem::HardBounce as i32,
+                reason: "550 5.1.1 no such user".into(),
+            })
+            .await
+            .expect("RecordDeliveryProblem")
+            .into_inner();
+        assert!(bounced.suppressed);
+    }
+    let counts = m
+        .get_campaign(GetCampaignRequest {
+            name: first.name.clone(),
+        })
+        .await
+        .expect("GetCampaign")
+        .into_inner()
+        .counts
+        .expect("counts");
+    assert_eq!(
+        (
+            counts.unique_opens,
+            counts.opens,
+            counts.unique_clicks,
+            counts.clicks,
+            counts.unsubscribes,
+            counts.bounces
+        ),
+        (1, 1, 1, 1, 1, 1),
+        "{counts:?}"
+    );
+
+    // The next campaign skips Ada's address (on her record whose consent is
+    // withdrawn, and on the other, whose address is suppressed) and Dan's.
     let second = campaign(&mut m, &template, audience, 100).await;
     let second = sent(&mut m, &second.name).await;
-    assert_eq!(second.counts.expect("counts").sent, 2);
+    assert_eq!(second.counts.expect("counts").sent, 1);
     let by_address = received(&suite.smtp);
     assert_eq!(
         by_address.get("ada@example.com"),
@@ -290,6 +371,11 @@ async fn campaign_on(backend: Backend) {
     );
     assert_eq!(
         by_address.get("dan@example.com"),
+        Some(&1),
+        "{by_address:?}"
+    );
+    assert_eq!(
+        by_address.get("fay@example.com"),
         Some(&2),
         "{by_address:?}"
     );
@@ -311,9 +397,12 @@ async fn campaign_on(backend: Backend) {
             count("CampaignStarted"),
             count("CampaignSent"),
             count("EmailSent"),
-            count("ContactUnsubscribed")
+            count("ContactUnsubscribed"),
+            count("EmailOpened"),
+            count("EmailClicked"),
+            count("EmailBounced")
         ),
-        (2, 2, 5, 1),
+        (2, 2, 4, 1, 1, 1, 1),
         "{events:?}"
     );
 }

@@ -26,6 +26,8 @@ pub struct Suite {
     pub marketing: ServiceProcess,
     contacts: ServiceProcess,
     pub smtp: LocalSmtp,
+    /// The tracking listener (opens, clicks, the unsubscribe page).
+    pub tracking: std::net::SocketAddr,
     pub contacts_db: TestDatabase,
     pub marketing_db: TestDatabase,
 }
@@ -45,6 +47,7 @@ impl Suite {
             settings("contacts", &contacts_db.url),
         )
         .await;
+        let tracking = free_port();
         let mut marketing_settings: Settings = settings("marketing", &marketing_db.url);
         marketing_settings
             .peers
@@ -55,10 +58,7 @@ impl Suite {
             // a test sees its work soon.
             ("send_check_millis", "100".into()),
             ("sending_grace_seconds", "1".into()),
-            (
-                "unsubscribe_base_url",
-                "https://acme.example/unsubscribe".into(),
-            ),
+            ("tracking_addr", tracking.to_string()),
         ] {
             marketing_settings.options.insert(key.into(), value);
         }
@@ -68,6 +68,7 @@ impl Suite {
             contacts_db,
             marketing_db,
             smtp,
+            tracking,
             contacts,
             marketing,
         })
@@ -155,4 +156,87 @@ pub fn header(message: &str, header: &str) -> Option<String> {
         .into_iter()
         .find(|line| line.to_lowercase().starts_with(&prefix))
         .map(|line| line[prefix.len()..].trim().to_owned())
+}
+
+/// A loopback address with a free port (for a listener the service binds).
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// An HTTP/1.1 response: status, headers (lower-case names), body.
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first value of `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one HTTP/1.1 request to `url` (`http://host:port/path?query`), as a
+/// mail client or browser would, and reads the whole response.
+pub async fn http(method: &str, url: &str, body: &str) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = tokio::net::TcpStream::connect(host)
+        .await
+        .expect("the tracking listener");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("a request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("a response");
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// The HTML body of a raw message, decoded.
+pub fn html_of(message: &str) -> String {
+    mail_parser::MessageParser::default()
+        .parse(message.as_bytes())
+        .and_then(|m| m.body_html(0).map(|b| b.into_owned()))
+        .expect("an HTML body")
+}
+
+/// The values of `attribute="..."` in `html`, in order, `&amp;` decoded.
+pub fn attributes(html: &str, attribute: &str) -> Vec<String> {
+    let needle = format!("{attribute}=\"");
+    html.match_indices(&needle)
+        .filter_map(|(at, _)| {
+            let rest = &html[at + needle.len()..];
+            rest.find('"')
+                .map(|end| crm_marketing::domain::tracking::decode_entities(&rest[..end]))
+        })
+        .collect()
 }
