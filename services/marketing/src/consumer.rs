@@ -1,13 +1,15 @@
 //! What marketing does with the contacts feed, applied by the shared
 //! consumer (`crm_shared::consumer`): a merged contact's list memberships
-//! move to the survivor; an erased person leaves every list and the send
-//! ledger forgets their address, and an `ErasureCompleted` event confirms
-//! it. Consent needs no copy here: the sender reads it from contacts at
+//! move to the survivor; an erased person leaves every list, the send
+//! ledger forgets their address, their engagements (and the events about
+//! them) the links and relays' words, and an `ErasureCompleted` event
+//! confirms it. Consent needs no copy here: the sender reads it from contacts at
 //! send time.
 
 use crm_proto::{
     contacts::{ContactErased, ContactMerged},
     events::{ErasureCompleted, Event},
+    marketing::EmailEngagement,
 };
 use crm_shared::{
     consumer::{EffectError, EventHandler},
@@ -15,6 +17,7 @@ use crm_shared::{
     db::{Tenant, WriteTxn},
     outbox::NewEvent,
 };
+use prost::{Message, Name};
 
 use crate::store::Store;
 
@@ -60,13 +63,15 @@ impl EventHandler for ContactsFeed {
                     .store
                     .apply_contact_erased(txn, &tenant, &contacts)
                     .await?;
+                let scrubbed =
+                    crm_shared::outbox::scrub(&**txn, &tenant, &resources, scrub_payload).await?;
+                crm_shared::audit::forget(&**txn, &tenant, &resources).await?;
                 tracing::info!(contact = %erased.contact, erased = resources.len(), "contact erasure applied");
                 let confirmation = to_any(&ErasureCompleted {
                     contact: erased.contact.clone(),
                     service: "marketing".into(),
                     erased_resources: resources,
-                    // Marketing's events name contacts by id only: nothing to scrub.
-                    scrubbed_events: 0,
+                    scrubbed_events: scrubbed,
                 });
                 Ok(vec![
                     self.store.erasure_completed(&erased.contact, confirmation),
@@ -75,4 +80,15 @@ impl EventHandler for ContactsFeed {
             _ => Ok(Vec::new()),
         }
     }
+}
+
+/// An engagement event without the link clicked or the relay's words; the
+/// other payloads name contacts by id only.
+fn scrub_payload(payload: &prost_types::Any) -> Option<prost_types::Any> {
+    if payload.type_url != EmailEngagement::type_url() {
+        return None;
+    }
+    let mut engagement = EmailEngagement::decode(payload.value.as_slice()).ok()?;
+    engagement.detail.clear();
+    Some(to_any(&engagement))
 }

@@ -218,6 +218,19 @@ impl Directory {
         contact: &str,
         source: &str,
     ) -> Result<bool, ApiError> {
+        // A concurrent edit of the contact moves its etag: read it again, once.
+        match self.withdraw_once(credentials, contact, source).await {
+            Err(ApiError::Aborted(_)) => self.withdraw_once(credentials, contact, source).await,
+            outcome => outcome,
+        }
+    }
+
+    async fn withdraw_once(
+        &self,
+        credentials: &Credentials,
+        contact: &str,
+        source: &str,
+    ) -> Result<bool, ApiError> {
         let Some(mut current) = self.one(credentials, contact).await? else {
             return Err(ApiError::NotFound(contact.to_owned()));
         };
@@ -252,7 +265,10 @@ impl Directory {
             .update_contact(credentials.request(update))
             .await
             .map(|_| true)
-            .map_err(|status| upstream_error("contacts", status))
+            .map_err(|status| match status.code() {
+                Code::Aborted => ApiError::Aborted(status.message().to_owned()),
+                _ => upstream_error("contacts", status),
+            })
     }
 }
 

@@ -140,8 +140,9 @@ impl Tracker {
             .map(drop)
     }
 
-    /// A tracked link followed: the click is recorded and the target
-    /// returned, only if the link bound it.
+    /// A tracked link followed: the target, only if the link bound it; the
+    /// click is recorded on the way (best effort: the reader goes where the
+    /// message pointed even if it cannot be recorded just now).
     pub async fn clicked(
         &self,
         token: &str,
@@ -154,7 +155,8 @@ impl Tracker {
                 "the link's target is not the one it was made for".into(),
             ));
         }
-        self.store
+        if let Err(error) = self
+            .store
             .record_engagement(
                 &n.tenant,
                 n.campaign,
@@ -162,20 +164,20 @@ impl Tracker {
                 Engagement::Clicked,
                 target,
             )
-            .await?;
+            .await
+        {
+            tracing::warn!(%error, "a click not recorded");
+        }
         Ok(target.to_owned())
     }
 
-    /// Unsubscribes the link's contact: the withdrawal recorded in contacts,
-    /// the address the message went to suppressed, the engagement once.
-    /// Returns the contact's name.
+    /// Unsubscribes the link's contact: the address the message went to
+    /// suppressed first (it holds whatever happens to the contact), the
+    /// withdrawal recorded in contacts, the engagement once. Returns the
+    /// contact's name.
     pub async fn unsubscribe(&self, token: &str) -> Result<String, ApiError> {
         let n = named(&self.links.unsubscribes, token)?;
-        let credentials = self.directory.as_service(&n.tenant)?;
         let campaign = format!("campaigns/{}", n.campaign);
-        self.directory
-            .withdraw_email_consent(&credentials, &n.contact, &format!("unsubscribe:{campaign}"))
-            .await?;
         if let Some(email) = self
             .store
             .address_sent_to(&n.tenant, n.campaign, &n.contact)
@@ -188,6 +190,17 @@ impl Tracker {
                     &format!("unsubscribed through {campaign}"),
                 )
                 .await?;
+        }
+        let credentials = self.directory.as_service(&n.tenant)?;
+        let source = format!("unsubscribe:{campaign}");
+        match self
+            .directory
+            .withdraw_email_consent(&credentials, &n.contact, &source)
+            .await
+        {
+            // A contact merged away or deleted since: the suppression holds.
+            Ok(_) | Err(ApiError::NotFound(_) | ApiError::FailedPrecondition(_)) => {}
+            Err(error) => return Err(error),
         }
         self.store
             .record_engagement(

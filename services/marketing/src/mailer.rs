@@ -7,6 +7,10 @@
 //! recipient or this mail will never be accepted as it is" (bad address, 5xx).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The longest one SMTP command may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
@@ -147,7 +151,10 @@ impl Mailer {
             Some(url) => {
                 let url = normalize_tls_param(url);
                 let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
-                    .map_err(MailerError::InvalidUrl)?;
+                    .map_err(MailerError::InvalidUrl)?
+                    // Well inside the sender's grace (a message mid-send
+                    // longer than that is taken for a stopped sender's).
+                    .timeout(Some(SMTP_TIMEOUT));
                 Transport::Smtp(builder.build())
             }
             None => {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::{
     contacts::Directory,
     domain::{
-        audience::may_send,
+        audience::{Suppression, may_send},
         campaign::{Campaign, RecipientState},
         template::CompiledTemplate,
         tracking::{add_open_pixel, rewrite_links},
@@ -24,11 +24,14 @@ use crate::{
     store::{Claimed, DueCampaign, Store},
 };
 
-/// How many times a recipient is tried before a transient failure is final.
-const MAX_ATTEMPTS: i32 = 3;
-/// How long one pass sends before it hands back to the scheduler (which
-/// renews the job's lease between passes).
+/// How long one pass sends, all campaigns together, before it hands back to
+/// the scheduler (which renews the job's lease between passes).
 const PASS_BUDGET: Duration = Duration::from_secs(2);
+/// A pause or cancel is looked for before every so many messages.
+const CHECK_EVERY: usize = 10;
+/// How long a recipient waits after its first and second transient
+/// failures; the third is final (three attempts in all).
+const RETRY_AFTER: [i64; 2] = [60, 600];
 
 /// The job.
 pub struct Sender {
@@ -78,7 +81,7 @@ impl Sender {
         }
         included.extend(
             self.store
-                .list_members_of(tenant, &audience.mailing_lists)
+                .list_members_of(tenant, &audience.mailing_lists, false)
                 .await?,
         );
         let mut excluded: HashSet<String> = HashSet::new();
@@ -99,7 +102,7 @@ impl Sender {
         }
         excluded.extend(
             self.store
-                .list_members_of(tenant, &audience.excluded_mailing_lists)
+                .list_members_of(tenant, &audience.excluded_mailing_lists, true)
                 .await?,
         );
         // Each contact once, in the order first met.
@@ -116,8 +119,28 @@ impl Sender {
         Ok(())
     }
 
-    /// Sends a bounded share of a campaign's queue; how many were handled.
-    async fn send_some(&self, tenant: &Tenant, c: &Campaign, pass: &str) -> Result<u64, ApiError> {
+    /// Sends a share of a campaign's queue until `deadline`; how many were
+    /// handled. Rows are reserved a batch at a time; whatever the pass does
+    /// not get to (an error, a pause, the deadline) is given back.
+    async fn send_some(
+        &self,
+        tenant: &Tenant,
+        c: &Campaign,
+        pass: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<u64, ApiError> {
+        let sent = self.send_batches(tenant, c, pass, deadline).await;
+        self.store.release_claims(tenant, c.id, pass).await?;
+        sent
+    }
+
+    async fn send_batches(
+        &self,
+        tenant: &Tenant,
+        c: &Campaign,
+        pass: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<u64, ApiError> {
         let template = self
             .store
             .get_template(tenant, crate::store::id_of(&c.draft.template))
@@ -127,10 +150,9 @@ impl Sender {
         let credentials = self.directory.as_service(tenant)?;
         let interval = Duration::from_secs_f64(1.0 / f64::from(c.draft.messages_per_second.max(1)));
         let batch = u64::try_from(c.draft.messages_per_second.clamp(1, 100)).unwrap_or(100);
-        let started = tokio::time::Instant::now();
-        let mut next_slot = started;
+        let mut next_slot = tokio::time::Instant::now();
         let mut handled = 0;
-        while started.elapsed() < PASS_BUDGET && self.store.still_sending(tenant, c.id).await? {
+        while tokio::time::Instant::now() < deadline {
             let claimed = self
                 .store
                 .claim_recipients(tenant, c.id, pass, batch)
@@ -140,19 +162,10 @@ impl Sender {
             }
             let names: Vec<String> = claimed.iter().map(|r| r.contact.clone()).collect();
             let profiles = self.directory.profiles(&credentials, &names).await?;
-            let mut transient = false;
-            for recipient in &claimed {
-                if transient {
-                    // The relay is struggling: the rest wait for the next pass.
-                    self.put_back(
-                        tenant,
-                        c,
-                        recipient,
-                        pass,
-                        "not tried: an earlier message failed transiently",
-                    )
-                    .await?;
-                    continue;
+            for (i, recipient) in claimed.iter().enumerate() {
+                // A pause or cancel takes effect within a few messages.
+                if i % CHECK_EVERY == 0 && !self.store.still_sending(tenant, c.id).await? {
+                    return Ok(handled);
                 }
                 tokio::time::sleep_until(next_slot).await;
                 next_slot = tokio::time::Instant::now() + interval;
@@ -166,17 +179,17 @@ impl Sender {
                         pass,
                     )
                     .await?;
-                transient = outcome == Outcome::Transient;
                 handled += 1;
-            }
-            if transient {
-                break;
+                if outcome == Outcome::Transient {
+                    // The relay is struggling: the rest wait for a later pass.
+                    return Ok(handled);
+                }
             }
         }
         Ok(handled)
     }
 
-    /// Decides, renders, sends and records one recipient.
+    /// Decides, renders, sends and records one reserved recipient.
     async fn send_one(
         &self,
         tenant: &Tenant,
@@ -196,47 +209,42 @@ impl Sender {
         let (profile, email) = match profile.map(|p| (p, may_send(Some(&p.at_send)))) {
             Some((profile, Ok(email))) => (profile, email.to_owned()),
             Some((_, Err(suppression))) => {
-                turn.record(RecipientState::Suppressed, "", suppression.reason(), "")
-                    .await?;
-                return Ok(Outcome::Done);
+                return turn
+                    .done(RecipientState::Suppressed, suppression.reason())
+                    .await;
             }
             None => {
-                let gone = crate::domain::audience::Suppression::Gone;
-                turn.record(RecipientState::Suppressed, "", gone.reason(), "")
-                    .await?;
-                return Ok(Outcome::Done);
+                return turn
+                    .done(RecipientState::Suppressed, Suppression::Gone.reason())
+                    .await;
             }
         };
         if let Some(reason) = self.store.suppression_of(tenant, &email).await? {
-            let reason = format!("address suppressed: {reason}");
-            turn.record(RecipientState::Suppressed, &email, &reason, "")
-                .await?;
-            return Ok(Outcome::Done);
+            return turn
+                .done(
+                    RecipientState::Suppressed,
+                    &format!("address suppressed: {reason}"),
+                )
+                .await;
         }
         if self
             .store
             .address_used(tenant, c.id, &email, &recipient.contact)
             .await?
         {
-            turn.record(
-                RecipientState::Suppressed,
-                &email,
-                "another recipient has this address",
-                "",
-            )
-            .await?;
-            return Ok(Outcome::Done);
+            return turn
+                .done(
+                    RecipientState::Suppressed,
+                    "another recipient has this address",
+                )
+                .await;
         }
         let contact_id: Uuid = crate::store::id_of(&recipient.contact);
         let unsubscribe_url = self.links.unsubscribe_url(tenant, contact_id, c.id);
         let rendered =
             match template.render(&profile.recipient, &c.draft.display_name, &unsubscribe_url) {
                 Ok(rendered) => rendered,
-                Err(error) => {
-                    turn.record(RecipientState::Failed, &email, &error.to_string(), "")
-                        .await?;
-                    return Ok(Outcome::Done);
-                }
+                Err(error) => return turn.done(RecipientState::Failed, &error.to_string()).await,
             };
         // Links go through the tracking listener; an image reports the open.
         let html_body = if rendered.html_body.is_empty() {
@@ -255,14 +263,10 @@ impl Sender {
             .next()
             .unwrap_or("marketing.crm");
         // The same message for the same recipient has the same id, so a
-        // receiving server can drop a duplicate should one ever slip through.
+        // receiver can drop a duplicate should a retry deliver it twice.
         let message_id = format!("<{}.{}@{domain}>", c.id, contact_id);
         let mail = OutgoingMail {
-            from: if c.draft.from_name.is_empty() {
-                c.draft.from_address.clone()
-            } else {
-                format!("{} <{}>", c.draft.from_name, c.draft.from_address)
-            },
+            from: mailbox(&c.draft.from_name, &c.draft.from_address),
             reply_to: (!c.draft.reply_to.is_empty()).then(|| c.draft.reply_to.clone()),
             to: email.clone(),
             subject: rendered.subject,
@@ -272,54 +276,38 @@ impl Sender {
             message_id: message_id.clone(),
             headers: vec![("X-CRM-Campaign".into(), c.name())],
         };
+        // Committed before the message goes out: after a stop, this row is
+        // UNCERTAIN, never sent again.
+        if !self
+            .store
+            .begin_send(tenant, c.id, &recipient.contact, pass, &email, &message_id)
+            .await?
+        {
+            return Ok(Outcome::Done);
+        }
+        let attempts = recipient.attempts + 1;
         match self.mailer.send(&mail).await {
-            SendOutcome::Sent { response } => {
-                turn.record(RecipientState::Sent, &email, &response, &message_id)
-                    .await?;
-                Ok(Outcome::Done)
-            }
-            SendOutcome::Permanent { reason } => {
-                turn.record(RecipientState::Failed, &email, &reason, &message_id)
-                    .await?;
-                Ok(Outcome::Done)
-            }
-            SendOutcome::Transient { reason } if recipient.attempts >= MAX_ATTEMPTS => {
-                let reason = format!("{reason} (after {MAX_ATTEMPTS} attempts)");
-                turn.record(RecipientState::Failed, &email, &reason, &message_id)
-                    .await?;
-                Ok(Outcome::Done)
+            SendOutcome::Sent { response } => turn.done(RecipientState::Sent, &response).await,
+            SendOutcome::Permanent { reason } => turn.done(RecipientState::Failed, &reason).await,
+            SendOutcome::Transient { reason } if attempts > RETRY_AFTER.len() as i32 => {
+                let reason = format!("{reason} (after {attempts} attempts)");
+                turn.done(RecipientState::Failed, &reason).await
             }
             SendOutcome::Transient { reason } => {
-                self.put_back(tenant, c, recipient, pass, &reason).await?;
+                let wait = RETRY_AFTER[usize::try_from(attempts - 1).unwrap_or(0)];
+                let retry_at = Utc::now() + chrono::Duration::seconds(wait);
+                turn.retry(&reason, retry_at).await?;
                 Ok(Outcome::Transient)
             }
         }
     }
 
-    /// Queues a recipient again, for a later pass.
-    async fn put_back(
+    async fn work(
         &self,
-        tenant: &Tenant,
-        c: &Campaign,
-        recipient: &Claimed,
+        due: &DueCampaign,
         pass: &str,
-        reason: &str,
-    ) -> Result<(), ApiError> {
-        self.store
-            .record_outcome(
-                tenant,
-                c.id,
-                &recipient.contact,
-                pass,
-                RecipientState::Queued,
-                "",
-                reason,
-                "",
-            )
-            .await
-    }
-
-    async fn work(&self, due: &DueCampaign, pass: &str) -> Result<u64, ApiError> {
+        deadline: tokio::time::Instant,
+    ) -> Result<u64, ApiError> {
         let c = &due.campaign;
         match c.state {
             crate::domain::campaign::State::Scheduled => {
@@ -327,7 +315,7 @@ impl Sender {
                 Ok(0)
             }
             _ => {
-                let handled = self.send_some(&due.tenant, c, pass).await?;
+                let handled = self.send_some(&due.tenant, c, pass, deadline).await?;
                 if self.store.finish_if_done(&due.tenant, c.id).await? {
                     tracing::info!(campaign = %c.name(), "campaign sent");
                 }
@@ -347,13 +335,8 @@ struct Turn<'a> {
 }
 
 impl Turn<'_> {
-    async fn record(
-        &self,
-        state: RecipientState,
-        email: &str,
-        reason: &str,
-        message_id: &str,
-    ) -> Result<(), ApiError> {
+    /// Records a final outcome.
+    async fn done(&self, state: RecipientState, reason: &str) -> Result<Outcome, ApiError> {
         self.store
             .record_outcome(
                 self.tenant,
@@ -361,12 +344,36 @@ impl Turn<'_> {
                 self.contact,
                 self.pass,
                 state,
-                email,
                 reason,
-                message_id,
+                None,
+            )
+            .await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Queues the recipient again, not before `at`.
+    async fn retry(&self, reason: &str, at: chrono::DateTime<Utc>) -> Result<(), ApiError> {
+        self.store
+            .record_outcome(
+                self.tenant,
+                self.campaign,
+                self.contact,
+                self.pass,
+                RecipientState::Queued,
+                reason,
+                Some(at),
             )
             .await
     }
+}
+
+/// The From header: the name quoted (a comma or a dot in it is fine).
+fn mailbox(name: &str, address: &str) -> String {
+    if name.is_empty() {
+        return address.to_owned();
+    }
+    let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{quoted}\" <{address}>")
 }
 
 /// What one recipient's send came to, for the pass.
@@ -385,15 +392,19 @@ impl Job for Sender {
         if settled > 0 {
             tracing::warn!(
                 settled,
-                "recipients left mid-send by a stopped sender marked uncertain"
+                "recipients a stopped sender left behind settled (reserved: queued again; mid-send: uncertain)"
             );
         }
         let pass = Uuid::now_v7().to_string();
+        let deadline = tokio::time::Instant::now() + PASS_BUDGET;
         let mut handled = settled;
         for due in self.store.campaigns_to_work(Utc::now()).await? {
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
             // One campaign's trouble (a segment contacts refuses) must not
             // hold the others back.
-            match self.work(&due, &pass).await {
+            match self.work(&due, &pass, deadline).await {
                 Ok(n) => handled += n,
                 Err(error) => {
                     tracing::warn!(campaign = %due.campaign.name(), %error, "campaign pass failed; trying again next pass")

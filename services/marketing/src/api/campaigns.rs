@@ -75,7 +75,7 @@ pub(super) async fn create_campaign(
     let (principal, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let request_id = IdempotencyKey::of(&r.request_id, &r)?;
-    let mut draft = campaign_draft(&required(r.campaign, "campaign")?);
+    let mut draft = campaign_draft(&required(r.campaign, "campaign")?)?;
     draft.normalize_and_check("campaign")?;
     check_references(api, &tenant, &draft).await?;
     let c = api
@@ -140,7 +140,7 @@ pub(super) async fn update_campaign(
     let expected = parse_etag(&message.etag, "campaign.etag")?;
     let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
     let paths = update_paths(&mask, CAMPAIGN_FIELDS)?;
-    let patch = campaign_draft(&message);
+    let patch = campaign_draft(&message)?;
     // The references are checked against the draft as it will be.
     let mut next = api.store.get_campaign(&tenant, id).await?.draft;
     next.apply(&paths, &patch);
@@ -327,7 +327,11 @@ pub(super) async fn unsubscribe(
     api: &MarketingApi,
     request: Request<pb::UnsubscribeRequest>,
 ) -> Result<Response<pb::UnsubscribeResponse>, Status> {
-    let contact = api.tracker.unsubscribe(&request.get_ref().token).await?;
+    let token = request.get_ref().token.trim();
+    if token.is_empty() {
+        return Err(ApiError::invalid("token", "required: the unsubscribe link's token").into());
+    }
+    let contact = api.tracker.unsubscribe(token).await?;
     Ok(Response::new(pb::UnsubscribeResponse { contact }))
 }
 
@@ -337,10 +341,20 @@ pub(super) async fn record_delivery_problem(
 ) -> Result<Response<pb::RecordDeliveryProblemResponse>, Status> {
     let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
-    let message_id = r.message_id.trim();
-    if message_id.is_empty() {
-        return Err(ApiError::invalid("message_id", "required").into());
+    // Relays quote it with or without the angle brackets.
+    let bare = r
+        .message_id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    if bare.is_empty() || bare.len() > 998 {
+        return Err(ApiError::invalid(
+            "message_id",
+            "required: a Message-ID, at most 998 characters",
+        )
+        .into());
     }
+    let message_id = &format!("<{bare}>");
     let (kind, suppress) = match pb::DeliveryProblem::try_from(r.problem) {
         Ok(pb::DeliveryProblem::HardBounce) => (Engagement::Bounced, true),
         Ok(pb::DeliveryProblem::SoftBounce) => (Engagement::Bounced, false),
@@ -356,10 +370,13 @@ pub(super) async fn record_delivery_problem(
         return Err(ApiError::invalid("reason", "at most 1000 characters").into());
     }
     let recipient = api.store.recipient_of_message(&tenant, message_id).await?;
-    if suppress && !recipient.email.is_empty() {
+    let suppress = suppress && !recipient.email.is_empty();
+    if suppress {
+        // The relay's words stay with the engagement (erased with the
+        // person); the suppression keeps no address.
         let why = match kind {
             Engagement::Complained => format!("complaint about {message_id}"),
-            _ => format!("hard bounce of {message_id}: {reason}"),
+            _ => format!("hard bounce of {message_id}"),
         };
         api.store.suppress(&tenant, &recipient.email, &why).await?;
     }

@@ -2,7 +2,10 @@
 //! the wire can get wrong; the domain checks the rest.
 
 use crm_proto::marketing as pb;
-use crm_shared::convert::{etag, to_any, to_timestamp};
+use crm_shared::{
+    convert::{etag, to_any, to_timestamp},
+    error::ApiError,
+};
 
 use crate::domain::{
     audience::{ListDraft, MailingList, Segment, SegmentDraft},
@@ -79,10 +82,18 @@ pub fn template_message(t: &Template) -> pb::Template {
     }
 }
 
-/// A campaign's writable fields.
-pub fn campaign_draft(c: &pb::Campaign) -> CampaignDraft {
+/// A campaign's writable fields; INVALID_ARGUMENT naming
+/// `campaign.send_time` when it is not a time.
+pub fn campaign_draft(c: &pb::Campaign) -> Result<CampaignDraft, ApiError> {
     let audience = c.audience.clone().unwrap_or_default();
-    CampaignDraft {
+    let send_time = match &c.send_time {
+        None => None,
+        Some(t) => Some(
+            from_timestamp(t)
+                .ok_or_else(|| ApiError::invalid("campaign.send_time", "not a time"))?,
+        ),
+    };
+    Ok(CampaignDraft {
         display_name: c.display_name.clone(),
         template: c.template.clone(),
         from_address: c.from_address.clone(),
@@ -94,9 +105,9 @@ pub fn campaign_draft(c: &pb::Campaign) -> CampaignDraft {
             excluded_segments: audience.excluded_segments,
             excluded_mailing_lists: audience.excluded_mailing_lists,
         },
-        send_time: c.send_time.as_ref().and_then(from_timestamp),
+        send_time,
         messages_per_second: c.messages_per_second,
-    }
+    })
 }
 
 /// A wire timestamp as a time, if it is one.
@@ -161,7 +172,8 @@ pub fn campaign_message(c: &Campaign, counts: Counts) -> pb::Campaign {
 
 fn recipient_state_message(state: RecipientState) -> pb::RecipientState {
     match state {
-        RecipientState::Queued => pb::RecipientState::Queued,
+        // Reserved, not yet sent: still queued, as far as a reader knows.
+        RecipientState::Queued | RecipientState::Claimed => pb::RecipientState::Queued,
         RecipientState::Sending => pb::RecipientState::Sending,
         RecipientState::Sent => pb::RecipientState::Sent,
         RecipientState::Failed => pb::RecipientState::Failed,

@@ -115,6 +115,7 @@ pub(super) async fn delete_segment(
     let r = request.into_inner();
     let id = parse_name(&r.name, "segments", "name")?;
     let expected = parse_etag(&r.etag, "etag")?;
+    refuse_if_used(api, &tenant, &r.name).await?;
     let deleted = api
         .store
         .change_segment(
@@ -130,6 +131,21 @@ pub(super) async fn delete_segment(
         )
         .await?;
     Ok(Response::new(segment_message(&deleted)))
+}
+
+/// FAILED_PRECONDITION while a campaign still to be sent names the group:
+/// it would find its audience gone.
+async fn refuse_if_used(
+    api: &MarketingApi,
+    tenant: &crm_shared::db::Tenant,
+    group: &str,
+) -> Result<(), ApiError> {
+    match api.store.campaign_using(tenant, group).await? {
+        Some(campaign) => Err(ApiError::FailedPrecondition(format!(
+            "{campaign} is not finished and names {group}: cancel it or take the group out first"
+        ))),
+        None => Ok(()),
+    }
 }
 
 pub(super) async fn preview_segment(
@@ -221,6 +237,7 @@ pub(super) async fn delete_mailing_list(
 ) -> Result<Response<pb::MailingList>, Status> {
     let (principal, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "mailingLists", "name")?;
+    refuse_if_used(api, &tenant, &request.get_ref().name).await?;
     let list = api
         .store
         .delete_list(&tenant, &principal.subject, id)
@@ -308,6 +325,13 @@ pub(super) async fn remove_list_members(
     let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let id = parse_name(&r.mailing_list, "mailingLists", "mailing_list")?;
+    if r.contacts.len() > MAX_MEMBERS_PER_CALL {
+        return Err(ApiError::invalid(
+            "contacts",
+            format!("at most {MAX_MEMBERS_PER_CALL} contacts"),
+        )
+        .into());
+    }
     for (i, contact) in r.contacts.iter().enumerate() {
         parse_name(contact, "contacts", &format!("contacts[{i}]"))?;
     }

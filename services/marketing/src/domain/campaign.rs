@@ -2,9 +2,10 @@
 //! SCHEDULED for a time, SENDING once its audience is resolved into its
 //! ledger (one row per recipient), and SENT when every row is handled; it
 //! may be PAUSED and resumed, or CANCELLED. Each ledger row moves QUEUED ->
-//! SENDING -> SENT / FAILED / SUPPRESSED; a row left SENDING by a stopped
-//! process becomes UNCERTAIN and is never sent again, so nobody gets a
-//! campaign twice.
+//! CLAIMED (reserved by a sending pass) -> SENDING -> SENT / FAILED /
+//! SUPPRESSED (or back to QUEUED to retry later); a row left SENDING by a
+//! stopped process becomes UNCERTAIN and is never sent again (see
+//! `store::ledger` for the one window that remains).
 
 use chrono::{DateTime, Utc};
 use crm_shared::{
@@ -341,6 +342,8 @@ impl Campaign {
 pub enum RecipientState {
     /// Waiting.
     Queued,
+    /// Reserved by a sending pass; nothing sent yet.
+    Claimed,
     /// Handed to the mail server.
     Sending,
     /// Accepted.
@@ -356,6 +359,7 @@ pub enum RecipientState {
 /// Every recipient state with its stored name.
 pub const RECIPIENT_STATES: &[(RecipientState, &str)] = &[
     (RecipientState::Queued, "QUEUED"),
+    (RecipientState::Claimed, "CLAIMED"),
     (RecipientState::Sending, "SENDING"),
     (RecipientState::Sent, "SENT"),
     (RecipientState::Failed, "FAILED"),
@@ -417,7 +421,9 @@ impl Counts {
         self.recipients += n;
         match state {
             // A row being sent is still to be resolved.
-            RecipientState::Queued | RecipientState::Sending => self.queued += n,
+            RecipientState::Queued | RecipientState::Claimed | RecipientState::Sending => {
+                self.queued += n
+            }
             RecipientState::Sent => self.sent += n,
             RecipientState::Failed => self.failed += n,
             RecipientState::Suppressed => self.suppressed += n,

@@ -92,6 +92,7 @@ enum CampaignRecipients {
     Attempts,
     MessageId,
     Claim,
+    NextAttemptTime,
 }
 
 /// A resource table: id, tenant, display name, times and version, plus `columns`.
@@ -214,6 +215,9 @@ impl MigrationTrait for Migration {
                     .col(integer(CampaignRecipients::Attempts))
                     .col(string(CampaignRecipients::MessageId))
                     .col(string(CampaignRecipients::Claim))
+                    .col(timestamp_with_time_zone_null(
+                        CampaignRecipients::NextAttemptTime,
+                    ))
                     .col(timestamp_with_time_zone(Common::UpdateTime))
                     .primary_key(
                         Index::create()
@@ -264,6 +268,18 @@ impl MigrationTrait for Migration {
                     .col(Common::Tenant)
                     .col(Engagements::CampaignId)
                     .col(Engagements::Kind)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        // Each pass settles rows a stopped sender left behind.
+        manager
+            .create_index(
+                Index::create()
+                    .name("campaign_recipients_state_update_time")
+                    .table(CampaignRecipients::Table)
+                    .col(CampaignRecipients::State)
+                    .col(Common::UpdateTime)
                     .if_not_exists()
                     .to_owned(),
             )

@@ -21,7 +21,7 @@ use super::{
     id_of,
 };
 use crate::domain::campaign::{
-    Campaign, CampaignDraft, Counts, RECIPIENT_STATES, Recipient, STATES,
+    Campaign, CampaignDraft, Counts, RECIPIENT_STATES, Recipient, STATES, State,
 };
 
 const STATE_VALUES: &[(&str, &str)] = &[
@@ -228,6 +228,39 @@ impl Store {
                 campaign_row(tenant, c),
             )
             .await
+    }
+
+    /// A campaign not yet finished whose audience names the segment or list
+    /// `group`, if any: such a group may not be deleted.
+    pub async fn campaign_using(
+        &self,
+        tenant: &Tenant,
+        group: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let unfinished = [
+            State::Draft,
+            State::Scheduled,
+            State::Sending,
+            State::Paused,
+        ]
+        .map(|s| stored(STATES, s));
+        let rows = campaign::Entity::find_in(tenant)
+            .filter(campaign::Column::State.is_in(unfinished))
+            .filter(campaign::Column::DeleteTime.is_null())
+            .all(&self.base.db.conn)
+            .await?;
+        for row in rows {
+            let c = Campaign::try_from(row)?;
+            if c.draft
+                .audience
+                .groups()
+                .iter()
+                .any(|(_, name)| *name == group)
+            {
+                return Ok(Some(c.name()));
+            }
+        }
+        Ok(None)
     }
 
     /// Up to `limit` ledger rows of a campaign after the first `offset`, in

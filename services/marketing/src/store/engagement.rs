@@ -78,7 +78,12 @@ impl Store {
             Engagement::Unsubscribed => self.payloads.unsubscribed(contact, &campaign_name),
             _ => self.payloads.engagement(&campaign_name, contact, detail),
         };
-        let event = self.event(event_name(kind), campaign_name, payload, contact);
+        // About the recipient: an erasure scrubs the events of the names it erased.
+        let recipient = format!(
+            "{campaign_name}/recipients/{}",
+            contact.trim_start_matches("contacts/")
+        );
+        let event = self.event(event_name(kind), recipient, payload, contact);
         self.base.commit(txn, tenant, vec![event]).await?;
         Ok(true)
     }

@@ -187,8 +187,10 @@ pub mod campaign_recipient {
         pub reason: String,
         pub attempts: i32,
         pub message_id: String,
-        /// Which sending pass took the row (while SENDING).
+        /// Which sending pass took the row (while CLAIMED or SENDING).
         pub claim: String,
+        /// After a transient failure, not before then.
+        pub next_attempt_time: Option<DateTimeUtc>,
         pub update_time: DateTimeUtc,
     }
 

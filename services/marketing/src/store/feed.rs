@@ -13,7 +13,7 @@ use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, sea_query:
 
 use super::{
     Store,
-    entities::{campaign_recipient, list_member},
+    entities::{campaign_recipient, engagement, list_member},
 };
 
 /// Who the feed's changes are recorded as.
@@ -57,11 +57,13 @@ impl Store {
         Ok(())
     }
 
-    /// An erasure in contacts: the person leaves every list, and the send
-    /// ledger forgets the addresses it used for them (its rows keep their
-    /// outcome, so a campaign's counts stand). Suppressions hold
-    /// fingerprints, never addresses, and stay: an unsubscribe outlives
-    /// the erasure. Returns what was erased, by name.
+    /// An erasure in contacts: the person leaves every list, the send
+    /// ledger forgets the addresses and server answers it kept for them (its
+    /// rows keep their outcome, so a campaign's counts stand), and their
+    /// engagements the links they clicked and the relays' words. Suppressions
+    /// hold fingerprints, never addresses, and stay: an unsubscribe outlives
+    /// the erasure. Returns what was erased, by name (the ledger rows' names
+    /// are the subjects of the events about them, which the caller scrubs).
     pub async fn apply_contact_erased(
         &self,
         txn: &WriteTxn,
@@ -100,8 +102,18 @@ impl Store {
         }));
         campaign_recipient::Entity::update_many()
             .col_expr(campaign_recipient::Column::Email, Expr::value(""))
+            // A server's answer may quote the address.
+            .col_expr(campaign_recipient::Column::Reason, Expr::value(""))
             .filter(campaign_recipient::Column::Tenant.eq(tenant.as_str()))
             .filter(campaign_recipient::Column::Contact.is_in(contacts.to_vec()))
+            .exec(&**txn)
+            .await?;
+        // Clicked links (personal ones, such as a portal address) and
+        // relays' bounce texts.
+        engagement::Entity::update_many()
+            .col_expr(engagement::Column::Detail, Expr::value(""))
+            .filter(engagement::Column::Tenant.eq(tenant.as_str()))
+            .filter(engagement::Column::Contact.is_in(contacts.to_vec()))
             .exec(&**txn)
             .await?;
         Ok(erased)

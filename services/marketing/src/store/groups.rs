@@ -429,21 +429,24 @@ impl Store {
             .await?)
     }
 
-    /// Every member of the live lists named (`mailingLists/{id}`), oldest first.
+    /// Every member of the lists named (`mailingLists/{id}`), oldest first:
+    /// of live lists only, unless `with_deleted` (an exclusion keeps
+    /// excluding the members of a list deleted since).
     pub async fn list_members_of(
         &self,
         tenant: &Tenant,
         names: &[String],
+        with_deleted: bool,
     ) -> Result<Vec<String>, ApiError> {
         let ids: Vec<Uuid> = names.iter().map(|n| id_of(n)).collect();
-        let lists: Vec<String> = mailing_list::Entity::find_in(tenant)
+        let mut lists = mailing_list::Entity::find_in(tenant)
             .select_only()
             .column(mailing_list::Column::Id)
-            .filter(mailing_list::Column::Id.is_in(ids.iter().map(Uuid::to_string)))
-            .filter(mailing_list::Column::DeleteTime.is_null())
-            .into_tuple()
-            .all(&self.base.db.conn)
-            .await?;
+            .filter(mailing_list::Column::Id.is_in(ids.iter().map(Uuid::to_string)));
+        if !with_deleted {
+            lists = lists.filter(mailing_list::Column::DeleteTime.is_null());
+        }
+        let lists: Vec<String> = lists.into_tuple().all(&self.base.db.conn).await?;
         if lists.is_empty() {
             return Ok(Vec::new());
         }

@@ -3,9 +3,14 @@
 //! with its event, rows abandoned by a stopped process settled as UNCERTAIN,
 //! and campaigns finished when nothing is left.
 //!
-//! Why nobody gets a campaign twice: a row is claimed (QUEUED -> SENDING,
-//! committed) before its message goes out, only QUEUED rows are claimed, and
-//! a row still SENDING after the grace period is never sent again.
+//! Why nobody gets a campaign twice: rows are reserved a batch at a time
+//! (QUEUED -> CLAIMED, nothing sent yet), and each is marked SENDING, with
+//! its address, in a commit of its own just before its message goes out;
+//! only this pass's CLAIMED rows are marked, and a row still SENDING after
+//! the grace period (longer than the mailer's timeout) is never sent again.
+//! One window remains: a connection lost after the relay took a message but
+//! before it answered reads as a transient failure, and the retry may
+//! deliver it again (with the same Message-ID, which receivers may drop).
 
 use chrono::{DateTime, Utc};
 use crm_shared::{
@@ -105,6 +110,7 @@ impl Store {
                     attempts: 0,
                     message_id: String::new(),
                     claim: String::new(),
+                    next_attempt_time: None,
                     update_time: now,
                 }
                 .into_active_model()
@@ -132,7 +138,7 @@ impl Store {
             .find::<campaign::Entity>(&*txn, tenant, id, &format!("campaigns/{id}"))
             .await?
             .try_into()?;
-        if c.state != State::Scheduled {
+        if c.state != State::Scheduled || c.delete_time.is_some() {
             return Ok(());
         }
         let before = c.version;
@@ -148,29 +154,42 @@ impl Store {
         self.base.commit(txn, tenant, vec![event]).await
     }
 
-    /// Rows left SENDING since before `older_than` (their process stopped
-    /// mid-send) become UNCERTAIN: perhaps delivered, never sent again.
+    /// Settles rows a pass left behind before `older_than` (its process
+    /// stopped, or it lost its way): a row only reserved (CLAIMED) goes back
+    /// to the queue, nothing was sent; a row left SENDING becomes UNCERTAIN,
+    /// perhaps delivered, never sent again.
     pub async fn settle_abandoned(&self, older_than: DateTime<Utc>) -> Result<u64, ApiError> {
         let txn = self.base.db.begin_write().await?;
-        let settled = campaign_recipient::Entity::update_many()
-            .col_expr(
-                campaign_recipient::Column::State,
-                Expr::value(state(RecipientState::Uncertain)),
-            )
-            .col_expr(
-                campaign_recipient::Column::Reason,
-                Expr::value("the sender stopped while this message was being sent"),
-            )
-            .filter(campaign_recipient::Column::State.eq(state(RecipientState::Sending)))
-            .filter(campaign_recipient::Column::UpdateTime.lt(older_than))
-            .exec(&*txn)
-            .await?;
+        let mut settled = 0;
+        for (from, to, reason) in [
+            (
+                RecipientState::Claimed,
+                RecipientState::Queued,
+                "reserved by a sender that stopped; queued again",
+            ),
+            (
+                RecipientState::Sending,
+                RecipientState::Uncertain,
+                "the sender stopped while this message was being sent",
+            ),
+        ] {
+            settled += campaign_recipient::Entity::update_many()
+                .col_expr(campaign_recipient::Column::State, Expr::value(state(to)))
+                .col_expr(campaign_recipient::Column::Reason, Expr::value(reason))
+                .col_expr(campaign_recipient::Column::Claim, Expr::value(""))
+                .filter(campaign_recipient::Column::State.eq(state(from)))
+                .filter(campaign_recipient::Column::UpdateTime.lt(older_than))
+                .exec(&*txn)
+                .await?
+                .rows_affected;
+        }
         txn.commit().await?;
-        Ok(settled.rows_affected)
+        Ok(settled)
     }
 
-    /// Takes up to `n` queued recipients of a campaign for the pass `pass`,
-    /// in order: committed as SENDING before anything is sent.
+    /// Reserves up to `n` queued recipients of a campaign, due now, for the
+    /// pass `pass`, in order (QUEUED -> CLAIMED). Nothing is sent yet: a
+    /// reserved row goes back to the queue if the pass gives it up or stops.
     pub async fn claim_recipients(
         &self,
         tenant: &Tenant,
@@ -178,12 +197,18 @@ impl Store {
         pass: &str,
         n: u64,
     ) -> Result<Vec<Claimed>, ApiError> {
+        let now = Utc::now();
         let txn = self.base.db.begin_write().await?;
         let next: Vec<String> = campaign_recipient::Entity::find_in(tenant)
             .select_only()
             .column(campaign_recipient::Column::Contact)
             .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
             .filter(campaign_recipient::Column::State.eq(state(RecipientState::Queued)))
+            .filter(
+                Condition::any()
+                    .add(campaign_recipient::Column::NextAttemptTime.is_null())
+                    .add(campaign_recipient::Column::NextAttemptTime.lte(now)),
+            )
             .order_by_asc(campaign_recipient::Column::Position)
             .limit(n)
             .into_tuple()
@@ -196,17 +221,10 @@ impl Store {
         campaign_recipient::Entity::update_many()
             .col_expr(
                 campaign_recipient::Column::State,
-                Expr::value(state(RecipientState::Sending)),
+                Expr::value(state(RecipientState::Claimed)),
             )
             .col_expr(campaign_recipient::Column::Claim, Expr::value(pass))
-            .col_expr(
-                campaign_recipient::Column::Attempts,
-                Expr::col(campaign_recipient::Column::Attempts).add(1),
-            )
-            .col_expr(
-                campaign_recipient::Column::UpdateTime,
-                Expr::value(Utc::now()),
-            )
+            .col_expr(campaign_recipient::Column::UpdateTime, Expr::value(now))
             .filter(campaign_recipient::Column::Tenant.eq(tenant.as_str()))
             .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
             .filter(campaign_recipient::Column::Contact.is_in(next))
@@ -215,7 +233,7 @@ impl Store {
             .await?;
         let claimed = campaign_recipient::Entity::find_in(tenant)
             .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
-            .filter(campaign_recipient::Column::State.eq(state(RecipientState::Sending)))
+            .filter(campaign_recipient::Column::State.eq(state(RecipientState::Claimed)))
             .filter(campaign_recipient::Column::Claim.eq(pass))
             .order_by_asc(campaign_recipient::Column::Position)
             .all(&*txn)
@@ -230,8 +248,76 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Records what sending to `contact` came to (with `EmailSent` when it
-    /// was sent), unless another pass settled the row meanwhile.
+    /// Commits, just before its message goes out, that a reserved row is
+    /// being sent to `email` as `message_id` (CLAIMED -> SENDING, one more
+    /// attempt); `false` when the row is no longer this pass's.
+    pub async fn begin_send(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        contact: &str,
+        pass: &str,
+        email: &str,
+        message_id: &str,
+    ) -> Result<bool, ApiError> {
+        let txn = self.base.db.begin_write().await?;
+        let updated = campaign_recipient::Entity::update_many()
+            .col_expr(
+                campaign_recipient::Column::State,
+                Expr::value(state(RecipientState::Sending)),
+            )
+            .col_expr(campaign_recipient::Column::Email, Expr::value(email))
+            .col_expr(
+                campaign_recipient::Column::MessageId,
+                Expr::value(message_id),
+            )
+            .col_expr(
+                campaign_recipient::Column::Attempts,
+                Expr::col(campaign_recipient::Column::Attempts).add(1),
+            )
+            .col_expr(
+                campaign_recipient::Column::UpdateTime,
+                Expr::value(Utc::now()),
+            )
+            .filter(campaign_recipient::Column::Tenant.eq(tenant.as_str()))
+            .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+            .filter(campaign_recipient::Column::Contact.eq(contact))
+            .filter(campaign_recipient::Column::Claim.eq(pass))
+            .filter(campaign_recipient::Column::State.eq(state(RecipientState::Claimed)))
+            .exec(&*txn)
+            .await?;
+        txn.commit().await?;
+        Ok(updated.rows_affected == 1)
+    }
+
+    /// Gives back the rows the pass reserved and did not send (a pause, a
+    /// cancel, a struggling relay): they are queued again.
+    pub async fn release_claims(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        pass: &str,
+    ) -> Result<(), ApiError> {
+        let txn = self.base.db.begin_write().await?;
+        campaign_recipient::Entity::update_many()
+            .col_expr(
+                campaign_recipient::Column::State,
+                Expr::value(state(RecipientState::Queued)),
+            )
+            .col_expr(campaign_recipient::Column::Claim, Expr::value(""))
+            .filter(campaign_recipient::Column::Tenant.eq(tenant.as_str()))
+            .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+            .filter(campaign_recipient::Column::Claim.eq(pass))
+            .filter(campaign_recipient::Column::State.eq(state(RecipientState::Claimed)))
+            .exec(&*txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Records what this pass's row for `contact` came to (with `EmailSent`
+    /// when it was sent): `outcome` with `reason`; a retry is queued again
+    /// for `retry_at`. A row another pass settled meanwhile is left alone.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_outcome(
         &self,
@@ -240,21 +326,32 @@ impl Store {
         contact: &str,
         pass: &str,
         outcome: RecipientState,
-        email: &str,
         reason: &str,
-        message_id: &str,
+        retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), ApiError> {
         let txn = self.base.db.begin_write().await?;
-        let updated = campaign_recipient::Entity::update_many()
+        let mine = campaign_recipient::Entity::find_in(tenant)
+            .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+            .filter(campaign_recipient::Column::Contact.eq(contact))
+            .filter(campaign_recipient::Column::Claim.eq(pass))
+            .filter(campaign_recipient::Column::State.is_in([
+                state(RecipientState::Claimed),
+                state(RecipientState::Sending),
+            ]))
+            .one(&*txn)
+            .await?;
+        let Some(row) = mine else {
+            return Ok(());
+        };
+        campaign_recipient::Entity::update_many()
             .col_expr(
                 campaign_recipient::Column::State,
                 Expr::value(state(outcome)),
             )
-            .col_expr(campaign_recipient::Column::Email, Expr::value(email))
             .col_expr(campaign_recipient::Column::Reason, Expr::value(reason))
             .col_expr(
-                campaign_recipient::Column::MessageId,
-                Expr::value(message_id),
+                campaign_recipient::Column::NextAttemptTime,
+                Expr::value(retry_at),
             )
             .col_expr(campaign_recipient::Column::Claim, Expr::value(""))
             .col_expr(
@@ -267,14 +364,21 @@ impl Store {
             .filter(campaign_recipient::Column::Claim.eq(pass))
             .exec(&*txn)
             .await?;
-        let events = if updated.rows_affected == 1 && outcome == RecipientState::Sent {
+        let events = if outcome == RecipientState::Sent {
             let campaign = format!("campaigns/{id}");
-            vec![self.event(
-                "EmailSent",
-                campaign.clone(),
-                self.payloads.email_sent(&campaign, contact, message_id),
-                SENDER,
-            )]
+            let recipient = format!(
+                "{campaign}/recipients/{}",
+                contact.trim_start_matches("contacts/")
+            );
+            vec![
+                self.event(
+                    "EmailSent",
+                    recipient,
+                    self.payloads
+                        .email_sent(&campaign, contact, &row.message_id),
+                    SENDER,
+                ),
+            ]
         } else {
             Vec::new()
         };
@@ -316,6 +420,7 @@ impl Store {
         email: &str,
         contact: &str,
     ) -> Result<bool, ApiError> {
+        // A row being sent has its address already (see `begin_send`).
         let taken = [
             state(RecipientState::Sent),
             state(RecipientState::Uncertain),

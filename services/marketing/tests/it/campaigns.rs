@@ -80,7 +80,7 @@ async fn campaign(m: &mut Marketing, template: &str, audience: Audience, rate: i
                 display_name: "Spring launch".into(),
                 template: template.into(),
                 from_address: "news@acme.example".into(),
-                from_name: "Acme".into(),
+                from_name: "Acme, Inc.".into(),
                 audience: Some(audience),
                 messages_per_second: rate,
                 ..Default::default()
@@ -195,6 +195,11 @@ async fn campaign_on(backend: Backend) {
         "{subject}"
     );
     assert!(to_ada.contains("Spring launch is here."), "{to_ada}");
+    assert_eq!(
+        sender_of(to_ada),
+        ("Acme, Inc.".to_owned(), "news@acme.example".to_owned()),
+        "a sender's name with a comma"
+    );
     let to_dan = messages
         .iter()
         .find(|m| header(m, "To").is_some_and(|to| to.contains("dan@example.com")))

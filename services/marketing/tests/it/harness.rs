@@ -240,3 +240,15 @@ pub fn attributes(html: &str, attribute: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// The From header's name and address, decoded.
+pub fn sender_of(message: &str) -> (String, String) {
+    let parsed = mail_parser::MessageParser::default()
+        .parse(message.as_bytes())
+        .expect("a message");
+    let from = parsed.from().and_then(|f| f.first()).expect("a From");
+    (
+        from.name().unwrap_or_default().to_owned(),
+        from.address().unwrap_or_default().to_owned(),
+    )
+}

@@ -4,9 +4,9 @@
 
 use crm_proto::marketing::{
     Audience, Campaign, CampaignState, CancelCampaignRequest, CreateCampaignRequest,
-    CreateSegmentRequest, CreateTemplateRequest, GetCampaignRequest, GetSegmentRequest,
-    ListCampaignRecipientsRequest, PauseCampaignRequest, ScheduleCampaignRequest, Segment,
-    Template, UnsubscribeRequest, UpdateCampaignRequest,
+    CreateSegmentRequest, CreateTemplateRequest, DeleteSegmentRequest, GetCampaignRequest,
+    GetSegmentRequest, ListCampaignRecipientsRequest, PauseCampaignRequest,
+    ScheduleCampaignRequest, Segment, Template, UnsubscribeRequest, UpdateCampaignRequest,
 };
 use tonic::Code;
 
@@ -188,6 +188,15 @@ async fn refusals_on(backend: Backend) {
     })
     .await
     .expect("PauseCampaign");
+    // A group a campaign still to be sent names may not go.
+    let status = m
+        .delete_segment(DeleteSegmentRequest {
+            name: first.name.clone(),
+            etag: String::new(),
+        })
+        .await
+        .expect_err("a segment in use");
+    assert_eq!(status.code(), Code::FailedPrecondition);
     let cancelled = m
         .cancel_campaign(CancelCampaignRequest {
             name: c.name.clone(),
@@ -196,6 +205,12 @@ async fn refusals_on(backend: Backend) {
         .expect("CancelCampaign")
         .into_inner();
     assert_eq!(cancelled.state(), CampaignState::Cancelled);
+    m.delete_segment(DeleteSegmentRequest {
+        name: first.name.clone(),
+        etag: String::new(),
+    })
+    .await
+    .expect("a segment no unfinished campaign names");
 
     // Tenants, roles and forged links.
     let mut stranger = suite.marketing(OTHER_TENANT, ADMIN);
