@@ -336,3 +336,14 @@ where
     .join()
     .expect("the thread")
 }
+
+/// A process's peak resident memory in MiB (Linux `VmHWM`), for benchmarks
+/// that run a service as a child process; NaN when it cannot be read.
+pub fn peak_memory_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}

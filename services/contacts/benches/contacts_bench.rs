@@ -102,13 +102,7 @@ impl Service {
 
     /// The process's peak resident memory in MiB (Linux VmHWM).
     fn peak_memory_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
+        crm_testkit::peak_memory_mib(self.child.id())
     }
 }
 

@@ -42,12 +42,7 @@ impl Drop for Process {
 impl Process {
     /// Peak resident memory in MiB (Linux VmHWM).
     fn peak_memory_mib(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
+        crm_testkit::peak_memory_mib(self.0.id())
     }
 }
 
