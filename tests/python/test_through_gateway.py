@@ -137,7 +137,11 @@ class ThroughGatewayTest(unittest.TestCase):
         self.assertEqual(len(exported), 30)
 
     def test_a_customer_and_an_agent_chat_through_the_gateway(self):
-        support = support_pb2_grpc.SupportServiceStub(self.channel)
+        # A channel of its own: its streams and their threads end with it,
+        # and the other tests' shared channel never sees them.
+        channel = grpc.insecure_channel(f"127.0.0.1:{self.suite.ports['gateway']}")
+        self.addCleanup(channel.close)
+        support = support_pb2_grpc.SupportServiceStub(channel)
         bob = [("authorization", "Bearer " + token("acme", ["support"], subject="bob"))]
         started = support.StartChat(
             support_pb2.StartChatRequest(
@@ -227,10 +231,17 @@ class ThroughGatewayTest(unittest.TestCase):
             unknown(b"", metadata=self.admin)
         self.assertEqual(error.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
 
-        # A deadline that has already passed never reaches the service.
+        # A call whose deadline has passed is never answered: the client gives
+        # up (DEADLINE_EXCEEDED, or CANCELLED when it gives up before the call
+        # leaves). A deadline of a microsecond is no test: a warm connection
+        # can answer inside a timer's tick. The gateway's own deadline rules
+        # are tested in services/gateway (tests/it/limits.rs).
         with self.assertRaises(grpc.RpcError) as error:
-            self.stub.ListContacts(contacts_pb2.ListContactsRequest(), metadata=self.admin, timeout=0.000001)
-        self.assertEqual(error.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+            self.stub.ListContacts(contacts_pb2.ListContactsRequest(), metadata=self.admin, timeout=0)
+        self.assertIn(
+            error.exception.code(),
+            (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED),
+        )
 
 
     def test_a_lead_becomes_revenue_through_the_gateway(self):
