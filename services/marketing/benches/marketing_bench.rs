@@ -17,17 +17,17 @@
 //!   own work per message allows.
 //! - `baseline`: the same number of messages, built as the sender builds
 //!   them (the template rendered, links tracked, an open image, a signed
-//!   unsubscribe link, the same headers), sent with
-//!   `crm_marketing::mailer::Mailer` one after another to the same server,
-//!   then by 8 concurrent senders; then, as an experiment, the same bytes
-//!   through lettre's `AsyncSmtpConnection` on sockets with `TCP_NODELAY`
-//!   set, a connection per message and one connection for all. Messages
-//!   per second and per-message latency (messages are built before the clock
-//!   starts).
-//! - `memory`: as `send` (SMTP only) with 50,000 contacts, for the peak
+//!   unsubscribe link, the same headers), sent by plain lettre
+//!   (`AsyncSmtpTransport`) one after another to the same server; with the
+//!   service's `crm_marketing::mailer::Mailer` (lettre's client on
+//!   `TCP_NODELAY` sockets, connections reused) one after another and by 8
+//!   concurrent senders; and through lettre's `AsyncSmtpConnection` on a
+//!   `TCP_NODELAY` socket, a connection per message and one for all.
+//!   Messages per second and per-message latency (messages are built before
+//!   the clock starts).
+//! - `memory`: as `send` (SMTP only) with 100,000 contacts, for the peak
 //!   memory at that size; `memory=<n>` for another size. It takes as long as
-//!   the sending does (over an hour at 50,000 on the 2-core development
-//!   machine, see the README), so it only runs when named.
+//!   the import and the sending do (minutes), so it only runs when named.
 //!
 //! `cargo bench -p crm-marketing --bench marketing_bench` runs `send` and
 //! `baseline`; name parts after `--` to run only those (`... -- memory`).
@@ -69,6 +69,7 @@ use crm_testkit::{
     bearer_for, channel_to, health_status, peak_memory_mib, service, settings, smtp::LocalSmtp,
 };
 use lettre::{
+    AsyncSmtpTransport, AsyncTransport, Tokio1Executor,
     address::Envelope,
     transport::smtp::{client::AsyncSmtpConnection, extension::ClientId},
 };
@@ -80,7 +81,7 @@ const RATE: i32 = 1000;
 /// Concurrent senders of the second baseline.
 const CONCURRENT_SENDERS: usize = 8;
 /// Recipients of the `memory` part unless `memory=<n>` says otherwise.
-const LARGE: usize = 50_000;
+const LARGE: usize = 100_000;
 /// The template, as the integration tests write it: a personalised subject,
 /// an HTML body with one link and the unsubscribe link, a text body.
 const SUBJECT: &str = r#"Hello {{ contact.given_name | default("there") }}"#;
@@ -178,7 +179,7 @@ async fn main() {
         let lettre = b.messages as f64 / b.elapsed.as_secs_f64();
         println!();
         println!(
-            "campaign / sequential lettre loop: {:.2} (schedule -> SENT), {:.2} (sending phase)",
+            "campaign / plain lettre loop: {:.2} (schedule -> SENT), {:.2} (sending phase)",
             c.sent as f64 / c.total.as_secs_f64() / lettre,
             c.sent as f64 / c.sending / lettre
         );
@@ -514,7 +515,7 @@ struct Baseline {
 async fn baseline(smtp: &LocalSmtp, mail: &Maildir<'_>, n: usize) -> Vec<Baseline> {
     let mailer =
         Mailer::from_settings(Some(&smtp.url()), Path::new("/nonexistent")).expect("the mailer");
-    let mut results = Vec::new();
+    let mut results = vec![lettre_transport_loop(smtp, mail, n).await];
     for concurrency in [1, CONCURRENT_SENDERS] {
         eprintln!("baseline: {n} messages through the mailer, {concurrency} sender(s)");
         let messages = Arc::new(outgoing(n));
@@ -549,7 +550,8 @@ async fn baseline(smtp: &LocalSmtp, mail: &Maildir<'_>, n: usize) -> Vec<Baselin
         assert_eq!(received, n, "the SMTP server received every message");
         results.push(Baseline {
             what: if concurrency == 1 {
-                "Mailer::send loop, one sender".into()
+                "the service's Mailer::send loop (TCP_NODELAY, reused connections), one sender"
+                    .into()
             } else {
                 format!("Mailer::send, {concurrency} concurrent senders")
             },
@@ -602,6 +604,36 @@ async fn baseline(smtp: &LocalSmtp, mail: &Maildir<'_>, n: usize) -> Vec<Baselin
         });
     }
     results
+}
+
+/// Plain lettre, as an application would use it: `AsyncSmtpTransport`
+/// sending the same bytes one message after another.
+async fn lettre_transport_loop(smtp: &LocalSmtp, mail: &Maildir<'_>, n: usize) -> Baseline {
+    eprintln!("baseline: {n} messages through lettre's AsyncSmtpTransport");
+    let transport =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.addr.ip().to_string())
+            .port(smtp.addr.port())
+            .build();
+    let messages = raw_messages(n).await;
+    let (count_before, bytes_before) = mail.stats();
+    let mut latencies = Vec::with_capacity(n);
+    let started = Instant::now();
+    for (envelope, bytes) in &messages {
+        let began = Instant::now();
+        transport.send_raw(envelope, bytes).await.expect("a send");
+        latencies.push(began.elapsed());
+    }
+    let elapsed = started.elapsed();
+    let (count_after, bytes_after) = mail.stats();
+    let received = count_after - count_before;
+    assert_eq!(received, n, "the SMTP server received every message");
+    Baseline {
+        what: "plain lettre: AsyncSmtpTransport::send_raw loop".into(),
+        messages: n,
+        elapsed,
+        latencies,
+        avg_bytes: (bytes_after - bytes_before) as f64 / received as f64,
+    }
 }
 
 /// A connection to `addr` with Nagle's algorithm off, EHLO said.

@@ -6,19 +6,16 @@
 //! means "try again later" (greylisting, full mailbox, relay down), `Permanent` means "this
 //! recipient or this mail will never be accepted as it is" (bad address, 5xx).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod relay;
 
-/// The longest one SMTP command may take.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::response::Response;
-use lettre::{
-    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    transport::smtp,
-};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use relay::{Relay, RelayError};
 
 /// Header names the mailer writes itself. A caller's extra header with one of these names is
 /// refused rather than applied, because lettre's raw insert replaces an existing header of the
@@ -48,7 +45,7 @@ pub enum MailerError {
     /// The SMTP URL could not be parsed or names an unsupported scheme / `tls` mode. The URL
     /// itself is deliberately left out of the message because it may carry a password.
     #[error("invalid SMTP URL: {0}")]
-    InvalidUrl(#[source] smtp::Error),
+    InvalidUrl(String),
     /// The folder for `.eml` files (used when no SMTP URL is set) could not be created.
     #[error("cannot create mail folder {path}: {source}")]
     MailDir {
@@ -114,7 +111,7 @@ pub enum SendOutcome {
 /// The configured delivery path; private so the service only ever sees [`Mailer`].
 #[derive(Debug, Clone)]
 enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Arc<Relay>),
     File {
         transport: AsyncFileTransport<Tokio1Executor>,
         dir: PathBuf,
@@ -123,9 +120,8 @@ enum Transport {
 
 /// Sends [`OutgoingMail`]s through SMTP or into a folder of `.eml` files.
 ///
-/// Cheap to clone and safe to share between tasks. Each SMTP send opens its own connection
-/// (lettre's `pool` feature is off: its pool spawns Tokio tasks on creation *and on drop*, which
-/// would make building or dropping a `Mailer` outside a runtime panic).
+/// Cheap to clone and safe to share between tasks. SMTP connections are reused between
+/// messages (see `relay`).
 #[derive(Debug, Clone)]
 pub struct Mailer {
     transport: Transport,
@@ -137,7 +133,7 @@ impl Mailer {
     /// With `smtp_url`, mail goes to that relay:
     /// - `smtp://host:port` — plain SMTP, no TLS (local relays, tests);
     /// - `smtp://user:pass@host:587?tls=starttls` — STARTTLS, required (lettre's own spelling
-    ///   `tls=required` and `tls=opportunistic` are accepted too);
+    ///   `tls=required`, and `tls=opportunistic`: STARTTLS when offered);
     /// - `smtps://user:pass@host:465` — implicit TLS.
     ///
     /// User and password are percent-decoded. A path (`smtp://host/ehlo.name`) sets the EHLO name.
@@ -148,15 +144,9 @@ impl Mailer {
     /// Synchronous and runtime-free, so it can run while loading configuration.
     pub fn from_settings(smtp_url: Option<&str>, mail_dir: &Path) -> Result<Mailer, MailerError> {
         let transport = match smtp_url {
-            Some(url) => {
-                let url = normalize_tls_param(url);
-                let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
-                    .map_err(MailerError::InvalidUrl)?
-                    // Well inside the sender's grace (a message mid-send
-                    // longer than that is taken for a stopped sender's).
-                    .timeout(Some(SMTP_TIMEOUT));
-                Transport::Smtp(builder.build())
-            }
+            Some(url) => Transport::Smtp(Arc::new(
+                Relay::from_url(url).map_err(MailerError::InvalidUrl)?,
+            )),
             None => {
                 std::fs::create_dir_all(mail_dir).map_err(|source| MailerError::MailDir {
                     path: mail_dir.to_path_buf(),
@@ -184,12 +174,14 @@ impl Mailer {
         };
 
         let outcome = match &self.transport {
-            Transport::Smtp(transport) => match transport.send(message).await {
-                Ok(response) => SendOutcome::Sent {
-                    response: response_text(&response),
-                },
-                Err(err) => classify_smtp_error(&err),
-            },
+            Transport::Smtp(relay) => {
+                match relay.send(message.envelope(), &message.formatted()).await {
+                    Ok(response) => SendOutcome::Sent {
+                        response: response_text(&response),
+                    },
+                    Err(err) => classify_relay_error(&err),
+                }
+            }
             Transport::File { transport, dir } => match transport.send(message).await {
                 Ok(id) => SendOutcome::Sent {
                     response: format!("saved {}", dir.join(format!("{id}.eml")).display()),
@@ -215,25 +207,6 @@ impl Mailer {
         }
         outcome
     }
-}
-
-/// lettre only knows `tls=required|opportunistic`; the service's settings use the more common
-/// `tls=starttls`, which means "STARTTLS and refuse to continue without it" = `required`.
-fn normalize_tls_param(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_owned();
-    };
-    let query: Vec<&str> = query
-        .split('&')
-        .map(|pair| {
-            if pair.eq_ignore_ascii_case("tls=starttls") {
-                "tls=required"
-            } else {
-                pair
-            }
-        })
-        .collect();
-    format!("{base}?{}", query.join("&"))
 }
 
 /// Parses an address field; the error names the field so the failure reason is actionable.
@@ -323,7 +296,7 @@ fn response_text(response: &Response) -> String {
 /// 5xx → `Permanent`; everything else, including errors lettre does not tie to a reply code
 /// (connection refused, timeout, TLS, client-side protocol errors), → `Transient`, because
 /// wrongly retrying costs a delay while wrongly giving up loses the recipient.
-fn classify_smtp_error(err: &smtp::Error) -> SendOutcome {
+fn classify_relay_error(err: &RelayError) -> SendOutcome {
     let reason = err.to_string();
     if err.is_permanent() {
         SendOutcome::Permanent { reason }
@@ -335,15 +308,6 @@ fn classify_smtp_error(err: &smtp::Error) -> SendOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn starttls_is_mapped_to_lettre_spelling() {
-        assert_eq!(
-            normalize_tls_param("smtp://u:p@h:587?tls=starttls"),
-            "smtp://u:p@h:587?tls=required"
-        );
-        assert_eq!(normalize_tls_param("smtp://h:25"), "smtp://h:25");
-    }
 
     #[test]
     fn supported_urls_parse_and_bad_ones_do_not() {

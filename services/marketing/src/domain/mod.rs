@@ -4,5 +4,6 @@
 
 pub mod audience;
 pub mod campaign;
+pub mod journey;
 pub mod template;
 pub mod tracking;
