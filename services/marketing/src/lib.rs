@@ -125,8 +125,9 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
     );
     kit.schedule("campaigns", send_every, sender);
     kit.follow(
-        consumer::SOURCE,
-        Arc::new(consumer::ContactsFeed::new(store)),
+        consumer::CONTACTS,
+        Arc::new(consumer::ContactsFeed::new(store.clone())),
     )?;
+    kit.follow(consumer::SALES, Arc::new(consumer::SalesFeed::new(store)))?;
     Ok(kit)
 }

@@ -14,9 +14,10 @@ use uuid::Uuid;
 use crate::{
     contacts::Directory,
     domain::{
+        ab_test::{self, Variant},
         audience::{Suppression, may_send},
         campaign::{Campaign, RecipientState},
-        template::CompiledTemplate,
+        template::{CompiledTemplate, TemplateDraft},
         tracking::{add_open_pixel, rewrite_links},
     },
     engagement::Links,
@@ -107,10 +108,14 @@ impl Sender {
         );
         // Each contact once, in the order first met.
         let mut seen = HashSet::new();
-        let recipients: Vec<String> = included
+        let audience: Vec<String> = included
             .into_iter()
             .filter(|contact| !excluded.contains(contact) && seen.insert(contact.clone()))
             .collect();
+        let recipients = match &c.draft.ab_test {
+            Some(test) => ab_test::split(c.id, test, audience),
+            None => audience.into_iter().map(|a| (a, Variant::Rest)).collect(),
+        };
         self.store
             .queue_recipients(tenant, c.id, &recipients)
             .await?;
@@ -141,12 +146,8 @@ impl Sender {
         pass: &str,
         deadline: tokio::time::Instant,
     ) -> Result<u64, ApiError> {
-        let template = self
-            .store
-            .get_template(tenant, crate::store::id_of(&c.draft.template))
-            .await?
-            .draft
-            .compile()?;
+        let templates = self.variant_templates(tenant, c).await?;
+        let rest_held = c.draft.ab_test.is_some() && c.ab.winner.is_none();
         let credentials = self.directory.as_service(tenant)?;
         let interval = Duration::from_secs_f64(1.0 / f64::from(c.draft.messages_per_second.max(1)));
         let batch = u64::try_from(c.draft.messages_per_second.clamp(1, 100)).unwrap_or(100);
@@ -155,7 +156,7 @@ impl Sender {
         while tokio::time::Instant::now() < deadline {
             let claimed = self
                 .store
-                .claim_recipients(tenant, c.id, pass, batch)
+                .claim_recipients(tenant, c.id, pass, batch, rest_held)
                 .await?;
             if claimed.is_empty() {
                 break;
@@ -173,7 +174,7 @@ impl Sender {
                     .send_one(
                         tenant,
                         c,
-                        &template,
+                        templates.for_variant(recipient.variant),
                         recipient,
                         profiles.get(&recipient.contact),
                         pass,
@@ -187,6 +188,42 @@ impl Sender {
             }
         }
         Ok(handled)
+    }
+
+    /// The compiled message of each variant: A is the campaign's template;
+    /// B its A/B test's template, or A's with the test's subject.
+    async fn variant_templates(
+        &self,
+        tenant: &Tenant,
+        c: &Campaign,
+    ) -> Result<VariantTemplates, ApiError> {
+        let written = self
+            .store
+            .get_template(tenant, crate::store::id_of(&c.draft.template))
+            .await?
+            .draft;
+        let b = match &c.draft.ab_test {
+            None => None,
+            Some(test) if !test.template.is_empty() => Some(
+                self.store
+                    .get_template(tenant, crate::store::id_of(&test.template))
+                    .await?
+                    .draft
+                    .compile()?,
+            ),
+            Some(test) => Some(
+                TemplateDraft {
+                    subject: test.subject.clone(),
+                    ..written.clone()
+                }
+                .compile()?,
+            ),
+        };
+        Ok(VariantTemplates {
+            a: written.compile()?,
+            b,
+            winner: c.ab.winner.unwrap_or(Variant::A),
+        })
     }
 
     /// Decides, renders, sends and records one reserved recipient.
@@ -316,11 +353,35 @@ impl Sender {
             }
             _ => {
                 let handled = self.send_some(&due.tenant, c, pass, deadline).await?;
+                if c.draft.ab_test.is_some() && c.ab.winner.is_none() {
+                    self.store.advance_ab_test(&due.tenant, c.id).await?;
+                }
                 if self.store.finish_if_done(&due.tenant, c.id).await? {
                     tracing::info!(campaign = %c.name(), "campaign sent");
                 }
                 Ok(handled)
             }
+        }
+    }
+}
+
+/// The message of each A/B variant, compiled once per pass.
+struct VariantTemplates {
+    a: CompiledTemplate,
+    b: Option<CompiledTemplate>,
+    /// What the rest of the audience gets (A when there is no test).
+    winner: Variant,
+}
+
+impl VariantTemplates {
+    fn for_variant(&self, variant: Variant) -> &CompiledTemplate {
+        let variant = match variant {
+            Variant::Rest => self.winner,
+            tested => tested,
+        };
+        match (variant, &self.b) {
+            (Variant::B, Some(b)) => b,
+            _ => &self.a,
         }
     }
 }

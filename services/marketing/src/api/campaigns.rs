@@ -33,7 +33,7 @@ async fn shown(
     tenant: &Tenant,
     c: &Campaign,
 ) -> Result<pb::Campaign, ApiError> {
-    Ok(campaign_message(c, api.store.counts(tenant, c.id).await?))
+    Ok(campaign_message(c, api.store.counts(tenant, c).await?))
 }
 
 /// INVALID_ARGUMENT unless the draft's template, segments and lists exist.
@@ -45,6 +45,11 @@ async fn check_references(
     api.store
         .live_template(tenant, &d.template, "campaign.template")
         .await?;
+    if let Some(test) = d.ab_test.as_ref().filter(|t| !t.template.is_empty()) {
+        api.store
+            .live_template(tenant, &test.template, "campaign.ab_test.template")
+            .await?;
+    }
     let a = &d.audience;
     api.store
         .live_segments(tenant, &a.segments, "campaign.audience.segments")
@@ -157,7 +162,7 @@ pub(super) async fn update_campaign(
                 if c.delete_time.is_some() {
                     return Err(ApiError::NotFound(c.name()));
                 }
-                c.check_editable()?;
+                c.check_editable(&paths)?;
                 c.draft.apply(&paths, &patch);
                 c.draft.normalize_and_check("campaign")
             },

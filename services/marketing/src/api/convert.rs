@@ -8,8 +8,11 @@ use crm_shared::{
 };
 
 use crate::domain::{
+    ab_test::{AbTest, Metric, Variant, VariantCounts},
     audience::{ListDraft, MailingList, Segment, SegmentDraft},
-    campaign::{Audience, Campaign, CampaignDraft, Counts, Recipient, RecipientState, State},
+    campaign::{
+        Audience, Campaign, CampaignDraft, Counts, Recipient, RecipientState, State, returns,
+    },
     template::{Template, TemplateDraft},
 };
 use crate::store::EventPayloads;
@@ -107,7 +110,72 @@ pub fn campaign_draft(c: &pb::Campaign) -> Result<CampaignDraft, ApiError> {
         },
         send_time,
         messages_per_second: c.messages_per_second,
+        cost: c.cost.clone().map(Into::into),
+        ab_test: c.ab_test.as_ref().map(ab_test).transpose()?,
     })
+}
+
+/// An A/B test as written; INVALID_ARGUMENT naming `campaign.ab_test.wait`
+/// when the wait is not a whole number of seconds.
+fn ab_test(t: &pb::AbTest) -> Result<AbTest, ApiError> {
+    let wait_seconds = match &t.wait {
+        None => 0,
+        Some(wait) if wait.nanos == 0 => wait.seconds,
+        Some(_) => {
+            return Err(ApiError::invalid("campaign.ab_test.wait", "whole seconds"));
+        }
+    };
+    Ok(AbTest {
+        subject: t.subject.clone(),
+        template: t.template.clone(),
+        test_percent: t.test_percent,
+        metric: match t.metric() {
+            pb::AbMetric::ClickRate => Metric::ClickRate,
+            pb::AbMetric::OpenRate | pb::AbMetric::Unspecified => Metric::OpenRate,
+        },
+        wait_seconds,
+    })
+}
+
+fn ab_test_message(t: &AbTest) -> pb::AbTest {
+    pb::AbTest {
+        subject: t.subject.clone(),
+        template: t.template.clone(),
+        test_percent: t.test_percent,
+        metric: match t.metric {
+            Metric::OpenRate => pb::AbMetric::OpenRate,
+            Metric::ClickRate => pb::AbMetric::ClickRate,
+        }
+        .into(),
+        wait: Some(prost_types::Duration {
+            seconds: t.wait_seconds,
+            nanos: 0,
+        }),
+    }
+}
+
+fn ab_result_message(c: &Campaign, variants: &[VariantCounts; 2]) -> pb::AbTestResult {
+    let n = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
+    pb::AbTestResult {
+        variants: [Variant::A, Variant::B]
+            .iter()
+            .zip(variants)
+            .map(|(variant, counts)| pb::AbVariantResult {
+                variant: variant.as_str().into(),
+                recipients: n(counts.recipients),
+                sent: n(counts.sent),
+                unique_opens: n(counts.unique_opens),
+                unique_clicks: n(counts.unique_clicks),
+            })
+            .collect(),
+        test_sent_time: c.ab.test_sent_time.map(to_timestamp),
+        winner: c
+            .ab
+            .winner
+            .map(|w| w.as_str().to_owned())
+            .unwrap_or_default(),
+        decide_time: c.ab.decide_time.map(to_timestamp),
+    }
 }
 
 /// A wire timestamp as a time, if it is one.
@@ -160,7 +228,24 @@ pub fn campaign_message(c: &Campaign, counts: Counts) -> pb::Campaign {
             unsubscribes: n(counts.engagement.unsubscribes),
             bounces: n(counts.engagement.bounces),
             complaints: n(counts.engagement.complaints),
+            leads: n(counts.leads),
+            won_deals: n(counts.won_deals),
         }),
+        cost: d.cost.as_ref().map(Into::into),
+        ab_test: d.ab_test.as_ref().map(ab_test_message),
+        ab_result: d
+            .ab_test
+            .as_ref()
+            .map(|_| ab_result_message(c, &counts.variants)),
+        returns: returns(d.cost.as_ref(), &counts.won)
+            .into_iter()
+            .map(|r| pb::CampaignReturn {
+                currency_code: r.won_revenue.currency_code.clone(),
+                won_revenue: Some((&r.won_revenue).into()),
+                cost: Some((&r.cost).into()),
+                roi: r.roi,
+            })
+            .collect(),
         start_time: c.start_time.map(to_timestamp),
         finish_time: c.finish_time.map(to_timestamp),
         create_time: Some(to_timestamp(c.create_time)),
@@ -193,6 +278,7 @@ pub fn recipient_message(r: &Recipient) -> pb::CampaignRecipient {
         attempts: r.attempts,
         message_id: r.message_id.clone(),
         update_time: Some(to_timestamp(r.update_time)),
+        variant: r.variant.as_str().to_owned(),
     }
 }
 

@@ -10,10 +10,13 @@
 use chrono::{DateTime, Utc};
 use crm_shared::{
     error::ApiError,
+    money::{Money, Totals},
     validate::{MAX_SHORT, Violations, is_email},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::domain::ab_test::{AbProgress, AbTest};
 
 /// The default send rate.
 pub const DEFAULT_MESSAGES_PER_SECOND: i32 = 10;
@@ -96,6 +99,10 @@ pub struct CampaignDraft {
     pub send_time: Option<DateTime<Utc>>,
     /// The send rate.
     pub messages_per_second: i32,
+    /// What it cost.
+    pub cost: Option<Money>,
+    /// A test of a second subject or template.
+    pub ab_test: Option<AbTest>,
 }
 
 /// The fields UpdateCampaign may change.
@@ -108,7 +115,12 @@ pub const CAMPAIGN_FIELDS: &[&str] = &[
     "audience",
     "send_time",
     "messages_per_second",
+    "ab_test",
+    "cost",
 ];
+
+/// The fields that may change after a campaign leaves DRAFT.
+const LATE_FIELDS: &[&str] = &["cost"];
 
 impl CampaignDraft {
     /// Trims and checks; INVALID_ARGUMENT naming `{prefix}.<field>`.
@@ -162,6 +174,16 @@ impl CampaignDraft {
             names.sort();
             names.dedup();
         }
+        if let Some(cost) = &self.cost {
+            cost.check(&field("cost"), &mut v);
+            if cost.total_nanos() < 0 {
+                v.add(field("cost"), "not negative");
+            }
+        }
+        if let Some(test) = &mut self.ab_test {
+            test.normalize_and_check(&field("ab_test"), &mut v);
+        }
+        let a = &mut self.audience;
         if a.segments.is_empty() && a.mailing_lists.is_empty() {
             v.add(field("audience"), "at least one segment or mailing list");
         }
@@ -194,6 +216,8 @@ impl CampaignDraft {
                 "audience" => self.audience.clone_from(&patch.audience),
                 "send_time" => self.send_time = patch.send_time,
                 "messages_per_second" => self.messages_per_second = patch.messages_per_second,
+                "ab_test" => self.ab_test.clone_from(&patch.ab_test),
+                "cost" => self.cost.clone_from(&patch.cost),
                 _ => {}
             }
         }
@@ -211,6 +235,8 @@ pub struct Campaign {
     pub state: State,
     /// Whether its ledger holds its whole audience.
     pub audience_built: bool,
+    /// Where its A/B test is.
+    pub ab: AbProgress,
     /// Sending began.
     pub start_time: Option<DateTime<Utc>>,
     /// Every recipient handled.
@@ -233,6 +259,7 @@ impl Campaign {
             draft,
             state: State::Draft,
             audience_built: false,
+            ab: AbProgress::default(),
             start_time: None,
             finish_time: None,
             create_time: now,
@@ -247,8 +274,12 @@ impl Campaign {
         format!("campaigns/{}", self.id)
     }
 
-    /// Only a draft may be edited.
-    pub fn check_editable(&self) -> Result<(), ApiError> {
+    /// Only a draft may be edited, but for its cost, which is often known
+    /// only later.
+    pub fn check_editable(&self, paths: &[&str]) -> Result<(), ApiError> {
+        if paths.iter().all(|p| LATE_FIELDS.contains(p)) {
+            return Ok(());
+        }
         self.require(&[State::Draft], "edited")
     }
 
@@ -386,6 +417,8 @@ pub struct Recipient {
     pub message_id: String,
     /// Last changed.
     pub update_time: DateTime<Utc>,
+    /// Its A/B variant.
+    pub variant: crate::domain::ab_test::Variant,
 }
 
 impl Recipient {
@@ -397,7 +430,7 @@ impl Recipient {
 }
 
 /// How many recipients are where, and what they did with the message.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Opens, clicks, unsubscribes, bounces, complaints.
     pub engagement: crate::domain::tracking::EngagementCounts,
@@ -413,6 +446,52 @@ pub struct Counts {
     pub suppressed: i64,
     /// Perhaps delivered.
     pub uncertain: i64,
+    /// Leads in sales naming it.
+    pub leads: i64,
+    /// Deals won from them.
+    pub won_deals: i64,
+    /// Those deals' amounts per currency.
+    pub won: Totals,
+    /// The A/B test's variants, A and B (zero without a test).
+    pub variants: [crate::domain::ab_test::VariantCounts; 2],
+}
+
+/// What a campaign brought in, in one currency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Return {
+    /// Won revenue from its leads.
+    pub won_revenue: Money,
+    /// Its cost, when in this currency; else zero.
+    pub cost: Money,
+    /// (won - cost) / cost, when the cost is in this currency and not zero.
+    pub roi: Option<f64>,
+}
+
+/// Won revenue, cost and ROI per currency: a line for each currency won in
+/// and for the cost's; never a sum across currencies.
+pub fn returns(cost: Option<&Money>, won: &Totals) -> Vec<Return> {
+    let mut totals = won.clone();
+    if let Some(cost) = cost {
+        totals.touch(&cost.currency_code);
+    }
+    totals
+        .currencies()
+        .map(|currency| {
+            let won_revenue = totals.get(currency);
+            let cost = cost
+                .filter(|c| c.currency_code == currency)
+                .cloned()
+                .unwrap_or_else(|| Money::from_nanos(currency, 0));
+            let spent = cost.total_nanos();
+            let roi =
+                (spent > 0).then(|| (won_revenue.total_nanos() - spent) as f64 / spent as f64);
+            Return {
+                won_revenue,
+                cost,
+                roi,
+            }
+        })
+        .collect()
 }
 
 impl Counts {
@@ -449,6 +528,8 @@ mod tests {
             },
             send_time: None,
             messages_per_second: 0,
+            cost: None,
+            ab_test: None,
         }
     }
 
@@ -495,7 +576,8 @@ mod tests {
         assert!(c.pause().is_err(), "a draft does not pause");
         c.schedule(None, now).unwrap();
         assert_eq!(c.draft.send_time, Some(now));
-        assert!(c.check_editable().is_err());
+        assert!(c.check_editable(&["display_name"]).is_err());
+        c.check_editable(&["cost"]).unwrap();
         c.pause().unwrap();
         c.resume().unwrap();
         assert_eq!(c.state, State::Scheduled, "not started: back to scheduled");
@@ -507,6 +589,33 @@ mod tests {
         c.cancel(now).unwrap();
         assert!(c.cancel(now).is_err());
         assert!(c.schedule(None, now).is_err());
+    }
+
+    #[test]
+    fn returns_are_per_currency_with_roi_only_where_the_cost_is() {
+        let eur = |units| Money {
+            currency_code: "EUR".into(),
+            units,
+            nanos: 0,
+        };
+        let mut won = Totals::default();
+        won.add(&eur(3000));
+        won.add(&Money {
+            currency_code: "USD".into(),
+            units: 500,
+            nanos: 0,
+        });
+        let lines = returns(Some(&eur(1000)), &won);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].won_revenue, eur(3000));
+        assert_eq!(lines[0].cost, eur(1000));
+        assert_eq!(lines[0].roi, Some(2.0));
+        assert_eq!(lines[1].won_revenue.currency_code, "USD");
+        assert_eq!((lines[1].cost.units, lines[1].roi), (0, None));
+        // A cost with nothing won yet: a line at -100 %.
+        let lines = returns(Some(&eur(10)), &Totals::default());
+        assert_eq!(lines[0].roi, Some(-1.0));
+        assert!(returns(None, &Totals::default()).is_empty());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! list, template and campaign is; how a campaign moves from draft to sent;
 //! how a template is checked and rendered; who of an audience may be sent to.
 
+pub mod ab_test;
 pub mod audience;
 pub mod campaign;
 pub mod journey;

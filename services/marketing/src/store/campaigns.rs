@@ -10,19 +10,25 @@ use crm_shared::{
     store::{ListQuery, Page},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+    sea_query::{Expr, Query},
 };
 use uuid::Uuid;
 
 use super::{
     Created, Store,
-    entities::{campaign, campaign_recipient},
+    entities::{campaign, campaign_lead, campaign_recipient, campaign_win, engagement},
     id_of,
 };
-use crate::domain::campaign::{
-    Campaign, CampaignDraft, Counts, RECIPIENT_STATES, Recipient, STATES, State,
+use crate::domain::{
+    ab_test::{AbProgress, Variant, VariantCounts},
+    campaign::{
+        Campaign, CampaignDraft, Counts, RECIPIENT_STATES, Recipient, RecipientState, STATES, State,
+    },
+    tracking::{ENGAGEMENTS, Engagement},
 };
+use crm_shared::money::Money;
 
 const STATE_VALUES: &[(&str, &str)] = &[
     ("DRAFT", "DRAFT"),
@@ -67,8 +73,23 @@ impl TryFrom<campaign::Model> for Campaign {
                 audience: serde_json::from_str(&row.audience).map_err(|_| corrupt("audience"))?,
                 send_time: row.send_time,
                 messages_per_second: row.messages_per_second,
+                cost: (!row.cost_currency.is_empty()).then(|| Money {
+                    currency_code: row.cost_currency.clone(),
+                    units: row.cost_units,
+                    nanos: row.cost_nanos,
+                }),
+                ab_test: if row.ab_test.is_empty() {
+                    None
+                } else {
+                    Some(serde_json::from_str(&row.ab_test).map_err(|_| corrupt("ab_test"))?)
+                },
             },
             audience_built: row.audience_built,
+            ab: AbProgress {
+                test_sent_time: row.ab_test_sent_time,
+                winner: (!row.ab_winner.is_empty()).then(|| Variant::parse(&row.ab_winner)),
+                decide_time: row.ab_decide_time,
+            },
             start_time: row.start_time,
             finish_time: row.finish_time,
             create_time: row.create_time,
@@ -101,6 +122,25 @@ pub(super) fn campaign_row(tenant: &Tenant, c: &Campaign) -> campaign::ActiveMod
         update_time: c.update_time,
         delete_time: c.delete_time,
         version: c.version,
+        cost_currency: d
+            .cost
+            .as_ref()
+            .map(|m| m.currency_code.clone())
+            .unwrap_or_default(),
+        cost_units: d.cost.as_ref().map_or(0, |m| m.units),
+        cost_nanos: d.cost.as_ref().map_or(0, |m| m.nanos),
+        ab_test: d
+            .ab_test
+            .as_ref()
+            .and_then(|t| serde_json::to_string(t).ok())
+            .unwrap_or_default(),
+        ab_winner: c
+            .ab
+            .winner
+            .map(|w| w.as_str().to_owned())
+            .unwrap_or_default(),
+        ab_test_sent_time: c.ab.test_sent_time,
+        ab_decide_time: c.ab.decide_time,
     }
     .into_active_model()
     .reset_all()
@@ -120,6 +160,7 @@ impl TryFrom<campaign_recipient::Model> for Recipient {
             attempts: row.attempts,
             message_id: row.message_id,
             update_time: row.update_time,
+            variant: Variant::parse(&row.variant),
         })
     }
 }
@@ -176,9 +217,9 @@ impl Store {
             .await
     }
 
-    /// Where a campaign's recipients are.
-    pub async fn counts(&self, tenant: &Tenant, id: Uuid) -> Result<Counts, ApiError> {
-        counts_in(&self.base.db.conn, tenant, id).await
+    /// Where a campaign's recipients are, and what came of it.
+    pub async fn counts(&self, tenant: &Tenant, c: &Campaign) -> Result<Counts, ApiError> {
+        counts_in(&self.base.db.conn, tenant, c).await
     }
 
     /// Changes a campaign with `change`, if its version is still `expected`
@@ -202,7 +243,7 @@ impl Store {
         let before = c.version;
         change(&mut c)?;
         self.save_campaign(&txn, tenant, &mut c, before).await?;
-        let counts = counts_in(&*txn, tenant, id).await?;
+        let counts = counts_in(&*txn, tenant, &c).await?;
         let e = self.event(event, c.name(), self.payloads.campaign(&c, counts), actor);
         self.base.commit(txn, tenant, vec![e]).await?;
         Ok(c)
@@ -286,12 +327,14 @@ impl Store {
     }
 }
 
-/// Where a campaign's recipients are, read through `conn`.
+/// Where a campaign's recipients are and what came of it (with its A/B
+/// variants' numbers when it has a test), read through `conn`.
 pub(super) async fn counts_in<C: ConnectionTrait>(
     conn: &C,
     tenant: &Tenant,
-    id: Uuid,
+    c: &Campaign,
 ) -> Result<Counts, ApiError> {
+    let id = c.id;
     let rows: Vec<(String, i64)> = campaign_recipient::Entity::find_in(tenant)
         .select_only()
         .column(campaign_recipient::Column::State)
@@ -310,5 +353,84 @@ pub(super) async fn counts_in<C: ConnectionTrait>(
             counts.add(state, n);
         }
     }
+    counts.leads = campaign_lead::Entity::find_in(tenant)
+        .filter(campaign_lead::Column::CampaignId.eq(id.to_string()))
+        .count(conn)
+        .await? as i64;
+    let wins: Vec<(String, i64, i32)> = campaign_win::Entity::find_in(tenant)
+        .select_only()
+        .columns([
+            campaign_win::Column::CurrencyCode,
+            campaign_win::Column::Units,
+            campaign_win::Column::Nanos,
+        ])
+        .filter(campaign_win::Column::CampaignId.eq(id.to_string()))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    if c.draft.ab_test.is_some() {
+        counts.variants = variant_counts(conn, tenant, id).await?;
+    }
+    counts.won_deals = wins.len() as i64;
+    // A deal won without an amount counts as a deal, in no currency.
+    for (currency_code, units, nanos) in wins.into_iter().filter(|w| !w.0.is_empty()) {
+        counts.won.add(&Money {
+            currency_code,
+            units,
+            nanos,
+        });
+    }
     Ok(counts)
+}
+
+/// How each variant of a campaign's A/B test did: A, then B.
+pub(super) async fn variant_counts<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    id: Uuid,
+) -> Result<[VariantCounts; 2], ApiError> {
+    let mut result = [VariantCounts::default(); 2];
+    for (variant, counts) in [Variant::A, Variant::B].into_iter().zip(result.iter_mut()) {
+        let rows: Vec<(String, i64)> = campaign_recipient::Entity::find_in(tenant)
+            .select_only()
+            .column(campaign_recipient::Column::State)
+            .column_as(campaign_recipient::Column::Contact.count(), "n")
+            .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+            .filter(campaign_recipient::Column::Variant.eq(variant.as_str()))
+            .group_by(campaign_recipient::Column::State)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        for (state, n) in rows {
+            counts.recipients += n;
+            if state == stored(RECIPIENT_STATES, RecipientState::Sent) {
+                counts.sent += n;
+            }
+        }
+        let in_variant = Query::select()
+            .column(campaign_recipient::Column::Contact)
+            .from(campaign_recipient::Entity)
+            .and_where(campaign_recipient::Column::Tenant.eq(tenant.as_str()))
+            .and_where(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+            .and_where(campaign_recipient::Column::Variant.eq(variant.as_str()))
+            .to_owned();
+        let engaged: Vec<(String, i64)> = engagement::Entity::find_in(tenant)
+            .select_only()
+            .column(engagement::Column::Kind)
+            .column_as(Expr::cust("COUNT(DISTINCT contact)"), "n")
+            .filter(engagement::Column::CampaignId.eq(id.to_string()))
+            .filter(engagement::Column::Contact.in_subquery(in_variant))
+            .group_by(engagement::Column::Kind)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        for (kind, n) in engaged {
+            match parse_stored(ENGAGEMENTS, &kind) {
+                Some(Engagement::Opened) => counts.unique_opens = n,
+                Some(Engagement::Clicked) => counts.unique_clicks = n,
+                _ => {}
+            }
+        }
+    }
+    Ok(result)
 }

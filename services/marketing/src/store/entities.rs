@@ -156,6 +156,16 @@ pub mod campaign {
         pub update_time: DateTimeUtc,
         pub delete_time: Option<DateTimeUtc>,
         pub version: i64,
+        /// The cost's currency; empty: no cost given.
+        pub cost_currency: String,
+        pub cost_units: i64,
+        pub cost_nanos: i32,
+        /// The A/B test (JSON); empty: none.
+        pub ab_test: String,
+        /// "A", "B", or empty until chosen.
+        pub ab_winner: String,
+        pub ab_test_sent_time: Option<DateTimeUtc>,
+        pub ab_decide_time: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -192,6 +202,9 @@ pub mod campaign_recipient {
         /// After a transient failure, not before then.
         pub next_attempt_time: Option<DateTimeUtc>,
         pub update_time: DateTimeUtc,
+        /// The A/B variant ("A", "B"), or empty: the campaign's one message,
+        /// or the winner.
+        pub variant: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -250,6 +263,65 @@ pub mod engagement {
         /// The link clicked, or the relay's words.
         pub detail: String,
         pub time: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}
+
+/// The `campaign_leads` table: leads in sales that name a campaign.
+pub mod campaign_lead {
+    use sea_orm::entity::prelude::*;
+
+    /// One lead.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "campaign_leads")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        /// `leads/{id}`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub lead: String,
+        pub campaign_id: String,
+        pub create_time: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}
+
+/// The `campaign_wins` table: deals won from a campaign's leads.
+pub mod campaign_win {
+    use sea_orm::entity::prelude::*;
+
+    /// One won deal.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "campaign_wins")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        /// `opportunities/{id}`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub opportunity: String,
+        pub campaign_id: String,
+        /// `leads/{id}`: the lead it was converted from.
+        pub lead: String,
+        pub currency_code: String,
+        pub units: i64,
+        pub nanos: i32,
+        pub won_time: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -27,10 +27,13 @@ use uuid::Uuid;
 
 use super::{
     Store,
-    campaigns::counts_in,
+    campaigns::{counts_in, variant_counts},
     entities::{campaign, campaign_recipient, suppression},
 };
-use crate::domain::campaign::{Campaign, RECIPIENT_STATES, RecipientState, STATES, State};
+use crate::domain::{
+    ab_test::{self, Variant},
+    campaign::{Campaign, RECIPIENT_STATES, RecipientState, STATES, State},
+};
 
 /// Rows inserted per statement when queueing an audience.
 const QUEUE_BATCH: usize = 500;
@@ -50,6 +53,8 @@ pub struct Claimed {
     pub contact: String,
     /// Sending attempts so far, this one included.
     pub attempts: i32,
+    /// Its A/B variant.
+    pub variant: Variant,
 }
 
 fn state(s: RecipientState) -> &'static str {
@@ -87,18 +92,18 @@ impl Store {
             .collect()
     }
 
-    /// Queues `contacts` (the resolved audience, in order, each once) for a
-    /// campaign; rows already queued by an earlier, interrupted attempt stay
-    /// as they are.
+    /// Queues `contacts` (the resolved audience, in order, each once, with
+    /// its A/B variant) for a campaign; rows already queued by an earlier,
+    /// interrupted attempt stay as they are.
     pub async fn queue_recipients(
         &self,
         tenant: &Tenant,
         id: Uuid,
-        contacts: &[String],
+        contacts: &[(String, Variant)],
     ) -> Result<(), ApiError> {
         let now = Utc::now();
         for (chunk_index, chunk) in contacts.chunks(QUEUE_BATCH).enumerate() {
-            let rows = chunk.iter().enumerate().map(|(i, contact)| {
+            let rows = chunk.iter().enumerate().map(|(i, (contact, variant))| {
                 campaign_recipient::Model {
                     tenant: tenant.as_str().to_owned(),
                     campaign_id: id.to_string(),
@@ -112,6 +117,7 @@ impl Store {
                     claim: String::new(),
                     next_attempt_time: None,
                     update_time: now,
+                    variant: variant.as_str().to_owned(),
                 }
                 .into_active_model()
             });
@@ -144,7 +150,7 @@ impl Store {
         let before = c.version;
         c.start(Utc::now());
         self.save_campaign(&txn, tenant, &mut c, before).await?;
-        let counts = counts_in(&*txn, tenant, id).await?;
+        let counts = counts_in(&*txn, tenant, &c).await?;
         let event = self.event(
             "CampaignStarted",
             c.name(),
@@ -188,7 +194,8 @@ impl Store {
     }
 
     /// Reserves up to `n` queued recipients of a campaign, due now, for the
-    /// pass `pass`, in order (QUEUED -> CLAIMED). Nothing is sent yet: a
+    /// pass `pass`, in order (QUEUED -> CLAIMED); while `rest_held` (an A/B
+    /// test without a winner), only the test's. Nothing is sent yet: a
     /// reserved row goes back to the queue if the pass gives it up or stops.
     pub async fn claim_recipients(
         &self,
@@ -196,10 +203,15 @@ impl Store {
         id: Uuid,
         pass: &str,
         n: u64,
+        rest_held: bool,
     ) -> Result<Vec<Claimed>, ApiError> {
         let now = Utc::now();
         let txn = self.base.db.begin_write().await?;
-        let next: Vec<String> = campaign_recipient::Entity::find_in(tenant)
+        let mut next = campaign_recipient::Entity::find_in(tenant);
+        if rest_held {
+            next = next.filter(campaign_recipient::Column::Variant.ne(Variant::Rest.as_str()));
+        }
+        let next: Vec<String> = next
             .select_only()
             .column(campaign_recipient::Column::Contact)
             .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
@@ -242,6 +254,7 @@ impl Store {
             .map(|row| Claimed {
                 contact: row.contact,
                 attempts: row.attempts,
+                variant: Variant::parse(&row.variant),
             })
             .collect();
         txn.commit().await?;
@@ -389,12 +402,12 @@ impl Store {
     /// (`CampaignSent`, with its counts); `true` if it did.
     pub async fn finish_if_done(&self, tenant: &Tenant, id: Uuid) -> Result<bool, ApiError> {
         let txn = self.base.db.begin_write().await?;
-        let counts = counts_in(&*txn, tenant, id).await?;
         let mut c: Campaign = self
             .base
             .find::<campaign::Entity>(&*txn, tenant, id, &format!("campaigns/{id}"))
             .await?
             .try_into()?;
+        let counts = counts_in(&*txn, tenant, &c).await?;
         if counts.queued > 0 || c.state != State::Sending {
             return Ok(false);
         }
@@ -409,6 +422,58 @@ impl Store {
         );
         self.base.commit(txn, tenant, vec![event]).await?;
         Ok(true)
+    }
+
+    /// Moves a campaign's A/B test on: notes when the test's last message
+    /// was handled, and once the wait has passed chooses the winner for the
+    /// rest (`AbTestDecided`). Nothing for a campaign without a test.
+    pub async fn advance_ab_test(&self, tenant: &Tenant, id: Uuid) -> Result<(), ApiError> {
+        let now = Utc::now();
+        let txn = self.base.db.begin_write().await?;
+        let mut c: Campaign = self
+            .base
+            .find::<campaign::Entity>(&*txn, tenant, id, &format!("campaigns/{id}"))
+            .await?
+            .try_into()?;
+        let Some(test) = c.draft.ab_test.clone() else {
+            return Ok(());
+        };
+        let before = c.version;
+        let mut event = None;
+        if c.ab.test_sent_time.is_none() {
+            let unresolved = campaign_recipient::Entity::find_in(tenant)
+                .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+                .filter(campaign_recipient::Column::Variant.ne(Variant::Rest.as_str()))
+                .filter(campaign_recipient::Column::State.is_in([
+                    state(RecipientState::Queued),
+                    state(RecipientState::Claimed),
+                    state(RecipientState::Sending),
+                ]))
+                .one(&*txn)
+                .await?;
+            if unresolved.is_some() {
+                return Ok(());
+            }
+            c.ab.test_sent_time = Some(now);
+        } else if c.ab.decision_due(&test, now) {
+            let [a, b] = variant_counts(&*txn, tenant, id).await?;
+            let winner = ab_test::winner(test.metric, &a, &b);
+            c.ab.winner = Some(winner);
+            c.ab.decide_time = Some(now);
+            tracing::info!(campaign = %c.name(), winner = winner.as_str(), "A/B test decided");
+            event = Some("AbTestDecided");
+        } else {
+            return Ok(());
+        }
+        self.save_campaign(&txn, tenant, &mut c, before).await?;
+        let events = match event {
+            Some(kind) => {
+                let counts = counts_in(&*txn, tenant, &c).await?;
+                vec![self.event(kind, c.name(), self.payloads.campaign(&c, counts), SENDER)]
+            }
+            None => Vec::new(),
+        };
+        self.base.commit(txn, tenant, events).await
     }
 
     /// Whether another recipient of the campaign got (or may have got) a

@@ -3,6 +3,7 @@
 //! exception, and it hands each campaign on with its tenant). Every change
 //! writes its events to the outbox in the same transaction.
 
+mod attribution;
 mod campaigns;
 mod engagement;
 pub mod entities;
@@ -22,6 +23,7 @@ use crm_shared::{
 };
 use sea_orm::{ActiveModelBehavior, ActiveModelTrait, EntityTrait};
 
+pub use attribution::Deal;
 pub use campaigns::{FILTER as CAMPAIGN_FILTER, ORDER_BY as CAMPAIGN_ORDER};
 pub use ledger::{Claimed, DueCampaign};
 

@@ -18,7 +18,7 @@ use crm_proto::{
 
 use crate::harness::*;
 
-async fn segment(m: &mut Marketing, filter: &str) -> String {
+pub(crate) async fn segment(m: &mut Marketing, filter: &str) -> String {
     m.create_segment(CreateSegmentRequest {
         segment: Some(Segment {
             display_name: format!("Segment {filter}"),
@@ -56,7 +56,7 @@ async fn list(m: &mut Marketing, name: &str, contacts: &[&str], emails: &[&str])
     list
 }
 
-async fn template(m: &mut Marketing) -> String {
+pub(crate) async fn template(m: &mut Marketing) -> String {
     m.create_template(CreateTemplateRequest {
         template: Some(Template {
             display_name: "Launch".into(),
@@ -100,7 +100,7 @@ async fn campaign(m: &mut Marketing, template: &str, audience: Audience, rate: i
     .into_inner()
 }
 
-async fn sent(m: &mut Marketing, name: &str) -> Campaign {
+pub(crate) async fn sent(m: &mut Marketing, name: &str) -> Campaign {
     let mut last = None;
     eventually_within(60, "the campaign is sent", async || {
         let c = m
@@ -117,7 +117,7 @@ async fn sent(m: &mut Marketing, name: &str) -> Campaign {
 }
 
 /// The recipients' addresses of the messages the SMTP server received, with counts.
-fn received(smtp: &LocalSmtp) -> HashMap<String, usize> {
+pub(crate) fn received(smtp: &LocalSmtp) -> HashMap<String, usize> {
     let mut by_address = HashMap::new();
     for message in smtp.messages() {
         let to = header(&message, "To").expect("a To header").to_lowercase();

@@ -1,6 +1,6 @@
-//! The marketing harness: contacts and marketing as real processes on free
-//! ports, each over its own throwaway database of the same backend, and a
-//! real SMTP server the campaigns send to.
+//! The marketing harness: contacts, sales and marketing as real processes
+//! on free ports, each over its own throwaway database of the same backend,
+//! and a real SMTP server the campaigns send to.
 
 #![allow(dead_code)]
 
@@ -10,25 +10,29 @@ use crm_proto::{
         EmailAddress, contacts_service_client::ContactsServiceClient,
     },
     marketing::marketing_service_client::MarketingServiceClient,
+    sales::sales_service_client::SalesServiceClient,
 };
 use crm_shared::{auth::Role, config::Settings};
 pub use crm_testkit::{smtp::LocalSmtp, *};
 
 pub type Marketing = MarketingServiceClient<Authed>;
 pub type Contacts = ContactsServiceClient<Authed>;
+pub type Sales = SalesServiceClient<Authed>;
 
 /// A marketer's roles.
 pub const MARKETER: &[Role] = &[Role::Marketing];
 
-/// Contacts and marketing over databases of one backend, and an SMTP server.
-/// (Fields drop in order: the services stop before their databases go.)
+/// Contacts, sales and marketing over databases of one backend, and an SMTP
+/// server. (Fields drop in order: the services stop before their databases go.)
 pub struct Suite {
     pub marketing: ServiceProcess,
+    sales: ServiceProcess,
     contacts: ServiceProcess,
     pub smtp: LocalSmtp,
     /// The tracking listener (opens, clicks, the unsubscribe page).
     pub tracking: std::net::SocketAddr,
     pub contacts_db: TestDatabase,
+    pub sales_db: TestDatabase,
     pub marketing_db: TestDatabase,
 }
 
@@ -41,17 +45,27 @@ impl Suite {
     /// Starts contacts and marketing sending to `smtp`.
     pub async fn start_with(backend: Backend, smtp: LocalSmtp) -> Option<Self> {
         let contacts_db = TestDatabase::create(backend).await?;
+        let sales_db = TestDatabase::create(backend).await?;
         let marketing_db = TestDatabase::create(backend).await?;
         let contacts = ServiceProcess::start(
             service(crm_contacts::build),
             settings("contacts", &contacts_db.url),
         )
         .await;
+        let contacts_url = format!("http://{}", contacts.addr);
+        let mut sales_settings: Settings = settings("sales", &sales_db.url);
+        sales_settings
+            .peers
+            .insert("contacts".into(), contacts_url.clone());
+        let sales = ServiceProcess::start(service(crm_sales::build), sales_settings).await;
         let tracking = free_port();
         let mut marketing_settings: Settings = settings("marketing", &marketing_db.url);
         marketing_settings
             .peers
-            .insert("contacts".into(), format!("http://{}", contacts.addr));
+            .insert("contacts".into(), contacts_url);
+        marketing_settings
+            .peers
+            .insert("sales".into(), format!("http://{}", sales.addr));
         for (key, value) in [
             ("smtp_url", smtp.url()),
             // The sender looks often and settles a stopped send at once, so
@@ -66,7 +80,9 @@ impl Suite {
             ServiceProcess::start(service(crm_marketing::build), marketing_settings).await;
         Some(Self {
             contacts_db,
+            sales_db,
             marketing_db,
+            sales,
             smtp,
             tracking,
             contacts,
@@ -85,6 +101,11 @@ impl Suite {
     /// A marketing client with no token (a mail reader's click).
     pub fn anonymous(&self) -> Marketing {
         MarketingServiceClient::with_interceptor(channel_to(self.marketing.addr), bearer(None))
+    }
+
+    /// A sales client for `tenant` with `roles`.
+    pub fn sales(&self, tenant: &str, roles: &[Role]) -> Sales {
+        SalesServiceClient::with_interceptor(channel_to(self.sales.addr), bearer_for(tenant, roles))
     }
 
     /// A contacts client for `tenant` with `roles`.
