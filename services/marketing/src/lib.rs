@@ -20,6 +20,7 @@ pub mod mailer;
 mod migration;
 mod sender;
 mod store;
+mod throttle;
 mod tracking;
 
 use std::{path::PathBuf, sync::Arc};
@@ -59,6 +60,8 @@ const DEFAULT_LINK_VALID_DAYS: i64 = 60;
 /// `marketing.sending_grace_seconds` says otherwise: longer than any SMTP
 /// exchange takes.
 const DEFAULT_SENDING_GRACE_SECONDS: i64 = 120;
+/// Each tenant's send rate, all its campaigns together, unless configured.
+const DEFAULT_TENANT_RATE: u32 = 1000;
 
 /// The marketing service, bound and connected, ready to run: its API, the
 /// campaign sender (every `marketing.send_check_millis`, 1 s by default, on
@@ -67,6 +70,7 @@ const DEFAULT_SENDING_GRACE_SECONDS: i64 = 120;
 pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError> {
     let send_every = std::time::Duration::from_millis(settings.option("send_check_millis", 1_000)?);
     let grace = settings.option("sending_grace_seconds", DEFAULT_SENDING_GRACE_SECONDS)?;
+    let tenant_rate = settings.option("tenant_messages_per_second", DEFAULT_TENANT_RATE)?;
     let valid_days = settings.option("link_valid_days", DEFAULT_LINK_VALID_DAYS)?;
     let option = |key: &str, default: &str| {
         settings
@@ -94,6 +98,14 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
             "marketing.smtp_url: {e}"
         )))
     })?;
+    let throttle = throttle::TenantThrottle::new(
+        tenant_rate,
+        settings
+            .options
+            .get("tenant_rates")
+            .map_or("", String::as_str),
+    )
+    .map_err(|e| KitError::Config(config::ConfigError::Message(format!("marketing.{e}"))))?;
     let mut kit = ServiceKit::build(&SERVICE, settings).await?;
     let store = store::Store::new(kit.resources(), Arc::new(api::ProtoPayloads));
     let contacts_channel = kit.peer("contacts")?;
@@ -121,6 +133,7 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
         directory,
         mailer,
         links,
+        throttle,
         chrono::Duration::seconds(grace.max(1)),
     );
     kit.schedule("campaigns", send_every, sender);

@@ -23,6 +23,7 @@ use crate::{
     engagement::Links,
     mailer::{Mailer, OutgoingMail, SendOutcome},
     store::{Claimed, DueCampaign, Store},
+    throttle::TenantThrottle,
 };
 
 /// How long one pass sends, all campaigns together, before it hands back to
@@ -40,19 +41,23 @@ pub struct Sender {
     directory: Directory,
     mailer: Mailer,
     links: Links,
+    /// Each tenant's send rate.
+    throttle: TenantThrottle,
     /// Rows SENDING for longer than this are settled as UNCERTAIN.
     grace: chrono::Duration,
 }
 
 impl Sender {
     /// The sender over `store`, reading contacts through `directory`,
-    /// sending with `mailer`, putting `links` in each message; a row left
-    /// mid-send for `grace` is settled as UNCERTAIN.
+    /// sending with `mailer` at no more than each tenant's rate in
+    /// `throttle`, putting `links` in each message; a row left mid-send for
+    /// `grace` is settled as UNCERTAIN.
     pub fn new(
         store: Store,
         directory: Directory,
         mailer: Mailer,
         links: Links,
+        throttle: TenantThrottle,
         grace: chrono::Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -60,6 +65,7 @@ impl Sender {
             directory,
             mailer,
             links,
+            throttle,
             grace,
         })
     }
@@ -169,6 +175,7 @@ impl Sender {
                     return Ok(handled);
                 }
                 tokio::time::sleep_until(next_slot).await;
+                tokio::time::sleep_until(self.throttle.reserve(tenant.as_str())).await;
                 next_slot = tokio::time::Instant::now() + interval;
                 let outcome = self
                     .send_one(
