@@ -40,7 +40,10 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// The `authorization` of an incoming request; UNAUTHENTICATED without one.
+    /// The `authorization` of an incoming request, and the tenant a service
+    /// caller acts for (passed on as it came: the next service honours it
+    /// for the service role only, as this one did); UNAUTHENTICATED without
+    /// a token.
     pub fn of(metadata: &MetadataMap) -> Result<Self, ApiError> {
         let authorization = metadata
             .get("authorization")
@@ -48,7 +51,7 @@ impl Credentials {
             .ok_or_else(|| ApiError::Unauthenticated("no token to pass on".into()))?;
         Ok(Self {
             authorization,
-            acting_tenant: None,
+            acting_tenant: metadata.get(crate::auth::ACTING_TENANT_HEADER).cloned(),
         })
     }
 
@@ -185,6 +188,28 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+
+    #[test]
+    fn passed_on_credentials_keep_the_acting_tenant() {
+        let incoming = Credentials::service_acting_for("t0ken", "acme")
+            .unwrap()
+            .request(());
+        let passed_on = Credentials::of(incoming.metadata()).unwrap().request(());
+        let metadata = passed_on.metadata();
+        assert_eq!(metadata.get("authorization").unwrap(), "Bearer t0ken");
+        assert_eq!(
+            metadata.get(crate::auth::ACTING_TENANT_HEADER).unwrap(),
+            "acme"
+        );
+        let user = Credentials::bearer("user").unwrap().request(());
+        let passed_on = Credentials::of(user.metadata()).unwrap().request(());
+        assert!(
+            passed_on
+                .metadata()
+                .get(crate::auth::ACTING_TENANT_HEADER)
+                .is_none()
+        );
+    }
 
     #[tokio::test]
     async fn unavailable_is_retried_and_other_errors_are_not() {

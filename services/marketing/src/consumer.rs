@@ -2,7 +2,11 @@
 //! consumer (`crm_shared::consumer`).
 //!
 //! Sales: leads that name a campaign, and the deals converted from them
-//! that are won, attribute leads and revenue to the campaign.
+//! that are won, attribute leads and revenue to the campaign; a new lead
+//! and a won deal enrol their person in the journeys they trigger.
+//!
+//! Support: a solved ticket enrols its requester in the journeys it
+//! triggers.
 //!
 //! Contacts: a merged contact's list memberships
 //! move to the survivor; an erased person leaves every list, the send
@@ -15,7 +19,8 @@ use crm_proto::{
     contacts::{ContactErased, ContactMerged},
     events::{ErasureCompleted, Event},
     marketing::EmailEngagement,
-    sales::{Lead, Opportunity, OpportunityStageChanged, OpportunityState},
+    sales::{Lead, LeadSource, Opportunity, OpportunityStageChanged, OpportunityState},
+    support::Ticket,
 };
 use crm_shared::{
     consumer::{EffectError, EventHandler},
@@ -25,12 +30,19 @@ use crm_shared::{
 };
 use prost::{Message, Name};
 
-use crate::store::{Deal, Store};
+use crate::{
+    domain::journey::Trigger,
+    store::{Deal, Store},
+};
 
 /// The contacts source.
 pub const CONTACTS: &str = "contacts";
 /// The sales source.
 pub const SALES: &str = "sales";
+/// The support source.
+pub const SUPPORT: &str = "support";
+/// Who the feeds' enrolments are recorded as.
+const FEED_ACTOR: &str = "marketing/feeds";
 const MERGED: &str = "crm.contacts.v1.ContactMerged";
 const ERASED: &str = "crm.contacts.v1.ContactErased";
 
@@ -155,7 +167,20 @@ impl EventHandler for SalesFeed {
             self.store
                 .apply_lead(txn, &tenant, &lead.name, campaign)
                 .await?;
-            return Ok(Vec::new());
+            if kind != "crm.sales.v1.LeadCreated" || lead.email.is_empty() {
+                return Ok(Vec::new());
+            }
+            let source = LeadSource::try_from(lead.source)
+                .map(|s| {
+                    s.as_str_name()
+                        .trim_start_matches("LEAD_SOURCE_")
+                        .to_owned()
+                })
+                .unwrap_or_default();
+            let wanted = |trigger: &Trigger| matches!(trigger, Trigger::LeadCreated { source: wanted } if wanted.is_empty() || *wanted == source);
+            let person = Person::Email(&lead.email);
+            let entry = format!("lead:{}", lead.name);
+            return enroll_where(&self.store, txn, &tenant, wanted, person, kind, &entry).await;
         }
         let opportunity = if kind == STAGE_CHANGED {
             let changed: OpportunityStageChanged = EffectError::decode(event)?;
@@ -176,12 +201,105 @@ impl EventHandler for SalesFeed {
                 .unwrap_or_else(chrono::Utc::now);
             (opportunity.amount.clone().map(Into::into), when)
         });
+        let contact = opportunity.contact.clone();
+        let is_won = won.is_some();
         let deal = Deal {
             opportunity: opportunity.name,
             source_lead: opportunity.source_lead,
             won,
         };
         self.store.apply_deal(txn, &tenant, &deal).await?;
-        Ok(Vec::new())
+        if !is_won || contact.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Once per deal, however often it is won again after a reopening.
+        let entry = format!("deal:{}", deal.opportunity);
+        let wanted = |trigger: &Trigger| matches!(trigger, Trigger::DealWon);
+        let person = Person::Contact(&contact);
+        enroll_where(&self.store, txn, &tenant, wanted, person, "DealWon", &entry).await
+    }
+}
+
+/// Who a trigger names.
+enum Person<'a> {
+    /// A contact.
+    Contact(&'a str),
+    /// A lead's address, whose contact the runner finds.
+    Email(&'a str),
+}
+
+/// Enrols `person` in every active journey of `tenant` whose trigger is
+/// `wanted`, once for the trigger `entry` (as each journey's re-entry rule
+/// allows); the `JourneyEnrolled` events.
+async fn enroll_where(
+    store: &Store,
+    txn: &WriteTxn,
+    tenant: &Tenant,
+    wanted: impl Fn(&Trigger) -> bool,
+    person: Person<'_>,
+    source: &str,
+    entry: &str,
+) -> Result<Vec<NewEvent>, EffectError> {
+    let (contact, email) = match person {
+        Person::Contact(contact) => (contact, ""),
+        Person::Email(email) => ("", email),
+    };
+    let mut events = Vec::new();
+    for journey in store.active_journeys(&**txn, tenant).await? {
+        if !wanted(&journey.draft.trigger) {
+            continue;
+        }
+        let (_, mut enrolled) = store
+            .enroll_in(
+                txn, tenant, &journey, contact, email, source, entry, FEED_ACTOR,
+            )
+            .await?;
+        events.append(&mut enrolled);
+    }
+    Ok(events)
+}
+
+/// Marketing's handler of the support feed: solved tickets trigger journeys.
+pub struct SupportFeed {
+    store: Store,
+}
+
+impl SupportFeed {
+    /// The handler writing through `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+const TICKET_SOLVED: &str = "crm.support.v1.TicketSolved";
+
+#[tonic::async_trait]
+impl EventHandler for SupportFeed {
+    fn event_types(&self) -> Vec<String> {
+        vec![TICKET_SOLVED.into()]
+    }
+
+    async fn apply(&self, txn: &WriteTxn, event: &Event) -> Result<Vec<NewEvent>, EffectError> {
+        if event.r#type != TICKET_SOLVED {
+            return Ok(Vec::new());
+        }
+        let tenant = Tenant::new(event.tenant.clone());
+        let ticket: Ticket = EffectError::decode(event)?;
+        if ticket.requester.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted = |trigger: &Trigger| matches!(trigger, Trigger::TicketSolved);
+        let person = Person::Contact(&ticket.requester);
+        let entry = format!("event:{}", event.id);
+        enroll_where(
+            &self.store,
+            txn,
+            &tenant,
+            wanted,
+            person,
+            "TicketSolved",
+            &entry,
+        )
+        .await
     }
 }

@@ -1,8 +1,10 @@
 //! What marketing asks of the contacts service: a segment's contacts (its
-//! filter evaluated by contacts, page by page), the contacts of a batch at
-//! send time (their address, consent and fields), and the withdrawal of
-//! email consent when someone unsubscribes. Background work calls as the
-//! service identity acting for the campaign's tenant.
+//! filter evaluated by contacts, page by page), whether one contact matches
+//! a filter, the contacts of a batch at send time (their address, consent
+//! and fields), the contact of an address (found or made), the withdrawal
+//! of email consent when someone unsubscribes, and a journey's changes to a
+//! contact. Background work calls as the service identity acting for the
+//! tenant.
 
 use std::collections::HashMap;
 
@@ -12,8 +14,10 @@ use crm_proto::contacts::{
 };
 use crm_shared::{
     client::{Credentials, ServiceIdentity, retry_idempotent, upstream_error},
+    contacts::{ContactsClient, quote},
     db::Tenant,
     error::ApiError,
+    idempotency::derived_request_id,
 };
 use tonic::{Code, transport::Channel};
 
@@ -96,6 +100,135 @@ impl Directory {
             }
             token = page.next_page_token;
         }
+    }
+
+    /// Whether `contact` matches `filter` (contacts evaluates it).
+    pub async fn matches(
+        &self,
+        credentials: &Credentials,
+        contact: &str,
+        filter: &str,
+    ) -> Result<bool, ApiError> {
+        let id = contact.trim_start_matches("contacts/");
+        let filter = format!("({filter}) AND id = {}", quote(id));
+        let page = self
+            .list(credentials, &filter, 1, String::new(), false)
+            .await
+            .map_err(|status| upstream_error("contacts", status))?;
+        Ok(!page.contacts.is_empty())
+    }
+
+    /// The contact with `email`, or a new one made with it from `source`
+    /// (a request id derived from the address, so two asks for one new
+    /// address make one contact).
+    pub async fn contact_for_email(
+        &self,
+        credentials: &Credentials,
+        email: &str,
+        source: &str,
+    ) -> Result<String, ApiError> {
+        let contacts = ContactsClient::new(self.channel.clone());
+        if let Some(existing) = contacts
+            .with_email(credentials, email)
+            .await?
+            .into_iter()
+            .next()
+        {
+            return Ok(existing);
+        }
+        let contact = pb::Contact {
+            display_name: email.to_owned(),
+            emails: vec![pb::EmailAddress {
+                address: email.to_owned(),
+                label: "work".into(),
+                primary: true,
+            }],
+            source: source.to_owned(),
+            ..Default::default()
+        };
+        let request_id = derived_request_id(&format!("marketing member\0{email}"));
+        contacts
+            .create_contact(credentials, contact, request_id.to_string())
+            .await
+    }
+
+    /// A journey's change to `contact`: tags added and removed, a lifecycle
+    /// stage (its name, e.g. "CUSTOMER"), custom fields merged in. Doing it
+    /// again changes nothing more.
+    pub async fn change_contact(
+        &self,
+        credentials: &Credentials,
+        contact: &str,
+        change: &ContactChange,
+    ) -> Result<(), ApiError> {
+        // A concurrent edit of the contact moves its etag: read it again, once.
+        match self.change_once(credentials, contact, change).await {
+            Err(ApiError::Aborted(_)) => self.change_once(credentials, contact, change).await,
+            outcome => outcome,
+        }
+    }
+
+    async fn change_once(
+        &self,
+        credentials: &Credentials,
+        contact: &str,
+        change: &ContactChange,
+    ) -> Result<(), ApiError> {
+        let Some(current) = self.one(credentials, contact).await? else {
+            return Err(ApiError::NotFound(contact.to_owned()));
+        };
+        let mut tags = current.tags.clone();
+        tags.retain(|t| !change.remove_tags.contains(t));
+        for tag in &change.add_tags {
+            if !tags.contains(tag) {
+                tags.push(tag.clone());
+            }
+        }
+        let mut custom = current
+            .custom_fields
+            .as_ref()
+            .map(crm_shared::convert::struct_to_json)
+            .unwrap_or_default();
+        custom.extend(change.custom_fields.clone());
+        let stage = if change.lifecycle_stage.is_empty() {
+            current.lifecycle_stage
+        } else {
+            pb::LifecycleStage::from_str_name(&format!(
+                "LIFECYCLE_STAGE_{}",
+                change.lifecycle_stage
+            ))
+            .ok_or_else(|| {
+                ApiError::FailedPrecondition(format!(
+                    "contacts knows no lifecycle stage {}",
+                    change.lifecycle_stage
+                ))
+            })? as i32
+        };
+        let update = UpdateContactRequest {
+            contact: Some(pb::Contact {
+                name: current.name.clone(),
+                etag: current.etag.clone(),
+                tags,
+                lifecycle_stage: stage,
+                custom_fields: Some(crm_shared::convert::json_to_struct(&custom)),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec![
+                    "tags".into(),
+                    "lifecycle_stage".into(),
+                    "custom_fields".into(),
+                ],
+            }),
+        };
+        self.client()
+            .update_contact(credentials.request(update))
+            .await
+            .map(|_| ())
+            .map_err(|status| match status.code() {
+                Code::Aborted => ApiError::Aborted(status.message().to_owned()),
+                _ => upstream_error("contacts", status),
+            })
     }
 
     async fn list(
@@ -270,6 +403,19 @@ impl Directory {
                 _ => upstream_error("contacts", status),
             })
     }
+}
+
+/// What a journey step changes on a contact.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContactChange {
+    /// Tags to add.
+    pub add_tags: Vec<String>,
+    /// Tags to remove.
+    pub remove_tags: Vec<String>,
+    /// A lifecycle stage's name ("CUSTOMER"); empty leaves it.
+    pub lifecycle_stage: String,
+    /// Custom fields merged into the contact's.
+    pub custom_fields: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A contact as the sender needs it; `company` is its company's name.

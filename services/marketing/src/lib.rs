@@ -16,8 +16,11 @@ mod consumer;
 mod contacts;
 pub mod domain;
 mod engagement;
+mod journeys;
 pub mod mailer;
 mod migration;
+mod postman;
+mod sales;
 mod sender;
 mod store;
 mod throttle;
@@ -71,6 +74,10 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
     let send_every = std::time::Duration::from_millis(settings.option("send_check_millis", 1_000)?);
     let grace = settings.option("sending_grace_seconds", DEFAULT_SENDING_GRACE_SECONDS)?;
     let tenant_rate = settings.option("tenant_messages_per_second", DEFAULT_TENANT_RATE)?;
+    let journey_every =
+        std::time::Duration::from_millis(settings.option("journey_check_millis", 1_000)?);
+    let segment_every =
+        std::time::Duration::from_secs(settings.option("segment_check_seconds", 60)?);
     let valid_days = settings.option("link_valid_days", DEFAULT_LINK_VALID_DAYS)?;
     let option = |key: &str, default: &str| {
         settings
@@ -128,19 +135,32 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
     );
     kit.add_service(MarketingServiceServer::new(marketing), api::ROLE_RULES)
         .await;
-    let sender = sender::Sender::new(
+    let postman = Arc::new(postman::Postman::new(
         store.clone(),
         directory,
         mailer,
         links,
         throttle,
-        chrono::Duration::seconds(grace.max(1)),
+    ));
+    let sender = sender::Sender::new(postman.clone(), chrono::Duration::seconds(grace.max(1)));
+    let runner = journeys::JourneyRunner::new(
+        postman,
+        sales::SalesDesk::new(kit.peer("sales")?),
+        segment_every,
     );
+    kit.schedule("journeys", journey_every, runner);
     kit.schedule("campaigns", send_every, sender);
     kit.follow(
         consumer::CONTACTS,
         Arc::new(consumer::ContactsFeed::new(store.clone())),
     )?;
-    kit.follow(consumer::SALES, Arc::new(consumer::SalesFeed::new(store)))?;
+    kit.follow(
+        consumer::SALES,
+        Arc::new(consumer::SalesFeed::new(store.clone())),
+    )?;
+    kit.follow(
+        consumer::SUPPORT,
+        Arc::new(consumer::SupportFeed::new(store)),
+    )?;
     Ok(kit)
 }

@@ -1,9 +1,8 @@
 //! The campaign sender: a scheduled job of the kit (one replica at a time).
 //! Each pass settles rows abandoned by a stopped process, queues the
 //! audience of each campaign whose time has come, and sends a bounded
-//! share of each sending campaign's queue at its rate: consent checked per
-//! recipient at send time, the message rendered for them with a signed
-//! one-click unsubscribe link, each outcome recorded in the ledger.
+//! share of each sending campaign's queue at its rate, each message through
+//! the `postman` (consent checked, rendered, tracked, recorded).
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -15,15 +14,11 @@ use crate::{
     contacts::Directory,
     domain::{
         ab_test::{self, Variant},
-        audience::{Suppression, may_send},
-        campaign::{Campaign, RecipientState},
+        campaign::Campaign,
         template::{CompiledTemplate, TemplateDraft},
-        tracking::{add_open_pixel, rewrite_links},
     },
-    engagement::Links,
-    mailer::{Mailer, OutgoingMail, SendOutcome},
-    store::{Claimed, DueCampaign, Store},
-    throttle::TenantThrottle,
+    postman::{MessageSpec, Outcome, Postman},
+    store::{DueCampaign, Store},
 };
 
 /// How long one pass sends, all campaigns together, before it hands back to
@@ -31,41 +26,24 @@ use crate::{
 const PASS_BUDGET: Duration = Duration::from_secs(2);
 /// A pause or cancel is looked for before every so many messages.
 const CHECK_EVERY: usize = 10;
-/// How long a recipient waits after its first and second transient
-/// failures; the third is final (three attempts in all).
-const RETRY_AFTER: [i64; 2] = [60, 600];
 
 /// The job.
 pub struct Sender {
+    postman: Arc<Postman>,
     store: Store,
     directory: Directory,
-    mailer: Mailer,
-    links: Links,
-    /// Each tenant's send rate.
-    throttle: TenantThrottle,
     /// Rows SENDING for longer than this are settled as UNCERTAIN.
     grace: chrono::Duration,
 }
 
 impl Sender {
-    /// The sender over `store`, reading contacts through `directory`,
-    /// sending with `mailer` at no more than each tenant's rate in
-    /// `throttle`, putting `links` in each message; a row left mid-send for
+    /// The sender of campaigns through `postman`; a row left mid-send for
     /// `grace` is settled as UNCERTAIN.
-    pub fn new(
-        store: Store,
-        directory: Directory,
-        mailer: Mailer,
-        links: Links,
-        throttle: TenantThrottle,
-        grace: chrono::Duration,
-    ) -> Arc<Self> {
+    pub fn new(postman: Arc<Postman>, grace: chrono::Duration) -> Arc<Self> {
         Arc::new(Self {
-            store,
-            directory,
-            mailer,
-            links,
-            throttle,
+            store: postman.store.clone(),
+            directory: postman.directory.clone(),
+            postman,
             grace,
         })
     }
@@ -154,6 +132,14 @@ impl Sender {
     ) -> Result<u64, ApiError> {
         let templates = self.variant_templates(tenant, c).await?;
         let rest_held = c.draft.ab_test.is_some() && c.ab.winner.is_none();
+        let spec = MessageSpec {
+            id: c.id,
+            display_name: &c.draft.display_name,
+            from_address: &c.draft.from_address,
+            from_name: &c.draft.from_name,
+            reply_to: &c.draft.reply_to,
+            header: ("X-CRM-Campaign", c.name()),
+        };
         let credentials = self.directory.as_service(tenant)?;
         let interval = Duration::from_secs_f64(1.0 / f64::from(c.draft.messages_per_second.max(1)));
         let batch = u64::try_from(c.draft.messages_per_second.clamp(1, 100)).unwrap_or(100);
@@ -175,12 +161,13 @@ impl Sender {
                     return Ok(handled);
                 }
                 tokio::time::sleep_until(next_slot).await;
-                tokio::time::sleep_until(self.throttle.reserve(tenant.as_str())).await;
+                self.postman.wait_for_slot(tenant).await;
                 next_slot = tokio::time::Instant::now() + interval;
                 let outcome = self
+                    .postman
                     .send_one(
                         tenant,
-                        c,
+                        &spec,
                         templates.for_variant(recipient.variant),
                         recipient,
                         profiles.get(&recipient.contact),
@@ -233,119 +220,6 @@ impl Sender {
         })
     }
 
-    /// Decides, renders, sends and records one reserved recipient.
-    async fn send_one(
-        &self,
-        tenant: &Tenant,
-        c: &Campaign,
-        template: &CompiledTemplate,
-        recipient: &Claimed,
-        profile: Option<&crate::contacts::SendProfile>,
-        pass: &str,
-    ) -> Result<Outcome, ApiError> {
-        let turn = Turn {
-            store: &self.store,
-            tenant,
-            campaign: c.id,
-            contact: &recipient.contact,
-            pass,
-        };
-        let (profile, email) = match profile.map(|p| (p, may_send(Some(&p.at_send)))) {
-            Some((profile, Ok(email))) => (profile, email.to_owned()),
-            Some((_, Err(suppression))) => {
-                return turn
-                    .done(RecipientState::Suppressed, suppression.reason())
-                    .await;
-            }
-            None => {
-                return turn
-                    .done(RecipientState::Suppressed, Suppression::Gone.reason())
-                    .await;
-            }
-        };
-        if let Some(reason) = self.store.suppression_of(tenant, &email).await? {
-            return turn
-                .done(
-                    RecipientState::Suppressed,
-                    &format!("address suppressed: {reason}"),
-                )
-                .await;
-        }
-        if self
-            .store
-            .address_used(tenant, c.id, &email, &recipient.contact)
-            .await?
-        {
-            return turn
-                .done(
-                    RecipientState::Suppressed,
-                    "another recipient has this address",
-                )
-                .await;
-        }
-        let contact_id: Uuid = crate::store::id_of(&recipient.contact);
-        let unsubscribe_url = self.links.unsubscribe_url(tenant, contact_id, c.id);
-        let rendered =
-            match template.render(&profile.recipient, &c.draft.display_name, &unsubscribe_url) {
-                Ok(rendered) => rendered,
-                Err(error) => return turn.done(RecipientState::Failed, &error.to_string()).await,
-            };
-        // Links go through the tracking listener; an image reports the open.
-        let html_body = if rendered.html_body.is_empty() {
-            String::new()
-        } else {
-            let tracked = rewrite_links(&rendered.html_body, |target| {
-                (target != unsubscribe_url)
-                    .then(|| self.links.click_url(tenant, contact_id, c.id, target))
-            });
-            add_open_pixel(&tracked, &self.links.open_url(tenant, contact_id, c.id))
-        };
-        let domain = c
-            .draft
-            .from_address
-            .rsplit('@')
-            .next()
-            .unwrap_or("marketing.crm");
-        // The same message for the same recipient has the same id, so a
-        // receiver can drop a duplicate should a retry deliver it twice.
-        let message_id = format!("<{}.{}@{domain}>", c.id, contact_id);
-        let mail = OutgoingMail {
-            from: mailbox(&c.draft.from_name, &c.draft.from_address),
-            reply_to: (!c.draft.reply_to.is_empty()).then(|| c.draft.reply_to.clone()),
-            to: email.clone(),
-            subject: rendered.subject,
-            html_body,
-            text_body: rendered.text_body,
-            unsubscribe_url,
-            message_id: message_id.clone(),
-            headers: vec![("X-CRM-Campaign".into(), c.name())],
-        };
-        // Committed before the message goes out: after a stop, this row is
-        // UNCERTAIN, never sent again.
-        if !self
-            .store
-            .begin_send(tenant, c.id, &recipient.contact, pass, &email, &message_id)
-            .await?
-        {
-            return Ok(Outcome::Done);
-        }
-        let attempts = recipient.attempts + 1;
-        match self.mailer.send(&mail).await {
-            SendOutcome::Sent { response } => turn.done(RecipientState::Sent, &response).await,
-            SendOutcome::Permanent { reason } => turn.done(RecipientState::Failed, &reason).await,
-            SendOutcome::Transient { reason } if attempts > RETRY_AFTER.len() as i32 => {
-                let reason = format!("{reason} (after {attempts} attempts)");
-                turn.done(RecipientState::Failed, &reason).await
-            }
-            SendOutcome::Transient { reason } => {
-                let wait = RETRY_AFTER[usize::try_from(attempts - 1).unwrap_or(0)];
-                let retry_at = Utc::now() + chrono::Duration::seconds(wait);
-                turn.retry(&reason, retry_at).await?;
-                Ok(Outcome::Transient)
-            }
-        }
-    }
-
     async fn work(
         &self,
         due: &DueCampaign,
@@ -391,66 +265,6 @@ impl VariantTemplates {
             _ => &self.a,
         }
     }
-}
-
-/// One recipient's turn in a pass: where its outcome is recorded.
-struct Turn<'a> {
-    store: &'a Store,
-    tenant: &'a Tenant,
-    campaign: Uuid,
-    contact: &'a str,
-    pass: &'a str,
-}
-
-impl Turn<'_> {
-    /// Records a final outcome.
-    async fn done(&self, state: RecipientState, reason: &str) -> Result<Outcome, ApiError> {
-        self.store
-            .record_outcome(
-                self.tenant,
-                self.campaign,
-                self.contact,
-                self.pass,
-                state,
-                reason,
-                None,
-            )
-            .await?;
-        Ok(Outcome::Done)
-    }
-
-    /// Queues the recipient again, not before `at`.
-    async fn retry(&self, reason: &str, at: chrono::DateTime<Utc>) -> Result<(), ApiError> {
-        self.store
-            .record_outcome(
-                self.tenant,
-                self.campaign,
-                self.contact,
-                self.pass,
-                RecipientState::Queued,
-                reason,
-                Some(at),
-            )
-            .await
-    }
-}
-
-/// The From header: the name quoted (a comma or a dot in it is fine).
-fn mailbox(name: &str, address: &str) -> String {
-    if name.is_empty() {
-        return address.to_owned();
-    }
-    let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
-    format!("\"{quoted}\" <{address}>")
-}
-
-/// What one recipient's send came to, for the pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// Recorded for good (sent, failed, suppressed).
-    Done,
-    /// Put back after a transient failure.
-    Transient,
 }
 
 #[tonic::async_trait]

@@ -37,6 +37,13 @@ const LIFECYCLE_VALUES: &[(&str, &str)] = &[
 /// The fields a contact filter may name.
 pub const FILTER: FilterSchema = FilterSchema {
     fields: &[
+        // The contact's UUID (the last part of its name): a service asks
+        // whether one contact matches a filter with `(<filter>) AND id = ".."`.
+        FilterField {
+            name: "id",
+            column: "id",
+            kind: FieldKind::Text,
+        },
         FilterField {
             name: "given_name",
             column: "given_name",

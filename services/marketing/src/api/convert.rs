@@ -7,6 +7,7 @@ use crm_shared::{
     error::ApiError,
 };
 
+use super::journey_convert::{enrollment_message, journey_message};
 use crate::domain::{
     ab_test::{AbTest, Metric, Variant, VariantCounts},
     audience::{ListDraft, MailingList, Segment, SegmentDraft},
@@ -15,7 +16,10 @@ use crate::domain::{
     },
     template::{Template, TemplateDraft},
 };
-use crate::store::EventPayloads;
+use crate::{
+    domain::journey::{Enrollment, Journey},
+    store::{EventPayloads, JourneyCounts, StepRun},
+};
 
 /// A segment's writable fields.
 pub fn segment_draft(s: &pb::Segment) -> SegmentDraft {
@@ -304,26 +308,53 @@ impl EventPayloads for ProtoPayloads {
         })
     }
 
-    fn email_sent(&self, campaign: &str, contact: &str, message_id: &str) -> prost_types::Any {
+    fn email_sent(&self, source: &str, contact: &str, message_id: &str) -> prost_types::Any {
+        let (campaign, journey) = split_source(source);
         to_any(&pb::EmailSent {
-            campaign: campaign.to_owned(),
+            campaign,
             contact: contact.to_owned(),
             message_id: message_id.to_owned(),
+            journey,
         })
     }
 
-    fn engagement(&self, campaign: &str, contact: &str, detail: &str) -> prost_types::Any {
+    fn engagement(&self, source: &str, contact: &str, detail: &str) -> prost_types::Any {
+        let (campaign, journey) = split_source(source);
         to_any(&pb::EmailEngagement {
-            campaign: campaign.to_owned(),
+            campaign,
             contact: contact.to_owned(),
             detail: detail.to_owned(),
+            journey,
         })
     }
 
-    fn unsubscribed(&self, contact: &str, campaign: &str) -> prost_types::Any {
+    fn unsubscribed(&self, contact: &str, source: &str) -> prost_types::Any {
+        let (campaign, journey) = split_source(source);
         to_any(&pb::ContactUnsubscribed {
             contact: contact.to_owned(),
-            campaign: campaign.to_owned(),
+            campaign,
+            journey,
         })
+    }
+
+    fn journey(&self, journey: &Journey, counts: JourneyCounts) -> prost_types::Any {
+        to_any(&journey_message(journey, counts))
+    }
+
+    fn enrollment(&self, enrollment: &Enrollment, history: &[StepRun]) -> prost_types::Any {
+        to_any(&pb::JourneyEnrollmentChanged {
+            journey: format!("journeys/{}", enrollment.journey),
+            enrollment: Some(enrollment_message(enrollment, history)),
+        })
+    }
+}
+
+/// A message's source (`campaigns/..` or `journeys/..`) as the payloads'
+/// (campaign, journey) fields.
+fn split_source(source: &str) -> (String, String) {
+    if source.starts_with("journeys/") {
+        (String::new(), source.to_owned())
+    } else {
+        (source.to_owned(), String::new())
     }
 }

@@ -6,7 +6,7 @@ use crm_shared::{
     auth::admitted,
     convert::{parse_etag, parse_name, required},
     error::ApiError,
-    idempotency::{IdempotencyKey, derived_request_id},
+    idempotency::IdempotencyKey,
     paging::page_size,
     validate::{is_email, update_paths},
 };
@@ -277,45 +277,17 @@ pub(super) async fn add_list_members(
         if !is_email(&email) {
             return Err(ApiError::invalid(format!("emails[{i}]"), "not an email address").into());
         }
-        members.push(contact_for_email(api, &credentials, &email).await?);
+        members.push(
+            api.directory
+                .contact_for_email(&credentials, &email, "marketing list")
+                .await?,
+        );
     }
     let added = api.store.add_members(&tenant, id, &members).await?;
     Ok(Response::new(pb::AddListMembersResponse {
         added_count: i32::try_from(added).unwrap_or(i32::MAX),
         mailing_list: Some(list_message(&api.store.get_list(&tenant, id).await?)),
     }))
-}
-
-/// The contact with `email`, or a new one made with it (a request id derived
-/// from the address, so two adds of one new address make one contact).
-async fn contact_for_email(
-    api: &MarketingApi,
-    credentials: &crm_shared::client::Credentials,
-    email: &str,
-) -> Result<String, ApiError> {
-    if let Some(existing) = api
-        .contacts
-        .with_email(credentials, email)
-        .await?
-        .into_iter()
-        .next()
-    {
-        return Ok(existing);
-    }
-    let contact = crm_proto::contacts::Contact {
-        display_name: email.to_owned(),
-        emails: vec![crm_proto::contacts::EmailAddress {
-            address: email.to_owned(),
-            label: "work".into(),
-            primary: true,
-        }],
-        source: "marketing list".into(),
-        ..Default::default()
-    };
-    let request_id = derived_request_id(&format!("marketing member\0{email}"));
-    api.contacts
-        .create_contact(credentials, contact, request_id.to_string())
-        .await
 }
 
 pub(super) async fn remove_list_members(

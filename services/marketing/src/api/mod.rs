@@ -3,12 +3,14 @@
 //! the contacts service) and turns the result back into protobuf.
 //!
 //! The handlers live with their resource (`groups`, `templates`,
-//! `campaigns`); tonic wants one impl of the service trait, so the one here
-//! only hands each call on.
+//! `campaigns`, `journeys`); tonic wants one impl of the service trait, so
+//! the one here only hands each call on.
 
 mod campaigns;
 mod convert;
 mod groups;
+mod journey_convert;
+mod journeys;
 mod templates;
 
 use crm_proto::{marketing as pb, marketing::marketing_service_server::MarketingService};
@@ -100,6 +102,18 @@ pub const ROLE_RULES: RoleRules = &[
         "RecordDeliveryProblem",
         &[Role::Admin, Role::Manager, Role::Marketing, Role::Service],
     ),
+    ("CreateJourney", MARKETERS),
+    ("GetJourney", Role::READERS),
+    ("ListJourneys", Role::READERS),
+    ("UpdateJourney", MARKETERS),
+    ("DeleteJourney", MARKETERS),
+    ("ActivateJourney", MARKETERS),
+    ("PauseJourney", MARKETERS),
+    ("ArchiveJourney", MARKETERS),
+    ("EnrollContact", MARKETERS),
+    ("GetEnrollment", Role::READERS),
+    ("ListEnrollments", Role::READERS),
+    ("ExitEnrollment", MARKETERS),
 ];
 
 /// The caller, its tenant, and its credentials to pass on to contacts.
@@ -351,5 +365,89 @@ impl MarketingService for MarketingApi {
         request: Request<pb::RecordDeliveryProblemRequest>,
     ) -> Result<Response<pb::RecordDeliveryProblemResponse>, Status> {
         campaigns::record_delivery_problem(self, request).await
+    }
+
+    async fn create_journey(
+        &self,
+        request: Request<pb::CreateJourneyRequest>,
+    ) -> Result<Response<pb::Journey>, Status> {
+        journeys::create_journey(self, request).await
+    }
+
+    async fn get_journey(
+        &self,
+        request: Request<pb::GetJourneyRequest>,
+    ) -> Result<Response<pb::Journey>, Status> {
+        journeys::get_journey(self, request).await
+    }
+
+    async fn list_journeys(
+        &self,
+        request: Request<pb::ListJourneysRequest>,
+    ) -> Result<Response<pb::ListJourneysResponse>, Status> {
+        journeys::list_journeys(self, request).await
+    }
+
+    async fn update_journey(
+        &self,
+        request: Request<pb::UpdateJourneyRequest>,
+    ) -> Result<Response<pb::Journey>, Status> {
+        journeys::update_journey(self, request).await
+    }
+
+    async fn delete_journey(
+        &self,
+        request: Request<pb::DeleteJourneyRequest>,
+    ) -> Result<Response<pb::Journey>, Status> {
+        journeys::delete_journey(self, request).await
+    }
+
+    async fn activate_journey(
+        &self,
+        request: Request<pb::ActivateJourneyRequest>,
+    ) -> Result<Response<pb::Journey>, Status> {
+        journeys::activate_journey(self, request).await
+    }
+
+    async fn pause_journey(
+        &self,
+        request: Request<pb::PauseJourneyRequest>,
+    ) -> Result<Response<pb::Journey>, Status> {
+        journeys::pause_journey(self, request).await
+    }
+
+    async fn archive_journey(
+        &self,
+        request: Request<pb::ArchiveJourneyRequest>,
+    ) -> Result<Response<pb::Journey>, Status> {
+        journeys::archive_journey(self, request).await
+    }
+
+    async fn enroll_contact(
+        &self,
+        request: Request<pb::EnrollContactRequest>,
+    ) -> Result<Response<pb::Enrollment>, Status> {
+        journeys::enroll_contact(self, request).await
+    }
+
+    async fn get_enrollment(
+        &self,
+        request: Request<pb::GetEnrollmentRequest>,
+    ) -> Result<Response<pb::Enrollment>, Status> {
+        journeys::get_enrollment(self, request).await
+    }
+
+    async fn list_enrollments(
+        &self,
+        request: Request<pb::ListEnrollmentsRequest>,
+    ) -> Result<Response<pb::ListEnrollmentsResponse>, Status> {
+        journeys::list_enrollments(self, request).await
+    }
+
+    async fn exit_enrollment(
+        &self,
+        request: Request<pb::ExitEnrollmentRequest>,
+    ) -> Result<Response<pb::Enrollment>, Status> {
+        journeys::exit_enrollment(self, request).await
     }
 }

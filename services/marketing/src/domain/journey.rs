@@ -212,6 +212,21 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The action's field in the API's step (`send_email`, `wait`, ...):
+    /// violations name it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Action::SendEmail { .. } => "send_email",
+            Action::Wait { .. } => "wait",
+            Action::Branch { .. } => "branch",
+            Action::UpdateContact { .. } => "update_contact",
+            Action::CreateTask { .. } => "create_task",
+            Action::CreateLead { .. } => "create_lead",
+        }
+    }
+}
+
 /// What a branch asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -439,7 +454,7 @@ fn check_step(
             format!("repeats the id of {path}[{first}]"),
         );
     }
-    check_action(v, &format!("{p}.action"), &step.action);
+    check_action(v, &format!("{p}.{}", step.action.field()), &step.action);
     if matches!(step.action, Action::Branch { .. }) && !step.next.is_empty() {
         v.add(
             format!("{p}.next"),
@@ -460,7 +475,7 @@ fn check_step(
             .is_some_and(|&s| matches!(steps[s].action, Action::SendEmail { .. }));
         if !sends {
             v.add(
-                format!("{p}.action.condition.step"),
+                format!("{p}.{}", condition_field(step)),
                 format!("{sent:?} is not the id of a SendEmail step"),
             );
         }
@@ -498,7 +513,7 @@ fn check_graph(v: &mut Violations, path: &str, steps: &[Step], ids: &HashMap<&st
             && reachable(steps, ids, Some(sent))[i]
         {
             v.add(
-                format!("{path}[{i}].action.condition.step"),
+                format!("{path}[{i}].{}", condition_field(step)),
                 format!(
                     "step {:?} does not come before this branch on every path from the first step",
                     steps[sent].id
@@ -534,8 +549,8 @@ fn check_action(v: &mut Violations, p: &str, action: &Action) {
             (true, true) => v.add(p, "set seconds or until, not both"),
             (false, false) => v.add(p, "set seconds or until"),
             (true, false) if !(1..=MAX_WAIT_SECONDS).contains(seconds) => v.add(
-                field("seconds"),
-                format!("1 to {MAX_WAIT_SECONDS} (a year), got {seconds}"),
+                field("duration"),
+                format!("1 to {MAX_WAIT_SECONDS} seconds (a year), got {seconds}"),
             ),
             _ => {}
         },
@@ -585,10 +600,7 @@ fn check_action(v: &mut Violations, p: &str, action: &Action) {
             }
             v.text(&field("title"), title, MAX_SHORT);
             if !(0..=MAX_WAIT_SECONDS).contains(due_in_seconds) {
-                v.add(
-                    field("due_in_seconds"),
-                    format!("0 to {MAX_WAIT_SECONDS} (a year)"),
-                );
+                v.add(field("due_in"), format!("0 to {MAX_WAIT_SECONDS} (a year)"));
             }
             let user = owner.strip_prefix("users/").unwrap_or_default();
             if !owner.is_empty() && (user.is_empty() || user.contains('/')) {
@@ -602,18 +614,34 @@ fn check_action(v: &mut Violations, p: &str, action: &Action) {
 
 fn check_condition(v: &mut Violations, p: &str, condition: &Condition) {
     match condition {
-        Condition::Opened { step } | Condition::Clicked { step, .. } if step.is_empty() => {
-            v.add(format!("{p}.step"), "required");
+        Condition::Opened { step } if step.is_empty() => {
+            v.add(format!("{p}.opened.step"), "required");
+        }
+        Condition::Clicked { step, .. } if step.is_empty() => {
+            v.add(format!("{p}.clicked.step"), "required");
         }
         Condition::MatchesFilter { filter } if filter.is_empty() => {
-            v.add(format!("{p}.filter"), "required");
+            v.add(format!("{p}.contact_filter"), "required");
         }
         _ => {}
     }
     match condition {
-        Condition::Clicked { link, .. } => v.text(&format!("{p}.link"), link, MAX_LINK),
-        Condition::MatchesFilter { filter } => v.text(&format!("{p}.filter"), filter, MAX_FILTER),
+        Condition::Clicked { link, .. } => v.text(&format!("{p}.clicked.link"), link, MAX_LINK),
+        Condition::MatchesFilter { filter } => {
+            v.text(&format!("{p}.contact_filter"), filter, MAX_FILTER);
+        }
         Condition::Opened { .. } => {}
+    }
+}
+
+/// The field naming a branch's email step, as the API spells it.
+fn condition_field(step: &Step) -> &'static str {
+    match &step.action {
+        Action::Branch {
+            condition: Condition::Opened { .. },
+            ..
+        } => "branch.condition.opened.step",
+        _ => "branch.condition.clicked.step",
     }
 }
 
@@ -642,8 +670,8 @@ fn edges(step: &Step) -> Vec<(&'static str, &str)> {
             else_step,
             ..
         } => vec![
-            ("action.then_step", then_step.as_str()),
-            ("action.else_step", else_step.as_str()),
+            ("branch.then_step", then_step.as_str()),
+            ("branch.else_step", else_step.as_str()),
         ],
         _ => vec![("next", step.next.as_str())],
     };
@@ -816,6 +844,8 @@ impl Journey {
             id: Uuid::now_v7(),
             journey: self.id,
             contact: contact.to_owned(),
+            email: String::new(),
+            source: String::new(),
             state: EnrollmentState::Active,
             step: first.id.clone(),
             step_start_time: now,
@@ -867,8 +897,12 @@ pub struct Enrollment {
     pub id: Uuid,
     /// The journey's id.
     pub journey: Uuid,
-    /// `contacts/{id}`.
+    /// `contacts/{id}`; empty while the contact of `email` is found.
     pub contact: String,
+    /// A lead's address whose contact is still to be found; else empty.
+    pub email: String,
+    /// What enrolled it ("manual", "segment", or the event type).
+    pub source: String,
     /// Where it is.
     pub state: EnrollmentState,
     /// The current step's id; empty once ended.
@@ -1197,7 +1231,7 @@ mod tests {
         draft.steps[2].action = branch(clicked("welcome"), "nowhere", "tag");
         assert_eq!(
             fields(draft),
-            ["journey.steps[2].action.then_step", "journey.steps[3]"]
+            ["journey.steps[2].branch.then_step", "journey.steps[3]"]
         );
     }
 
@@ -1234,13 +1268,22 @@ mod tests {
     fn a_condition_names_an_email_sent_before_the_branch_on_every_path() {
         let mut draft = valid();
         draft.steps[2].action = branch(clicked("wait"), "call", "tag");
-        assert_eq!(fields(draft), ["journey.steps[2].action.condition.step"]);
+        assert_eq!(
+            fields(draft),
+            ["journey.steps[2].branch.condition.clicked.step"]
+        );
         let mut draft = valid();
         draft.steps[2].action = branch(clicked("nobody"), "call", "tag");
-        assert_eq!(fields(draft), ["journey.steps[2].action.condition.step"]);
+        assert_eq!(
+            fields(draft),
+            ["journey.steps[2].branch.condition.clicked.step"]
+        );
         let mut draft = valid();
         draft.steps[2].action = branch(Condition::Opened { step: " ".into() }, "call", "tag");
-        assert_eq!(fields(draft), ["journey.steps[2].action.condition.step"]);
+        assert_eq!(
+            fields(draft),
+            ["journey.steps[2].branch.condition.opened.step"]
+        );
 
         // The email is sent after the branch.
         let mut draft = valid();
@@ -1258,7 +1301,10 @@ mod tests {
             ),
             step("mail", send(), ""),
         ];
-        assert_eq!(fields(draft), ["journey.steps[0].action.condition.step"]);
+        assert_eq!(
+            fields(draft),
+            ["journey.steps[0].branch.condition.opened.step"]
+        );
 
         // The email is sent on one path to the branch only.
         let filter = Condition::MatchesFilter {
@@ -1273,7 +1319,7 @@ mod tests {
         ];
         assert_eq!(
             fields(draft.clone()),
-            ["journey.steps[3].action.condition.step"]
+            ["journey.steps[3].branch.condition.clicked.step"]
         );
         draft.steps[0] = step("split", send(), "german");
         draft.steps[1].next = "english".into();
@@ -1284,19 +1330,16 @@ mod tests {
     fn a_wait_is_a_duration_or_a_time() {
         let until = Some(at(5, 9));
         for (action, field) in [
-            (
-                Action::Wait { seconds: 60, until },
-                "journey.steps[1].action",
-            ),
+            (Action::Wait { seconds: 60, until }, "journey.steps[1].wait"),
             (
                 Action::Wait {
                     seconds: 0,
                     until: None,
                 },
-                "journey.steps[1].action",
+                "journey.steps[1].wait",
             ),
-            (wait(-5), "journey.steps[1].action.seconds"),
-            (wait(365 * DAY + 1), "journey.steps[1].action.seconds"),
+            (wait(-5), "journey.steps[1].wait.duration"),
+            (wait(365 * DAY + 1), "journey.steps[1].wait.duration"),
         ] {
             let mut draft = valid();
             draft.steps[1].action = action;
@@ -1321,9 +1364,9 @@ mod tests {
         assert_eq!(
             fields(draft),
             [
-                "journey.steps[0].action.template",
-                "journey.steps[0].action.from_address",
-                "journey.steps[0].action.reply_to",
+                "journey.steps[0].send_email.template",
+                "journey.steps[0].send_email.from_address",
+                "journey.steps[0].send_email.reply_to",
             ]
         );
     }
@@ -1332,7 +1375,7 @@ mod tests {
     fn a_contact_update_changes_something_valid() {
         let mut draft = valid();
         draft.steps[4].action = tag(&[]);
-        assert_eq!(fields(draft), ["journey.steps[4].action"]);
+        assert_eq!(fields(draft), ["journey.steps[4].update_contact"]);
 
         let mut custom_fields = serde_json::Map::new();
         custom_fields.insert("bad key".into(), "x".into());
@@ -1346,9 +1389,9 @@ mod tests {
         assert_eq!(
             fields(draft.clone()),
             [
-                "journey.steps[4].action.remove_tags[0]",
-                "journey.steps[4].action.lifecycle_stage",
-                "journey.steps[4].action.custom_fields.bad key",
+                "journey.steps[4].update_contact.remove_tags[0]",
+                "journey.steps[4].update_contact.lifecycle_stage",
+                "journey.steps[4].update_contact.custom_fields.bad key",
             ]
         );
         draft.normalize();
@@ -1372,10 +1415,10 @@ mod tests {
         assert_eq!(
             fields(draft),
             [
-                "journey.steps[3].action.title",
-                "journey.steps[3].action.due_in_seconds",
-                "journey.steps[3].action.owner",
-                "journey.steps[4].action.source",
+                "journey.steps[3].create_task.title",
+                "journey.steps[3].create_task.due_in",
+                "journey.steps[3].create_task.owner",
+                "journey.steps[4].create_lead.source",
             ]
         );
     }

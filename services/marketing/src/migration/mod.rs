@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_create_tables;
 mod m0002_ab_tests_and_attribution;
+mod m0003_journeys;
 
 /// Every migration of the marketing database, in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(crm_shared::consumer::tables::migration::CreateConsumerTables),
             Box::new(m0001_create_tables::Migration),
             Box::new(m0002_ab_tests_and_attribution::Migration),
+            Box::new(m0003_journeys::Migration),
         ]
     }
 }

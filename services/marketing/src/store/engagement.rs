@@ -73,17 +73,13 @@ impl Store {
             txn.rollback().await?;
             return Ok(false);
         }
-        let campaign_name = format!("campaigns/{campaign}");
+        let source = self.message_source(&*txn, tenant, campaign).await?;
         let payload = match kind {
-            Engagement::Unsubscribed => self.payloads.unsubscribed(contact, &campaign_name),
-            _ => self.payloads.engagement(&campaign_name, contact, detail),
+            Engagement::Unsubscribed => self.payloads.unsubscribed(contact, &source.name()),
+            _ => self.payloads.engagement(&source.name(), contact, detail),
         };
         // About the recipient: an erasure scrubs the events of the names it erased.
-        let recipient = format!(
-            "{campaign_name}/recipients/{}",
-            contact.trim_start_matches("contacts/")
-        );
-        let event = self.event(event_name(kind), recipient, payload, contact);
+        let event = self.event(event_name(kind), source.subject(contact), payload, contact);
         self.base.commit(txn, tenant, vec![event]).await?;
         Ok(true)
     }

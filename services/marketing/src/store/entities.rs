@@ -333,3 +333,158 @@ pub mod campaign_win {
         const TENANT: Column = Column::Tenant;
     }
 }
+
+/// The `journeys` table. Trigger and steps are JSON text.
+pub mod journey {
+    use sea_orm::entity::prelude::*;
+
+    /// One journey.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "journeys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub display_name: String,
+        pub description: String,
+        pub state: String,
+        pub trigger: String,
+        pub reentry: String,
+        pub exit_filter: String,
+        pub steps: String,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    resource_table!(CreateTime);
+}
+
+/// The `journey_enrollments` table.
+pub mod journey_enrollment {
+    use sea_orm::entity::prelude::*;
+
+    /// One contact in one journey.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "journey_enrollments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub journey_id: String,
+        /// `contacts/{id}`; empty while found by `email`.
+        pub contact: String,
+        /// A lead's address whose contact is still to be found.
+        pub email: String,
+        pub state: String,
+        pub step: String,
+        pub step_start_time: DateTimeUtc,
+        pub next_run_time: Option<DateTimeUtc>,
+        pub reason: String,
+        /// What enrolled it.
+        pub source: String,
+        /// Unique per journey: the event or request that enrolled it.
+        pub entry_key: String,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}
+
+/// The `journey_step_runs` table: each step an enrolment ran, once.
+pub mod journey_step_run {
+    use sea_orm::entity::prelude::*;
+
+    /// One step run.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "journey_step_runs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub enrollment_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub step: String,
+        pub outcome: String,
+        pub run_time: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}
+
+/// The `journey_segment_members` table: who was in a journey's trigger
+/// segment at its last look (so entering is seen).
+pub mod journey_segment_member {
+    use sea_orm::entity::prelude::*;
+
+    /// One member.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "journey_segment_members")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub journey_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub contact: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}
+
+/// The `journey_messages` table: the ledger's rows that are a journey's
+/// emails (their `campaign_id` is the step's effect key).
+pub mod journey_message {
+    use sea_orm::entity::prelude::*;
+
+    /// One message.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "journey_messages")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub message_key: String,
+        pub journey_id: String,
+        pub enrollment_id: String,
+        pub step: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+}

@@ -20,9 +20,9 @@ use super::{
 const FEED_ACTOR: &str = "marketing/contacts-feed";
 
 impl Store {
-    /// A merge in contacts: the merged contacts' list memberships move to
-    /// the survivor (a list it is on already keeps one membership). The
-    /// ledger keeps what was sent to whom.
+    /// A merge in contacts: the merged contacts' list memberships and
+    /// journey enrolments move to the survivor (a list it is on already
+    /// keeps one membership). The ledger keeps what was sent to whom.
     pub async fn apply_contact_merged(
         &self,
         txn: &WriteTxn,
@@ -54,13 +54,15 @@ impl Store {
             .filter(list_member::Column::Contact.is_in(merged.to_vec()))
             .exec(&**txn)
             .await?;
-        Ok(())
+        self.merge_journey_contacts(txn, tenant, survivor, merged)
+            .await
     }
 
     /// An erasure in contacts: the person leaves every list, the send
     /// ledger forgets the addresses and server answers it kept for them (its
     /// rows keep their outcome, so a campaign's counts stand), and their
-    /// engagements the links they clicked and the relays' words. Suppressions
+    /// engagements the links they clicked and the relays' words, and their
+    /// journey enrolments are deleted with their steps. Suppressions
     /// hold fingerprints, never addresses, and stay: an unsubscribe outlives
     /// the erasure. Returns what was erased, by name (the ledger rows' names
     /// are the subjects of the events about them, which the caller scrubs).
@@ -116,6 +118,7 @@ impl Store {
             .filter(engagement::Column::Contact.is_in(contacts.to_vec()))
             .exec(&**txn)
             .await?;
+        erased.extend(self.erase_journey_contacts(txn, tenant, contacts).await?);
         Ok(erased)
     }
 

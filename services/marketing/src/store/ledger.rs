@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, Utc};
 use crm_shared::{
-    convert::stored,
+    convert::{parse_stored, stored},
     db::{Tenant, TenantScoped},
     error::ApiError,
     privacy::email_fingerprint,
@@ -44,6 +44,17 @@ pub struct DueCampaign {
     pub tenant: Tenant,
     /// The campaign.
     pub campaign: Campaign,
+}
+
+/// Where one ledger row is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerRow {
+    /// Its state.
+    pub state: RecipientState,
+    /// Why, or the server's answer.
+    pub reason: String,
+    /// After a transient failure, not before then.
+    pub next_attempt_time: Option<DateTime<Utc>>,
 }
 
 /// A recipient this pass took.
@@ -378,17 +389,13 @@ impl Store {
             .exec(&*txn)
             .await?;
         let events = if outcome == RecipientState::Sent {
-            let campaign = format!("campaigns/{id}");
-            let recipient = format!(
-                "{campaign}/recipients/{}",
-                contact.trim_start_matches("contacts/")
-            );
+            let source = self.message_source(&*txn, tenant, id).await?;
             vec![
                 self.event(
                     "EmailSent",
-                    recipient,
+                    source.subject(contact),
                     self.payloads
-                        .email_sent(&campaign, contact, &row.message_id),
+                        .email_sent(&source.name(), contact, &row.message_id),
                     SENDER,
                 ),
             ]
@@ -514,6 +521,27 @@ impl Store {
             .one(&self.base.db.conn)
             .await?
             .map(|row| row.reason))
+    }
+
+    /// A ledger row's state and when it may be tried again, if it exists.
+    pub async fn ledger_row(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        contact: &str,
+    ) -> Result<Option<LedgerRow>, ApiError> {
+        let row = campaign_recipient::Entity::find_in(tenant)
+            .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+            .filter(campaign_recipient::Column::Contact.eq(contact))
+            .one(&self.base.db.conn)
+            .await?;
+        Ok(row.and_then(|row| {
+            Some(LedgerRow {
+                state: parse_stored(RECIPIENT_STATES, &row.state)?,
+                reason: row.reason,
+                next_attempt_time: row.next_attempt_time,
+            })
+        }))
     }
 
     /// Whether a campaign is still to be sent (not paused, cancelled or deleted).

@@ -9,6 +9,7 @@ mod engagement;
 pub mod entities;
 mod feed;
 mod groups;
+mod journeys;
 mod ledger;
 mod templates;
 
@@ -25,11 +26,13 @@ use sea_orm::{ActiveModelBehavior, ActiveModelTrait, EntityTrait};
 
 pub use attribution::Deal;
 pub use campaigns::{FILTER as CAMPAIGN_FILTER, ORDER_BY as CAMPAIGN_ORDER};
+pub use journeys::{Enrolled, JourneyCounts, RUNNER, StepRun};
 pub use ledger::{Claimed, DueCampaign};
 
 use crate::domain::{
     audience::{MailingList, Segment},
     campaign::Campaign,
+    journey::{Enrollment, Journey},
     template::Template,
 };
 
@@ -48,12 +51,17 @@ pub trait EventPayloads: Send + Sync {
         campaign: &Campaign,
         counts: crate::domain::campaign::Counts,
     ) -> prost_types::Any;
-    /// A message accepted by the mail server.
-    fn email_sent(&self, campaign: &str, contact: &str, message_id: &str) -> prost_types::Any;
-    /// A contact unsubscribed through a campaign's message.
-    fn unsubscribed(&self, contact: &str, campaign: &str) -> prost_types::Any;
+    /// A message accepted by the mail server; `source` names the campaign
+    /// or journey ([`MessageSource::name`]).
+    fn email_sent(&self, source: &str, contact: &str, message_id: &str) -> prost_types::Any;
+    /// A contact unsubscribed through a campaign's or journey's message.
+    fn unsubscribed(&self, contact: &str, source: &str) -> prost_types::Any;
     /// An open, click, bounce or complaint (`detail`: the link, the relay's words).
-    fn engagement(&self, campaign: &str, contact: &str, detail: &str) -> prost_types::Any;
+    fn engagement(&self, source: &str, contact: &str, detail: &str) -> prost_types::Any;
+    /// A journey (its counts as given).
+    fn journey(&self, journey: &Journey, counts: JourneyCounts) -> prost_types::Any;
+    /// An enrolment, with the steps it ran.
+    fn enrollment(&self, enrollment: &Enrollment, history: &[StepRun]) -> prost_types::Any;
 }
 
 /// All queries of the marketing service.

@@ -73,6 +73,9 @@ impl Suite {
             ("send_check_millis", "100".into()),
             ("sending_grace_seconds", "1".into()),
             ("tracking_addr", tracking.to_string()),
+            // Journeys look at their steps and segments often, for the same reason.
+            ("journey_check_millis", "100".into()),
+            ("segment_check_seconds", "1".into()),
         ] {
             marketing_settings.options.insert(key.into(), value);
         }

@@ -9,4 +9,5 @@ mod ab_tests;
 mod attribution;
 mod campaigns;
 mod feed;
+mod journeys;
 mod refusals;

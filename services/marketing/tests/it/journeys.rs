@@ -1,0 +1,311 @@
+//! A journey run for real: contacts entering its segment are enrolled, get
+//! its email, wait, and branch on a click: the clicker gets a sales task,
+//! the other a tag in contacts. The marketing process is killed mid-journey
+//! and restarted: no step is skipped or repeated (one email each, one task).
+//! Bad journeys are refused naming the step's field; re-entry holds.
+
+use crm_proto::{
+    contacts::GetContactRequest,
+    marketing::{
+        ActivateJourneyRequest, BranchAction, BranchCondition, CreateJourneyRequest,
+        CreateTemplateRequest, EmailClickedCondition, EnrollContactRequest, EnrollmentState,
+        GetEnrollmentRequest, GetJourneyRequest, Journey, JourneyStep, JourneyTrigger,
+        ListEnrollmentsRequest, SendEmailAction, Template, TriggerKind, UpdateContactAction,
+        WaitAction, branch_condition, journey_step::Action,
+    },
+    sales::ListTasksRequest,
+};
+
+use crate::{campaigns::segment, harness::*};
+
+fn step(id: &str, next: &str, action: Action) -> JourneyStep {
+    JourneyStep {
+        id: id.into(),
+        next: next.into(),
+        action: Some(action),
+    }
+}
+
+fn clicked(step: &str, then_step: &str, else_step: &str) -> Action {
+    Action::Branch(BranchAction {
+        condition: Some(BranchCondition {
+            kind: Some(branch_condition::Kind::Clicked(EmailClickedCondition {
+                step: step.into(),
+                link: "https://acme.example/".into(),
+            })),
+        }),
+        then_step: then_step.into(),
+        else_step: else_step.into(),
+    })
+}
+
+/// Welcome email, a wait, then a task for those who clicked and a tag for
+/// those who did not.
+fn nurture(template: &str, segment: &str) -> Journey {
+    Journey {
+        display_name: "Nurture".into(),
+        trigger: Some(JourneyTrigger {
+            kind: TriggerKind::SegmentEntry as i32,
+            segment: segment.into(),
+            ..Default::default()
+        }),
+        steps: vec![
+            step(
+                "welcome",
+                "pause",
+                Action::SendEmail(SendEmailAction {
+                    template: template.into(),
+                    from_address: "news@acme.example".into(),
+                    from_name: "Acme".into(),
+                    ..Default::default()
+                }),
+            ),
+            step(
+                "pause",
+                "clicked",
+                // Long enough for this test to kill, restart and click.
+                Action::Wait(WaitAction {
+                    duration: Some(prost_types::Duration {
+                        seconds: 6,
+                        nanos: 0,
+                    }),
+                    until: None,
+                }),
+            ),
+            step("clicked", "", clicked("welcome", "call", "tag")),
+            step(
+                "call",
+                "",
+                Action::CreateTask(crm_proto::marketing::CreateTaskAction {
+                    title: "Call: clicked the welcome offer".into(),
+                    due_in: Some(prost_types::Duration {
+                        seconds: 86_400,
+                        nanos: 0,
+                    }),
+                    owner: String::new(),
+                }),
+            ),
+            step(
+                "tag",
+                "",
+                Action::UpdateContact(UpdateContactAction {
+                    add_tags: vec!["cold".into()],
+                    ..Default::default()
+                }),
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
+async fn offer_template(m: &mut Marketing) -> String {
+    m.create_template(CreateTemplateRequest {
+        template: Some(Template {
+            display_name: "Welcome".into(),
+            subject: "Welcome, {{ contact.given_name }}".into(),
+            html_body: r#"<p>Hi {{ contact.given_name }}</p><a href="https://acme.example/offer">Our offer</a>"#.into(),
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    })
+    .await
+    .expect("CreateTemplate")
+    .into_inner()
+    .name
+}
+
+db_test!(a_journey_sends_waits_branches_and_acts, journey_on);
+async fn journey_on(backend: Backend) {
+    let Some(mut suite) = Suite::start(backend).await else {
+        return;
+    };
+    let ada = suite
+        .contact("Ada", "ada@example.com", &["nurture"], false)
+        .await;
+    let bea = suite
+        .contact("Bea", "bea@example.com", &["nurture"], false)
+        .await;
+    let mut m = suite.marketing(TENANT, MARKETER);
+    let audience = segment(&mut m, r#"tags:"nurture""#).await;
+    let template = offer_template(&mut m).await;
+
+    // Bad journeys name the step's field.
+    let mut cyclic = nurture(&template, &audience);
+    cyclic.steps[4].next = "welcome".into();
+    let refused = m
+        .create_journey(CreateJourneyRequest {
+            journey: Some(cyclic),
+            request_id: String::new(),
+        })
+        .await;
+    let problem = invalid_field_problem(refused, "journey.steps[4].next", "a cycle");
+    assert!(problem.is_none(), "{}", problem.unwrap_or_default());
+    let mut before_send = nurture(&template, &audience);
+    before_send.steps[2] = step("clicked", "", clicked("pause", "call", "tag"));
+    let refused = m
+        .create_journey(CreateJourneyRequest {
+            journey: Some(before_send),
+            request_id: String::new(),
+        })
+        .await;
+    let field = "journey.steps[2].branch.condition.clicked.step";
+    let problem = invalid_field_problem(refused, field, "not an email step");
+    assert!(problem.is_none(), "{}", problem.unwrap_or_default());
+
+    let journey = m
+        .create_journey(CreateJourneyRequest {
+            journey: Some(nurture(&template, &audience)),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateJourney")
+        .into_inner();
+    m.activate_journey(ActivateJourneyRequest {
+        name: journey.name.clone(),
+    })
+    .await
+    .expect("ActivateJourney");
+
+    // Both are in the segment: enrolled, and each gets the welcome email.
+    eventually_within(30, "the welcome emails go out", async || {
+        suite.smtp.messages().len() >= 2
+    })
+    .await;
+    // Killed mid-journey (in the wait), and back.
+    suite.marketing.kill();
+    suite.marketing.restart().await;
+    let mut m = suite.marketing(TENANT, MARKETER);
+
+    // Ada clicks the offer.
+    let to_ada = suite
+        .smtp
+        .messages()
+        .into_iter()
+        .find(|message| header(message, "To").is_some_and(|to| to.contains("ada@")))
+        .expect("Ada's welcome");
+    assert_eq!(header(&to_ada, "Subject").as_deref(), Some("Welcome, Ada"));
+    assert!(header(&to_ada, "X-CRM-Journey").is_some_and(|j| j == journey.name));
+    let tracking = format!("http://{}/c/", suite.tracking);
+    let click = attributes(&html_of(&to_ada), "href")
+        .into_iter()
+        .find(|href| href.starts_with(&tracking))
+        .expect("a tracked link");
+    assert_eq!(http("GET", &click, "").await.status, 303);
+
+    let mut enrollments = Vec::new();
+    eventually_within(60, "both enrolments complete", async || {
+        enrollments = m
+            .list_enrollments(ListEnrollmentsRequest {
+                parent: journey.name.clone(),
+                page_size: 10,
+                page_token: String::new(),
+            })
+            .await
+            .expect("ListEnrollments")
+            .into_inner()
+            .enrollments;
+        enrollments.len() == 2
+            && enrollments
+                .iter()
+                .all(|e| e.state() == EnrollmentState::Completed)
+    })
+    .await;
+
+    // Each step once: one email each, one task for the clicker, a tag for the other.
+    let received = crate::campaigns::received(&suite.smtp);
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert!(received.values().all(|n| *n == 1), "{received:?}");
+    let tasks = suite
+        .sales(TENANT, ADMIN)
+        .list_tasks(ListTasksRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("ListTasks")
+        .into_inner()
+        .tasks;
+    let for_ada: Vec<_> = tasks.iter().filter(|t| t.contact == ada).collect();
+    assert_eq!(for_ada.len(), 1, "{tasks:?}");
+    assert!(tasks.iter().all(|t| t.contact != bea), "{tasks:?}");
+    let tags = |name: String| {
+        let mut contacts = suite.contacts(TENANT, ADMIN);
+        async move {
+            contacts
+                .get_contact(GetContactRequest { name })
+                .await
+                .expect("GetContact")
+                .into_inner()
+                .tags
+        }
+    };
+    assert!(tags(bea.clone()).await.contains(&"cold".to_owned()));
+    assert!(!tags(ada.clone()).await.contains(&"cold".to_owned()));
+
+    // Ada's enrolment shows each step it ran, once.
+    let ada_enrollment = enrollments
+        .iter()
+        .find(|e| e.contact == ada)
+        .expect("Ada's enrolment");
+    let shown = m
+        .get_enrollment(GetEnrollmentRequest {
+            name: ada_enrollment.name.clone(),
+        })
+        .await
+        .expect("GetEnrollment")
+        .into_inner();
+    let ran: Vec<(&str, &str)> = shown
+        .history
+        .iter()
+        .map(|r| (r.step.as_str(), r.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        &ran[..3],
+        [
+            ("welcome", "sent"),
+            ("pause", "waited"),
+            ("clicked", "then")
+        ]
+    );
+    assert_eq!(ran[3].0, "call");
+    assert!(ran[3].1.starts_with("created tasks/"), "{ran:?}");
+    assert_eq!(shown.source, "segment");
+
+    // Never twice (the default re-entry rule), by hand either.
+    let again = m
+        .enroll_contact(EnrollContactRequest {
+            journey: journey.name.clone(),
+            contact: ada.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .expect_err("Ada was enrolled before");
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition);
+    let counts = m
+        .get_journey(GetJourneyRequest {
+            name: journey.name.clone(),
+        })
+        .await
+        .expect("GetJourney")
+        .into_inner()
+        .counts
+        .expect("counts");
+    assert_eq!((counts.completed, counts.active), (2, 0));
+
+    // The events tell reporting and the timeline: two enrolments, and the
+    // emails named by their journey.
+    let events = suite.marketing_events().await;
+    let count = |kind: &str| events.iter().filter(|e| e.r#type == kind).count();
+    assert_eq!(count("crm.marketing.v1.JourneyEnrolled"), 2);
+    assert_eq!(count("crm.marketing.v1.JourneyEnrollmentEnded"), 2);
+    let sent: Vec<crm_proto::marketing::EmailSent> = events
+        .iter()
+        .filter(|e| e.r#type == "crm.marketing.v1.EmailSent")
+        .map(payload)
+        .collect();
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent.iter()
+            .all(|s| s.journey == journey.name && s.campaign.is_empty())
+    );
+}
