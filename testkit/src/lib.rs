@@ -50,6 +50,14 @@ pub const SALES: &[Role] = &[Role::Sales];
 pub const VIEWER: &[Role] = &[Role::Viewer];
 pub const SERVICE: &[Role] = &[Role::Service];
 
+/// A loopback address with a port nothing listens on now, for a listener a
+/// test or benchmark starts (a service's tracking port, an SMTP server).
+pub fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+}
+
 /// A token for `tenant` with `roles`, valid for an hour: signed with
 /// [`SERVICE_SECRET`] for the service identity, else with [`SECRET`].
 pub fn token(tenant: &str, roles: &[Role]) -> String {

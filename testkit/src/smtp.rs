@@ -9,7 +9,7 @@
 //! under CI, so a broken provisioning step can never turn into a silently skipped test.
 
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -151,7 +151,7 @@ impl LocalSmtp {
         // before aiosmtpd binds; a few attempts make that race harmless.
         let mut last_log = String::new();
         for _ in 0..3 {
-            let addr = free_port();
+            let addr = crate::free_port();
             let child = spawn(&python, &dir, addr, mode);
             match wait_ready(child, addr, &dir) {
                 Ok(child) => {
@@ -243,12 +243,6 @@ fn make_temp_dir() -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).expect("create SMTP test server folder");
     dir
-}
-
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
-        .expect("bind an ephemeral loopback port");
-    listener.local_addr().expect("local address")
 }
 
 fn spawn(python: &Path, dir: &Path, addr: SocketAddr, mode: Mode) -> Child {

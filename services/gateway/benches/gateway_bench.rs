@@ -7,7 +7,6 @@
 //! `cargo test` it runs a small smoke pass, to keep it working.
 
 use std::{
-    net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{
@@ -44,13 +43,6 @@ impl Process {
     fn peak_memory_mib(&self) -> f64 {
         crm_testkit::peak_memory_mib(self.0.id())
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// The contacts binary of the same profile as this bench, or `CRM_CONTACTS_BIN`.
@@ -168,7 +160,7 @@ async fn main() {
     };
     let folder = std::env::temp_dir().join(format!("crm-gateway-bench-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&folder).expect("a temp folder");
-    let contacts_port = free_port();
+    let contacts_port = crm_testkit::free_port().port();
     let _contacts = start(
         contacts_binary(),
         &[
@@ -187,7 +179,7 @@ async fn main() {
     let gateways: Vec<(&str, u16, Process)> = [("default workers", None), ("1 worker", Some("1"))]
         .into_iter()
         .map(|(label, workers)| {
-            let port = free_port();
+            let port = crm_testkit::free_port().port();
             let mut env = vec![
                 ("CRM_GATEWAY__LISTEN_ADDR", format!("127.0.0.1:{port}")),
                 ("CRM_GATEWAY__METRICS_ADDR", "127.0.0.1:0".to_owned()),

@@ -35,7 +35,7 @@
 //! and `baseline`, skipped without aiosmtpd.
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -439,7 +439,7 @@ impl MarketingProcess {
     /// Starts it over `database_url`, reading `contacts`, its mail going
     /// where `relay` (`SMTP_URL` or `MAIL_DIR`, and its value) says.
     async fn start(database_url: &str, contacts: SocketAddr, relay: (&str, &str)) -> Self {
-        let addr = free_port();
+        let addr = crm_testkit::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_marketing"))
             // No configuration file: only what is set here.
             .env("CRM_CONFIG", "/nonexistent/crm-bench")
@@ -447,7 +447,10 @@ impl MarketingProcess {
             .env("CRM_MARKETING__DATABASE_URL", database_url)
             .env("CRM_MARKETING__CONTACTS_URL", format!("http://{contacts}"))
             .env(format!("CRM_MARKETING__{}", relay.0), relay.1)
-            .env("CRM_MARKETING__TRACKING_ADDR", free_port().to_string())
+            .env(
+                "CRM_MARKETING__TRACKING_ADDR",
+                crm_testkit::free_port().to_string(),
+            )
             .env("CRM_MARKETING__SEND_CHECK_MILLIS", "100")
             .env("CRM_AUTH__HS256_SECRET", SECRET)
             .env("CRM_AUTH__SERVICE_SECRET", SERVICE_SECRET)
@@ -483,12 +486,6 @@ impl Drop for MarketingProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
 }
 
 /// The `p` quantile of `latencies` in milliseconds.
@@ -687,7 +684,7 @@ fn outgoing(n: usize) -> Vec<OutgoingMail> {
         SignedTokens::new("bench", "click"),
         SignedTokens::new("bench", "unsubscribe"),
     );
-    let tracking = format!("http://{}", free_port());
+    let tracking = format!("http://{}", crm_testkit::free_port());
     let campaign = Uuid::now_v7();
     let expires = chrono::Utc::now() + chrono::Duration::days(60);
     (0..n)

@@ -27,19 +27,10 @@ struct Process {
     addr: SocketAddr,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
-
 impl Process {
     /// Starts the binary on `database_url` and waits until it is SERVING.
     async fn start(database_url: &str) -> Process {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
-            .parse()
-            .expect("an address");
+        let addr: SocketAddr = crm_testkit::free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_contacts"))
             .env("CRM_CONTACTS__LISTEN_ADDR", addr.to_string())
             .env("CRM_CONTACTS__DATABASE_URL", database_url)

@@ -284,13 +284,23 @@ impl Matrix {
         let support = ServiceProcess::start(service(crm_support::build), support_settings).await;
         let mut marketing_settings = crm_testkit::settings("marketing", &marketing_db.url);
         marketing_settings.auth = auth.clone();
-        marketing_settings
-            .peers
-            .insert("contacts".into(), format!("http://{}", contacts.addr));
+        for (peer, addr) in [
+            ("contacts", contacts.addr),
+            ("sales", sales.addr),
+            ("support", support.addr),
+        ] {
+            marketing_settings
+                .peers
+                .insert(peer.into(), format!("http://{addr}"));
+        }
         let mail = std::env::temp_dir().join(format!("crm-matrix-mail-{}", uuid::Uuid::now_v7()));
         marketing_settings
             .options
             .insert("mail_dir".into(), mail.display().to_string());
+        // Two suites may run at once: the tracking listener on a port of its own.
+        marketing_settings
+            .options
+            .insert("tracking_addr".into(), crm_testkit::free_port().to_string());
         let marketing =
             ServiceProcess::start(service(crm_marketing::build), marketing_settings).await;
 
@@ -956,10 +966,49 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
         .expect("CreateCampaign")
         .into_inner()
         .name;
+    let journey = marketing
+        .create_journey(m::CreateJourneyRequest {
+            journey: Some(m::Journey {
+                display_name: "Welcome".into(),
+                steps: vec![m::JourneyStep {
+                    id: "hello".into(),
+                    next: String::new(),
+                    action: Some(m::journey_step::Action::SendEmail(m::SendEmailAction {
+                        template: template.clone(),
+                        from_address: "news@acme.example".into(),
+                        ..Default::default()
+                    })),
+                }],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateJourney")
+        .into_inner()
+        .name;
+    marketing
+        .activate_journey(m::ActivateJourneyRequest {
+            name: journey.clone(),
+        })
+        .await
+        .expect("ActivateJourney");
+    let enrollment = marketing
+        .enroll_contact(m::EnrollContactRequest {
+            journey: journey.clone(),
+            contact: names["Contact"].clone(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("EnrollContact")
+        .into_inner()
+        .name;
+    names.insert("Enrollment", enrollment);
     names.insert("Segment", segment);
     names.insert("MailingList", mailing_list);
     names.insert("Template", template);
     names.insert("Campaign", campaign);
+    names.insert("Journey", journey);
 
     let mut checked = 0;
     let mut lists_checked = Vec::new();

@@ -141,10 +141,11 @@ pub(super) async fn update_journey(
     let patch = journey_draft(&message)?;
     // The references are checked against the draft as it will be.
     let current = api.store.get_journey(&tenant, id).await?;
-    current.check_editable(&paths)?;
-    let mut next = current.draft;
+    let mut next = current.draft.clone();
     next.apply(&paths, &patch);
     next.normalize_and_check("journey")?;
+    // Fields sent unchanged change nothing, frozen or not.
+    current.check_editable(&current.draft.changed(&next, &paths))?;
     check_references(api, &tenant, &credentials, &next).await?;
     let updated = api
         .store
@@ -157,9 +158,10 @@ pub(super) async fn update_journey(
                 if j.delete_time.is_some() {
                     return Err(ApiError::NotFound(j.name()));
                 }
-                j.check_editable(&paths)?;
+                let before = j.draft.clone();
                 j.draft.apply(&paths, &patch);
-                j.draft.normalize_and_check("journey")
+                j.draft.normalize_and_check("journey")?;
+                j.check_editable(&before.changed(&j.draft, &paths))
             },
             "JourneyUpdated",
         )

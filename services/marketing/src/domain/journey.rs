@@ -332,6 +332,24 @@ impl JourneyDraft {
         }
     }
 
+    /// Of `paths`, those whose value in `other` differs from this draft's:
+    /// an update that sends a frozen field unchanged changes nothing frozen.
+    pub fn changed<'a>(&self, other: &JourneyDraft, paths: &[&'a str]) -> Vec<&'a str> {
+        paths
+            .iter()
+            .copied()
+            .filter(|path| match *path {
+                "display_name" => self.display_name != other.display_name,
+                "description" => self.description != other.description,
+                "trigger" => self.trigger != other.trigger,
+                "reentry" => self.reentry != other.reentry,
+                "exit_filter" => self.exit_filter != other.exit_filter,
+                "steps" => self.steps != other.steps,
+                _ => true,
+            })
+            .collect()
+    }
+
     fn normalize(&mut self) {
         self.display_name = self.display_name.trim().to_owned();
         self.exit_filter = self.exit_filter.trim().to_owned();

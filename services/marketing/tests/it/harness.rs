@@ -182,13 +182,6 @@ pub fn header(message: &str, header: &str) -> Option<String> {
         .map(|line| line[prefix.len()..].trim().to_owned())
 }
 
-/// A loopback address with a free port (for a listener the service binds).
-fn free_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
-
 /// An HTTP/1.1 response: status, headers (lower-case names), body.
 pub struct HttpResponse {
     pub status: u16,
