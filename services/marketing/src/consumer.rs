@@ -18,7 +18,7 @@
 use crm_proto::{
     contacts::{ContactErased, ContactMerged},
     events::{ErasureCompleted, Event},
-    marketing::EmailEngagement,
+    marketing::{EmailEngagement, JourneyEnrollmentChanged},
     sales::{Lead, LeadSource, Opportunity, OpportunityStageChanged, OpportunityState},
     support::Ticket,
 };
@@ -102,20 +102,33 @@ impl EventHandler for ContactsFeed {
     }
 }
 
-/// An engagement event without the link clicked or the relay's words; the
-/// other payloads name contacts by id only.
+/// An engagement event without the link clicked or the relay's words; an
+/// enrolment's without its reason and step outcomes (which may quote an
+/// address or a person's words); the other payloads name contacts by id only.
 fn scrub_payload(payload: &prost_types::Any) -> Option<prost_types::Any> {
-    if payload.type_url != EmailEngagement::type_url() {
-        return None;
+    if payload.type_url == EmailEngagement::type_url() {
+        let mut engagement = EmailEngagement::decode(payload.value.as_slice()).ok()?;
+        engagement.detail.clear();
+        return Some(to_any(&engagement));
     }
-    let mut engagement = EmailEngagement::decode(payload.value.as_slice()).ok()?;
-    engagement.detail.clear();
-    Some(to_any(&engagement))
+    if payload.type_url == JourneyEnrollmentChanged::type_url() {
+        let mut changed = JourneyEnrollmentChanged::decode(payload.value.as_slice()).ok()?;
+        if let Some(e) = changed.enrollment.as_mut() {
+            e.reason.clear();
+            for run in &mut e.history {
+                run.outcome.clear();
+            }
+        }
+        return Some(to_any(&changed));
+    }
+    None
 }
 
+/// A new lead (it may trigger journeys).
+const LEAD_CREATED: &str = "crm.sales.v1.LeadCreated";
 /// Lead events (their payload: the lead).
 const LEAD_EVENTS: &[&str] = &[
-    "crm.sales.v1.LeadCreated",
+    LEAD_CREATED,
     "crm.sales.v1.LeadUpdated",
     "crm.sales.v1.LeadDeleted",
     "crm.sales.v1.LeadUndeleted",
@@ -167,7 +180,7 @@ impl EventHandler for SalesFeed {
             self.store
                 .apply_lead(txn, &tenant, &lead.name, campaign)
                 .await?;
-            if kind != "crm.sales.v1.LeadCreated" || lead.email.is_empty() {
+            if kind != LEAD_CREATED || lead.email.is_empty() {
                 return Ok(Vec::new());
             }
             let source = LeadSource::try_from(lead.source)

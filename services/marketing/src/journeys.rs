@@ -28,14 +28,15 @@ use crate::{
         ab_test::Variant,
         campaign::RecipientState,
         journey::{
-            Action, Condition, DEFAULT_LEAD_SOURCE, Enrollment, Journey, Step, Trigger, effect_key,
-            next_step,
+            Action, Condition, DEFAULT_LEAD_SOURCE, Enrollment, Journey, State, Step, Trigger,
+            effect_key, next_step, retry_time,
         },
+        template::CompiledTemplate,
         tracking::Engagement,
     },
     postman::{MessageSpec, Postman},
     sales::SalesDesk,
-    store::{RUNNER, StepRun, Store},
+    store::{Claimed, RUNNER, StepRun, Store},
 };
 
 /// How long one pass runs steps before it hands back to the scheduler.
@@ -44,6 +45,15 @@ const PASS_BUDGET: Duration = Duration::from_secs(2);
 const BATCH: u64 = 100;
 /// How long a step that could not be done now waits before it is tried again.
 const RETRY_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// What an enrolment's turn came to.
+enum Attempt<'j> {
+    /// Changed without running a step (it may still be active: a lead's
+    /// person found).
+    Changed(Enrollment),
+    /// `step` was run.
+    Stepped { step: &'j Step, result: StepResult },
+}
 
 /// What running a step came to.
 enum StepResult {
@@ -162,107 +172,119 @@ impl JourneyRunner {
             .await
     }
 
-    /// Runs one due enrolment's step and records where it goes.
+    /// Runs one due enrolment's step and records where it goes. Trouble
+    /// postpones the step (ever less often) or fails the enrolment: see
+    /// [`retry_time`].
     async fn run(&self, tenant: &Tenant, e: Enrollment) -> Result<(), ApiError> {
         let journey = self.store.get_journey(tenant, e.journey).await?;
-        let credentials = self.directory.as_service(tenant)?;
-        if e.contact.is_empty() {
-            return self.find_contact(tenant, &journey, &credentials, e).await;
+        // Paused, archived or deleted since it was found due.
+        if journey.state != State::Active || journey.delete_time.is_some() {
+            return Ok(());
         }
+        let outcome = self.attempt(tenant, &journey, &e).await;
         let now = Utc::now();
+        let mut after = e.clone();
+        let run = match outcome {
+            Ok(Attempt::Changed(changed)) => {
+                after = changed;
+                None
+            }
+            Ok(Attempt::Stepped { step, result }) => match result {
+                StepResult::Later(at) => {
+                    after.next_run_time = Some(at);
+                    None
+                }
+                StepResult::Done {
+                    outcome,
+                    condition_met,
+                } => {
+                    after.advance(&journey.draft.steps, &next_step(step, condition_met), now)?;
+                    Some(StepRun {
+                        step: step.id.clone(),
+                        outcome,
+                        run_time: now,
+                    })
+                }
+            },
+            Err(error) => match retry_time(&error, e.step_start_time, now) {
+                Some(at) => {
+                    tracing::warn!(enrollment = %e.name(), step = %e.step, %error, "step postponed");
+                    after.next_run_time = Some(at);
+                    None
+                }
+                None => {
+                    tracing::warn!(enrollment = %e.name(), step = %e.step, %error, "enrolment failed");
+                    after.fail(&format!("step {}: {error}", e.step), now)?;
+                    None
+                }
+            },
+        };
+        if !self
+            .store
+            .save_enrollment(tenant, &e, &after, run.as_ref(), RUNNER)
+            .await?
+        {
+            // Exited, merged or run by another pass meanwhile: its effect
+            // (keyed by the step) is not repeated when the step runs again.
+            tracing::info!(enrollment = %e.name(), "enrolment changed meanwhile; not saved");
+        }
+        Ok(())
+    }
+
+    /// What `e`'s turn comes to: changed without a step (the exit filter
+    /// matched, a lead's person found), or its step run.
+    async fn attempt<'j>(
+        &self,
+        tenant: &Tenant,
+        journey: &'j Journey,
+        e: &Enrollment,
+    ) -> Result<Attempt<'j>, ApiError> {
+        let credentials = self.directory.as_service(tenant)?;
+        let now = Utc::now();
+        if e.contact.is_empty() {
+            return self.find_contact(tenant, journey, &credentials, e).await;
+        }
         if !journey.draft.exit_filter.is_empty()
             && self
                 .directory
                 .matches(&credentials, &e.contact, &journey.draft.exit_filter)
                 .await?
         {
-            let mut after = e.clone();
-            after.exit("matched the journey's exit filter", now)?;
-            self.store
-                .save_enrollment(tenant, &e, &after, None, RUNNER)
-                .await?;
-            return Ok(());
+            let mut exited = e.clone();
+            exited.exit("matched the journey's exit filter", now)?;
+            return Ok(Attempt::Changed(exited));
         }
         let Some(step) = journey.draft.steps.iter().find(|s| s.id == e.step) else {
-            let mut after = e.clone();
-            after.fail(&format!("the journey has no step {:?}", e.step), now)?;
-            self.store
-                .save_enrollment(tenant, &e, &after, None, RUNNER)
-                .await?;
-            return Ok(());
+            let mut failed = e.clone();
+            failed.fail(&format!("the journey has no step {:?}", e.step), now)?;
+            return Ok(Attempt::Changed(failed));
         };
-        let result = match self
-            .carry_out(tenant, &credentials, &journey, &e, step)
-            .await
-        {
-            Ok(result) => result,
-            // Another service is down, or busy: the step waits.
-            Err(ApiError::Unavailable(why) | ApiError::Aborted(why)) => {
-                tracing::warn!(enrollment = %e.name(), step = %step.id, %why, "step postponed");
-                StepResult::Later(now + RETRY_AFTER)
-            }
-            Err(ApiError::Internal(why)) => return Err(ApiError::Internal(why)),
-            // The step cannot be done as written.
-            Err(error) => {
-                let mut after = e.clone();
-                after.fail(&format!("step {}: {error}", step.id), now)?;
-                self.store
-                    .save_enrollment(tenant, &e, &after, None, RUNNER)
-                    .await?;
-                return Ok(());
-            }
-        };
-        let mut after = e.clone();
-        let run = match result {
-            StepResult::Later(at) => {
-                after.next_run_time = Some(at);
-                None
-            }
-            StepResult::Done {
-                outcome,
-                condition_met,
-            } => {
-                let now = Utc::now();
-                after.advance(&journey.draft.steps, &next_step(step, condition_met), now)?;
-                Some(StepRun {
-                    step: step.id.clone(),
-                    outcome,
-                    run_time: now,
-                })
-            }
-        };
-        self.store
-            .save_enrollment(tenant, &e, &after, run.as_ref(), RUNNER)
+        let result = self
+            .carry_out(tenant, &credentials, journey, e, step)
             .await?;
-        Ok(())
+        Ok(Attempt::Stepped { step, result })
     }
 
     /// A lead's person: the contact of its address (found or made), kept if
     /// the re-entry rule allows them in.
-    async fn find_contact(
+    async fn find_contact<'j>(
         &self,
         tenant: &Tenant,
-        journey: &Journey,
+        journey: &'j Journey,
         credentials: &Credentials,
-        e: Enrollment,
-    ) -> Result<(), ApiError> {
+        e: &Enrollment,
+    ) -> Result<Attempt<'j>, ApiError> {
         let contact = self
             .directory
             .contact_for_email(credentials, &e.email, "marketing journey")
             .await?;
-        let mut after = e.clone();
-        if self.store.may_stay(tenant, journey, &e, &contact).await? {
-            after.contact = contact;
-            after.email.clear();
-        } else {
-            after.contact = contact;
-            after.email.clear();
-            after.exit("enrolled before (the journey's re-entry rule)", Utc::now())?;
+        let mut found = e.clone();
+        found.email.clear();
+        if !self.store.may_stay(tenant, journey, e, &contact).await? {
+            found.exit("enrolled before (the journey's re-entry rule)", Utc::now())?;
         }
-        self.store
-            .save_enrollment(tenant, &e, &after, None, RUNNER)
-            .await?;
-        Ok(())
+        found.contact = contact;
+        Ok(Attempt::Changed(found))
     }
 
     /// Does what `step` says for `e`.
@@ -399,84 +421,87 @@ impl JourneyRunner {
         spec: &MessageSpec<'_>,
     ) -> Result<StepResult, ApiError> {
         let key = spec.id;
-        self.store
-            .note_journey_message(tenant, key, e, step)
-            .await?;
-        self.store
-            .queue_recipients(tenant, key, &[(e.contact.clone(), Variant::Rest)])
-            .await?;
-        if let Some(settled) = self.settled(tenant, key, &e.contact).await? {
-            return Ok(settled);
+        match self.settled(tenant, key).await? {
+            Some(settled) => return Ok(settled),
+            None => {
+                // One row per message: queued once, whoever the contact is now.
+                self.store
+                    .note_journey_message(tenant, key, e, step)
+                    .await?;
+                self.store
+                    .queue_recipients(tenant, key, &[(e.contact.clone(), Variant::Rest)])
+                    .await?;
+            }
         }
+        let compiled = self
+            .store
+            .get_template(tenant, crate::store::id_of(template))
+            .await?
+            .draft
+            .compile()?;
         let pass = Uuid::now_v7().to_string();
         let claimed = self
             .store
             .claim_recipients(tenant, key, &pass, 1, false)
             .await?;
         let Some(recipient) = claimed.first() else {
-            // Taken by a pass that stopped: settled after the grace period.
-            return Ok(StepResult::Later(Utc::now() + RETRY_AFTER));
+            // Taken by a pass that stopped, or waiting for its retry.
+            return Ok(self
+                .settled(tenant, key)
+                .await?
+                .unwrap_or(StepResult::Later(Utc::now() + RETRY_AFTER)));
         };
-        let compiled = self
-            .store
-            .get_template(tenant, crate::store::id_of(template))
-            .await?
-            .draft
-            .compile();
-        let compiled = match compiled {
-            Ok(compiled) => compiled,
-            Err(error) => {
-                self.store.release_claims(tenant, key, &pass).await?;
-                return Err(error);
-            }
-        };
-        let profiles = self
-            .directory
-            .profiles(credentials, std::slice::from_ref(&e.contact))
+        let sent = self
+            .send_claimed(tenant, credentials, spec, &compiled, recipient, &pass)
             .await;
-        let profiles = match profiles {
-            Ok(profiles) => profiles,
-            Err(error) => {
-                self.store.release_claims(tenant, key, &pass).await?;
-                return Err(error);
-            }
-        };
-        self.postman.wait_for_slot(tenant).await;
-        let outcome = self
-            .postman
-            .send_one(
-                tenant,
-                spec,
-                &compiled,
-                recipient,
-                profiles.get(&e.contact),
-                &pass,
-            )
-            .await;
+        // Whatever the pass did not get to goes back to the queue.
         self.store.release_claims(tenant, key, &pass).await?;
-        // Sent or settled, or queued again for a retry the step waits for.
-        outcome?;
+        sent?;
         Ok(self
-            .settled(tenant, key, &e.contact)
+            .settled(tenant, key)
             .await?
             .unwrap_or(StepResult::Later(Utc::now() + RETRY_AFTER)))
     }
 
-    /// The step's result once its message's row is settled; `None` while
-    /// it is waiting to be sent; a later time while a retry is due.
-    async fn settled(
+    async fn send_claimed(
         &self,
         tenant: &Tenant,
-        key: Uuid,
-        contact: &str,
-    ) -> Result<Option<StepResult>, ApiError> {
-        let Some(row) = self.store.ledger_row(tenant, key, contact).await? else {
+        credentials: &Credentials,
+        spec: &MessageSpec<'_>,
+        template: &CompiledTemplate,
+        recipient: &Claimed,
+        pass: &str,
+    ) -> Result<(), ApiError> {
+        let profiles = self
+            .directory
+            .profiles(credentials, std::slice::from_ref(&recipient.contact))
+            .await?;
+        self.postman.wait_for_slot(tenant).await;
+        self.postman
+            .send_one(
+                tenant,
+                spec,
+                template,
+                recipient,
+                profiles.get(&recipient.contact),
+                pass,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The step's result once its message's row is settled; `None` while
+    /// it is not queued or waiting to be sent; a later time while a retry
+    /// is due or another pass holds it.
+    async fn settled(&self, tenant: &Tenant, key: Uuid) -> Result<Option<StepResult>, ApiError> {
+        let Some(row) = self.store.message_row(tenant, key).await? else {
             return Ok(None);
         };
         Ok(match row.state {
             RecipientState::Sent => Some(done("sent")),
-            RecipientState::Failed => Some(done(format!("not sent: {}", row.reason))),
-            RecipientState::Suppressed => Some(done(format!("not sent: {}", row.reason))),
+            RecipientState::Failed | RecipientState::Suppressed => {
+                Some(done(format!("not sent: {}", row.reason)))
+            }
             RecipientState::Uncertain => Some(done("perhaps sent (the sender stopped)")),
             RecipientState::Queued => match row.next_attempt_time {
                 Some(at) if at > Utc::now() => Some(StepResult::Later(at)),

@@ -74,6 +74,11 @@ impl Postman {
         }
     }
 
+    /// `tenant`'s messages per second, all its sends together.
+    pub fn tenant_rate(&self, tenant: &Tenant) -> u32 {
+        self.throttle.rate(tenant.as_str())
+    }
+
     /// Waits for `tenant`'s next send slot.
     pub async fn wait_for_slot(&self, tenant: &Tenant) {
         tokio::time::sleep_until(self.throttle.reserve(tenant.as_str())).await;

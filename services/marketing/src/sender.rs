@@ -142,7 +142,12 @@ impl Sender {
         };
         let credentials = self.directory.as_service(tenant)?;
         let interval = Duration::from_secs_f64(1.0 / f64::from(c.draft.messages_per_second.max(1)));
-        let batch = u64::try_from(c.draft.messages_per_second.clamp(1, 100)).unwrap_or(100);
+        // A batch is about a second's worth at the slower of the two rates,
+        // so a slow tenant's batch does not hold the pass.
+        let rate = u32::try_from(c.draft.messages_per_second)
+            .unwrap_or(1)
+            .min(self.postman.tenant_rate(tenant));
+        let batch = u64::from(rate.clamp(1, 100));
         let mut next_slot = tokio::time::Instant::now();
         let mut handled = 0;
         while tokio::time::Instant::now() < deadline {
@@ -156,8 +161,11 @@ impl Sender {
             let names: Vec<String> = claimed.iter().map(|r| r.contact.clone()).collect();
             let profiles = self.directory.profiles(&credentials, &names).await?;
             for (i, recipient) in claimed.iter().enumerate() {
-                // A pause or cancel takes effect within a few messages.
-                if i % CHECK_EVERY == 0 && !self.store.still_sending(tenant, c.id).await? {
+                // A pause or cancel takes effect within a few messages; the
+                // rest of the batch goes back when the pass's time is up.
+                if tokio::time::Instant::now() >= deadline
+                    || (i % CHECK_EVERY == 0 && !self.store.still_sending(tenant, c.id).await?)
+                {
                     return Ok(handled);
                 }
                 tokio::time::sleep_until(next_slot).await;

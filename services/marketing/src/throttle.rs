@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 /// Each tenant's next free send slot.
 pub struct TenantThrottle {
-    default_interval: Duration,
-    intervals: HashMap<String, Duration>,
+    default_rate: u32,
+    rates: HashMap<String, u32>,
     next: Mutex<HashMap<String, Instant>>,
 }
 
@@ -29,7 +29,7 @@ impl TenantThrottle {
     /// `per_second` for every tenant, except those named in `overrides`
     /// (`tenant=rate`, comma-separated).
     pub fn new(per_second: u32, overrides: &str) -> Result<Self, BadRate> {
-        let mut intervals = HashMap::new();
+        let mut rates = HashMap::new();
         for pair in overrides
             .split(',')
             .map(str::trim)
@@ -40,13 +40,18 @@ impl TenantThrottle {
                 .and_then(|(t, r)| Some((t.trim(), r.trim().parse::<u32>().ok()?)))
                 .filter(|(t, r)| !t.is_empty() && *r > 0)
                 .ok_or_else(|| BadRate(pair.to_owned()))?;
-            intervals.insert(tenant.to_owned(), interval(rate));
+            rates.insert(tenant.to_owned(), rate);
         }
         Ok(Self {
-            default_interval: interval(per_second),
-            intervals,
+            default_rate: per_second.max(1),
+            rates,
             next: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// `tenant`'s messages per second.
+    pub fn rate(&self, tenant: &str) -> u32 {
+        *self.rates.get(tenant).unwrap_or(&self.default_rate)
     }
 
     /// Takes `tenant`'s next slot: when its next message may go.
@@ -55,7 +60,7 @@ impl TenantThrottle {
     }
 
     fn reserve_at(&self, tenant: &str, now: Instant) -> Instant {
-        let step = *self.intervals.get(tenant).unwrap_or(&self.default_interval);
+        let step = interval(self.rate(tenant));
         let mut next = self
             .next
             .lock()

@@ -5,7 +5,7 @@ use chrono::Utc;
 use crm_proto::marketing as pb;
 use crm_shared::{
     auth::admitted,
-    convert::{parse_etag, parse_name, required},
+    convert::{name_of, parse_etag, parse_name, required},
     db::Tenant,
     error::ApiError,
     idempotency::IdempotencyKey,
@@ -210,9 +210,10 @@ pub(super) async fn delete_journey(
         &principal.subject,
         name,
         |j| {
-            if j.state == State::Active {
+            // Enrolments in flight end first (archiving exits them).
+            if matches!(j.state, State::Active | State::Paused) {
                 return Err(ApiError::FailedPrecondition(format!(
-                    "{} is active: pause or archive it first",
+                    "{} may have enrolments in flight: archive it first",
                     j.name()
                 )));
             }
@@ -283,8 +284,10 @@ pub(super) async fn enroll_contact(
     let r = request.into_inner();
     let id = parse_name(&r.journey, "journeys", "journey")?;
     let request_id = IdempotencyKey::of(&r.request_id, &r)?;
+    // Stored as contacts names it, so re-entry, merges and erasure find it.
+    let contact = name_of("contacts", parse_name(&r.contact, "contacts", "contact")?);
     api.contacts
-        .check_contact(&credentials, &r.contact, "contact")
+        .check_contact(&credentials, &contact, "contact")
         .await?;
     let j = api.store.get_journey(&tenant, id).await?;
     if j.delete_time.is_some() {
@@ -300,17 +303,22 @@ pub(super) async fn enroll_contact(
         .enroll(
             &tenant,
             &j,
-            &r.contact,
+            &contact,
             "manual",
             &entry_key,
             &principal.subject,
         )
         .await?
     {
-        Enrolled::New(e) | Enrolled::Existing(e) => Ok(Response::new(enrollment_message(&e, &[]))),
+        Enrolled::New(e) => Ok(Response::new(enrollment_message(&e, &[]))),
+        Enrolled::Existing(e) if e.contact == contact => {
+            Ok(Response::new(enrollment_message(&e, &[])))
+        }
+        Enrolled::Existing(_) => {
+            Err(ApiError::invalid("request_id", "already used for another contact").into())
+        }
         Enrolled::Refused => Err(ApiError::FailedPrecondition(format!(
-            "{} may not enter {} again (re-entry rule)",
-            r.contact,
+            "{contact} may not enter {} now (its re-entry rule, or an enrolment in flight)",
             j.name()
         ))
         .into()),

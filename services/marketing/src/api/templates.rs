@@ -106,6 +106,16 @@ pub(super) async fn delete_template(
 ) -> Result<Response<pb::Template>, Status> {
     let (principal, tenant) = admitted(&request)?;
     let id = parse_name(&request.get_ref().name, "templates", "name")?;
+    if let Some(user) = api
+        .store
+        .template_user(&tenant, &format!("templates/{id}"))
+        .await?
+    {
+        return Err(ApiError::FailedPrecondition(format!(
+            "{user} sends this template: finish, cancel or archive it first"
+        ))
+        .into());
+    }
     let deleted = api
         .store
         .change_template(

@@ -200,7 +200,8 @@ pub enum Action {
         /// When it is due, counted from the step: 0 to [`MAX_WAIT_SECONDS`].
         #[serde(default)]
         due_in_seconds: i64,
-        /// `users/{id}`; empty for the contact's owner, or nobody.
+        /// A user id (`users/{id}` is accepted too); empty: sales makes the
+        /// creator (the marketing service) the owner.
         #[serde(default)]
         owner: String,
     },
@@ -313,6 +314,7 @@ impl JourneyDraft {
             );
         } else {
             check_steps(&mut v, &steps, &self.steps);
+            check_no_lead_loop(&mut v, &steps, &self.trigger, &self.steps);
         }
         v.finish()
     }
@@ -430,7 +432,7 @@ fn check_trigger(v: &mut Violations, path: &str, trigger: &Trigger) {
             v.reference(&format!("{path}.segment"), segment, "segments");
         }
         Trigger::LeadCreated { source } if !source.is_empty() => {
-            check_lead_source(v, &format!("{path}.source"), source);
+            check_lead_source(v, &format!("{path}.lead_source"), source);
         }
         _ => {}
     }
@@ -439,6 +441,22 @@ fn check_trigger(v: &mut Violations, path: &str, trigger: &Trigger) {
 fn check_lead_source(v: &mut Violations, field: &str, source: &str) {
     if !LEAD_SOURCES.contains(&source) {
         v.add(field, format!("one of {}", LEAD_SOURCES.join(", ")));
+    }
+}
+
+/// A journey that new leads trigger may not create leads: each would enrol
+/// its person again, without end.
+fn check_no_lead_loop(v: &mut Violations, path: &str, trigger: &Trigger, steps: &[Step]) {
+    if !matches!(trigger, Trigger::LeadCreated { .. }) {
+        return;
+    }
+    for (i, step) in steps.iter().enumerate() {
+        if matches!(step.action, Action::CreateLead { .. }) {
+            v.add(
+                format!("{path}[{i}].create_lead"),
+                "a journey triggered by new leads may not create leads (it would enrol them again)",
+            );
+        }
     }
 }
 
@@ -620,9 +638,10 @@ fn check_action(v: &mut Violations, p: &str, action: &Action) {
             if !(0..=MAX_WAIT_SECONDS).contains(due_in_seconds) {
                 v.add(field("due_in"), format!("0 to {MAX_WAIT_SECONDS} (a year)"));
             }
-            let user = owner.strip_prefix("users/").unwrap_or_default();
+            // A user id as sales' tasks name owners, or `users/{id}`.
+            let user = owner.strip_prefix("users/").unwrap_or(owner);
             if !owner.is_empty() && (user.is_empty() || user.contains('/')) {
-                v.add(field("owner"), "must be \"users/{id}\" or empty");
+                v.add(field("owner"), "a user id (or \"users/{id}\"), or empty");
             }
             v.text(&field("owner"), owner, MAX_SHORT);
         }
@@ -1001,6 +1020,35 @@ pub fn effect_key(enrollment: Uuid, step_id: &str) -> Uuid {
     )
 }
 
+/// How long a step that keeps meeting trouble is tried before it fails.
+pub const GIVE_UP_AFTER: TimeDelta = TimeDelta::days(1);
+
+/// When to try again a step that met `error` (it began at `step_start`),
+/// or `None` when the enrolment should fail. A refusal of the step as
+/// written (bad data, a contact gone) fails at once; anything a retry may
+/// cure (a service down, a credential being rotated, a race) is tried again,
+/// less often the longer it lasts (a tenth of the time so far, 30 s to an
+/// hour), until [`GIVE_UP_AFTER`].
+pub fn retry_time(
+    error: &ApiError,
+    step_start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let refused = matches!(
+        error,
+        ApiError::InvalidArgument(_)
+            | ApiError::FailedPrecondition(_)
+            | ApiError::NotFound(_)
+            | ApiError::AlreadyExists(_)
+    );
+    let waited = now - step_start;
+    if refused || waited > GIVE_UP_AFTER {
+        return None;
+    }
+    let pause = (waited / 10).clamp(TimeDelta::seconds(30), TimeDelta::hours(1));
+    Some(now + pause)
+}
+
 impl Enrollment {
     /// `journeys/{journey}/enrollments/{id}`.
     pub fn name(&self) -> String {
@@ -1070,6 +1118,36 @@ impl Enrollment {
             self.name(),
             stored(ENROLLMENT_STATES, self.state)
         )))
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn refusals_fail_and_trouble_is_retried_ever_less_often_for_a_day() {
+        let start = Utc::now();
+        let down = ApiError::Unavailable("sales is down".into());
+        assert_eq!(
+            retry_time(&down, start, start),
+            Some(start + TimeDelta::seconds(30))
+        );
+        let later = start + TimeDelta::hours(5);
+        assert_eq!(
+            retry_time(&down, start, later),
+            Some(later + TimeDelta::minutes(30))
+        );
+        let much_later = start + TimeDelta::hours(23);
+        assert_eq!(
+            retry_time(&down, start, much_later),
+            Some(much_later + TimeDelta::hours(1))
+        );
+        assert_eq!(retry_time(&down, start, start + TimeDelta::hours(25)), None);
+        let gone = ApiError::NotFound("contacts/x".into());
+        assert_eq!(retry_time(&gone, start, start), None);
+        let refused = ApiError::FailedPrecondition("sales refused the data".into());
+        assert_eq!(retry_time(&refused, start, start), None);
     }
 }
 
@@ -1184,18 +1262,23 @@ mod tests {
     #[test]
     fn a_valid_journey_passes_normalised_and_round_trips_as_json() {
         let mut draft = valid();
-        draft
-            .steps
-            .push(step("lead", Action::CreateLead { source: " ".into() }, ""));
-        draft.steps[3].next = "lead".into();
         draft.normalize_and_check("journey").unwrap();
-        assert_eq!(draft.display_name, "Welcome");
         assert_eq!(
             draft.trigger,
             Trigger::LeadCreated {
                 source: "WEB_FORM".into()
             }
         );
+        let trigger = serde_json::to_string(&draft.trigger).unwrap();
+        assert_eq!(trigger, r#"{"kind":"lead_created","source":"WEB_FORM"}"#);
+        // A lead step needs a trigger other than new leads (see below).
+        draft.trigger = Trigger::DealWon;
+        draft
+            .steps
+            .push(step("lead", Action::CreateLead { source: " ".into() }, ""));
+        draft.steps[3].next = "lead".into();
+        draft.normalize_and_check("journey").unwrap();
+        assert_eq!(draft.display_name, "Welcome");
         let Action::SendEmail { from_address, .. } = &draft.steps[0].action else {
             panic!("not a send");
         };
@@ -1211,8 +1294,17 @@ mod tests {
         assert_eq!(json[2]["action"]["condition"]["kind"], "clicked");
         let back: Vec<Step> = serde_json::from_value(json).unwrap();
         assert_eq!(back, draft.steps);
-        let trigger = serde_json::to_string(&draft.trigger).unwrap();
-        assert_eq!(trigger, r#"{"kind":"lead_created","source":"WEB_FORM"}"#);
+    }
+
+    #[test]
+    fn a_journey_new_leads_trigger_creates_no_leads() {
+        let mut draft = valid();
+        draft.steps[4].action = Action::CreateLead {
+            source: String::new(),
+        };
+        assert_eq!(fields(draft.clone()), ["journey.steps[4].create_lead"]);
+        draft.trigger = Trigger::TicketSolved;
+        assert!(draft.normalize_and_check("journey").is_ok());
     }
 
     #[test]
@@ -1422,6 +1514,7 @@ mod tests {
     #[test]
     fn tasks_and_leads_are_checked() {
         let mut draft = valid();
+        draft.trigger = Trigger::DealWon;
         draft.steps[3].action = Action::CreateTask {
             title: " ".into(),
             due_in_seconds: -1,
@@ -1452,7 +1545,7 @@ mod tests {
         draft.trigger = Trigger::LeadCreated {
             source: "fax".into(),
         };
-        assert_eq!(fields(draft), ["journey.trigger.source"]);
+        assert_eq!(fields(draft), ["journey.trigger.lead_source"]);
 
         let mut draft = valid();
         draft.steps.clear();

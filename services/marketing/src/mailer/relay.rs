@@ -25,10 +25,14 @@ use tokio::{net::TcpStream, time::timeout};
 
 /// The longest connecting (TCP, greeting, TLS, login) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// The longest one message may take once connected; well inside the
-/// sender's grace (a message mid-send longer than that is taken for a
-/// stopped sender's).
+/// The longest one message may take once connected.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest a NOOP to an idle connection may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest one message may take in all (finding or making a connection
+/// and sending): well inside the sender's grace, 120 s by default (a message
+/// mid-send longer than that is taken for a stopped sender's).
+const TOTAL_TIMEOUT: Duration = Duration::from_secs(90);
 /// A connection idle this long is asked (NOOP) whether it still works.
 const CHECK_IDLE_AFTER: Duration = Duration::from_secs(2);
 /// A connection idle this long is closed rather than reused.
@@ -157,6 +161,16 @@ impl Relay {
         envelope: &Envelope,
         message: &[u8],
     ) -> Result<Response, RelayError> {
+        timeout(TOTAL_TIMEOUT, self.send_untimed(envelope, message))
+            .await
+            .map_err(|_| RelayError::Timeout(TOTAL_TIMEOUT))?
+    }
+
+    async fn send_untimed(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<Response, RelayError> {
         let (mut connection, sent) = match self.reuse().await {
             Some(idle) => (idle.connection, idle.sent),
             None => (self.connect().await?, 0),
@@ -180,7 +194,7 @@ impl Relay {
             // A relay may have closed it; finding out now costs one round
             // trip, finding out mid-message would cost a retry.
             if idle_for < CHECK_IDLE_AFTER
-                || timeout(CONNECT_TIMEOUT, idle.connection.test_connected())
+                || timeout(CHECK_TIMEOUT, idle.connection.test_connected())
                     .await
                     .unwrap_or(false)
             {

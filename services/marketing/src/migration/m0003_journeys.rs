@@ -97,6 +97,21 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Runners and feeds look for active journeys, of a tenant or all.
+        for (name, columns) in [
+            (
+                "journeys_tenant_state",
+                vec![Journeys::Tenant, Journeys::State],
+            ),
+            ("journeys_state", vec![Journeys::State]),
+        ] {
+            let mut index = Index::create();
+            index.name(name).table(Journeys::Table).if_not_exists();
+            for column in columns {
+                index.col(column);
+            }
+            manager.create_index(index.to_owned()).await?;
+        }
         manager
             .create_table(
                 Table::create()
@@ -148,6 +163,30 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // A contact is in a journey at most once at a time, whatever races
+        // (two replicas' API calls, a feed and a segment look): the
+        // database says so, not a read before the insert.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE UNIQUE INDEX IF NOT EXISTS journey_enrollments_one_active \
+                 ON journey_enrollments (tenant, journey_id, contact) \
+                 WHERE state = 'ACTIVE' AND contact <> ''",
+            )
+            .await?;
+        // A journey's enrolments, newest first.
+        manager
+            .create_index(
+                Index::create()
+                    .name("journey_enrollments_journey")
+                    .table(JourneyEnrollments::Table)
+                    .col(JourneyEnrollments::Tenant)
+                    .col(JourneyEnrollments::JourneyId)
+                    .col(JourneyEnrollments::CreateTime)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
         // Re-entry rules, merges and erasures find a person's enrolments.
         manager
             .create_index(
@@ -193,6 +232,18 @@ impl MigrationTrait for Migration {
                             .col(JourneySegmentMembers::JourneyId)
                             .col(JourneySegmentMembers::Contact),
                     )
+                    .to_owned(),
+            )
+            .await?;
+        // Merges and erasures find a person's memberships.
+        manager
+            .create_index(
+                Index::create()
+                    .name("journey_segment_members_contact")
+                    .table(JourneySegmentMembers::Table)
+                    .col(JourneySegmentMembers::Tenant)
+                    .col(JourneySegmentMembers::Contact)
+                    .if_not_exists()
                     .to_owned(),
             )
             .await?;

@@ -44,8 +44,24 @@ impl Store {
                 .filter(campaign_lead::Column::Lead.eq(lead))
                 .exec(&**txn)
                 .await?;
+            // Its won deals no longer count for any campaign.
+            campaign_win::Entity::delete_many()
+                .filter(campaign_win::Column::Tenant.eq(tenant.as_str()))
+                .filter(campaign_win::Column::Lead.eq(lead))
+                .exec(&**txn)
+                .await?;
             return Ok(());
         };
+        // Deals already won follow the lead to its campaign.
+        campaign_win::Entity::update_many()
+            .col_expr(
+                campaign_win::Column::CampaignId,
+                sea_orm::sea_query::Expr::value(campaign.to_string()),
+            )
+            .filter(campaign_win::Column::Tenant.eq(tenant.as_str()))
+            .filter(campaign_win::Column::Lead.eq(lead))
+            .exec(&**txn)
+            .await?;
         let row = campaign_lead::Model {
             tenant: tenant.as_str().to_owned(),
             lead: lead.to_owned(),

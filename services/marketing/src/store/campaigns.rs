@@ -304,6 +304,35 @@ impl Store {
         Ok(None)
     }
 
+    /// A campaign not yet finished, or a journey not archived, that sends
+    /// `template`, if any: such a template may not be deleted.
+    pub async fn template_user(
+        &self,
+        tenant: &Tenant,
+        template: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let unfinished = [
+            State::Draft,
+            State::Scheduled,
+            State::Sending,
+            State::Paused,
+        ]
+        .map(|s| stored(STATES, s));
+        let rows = campaign::Entity::find_in(tenant)
+            .filter(campaign::Column::State.is_in(unfinished))
+            .filter(campaign::Column::DeleteTime.is_null())
+            .all(&self.base.db.conn)
+            .await?;
+        for row in rows {
+            let c = Campaign::try_from(row)?;
+            let b = c.draft.ab_test.as_ref().map(|t| t.template.as_str());
+            if c.draft.template == template || b == Some(template) {
+                return Ok(Some(c.name()));
+            }
+        }
+        self.journey_sending(tenant, template).await
+    }
+
     /// Up to `limit` ledger rows of a campaign after the first `offset`, in
     /// the order they were queued.
     pub async fn list_recipients(

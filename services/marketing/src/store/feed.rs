@@ -91,11 +91,18 @@ impl Store {
             .filter(list_member::Column::Contact.is_in(contacts.to_vec()))
             .exec(&**txn)
             .await?;
+        let (enrollments, journey_emails) =
+            self.erase_journey_contacts(txn, tenant, contacts).await?;
+        erased.extend(enrollments);
         let rows = campaign_recipient::Entity::find_in(tenant)
             .filter(campaign_recipient::Column::Contact.is_in(contacts.to_vec()))
             .all(&**txn)
             .await?;
-        erased.extend(rows.iter().map(|r| {
+        // A journey's emails are named by their enrolment, erased above.
+        let rows = rows
+            .into_iter()
+            .filter(|r| !journey_emails.contains(&r.campaign_id));
+        erased.extend(rows.map(|r| {
             format!(
                 "campaigns/{}/recipients/{}",
                 r.campaign_id,
@@ -118,7 +125,6 @@ impl Store {
             .filter(engagement::Column::Contact.is_in(contacts.to_vec()))
             .exec(&**txn)
             .await?;
-        erased.extend(self.erase_journey_contacts(txn, tenant, contacts).await?);
         Ok(erased)
     }
 

@@ -19,8 +19,7 @@ use crm_shared::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect,
-    sea_query::{Expr, ExprTrait, Query},
+    QueryOrder, QuerySelect, SqlErr, TransactionTrait, sea_query::Query,
 };
 use uuid::Uuid;
 
@@ -39,6 +38,9 @@ use crate::domain::{
     },
     tracking::{ENGAGEMENTS, Engagement},
 };
+
+/// Segment members noted (and enrolled) per transaction.
+const SEGMENT_BATCH: usize = 500;
 
 /// Who the journey runner's changes are recorded as.
 pub const RUNNER: &str = "marketing/journeys";
@@ -297,12 +299,23 @@ impl Store {
                 journey_row(tenant, &j),
             )
             .await?;
-        if j.state == State::Archived {
-            exit_all(&txn, tenant, id, "the journey was archived").await?;
-        }
+        let exited = if j.state == State::Archived {
+            exit_all(&txn, tenant, id, "the journey was archived").await?
+        } else {
+            Vec::new()
+        };
         let counts = journey_counts_in(&*txn, tenant, id).await?;
-        let e = self.event(event, j.name(), self.payloads.journey(&j, counts), actor);
-        self.base.commit(txn, tenant, vec![e]).await?;
+        let mut events =
+            vec![self.event(event, j.name(), self.payloads.journey(&j, counts), actor)];
+        events.extend(exited.iter().map(|e| {
+            self.event(
+                "JourneyEnrollmentEnded",
+                e.name(),
+                self.payloads.enrollment(e, &[]),
+                actor,
+            )
+        }));
+        self.base.commit(txn, tenant, events).await?;
         Ok(j)
     }
 
@@ -320,6 +333,29 @@ impl Store {
             .into_iter()
             .map(Journey::try_from)
             .collect()
+    }
+
+    /// A journey not archived (nor deleted) with a step sending `template`.
+    pub(super) async fn journey_sending(
+        &self,
+        tenant: &Tenant,
+        template: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let rows = journey::Entity::find_in(tenant)
+            .filter(journey::Column::State.ne(stored(STATES, State::Archived)))
+            .filter(journey::Column::DeleteTime.is_null())
+            .all(&self.base.db.conn)
+            .await?;
+        for row in rows {
+            let j = Journey::try_from(row)?;
+            let sends = j.draft.steps.iter().any(|s| {
+                matches!(&s.action, crate::domain::journey::Action::SendEmail { template: t, .. } if t == template)
+            });
+            if sends {
+                return Ok(Some(j.name()));
+            }
+        }
+        Ok(None)
     }
 
     /// Every active journey of every tenant, for the runner's segment looks.
@@ -368,11 +404,22 @@ impl Store {
         let mut e = journey.enroll(contact, Utc::now())?;
         email.clone_into(&mut e.email);
         source.clone_into(&mut e.source);
-        journey_enrollment::Entity::insert(
+        // In a savepoint: a concurrent enrolment of the same contact (the
+        // one-active index) refuses this one without spoiling `txn`.
+        let savepoint = txn.begin().await?;
+        let inserted = journey_enrollment::Entity::insert(
             enrollment_row(tenant, &e, entry_key).into_active_model(),
         )
-        .exec(&**txn)
-        .await?;
+        .exec(&savepoint)
+        .await;
+        match inserted {
+            Ok(_) => savepoint.commit().await?,
+            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                savepoint.rollback().await?;
+                return Ok((Enrolled::Refused, Vec::new()));
+            }
+            Err(error) => return Err(error.into()),
+        }
         let event = self.event(
             "JourneyEnrolled",
             e.name(),
@@ -493,7 +540,7 @@ impl Store {
             .and_where(journey::Column::State.eq(stored(STATES, State::Active)))
             .and_where(journey::Column::DeleteTime.is_null())
             .to_owned();
-        journey_enrollment::Entity::find()
+        Ok(journey_enrollment::Entity::find()
             .filter(
                 journey_enrollment::Column::State
                     .eq(stored(ENROLLMENT_STATES, EnrollmentState::Active)),
@@ -505,8 +552,15 @@ impl Store {
             .all(&self.base.db.conn)
             .await?
             .into_iter()
-            .map(|row| Ok((Tenant::new(row.tenant.clone()), row.try_into()?)))
-            .collect()
+            // A row that does not read holds nobody else back.
+            .filter_map(|row| {
+                let (tenant, id) = (Tenant::new(row.tenant.clone()), row.id.clone());
+                Enrollment::try_from(row)
+                    .inspect_err(|error| tracing::error!(enrollment = %id, %error, "skipping an enrolment that does not read"))
+                    .ok()
+                    .map(|e| (tenant, e))
+            })
+            .collect())
     }
 
     /// Saves an enrolment changed by the runner from `before`, with the run
@@ -523,18 +577,7 @@ impl Store {
     ) -> Result<bool, ApiError> {
         let txn = self.base.db.begin_write().await?;
         let saved = journey_enrollment::Entity::update_many()
-            .set(journey_enrollment::ActiveModel {
-                contact: sea_orm::Set(after.contact.clone()),
-                email: sea_orm::Set(after.email.clone()),
-                state: sea_orm::Set(stored(ENROLLMENT_STATES, after.state).to_owned()),
-                step: sea_orm::Set(after.step.clone()),
-                step_start_time: sea_orm::Set(after.step_start_time),
-                next_run_time: sea_orm::Set(after.next_run_time),
-                reason: sea_orm::Set(after.reason.clone()),
-                update_time: sea_orm::Set(Utc::now()),
-                version: sea_orm::Set(before.version + 1),
-                ..Default::default()
-            })
+            .set(changed_enrollment(after, before.version + 1))
             .filter(journey_enrollment::Column::Tenant.eq(tenant.as_str()))
             .filter(journey_enrollment::Column::Id.eq(before.id.to_string()))
             .filter(journey_enrollment::Column::Version.eq(before.version))
@@ -594,14 +637,38 @@ impl Store {
     }
 
     /// A look at a journey's trigger segment: `entered` are enrolled (as
-    /// the re-entry rule allows) and noted as members, `left` forgotten, in
-    /// one transaction; how many were enrolled.
+    /// the re-entry rule allows) and noted as members, `left` forgotten, a
+    /// batch to a transaction (a member is noted with its enrolment, so a
+    /// stop between batches loses nobody); how many were enrolled.
     pub async fn apply_segment_look(
         &self,
         tenant: &Tenant,
         journey: &Journey,
         entered: &[String],
         left: &[String],
+    ) -> Result<usize, ApiError> {
+        let mut enrolled = 0;
+        for batch in entered.chunks(SEGMENT_BATCH) {
+            enrolled += self.enroll_entered(tenant, journey, batch).await?;
+        }
+        for batch in left.chunks(SEGMENT_BATCH) {
+            let txn = self.base.db.begin_write().await?;
+            journey_segment_member::Entity::delete_many()
+                .filter(journey_segment_member::Column::Tenant.eq(tenant.as_str()))
+                .filter(journey_segment_member::Column::JourneyId.eq(journey.id.to_string()))
+                .filter(journey_segment_member::Column::Contact.is_in(batch.to_vec()))
+                .exec(&*txn)
+                .await?;
+            txn.commit().await?;
+        }
+        Ok(enrolled)
+    }
+
+    async fn enroll_entered(
+        &self,
+        tenant: &Tenant,
+        journey: &Journey,
+        entered: &[String],
     ) -> Result<usize, ApiError> {
         let txn = self.base.db.begin_write().await?;
         let mut events = Vec::new();
@@ -629,14 +696,6 @@ impl Store {
             enrolled += usize::from(matches!(outcome, Enrolled::New(_)));
             events.append(&mut new);
         }
-        if !left.is_empty() {
-            journey_segment_member::Entity::delete_many()
-                .filter(journey_segment_member::Column::Tenant.eq(tenant.as_str()))
-                .filter(journey_segment_member::Column::JourneyId.eq(journey.id.to_string()))
-                .filter(journey_segment_member::Column::Contact.is_in(left.to_vec()))
-                .exec(&*txn)
-                .await?;
-        }
         self.base.commit(txn, tenant, events).await?;
         Ok(enrolled)
     }
@@ -662,6 +721,7 @@ impl Store {
         e: &Enrollment,
         step: &str,
     ) -> Result<(), ApiError> {
+        let txn = self.base.db.begin_write().await?;
         journey_message::Entity::insert(
             journey_message::Model {
                 tenant: tenant.as_str().to_owned(),
@@ -676,8 +736,9 @@ impl Store {
             journey_message::Column::Tenant,
             journey_message::Column::MessageKey,
         ])
-        .exec(&self.base.db.conn)
+        .exec(&*txn)
         .await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -724,7 +785,9 @@ impl Store {
     }
 
     /// Moves a merged contact's enrolments and segment memberships to the
-    /// survivor (in the feed's transaction).
+    /// survivor (in the feed's transaction). An active enrolment in a
+    /// journey the survivor is active in already exits instead: one person,
+    /// one way through a journey.
     pub(super) async fn merge_journey_contacts(
         &self,
         txn: &WriteTxn,
@@ -732,12 +795,36 @@ impl Store {
         survivor: &str,
         merged: &[String],
     ) -> Result<(), ApiError> {
-        journey_enrollment::Entity::update_many()
-            .col_expr(journey_enrollment::Column::Contact, Expr::value(survivor))
-            .filter(journey_enrollment::Column::Tenant.eq(tenant.as_str()))
+        let moving: Vec<Enrollment> = journey_enrollment::Entity::find_in(tenant)
             .filter(journey_enrollment::Column::Contact.is_in(merged.to_vec()))
-            .exec(&**txn)
-            .await?;
+            .order_by_asc(journey_enrollment::Column::CreateTime)
+            .all(&**txn)
+            .await?
+            .into_iter()
+            .map(Enrollment::try_from)
+            .collect::<Result<_, _>>()?;
+        let active = stored(ENROLLMENT_STATES, EnrollmentState::Active);
+        for e in moving {
+            let survivor_active = journey_enrollment::Entity::find_in(tenant)
+                .filter(journey_enrollment::Column::JourneyId.eq(e.journey.to_string()))
+                .filter(journey_enrollment::Column::Contact.eq(survivor))
+                .filter(journey_enrollment::Column::State.eq(active))
+                .one(&**txn)
+                .await?
+                .is_some();
+            let mut after = e.clone();
+            after.contact = survivor.to_owned();
+            if survivor_active && e.state == EnrollmentState::Active {
+                after.exit(&format!("merged into {survivor}"), Utc::now())?;
+            }
+            // The version moves, so a runner holding the old one saves nothing.
+            journey_enrollment::Entity::update_many()
+                .set(changed_enrollment(&after, e.version + 1))
+                .filter(journey_enrollment::Column::Tenant.eq(tenant.as_str()))
+                .filter(journey_enrollment::Column::Id.eq(e.id.to_string()))
+                .exec(&**txn)
+                .await?;
+        }
         journey_segment_member::Entity::delete_many()
             .filter(journey_segment_member::Column::Tenant.eq(tenant.as_str()))
             .filter(journey_segment_member::Column::Contact.is_in(merged.to_vec()))
@@ -746,14 +833,15 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets an erased person's enrolments, their steps and segment
-    /// memberships (in the feed's transaction); the enrolments' names.
+    /// Forgets an erased person's enrolments, their steps, their emails'
+    /// journey notes and segment memberships (in the feed's transaction);
+    /// the enrolments' names, and the ledger ids of their emails.
     pub(super) async fn erase_journey_contacts(
         &self,
         txn: &WriteTxn,
         tenant: &Tenant,
         contacts: &[String],
-    ) -> Result<Vec<String>, ApiError> {
+    ) -> Result<(Vec<String>, HashSet<String>), ApiError> {
         let theirs: Vec<Enrollment> = journey_enrollment::Entity::find_in(tenant)
             .filter(journey_enrollment::Column::Contact.is_in(contacts.to_vec()))
             .all(&**txn)
@@ -762,6 +850,20 @@ impl Store {
             .map(Enrollment::try_from)
             .collect::<Result<_, _>>()?;
         let ids: Vec<String> = theirs.iter().map(|e| e.id.to_string()).collect();
+        let message_keys: HashSet<String> = journey_message::Entity::find_in(tenant)
+            .select_only()
+            .column(journey_message::Column::MessageKey)
+            .filter(journey_message::Column::EnrollmentId.is_in(ids.clone()))
+            .into_tuple::<String>()
+            .all(&**txn)
+            .await?
+            .into_iter()
+            .collect();
+        journey_message::Entity::delete_many()
+            .filter(journey_message::Column::Tenant.eq(tenant.as_str()))
+            .filter(journey_message::Column::EnrollmentId.is_in(ids.clone()))
+            .exec(&**txn)
+            .await?;
         journey_step_run::Entity::delete_many()
             .filter(journey_step_run::Column::Tenant.eq(tenant.as_str()))
             .filter(journey_step_run::Column::EnrollmentId.is_in(ids.clone()))
@@ -777,45 +879,57 @@ impl Store {
             .filter(journey_segment_member::Column::Contact.is_in(contacts.to_vec()))
             .exec(&**txn)
             .await?;
-        Ok(theirs.iter().map(Enrollment::name).collect())
+        Ok((theirs.iter().map(Enrollment::name).collect(), message_keys))
     }
 }
 
-/// Exits every active enrolment of a journey.
+/// The columns an enrolment's change writes, at `version`.
+fn changed_enrollment(e: &Enrollment, version: i64) -> journey_enrollment::ActiveModel {
+    journey_enrollment::ActiveModel {
+        contact: sea_orm::Set(e.contact.clone()),
+        email: sea_orm::Set(e.email.clone()),
+        state: sea_orm::Set(stored(ENROLLMENT_STATES, e.state).to_owned()),
+        step: sea_orm::Set(e.step.clone()),
+        step_start_time: sea_orm::Set(e.step_start_time),
+        next_run_time: sea_orm::Set(e.next_run_time),
+        reason: sea_orm::Set(e.reason.clone()),
+        update_time: sea_orm::Set(Utc::now()),
+        version: sea_orm::Set(version),
+        ..Default::default()
+    }
+}
+
+/// Exits every active enrolment of a journey; the enrolments as exited.
 async fn exit_all(
     txn: &WriteTxn,
     tenant: &Tenant,
     journey: Uuid,
     reason: &str,
-) -> Result<(), ApiError> {
-    journey_enrollment::Entity::update_many()
-        .col_expr(
-            journey_enrollment::Column::State,
-            Expr::value(stored(ENROLLMENT_STATES, EnrollmentState::Exited)),
-        )
-        .col_expr(journey_enrollment::Column::Reason, Expr::value(reason))
-        .col_expr(journey_enrollment::Column::Step, Expr::value(""))
-        .col_expr(
-            journey_enrollment::Column::NextRunTime,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(
-            journey_enrollment::Column::UpdateTime,
-            Expr::value(Utc::now()),
-        )
-        .col_expr(
-            journey_enrollment::Column::Version,
-            Expr::col(journey_enrollment::Column::Version).add(1),
-        )
-        .filter(journey_enrollment::Column::Tenant.eq(tenant.as_str()))
+) -> Result<Vec<Enrollment>, ApiError> {
+    let active: Vec<Enrollment> = journey_enrollment::Entity::find_in(tenant)
         .filter(journey_enrollment::Column::JourneyId.eq(journey.to_string()))
         .filter(
             journey_enrollment::Column::State
                 .eq(stored(ENROLLMENT_STATES, EnrollmentState::Active)),
         )
-        .exec(&**txn)
-        .await?;
-    Ok(())
+        .all(&**txn)
+        .await?
+        .into_iter()
+        .map(Enrollment::try_from)
+        .collect::<Result<_, _>>()?;
+    let mut exited = Vec::with_capacity(active.len());
+    for e in active {
+        let mut after = e.clone();
+        after.exit(reason, Utc::now())?;
+        journey_enrollment::Entity::update_many()
+            .set(changed_enrollment(&after, e.version + 1))
+            .filter(journey_enrollment::Column::Tenant.eq(tenant.as_str()))
+            .filter(journey_enrollment::Column::Id.eq(e.id.to_string()))
+            .exec(&**txn)
+            .await?;
+        exited.push(after);
+    }
+    Ok(exited)
 }
 
 /// How many of a journey's enrolments are where, read through `conn`.

@@ -415,7 +415,9 @@ impl Store {
             .await?
             .try_into()?;
         let counts = counts_in(&*txn, tenant, &c).await?;
-        if counts.queued > 0 || c.state != State::Sending {
+        // A test is decided (and says so) even when nobody waits for it.
+        let undecided = c.draft.ab_test.is_some() && c.ab.winner.is_none();
+        if counts.queued > 0 || c.state != State::Sending || undecided {
             return Ok(false);
         }
         let before = c.version;
@@ -523,16 +525,16 @@ impl Store {
             .map(|row| row.reason))
     }
 
-    /// A ledger row's state and when it may be tried again, if it exists.
-    pub async fn ledger_row(
+    /// The state of a one-recipient message (a journey step's) and when it
+    /// may be tried again, if it was queued: by its id alone, so a contact
+    /// merged meanwhile does not make it a second message.
+    pub async fn message_row(
         &self,
         tenant: &Tenant,
         id: Uuid,
-        contact: &str,
     ) -> Result<Option<LedgerRow>, ApiError> {
         let row = campaign_recipient::Entity::find_in(tenant)
             .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
-            .filter(campaign_recipient::Column::Contact.eq(contact))
             .one(&self.base.db.conn)
             .await?;
         Ok(row.and_then(|row| {

@@ -309,3 +309,118 @@ async fn journey_on(backend: Backend) {
             .all(|s| s.journey == journey.name && s.campaign.is_empty())
     );
 }
+
+db_test!(one_person_is_in_a_journey_once, once_on);
+async fn once_on(backend: Backend) {
+    let Some(suite) = Suite::start(backend).await else {
+        return;
+    };
+    let ada = suite.contact("Ada", "ada@example.com", &["slow"], false).await;
+    let twin = suite.contact("Ada", "ada.l@example.com", &["slow"], false).await;
+    let cy = suite.contact("Cy", "cy@example.com", &[], false).await;
+    let mut m = suite.marketing(TENANT, MARKETER);
+    let audience = segment(&mut m, r#"tags:"slow""#).await;
+    let template = offer_template(&mut m).await;
+    // A long wait first: everyone stays in flight while the test looks.
+    let mut slow = nurture(&template, &audience);
+    slow.steps.insert(
+        0,
+        step(
+            "settle",
+            "welcome",
+            Action::Wait(WaitAction {
+                duration: Some(prost_types::Duration {
+                    seconds: 3600,
+                    nanos: 0,
+                }),
+                until: None,
+            }),
+        ),
+    );
+    let journey = m
+        .create_journey(CreateJourneyRequest {
+            journey: Some(slow),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateJourney")
+        .into_inner();
+    m.activate_journey(ActivateJourneyRequest {
+        name: journey.name.clone(),
+    })
+    .await
+    .expect("ActivateJourney");
+    let list = async |m: &mut Marketing| {
+        m.list_enrollments(ListEnrollmentsRequest {
+            parent: journey.name.clone(),
+            page_size: 50,
+            page_token: String::new(),
+        })
+        .await
+        .expect("ListEnrollments")
+        .into_inner()
+        .enrollments
+    };
+    eventually_within(30, "both are enrolled from the segment", async || {
+        list(&mut m).await.len() == 2
+    })
+    .await;
+
+    // Many enrolments of one contact at once: one gets in.
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let mut m = suite.marketing(TENANT, MARKETER);
+        let (journey, cy) = (journey.name.clone(), cy.clone());
+        attempts.spawn(async move {
+            m.enroll_contact(EnrollContactRequest {
+                journey,
+                contact: cy,
+                request_id: String::new(),
+            })
+            .await
+        });
+    }
+    let outcomes = attempts.join_all().await;
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+    for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    }
+    // A contact name spelt otherwise is the same contact.
+    let upper = cy.to_uppercase().replace("CONTACTS/", "contacts/");
+    let again = m
+        .enroll_contact(EnrollContactRequest {
+            journey: journey.name.clone(),
+            contact: upper,
+            request_id: String::new(),
+        })
+        .await
+        .expect_err("Cy is in the journey");
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition);
+
+    // The twin merged into Ada: one of their two enrolments goes on.
+    suite
+        .contacts(TENANT, ADMIN)
+        .merge_contacts(crm_proto::contacts::MergeContactsRequest {
+            survivor: ada.clone(),
+            merged: vec![twin.clone()],
+            etag: String::new(),
+        })
+        .await
+        .expect("MergeContacts");
+    eventually_within(30, "the merge reaches the journey", async || {
+        let theirs: Vec<_> = list(&mut m)
+            .await
+            .into_iter()
+            .filter(|e| e.contact == ada)
+            .collect();
+        theirs.len() == 2
+            && theirs
+                .iter()
+                .filter(|e| e.state() == EnrollmentState::Active)
+                .count()
+                == 1
+            && theirs.iter().any(|e| e.reason.starts_with("merged into"))
+    })
+    .await;
+    assert!(list(&mut m).await.iter().all(|e| e.contact != twin));
+}
