@@ -315,8 +315,12 @@ async fn once_on(backend: Backend) {
     let Some(suite) = Suite::start(backend).await else {
         return;
     };
-    let ada = suite.contact("Ada", "ada@example.com", &["slow"], false).await;
-    let twin = suite.contact("Ada", "ada.l@example.com", &["slow"], false).await;
+    let ada = suite
+        .contact("Ada", "ada@example.com", &["slow"], false)
+        .await;
+    let twin = suite
+        .contact("Ada", "ada.l@example.com", &["slow"], false)
+        .await;
     let cy = suite.contact("Cy", "cy@example.com", &[], false).await;
     let mut m = suite.marketing(TENANT, MARKETER);
     let audience = segment(&mut m, r#"tags:"slow""#).await;
@@ -381,7 +385,11 @@ async fn once_on(backend: Backend) {
         });
     }
     let outcomes = attempts.join_all().await;
-    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
     for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     }
