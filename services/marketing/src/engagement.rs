@@ -177,7 +177,8 @@ impl Tracker {
     /// contact's name.
     pub async fn unsubscribe(&self, token: &str) -> Result<String, ApiError> {
         let n = named(&self.links.unsubscribes, token)?;
-        let campaign = format!("campaigns/{}", n.campaign);
+        // The campaign's name, or the journey's for a journey's email.
+        let campaign = self.store.source_name(&n.tenant, n.campaign).await?;
         if let Some(email) = self
             .store
             .address_sent_to(&n.tenant, n.campaign, &n.contact)

@@ -18,25 +18,27 @@ use crm_shared::{
     store::{ListQuery, Page},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect, SqlErr, TransactionTrait, sea_query::Query,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    sea_query::{Expr, Query},
 };
 use uuid::Uuid;
 
 use super::{
     Created, Store,
     entities::{
-        engagement, journey, journey_enrollment, journey_message, journey_segment_member,
-        journey_step_run,
+        campaign_recipient, engagement, journey, journey_enrollment, journey_message,
+        journey_segment_member, journey_step_run,
     },
     id_of,
 };
 use crate::domain::{
+    campaign::{RECIPIENT_STATES, RecipientState},
     journey::{
         ENROLLMENT_STATES, Enrollment, EnrollmentState, Journey, JourneyDraft, REENTRIES, STATES,
         State, may_enroll,
     },
-    tracking::{ENGAGEMENTS, Engagement},
+    tracking::{ENGAGEMENTS, Engagement, EngagementCounts},
 };
 
 /// Segment members noted (and enrolled) per transaction.
@@ -67,6 +69,10 @@ pub struct JourneyCounts {
     pub exited: i64,
     /// Failed.
     pub failed: i64,
+    /// Its emails sent.
+    pub emails_sent: i64,
+    /// Contacts who opened, clicked, unsubscribed; emails bounced.
+    pub engagement: EngagementCounts,
 }
 
 /// What asking to enrol a contact came to.
@@ -762,6 +768,15 @@ impl Store {
         })
     }
 
+    /// `campaigns/{id}`, or `journeys/{id}` when the ledger's `id` is a
+    /// journey's email.
+    pub async fn source_name(&self, tenant: &Tenant, id: Uuid) -> Result<String, ApiError> {
+        Ok(self
+            .message_source(&self.base.db.conn, tenant, id)
+            .await?
+            .name())
+    }
+
     /// Whether the message `key` was opened (or had a link starting with
     /// `link` clicked).
     pub async fn engaged(
@@ -955,6 +970,35 @@ async fn journey_counts_in(
             Some(EnrollmentState::Exited) => counts.exited = n,
             Some(EnrollmentState::Failed) => counts.failed = n,
             None => {}
+        }
+    }
+    // Its emails are the ledger rows under its steps' keys.
+    let messages = Query::select()
+        .column(journey_message::Column::MessageKey)
+        .from(journey_message::Entity)
+        .and_where(journey_message::Column::Tenant.eq(tenant.as_str()))
+        .and_where(journey_message::Column::JourneyId.eq(id.to_string()))
+        .to_owned();
+    counts.emails_sent = campaign_recipient::Entity::find_in(tenant)
+        .filter(campaign_recipient::Column::CampaignId.in_subquery(messages.clone()))
+        .filter(
+            campaign_recipient::Column::State.eq(stored(RECIPIENT_STATES, RecipientState::Sent)),
+        )
+        .count(conn)
+        .await? as i64;
+    let engaged: Vec<(String, i64, i64)> = engagement::Entity::find_in(tenant)
+        .select_only()
+        .column(engagement::Column::Kind)
+        .column_as(engagement::Column::Id.count(), "total")
+        .column_as(Expr::cust("COUNT(DISTINCT contact)"), "recipients")
+        .filter(engagement::Column::CampaignId.in_subquery(messages))
+        .group_by(engagement::Column::Kind)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    for (kind, total, unique) in engaged {
+        if let Some(kind) = parse_stored(ENGAGEMENTS, &kind) {
+            counts.engagement.add(kind, total, unique);
         }
     }
     Ok(counts)

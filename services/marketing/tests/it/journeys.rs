@@ -291,6 +291,7 @@ async fn journey_on(backend: Backend) {
         .counts
         .expect("counts");
     assert_eq!((counts.completed, counts.active), (2, 0));
+    assert_eq!((counts.emails_sent, counts.unique_clicks), (2, 1));
 
     // The events tell reporting and the timeline: two enrolments, and the
     // emails named by their journey.
@@ -307,6 +308,54 @@ async fn journey_on(backend: Backend) {
     assert!(
         sent.iter()
             .all(|s| s.journey == journey.name && s.campaign.is_empty())
+    );
+
+    // Bea is erased: her enrolment and its steps go, and the confirmation
+    // names the enrolment (her email is named by it, not as a campaign's).
+    let bea_enrollment = enrollments
+        .iter()
+        .find(|e| e.contact == bea)
+        .expect("Bea's enrolment")
+        .name
+        .clone();
+    suite
+        .contacts(TENANT, ADMIN)
+        .erase_contact(crm_proto::contacts::EraseContactRequest { name: bea.clone() })
+        .await
+        .expect("EraseContact");
+    let confirmed = "crm.marketing.v1.ErasureCompleted";
+    eventually("the erasure reaches marketing", async || {
+        suite
+            .marketing_events()
+            .await
+            .iter()
+            .any(|e| e.r#type == confirmed)
+    })
+    .await;
+    let gone = m
+        .get_enrollment(GetEnrollmentRequest {
+            name: bea_enrollment.clone(),
+        })
+        .await
+        .expect_err("Bea's enrolment is erased");
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    let events = suite.marketing_events().await;
+    let confirmation: crm_proto::events::ErasureCompleted = payload(
+        events
+            .iter()
+            .find(|e| e.r#type == confirmed)
+            .expect("ErasureCompleted"),
+    );
+    assert!(
+        confirmation.erased_resources.contains(&bea_enrollment),
+        "{confirmation:?}"
+    );
+    assert!(
+        !confirmation
+            .erased_resources
+            .iter()
+            .any(|r| r.starts_with("campaigns/")),
+        "{confirmation:?}"
     );
 }
 
