@@ -1025,9 +1025,11 @@ async fn request_ids_expire_after_their_window_on(backend: Backend) {
         .expect("a row")
         .try_get_by_index::<i64>(0)
         .expect("a count");
-    assert_eq!(
-        kept, 1,
-        "the expired key was replaced, not kept beside the new one"
+    // The background prune may already have taken the new key too (a
+    // window of 0 expires it at once): never two.
+    assert!(
+        kept <= 1,
+        "the expired key was replaced, not kept beside the new one ({kept})"
     );
 }
 db_test!(
