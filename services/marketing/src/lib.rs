@@ -95,6 +95,7 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
     let mail_dir = PathBuf::from(option("mail_dir", "data/mail"));
     let tracking_addr: std::net::SocketAddr = settings.option(
         "tracking_addr",
+        // A constant that is a socket address: cannot fail.
         DEFAULT_TRACKING_ADDR.parse().expect("a socket address"),
     )?;
     let tracking_base_url = option("tracking_base_url", &format!("http://{tracking_addr}"));

@@ -9,14 +9,13 @@ use crm_shared::{
     db::Tenant,
     error::ApiError,
     idempotency::IdempotencyKey,
-    paging::page_size,
     store::{ListPlan, ListRequest},
     validate::update_paths,
 };
 use tonic::{Request, Response, Status};
 
 use super::{
-    MarketingApi,
+    MarketingApi, OffsetPage,
     convert::{campaign_draft, campaign_message, from_timestamp, recipient_message},
 };
 use crate::{
@@ -303,24 +302,17 @@ pub(super) async fn list_campaign_recipients(
     let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let id = parse_name(&r.parent, "campaigns", "parent")?;
-    let size = page_size(r.page_size, 50, 1000, "page_size")?;
-    let query = format!("campaignRecipients:{id}");
-    let offset = if r.page_token.is_empty() {
-        0
-    } else {
-        api.page_tokens
-            .decode(&r.page_token, &query, "page_token")?
-    };
+    let page = OffsetPage::new(
+        &api.page_tokens,
+        format!("campaignRecipients:{id}"),
+        r.page_size,
+        &r.page_token,
+    )?;
     let mut rows = api
         .store
-        .list_recipients(&tenant, id, offset, size + 1)
+        .list_recipients(&tenant, id, page.offset, page.limit())
         .await?;
-    let next_page_token = if rows.len() as u64 > size {
-        rows.truncate(size as usize);
-        api.page_tokens.encode(&query, offset + size)
-    } else {
-        String::new()
-    };
+    let next_page_token = page.finish(&api.page_tokens, &mut rows);
     Ok(Response::new(pb::ListCampaignRecipientsResponse {
         recipients: rows.iter().map(recipient_message).collect(),
         next_page_token,

@@ -7,13 +7,12 @@ use crm_shared::{
     convert::{parse_etag, parse_name, required},
     error::ApiError,
     idempotency::IdempotencyKey,
-    paging::page_size,
     validate::{is_email, update_paths},
 };
 use tonic::{Request, Response, Status};
 
 use super::{
-    MarketingApi, caller,
+    MarketingApi, OffsetPage, caller,
     convert::{list_draft, list_message, segment_draft, segment_message},
     plain_plan,
 };
@@ -321,24 +320,17 @@ pub(super) async fn list_list_members(
     let (_, tenant) = admitted(&request)?;
     let r = request.into_inner();
     let id = parse_name(&r.parent, "mailingLists", "parent")?;
-    let size = page_size(r.page_size, 50, 1000, "page_size")?;
-    let query = format!("listMembers:{id}");
-    let offset = if r.page_token.is_empty() {
-        0
-    } else {
-        api.page_tokens
-            .decode(&r.page_token, &query, "page_token")?
-    };
+    let page = OffsetPage::new(
+        &api.page_tokens,
+        format!("listMembers:{id}"),
+        r.page_size,
+        &r.page_token,
+    )?;
     let mut rows = api
         .store
-        .list_members(&tenant, id, offset, size + 1)
+        .list_members(&tenant, id, page.offset, page.limit())
         .await?;
-    let next_page_token = if rows.len() as u64 > size {
-        rows.truncate(size as usize);
-        api.page_tokens.encode(&query, offset + size)
-    } else {
-        String::new()
-    };
+    let next_page_token = page.finish(&api.page_tokens, &mut rows);
     Ok(Response::new(pb::ListListMembersResponse {
         members: rows
             .into_iter()

@@ -9,14 +9,13 @@ use crm_shared::{
     db::Tenant,
     error::ApiError,
     idempotency::IdempotencyKey,
-    paging::page_size,
     validate::update_paths,
 };
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    MarketingApi, caller,
+    MarketingApi, OffsetPage, caller,
     journey_convert::{enrollment_message, journey_draft, journey_message},
     plain_plan,
 };
@@ -361,24 +360,17 @@ pub(super) async fn list_enrollments(
     let r = request.into_inner();
     let id = parse_name(&r.parent, "journeys", "parent")?;
     api.store.get_journey(&tenant, id).await?;
-    let size = page_size(r.page_size, 50, 1000, "page_size")?;
-    let query = format!("journeyEnrollments:{id}");
-    let offset = if r.page_token.is_empty() {
-        0
-    } else {
-        api.page_tokens
-            .decode(&r.page_token, &query, "page_token")?
-    };
+    let page = OffsetPage::new(
+        &api.page_tokens,
+        format!("journeyEnrollments:{id}"),
+        r.page_size,
+        &r.page_token,
+    )?;
     let mut rows = api
         .store
-        .list_enrollments(&tenant, id, offset, size + 1)
+        .list_enrollments(&tenant, id, page.offset, page.limit())
         .await?;
-    let next_page_token = if rows.len() as u64 > size {
-        rows.truncate(size as usize);
-        api.page_tokens.encode(&query, offset + size)
-    } else {
-        String::new()
-    };
+    let next_page_token = page.finish(&api.page_tokens, &mut rows);
     Ok(Response::new(pb::ListEnrollmentsResponse {
         enrollments: rows.iter().map(|e| enrollment_message(e, &[])).collect(),
         next_page_token,

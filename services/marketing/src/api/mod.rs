@@ -123,6 +123,49 @@ fn caller<T>(request: &Request<T>) -> Result<(Principal, Tenant, Credentials), A
     Ok((principal, tenant, credentials))
 }
 
+/// A page of a sub-collection (a ledger, a list's members, a journey's
+/// enrolments) read by offset; `query` names it in the page token.
+struct OffsetPage {
+    query: String,
+    offset: u64,
+    size: u64,
+}
+
+impl OffsetPage {
+    fn new(
+        tokens: &PageTokens,
+        query: String,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Self, ApiError> {
+        let size = crm_shared::paging::page_size(page_size, 50, 1000, "page_size")?;
+        let offset = if page_token.is_empty() {
+            0
+        } else {
+            tokens.decode(page_token, &query, "page_token")?
+        };
+        Ok(Self {
+            query,
+            offset,
+            size,
+        })
+    }
+
+    /// Rows to fetch: one more than the page shows whether another follows.
+    fn limit(&self) -> u64 {
+        self.size + 1
+    }
+
+    /// `rows` cut to the page; the next page's token, empty on the last.
+    fn finish<T>(&self, tokens: &PageTokens, rows: &mut Vec<T>) -> String {
+        if rows.len() as u64 <= self.size {
+            return String::new();
+        }
+        rows.truncate(self.size as usize);
+        tokens.encode(&self.query, self.offset + self.size)
+    }
+}
+
 /// A list plan with the default order and no filter of the caller's.
 fn plain_plan(
     tokens: &PageTokens,
