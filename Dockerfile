@@ -3,6 +3,7 @@
 #   docker build --build-arg SERVICE=sales    -t ghcr.io/crm-suite/sales:dev .
 #   docker build --build-arg SERVICE=marketing -t ghcr.io/crm-suite/marketing:dev .
 #   docker build --build-arg SERVICE=support  -t ghcr.io/crm-suite/support:dev .
+#   docker build --build-arg SERVICE=reporting -t ghcr.io/crm-suite/reporting:dev .
 #   docker build --build-arg SERVICE=gateway  -t ghcr.io/crm-suite/gateway:dev .
 # The binary is /usr/local/bin/service; `service migrate` runs the migrations
 # and exits, plain `service` migrates if needed and serves.

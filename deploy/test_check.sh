@@ -87,12 +87,12 @@ case_def migrate-not-run "structure" \
 # and no further: no image tag or replica count in the overlays, no
 # NetworkPolicy in production.
 d=$(copy half-added)
-sed -e 's/contacts/reporting/g; s/CONTACTS/REPORTING/g; s/50061/50065/g' \
-    "$DEPLOY/base/contacts.yaml" >"$d/deploy/base/reporting.yaml"
-replace_once "$d/deploy/base/kustomization.yaml" "  # - reporting.yaml   # 50065" "  - reporting.yaml     # 50065"
+sed -e 's/contacts/billing/g; s/CONTACTS/BILLING/g; s/50061/50066/g' \
+    "$DEPLOY/base/contacts.yaml" >"$d/deploy/base/billing.yaml"
+replace_once "$d/deploy/base/kustomization.yaml" "  # - billing.yaml     # 50066" "  - billing.yaml       # 50066"
 case_def half-added "structure checkov" \
-    '^overlays/production: reporting: no NetworkPolicy selects app=reporting$
-^overlays/dev: reporting: no HorizontalPodAutoscaler in this overlay and no replica count
+    '^overlays/production: billing: no NetworkPolicy selects app=billing$
+^overlays/dev: billing: no HorizontalPodAutoscaler in this overlay and no replica count
 CKV_K8S_14: "Image Tag should be fixed - not latest or blank"'
 
 d=$(copy root-image)

@@ -20,7 +20,7 @@ export CRM_PAGING_SECRET="${CRM_PAGING_SECRET:-$CRM_AUTH__HS256_SECRET}"
 
 cargo build --bins
 
-SERVICES=(contacts sales marketing support gateway)
+SERVICES=(contacts sales marketing support reporting gateway)
 pids=()
 stop() {
     trap - INT TERM EXIT
@@ -53,6 +53,8 @@ The suite is starting:
   marketing  127.0.0.1:50063   (data/marketing.db), reached through the gateway
                                $marketing_mail
   support    127.0.0.1:50064   (data/support.db), reached through the gateway
+  reporting  127.0.0.1:50065   (data/reporting.db), reached through the gateway
+                               follows the feeds of contacts, sales, marketing and support
 
 Get a token:   TOKEN=\$(make token TENANT=acme ROLES=admin SUBJECT=ada | tail -1)
 Then:          grpcurl -plaintext -H "authorization: Bearer \$TOKEN" 127.0.0.1:50051 list

@@ -116,6 +116,7 @@ const DEFAULT_UPSTREAMS: &[(&str, u16)] = &[
     ("sales", 50062),
     ("marketing", 50063),
     ("support", 50064),
+    ("reporting", 50065),
 ];
 
 impl Default for Section {
