@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "crm/sales/v1/sales.proto",
     "crm/support/v1/support.proto",
     "crm/marketing/v1/marketing.proto",
+    "crm/reporting/v1/reporting.proto",
     "crm/gateway/v1/gateway.proto",
 ];
 

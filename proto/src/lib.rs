@@ -44,6 +44,11 @@ pub mod crm {
             tonic::include_proto!("crm.marketing.v1");
         }
     }
+    pub mod reporting {
+        pub mod v1 {
+            tonic::include_proto!("crm.reporting.v1");
+        }
+    }
     pub mod gateway {
         pub mod v1 {
             tonic::include_proto!("crm.gateway.v1");
@@ -57,5 +62,6 @@ pub use crm::contacts::v1 as contacts;
 pub use crm::events::v1 as events;
 pub use crm::gateway::v1 as gateway;
 pub use crm::marketing::v1 as marketing;
+pub use crm::reporting::v1 as reporting;
 pub use crm::sales::v1 as sales;
 pub use crm::support::v1 as support;

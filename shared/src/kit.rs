@@ -276,6 +276,12 @@ impl<M: MigratorTrait> ServiceKit<M> {
         Ok(())
     }
 
+    /// Where `source`'s feed is read, as this service: for a service that
+    /// replays a feed itself (see [`crate::consumer::replay`]).
+    pub fn feed(&self, source: &str) -> Result<FeedSource, KitError> {
+        Ok(FeedSource::new(self.peer(source)?, self.service_identity()?))
+    }
+
     /// Runs `job` every `every` on one replica at a time, from when the
     /// schema is migrated until shutdown (see [`crate::schedule`]). Needs the
     /// consumer tables (`CreateConsumerTables`) among the migrations.

@@ -24,6 +24,7 @@
 
 pub mod admin;
 pub mod lease;
+pub mod replay;
 pub mod tables;
 
 use std::{sync::Arc, time::Duration};

@@ -1,0 +1,73 @@
+//! The reporting service: KPIs for a period with their comparisons, a 360°
+//! view of a customer and the state of erasures, answered from a read model
+//! that reporting keeps only from the event feeds of contacts, sales,
+//! marketing and support.
+//!
+//! Reads top-down: [`build`] wires the layers on the shared service kit;
+//! `consumer` turns each feed's events into domain values and applies them;
+//! `domain/` holds the rules (periods and buckets, what each resource
+//! contributes to the daily aggregates, how each KPI is computed); `store/`
+//! the SeaORM queries, always scoped by generation and tenant; `api/` the
+//! protobuf surface; `rebuild` replays the feeds into a fresh generation.
+
+mod api;
+mod consumer;
+pub mod domain;
+mod migration;
+mod rebuild;
+mod store;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use crm_proto::reporting::reporting_service_server::ReportingServiceServer;
+use crm_shared::{
+    config::Settings,
+    kit::{KitError, ServiceInfo, ServiceKit},
+};
+
+pub use api::ROLE_RULES;
+pub use migration::Migrator;
+
+/// The service's name, package and default port.
+pub static SERVICE: ServiceInfo = ServiceInfo {
+    name: "reporting",
+    package: "crm.reporting.v1",
+    default_port: 50065,
+};
+
+/// The services that confirm an erasure unless `reporting.erasure_services` says otherwise.
+const DEFAULT_ERASURE_SERVICES: &str = "sales,marketing,support,reporting";
+
+/// The reporting service, bound and connected, ready to run: its API, a
+/// consumer per source feed, and the rebuild job (every
+/// `reporting.rebuild_check_millis`, 1 s by default, on one replica).
+pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError> {
+    let due_hours: i64 = settings.option("erasure_due_hours", 72)?;
+    let rebuild_every = Duration::from_millis(settings.option("rebuild_check_millis", 1_000)?);
+    let erasure_services = settings
+        .options
+        .get("erasure_services")
+        .map_or(DEFAULT_ERASURE_SERVICES, String::as_str)
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut kit = ServiceKit::build(&SERVICE, settings).await?;
+    let store = store::Store::new(kit.resources());
+    let model = consumer::ReadModel::new(store.clone());
+    let options = api::ApiOptions {
+        erasure_services,
+        erasure_due: chrono::Duration::hours(due_hours.clamp(1, 24 * 365)),
+    };
+    let reporting = api::ReportingApi::new(store.clone(), kit.page_tokens(), options);
+    kit.add_service(ReportingServiceServer::new(reporting), api::ROLE_RULES)
+        .await;
+    let mut feeds = BTreeMap::new();
+    for source in consumer::SOURCES {
+        feeds.insert(*source, kit.feed(source)?);
+        kit.follow(source, consumer::Feed::new(source, model.clone()))?;
+    }
+    let rebuilder = rebuild::Rebuilder::new(store, model, feeds);
+    kit.schedule("rebuild", rebuild_every, Arc::new(rebuilder));
+    Ok(kit)
+}
