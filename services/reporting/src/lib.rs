@@ -17,6 +17,9 @@ mod migration;
 mod rebuild;
 mod store;
 
+#[cfg(test)]
+mod history_tests;
+
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use crm_proto::reporting::reporting_service_server::ReportingServiceServer;

@@ -3,7 +3,7 @@
 //! into protobuf.
 
 mod convert;
-mod kpis;
+pub(crate) mod kpis;
 
 use crm_proto::reporting::{self as pb, reporting_service_server::ReportingService};
 use crm_shared::{
