@@ -367,6 +367,26 @@ async fn merges_and_erasure(backend: Backend) {
     assert_eq!(march(&h, "marketing.open_rate").await, line(Some(2.0 / 3.0), None, None));
 }
 
+async fn csv_and_chart(backend: Backend) {
+    let Some((_db, h)) = history(backend).await else { return };
+    let answer = query(&h, &["sales.won_revenue", "support.csat"], "2026-02-01", "2026-03-31", pb::Granularity::Month, None).await.expect("an answer");
+    let csv = crate::api::reports::csv_of(&answer).expect("csv");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "kpi,currency,group,start_date,end_date,value,previous_value,year_ago_value");
+    // EUR: February 700 (d6), March 4,000; the period's total 4,700 against
+    // none the two months before and 400 a year earlier.
+    assert!(rows.contains(&"sales.won_revenue,EUR,,,,4700,,400"), "{csv}");
+    assert!(rows.contains(&"sales.won_revenue,EUR,,2026-02-01,2026-02-28,700,,"), "{csv}");
+    assert!(rows.contains(&"sales.won_revenue,USD,,2026-03-01,2026-03-31,500,,"), "{csv}");
+    // No rating in February: an empty cell, not a zero.
+    assert!(rows.contains(&"support.csat,,,2026-02-01,2026-02-28,,,"), "{csv}");
+    let svg = crate::api::chart::render(&answer, 800, 300).expect("a chart");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+    assert!(svg.contains("sales.won_revenue") && svg.contains("support.csat"));
+    assert!(svg.contains("2026-03-01") && svg.contains("EUR") && svg.contains("USD"));
+    assert!(svg.matches("<polyline").count() >= 3, "a line per currency and one for csat");
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod sqlite {
@@ -378,4 +398,4 @@ macro_rules! on_both {
     };
 }
 
-on_both!(kpis_match_the_history, series_filters_and_changes, merges_and_erasure);
+on_both!(kpis_match_the_history, series_filters_and_changes, merges_and_erasure, csv_and_chart);

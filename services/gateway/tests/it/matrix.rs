@@ -46,6 +46,10 @@ fn rules() -> Vec<(&'static str, RoleRules)> {
             crm_marketing::ROLE_RULES,
         ),
         (
+            "crm.reporting.v1.ReportingService",
+            crm_reporting::ROLE_RULES,
+        ),
+        (
             "crm.events.v1.EventFeedService",
             crm_shared::outbox::FEED_ROLES,
         ),
@@ -236,11 +240,18 @@ fn readme_table() -> String {
 /// (not holding it) that checks issuer and audience; the databases live as
 /// long as the processes.
 struct Matrix {
-    _databases: (TestDatabase, TestDatabase, TestDatabase, TestDatabase),
+    _databases: (
+        TestDatabase,
+        TestDatabase,
+        TestDatabase,
+        TestDatabase,
+        TestDatabase,
+    ),
     contacts: ServiceProcess,
     sales: ServiceProcess,
     support: ServiceProcess,
     marketing: ServiceProcess,
+    reporting: ServiceProcess,
     gateway: GatewayProcess,
 }
 
@@ -257,12 +268,20 @@ impl Matrix {
             service_secret: Some(SERVICE_SECRET.into()),
             ..gateway_auth.clone()
         };
-        let (Some(contacts_db), Some(sales_db), Some(support_db), Some(marketing_db)) = (
+        let (
+            Some(contacts_db),
+            Some(sales_db),
+            Some(support_db),
+            Some(marketing_db),
+            Some(reporting_db),
+        ) = (
             TestDatabase::create(Backend::Sqlite).await,
             TestDatabase::create(Backend::Sqlite).await,
             TestDatabase::create(Backend::Sqlite).await,
             TestDatabase::create(Backend::Sqlite).await,
-        ) else {
+            TestDatabase::create(Backend::Sqlite).await,
+        )
+        else {
             return None;
         };
         let mut contacts_settings = crm_testkit::settings("contacts", &contacts_db.url);
@@ -303,6 +322,20 @@ impl Matrix {
             .insert("tracking_addr".into(), crm_testkit::free_port().to_string());
         let marketing =
             ServiceProcess::start(service(crm_marketing::build), marketing_settings).await;
+        let mut reporting_settings = crm_testkit::settings("reporting", &reporting_db.url);
+        reporting_settings.auth = auth.clone();
+        for (peer, addr) in [
+            ("contacts", contacts.addr),
+            ("sales", sales.addr),
+            ("support", support.addr),
+            ("marketing", marketing.addr),
+        ] {
+            reporting_settings
+                .peers
+                .insert(peer.into(), format!("http://{addr}"));
+        }
+        let reporting =
+            ServiceProcess::start(service(crm_reporting::build), reporting_settings).await;
 
         let mut section = gateway_settings();
         section.failed_auth_burst = 1_000_000.0;
@@ -328,6 +361,12 @@ impl Matrix {
             "crm.marketing.v1",
             &[marketing.addr],
         );
+        upstream(
+            &mut section,
+            "reporting",
+            "crm.reporting.v1",
+            &[reporting.addr],
+        );
         let gateway = GatewayProcess::start_with_auth(section, gateway_auth).await;
         gateway
             .wait_until_serving("crm.contacts.v1.ContactsService")
@@ -341,13 +380,23 @@ impl Matrix {
         gateway
             .wait_until_serving("crm.marketing.v1.MarketingService")
             .await;
+        gateway
+            .wait_until_serving("crm.reporting.v1.ReportingService")
+            .await;
 
         Some(Self {
-            _databases: (contacts_db, sales_db, support_db, marketing_db),
+            _databases: (
+                contacts_db,
+                sales_db,
+                support_db,
+                marketing_db,
+                reporting_db,
+            ),
             contacts,
             sales,
             support,
             marketing,
+            reporting,
             gateway,
         })
     }
@@ -364,6 +413,7 @@ async fn every_rpc_answers_every_caller_as_the_role_rules_say() {
         sales,
         support,
         marketing,
+        reporting,
         gateway,
         ..
     } = &matrix;
@@ -400,6 +450,7 @@ async fn every_rpc_answers_every_caller_as_the_role_rules_say() {
             "crm.contacts.v1.ContactsService" => Some(contacts.channel()),
             "crm.support.v1.SupportService" => Some(support.channel()),
             "crm.marketing.v1.MarketingService" => Some(marketing.channel()),
+            "crm.reporting.v1.ReportingService" => Some(reporting.channel()),
             "crm.gateway.v1.GatewayAdminService" => None,
             _ => Some(sales.channel()),
         };
@@ -1048,9 +1099,14 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
             continue;
         }
         let noun = match noun_of(&method) {
-            // A forecast and a satisfaction report are computed, not
-            // resources someone owns.
-            Some("Forecast" | "SatisfactionReport") | None => continue,
+            // A forecast, a satisfaction report and reporting's views are
+            // computed, not resources someone owns (reporting's own suite
+            // checks its tenant isolation).
+            Some(
+                "Forecast" | "SatisfactionReport" | "CustomerView" | "ErasureStatus"
+                | "ReadModelStatus",
+            )
+            | None => continue,
             Some(noun) => noun,
         };
         let Some(name) = names.get(noun) else {

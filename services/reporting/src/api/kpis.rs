@@ -9,10 +9,10 @@ use crm_shared::{error::ApiError, validate::Violations};
 
 use crate::{
     domain::{
-        kpi::{self, Dimension, Inputs, Kpi, LineKey, Source, Value},
+        kpi::{self, Dimension, Filter as KpiFilter, Inputs, Kpi, LineKey, Source, Value},
         period::{Granularity, Period, day_key},
     },
-    store::{KpiFilter, Scope, Store},
+    store::{Scope, Store},
 };
 
 /// The most KPIs one query may ask for.
@@ -24,8 +24,8 @@ const CHANNELS: &[&str] = &["email", "web", "phone", "chat", "api"];
 pub struct Query {
     kpis: Vec<&'static Kpi>,
     period: Period,
-    granularity: Granularity,
-    filter: KpiFilter,
+    pub(super) granularity: Granularity,
+    pub(super) filter: KpiFilter,
 }
 
 impl Query {

@@ -2,8 +2,10 @@
 //! domain values, asks the store and the domain, and turns the answer back
 //! into protobuf.
 
+pub(crate) mod chart;
 mod convert;
 pub(crate) mod kpis;
+pub(crate) mod reports;
 
 use crm_proto::reporting::{self as pb, reporting_service_server::ReportingService};
 use crm_shared::{
@@ -31,6 +33,15 @@ pub const ROLE_RULES: RoleRules = &[
     ("ListErasureStatuses", ADMINS),
     ("RebuildReadModel", ADMINS),
     ("GetReadModelStatus", ADMINS),
+    ("CreateReport", ANALYSTS),
+    ("GetReport", ANALYSTS),
+    ("ListReports", ANALYSTS),
+    ("UpdateReport", ANALYSTS),
+    ("DeleteReport", ANALYSTS),
+    ("UndeleteReport", ANALYSTS),
+    ("RunReport", ANALYSTS),
+    ("ExportReport", ANALYSTS),
+    ("RenderReportChart", ANALYSTS),
 ];
 
 /// What the API is configured with.
@@ -197,6 +208,45 @@ impl ReportingService for ReportingApi {
         let state = self.store.start_rebuild().await.map_err(ApiError::from)?;
         tracing::info!(generation = state.rebuilding, "read model rebuild requested");
         Ok(Response::new(self.status().await?))
+    }
+
+    async fn create_report(&self, request: Request<pb::CreateReportRequest>) -> Result<Response<pb::Report>, Status> {
+        ReportingApi::create_report(self, request).await
+    }
+
+    async fn get_report(&self, request: Request<pb::GetReportRequest>) -> Result<Response<pb::Report>, Status> {
+        ReportingApi::get_report(self, request).await
+    }
+
+    async fn list_reports(&self, request: Request<pb::ListReportsRequest>) -> Result<Response<pb::ListReportsResponse>, Status> {
+        ReportingApi::list_reports(self, request).await
+    }
+
+    async fn update_report(&self, request: Request<pb::UpdateReportRequest>) -> Result<Response<pb::Report>, Status> {
+        ReportingApi::update_report(self, request).await
+    }
+
+    async fn delete_report(&self, request: Request<pb::DeleteReportRequest>) -> Result<Response<pb::Report>, Status> {
+        ReportingApi::delete_report(self, request).await
+    }
+
+    async fn undelete_report(&self, request: Request<pb::UndeleteReportRequest>) -> Result<Response<pb::Report>, Status> {
+        ReportingApi::undelete_report(self, request).await
+    }
+
+    async fn run_report(&self, request: Request<pb::RunReportRequest>) -> Result<Response<pb::QueryKpisResponse>, Status> {
+        ReportingApi::run_report(self, request).await
+    }
+
+    type ExportReportStream = tokio_stream::Iter<std::vec::IntoIter<Result<pb::ExportReportResponse, Status>>>;
+
+    async fn export_report(&self, request: Request<pb::ExportReportRequest>) -> Result<Response<Self::ExportReportStream>, Status> {
+        let chunks = ReportingApi::export_report(self, request).await?;
+        Ok(Response::new(tokio_stream::iter(chunks.into_iter().map(Ok).collect::<Vec<_>>())))
+    }
+
+    async fn render_report_chart(&self, request: Request<pb::RenderReportChartRequest>) -> Result<Response<pb::RenderReportChartResponse>, Status> {
+        ReportingApi::render_report_chart(self, request).await
     }
 
     async fn get_read_model_status(

@@ -204,6 +204,29 @@ pub fn find(name: &str) -> Option<&'static Kpi> {
     CATALOGUE.iter().find(|k| k.name == name)
 }
 
+/// What a query is narrowed to; empty fields do not narrow.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Filter {
+    /// Owners' (assignees') subjects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    /// "pipelines/{id}".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pipeline: String,
+    /// "campaigns/{id}".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub campaign: String,
+    /// "queues/{id}".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub queue: String,
+    /// A ticket channel.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub channel: String,
+    /// "companies/{id}".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub company: String,
+}
+
 /// One fetched row: a day's sum for a group and currency.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Row {

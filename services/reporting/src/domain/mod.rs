@@ -6,3 +6,4 @@ pub mod facts;
 pub mod kpi;
 pub mod model;
 pub mod period;
+pub mod report;

@@ -16,9 +16,10 @@ pub struct Period {
 }
 
 /// How a series is cut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Granularity {
     /// Totals only.
+    #[default]
     None,
     /// Per day.
     Day,

@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_read_model;
+mod m0002_reports;
 
 /// Every migration of the reporting database, in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(crm_shared::audit::migration::CreateAuditLog),
             Box::new(crm_shared::consumer::tables::migration::CreateConsumerTables),
             Box::new(m0001_read_model::Migration),
+            Box::new(m0002_reports::Migration),
         ]
     }
 }

@@ -384,3 +384,41 @@ pub mod rm_campaigns {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The `reports` table: saved report definitions (the definition as JSON).
+pub mod report {
+    use sea_orm::entity::prelude::*;
+
+    /// One report.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "reports")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant: String,
+        pub display_name: String,
+        pub description: String,
+        pub definition: String,
+        pub creator: String,
+        pub create_time: DateTimeUtc,
+        pub update_time: DateTimeUtc,
+        pub delete_time: Option<DateTimeUtc>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+
+    impl crm_shared::db::TenantScoped for Entity {
+        const TENANT: Column = Column::Tenant;
+    }
+
+    impl crm_shared::store::ResourceTable for Entity {
+        const ID: Column = Column::Id;
+        const DELETE_TIME: Column = Column::DeleteTime;
+        const VERSION: Column = Column::Version;
+        const DEFAULT_ORDER: Column = Column::CreateTime;
+    }
+}

@@ -7,28 +7,18 @@ use sea_orm::{ConnectionTrait, DbErr, QueryResult};
 
 use super::{Scope, Store, sql::Sql};
 use crate::domain::{
-    kpi::{Row, Source},
+    kpi::{Filter as KpiFilter, Row, Source},
     period::day_key,
 };
 
-/// What a query is narrowed to; empty fields do not narrow.
-#[derive(Debug, Clone, Default)]
-pub struct KpiFilter {
-    /// Owners' (assignees') subjects.
-    pub owners: Vec<String>,
-    /// "pipelines/{id}".
-    pub pipeline: String,
-    /// "campaigns/{id}".
-    pub campaign: String,
-    /// "queues/{id}".
-    pub queue: String,
-    /// A ticket channel.
-    pub channel: String,
-    /// "companies/{id}".
-    pub company: String,
+/// Narrows statements by a filter's dimensions.
+trait Narrow {
+    fn narrow(&self, sql: Sql) -> Sql;
+    fn narrow_deals(&self, sql: Sql) -> Sql;
+    fn narrow_tickets(&self, sql: Sql) -> Sql;
 }
 
-impl KpiFilter {
+impl Narrow for KpiFilter {
     /// Narrows `sql` by every dimension set (the caller has checked the
     /// KPI accepts them; the columns have the same names everywhere).
     fn narrow(&self, sql: Sql) -> Sql {

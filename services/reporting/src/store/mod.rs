@@ -6,6 +6,7 @@ pub mod entities;
 mod erasure;
 mod facts;
 mod kpis;
+mod reports;
 mod resources;
 mod sql;
 mod state;
@@ -13,7 +14,6 @@ mod view;
 
 use crm_shared::store::Resources;
 
-pub use kpis::KpiFilter;
 pub use resources::ContactChange;
 pub use view::{CustomerData, ErasureRecord, TimelineCursor};
 
