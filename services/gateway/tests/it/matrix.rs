@@ -595,7 +595,9 @@ fn noun_of(method: &str) -> Option<&str> {
 /// the stranger's writes changed anything.
 #[tokio::test]
 async fn another_tenants_resources_are_not_found_by_any_standard_method() {
-    use crm_proto::{common::Money, contacts as c, marketing as m, sales as s, support as t};
+    use crm_proto::{
+        common::Money, contacts as c, marketing as m, reporting as r, sales as s, support as t,
+    };
     let Some(matrix) = Matrix::start().await else {
         return;
     };
@@ -1055,6 +1057,26 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
         .into_inner()
         .name;
     names.insert("Enrollment", enrollment);
+    let mut reporting =
+        r::reporting_service_client::ReportingServiceClient::with_interceptor(
+            gateway.channel(),
+            bearer(&owner),
+        );
+    let report = reporting
+        .create_report(r::CreateReportRequest {
+            report: Some(r::Report {
+                display_name: "Pipeline this quarter".into(),
+                kpis: vec!["sales.win_rate".into()],
+                relative_period: r::RelativePeriod::ThisQuarter as i32,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateReport")
+        .into_inner()
+        .name;
+    names.insert("Report", report);
     names.insert("Segment", segment);
     names.insert("MailingList", mailing_list);
     names.insert("Template", template);
@@ -1178,6 +1200,7 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
         "ListMailingLists",
         "ListTemplates",
         "ListCampaigns",
+        "ListReports",
         "ListAuditEntries",
     ] {
         if !lists_checked.iter().any(|m| m == list) {
