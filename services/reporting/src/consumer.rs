@@ -251,8 +251,11 @@ impl ReadModel {
             }
             ("sales", "PipelineCreated" | "PipelineUpdated") => {
                 let p: Pipeline = EffectError::decode(event)?;
-                let stages: Vec<(String, String)> =
-                    p.stages.iter().map(|s| (s.name.clone(), s.display_name.clone())).collect();
+                let stages: Vec<(String, String, f64)> = p
+                    .stages
+                    .iter()
+                    .map(|s| (s.name.clone(), s.display_name.clone(), s.probability.clamp(0.0, 1.0)))
+                    .collect();
                 store.put_stages(conn, scope, &stages).await?;
             }
             ("marketing", "EmailSent") => {
@@ -444,6 +447,9 @@ fn deal_of(o: &Opportunity) -> DealRecord {
         contact: o.contact.clone(),
         stage: o.stage.clone(),
         source_lead: o.source_lead.clone(),
+        expected_close_day: chrono::NaiveDate::parse_from_str(&o.expected_close_date, "%Y-%m-%d")
+            .map(crate::domain::period::day_key)
+            .unwrap_or_default(),
         deal: Deal {
             owner: o.owner.clone(),
             pipeline: o.pipeline.clone(),

@@ -124,7 +124,7 @@ async fn write_history(h: &mut History) {
     use OpportunityState::{Lost, Open, Won};
     h.apply("sales", "PipelineCreated", "2025-01-01T00:00:00Z", &Pipeline {
         name: "pipelines/p".into(),
-        stages: vec![Stage { name: "pipelines/p/stages/negotiation".into(), display_name: "Negotiation".into(), ..Stage::default() }],
+        stages: vec![Stage { name: "pipelines/p/stages/negotiation".into(), display_name: "Negotiation".into(), probability: 0.5, ..Stage::default() }],
         ..Pipeline::default()
     }).await;
     // Leads: March has l1 (web, converted) and l2 (campaign); l5 is deleted.
@@ -387,6 +387,53 @@ async fn csv_and_chart(backend: Backend) {
     assert!(svg.matches("<polyline").count() >= 3, "a line per currency and one for csat");
 }
 
+async fn cohorts_and_forecasts(backend: Backend) {
+    use OpportunityState::{Open, Won};
+    let Some((_db, mut h)) = history(backend).await else { return };
+    // Before any snapshot there is no forecast.
+    assert!(march(&h, "sales.forecast").await.is_empty());
+    // Open on 1 April: d8 1,000 EUR expected on the 20th, d9 400 USD on the
+    // 5th, both in Negotiation (probability 0.5); d5 has no expected date.
+    let expected = |mut o: Opportunity, day: &str| {
+        o.expected_close_date = day.into();
+        o
+    };
+    h.apply("sales", "OpportunityCreated", "2026-03-30T00:00:00Z", &expected(deal("opportunities/d8", "EUR", 1000, "2026-03-30T00:00:00Z", Open, None, "companies/co5", ""), "2026-04-20")).await;
+    h.apply("sales", "OpportunityCreated", "2026-03-30T00:00:00Z", &expected(deal("opportunities/d9", "USD", 400, "2026-03-30T00:00:00Z", Open, None, "companies/co6", ""), "2026-04-05")).await;
+    h.store.take_forecast_snapshot(chrono::NaiveDate::from_ymd_opt(2026, 4, 1).unwrap()).await.expect("a snapshot");
+    // In April d8 is won (1,000 EUR) and co2, a customer since February,
+    // wins d10 (600 EUR); d9 slips.
+    h.apply("sales", "OpportunityWon", "2026-04-20T00:00:00Z", &crm_proto::sales::OpportunityStageChanged {
+        opportunity: Some(expected(deal("opportunities/d8", "EUR", 1000, "2026-03-30T00:00:00Z", Won, Some("2026-04-20T00:00:00Z"), "companies/co5", ""), "2026-04-20")),
+        ..Default::default()
+    }).await;
+    h.apply("sales", "OpportunityUpdated", "2026-04-10T00:00:00Z", &deal("opportunities/d10", "EUR", 600, "2026-04-01T00:00:00Z", Won, Some("2026-04-10T00:00:00Z"), "companies/co2", "")).await;
+    // A snapshot taken later does not change what stood on 1 April.
+    h.store.take_forecast_snapshot(chrono::NaiveDate::from_ymd_opt(2026, 4, 21).unwrap()).await.expect("a snapshot");
+    let april = |kpi: &'static str| {
+        let h = &h;
+        async move {
+            let response = query(h, &[kpi], "2026-04-01", "2026-04-30", pb::Granularity::Unspecified, None).await.expect("an answer");
+            response.results[0].lines.iter().map(|l| (l.currency.clone(), l.group.clone(), l.total.expect("a total").value)).collect::<Vec<_>>()
+        }
+    };
+    // Forecast: 0.5 x 1,000 EUR and 0.5 x 400 USD.
+    assert_eq!(april("sales.forecast").await, vec![("EUR".into(), String::new(), Some(500.0)), ("USD".into(), String::new(), Some(200.0))]);
+    // Won in April: EUR 1,600 against 500; USD nothing against 200.
+    assert_eq!(april("sales.forecast_accuracy").await, vec![("EUR".into(), String::new(), Some(3.2)), ("USD".into(), String::new(), Some(0.0))]);
+    // Customers won before April, by the month of their first win: 2025-03
+    // co9; 2026-02 co2 (won again in April); 2026-03 co1 and contact c1.
+    let g = |group: &str, value: f64| (String::new(), group.to_owned(), Some(value));
+    assert_eq!(
+        april("customers.retention_by_cohort").await,
+        vec![g("2025-03", 0.0), g("2026-02", 1.0), g("2026-03", 0.0), g("all", 0.25)]
+    );
+    assert_eq!(
+        april("customers.churn_by_cohort").await,
+        vec![g("2025-03", 1.0), g("2026-02", 0.0), g("2026-03", 1.0), g("all", 0.75)]
+    );
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod sqlite {
@@ -398,4 +445,4 @@ macro_rules! on_both {
     };
 }
 
-on_both!(kpis_match_the_history, series_filters_and_changes, merges_and_erasure, csv_and_chart);
+on_both!(kpis_match_the_history, series_filters_and_changes, merges_and_erasure, csv_and_chart, cohorts_and_forecasts);

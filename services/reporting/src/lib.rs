@@ -11,11 +11,13 @@
 //! protobuf surface; `rebuild` replays the feeds into a fresh generation.
 
 mod api;
-mod consumer;
+// Public for the benchmark, which fills a read model as the consumers do.
+pub mod consumer;
 pub mod domain;
 mod migration;
 mod rebuild;
-mod store;
+mod snapshots;
+pub mod store;
 
 #[cfg(test)]
 mod history_tests;
@@ -42,11 +44,15 @@ pub static SERVICE: ServiceInfo = ServiceInfo {
 const DEFAULT_ERASURE_SERVICES: &str = "sales,marketing,support,reporting";
 
 /// The reporting service, bound and connected, ready to run: its API, a
-/// consumer per source feed, and the rebuild job (every
-/// `reporting.rebuild_check_millis`, 1 s by default, on one replica).
+/// consumer per source feed, the forecast snapshot job (every
+/// `reporting.forecast_snapshot_minutes`, 60 by default) and the rebuild job
+/// (every `reporting.rebuild_check_millis`, 1 s by default), each on one
+/// replica.
 pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError> {
     let due_hours: i64 = settings.option("erasure_due_hours", 72)?;
     let rebuild_every = Duration::from_millis(settings.option("rebuild_check_millis", 1_000)?);
+    let snapshot_every =
+        Duration::from_secs(60 * settings.option("forecast_snapshot_minutes", 60_u64)?.max(1));
     let erasure_services = settings
         .options
         .get("erasure_services")
@@ -70,6 +76,11 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
         feeds.insert(*source, kit.feed(source)?);
         kit.follow(source, consumer::Feed::new(source, model.clone()))?;
     }
+    kit.schedule(
+        "forecast-snapshots",
+        snapshot_every,
+        Arc::new(snapshots::ForecastSnapshots::new(store.clone())),
+    );
     let rebuilder = rebuild::Rebuilder::new(store, model, feeds);
     kit.schedule("rebuild", rebuild_every, Arc::new(rebuilder));
     Ok(kit)

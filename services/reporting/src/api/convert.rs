@@ -38,18 +38,28 @@ pub fn kpi_definition(k: &Kpi) -> pb::KpiDefinition {
     }
 }
 
-/// A timeline page token's payload: micros since the epoch and event id.
+/// A timeline page token's payload: the last entry's time to the
+/// nanosecond ("seconds.nanos" since the epoch: SQLite keeps nanoseconds,
+/// and a cursor cut to microseconds would skip the entries after it in the
+/// same microsecond) and its event id.
 pub fn cursor_payload(cursor: &TimelineCursor) -> String {
-    format!("{}|{}", cursor.time.timestamp_micros(), cursor.event_id)
+    format!(
+        "{}.{:09}|{}",
+        cursor.time.timestamp(),
+        cursor.time.timestamp_subsec_nanos(),
+        cursor.event_id
+    )
 }
 
 /// The cursor a (verified) page token's payload holds.
 pub fn timeline_cursor(payload: &str) -> Result<TimelineCursor, ApiError> {
     let invalid = || crm_shared::paging::invalid_token("page_token");
-    let (micros, event_id) = payload.split_once('|').ok_or_else(invalid)?;
-    let micros: i64 = micros.parse().map_err(|_| invalid())?;
+    let (time, event_id) = payload.split_once('|').ok_or_else(invalid)?;
+    let (seconds, nanos) = time.split_once('.').ok_or_else(invalid)?;
+    let seconds: i64 = seconds.parse().map_err(|_| invalid())?;
+    let nanos: u32 = nanos.parse().map_err(|_| invalid())?;
     Ok(TimelineCursor {
-        time: chrono::DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+        time: chrono::DateTime::from_timestamp(seconds, nanos).ok_or_else(invalid)?,
         event_id: event_id.to_owned(),
     })
 }

@@ -152,16 +152,25 @@ pub async fn answer(store: &Store, scope: &Scope, query: &Query) -> Result<pb::Q
         *wanted.entry(source).or_default() |= from_beginning;
     }
     let mut inputs = Inputs::new();
-    for (source, from_beginning) in wanted {
-        let from = (!from_beginning).then_some(earliest);
-        let rows = store.kpi_rows(scope, source, from, query.period.end, &query.filter).await?;
-        inputs.insert(source, rows);
-    }
     let buckets = if query.granularity == Granularity::None {
         Vec::new()
     } else {
         query.period.buckets(query.granularity)
     };
+    for (source, from_beginning) in wanted {
+        let rows = if source == Source::Forecasts {
+            let starts: Vec<NaiveDate> = [query.period, previous, year_ago]
+                .iter()
+                .chain(&buckets)
+                .map(|p| p.start)
+                .collect();
+            store.forecast_rows(&scope.tenant, &starts, query.period.end).await?
+        } else {
+            let from = (!from_beginning).then_some(earliest);
+            store.kpi_rows(scope, source, from, query.period.end, &query.filter).await?
+        };
+        inputs.insert(source, rows);
+    }
     let results = query
         .kpis
         .iter()

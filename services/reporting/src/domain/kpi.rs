@@ -88,6 +88,10 @@ pub enum Source {
     CampaignCosts,
     /// Open deals now, per stage (the group) and currency; no day.
     OpenPipeline,
+    /// Forecast snapshots: the weighted amount (measure) per expected close
+    /// day and currency, the snapshot day as group; a row with no day marks
+    /// each snapshot day fetched.
+    Forecasts,
 }
 
 /// How a KPI turns its rows into a value.
@@ -120,6 +124,15 @@ enum Recipe {
     Roi,
     /// The open pipeline now, per stage and currency, whatever the span.
     OpenPipeline,
+    /// Of the customers won before the span, per cohort (the month of their
+    /// first win), the share with another deal won in it; or, with `churn`,
+    /// the share without.
+    Cohorts { churn: bool },
+    /// The weighted pipeline expected to close in the span, as it stood on
+    /// its first day, per currency.
+    Forecast,
+    /// Won revenue in the span over that forecast, per currency.
+    ForecastAccuracy,
 }
 
 /// One side of a ratio: sign, source, and the only group counted ("" for all).
@@ -158,8 +171,10 @@ const DELIVERED: &[Term] = &[(1, Fact(facts::EMAIL_SENT), ""), (-1, Fact(facts::
 
 /// Every KPI, sorted by name.
 pub static CATALOGUE: &[Kpi] = &[
+    Kpi { group_by: "cohort", ..kpi("customers.churn_by_cohort", "Of the customers won before the period, per cohort (the month of their first won deal, \"YYYY-MM\", and \"all\"), the share that won no deal in the period: 1 - retention.", Unit::Ratio, &[], Recipe::Cohorts { churn: true }) },
     kpi("customers.lifetime_value", "Historical customer lifetime value: all won revenue up to the period's end divided by the customers (companies, or contacts without one) won by then, per currency.", Unit::Money, &[], Recipe::LifetimeValue),
     kpi("customers.new", "Customers (companies, or contacts without one) whose first won deal closed in the period.", Unit::Count, &[], Recipe::NewCustomers),
+    Kpi { group_by: "cohort", ..kpi("customers.retention_by_cohort", "Of the customers won before the period, per cohort (the month of their first won deal, \"YYYY-MM\", and \"all\"), the share with another deal won in the period.", Unit::Ratio, &[], Recipe::Cohorts { churn: false }) },
     kpi("customers.revenue_per_customer", "Won revenue in the period divided by the customers with a deal won in the period, per currency.", Unit::Money, DEAL_DIMS, Recipe::RevenuePerCustomer),
     kpi("marketing.attributed_leads", "Leads created in the period that name a campaign.", Unit::Count, LEAD_DIMS, Recipe::Count { source: Attributed(facts::LEAD_CREATED), by_group: false }),
     kpi("marketing.attributed_revenue", "Revenue of deals won in the period that were converted from a lead naming a campaign, per currency.", Unit::Money, DEAL_DIMS, Recipe::Money { source: Attributed(facts::DEAL_WON) }),
@@ -172,6 +187,8 @@ pub static CATALOGUE: &[Kpi] = &[
     kpi("marketing.unsubscribe_rate", "Unsubscribes through marketing email over messages delivered, in the period.", Unit::Ratio, EMAIL_DIMS, Recipe::Ratio { numerator: &[(1, Fact(facts::EMAIL_UNSUBSCRIBED), "")], denominator: DELIVERED }),
     kpi("sales.average_deal_size", "Revenue of deals won in the period over their number, per currency.", Unit::Money, DEAL_DIMS, Recipe::AverageMoney { source: Fact(facts::DEAL_WON) }),
     kpi("sales.deals_won", "Deals won in the period.", Unit::Count, DEAL_DIMS, Recipe::Count { source: Fact(facts::DEAL_WON), by_group: false }),
+    kpi("sales.forecast", "The open deals expected to close in the period, each weighted by its stage's probability, as they stood on the period's first day (from the daily forecast snapshots), per currency; absent before the first snapshot.", Unit::Money, &[], Recipe::Forecast),
+    kpi("sales.forecast_accuracy", "Revenue won in the period over sales.forecast for it (1 is a perfect forecast), per currency.", Unit::Ratio, &[], Recipe::ForecastAccuracy),
     kpi("sales.lead_conversion_rate", "Of the leads created in the period, the share converted (by now).", Unit::Ratio, LEAD_DIMS, Recipe::Ratio { numerator: &[(1, Fact(facts::LEAD_CONVERTED), "")], denominator: &[(1, Fact(facts::LEAD_CREATED), "")] }),
     Kpi { group_by: "source", ..kpi("sales.leads_by_source", "Leads created in the period, per lead source.", Unit::Count, LEAD_DIMS, Recipe::Count { source: Fact(facts::LEAD_CREATED), by_group: true }) },
     kpi("sales.leads_created", "Leads created in the period.", Unit::Count, LEAD_DIMS, Recipe::Count { source: Fact(facts::LEAD_CREATED), by_group: false }),
@@ -274,6 +291,9 @@ pub fn sources(kpi: &Kpi) -> Vec<(Source, bool)> {
         Recipe::LifetimeValue => vec![(Fact(facts::DEAL_WON), true), (FirstWins, true)],
         Recipe::Roi => vec![(Attributed(facts::DEAL_WON), false), (CampaignCosts, false)],
         Recipe::OpenPipeline => vec![(OpenPipeline, true)],
+        Recipe::Cohorts { .. } => vec![(FirstWins, true), (WonCustomers, false)],
+        Recipe::Forecast => vec![(Forecasts, false)],
+        Recipe::ForecastAccuracy => vec![(Forecasts, false), (Fact(facts::DEAL_WON), false)],
     }
 }
 
@@ -391,6 +411,37 @@ pub fn evaluate(kpi: &Kpi, inputs: &Inputs, span: Period) -> BTreeMap<LineKey, V
                 line.denominator += row.count as f64;
             }
         }
+        Recipe::Cohorts { churn } => {
+            let active: BTreeSet<&str> = in_span(WonCustomers).iter().map(|r| r.group.as_str()).collect();
+            let mut cohorts: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+            for row in up_to_end(FirstWins) {
+                let Some(first) = row.day.filter(|d| *d < span.start) else {
+                    continue;
+                };
+                let kept = f64::from(u8::from(active.contains(row.group.as_str())));
+                for cohort in [first.format("%Y-%m").to_string(), "all".to_owned()] {
+                    let entry = cohorts.entry(cohort).or_default();
+                    entry.0 += 1.0;
+                    entry.1 += kept;
+                }
+            }
+            for (cohort, (size, kept)) in cohorts {
+                let counted = if churn { size - kept } else { kept };
+                lines.insert((String::new(), cohort), ratio(counted, size));
+            }
+        }
+        Recipe::Forecast => {
+            for (currency, amount) in forecast(inputs, span) {
+                lines.insert((currency, String::new()), Value { value: Some(amount), ..Value::default() });
+            }
+        }
+        Recipe::ForecastAccuracy => {
+            let won = per_currency(&in_span(Fact(facts::DEAL_WON)));
+            for (currency, amount) in forecast(inputs, span) {
+                let actual = won.get(&currency).map_or(0.0, |w| w.0);
+                lines.insert((currency, String::new()), ratio(actual, amount));
+            }
+        }
         Recipe::Roi => {
             let revenue = per_currency(&in_span(Attributed(facts::DEAL_WON)));
             let cost = per_currency(&in_span(CampaignCosts));
@@ -407,6 +458,28 @@ pub fn evaluate(kpi: &Kpi, inputs: &Inputs, span: Period) -> BTreeMap<LineKey, V
         }
     }
     lines
+}
+
+/// The weighted pipeline expected to close in `span` per currency, from
+/// the latest snapshot taken on or before its first day; empty when none.
+fn forecast(inputs: &Inputs, span: Period) -> BTreeMap<String, f64> {
+    let rows = inputs.get(&Forecasts).map(Vec::as_slice).unwrap_or_default();
+    let start = crate::domain::period::day_key(span.start);
+    let Some(snapshot) = rows
+        .iter()
+        .filter(|r| r.day.is_none() && r.group <= start)
+        .map(|r| r.group.as_str())
+        .max()
+    else {
+        return BTreeMap::new();
+    };
+    let mut sums = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.group == snapshot && !r.currency.is_empty()) {
+        if row.day.is_some_and(|d| span.contains(d)) {
+            *sums.entry(row.currency.clone()).or_insert(0.0) += row.measure;
+        }
+    }
+    sums
 }
 
 /// Money and counts per currency.

@@ -304,6 +304,8 @@ pub struct DealRecord {
     pub stage: String,
     /// The lead it was converted from, or "".
     pub source_lead: String,
+    /// When it is expected to close, "YYYY-MM-DD", or "".
+    pub expected_close_day: String,
     /// What the KPIs need (its campaign is the source lead's, filled in by the store).
     pub deal: Deal,
 }

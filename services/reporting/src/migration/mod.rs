@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_read_model;
 mod m0002_reports;
+mod m0003_forecast_snapshots;
 
 /// Every migration of the reporting database, in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(crm_shared::consumer::tables::migration::CreateConsumerTables),
             Box::new(m0001_read_model::Migration),
             Box::new(m0002_reports::Migration),
+            Box::new(m0003_forecast_snapshots::Migration),
         ]
     }
 }

@@ -111,6 +111,7 @@ pub mod rm_stages {
         #[sea_orm(primary_key, auto_increment = false)]
         pub stage: String,
         pub display_name: String,
+        pub probability: f64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -177,6 +178,7 @@ pub mod rm_deals {
         pub close_day: String,
         pub deleted: bool,
         pub contribution: String,
+        pub expected_close_day: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -75,6 +75,8 @@ impl Store {
         };
         let rows = match source {
             Source::OpenPipeline => self.open_pipeline(scope, filter).await?,
+            // Fetched by the forecast query, which needs the spans' first days.
+            Source::Forecasts => Vec::new(),
             Source::Fact(fact) | Source::Attributed(fact) => {
                 let mut sql = scoped(
                     "SELECT day, grp, currency_code, CAST(SUM(count) AS BIGINT), CAST(SUM(units) AS BIGINT), \
@@ -150,7 +152,7 @@ impl Store {
                     .collect::<Result<Vec<_>, DbErr>>()?
             }
             Source::FirstWins => {
-                let sql = scoped("SELECT first_win_day FROM rm_customers")
+                let sql = scoped("SELECT first_win_day, customer FROM rm_customers")
                     .bind(" AND first_win_day >= ", from)
                     .bind(" AND first_win_day <= ", to);
                 conn.query_all_raw(sql.build(conn.get_database_backend()))
@@ -159,6 +161,7 @@ impl Store {
                     .map(|r| {
                         Ok(Row {
                             day: day_of(r, 0)?,
+                            group: r.try_get_by_index(1)?,
                             count: 1,
                             ..Row::default()
                         })

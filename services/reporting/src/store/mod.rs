@@ -5,6 +5,7 @@
 pub mod entities;
 mod erasure;
 mod facts;
+mod forecasts;
 mod kpis;
 mod reports;
 mod resources;

@@ -179,14 +179,15 @@ impl Store {
         &self,
         conn: &C,
         scope: &Scope,
-        stages: &[(String, String)],
+        stages: &[(String, String, f64)],
     ) -> Result<(), DbErr> {
-        for (stage, display_name) in stages {
+        for (stage, display_name, probability) in stages {
             rm_stages::Entity::insert(rm_stages::ActiveModel {
                 generation: Set(scope.generation),
                 tenant: Set(scope.tenant.clone()),
                 stage: Set(stage.clone()),
                 display_name: Set(display_name.clone()),
+                probability: Set(*probability),
             })
             .on_conflict(
                 OnConflict::columns([
@@ -194,7 +195,7 @@ impl Store {
                     rm_stages::Column::Tenant,
                     rm_stages::Column::Stage,
                 ])
-                .update_column(rm_stages::Column::DisplayName)
+                .update_columns([rm_stages::Column::DisplayName, rm_stages::Column::Probability])
                 .to_owned(),
             )
             .exec_without_returning(conn)
@@ -294,6 +295,7 @@ impl Store {
             customer: record.customer().to_owned(),
             source_lead: record.source_lead.clone(),
             stage: record.stage.clone(),
+            expected_close_day: record.expected_close_day.clone(),
             contribution: old.as_ref().map_or_else(|| "[]".into(), |o| o.contribution.clone()),
             ..old.clone().unwrap_or_else(|| empty_deal(scope, &record.name))
         };
@@ -360,6 +362,7 @@ impl Store {
                     rm_deals::Column::CloseDay,
                     rm_deals::Column::Deleted,
                     rm_deals::Column::Contribution,
+                    rm_deals::Column::ExpectedCloseDay,
                 ])
                 .to_owned(),
             )
@@ -631,7 +634,10 @@ impl Store {
         facts::add(conn, scope, &[fact]).await
     }
 
-    /// Adds an entry to a person's timeline.
+    /// Adds an entry to a person's timeline: the survivor's, when the person
+    /// was merged, and nobody's when erased. The feeds arrive independently
+    /// (and a rebuild replays contacts' whole feed first), so an event of
+    /// another service may come after the merge or erasure it predates.
     pub async fn add_timeline<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -641,11 +647,14 @@ impl Store {
         if entry.contact.is_empty() {
             return Ok(());
         }
+        let Some(contact) = self.timeline_owner(conn, scope, &entry.contact).await? else {
+            return Ok(());
+        };
         rm_timeline::Entity::insert(rm_timeline::ActiveModel {
             generation: Set(scope.generation),
             tenant: Set(scope.tenant.clone()),
             event_id: Set(entry.event_id.clone()),
-            contact: Set(entry.contact.clone()),
+            contact: Set(contact),
             time: Set(entry.time),
             kind: Set(entry.kind.clone()),
             source: Set(entry.source.clone()),
@@ -669,6 +678,30 @@ impl Store {
             DbErr::RecordNotInserted => Ok(()),
             e => Err(e),
         })
+    }
+
+    /// Whose timeline holds what happens to `contact`: the survivor it was
+    /// merged into (following merges), itself, or None when erased.
+    async fn timeline_owner<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        scope: &Scope,
+        contact: &str,
+    ) -> Result<Option<String>, DbErr> {
+        let mut name = contact.to_owned();
+        // As many hops as the customer view follows.
+        for _ in 0..8 {
+            let row = scoped!(rm_contacts, scope)
+                .filter(rm_contacts::Column::Contact.eq(&name))
+                .one(conn)
+                .await?;
+            match row {
+                Some(row) if row.erased => return Ok(None),
+                Some(row) if !row.survivor.is_empty() && row.survivor != name => name = row.survivor,
+                _ => break,
+            }
+        }
+        Ok(Some(name))
     }
 
     /// The contact a ticket was opened by, as the read model knows it.
@@ -770,6 +803,7 @@ fn empty_deal(scope: &Scope, name: &str) -> rm_deals::Model {
         close_day: String::new(),
         deleted: false,
         contribution: "[]".into(),
+        expected_close_day: String::new(),
     }
 }
 
