@@ -279,7 +279,10 @@ impl<M: MigratorTrait> ServiceKit<M> {
     /// Where `source`'s feed is read, as this service: for a service that
     /// replays a feed itself (see [`crate::consumer::replay`]).
     pub fn feed(&self, source: &str) -> Result<FeedSource, KitError> {
-        Ok(FeedSource::new(self.peer(source)?, self.service_identity()?))
+        Ok(FeedSource::new(
+            self.peer(source)?,
+            self.service_identity()?,
+        ))
     }
 
     /// Runs `job` every `every` on one replica at a time, from when the

@@ -10,8 +10,7 @@ use crm_proto::{
     contacts::{self as contacts_pb, Activity, Company, ContactErased, ContactMerged},
     events::{ErasureCompleted, Event},
     marketing::{
-        CampaignProgress, ContactUnsubscribed, EmailEngagement, EmailSent,
-        JourneyEnrollmentChanged,
+        CampaignProgress, ContactUnsubscribed, EmailEngagement, EmailSent, JourneyEnrollmentChanged,
     },
     sales::{self as sales_pb, LeadConverted, Opportunity, OpportunityStageChanged, Pipeline},
     support::{
@@ -76,32 +75,75 @@ impl EventHandler for Feed {
 pub fn event_types(source: &str) -> Vec<String> {
     let names: &[&str] = match source {
         "contacts" => &[
-            "ContactCreated", "ContactUpdated", "ContactDeleted", "ContactUndeleted",
-            "ContactMerged", "ContactErased", "CompanyCreated", "CompanyUpdated",
-            "CompanyUndeleted", "ActivityLogged",
+            "ContactCreated",
+            "ContactUpdated",
+            "ContactDeleted",
+            "ContactUndeleted",
+            "ContactMerged",
+            "ContactErased",
+            "CompanyCreated",
+            "CompanyUpdated",
+            "CompanyUndeleted",
+            "ActivityLogged",
         ],
         "sales" => &[
-            "LeadCreated", "LeadUpdated", "LeadDeleted", "LeadUndeleted", "LeadAssigned",
-            "LeadErased", "LeadConverted", "OpportunityCreated", "OpportunityUpdated",
-            "OpportunityDeleted", "OpportunityUndeleted", "OpportunityStageChanged",
-            "OpportunityWon", "OpportunityLost", "PipelineCreated", "PipelineUpdated",
+            "LeadCreated",
+            "LeadUpdated",
+            "LeadDeleted",
+            "LeadUndeleted",
+            "LeadAssigned",
+            "LeadErased",
+            "LeadConverted",
+            "OpportunityCreated",
+            "OpportunityUpdated",
+            "OpportunityDeleted",
+            "OpportunityUndeleted",
+            "OpportunityStageChanged",
+            "OpportunityWon",
+            "OpportunityLost",
+            "PipelineCreated",
+            "PipelineUpdated",
             "ErasureCompleted",
         ],
         "marketing" => &[
-            "CampaignCreated", "CampaignUpdated", "CampaignScheduled", "CampaignStarted",
-            "CampaignSent", "CampaignDeleted", "EmailSent", "EmailOpened", "EmailClicked",
-            "EmailBounced", "EmailComplained", "ContactUnsubscribed", "JourneyEnrolled",
-            "JourneyEnrollmentEnded", "ErasureCompleted",
+            "CampaignCreated",
+            "CampaignUpdated",
+            "CampaignScheduled",
+            "CampaignStarted",
+            "CampaignSent",
+            "CampaignDeleted",
+            "EmailSent",
+            "EmailOpened",
+            "EmailClicked",
+            "EmailBounced",
+            "EmailComplained",
+            "ContactUnsubscribed",
+            "JourneyEnrolled",
+            "JourneyEnrollmentEnded",
+            "ErasureCompleted",
         ],
         "support" => &[
-            "TicketCreated", "TicketUpdated", "TicketAssigned", "TicketDeleted",
-            "TicketUndeleted", "TicketErased", "TicketStatusChanged", "TicketSolved",
-            "TicketReopened", "TicketClosed", "CommentCreated", "SlaBreached", "CsatSubmitted",
+            "TicketCreated",
+            "TicketUpdated",
+            "TicketAssigned",
+            "TicketDeleted",
+            "TicketUndeleted",
+            "TicketErased",
+            "TicketStatusChanged",
+            "TicketSolved",
+            "TicketReopened",
+            "TicketClosed",
+            "CommentCreated",
+            "SlaBreached",
+            "CsatSubmitted",
             "ErasureCompleted",
         ],
         _ => &[],
     };
-    names.iter().map(|n| format!("crm.{source}.v1.{n}")).collect()
+    names
+        .iter()
+        .map(|n| format!("crm.{source}.v1.{n}"))
+        .collect()
 }
 
 fn time(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
@@ -110,7 +152,9 @@ fn time(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
 
 /// An enum value's name without its prefix, lower case ("TICKET_CHANNEL_WEB" -> "web").
 fn label(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix).unwrap_or(name).to_ascii_lowercase()
+    name.strip_prefix(prefix)
+        .unwrap_or(name)
+        .to_ascii_lowercase()
 }
 
 fn money_text(m: Option<&crm_proto::common::Money>) -> String {
@@ -151,7 +195,10 @@ impl ReadModel {
         };
         let store = &self.store;
         match (event.source.as_str(), name) {
-            ("contacts", "ContactCreated" | "ContactUpdated" | "ContactDeleted" | "ContactUndeleted") => {
+            (
+                "contacts",
+                "ContactCreated" | "ContactUpdated" | "ContactDeleted" | "ContactUndeleted",
+            ) => {
                 let c: contacts_pb::Contact = EffectError::decode(event)?;
                 let contact = contact_of(&c);
                 let before = store.put_contact(conn, scope, &contact).await?;
@@ -165,12 +212,16 @@ impl ReadModel {
                     _ => None,
                 };
                 if let (Some(summary), false) = (summary, before == ContactChange::Ignored) {
-                    store.add_timeline(conn, scope, &entry(&c.name, "contact", &c.name, summary)).await?;
+                    store
+                        .add_timeline(conn, scope, &entry(&c.name, "contact", &c.name, summary))
+                        .await?;
                 }
                 let consent_changed = match before {
                     ContactChange::Ignored => false,
                     ContactChange::New => contact.email_consent != Consent::Unknown,
-                    ContactChange::Updated { consent_before } => consent_before != contact.email_consent,
+                    ContactChange::Updated { consent_before } => {
+                        consent_before != contact.email_consent
+                    }
                 };
                 if consent_changed {
                     let text = match contact.email_consent {
@@ -187,14 +238,18 @@ impl ReadModel {
             }
             ("contacts", "ContactMerged") => {
                 let merged: ContactMerged = EffectError::decode(event)?;
-                store.merge_contacts(conn, scope, &merged.survivor, &merged.merged).await?;
+                store
+                    .merge_contacts(conn, scope, &merged.survivor, &merged.merged)
+                    .await?;
             }
             ("contacts", "ContactErased") => {
                 let erased: ContactErased = EffectError::decode(event)?;
                 let people: Vec<String> = std::iter::once(erased.contact.clone())
                     .chain(erased.merged.iter().cloned())
                     .collect();
-                let resources = store.erase_contacts(conn, scope, &erased.contact, &people, at).await?;
+                let resources = store
+                    .erase_contacts(conn, scope, &erased.contact, &people, at)
+                    .await?;
                 let confirmation = ErasureCompleted {
                     contact: erased.contact.clone(),
                     service: crate::SERVICE.name.into(),
@@ -210,24 +265,55 @@ impl ReadModel {
             }
             ("contacts", "CompanyCreated" | "CompanyUpdated" | "CompanyUndeleted") => {
                 let company: Company = EffectError::decode(event)?;
-                store.put_company(conn, scope, &company.name, &company.display_name).await?;
+                store
+                    .put_company(conn, scope, &company.name, &company.display_name)
+                    .await?;
             }
             ("contacts", "ActivityLogged") => {
                 let a: Activity = EffectError::decode(event)?;
                 let kind = label(a.kind().as_str_name(), "ACTIVITY_KIND_");
-                let summary = if a.subject.is_empty() { kind } else { format!("{kind}: {}", a.subject) };
-                store.add_timeline(conn, scope, &entry(&a.contact, "activity", &a.name, summary)).await?;
+                let summary = if a.subject.is_empty() {
+                    kind
+                } else {
+                    format!("{kind}: {}", a.subject)
+                };
+                store
+                    .add_timeline(
+                        conn,
+                        scope,
+                        &entry(&a.contact, "activity", &a.name, summary),
+                    )
+                    .await?;
             }
             ("sales", "LeadConverted") => {
                 let converted: LeadConverted = EffectError::decode(event)?;
                 let lead = converted.lead.unwrap_or_default();
-                store.put_lead(conn, scope, &lead.name, &converted.contact, &lead_of(&lead)).await?;
-                let summary = format!("Lead converted ({})", label(lead.source().as_str_name(), "LEAD_SOURCE_"));
-                store.add_timeline(conn, scope, &entry(&converted.contact, "lead", &lead.name, summary)).await?;
+                store
+                    .put_lead(conn, scope, &lead.name, &converted.contact, &lead_of(&lead))
+                    .await?;
+                let summary = format!(
+                    "Lead converted ({})",
+                    label(lead.source().as_str_name(), "LEAD_SOURCE_")
+                );
+                store
+                    .add_timeline(
+                        conn,
+                        scope,
+                        &entry(&converted.contact, "lead", &lead.name, summary),
+                    )
+                    .await?;
             }
             ("sales", n) if n.starts_with("Lead") => {
                 let lead: sales_pb::Lead = EffectError::decode(event)?;
-                store.put_lead(conn, scope, &lead.name, &lead.converted_contact, &lead_of(&lead)).await?;
+                store
+                    .put_lead(
+                        conn,
+                        scope,
+                        &lead.name,
+                        &lead.converted_contact,
+                        &lead_of(&lead),
+                    )
+                    .await?;
             }
             ("sales", "OpportunityStageChanged" | "OpportunityWon" | "OpportunityLost") => {
                 let changed: OpportunityStageChanged = EffectError::decode(event)?;
@@ -235,18 +321,30 @@ impl ReadModel {
                 let record = deal_of(&o);
                 store.put_deal(conn, scope, &record).await?;
                 let summary = match name {
-                    "OpportunityWon" => format!("Deal \"{}\" won: {}", o.display_name, money_text(o.amount.as_ref())),
+                    "OpportunityWon" => format!(
+                        "Deal \"{}\" won: {}",
+                        o.display_name,
+                        money_text(o.amount.as_ref())
+                    ),
                     "OpportunityLost" => format!("Deal \"{}\" lost", o.display_name),
                     _ => format!("Deal \"{}\" moved to a new stage", o.display_name),
                 };
-                store.add_timeline(conn, scope, &entry(&o.contact, "deal", &o.name, summary)).await?;
+                store
+                    .add_timeline(conn, scope, &entry(&o.contact, "deal", &o.name, summary))
+                    .await?;
             }
             ("sales", n) if n.starts_with("Opportunity") => {
                 let o: Opportunity = EffectError::decode(event)?;
                 store.put_deal(conn, scope, &deal_of(&o)).await?;
                 if name == "OpportunityCreated" {
-                    let summary = format!("Deal \"{}\" created: {}", o.display_name, money_text(o.amount.as_ref()));
-                    store.add_timeline(conn, scope, &entry(&o.contact, "deal", &o.name, summary)).await?;
+                    let summary = format!(
+                        "Deal \"{}\" created: {}",
+                        o.display_name,
+                        money_text(o.amount.as_ref())
+                    );
+                    store
+                        .add_timeline(conn, scope, &entry(&o.contact, "deal", &o.name, summary))
+                        .await?;
                 }
             }
             ("sales", "PipelineCreated" | "PipelineUpdated") => {
@@ -254,7 +352,13 @@ impl ReadModel {
                 let stages: Vec<(String, String, f64)> = p
                     .stages
                     .iter()
-                    .map(|s| (s.name.clone(), s.display_name.clone(), s.probability.clamp(0.0, 1.0)))
+                    .map(|s| {
+                        (
+                            s.name.clone(),
+                            s.display_name.clone(),
+                            s.probability.clamp(0.0, 1.0),
+                        )
+                    })
                     .collect();
                 store.put_stages(conn, scope, &stages).await?;
             }
@@ -268,8 +372,18 @@ impl ReadModel {
                     time: at,
                 };
                 store.record_email(conn, scope, &email).await?;
-                let from = if sent.campaign.is_empty() { &sent.journey } else { &sent.campaign };
-                store.add_timeline(conn, scope, &entry(&sent.contact, "email", from, format!("Email sent ({from})"))).await?;
+                let from = if sent.campaign.is_empty() {
+                    &sent.journey
+                } else {
+                    &sent.campaign
+                };
+                store
+                    .add_timeline(
+                        conn,
+                        scope,
+                        &entry(&sent.contact, "email", from, format!("Email sent ({from})")),
+                    )
+                    .await?;
             }
             ("marketing", "EmailOpened" | "EmailClicked" | "EmailBounced" | "EmailComplained") => {
                 let e: EmailEngagement = EffectError::decode(event)?;
@@ -279,16 +393,50 @@ impl ReadModel {
                     "EmailBounced" => EmailOutcome::Bounced,
                     _ => EmailOutcome::Complained,
                 };
-                self.engagement(conn, scope, outcome, &e.campaign, &e.journey, &e.contact, at).await?;
-                let from = if e.campaign.is_empty() { &e.journey } else { &e.campaign };
+                self.engagement(
+                    conn,
+                    scope,
+                    outcome,
+                    &e.campaign,
+                    &e.journey,
+                    &e.contact,
+                    at,
+                )
+                .await?;
+                let from = if e.campaign.is_empty() {
+                    &e.journey
+                } else {
+                    &e.campaign
+                };
                 let summary = format!("Email {} ({from})", outcome.label());
-                store.add_timeline(conn, scope, &entry(&e.contact, "email", from, summary)).await?;
+                store
+                    .add_timeline(conn, scope, &entry(&e.contact, "email", from, summary))
+                    .await?;
             }
             ("marketing", "ContactUnsubscribed") => {
                 let u: ContactUnsubscribed = EffectError::decode(event)?;
-                self.engagement(conn, scope, EmailOutcome::Unsubscribed, &u.campaign, &u.journey, &u.contact, at).await?;
-                let from = if u.campaign.is_empty() { &u.journey } else { &u.campaign };
-                store.add_timeline(conn, scope, &entry(&u.contact, "email", from, format!("Unsubscribed ({from})"))).await?;
+                self.engagement(
+                    conn,
+                    scope,
+                    EmailOutcome::Unsubscribed,
+                    &u.campaign,
+                    &u.journey,
+                    &u.contact,
+                    at,
+                )
+                .await?;
+                let from = if u.campaign.is_empty() {
+                    &u.journey
+                } else {
+                    &u.campaign
+                };
+                store
+                    .add_timeline(
+                        conn,
+                        scope,
+                        &entry(&u.contact, "email", from, format!("Unsubscribed ({from})")),
+                    )
+                    .await?;
             }
             ("marketing", "JourneyEnrolled" | "JourneyEnrollmentEnded") => {
                 let changed: JourneyEnrollmentChanged = EffectError::decode(event)?;
@@ -296,14 +444,26 @@ impl ReadModel {
                 let summary = if name == "JourneyEnrolled" {
                     format!("Enrolled in {}", changed.journey)
                 } else {
-                    format!("Left {} ({})", changed.journey, label(enrollment.state().as_str_name(), "ENROLLMENT_STATE_"))
+                    format!(
+                        "Left {} ({})",
+                        changed.journey,
+                        label(enrollment.state().as_str_name(), "ENROLLMENT_STATE_")
+                    )
                 };
-                store.add_timeline(conn, scope, &entry(&enrollment.contact, "journey", &enrollment.name, summary)).await?;
+                store
+                    .add_timeline(
+                        conn,
+                        scope,
+                        &entry(&enrollment.contact, "journey", &enrollment.name, summary),
+                    )
+                    .await?;
             }
             ("marketing", n) if n.starts_with("Campaign") => {
                 let progress: CampaignProgress = EffectError::decode(event)?;
                 let c = progress.campaign.unwrap_or_default();
-                let cost = c.cost.as_ref().map_or((String::new(), 0, 0), |m| (m.currency_code.clone(), m.units, m.nanos));
+                let cost = c.cost.as_ref().map_or((String::new(), 0, 0), |m| {
+                    (m.currency_code.clone(), m.units, m.nanos)
+                });
                 let campaign = Campaign {
                     name: c.name.clone(),
                     display_name: c.display_name.clone(),
@@ -313,7 +473,10 @@ impl ReadModel {
                 };
                 store.put_campaign(conn, scope, &campaign).await?;
             }
-            ("support", "TicketStatusChanged" | "TicketSolved" | "TicketReopened" | "TicketClosed") => {
+            (
+                "support",
+                "TicketStatusChanged" | "TicketSolved" | "TicketReopened" | "TicketClosed",
+            ) => {
                 let changed: TicketStatusChanged = EffectError::decode(event)?;
                 let t = changed.ticket.unwrap_or_default();
                 store.put_ticket(conn, scope, &ticket_of(&t)).await?;
@@ -325,7 +488,13 @@ impl ReadModel {
                 };
                 if let Some(verb) = verb {
                     let summary = format!("Ticket #{} {verb}", t.number);
-                    store.add_timeline(conn, scope, &entry(&t.requester, "ticket", &t.name, summary)).await?;
+                    store
+                        .add_timeline(
+                            conn,
+                            scope,
+                            &entry(&t.requester, "ticket", &t.name, summary),
+                        )
+                        .await?;
                 }
             }
             ("support", "CommentCreated") => {
@@ -339,29 +508,52 @@ impl ReadModel {
                 store.put_ticket(conn, scope, &ticket_of(&t)).await?;
                 let metric = label(alert.metric().as_str_name(), "SLA_METRIC_").replace('_', " ");
                 let summary = format!("Ticket #{} missed its {metric} target", t.number);
-                store.add_timeline(conn, scope, &entry(&t.requester, "ticket", &t.name, summary)).await?;
+                store
+                    .add_timeline(
+                        conn,
+                        scope,
+                        &entry(&t.requester, "ticket", &t.name, summary),
+                    )
+                    .await?;
             }
             ("support", "CsatSubmitted") => {
                 let survey: SatisfactionSurvey = EffectError::decode(event)?;
                 let ticket = survey.name.trim_end_matches("/satisfaction").to_owned();
                 let rated = time(survey.submit_time.as_ref()).unwrap_or(at);
-                store.put_rating(conn, scope, &ticket, survey.rating, rated).await?;
+                store
+                    .put_rating(conn, scope, &ticket, survey.rating, rated)
+                    .await?;
                 let contact = store.ticket_contact(conn, scope, &ticket).await?;
                 let summary = format!("Rated support {} of 5", survey.rating);
-                store.add_timeline(conn, scope, &entry(&contact, "ticket", &ticket, summary)).await?;
+                store
+                    .add_timeline(conn, scope, &entry(&contact, "ticket", &ticket, summary))
+                    .await?;
             }
             ("support", n) if n.starts_with("Ticket") => {
                 let t: support_pb::Ticket = EffectError::decode(event)?;
                 store.put_ticket(conn, scope, &ticket_of(&t)).await?;
                 if name == "TicketCreated" {
                     let summary = format!("Ticket #{} opened: {}", t.number, t.subject);
-                    store.add_timeline(conn, scope, &entry(&t.requester, "ticket", &t.name, summary)).await?;
+                    store
+                        .add_timeline(
+                            conn,
+                            scope,
+                            &entry(&t.requester, "ticket", &t.name, summary),
+                        )
+                        .await?;
                 }
             }
             (service, "ErasureCompleted") => {
                 let done: ErasureCompleted = EffectError::decode(event)?;
                 store
-                    .confirm_erasure(conn, scope, &done.contact, service, at, done.erased_resources.len() as i64)
+                    .confirm_erasure(
+                        conn,
+                        scope,
+                        &done.contact,
+                        service,
+                        at,
+                        done.erased_resources.len() as i64,
+                    )
                     .await?;
             }
             _ => {}
@@ -428,7 +620,8 @@ fn lead_of(l: &sales_pb::Lead) -> Lead {
         source: label(l.source().as_str_name(), "LEAD_SOURCE_"),
         owner: l.owner.clone(),
         campaign: l.campaign.clone(),
-        converted: l.status() == sales_pb::LeadStatus::Converted || !l.converted_opportunity.is_empty(),
+        converted: l.status() == sales_pb::LeadStatus::Converted
+            || !l.converted_opportunity.is_empty(),
         deleted: l.delete_time.is_some(),
     }
 }
@@ -469,8 +662,15 @@ fn deal_of(o: &Opportunity) -> DealRecord {
 /// A ticket as the read model keeps it.
 fn ticket_of(t: &support_pb::Ticket) -> TicketRecord {
     let status = t.status();
-    let solved = matches!(status, support_pb::TicketStatus::Solved | support_pb::TicketStatus::Closed);
-    let targets = t.sla.as_ref().map(|s| s.targets.as_slice()).unwrap_or_default();
+    let solved = matches!(
+        status,
+        support_pb::TicketStatus::Solved | support_pb::TicketStatus::Closed
+    );
+    let targets = t
+        .sla
+        .as_ref()
+        .map(|s| s.targets.as_slice())
+        .unwrap_or_default();
     let next_sla_due_time = targets
         .iter()
         .filter(|target| target.met_time.is_none() && !target.paused)

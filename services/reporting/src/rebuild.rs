@@ -33,7 +33,11 @@ pub struct Rebuilder {
 impl Rebuilder {
     /// A rebuilder reading `feeds` (one per source) into `store`.
     pub fn new(store: Store, model: ReadModel, feeds: BTreeMap<&'static str, FeedSource>) -> Self {
-        Self { store, model, feeds }
+        Self {
+            store,
+            model,
+            feeds,
+        }
     }
 
     /// Replays up to [`BATCHES_PER_PASS`] batches of `source`; true when
@@ -42,7 +46,10 @@ impl Rebuilder {
         let feed = &self.feeds[source];
         let mut applied = 0;
         for _ in 0..BATCHES_PER_PASS {
-            let after = self.store.rebuild_position(&self.store.resources().db.conn, source).await?;
+            let after = self
+                .store
+                .rebuild_position(&self.store.resources().db.conn, source)
+                .await?;
             let events = feed.read_batch(event_types(source), after, BATCH).await?;
             let Some(last) = events.last().map(|e| e.sequence) else {
                 return Ok((applied, true));
@@ -105,7 +112,10 @@ impl Rebuilder {
 #[tonic::async_trait]
 impl Job for Rebuilder {
     async fn run_once(&self) -> Result<u64, ApiError> {
-        let state = self.store.model_state(&self.store.resources().db.conn).await?;
+        let state = self
+            .store
+            .model_state(&self.store.resources().db.conn)
+            .await?;
         if state.rebuilding == 0 {
             return Ok(0);
         }

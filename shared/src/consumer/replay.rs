@@ -11,7 +11,9 @@
 //! rolls back and replays further first. On PostgreSQL the update locks
 //! the cursor row, so a live apply in flight finishes before or waits.
 
-use crm_proto::events::{Event, StreamEventsRequest, event_feed_service_client::EventFeedServiceClient};
+use crm_proto::events::{
+    Event, StreamEventsRequest, event_feed_service_client::EventFeedServiceClient,
+};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     sea_query::OnConflict,
@@ -36,7 +38,8 @@ impl FeedSource {
             types,
             max_events: max,
         });
-        let unavailable = |s: tonic::Status| ApiError::Unavailable(format!("feed: {}", s.message()));
+        let unavailable =
+            |s: tonic::Status| ApiError::Unavailable(format!("feed: {}", s.message()));
         let mut stream = EventFeedServiceClient::new(self.channel.clone())
             .max_decoding_message_size(64 * 1024 * 1024)
             .stream_events(request)
@@ -55,14 +58,22 @@ impl FeedSource {
 /// it there when the consumer never ran); returns where the cursor stands
 /// after: `position`, or further when the live consumer had already
 /// applied events beyond it.
-pub async fn hand_over<C: ConnectionTrait>(txn: &C, name: &str, position: i64) -> Result<i64, DbErr> {
+pub async fn hand_over<C: ConnectionTrait>(
+    txn: &C,
+    name: &str,
+    position: i64,
+) -> Result<i64, DbErr> {
     cursor::Entity::insert(cursor::ActiveModel {
         consumer: Set(name.to_owned()),
         sequence: Set(position),
         update_time: Set(chrono::Utc::now()),
         lag_ms: Set(0),
     })
-    .on_conflict(OnConflict::column(cursor::Column::Consumer).do_nothing().to_owned())
+    .on_conflict(
+        OnConflict::column(cursor::Column::Consumer)
+            .do_nothing()
+            .to_owned(),
+    )
     .exec_without_returning(txn)
     .await?;
     cursor::Entity::update_many()

@@ -1057,11 +1057,10 @@ async fn another_tenants_resources_are_not_found_by_any_standard_method() {
         .into_inner()
         .name;
     names.insert("Enrollment", enrollment);
-    let mut reporting =
-        r::reporting_service_client::ReportingServiceClient::with_interceptor(
-            gateway.channel(),
-            bearer(&owner),
-        );
+    let mut reporting = r::reporting_service_client::ReportingServiceClient::with_interceptor(
+        gateway.channel(),
+        bearer(&owner),
+    );
     let report = reporting
         .create_report(r::CreateReportRequest {
             report: Some(r::Report {

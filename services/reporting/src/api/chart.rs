@@ -31,13 +31,19 @@ pub fn render(answer: &pb::QueryKpisResponse, width: u32, height: u32) -> Result
     Ok(svg)
 }
 
-fn draw<DB: DrawingBackend>(result: &pb::KpiResult, area: &DrawingArea<DB, plotters::coord::Shift>) -> Result<(), String> {
+fn draw<DB: DrawingBackend>(
+    result: &pb::KpiResult,
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+) -> Result<(), String> {
     let buckets: Vec<String> = result
         .lines
         .first()
         .map(|l| l.buckets.iter().map(|b| b.start_date.clone()).collect())
         .unwrap_or_default();
-    let values = result.lines.iter().flat_map(|l| l.buckets.iter().filter_map(|b| b.value));
+    let values = result
+        .lines
+        .iter()
+        .flat_map(|l| l.buckets.iter().filter_map(|b| b.value));
     let (low, high) = values.fold((0.0_f64, 0.0_f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let high = if high <= low { low + 1.0 } else { high * 1.05 };
     let last = buckets.len().saturating_sub(1).max(1) as f64;
@@ -85,7 +91,11 @@ fn draw<DB: DrawingBackend>(result: &pb::KpiResult, area: &DrawingArea<DB, plott
             }
         }
     }
-    if result.lines.iter().any(|l| !l.currency.is_empty() || !l.group.is_empty()) {
+    if result
+        .lines
+        .iter()
+        .any(|l| !l.currency.is_empty() || !l.group.is_empty())
+    {
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))

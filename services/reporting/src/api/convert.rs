@@ -13,8 +13,9 @@ use crate::{
 };
 
 /// The kinds a timeline entry can have.
-pub const TIMELINE_KINDS: &[&str] =
-    &["activity", "consent", "contact", "deal", "email", "journey", "lead", "ticket"];
+pub const TIMELINE_KINDS: &[&str] = &[
+    "activity", "consent", "contact", "deal", "email", "journey", "lead", "ticket",
+];
 
 /// A KPI unit.
 pub fn unit(unit: Unit) -> pb::KpiUnit {
@@ -86,7 +87,10 @@ pub fn customer_view(data: CustomerData, next_page_token: String) -> pb::Custome
             amount: money(&deal.currency_code, deal.units, i64::from(deal.nanos)),
             owner: deal.owner.clone(),
             create_time: Some(to_timestamp(deal.create_time)),
-            close_time: deal.close_time.filter(|_| deal.state == "won").map(to_timestamp),
+            close_time: deal
+                .close_time
+                .filter(|_| deal.state == "won")
+                .map(to_timestamp),
         };
         match deal.state.as_str() {
             "open" => open_deals.push(summary),

@@ -42,7 +42,10 @@ impl Query {
         for (i, name) in request.kpis.iter().enumerate() {
             match kpi::find(name) {
                 Some(found) => kpis.push(found),
-                None => v.add(format!("kpis[{i}]"), format!("unknown KPI {name:?} (see ListKpiDefinitions)")),
+                None => v.add(
+                    format!("kpis[{i}]"),
+                    format!("unknown KPI {name:?} (see ListKpiDefinitions)"),
+                ),
             }
         }
         let period = match &request.period {
@@ -72,7 +75,12 @@ impl Query {
                 "daily series span at most 400 days; ask for weeks or months",
             ));
         }
-        Ok(Self { kpis, period, granularity, filter })
+        Ok(Self {
+            kpis,
+            period,
+            granularity,
+            filter,
+        })
     }
 }
 
@@ -82,19 +90,23 @@ fn read_filter(filter: Option<&pb::KpiFilter>, kpis: &[&Kpi], v: &mut Violations
         return KpiFilter::default();
     };
     let mut used = Vec::new();
-    let mut reference = |value: &str, dimension: Dimension, collection: &str, v: &mut Violations| {
-        if value.is_empty() {
-            return;
-        }
-        used.push(dimension);
-        let ok = value
-            .strip_prefix(collection)
-            .and_then(|rest| rest.strip_prefix('/'))
-            .is_some_and(|id| !id.is_empty() && !id.contains('/'));
-        if !ok {
-            v.add(format!("filter.{}", dimension.field()), format!("must be \"{collection}/{{id}}\""));
-        }
-    };
+    let mut reference =
+        |value: &str, dimension: Dimension, collection: &str, v: &mut Violations| {
+            if value.is_empty() {
+                return;
+            }
+            used.push(dimension);
+            let ok = value
+                .strip_prefix(collection)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+            if !ok {
+                v.add(
+                    format!("filter.{}", dimension.field()),
+                    format!("must be \"{collection}/{{id}}\""),
+                );
+            }
+        };
     reference(&f.pipeline, Dimension::Pipeline, "pipelines", v);
     reference(&f.campaign, Dimension::Campaign, "campaigns", v);
     reference(&f.queue, Dimension::Queue, "queues", v);
@@ -109,7 +121,10 @@ fn read_filter(filter: Option<&pb::KpiFilter>, kpis: &[&Kpi], v: &mut Violations
     for (i, owner) in f.owners.iter().enumerate() {
         let subject = owner.strip_prefix("users/").unwrap_or(owner).trim();
         if subject.is_empty() || subject.len() > 256 {
-            v.add(format!("filter.owners[{i}]"), "a user, \"users/{subject}\" or the subject");
+            v.add(
+                format!("filter.owners[{i}]"),
+                "a user, \"users/{subject}\" or the subject",
+            );
         } else {
             owners.push(subject.to_owned());
         }
@@ -143,7 +158,11 @@ fn period_pb(p: Period) -> pb::Period {
 }
 
 /// Computes every KPI of `query`.
-pub async fn answer(store: &Store, scope: &Scope, query: &Query) -> Result<pb::QueryKpisResponse, ApiError> {
+pub async fn answer(
+    store: &Store,
+    scope: &Scope,
+    query: &Query,
+) -> Result<pb::QueryKpisResponse, ApiError> {
     let (previous, year_ago) = (query.period.previous(), query.period.year_ago());
     let earliest: NaiveDate = previous.start.min(year_ago.start);
     // A running total needs everything before; one fetch serves both.
@@ -164,10 +183,14 @@ pub async fn answer(store: &Store, scope: &Scope, query: &Query) -> Result<pb::Q
                 .chain(&buckets)
                 .map(|p| p.start)
                 .collect();
-            store.forecast_rows(&scope.tenant, &starts, query.period.end).await?
+            store
+                .forecast_rows(&scope.tenant, &starts, query.period.end)
+                .await?
         } else {
             let from = (!from_beginning).then_some(earliest);
-            store.kpi_rows(scope, source, from, query.period.end, &query.filter).await?
+            store
+                .kpi_rows(scope, source, from, query.period.end, &query.filter)
+                .await?
         };
         inputs.insert(source, rows);
     }
@@ -196,12 +219,18 @@ fn result(
     let (before, last_year) = if k.is_snapshot() {
         (BTreeMap::new(), BTreeMap::new())
     } else {
-        (kpi::evaluate(k, inputs, previous), kpi::evaluate(k, inputs, year_ago))
+        (
+            kpi::evaluate(k, inputs, previous),
+            kpi::evaluate(k, inputs, year_ago),
+        )
     };
     let per_bucket: Vec<(Period, BTreeMap<LineKey, Value>)> = if k.is_snapshot() {
         Vec::new()
     } else {
-        buckets.iter().map(|b| (*b, kpi::evaluate(k, inputs, *b))).collect()
+        buckets
+            .iter()
+            .map(|b| (*b, kpi::evaluate(k, inputs, *b)))
+            .collect()
     };
     let mut keys: BTreeSet<LineKey> = current.keys().cloned().collect();
     keys.extend(before.keys().cloned());
@@ -215,8 +244,14 @@ fn result(
                 ..Value::default()
             };
             let now = current.get(&key).copied().unwrap_or(nothing);
-            let was = before.get(&key).map_or(nothing.value, |v| v.value).filter(|_| !k.is_snapshot());
-            let year = last_year.get(&key).map_or(nothing.value, |v| v.value).filter(|_| !k.is_snapshot());
+            let was = before
+                .get(&key)
+                .map_or(nothing.value, |v| v.value)
+                .filter(|_| !k.is_snapshot());
+            let year = last_year
+                .get(&key)
+                .map_or(nothing.value, |v| v.value)
+                .filter(|_| !k.is_snapshot());
             let change = |old: Option<f64>| match (now.value, old) {
                 (Some(new), Some(old)) if old != 0.0 => Some((new - old) / old.abs()),
                 _ => None,

@@ -73,7 +73,10 @@ impl ReportingApi {
 
     /// The live generation of the caller's tenant.
     async fn scope(&self, tenant: &crm_shared::db::Tenant) -> Result<Scope, ApiError> {
-        let state = self.store.model_state(&self.store.resources().db.conn).await?;
+        let state = self
+            .store
+            .model_state(&self.store.resources().db.conn)
+            .await?;
         Ok(Scope {
             generation: state.generation,
             tenant: tenant.as_str().to_owned(),
@@ -99,7 +102,10 @@ impl ReportingService for ReportingApi {
         _request: Request<pb::ListKpiDefinitionsRequest>,
     ) -> Result<Response<pb::ListKpiDefinitionsResponse>, Status> {
         Ok(Response::new(pb::ListKpiDefinitionsResponse {
-            kpis: crate::domain::kpi::CATALOGUE.iter().map(convert::kpi_definition).collect(),
+            kpis: crate::domain::kpi::CATALOGUE
+                .iter()
+                .map(convert::kpi_definition)
+                .collect(),
         }))
     }
 
@@ -139,7 +145,10 @@ impl ReportingService for ReportingApi {
         let next_page_token = data
             .next
             .as_ref()
-            .map(|c: &TimelineCursor| self.page_tokens.encode_payload(&query, &convert::cursor_payload(c)))
+            .map(|c: &TimelineCursor| {
+                self.page_tokens
+                    .encode_payload(&query, &convert::cursor_payload(c))
+            })
             .unwrap_or_default();
         Ok(Response::new(convert::customer_view(data, next_page_token)))
     }
@@ -158,7 +167,10 @@ impl ReportingService for ReportingApi {
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("erasure of {contact}")))?;
-        Ok(Response::new(convert::erasure_status(record, &self.options)))
+        Ok(Response::new(convert::erasure_status(
+            record,
+            &self.options,
+        )))
     }
 
     async fn list_erasure_statuses(
@@ -169,13 +181,19 @@ impl ReportingService for ReportingApi {
         let request = request.get_ref();
         let size = page_size(request.page_size, 50, 1000, "page_size")?;
         let query = format!("erasures|{}", request.only_overdue);
-        let mut offset = self.page_tokens.decode(&request.page_token, &query, "page_token")?;
+        let mut offset = self
+            .page_tokens
+            .decode(&request.page_token, &query, "page_token")?;
         let scope = self.scope(&tenant).await?;
         let mut erasures = Vec::new();
         // Overdue ones are picked from pages of all erasures, so a page may
         // read further than its size.
         let next = loop {
-            let batch = self.store.erasures(&scope, offset, size).await.map_err(ApiError::from)?;
+            let batch = self
+                .store
+                .erasures(&scope, offset, size)
+                .await
+                .map_err(ApiError::from)?;
             let read = batch.len() as u64;
             for record in batch {
                 offset += 1;
@@ -206,46 +224,79 @@ impl ReportingService for ReportingApi {
     ) -> Result<Response<pb::ReadModelStatus>, Status> {
         admitted(&request)?;
         let state = self.store.start_rebuild().await.map_err(ApiError::from)?;
-        tracing::info!(generation = state.rebuilding, "read model rebuild requested");
+        tracing::info!(
+            generation = state.rebuilding,
+            "read model rebuild requested"
+        );
         Ok(Response::new(self.status().await?))
     }
 
-    async fn create_report(&self, request: Request<pb::CreateReportRequest>) -> Result<Response<pb::Report>, Status> {
+    async fn create_report(
+        &self,
+        request: Request<pb::CreateReportRequest>,
+    ) -> Result<Response<pb::Report>, Status> {
         ReportingApi::create_report(self, request).await
     }
 
-    async fn get_report(&self, request: Request<pb::GetReportRequest>) -> Result<Response<pb::Report>, Status> {
+    async fn get_report(
+        &self,
+        request: Request<pb::GetReportRequest>,
+    ) -> Result<Response<pb::Report>, Status> {
         ReportingApi::get_report(self, request).await
     }
 
-    async fn list_reports(&self, request: Request<pb::ListReportsRequest>) -> Result<Response<pb::ListReportsResponse>, Status> {
+    async fn list_reports(
+        &self,
+        request: Request<pb::ListReportsRequest>,
+    ) -> Result<Response<pb::ListReportsResponse>, Status> {
         ReportingApi::list_reports(self, request).await
     }
 
-    async fn update_report(&self, request: Request<pb::UpdateReportRequest>) -> Result<Response<pb::Report>, Status> {
+    async fn update_report(
+        &self,
+        request: Request<pb::UpdateReportRequest>,
+    ) -> Result<Response<pb::Report>, Status> {
         ReportingApi::update_report(self, request).await
     }
 
-    async fn delete_report(&self, request: Request<pb::DeleteReportRequest>) -> Result<Response<pb::Report>, Status> {
+    async fn delete_report(
+        &self,
+        request: Request<pb::DeleteReportRequest>,
+    ) -> Result<Response<pb::Report>, Status> {
         ReportingApi::delete_report(self, request).await
     }
 
-    async fn undelete_report(&self, request: Request<pb::UndeleteReportRequest>) -> Result<Response<pb::Report>, Status> {
+    async fn undelete_report(
+        &self,
+        request: Request<pb::UndeleteReportRequest>,
+    ) -> Result<Response<pb::Report>, Status> {
         ReportingApi::undelete_report(self, request).await
     }
 
-    async fn run_report(&self, request: Request<pb::RunReportRequest>) -> Result<Response<pb::QueryKpisResponse>, Status> {
+    async fn run_report(
+        &self,
+        request: Request<pb::RunReportRequest>,
+    ) -> Result<Response<pb::QueryKpisResponse>, Status> {
         ReportingApi::run_report(self, request).await
     }
 
-    type ExportReportStream = tokio_stream::Iter<std::vec::IntoIter<Result<pb::ExportReportResponse, Status>>>;
+    type ExportReportStream =
+        tokio_stream::Iter<std::vec::IntoIter<Result<pb::ExportReportResponse, Status>>>;
 
-    async fn export_report(&self, request: Request<pb::ExportReportRequest>) -> Result<Response<Self::ExportReportStream>, Status> {
+    async fn export_report(
+        &self,
+        request: Request<pb::ExportReportRequest>,
+    ) -> Result<Response<Self::ExportReportStream>, Status> {
         let chunks = ReportingApi::export_report(self, request).await?;
-        Ok(Response::new(tokio_stream::iter(chunks.into_iter().map(Ok).collect::<Vec<_>>())))
+        Ok(Response::new(tokio_stream::iter(
+            chunks.into_iter().map(Ok).collect::<Vec<_>>(),
+        )))
     }
 
-    async fn render_report_chart(&self, request: Request<pb::RenderReportChartRequest>) -> Result<Response<pb::RenderReportChartResponse>, Status> {
+    async fn render_report_chart(
+        &self,
+        request: Request<pb::RenderReportChartRequest>,
+    ) -> Result<Response<pb::RenderReportChartResponse>, Status> {
         ReportingApi::render_report_chart(self, request).await
     }
 

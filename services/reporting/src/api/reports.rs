@@ -33,7 +33,12 @@ fn relative(value: i32) -> Result<Option<Relative>, ApiError> {
         Ok(R::LastQuarter) => Some(Relative::LastQuarter),
         Ok(R::ThisYear) => Some(Relative::ThisYear),
         Ok(R::LastYear) => Some(Relative::LastYear),
-        Err(_) => return Err(ApiError::invalid("report.relative_period", "not a RelativePeriod value")),
+        Err(_) => {
+            return Err(ApiError::invalid(
+                "report.relative_period",
+                "not a RelativePeriod value",
+            ));
+        }
     })
 }
 
@@ -115,7 +120,12 @@ fn read_report(r: &pb::Report) -> Result<(String, String, Definition), ApiError>
     let relative = relative(r.relative_period)?;
     let fixed = match (relative, &r.period) {
         (Some(_), _) => None,
-        (None, None) => return Err(ApiError::invalid("report.period", "a period or a relative_period is required")),
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "report.period",
+                "a period or a relative_period is required",
+            ));
+        }
         (None, Some(p)) => Some(p.clone()),
     };
     let request = pb::QueryKpisRequest {
@@ -123,7 +133,10 @@ fn read_report(r: &pb::Report) -> Result<(String, String, Definition), ApiError>
         period: fixed.clone().or_else(|| {
             relative.map(|rel| {
                 let p = rel.resolve(today());
-                pb::Period { start_date: day_key(p.start), end_date: day_key(p.end) }
+                pb::Period {
+                    start_date: day_key(p.start),
+                    end_date: day_key(p.end),
+                }
             })
         }),
         granularity: r.granularity,
@@ -155,7 +168,10 @@ pub fn report_message(r: &Report) -> pb::Report {
         description: r.description.clone(),
         kpis: d.kpis.clone(),
         relative_period: relative_pb(d.relative) as i32,
-        period: d.period.map(|(s, e)| pb::Period { start_date: day_key(s), end_date: day_key(e) }),
+        period: d.period.map(|(s, e)| pb::Period {
+            start_date: day_key(s),
+            end_date: day_key(e),
+        }),
         granularity: request.granularity,
         filter: request.filter,
         creator: r.creator.clone(),
@@ -171,26 +187,45 @@ fn payload(r: &Report) -> prost_types::Any {
 }
 
 impl ReportingApi {
-    pub(super) async fn create_report(&self, request: Request<pb::CreateReportRequest>) -> Result<Response<pb::Report>, Status> {
+    pub(super) async fn create_report(
+        &self,
+        request: Request<pb::CreateReportRequest>,
+    ) -> Result<Response<pb::Report>, Status> {
         let (principal, tenant) = admitted(&request)?;
         let r = request.into_inner();
         let request_id = IdempotencyKey::of(&r.request_id, &r)?;
         let (display_name, description, definition) = read_report(&required(r.report, "report")?)?;
         let created = self
             .store
-            .create_report(&tenant, &principal.subject, display_name, description, definition, request_id, payload)
+            .create_report(
+                &tenant,
+                &principal.subject,
+                display_name,
+                description,
+                definition,
+                request_id,
+                payload,
+            )
             .await?;
         Ok(Response::new(report_message(&created)))
     }
 
-    pub(super) async fn get_report(&self, request: Request<pb::GetReportRequest>) -> Result<Response<pb::Report>, Status> {
+    pub(super) async fn get_report(
+        &self,
+        request: Request<pb::GetReportRequest>,
+    ) -> Result<Response<pb::Report>, Status> {
         let (_, tenant) = admitted(&request)?;
         let name = &request.get_ref().name;
         parse_name(name, "reports", "name")?;
-        Ok(Response::new(report_message(&self.store.get_report(&tenant, name).await?)))
+        Ok(Response::new(report_message(
+            &self.store.get_report(&tenant, name).await?,
+        )))
     }
 
-    pub(super) async fn list_reports(&self, request: Request<pb::ListReportsRequest>) -> Result<Response<pb::ListReportsResponse>, Status> {
+    pub(super) async fn list_reports(
+        &self,
+        request: Request<pb::ListReportsRequest>,
+    ) -> Result<Response<pb::ListReportsResponse>, Status> {
         const NONE: FilterSchema = FilterSchema { fields: &[] };
         let (_, tenant) = admitted(&request)?;
         let r = request.into_inner();
@@ -215,82 +250,126 @@ impl ReportingApi {
         }))
     }
 
-    pub(super) async fn update_report(&self, request: Request<pb::UpdateReportRequest>) -> Result<Response<pb::Report>, Status> {
+    pub(super) async fn update_report(
+        &self,
+        request: Request<pb::UpdateReportRequest>,
+    ) -> Result<Response<pb::Report>, Status> {
         let (principal, tenant) = admitted(&request)?;
         let r = request.into_inner();
         let report = required(r.report, "report")?;
         parse_name(&report.name, "reports", "report.name")?;
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        let fields: Vec<String> = update_paths(&paths, UPDATABLE)?.into_iter().map(str::to_owned).collect();
+        let fields: Vec<String> = update_paths(&paths, UPDATABLE)?
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let expected = parse_etag(&report.etag, "report.etag")?;
         let name = report.name.clone();
         let changed = self
             .store
-            .change_report(&tenant, &principal.subject, &name, expected, |stored| {
-                if stored.delete_time.is_some() {
-                    return Err(ApiError::NotFound(stored.name()));
-                }
-                // The stored report with the masked fields replaced, checked whole.
-                let mut merged = report_message(stored);
-                for field in &fields {
-                    match field.as_str() {
-                        "display_name" => merged.display_name = report.display_name.clone(),
-                        "description" => merged.description = report.description.clone(),
-                        "kpis" => merged.kpis = report.kpis.clone(),
-                        "relative_period" => merged.relative_period = report.relative_period,
-                        "period" => merged.period = report.period.clone(),
-                        "granularity" => merged.granularity = report.granularity,
-                        _ => merged.filter = report.filter.clone(),
+            .change_report(
+                &tenant,
+                &principal.subject,
+                &name,
+                expected,
+                |stored| {
+                    if stored.delete_time.is_some() {
+                        return Err(ApiError::NotFound(stored.name()));
                     }
-                }
-                let (display_name, description, definition) = read_report(&merged)?;
-                stored.display_name = display_name;
-                stored.description = description;
-                stored.definition = definition;
-                Ok(())
-            }, "ReportUpdated", payload)
+                    // The stored report with the masked fields replaced, checked whole.
+                    let mut merged = report_message(stored);
+                    for field in &fields {
+                        match field.as_str() {
+                            "display_name" => merged.display_name = report.display_name.clone(),
+                            "description" => merged.description = report.description.clone(),
+                            "kpis" => merged.kpis = report.kpis.clone(),
+                            "relative_period" => merged.relative_period = report.relative_period,
+                            "period" => merged.period = report.period.clone(),
+                            "granularity" => merged.granularity = report.granularity,
+                            _ => merged.filter = report.filter.clone(),
+                        }
+                    }
+                    let (display_name, description, definition) = read_report(&merged)?;
+                    stored.display_name = display_name;
+                    stored.description = description;
+                    stored.definition = definition;
+                    Ok(())
+                },
+                "ReportUpdated",
+                payload,
+            )
             .await?;
         Ok(Response::new(report_message(&changed)))
     }
 
-    pub(super) async fn delete_report(&self, request: Request<pb::DeleteReportRequest>) -> Result<Response<pb::Report>, Status> {
+    pub(super) async fn delete_report(
+        &self,
+        request: Request<pb::DeleteReportRequest>,
+    ) -> Result<Response<pb::Report>, Status> {
         let (principal, tenant) = admitted(&request)?;
         let r = request.into_inner();
         parse_name(&r.name, "reports", "name")?;
         let expected = parse_etag(&r.etag, "etag")?;
         let deleted = self
             .store
-            .change_report(&tenant, &principal.subject, &r.name, expected, |stored| {
-                if stored.delete_time.is_some() {
-                    return Err(ApiError::NotFound(stored.name()));
-                }
-                stored.delete_time = Some(chrono::Utc::now());
-                Ok(())
-            }, "ReportDeleted", payload)
+            .change_report(
+                &tenant,
+                &principal.subject,
+                &r.name,
+                expected,
+                |stored| {
+                    if stored.delete_time.is_some() {
+                        return Err(ApiError::NotFound(stored.name()));
+                    }
+                    stored.delete_time = Some(chrono::Utc::now());
+                    Ok(())
+                },
+                "ReportDeleted",
+                payload,
+            )
             .await?;
         Ok(Response::new(report_message(&deleted)))
     }
 
-    pub(super) async fn undelete_report(&self, request: Request<pb::UndeleteReportRequest>) -> Result<Response<pb::Report>, Status> {
+    pub(super) async fn undelete_report(
+        &self,
+        request: Request<pb::UndeleteReportRequest>,
+    ) -> Result<Response<pb::Report>, Status> {
         let (principal, tenant) = admitted(&request)?;
         let r = request.into_inner();
         parse_name(&r.name, "reports", "name")?;
         let restored = self
             .store
-            .change_report(&tenant, &principal.subject, &r.name, None, |stored| {
-                if stored.delete_time.is_none() {
-                    return Err(ApiError::FailedPrecondition(format!("{} is not deleted", stored.name())));
-                }
-                stored.delete_time = None;
-                Ok(())
-            }, "ReportUndeleted", payload)
+            .change_report(
+                &tenant,
+                &principal.subject,
+                &r.name,
+                None,
+                |stored| {
+                    if stored.delete_time.is_none() {
+                        return Err(ApiError::FailedPrecondition(format!(
+                            "{} is not deleted",
+                            stored.name()
+                        )));
+                    }
+                    stored.delete_time = None;
+                    Ok(())
+                },
+                "ReportUndeleted",
+                payload,
+            )
             .await?;
         Ok(Response::new(report_message(&restored)))
     }
 
     /// Runs the live report `name` of `tenant`, with `granularity` instead
     /// of its own when given.
-    async fn run(&self, tenant: &crm_shared::db::Tenant, name: &str, granularity: Option<Granularity>) -> Result<pb::QueryKpisResponse, ApiError> {
+    async fn run(
+        &self,
+        tenant: &crm_shared::db::Tenant,
+        name: &str,
+        granularity: Option<Granularity>,
+    ) -> Result<pb::QueryKpisResponse, ApiError> {
         parse_name(name, "reports", "name")?;
         let report = self.store.get_report(tenant, name).await?;
         if report.delete_time.is_some() {
@@ -306,23 +385,36 @@ impl ReportingApi {
         kpis::answer(&self.store, &scope, &query).await
     }
 
-    pub(super) async fn run_report(&self, request: Request<pb::RunReportRequest>) -> Result<Response<pb::QueryKpisResponse>, Status> {
+    pub(super) async fn run_report(
+        &self,
+        request: Request<pb::RunReportRequest>,
+    ) -> Result<Response<pb::QueryKpisResponse>, Status> {
         let (_, tenant) = admitted(&request)?;
-        Ok(Response::new(self.run(&tenant, &request.get_ref().name, None).await?))
+        Ok(Response::new(
+            self.run(&tenant, &request.get_ref().name, None).await?,
+        ))
     }
 
-    pub(super) async fn export_report(&self, request: Request<pb::ExportReportRequest>) -> Result<Vec<pb::ExportReportResponse>, Status> {
+    pub(super) async fn export_report(
+        &self,
+        request: Request<pb::ExportReportRequest>,
+    ) -> Result<Vec<pb::ExportReportResponse>, Status> {
         let (_, tenant) = admitted(&request)?;
         let answer = self.run(&tenant, &request.get_ref().name, None).await?;
         let text = csv_of(&answer).map_err(|e| ApiError::Internal(format!("csv: {e}")))?;
         Ok(text
             .as_bytes()
             .chunks(CSV_CHUNK)
-            .map(|chunk| pb::ExportReportResponse { data: chunk.to_vec() })
+            .map(|chunk| pb::ExportReportResponse {
+                data: chunk.to_vec(),
+            })
             .collect())
     }
 
-    pub(super) async fn render_report_chart(&self, request: Request<pb::RenderReportChartRequest>) -> Result<Response<pb::RenderReportChartResponse>, Status> {
+    pub(super) async fn render_report_chart(
+        &self,
+        request: Request<pb::RenderReportChartRequest>,
+    ) -> Result<Response<pb::RenderReportChartResponse>, Status> {
         let (_, tenant) = admitted(&request)?;
         let r = request.get_ref();
         let size = |value: i32, default: u32, min: u32, field: &str| match value {
@@ -330,9 +422,13 @@ impl ReportingApi {
             v if (min as i32..=4000).contains(&v) => Ok(v as u32),
             _ => Err(ApiError::invalid(field, format!("{min} to 4,000 pixels"))),
         };
-        let (width, height) = (size(r.width, 800, 200, "width")?, size(r.height, 400, 150, "height")?);
+        let (width, height) = (
+            size(r.width, 800, 200, "width")?,
+            size(r.height, 400, 150, "height")?,
+        );
         let answer = self.run(&tenant, &r.name, Some(Granularity::Month)).await?;
-        let svg = super::chart::render(&answer, width, height).map_err(|e| ApiError::Internal(format!("chart: {e}")))?;
+        let svg = super::chart::render(&answer, width, height)
+            .map_err(|e| ApiError::Internal(format!("chart: {e}")))?;
         Ok(Response::new(pb::RenderReportChartResponse { svg }))
     }
 }
@@ -345,7 +441,14 @@ fn number(value: Option<f64>) -> String {
 pub fn csv_of(answer: &pb::QueryKpisResponse) -> Result<String, csv::Error> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record([
-        "kpi", "currency", "group", "start_date", "end_date", "value", "previous_value", "year_ago_value",
+        "kpi",
+        "currency",
+        "group",
+        "start_date",
+        "end_date",
+        "value",
+        "previous_value",
+        "year_ago_value",
     ])?;
     for result in &answer.results {
         for line in &result.lines {
@@ -374,6 +477,8 @@ pub fn csv_of(answer: &pb::QueryKpisResponse) -> Result<String, csv::Error> {
             }
         }
     }
-    let bytes = writer.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

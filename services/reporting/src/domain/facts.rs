@@ -96,7 +96,12 @@ impl Fact {
 
     /// Where it is aggregated.
     fn key(&self) -> (String, NaiveDate, Dims, String) {
-        (self.name.clone(), self.day, self.dims.clone(), self.currency.clone())
+        (
+            self.name.clone(),
+            self.day,
+            self.dims.clone(),
+            self.currency.clone(),
+        )
     }
 }
 
@@ -178,11 +183,18 @@ mod tests {
             .with_measure(12.0);
         let back = difference(&[won.clone()], &[]);
         assert_eq!(back.len(), 1);
-        assert_eq!((back[0].count, back[0].units, back[0].measure), (-1, -1200, -12.0));
+        assert_eq!(
+            (back[0].count, back[0].units, back[0].measure),
+            (-1, -1200, -12.0)
+        );
         // Unchanged state: nothing to apply.
         assert!(difference(&[won.clone()], &[won.clone()]).is_empty());
         // Won again on another day with another amount: one out, one in.
-        let again = Fact { day: day("2026-03-09"), units: 1500, ..won.clone() };
+        let again = Fact {
+            day: day("2026-03-09"),
+            units: 1500,
+            ..won.clone()
+        };
         let moved = difference(&[won], &[again]);
         assert_eq!(moved.len(), 2);
         assert_eq!(moved.iter().map(|f| f.count).sum::<i64>(), 0);
@@ -191,7 +203,14 @@ mod tests {
 
     #[test]
     fn contributions_survive_json() {
-        let fact = Fact::one(LEAD_CREATED, day("2026-01-02"), Dims { group: "web".into(), ..Default::default() });
+        let fact = Fact::one(
+            LEAD_CREATED,
+            day("2026-01-02"),
+            Dims {
+                group: "web".into(),
+                ..Default::default()
+            },
+        );
         let json = serde_json::to_string(&vec![fact.clone()]).unwrap();
         let back: Vec<Fact> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, vec![fact]);

@@ -161,52 +161,378 @@ const fn kpi(
     filters: &'static [Dimension],
     recipe: Recipe,
 ) -> Kpi {
-    Kpi { name, description, unit, group_by: "", filters, recipe }
+    Kpi {
+        name,
+        description,
+        unit,
+        group_by: "",
+        filters,
+        recipe,
+    }
 }
 
 use Source::*;
 
 const SENT: &[Term] = &[(1, Fact(facts::EMAIL_SENT), "")];
-const DELIVERED: &[Term] = &[(1, Fact(facts::EMAIL_SENT), ""), (-1, Fact(facts::EMAIL_BOUNCED), "")];
+const DELIVERED: &[Term] = &[
+    (1, Fact(facts::EMAIL_SENT), ""),
+    (-1, Fact(facts::EMAIL_BOUNCED), ""),
+];
 
 /// Every KPI, sorted by name.
 pub static CATALOGUE: &[Kpi] = &[
-    Kpi { group_by: "cohort", ..kpi("customers.churn_by_cohort", "Of the customers won before the period, per cohort (the month of their first won deal, \"YYYY-MM\", and \"all\"), the share that won no deal in the period: 1 - retention.", Unit::Ratio, &[], Recipe::Cohorts { churn: true }) },
-    kpi("customers.lifetime_value", "Historical customer lifetime value: all won revenue up to the period's end divided by the customers (companies, or contacts without one) won by then, per currency.", Unit::Money, &[], Recipe::LifetimeValue),
-    kpi("customers.new", "Customers (companies, or contacts without one) whose first won deal closed in the period.", Unit::Count, &[], Recipe::NewCustomers),
-    Kpi { group_by: "cohort", ..kpi("customers.retention_by_cohort", "Of the customers won before the period, per cohort (the month of their first won deal, \"YYYY-MM\", and \"all\"), the share with another deal won in the period.", Unit::Ratio, &[], Recipe::Cohorts { churn: false }) },
-    kpi("customers.revenue_per_customer", "Won revenue in the period divided by the customers with a deal won in the period, per currency.", Unit::Money, DEAL_DIMS, Recipe::RevenuePerCustomer),
-    kpi("marketing.attributed_leads", "Leads created in the period that name a campaign.", Unit::Count, LEAD_DIMS, Recipe::Count { source: Attributed(facts::LEAD_CREATED), by_group: false }),
-    kpi("marketing.attributed_revenue", "Revenue of deals won in the period that were converted from a lead naming a campaign, per currency.", Unit::Money, DEAL_DIMS, Recipe::Money { source: Attributed(facts::DEAL_WON) }),
-    kpi("marketing.bounce_rate", "Bounces over messages sent, in the period.", Unit::Ratio, EMAIL_DIMS, Recipe::Ratio { numerator: &[(1, Fact(facts::EMAIL_BOUNCED), "")], denominator: SENT }),
-    kpi("marketing.click_rate", "Recipients' first clicks over messages delivered (sent minus bounced), in the period.", Unit::Ratio, EMAIL_DIMS, Recipe::Ratio { numerator: &[(1, Fact(facts::EMAIL_CLICKED), "")], denominator: DELIVERED }),
-    kpi("marketing.delivery_rate", "Messages delivered (sent minus bounced) over messages sent, in the period.", Unit::Ratio, EMAIL_DIMS, Recipe::Ratio { numerator: DELIVERED, denominator: SENT }),
-    kpi("marketing.emails_sent", "Marketing messages (campaigns and journeys) accepted by the relay in the period.", Unit::Count, EMAIL_DIMS, Recipe::Count { source: Fact(facts::EMAIL_SENT), by_group: false }),
-    kpi("marketing.open_rate", "Recipients' first opens over messages delivered (sent minus bounced), in the period.", Unit::Ratio, EMAIL_DIMS, Recipe::Ratio { numerator: &[(1, Fact(facts::EMAIL_OPENED), "")], denominator: DELIVERED }),
-    kpi("marketing.roi", "(Attributed won revenue - cost of the campaigns that started sending in the period) / that cost, per currency; absent where nothing was spent.", Unit::Ratio, &[Dimension::Campaign], Recipe::Roi),
-    kpi("marketing.unsubscribe_rate", "Unsubscribes through marketing email over messages delivered, in the period.", Unit::Ratio, EMAIL_DIMS, Recipe::Ratio { numerator: &[(1, Fact(facts::EMAIL_UNSUBSCRIBED), "")], denominator: DELIVERED }),
-    kpi("sales.average_deal_size", "Revenue of deals won in the period over their number, per currency.", Unit::Money, DEAL_DIMS, Recipe::AverageMoney { source: Fact(facts::DEAL_WON) }),
-    kpi("sales.deals_won", "Deals won in the period.", Unit::Count, DEAL_DIMS, Recipe::Count { source: Fact(facts::DEAL_WON), by_group: false }),
-    kpi("sales.forecast", "The open deals expected to close in the period, each weighted by its stage's probability, as they stood on the period's first day (from the daily forecast snapshots), per currency; absent before the first snapshot.", Unit::Money, &[], Recipe::Forecast),
-    kpi("sales.forecast_accuracy", "Revenue won in the period over sales.forecast for it (1 is a perfect forecast), per currency.", Unit::Ratio, &[], Recipe::ForecastAccuracy),
-    kpi("sales.lead_conversion_rate", "Of the leads created in the period, the share converted (by now).", Unit::Ratio, LEAD_DIMS, Recipe::Ratio { numerator: &[(1, Fact(facts::LEAD_CONVERTED), "")], denominator: &[(1, Fact(facts::LEAD_CREATED), "")] }),
-    Kpi { group_by: "source", ..kpi("sales.leads_by_source", "Leads created in the period, per lead source.", Unit::Count, LEAD_DIMS, Recipe::Count { source: Fact(facts::LEAD_CREATED), by_group: true }) },
-    kpi("sales.leads_created", "Leads created in the period.", Unit::Count, LEAD_DIMS, Recipe::Count { source: Fact(facts::LEAD_CREATED), by_group: false }),
-    Kpi { group_by: "stage", ..kpi("sales.pipeline_value_by_stage", "The amount of the deals open now, per stage and currency. It describes the present: the period is ignored and there are no comparisons or series.", Unit::Money, DEAL_DIMS, Recipe::OpenPipeline) },
-    kpi("sales.sales_cycle_days", "Days from creation to win, averaged over the deals won in the period.", Unit::Days, DEAL_DIMS, Recipe::AverageMeasure { source: Fact(facts::DEAL_WON) }),
-    kpi("sales.win_rate", "Deals won over deals closed (won or lost) in the period.", Unit::Ratio, DEAL_DIMS, Recipe::Ratio { numerator: &[(1, Fact(facts::DEAL_WON), "")], denominator: &[(1, Fact(facts::DEAL_WON), ""), (1, Fact(facts::DEAL_LOST), "")] }),
-    kpi("sales.won_revenue", "Revenue of deals won in the period, per currency.", Unit::Money, DEAL_DIMS, Recipe::Money { source: Fact(facts::DEAL_WON) }),
-    kpi("support.backlog", "Tickets open (created, not deleted, not solved) at the end of the period.", Unit::Count, TICKET_DIMS, Recipe::Running { source: Fact(facts::TICKET_BACKLOG) }),
-    kpi("support.csat", "Satisfaction ratings of 4 or 5 (of 5) over all ratings given in the period; a changed rating counts once, as last given.", Unit::Ratio, TICKET_DIMS, Recipe::Ratio { numerator: &[(1, Fact(facts::TICKET_RATED), "good")], denominator: &[(1, Fact(facts::TICKET_RATED), "")] }),
-    kpi("support.first_response_time_median", "Median wall-clock seconds from a ticket's creation to its first public agent reply, over the first replies in the period.", Unit::Seconds, TICKET_DIMS, Recipe::Percentile { source: FirstResponseSeconds, quantile: 0.5 }),
-    kpi("support.first_response_time_p90", "90th percentile of the seconds to first response, likewise.", Unit::Seconds, TICKET_DIMS, Recipe::Percentile { source: FirstResponseSeconds, quantile: 0.9 }),
-    kpi("support.reopen_rate", "Of the tickets solved in the period (by their last solve), the share reopened at least once.", Unit::Ratio, TICKET_DIMS, Recipe::Ratio { numerator: &[(1, Fact(facts::TICKET_SOLVED_REOPENED), "")], denominator: &[(1, Fact(facts::TICKET_SOLVED), "")] }),
-    kpi("support.resolution_time_median", "Median wall-clock seconds from a ticket's creation to its (last) solve, over the tickets solved in the period.", Unit::Seconds, TICKET_DIMS, Recipe::Percentile { source: ResolutionSeconds, quantile: 0.5 }),
-    kpi("support.resolution_time_p90", "90th percentile of the seconds to resolution, likewise.", Unit::Seconds, TICKET_DIMS, Recipe::Percentile { source: ResolutionSeconds, quantile: 0.9 }),
-    kpi("support.sla_compliance", "Of the tickets solved in the period, the share that missed no SLA target.", Unit::Ratio, TICKET_DIMS, Recipe::Ratio { numerator: &[(1, Fact(facts::TICKET_SOLVED), ""), (-1, Fact(facts::TICKET_SOLVED_BREACHED), "")], denominator: &[(1, Fact(facts::TICKET_SOLVED), "")] }),
-    Kpi { group_by: "channel", ..kpi("support.tickets_by_channel", "Tickets opened in the period, per channel.", Unit::Count, TICKET_DIMS, Recipe::Count { source: Fact(facts::TICKET_BY_CHANNEL), by_group: true }) },
-    Kpi { group_by: "priority", ..kpi("support.tickets_by_priority", "Tickets opened in the period, per priority (as it is now).", Unit::Count, TICKET_DIMS, Recipe::Count { source: Fact(facts::TICKET_BY_PRIORITY), by_group: true }) },
-    kpi("support.tickets_created", "Tickets opened in the period.", Unit::Count, TICKET_DIMS, Recipe::Count { source: Fact(facts::TICKET_BY_CHANNEL), by_group: false }),
+    Kpi {
+        group_by: "cohort",
+        ..kpi(
+            "customers.churn_by_cohort",
+            "Of the customers won before the period, per cohort (the month of their first won deal, \"YYYY-MM\", and \"all\"), the share that won no deal in the period: 1 - retention.",
+            Unit::Ratio,
+            &[],
+            Recipe::Cohorts { churn: true },
+        )
+    },
+    kpi(
+        "customers.lifetime_value",
+        "Historical customer lifetime value: all won revenue up to the period's end divided by the customers (companies, or contacts without one) won by then, per currency.",
+        Unit::Money,
+        &[],
+        Recipe::LifetimeValue,
+    ),
+    kpi(
+        "customers.new",
+        "Customers (companies, or contacts without one) whose first won deal closed in the period.",
+        Unit::Count,
+        &[],
+        Recipe::NewCustomers,
+    ),
+    Kpi {
+        group_by: "cohort",
+        ..kpi(
+            "customers.retention_by_cohort",
+            "Of the customers won before the period, per cohort (the month of their first won deal, \"YYYY-MM\", and \"all\"), the share with another deal won in the period.",
+            Unit::Ratio,
+            &[],
+            Recipe::Cohorts { churn: false },
+        )
+    },
+    kpi(
+        "customers.revenue_per_customer",
+        "Won revenue in the period divided by the customers with a deal won in the period, per currency.",
+        Unit::Money,
+        DEAL_DIMS,
+        Recipe::RevenuePerCustomer,
+    ),
+    kpi(
+        "marketing.attributed_leads",
+        "Leads created in the period that name a campaign.",
+        Unit::Count,
+        LEAD_DIMS,
+        Recipe::Count {
+            source: Attributed(facts::LEAD_CREATED),
+            by_group: false,
+        },
+    ),
+    kpi(
+        "marketing.attributed_revenue",
+        "Revenue of deals won in the period that were converted from a lead naming a campaign, per currency.",
+        Unit::Money,
+        DEAL_DIMS,
+        Recipe::Money {
+            source: Attributed(facts::DEAL_WON),
+        },
+    ),
+    kpi(
+        "marketing.bounce_rate",
+        "Bounces over messages sent, in the period.",
+        Unit::Ratio,
+        EMAIL_DIMS,
+        Recipe::Ratio {
+            numerator: &[(1, Fact(facts::EMAIL_BOUNCED), "")],
+            denominator: SENT,
+        },
+    ),
+    kpi(
+        "marketing.click_rate",
+        "Recipients' first clicks over messages delivered (sent minus bounced), in the period.",
+        Unit::Ratio,
+        EMAIL_DIMS,
+        Recipe::Ratio {
+            numerator: &[(1, Fact(facts::EMAIL_CLICKED), "")],
+            denominator: DELIVERED,
+        },
+    ),
+    kpi(
+        "marketing.delivery_rate",
+        "Messages delivered (sent minus bounced) over messages sent, in the period.",
+        Unit::Ratio,
+        EMAIL_DIMS,
+        Recipe::Ratio {
+            numerator: DELIVERED,
+            denominator: SENT,
+        },
+    ),
+    kpi(
+        "marketing.emails_sent",
+        "Marketing messages (campaigns and journeys) accepted by the relay in the period.",
+        Unit::Count,
+        EMAIL_DIMS,
+        Recipe::Count {
+            source: Fact(facts::EMAIL_SENT),
+            by_group: false,
+        },
+    ),
+    kpi(
+        "marketing.open_rate",
+        "Recipients' first opens over messages delivered (sent minus bounced), in the period.",
+        Unit::Ratio,
+        EMAIL_DIMS,
+        Recipe::Ratio {
+            numerator: &[(1, Fact(facts::EMAIL_OPENED), "")],
+            denominator: DELIVERED,
+        },
+    ),
+    kpi(
+        "marketing.roi",
+        "(Attributed won revenue - cost of the campaigns that started sending in the period) / that cost, per currency; absent where nothing was spent.",
+        Unit::Ratio,
+        &[Dimension::Campaign],
+        Recipe::Roi,
+    ),
+    kpi(
+        "marketing.unsubscribe_rate",
+        "Unsubscribes through marketing email over messages delivered, in the period.",
+        Unit::Ratio,
+        EMAIL_DIMS,
+        Recipe::Ratio {
+            numerator: &[(1, Fact(facts::EMAIL_UNSUBSCRIBED), "")],
+            denominator: DELIVERED,
+        },
+    ),
+    kpi(
+        "sales.average_deal_size",
+        "Revenue of deals won in the period over their number, per currency.",
+        Unit::Money,
+        DEAL_DIMS,
+        Recipe::AverageMoney {
+            source: Fact(facts::DEAL_WON),
+        },
+    ),
+    kpi(
+        "sales.deals_won",
+        "Deals won in the period.",
+        Unit::Count,
+        DEAL_DIMS,
+        Recipe::Count {
+            source: Fact(facts::DEAL_WON),
+            by_group: false,
+        },
+    ),
+    kpi(
+        "sales.forecast",
+        "The open deals expected to close in the period, each weighted by its stage's probability, as they stood on the period's first day (from the daily forecast snapshots), per currency; absent before the first snapshot.",
+        Unit::Money,
+        &[],
+        Recipe::Forecast,
+    ),
+    kpi(
+        "sales.forecast_accuracy",
+        "Revenue won in the period over sales.forecast for it (1 is a perfect forecast), per currency.",
+        Unit::Ratio,
+        &[],
+        Recipe::ForecastAccuracy,
+    ),
+    kpi(
+        "sales.lead_conversion_rate",
+        "Of the leads created in the period, the share converted (by now).",
+        Unit::Ratio,
+        LEAD_DIMS,
+        Recipe::Ratio {
+            numerator: &[(1, Fact(facts::LEAD_CONVERTED), "")],
+            denominator: &[(1, Fact(facts::LEAD_CREATED), "")],
+        },
+    ),
+    Kpi {
+        group_by: "source",
+        ..kpi(
+            "sales.leads_by_source",
+            "Leads created in the period, per lead source.",
+            Unit::Count,
+            LEAD_DIMS,
+            Recipe::Count {
+                source: Fact(facts::LEAD_CREATED),
+                by_group: true,
+            },
+        )
+    },
+    kpi(
+        "sales.leads_created",
+        "Leads created in the period.",
+        Unit::Count,
+        LEAD_DIMS,
+        Recipe::Count {
+            source: Fact(facts::LEAD_CREATED),
+            by_group: false,
+        },
+    ),
+    Kpi {
+        group_by: "stage",
+        ..kpi(
+            "sales.pipeline_value_by_stage",
+            "The amount of the deals open now, per stage and currency. It describes the present: the period is ignored and there are no comparisons or series.",
+            Unit::Money,
+            DEAL_DIMS,
+            Recipe::OpenPipeline,
+        )
+    },
+    kpi(
+        "sales.sales_cycle_days",
+        "Days from creation to win, averaged over the deals won in the period.",
+        Unit::Days,
+        DEAL_DIMS,
+        Recipe::AverageMeasure {
+            source: Fact(facts::DEAL_WON),
+        },
+    ),
+    kpi(
+        "sales.win_rate",
+        "Deals won over deals closed (won or lost) in the period.",
+        Unit::Ratio,
+        DEAL_DIMS,
+        Recipe::Ratio {
+            numerator: &[(1, Fact(facts::DEAL_WON), "")],
+            denominator: &[
+                (1, Fact(facts::DEAL_WON), ""),
+                (1, Fact(facts::DEAL_LOST), ""),
+            ],
+        },
+    ),
+    kpi(
+        "sales.won_revenue",
+        "Revenue of deals won in the period, per currency.",
+        Unit::Money,
+        DEAL_DIMS,
+        Recipe::Money {
+            source: Fact(facts::DEAL_WON),
+        },
+    ),
+    kpi(
+        "support.backlog",
+        "Tickets open (created, not deleted, not solved) at the end of the period.",
+        Unit::Count,
+        TICKET_DIMS,
+        Recipe::Running {
+            source: Fact(facts::TICKET_BACKLOG),
+        },
+    ),
+    kpi(
+        "support.csat",
+        "Satisfaction ratings of 4 or 5 (of 5) over all ratings given in the period; a changed rating counts once, as last given.",
+        Unit::Ratio,
+        TICKET_DIMS,
+        Recipe::Ratio {
+            numerator: &[(1, Fact(facts::TICKET_RATED), "good")],
+            denominator: &[(1, Fact(facts::TICKET_RATED), "")],
+        },
+    ),
+    kpi(
+        "support.first_response_time_median",
+        "Median wall-clock seconds from a ticket's creation to its first public agent reply, over the first replies in the period.",
+        Unit::Seconds,
+        TICKET_DIMS,
+        Recipe::Percentile {
+            source: FirstResponseSeconds,
+            quantile: 0.5,
+        },
+    ),
+    kpi(
+        "support.first_response_time_p90",
+        "90th percentile of the seconds to first response, likewise.",
+        Unit::Seconds,
+        TICKET_DIMS,
+        Recipe::Percentile {
+            source: FirstResponseSeconds,
+            quantile: 0.9,
+        },
+    ),
+    kpi(
+        "support.reopen_rate",
+        "Of the tickets solved in the period (by their last solve), the share reopened at least once.",
+        Unit::Ratio,
+        TICKET_DIMS,
+        Recipe::Ratio {
+            numerator: &[(1, Fact(facts::TICKET_SOLVED_REOPENED), "")],
+            denominator: &[(1, Fact(facts::TICKET_SOLVED), "")],
+        },
+    ),
+    kpi(
+        "support.resolution_time_median",
+        "Median wall-clock seconds from a ticket's creation to its (last) solve, over the tickets solved in the period.",
+        Unit::Seconds,
+        TICKET_DIMS,
+        Recipe::Percentile {
+            source: ResolutionSeconds,
+            quantile: 0.5,
+        },
+    ),
+    kpi(
+        "support.resolution_time_p90",
+        "90th percentile of the seconds to resolution, likewise.",
+        Unit::Seconds,
+        TICKET_DIMS,
+        Recipe::Percentile {
+            source: ResolutionSeconds,
+            quantile: 0.9,
+        },
+    ),
+    kpi(
+        "support.sla_compliance",
+        "Of the tickets solved in the period, the share that missed no SLA target.",
+        Unit::Ratio,
+        TICKET_DIMS,
+        Recipe::Ratio {
+            numerator: &[
+                (1, Fact(facts::TICKET_SOLVED), ""),
+                (-1, Fact(facts::TICKET_SOLVED_BREACHED), ""),
+            ],
+            denominator: &[(1, Fact(facts::TICKET_SOLVED), "")],
+        },
+    ),
+    Kpi {
+        group_by: "channel",
+        ..kpi(
+            "support.tickets_by_channel",
+            "Tickets opened in the period, per channel.",
+            Unit::Count,
+            TICKET_DIMS,
+            Recipe::Count {
+                source: Fact(facts::TICKET_BY_CHANNEL),
+                by_group: true,
+            },
+        )
+    },
+    Kpi {
+        group_by: "priority",
+        ..kpi(
+            "support.tickets_by_priority",
+            "Tickets opened in the period, per priority (as it is now).",
+            Unit::Count,
+            TICKET_DIMS,
+            Recipe::Count {
+                source: Fact(facts::TICKET_BY_PRIORITY),
+                by_group: true,
+            },
+        )
+    },
+    kpi(
+        "support.tickets_created",
+        "Tickets opened in the period.",
+        Unit::Count,
+        TICKET_DIMS,
+        Recipe::Count {
+            source: Fact(facts::TICKET_BY_CHANNEL),
+            by_group: false,
+        },
+    ),
 ];
 
 impl Kpi {
@@ -282,7 +608,10 @@ pub fn sources(kpi: &Kpi) -> Vec<(Source, bool)> {
         | Recipe::AverageMeasure { source }
         | Recipe::Percentile { source, .. } => vec![(source, false)],
         Recipe::Running { source } => vec![(source, true)],
-        Recipe::Ratio { numerator, denominator } => {
+        Recipe::Ratio {
+            numerator,
+            denominator,
+        } => {
             let set: BTreeSet<Source> = numerator.iter().chain(denominator).map(|t| t.1).collect();
             set.into_iter().map(|s| (s, false)).collect()
         }
@@ -317,13 +646,21 @@ pub fn evaluate(kpi: &Kpi, inputs: &Inputs, span: Period) -> BTreeMap<LineKey, V
     let in_span = |source: Source| -> Vec<&Row> {
         inputs
             .get(&source)
-            .map(|rows| rows.iter().filter(|r| r.day.is_some_and(|d| span.contains(d))).collect())
+            .map(|rows| {
+                rows.iter()
+                    .filter(|r| r.day.is_some_and(|d| span.contains(d)))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let up_to_end = |source: Source| -> Vec<&Row> {
         inputs
             .get(&source)
-            .map(|rows| rows.iter().filter(|r| r.day.is_some_and(|d| d <= span.end)).collect())
+            .map(|rows| {
+                rows.iter()
+                    .filter(|r| r.day.is_some_and(|d| d <= span.end))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let mut lines = BTreeMap::new();
@@ -334,7 +671,14 @@ pub fn evaluate(kpi: &Kpi, inputs: &Inputs, span: Period) -> BTreeMap<LineKey, V
                 lines.insert(plain(), Value::default());
             }
             for row in in_span(source) {
-                let key = (String::new(), if by_group { row.group.clone() } else { String::new() });
+                let key = (
+                    String::new(),
+                    if by_group {
+                        row.group.clone()
+                    } else {
+                        String::new()
+                    },
+                );
                 let line: &mut Value = lines.entry(key).or_default();
                 line.numerator += row.count as f64;
             }
@@ -345,11 +689,23 @@ pub fn evaluate(kpi: &Kpi, inputs: &Inputs, span: Period) -> BTreeMap<LineKey, V
         }
         Recipe::Running { source } => {
             let total: i64 = up_to_end(source).iter().map(|r| r.count).sum();
-            lines.insert(plain(), Value { value: Some(total as f64), ..Value::default() });
+            lines.insert(
+                plain(),
+                Value {
+                    value: Some(total as f64),
+                    ..Value::default()
+                },
+            );
         }
         Recipe::Money { source } => {
             for (currency, (money, _)) in per_currency(&in_span(source)) {
-                lines.insert((currency, String::new()), Value { value: Some(money), ..Value::default() });
+                lines.insert(
+                    (currency, String::new()),
+                    Value {
+                        value: Some(money),
+                        ..Value::default()
+                    },
+                );
             }
         }
         Recipe::AverageMoney { source } => {
@@ -363,7 +719,10 @@ pub fn evaluate(kpi: &Kpi, inputs: &Inputs, span: Period) -> BTreeMap<LineKey, V
             let count: i64 = rows.iter().map(|r| r.count).sum();
             lines.insert(plain(), ratio(sum, count as f64));
         }
-        Recipe::Ratio { numerator, denominator } => {
+        Recipe::Ratio {
+            numerator,
+            denominator,
+        } => {
             let side = |terms: &[Term]| -> f64 {
                 terms
                     .iter()
@@ -384,16 +743,35 @@ pub fn evaluate(kpi: &Kpi, inputs: &Inputs, span: Period) -> BTreeMap<LineKey, V
             let mut values: Vec<f64> = in_span(source).iter().map(|r| r.measure).collect();
             values.sort_by(f64::total_cmp);
             let value = percentile(&values, quantile);
-            lines.insert(plain(), Value { value, numerator: 0.0, denominator: values.len() as f64 });
+            lines.insert(
+                plain(),
+                Value {
+                    value,
+                    numerator: 0.0,
+                    denominator: values.len() as f64,
+                },
+            );
         }
         Recipe::NewCustomers => {
             let count = in_span(FirstWins).len();
-            lines.insert(plain(), Value { value: Some(count as f64), ..Value::default() });
+            lines.insert(
+                plain(),
+                Value {
+                    value: Some(count as f64),
+                    ..Value::default()
+                },
+            );
         }
         Recipe::RevenuePerCustomer => {
-            let customers: BTreeSet<&str> = in_span(WonCustomers).iter().map(|r| r.group.as_str()).collect();
+            let customers: BTreeSet<&str> = in_span(WonCustomers)
+                .iter()
+                .map(|r| r.group.as_str())
+                .collect();
             for (currency, (money, _)) in per_currency(&in_span(Fact(facts::DEAL_WON))) {
-                lines.insert((currency, String::new()), ratio(money, customers.len() as f64));
+                lines.insert(
+                    (currency, String::new()),
+                    ratio(money, customers.len() as f64),
+                );
             }
         }
         Recipe::LifetimeValue => {
@@ -403,16 +781,24 @@ pub fn evaluate(kpi: &Kpi, inputs: &Inputs, span: Period) -> BTreeMap<LineKey, V
             }
         }
         Recipe::OpenPipeline => {
-            let rows = inputs.get(&OpenPipeline).map(Vec::as_slice).unwrap_or_default();
+            let rows = inputs
+                .get(&OpenPipeline)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             for row in rows {
-                let line: &mut Value = lines.entry((row.currency.clone(), row.group.clone())).or_default();
+                let line: &mut Value = lines
+                    .entry((row.currency.clone(), row.group.clone()))
+                    .or_default();
                 let amount = row.money() + line.value.unwrap_or_default();
                 line.value = Some(amount);
                 line.denominator += row.count as f64;
             }
         }
         Recipe::Cohorts { churn } => {
-            let active: BTreeSet<&str> = in_span(WonCustomers).iter().map(|r| r.group.as_str()).collect();
+            let active: BTreeSet<&str> = in_span(WonCustomers)
+                .iter()
+                .map(|r| r.group.as_str())
+                .collect();
             let mut cohorts: BTreeMap<String, (f64, f64)> = BTreeMap::new();
             for row in up_to_end(FirstWins) {
                 let Some(first) = row.day.filter(|d| *d < span.start) else {
@@ -432,7 +818,13 @@ pub fn evaluate(kpi: &Kpi, inputs: &Inputs, span: Period) -> BTreeMap<LineKey, V
         }
         Recipe::Forecast => {
             for (currency, amount) in forecast(inputs, span) {
-                lines.insert((currency, String::new()), Value { value: Some(amount), ..Value::default() });
+                lines.insert(
+                    (currency, String::new()),
+                    Value {
+                        value: Some(amount),
+                        ..Value::default()
+                    },
+                );
             }
         }
         Recipe::ForecastAccuracy => {
@@ -463,7 +855,10 @@ pub fn evaluate(kpi: &Kpi, inputs: &Inputs, span: Period) -> BTreeMap<LineKey, V
 /// The weighted pipeline expected to close in `span` per currency, from
 /// the latest snapshot taken on or before its first day; empty when none.
 fn forecast(inputs: &Inputs, span: Period) -> BTreeMap<String, f64> {
-    let rows = inputs.get(&Forecasts).map(Vec::as_slice).unwrap_or_default();
+    let rows = inputs
+        .get(&Forecasts)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let start = crate::domain::period::day_key(span.start);
     let Some(snapshot) = rows
         .iter()
@@ -474,7 +869,10 @@ fn forecast(inputs: &Inputs, span: Period) -> BTreeMap<String, f64> {
         return BTreeMap::new();
     };
     let mut sums = BTreeMap::new();
-    for row in rows.iter().filter(|r| r.group == snapshot && !r.currency.is_empty()) {
+    for row in rows
+        .iter()
+        .filter(|r| r.group == snapshot && !r.currency.is_empty())
+    {
         if row.day.is_some_and(|d| span.contains(d)) {
             *sums.entry(row.currency.clone()).or_insert(0.0) += row.measure;
         }
@@ -523,11 +921,21 @@ mod tests {
     }
 
     fn row(d: &str, group: &str, currency: &str, count: i64, units: i64) -> Row {
-        Row { day: Some(day(d)), group: group.into(), currency: currency.into(), count, units, ..Row::default() }
+        Row {
+            day: Some(day(d)),
+            group: group.into(),
+            currency: currency.into(),
+            count,
+            units,
+            ..Row::default()
+        }
     }
 
     fn span(a: &str, b: &str) -> Period {
-        Period { start: day(a), end: day(b) }
+        Period {
+            start: day(a),
+            end: day(b),
+        }
     }
 
     #[test]
@@ -543,8 +951,17 @@ mod tests {
     fn win_rate_counts_only_the_span() {
         let kpi = find("sales.win_rate").unwrap();
         let mut inputs = Inputs::new();
-        inputs.insert(Fact(facts::DEAL_WON), vec![row("2026-03-02", "", "EUR", 2, 100), row("2026-04-01", "", "EUR", 5, 0)]);
-        inputs.insert(Fact(facts::DEAL_LOST), vec![row("2026-03-09", "", "", 2, 0)]);
+        inputs.insert(
+            Fact(facts::DEAL_WON),
+            vec![
+                row("2026-03-02", "", "EUR", 2, 100),
+                row("2026-04-01", "", "EUR", 5, 0),
+            ],
+        );
+        inputs.insert(
+            Fact(facts::DEAL_LOST),
+            vec![row("2026-03-09", "", "", 2, 0)],
+        );
         let lines = evaluate(kpi, &inputs, span("2026-03-01", "2026-03-31"));
         let v = lines[&(String::new(), String::new())];
         assert_eq!((v.value, v.numerator, v.denominator), (Some(0.5), 2.0, 4.0));
@@ -557,7 +974,13 @@ mod tests {
     fn money_is_never_added_across_currencies() {
         let kpi = find("sales.average_deal_size").unwrap();
         let mut inputs = Inputs::new();
-        inputs.insert(Fact(facts::DEAL_WON), vec![row("2026-03-02", "", "EUR", 2, 300), row("2026-03-03", "", "USD", 1, 50)]);
+        inputs.insert(
+            Fact(facts::DEAL_WON),
+            vec![
+                row("2026-03-02", "", "EUR", 2, 300),
+                row("2026-03-03", "", "USD", 1, 50),
+            ],
+        );
         let lines = evaluate(kpi, &inputs, span("2026-03-01", "2026-03-31"));
         assert_eq!(lines[&("EUR".into(), String::new())].value, Some(150.0));
         assert_eq!(lines[&("USD".into(), String::new())].value, Some(50.0));
@@ -576,7 +999,14 @@ mod tests {
     fn backlog_runs_from_the_beginning() {
         let kpi = find("support.backlog").unwrap();
         let mut inputs = Inputs::new();
-        inputs.insert(Fact(facts::TICKET_BACKLOG), vec![row("2025-12-30", "", "", 3, 0), row("2026-01-05", "", "", -1, 0), row("2026-02-01", "", "", 4, 0)]);
+        inputs.insert(
+            Fact(facts::TICKET_BACKLOG),
+            vec![
+                row("2025-12-30", "", "", 3, 0),
+                row("2026-01-05", "", "", -1, 0),
+                row("2026-02-01", "", "", 4, 0),
+            ],
+        );
         let lines = evaluate(kpi, &inputs, span("2026-01-01", "2026-01-31"));
         assert_eq!(lines[&(String::new(), String::new())].value, Some(2.0));
     }
@@ -585,7 +1015,13 @@ mod tests {
     fn roi_is_per_currency_and_undefined_without_cost() {
         let kpi = find("marketing.roi").unwrap();
         let mut inputs = Inputs::new();
-        inputs.insert(Attributed(facts::DEAL_WON), vec![row("2026-03-02", "", "EUR", 1, 300), row("2026-03-02", "", "USD", 1, 80)]);
+        inputs.insert(
+            Attributed(facts::DEAL_WON),
+            vec![
+                row("2026-03-02", "", "EUR", 1, 300),
+                row("2026-03-02", "", "USD", 1, 80),
+            ],
+        );
         inputs.insert(CampaignCosts, vec![row("2026-03-01", "", "EUR", 1, 100)]);
         let lines = evaluate(kpi, &inputs, span("2026-03-01", "2026-03-31"));
         assert_eq!(lines[&("EUR".into(), String::new())].value, Some(2.0));

@@ -160,7 +160,8 @@ impl Ticket {
 
     /// Seconds from creation to the (last) solve.
     pub fn resolution_seconds(&self) -> Option<i64> {
-        self.solve_time.map(|t| (t - self.create_time).num_seconds().max(0))
+        self.solve_time
+            .map(|t| (t - self.create_time).num_seconds().max(0))
     }
 
     /// Opened (per channel, per priority, into the backlog), solved (out of
@@ -171,7 +172,14 @@ impl Ticket {
         }
         let dims = self.dims();
         let grouped = |name: &str, group: &str, day| {
-            Fact::one(name, day, Dims { group: group.to_owned(), ..dims.clone() })
+            Fact::one(
+                name,
+                day,
+                Dims {
+                    group: group.to_owned(),
+                    ..dims.clone()
+                },
+            )
         };
         let opened = self.create_time.date_naive();
         let mut facts = vec![
@@ -183,7 +191,10 @@ impl Ticket {
             let day = solved.date_naive();
             let seconds = self.resolution_seconds().unwrap_or_default() as f64;
             facts.push(Fact::one(facts::TICKET_SOLVED, day, dims.clone()).with_measure(seconds));
-            facts.push(Fact { count: -1, ..Fact::one(facts::TICKET_BACKLOG, day, dims.clone()) });
+            facts.push(Fact {
+                count: -1,
+                ..Fact::one(facts::TICKET_BACKLOG, day, dims.clone())
+            });
             if self.sla_breached {
                 facts.push(Fact::one(facts::TICKET_SOLVED_BREACHED, day, dims.clone()));
             }
@@ -210,14 +221,40 @@ mod tests {
 
     #[test]
     fn a_solved_ticket_leaves_the_backlog_and_a_reopened_one_returns() {
-        let open = Ticket { channel: "email".into(), priority: "high".into(), create_time: at("2026-03-01T10:00:00Z"), ..Ticket::default() };
-        let solved = Ticket { solve_time: Some(at("2026-03-02T10:00:00Z")), sla_breached: true, ..open.clone() };
-        let backlog = |facts: &[Fact]| facts.iter().filter(|f| f.name == facts::TICKET_BACKLOG).map(|f| f.count).sum::<i64>();
+        let open = Ticket {
+            channel: "email".into(),
+            priority: "high".into(),
+            create_time: at("2026-03-01T10:00:00Z"),
+            ..Ticket::default()
+        };
+        let solved = Ticket {
+            solve_time: Some(at("2026-03-02T10:00:00Z")),
+            sla_breached: true,
+            ..open.clone()
+        };
+        let backlog = |facts: &[Fact]| {
+            facts
+                .iter()
+                .filter(|f| f.name == facts::TICKET_BACKLOG)
+                .map(|f| f.count)
+                .sum::<i64>()
+        };
         assert_eq!(backlog(&open.facts()), 1);
         assert_eq!(backlog(&solved.facts()), 0);
-        let change = difference(&solved.facts(), &Ticket { reopen_count: 1, ..open.clone() }.facts());
+        let change = difference(
+            &solved.facts(),
+            &Ticket {
+                reopen_count: 1,
+                ..open.clone()
+            }
+            .facts(),
+        );
         assert_eq!(backlog(&change), 1);
-        assert!(change.iter().any(|f| f.name == facts::TICKET_SOLVED_BREACHED && f.count == -1));
+        assert!(
+            change
+                .iter()
+                .any(|f| f.name == facts::TICKET_SOLVED_BREACHED && f.count == -1)
+        );
         assert_eq!(solved.resolution_seconds(), Some(86_400));
     }
 
@@ -234,7 +271,14 @@ mod tests {
         let facts = deal.facts();
         assert_eq!(facts.len(), 1);
         assert_eq!((facts[0].units, facts[0].measure), (1200, 10.0));
-        assert!(Deal { deleted: true, ..deal }.facts().is_empty());
+        assert!(
+            Deal {
+                deleted: true,
+                ..deal
+            }
+            .facts()
+            .is_empty()
+        );
     }
 }
 

@@ -48,7 +48,10 @@ impl Period {
             return None;
         }
         if (end - start).num_days() >= MAX_DAYS {
-            v.add(format!("{field}.end_date"), format!("a period spans at most {MAX_DAYS} days"));
+            v.add(
+                format!("{field}.end_date"),
+                format!("a period spans at most {MAX_DAYS} days"),
+            );
             return None;
         }
         Some(Self { start, end })
@@ -127,7 +130,10 @@ mod tests {
     }
 
     fn period(a: &str, b: &str) -> Period {
-        Period { start: d(a), end: d(b) }
+        Period {
+            start: d(a),
+            end: d(b),
+        }
     }
 
     #[test]
@@ -155,7 +161,10 @@ mod tests {
         let quarters = p.buckets(Granularity::Quarter);
         assert_eq!(
             quarters,
-            vec![period("2026-01-15", "2026-03-31"), period("2026-04-01", "2026-04-02")]
+            vec![
+                period("2026-01-15", "2026-03-31"),
+                period("2026-04-01", "2026-04-02")
+            ]
         );
         // 2026-01-15 is a Thursday.
         let weeks = period("2026-01-15", "2026-01-26").buckets(Granularity::Week);

@@ -4,7 +4,10 @@
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{kpi::Filter, period::{Granularity, Period}};
+use super::{
+    kpi::Filter,
+    period::{Granularity, Period},
+};
 
 /// A period relative to the day a report runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +38,9 @@ impl Relative {
             .checked_sub_months(Months::new(today.month0() % 3))
             .unwrap_or(month_start);
         let year_start = NaiveDate::from_ymd_opt(today.year(), 1, 1).unwrap_or(today);
-        let back = |day: NaiveDate, months: u32| day.checked_sub_months(Months::new(months)).unwrap_or(day);
+        let back = |day: NaiveDate, months: u32| {
+            day.checked_sub_months(Months::new(months)).unwrap_or(day)
+        };
         let before = |day: NaiveDate| day - Days::new(1);
         let (start, end) = match self {
             Self::Last7Days => (today - Days::new(6), today),
@@ -133,10 +138,25 @@ mod tests {
             let p = r.resolve(today);
             (p.start.to_string(), p.end.to_string())
         };
-        assert_eq!(p(Relative::Last7Days), ("2026-05-08".into(), "2026-05-14".into()));
-        assert_eq!(p(Relative::LastMonth), ("2026-04-01".into(), "2026-04-30".into()));
-        assert_eq!(p(Relative::ThisQuarter), ("2026-04-01".into(), "2026-05-14".into()));
-        assert_eq!(p(Relative::LastQuarter), ("2026-01-01".into(), "2026-03-31".into()));
-        assert_eq!(p(Relative::LastYear), ("2025-01-01".into(), "2025-12-31".into()));
+        assert_eq!(
+            p(Relative::Last7Days),
+            ("2026-05-08".into(), "2026-05-14".into())
+        );
+        assert_eq!(
+            p(Relative::LastMonth),
+            ("2026-04-01".into(), "2026-04-30".into())
+        );
+        assert_eq!(
+            p(Relative::ThisQuarter),
+            ("2026-04-01".into(), "2026-05-14".into())
+        );
+        assert_eq!(
+            p(Relative::LastQuarter),
+            ("2026-01-01".into(), "2026-03-31".into())
+        );
+        assert_eq!(
+            p(Relative::LastYear),
+            ("2025-01-01".into(), "2025-12-31".into())
+        );
     }
 }

@@ -199,7 +199,11 @@ enum RmCampaigns {
 }
 
 /// A read-model table keyed by (generation, tenant, `key`...), with `columns`.
-fn scoped(table: impl IntoIden, key: &[&dyn IdenCol], columns: Vec<ColumnDef>) -> TableCreateStatement {
+fn scoped(
+    table: impl IntoIden,
+    key: &[&dyn IdenCol],
+    columns: Vec<ColumnDef>,
+) -> TableCreateStatement {
     let mut create = Table::create();
     create
         .table(table)
@@ -230,7 +234,11 @@ impl<T: Iden + Clone + 'static> IdenCol for T {
 }
 
 /// An index on (generation, tenant, `columns`...).
-fn scoped_index(name: &str, table: impl IntoIden, columns: &[&dyn IdenCol]) -> IndexCreateStatement {
+fn scoped_index(
+    name: &str,
+    table: impl IntoIden,
+    columns: &[&dyn IdenCol],
+) -> IndexCreateStatement {
     let mut index = Index::create();
     index
         .name(name)
@@ -352,18 +360,34 @@ impl MigrationTrait for Migration {
             .await?;
         // A customer view's deals; a customer's first win.
         manager
-            .create_index(scoped_index("rm_deals_contact", RmDeals::Table, &[&RmDeals::Contact]))
+            .create_index(scoped_index(
+                "rm_deals_contact",
+                RmDeals::Table,
+                &[&RmDeals::Contact],
+            ))
             .await?;
         manager
-            .create_index(scoped_index("rm_deals_customer", RmDeals::Table, &[&RmDeals::Customer]))
+            .create_index(scoped_index(
+                "rm_deals_customer",
+                RmDeals::Table,
+                &[&RmDeals::Customer],
+            ))
             .await?;
         // Revenue per customer reads the deals closed in a period; a lead's
         // campaign moves with its deals.
         manager
-            .create_index(scoped_index("rm_deals_close_day", RmDeals::Table, &[&RmDeals::CloseDay]))
+            .create_index(scoped_index(
+                "rm_deals_close_day",
+                RmDeals::Table,
+                &[&RmDeals::CloseDay],
+            ))
             .await?;
         manager
-            .create_index(scoped_index("rm_deals_source_lead", RmDeals::Table, &[&RmDeals::SourceLead]))
+            .create_index(scoped_index(
+                "rm_deals_source_lead",
+                RmDeals::Table,
+                &[&RmDeals::SourceLead],
+            ))
             .await?;
         manager
             .create_table(scoped(
@@ -411,7 +435,11 @@ impl MigrationTrait for Migration {
             .await?;
         // Percentiles read the tickets solved or first answered in a period.
         manager
-            .create_index(scoped_index("rm_tickets_solve_day", RmTickets::Table, &[&RmTickets::SolveDay]))
+            .create_index(scoped_index(
+                "rm_tickets_solve_day",
+                RmTickets::Table,
+                &[&RmTickets::SolveDay],
+            ))
             .await?;
         manager
             .create_index(scoped_index(
@@ -421,7 +449,11 @@ impl MigrationTrait for Migration {
             ))
             .await?;
         manager
-            .create_index(scoped_index("rm_tickets_contact", RmTickets::Table, &[&RmTickets::Contact]))
+            .create_index(scoped_index(
+                "rm_tickets_contact",
+                RmTickets::Table,
+                &[&RmTickets::Contact],
+            ))
             .await?;
         manager
             .create_table(scoped(
@@ -449,7 +481,11 @@ impl MigrationTrait for Migration {
         manager
             .create_table(scoped(
                 RmEngagements::Table,
-                &[&RmEngagements::Contact, &RmEngagements::Source, &RmEngagements::Kind],
+                &[
+                    &RmEngagements::Contact,
+                    &RmEngagements::Source,
+                    &RmEngagements::Kind,
+                ],
                 vec![
                     timestamp_with_time_zone(RmEngagements::FirstTime),
                     timestamp_with_time_zone(RmEngagements::LastTime),
@@ -476,7 +512,11 @@ impl MigrationTrait for Migration {
             .create_index(scoped_index(
                 "rm_timeline_contact_time",
                 RmTimeline::Table,
-                &[&RmTimeline::Contact, &RmTimeline::Time, &RmTimeline::EventId],
+                &[
+                    &RmTimeline::Contact,
+                    &RmTimeline::Time,
+                    &RmTimeline::EventId,
+                ],
             ))
             .await?;
         manager
@@ -489,7 +529,10 @@ impl MigrationTrait for Migration {
         manager
             .create_table(scoped(
                 RmErasureConfirmations::Table,
-                &[&RmErasureConfirmations::Contact, &RmErasureConfirmations::Service],
+                &[
+                    &RmErasureConfirmations::Contact,
+                    &RmErasureConfirmations::Service,
+                ],
                 vec![
                     timestamp_with_time_zone(RmErasureConfirmations::ConfirmTime),
                     big_integer(RmErasureConfirmations::ErasedResources),

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     sea_query::{Expr, OnConflict},
 };
 
@@ -34,7 +35,10 @@ impl Generations {
 }
 
 /// Deletes every read-model row of `which` generations.
-pub async fn delete_generation<C: ConnectionTrait>(conn: &C, which: Generations) -> Result<(), DbErr> {
+pub async fn delete_generation<C: ConnectionTrait>(
+    conn: &C,
+    which: Generations,
+) -> Result<(), DbErr> {
     macro_rules! clear {
         ($($entity:ident),*) => {
             $(
@@ -46,16 +50,28 @@ pub async fn delete_generation<C: ConnectionTrait>(conn: &C, which: Generations)
         };
     }
     clear!(
-        rm_contacts, rm_companies, rm_stages, rm_leads, rm_deals, rm_customers, rm_tickets,
-        rm_engagements, rm_timeline, rm_erasures, rm_erasure_confirmations, rm_campaigns
+        rm_contacts,
+        rm_companies,
+        rm_stages,
+        rm_leads,
+        rm_deals,
+        rm_customers,
+        rm_tickets,
+        rm_engagements,
+        rm_timeline,
+        rm_erasures,
+        rm_erasure_confirmations,
+        rm_campaigns
     );
     let (operator, generation) = match which {
         Generations::Only(g) => ("=", g),
         Generations::Before(g) => ("<", g),
     };
-    let statement = super::sql::Sql::new(&format!("DELETE FROM rm_facts WHERE generation {operator} "))
-        .bind("", generation)
-        .build(conn.get_database_backend());
+    let statement = super::sql::Sql::new(&format!(
+        "DELETE FROM rm_facts WHERE generation {operator} "
+    ))
+    .bind("", generation)
+    .build(conn.get_database_backend());
     conn.execute_raw(statement).await?;
     Ok(())
 }
@@ -73,9 +89,15 @@ impl Store {
         contacts: &[String],
         time: DateTime<Utc>,
     ) -> Result<Vec<String>, DbErr> {
+        // Everything about the person goes, as a rebuild would find it (the
+        // sources scrub their events): a contact erased before it was ever
+        // seen has none of it either.
         rm_contacts::Entity::update_many()
             .col_expr(rm_contacts::Column::DisplayName, Expr::value(""))
             .col_expr(rm_contacts::Column::Email, Expr::value(""))
+            .col_expr(rm_contacts::Column::Company, Expr::value(""))
+            .col_expr(rm_contacts::Column::LifecycleStage, Expr::value(""))
+            .col_expr(rm_contacts::Column::EmailConsent, Expr::value(0))
             .col_expr(rm_contacts::Column::Erased, Expr::value(true))
             .filter(rm_contacts::Column::Generation.eq(scope.generation))
             .filter(rm_contacts::Column::Tenant.eq(&scope.tenant))
@@ -156,8 +178,15 @@ impl Store {
         let mut resources: Vec<String> = contacts.to_vec();
         resources.extend(tickets);
         tracing::debug!(timeline = timeline.rows_affected, "timeline entries erased");
-        self.confirm_erasure(conn, scope, erased, crate::SERVICE.name, time, resources.len() as i64)
-            .await?;
+        self.confirm_erasure(
+            conn,
+            scope,
+            erased,
+            crate::SERVICE.name,
+            time,
+            resources.len() as i64,
+        )
+        .await?;
         Ok(resources)
     }
 

@@ -45,8 +45,14 @@ impl Store {
         .bind("", false)
         .bind(" AND d.expected_close_day >= ", today)
         .push(" AND d.currency_code <> '' GROUP BY d.tenant, d.expected_close_day, d.currency_code");
-        let mut written = txn.execute_raw(markers.build(backend)).await?.rows_affected();
-        written += txn.execute_raw(weighted.build(backend)).await?.rows_affected();
+        let mut written = txn
+            .execute_raw(markers.build(backend))
+            .await?
+            .rows_affected();
+        written += txn
+            .execute_raw(weighted.build(backend))
+            .await?
+            .rows_affected();
         txn.commit().await?;
         Ok(written)
     }
@@ -55,13 +61,21 @@ impl Store {
     /// or before it) for the days up to `to`: rows with the expected close
     /// day, the snapshot day as group, the currency and the weighted amount
     /// as measure, and a marker row (no day) per snapshot day found.
-    pub async fn forecast_rows(&self, tenant: &str, starts: &[NaiveDate], to: NaiveDate) -> Result<Vec<Row>, DbErr> {
+    pub async fn forecast_rows(
+        &self,
+        tenant: &str,
+        starts: &[NaiveDate],
+        to: NaiveDate,
+    ) -> Result<Vec<Row>, DbErr> {
         let conn = &self.base.db.conn;
         let backend = conn.get_database_backend();
         let Some(first) = starts.iter().min() else {
             return Ok(Vec::new());
         };
-        let latest = starts.iter().max().map_or_else(String::new, |d| day_key(*d));
+        let latest = starts
+            .iter()
+            .max()
+            .map_or_else(String::new, |d| day_key(*d));
         let days: Vec<String> = conn
             .query_all_raw(
                 Sql::new("SELECT DISTINCT snapshot_day FROM forecast_snapshots")
@@ -88,7 +102,10 @@ impl Store {
         }
         let mut rows: Vec<Row> = chosen
             .iter()
-            .map(|d| Row { group: d.clone(), ..Row::default() })
+            .map(|d| Row {
+                group: d.clone(),
+                ..Row::default()
+            })
             .collect();
         let found = conn
             .query_all_raw(

@@ -195,11 +195,7 @@ impl Store {
     }
 
     /// The open pipeline now: amount per stage and currency.
-    async fn open_pipeline(
-        &self,
-        scope: &Scope,
-        filter: &KpiFilter,
-    ) -> Result<Vec<Row>, DbErr> {
+    async fn open_pipeline(&self, scope: &Scope, filter: &KpiFilter) -> Result<Vec<Row>, DbErr> {
         let conn = &self.base.db.conn;
         let sql = Sql::new(
             "SELECT COALESCE(s.display_name, d.stage), d.currency_code, CAST(COUNT(*) AS BIGINT), \

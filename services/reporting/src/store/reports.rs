@@ -23,7 +23,10 @@ impl TryFrom<report::Model> for Report {
 
     fn try_from(row: report::Model) -> Result<Self, ApiError> {
         Ok(Self {
-            id: row.id.parse().map_err(|_| ApiError::Internal(format!("report id {}", row.id)))?,
+            id: row
+                .id
+                .parse()
+                .map_err(|_| ApiError::Internal(format!("report id {}", row.id)))?,
             display_name: row.display_name,
             description: row.description,
             definition: serde_json::from_str(&row.definition)
@@ -75,7 +78,11 @@ impl Store {
         request_id: Option<IdempotencyKey>,
         payload: ReportPayload,
     ) -> Result<Report, ApiError> {
-        if let Some(existing) = self.base.replayed(tenant, "CreateReport", request_id.as_ref()).await? {
+        if let Some(existing) = self
+            .base
+            .replayed(tenant, "CreateReport", request_id.as_ref())
+            .await?
+        {
             return self.get_report(tenant, &existing).await;
         }
         let now = Utc::now();
@@ -91,18 +98,34 @@ impl Store {
             version: 1,
         };
         let txn = self.base.db.begin_write().await?;
-        report::Entity::insert(row(tenant, &r)).exec_without_returning(&*txn).await?;
-        let txn = match self.base.claim(txn, tenant, "CreateReport", request_id.as_ref(), &r.name()).await? {
+        report::Entity::insert(row(tenant, &r))
+            .exec_without_returning(&*txn)
+            .await?;
+        let txn = match self
+            .base
+            .claim(txn, tenant, "CreateReport", request_id.as_ref(), &r.name())
+            .await?
+        {
             Claim::Won(txn) => txn,
             Claim::Lost(existing) => return self.get_report(tenant, &existing).await,
         };
-        self.base.commit(txn, tenant, vec![event("ReportCreated", &r, payload, actor)]).await?;
+        self.base
+            .commit(
+                txn,
+                tenant,
+                vec![event("ReportCreated", &r, payload, actor)],
+            )
+            .await?;
         Ok(r)
     }
 
     /// A report, deleted or not; NOT_FOUND naming it otherwise.
     pub async fn get_report(&self, tenant: &Tenant, name: &str) -> Result<Report, ApiError> {
-        let id = name.rsplit('/').next().and_then(|id| id.parse::<Uuid>().ok()).unwrap_or_default();
+        let id = name
+            .rsplit('/')
+            .next()
+            .and_then(|id| id.parse::<Uuid>().ok())
+            .unwrap_or_default();
         self.base
             .find::<report::Entity>(&self.base.db.conn, tenant, id, name)
             .await?
@@ -110,8 +133,14 @@ impl Store {
     }
 
     /// One page of reports.
-    pub async fn list_reports(&self, tenant: &Tenant, query: ListQuery) -> Result<Page<Report>, ApiError> {
-        self.base.list_page::<report::Entity, Report>(tenant, query).await
+    pub async fn list_reports(
+        &self,
+        tenant: &Tenant,
+        query: ListQuery,
+    ) -> Result<Page<Report>, ApiError> {
+        self.base
+            .list_page::<report::Entity, Report>(tenant, query)
+            .await
     }
 
     /// Changes a report with `change` unless its version moved on from
@@ -128,17 +157,34 @@ impl Store {
         payload: ReportPayload,
     ) -> Result<Report, ApiError> {
         let txn = self.base.db.begin_write().await?;
-        let id = name.rsplit('/').next().and_then(|id| id.parse::<Uuid>().ok()).unwrap_or_default();
-        let mut r: Report = self.base.find::<report::Entity>(&*txn, tenant, id, name).await?.try_into()?;
+        let id = name
+            .rsplit('/')
+            .next()
+            .and_then(|id| id.parse::<Uuid>().ok())
+            .unwrap_or_default();
+        let mut r: Report = self
+            .base
+            .find::<report::Entity>(&*txn, tenant, id, name)
+            .await?
+            .try_into()?;
         check_version(name, expected_version, r.version)?;
         let stored_version = r.version;
         change(&mut r)?;
         r.version += 1;
         r.update_time = Utc::now();
         self.base
-            .save_versioned::<report::Entity>(&txn, tenant, name, id, stored_version, row(tenant, &r))
+            .save_versioned::<report::Entity>(
+                &txn,
+                tenant,
+                name,
+                id,
+                stored_version,
+                row(tenant, &r),
+            )
             .await?;
-        self.base.commit(txn, tenant, vec![event(event_name, &r, payload, actor)]).await?;
+        self.base
+            .commit(txn, tenant, vec![event(event_name, &r, payload, actor)])
+            .await?;
         Ok(r)
     }
 }

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     sea_query::{Expr, OnConflict},
 };
 
@@ -18,8 +19,8 @@ use super::{
 use crate::domain::{
     facts::{Fact, difference},
     model::{
-        Campaign, Consent, Contact, Deal, DealRecord, DealState, EmailEvent, Lead, Ticket, TicketRecord,
-        TimelineEntry,
+        Campaign, Consent, Contact, Deal, DealRecord, DealState, EmailEvent, Lead, Ticket,
+        TicketRecord, TimelineEntry,
     },
     period::day_key,
 };
@@ -195,7 +196,10 @@ impl Store {
                     rm_stages::Column::Tenant,
                     rm_stages::Column::Stage,
                 ])
-                .update_columns([rm_stages::Column::DisplayName, rm_stages::Column::Probability])
+                .update_columns([
+                    rm_stages::Column::DisplayName,
+                    rm_stages::Column::Probability,
+                ])
                 .to_owned(),
             )
             .exec_without_returning(conn)
@@ -217,7 +221,10 @@ impl Store {
             .filter(rm_leads::Column::Lead.eq(name))
             .one(conn)
             .await?;
-        let old_facts = old.as_ref().map(|r| contribution(&r.contribution)).unwrap_or_default();
+        let old_facts = old
+            .as_ref()
+            .map(|r| contribution(&r.contribution))
+            .unwrap_or_default();
         let new_facts = lead.facts();
         facts::add(conn, scope, &difference(&old_facts, &new_facts)).await?;
         rm_leads::Entity::insert(rm_leads::ActiveModel {
@@ -296,8 +303,12 @@ impl Store {
             source_lead: record.source_lead.clone(),
             stage: record.stage.clone(),
             expected_close_day: record.expected_close_day.clone(),
-            contribution: old.as_ref().map_or_else(|| "[]".into(), |o| o.contribution.clone()),
-            ..old.clone().unwrap_or_else(|| empty_deal(scope, &record.name))
+            contribution: old
+                .as_ref()
+                .map_or_else(|| "[]".into(), |o| o.contribution.clone()),
+            ..old
+                .clone()
+                .unwrap_or_else(|| empty_deal(scope, &record.name))
         };
         let old_customer = old.map(|o| o.customer);
         self.save_deal_row(conn, scope, row, deal).await?;
@@ -317,7 +328,12 @@ impl Store {
         deal: Deal,
     ) -> Result<(), DbErr> {
         let new_facts = deal.facts();
-        facts::add(conn, scope, &difference(&contribution(&row.contribution), &new_facts)).await?;
+        facts::add(
+            conn,
+            scope,
+            &difference(&contribution(&row.contribution), &new_facts),
+        )
+        .await?;
         let customer = row.customer.clone();
         let model = rm_deals::Model {
             owner: deal.owner.clone(),
@@ -330,7 +346,10 @@ impl Store {
             nanos: deal.nanos as i32,
             create_time: deal.create_time,
             close_time: deal.close_time,
-            close_day: deal.close_time.map(|t| day_key(t.date_naive())).unwrap_or_default(),
+            close_day: deal
+                .close_time
+                .map(|t| day_key(t.date_naive()))
+                .unwrap_or_default(),
             deleted: deal.deleted,
             contribution: to_json(&new_facts),
             ..row
@@ -468,7 +487,12 @@ impl Store {
         ticket: Ticket,
     ) -> Result<(), DbErr> {
         let new_facts = ticket.facts();
-        facts::add(conn, scope, &difference(&contribution(&row.contribution), &new_facts)).await?;
+        facts::add(
+            conn,
+            scope,
+            &difference(&contribution(&row.contribution), &new_facts),
+        )
+        .await?;
         let live = |day: Option<DateTime<Utc>>| {
             day.filter(|_| !ticket.deleted)
                 .map(|t| day_key(t.date_naive()))
@@ -584,7 +608,11 @@ impl Store {
         scope: &Scope,
         event: &EmailEvent,
     ) -> Result<(), DbErr> {
-        let source = if event.campaign.is_empty() { &event.journey } else { &event.campaign };
+        let source = if event.campaign.is_empty() {
+            &event.journey
+        } else {
+            &event.campaign
+        };
         let mut first = true;
         if event.outcome != crate::domain::model::EmailOutcome::Sent && !event.contact.is_empty() {
             let existing = scoped!(rm_engagements, scope)
@@ -697,7 +725,9 @@ impl Store {
                 .await?;
             match row {
                 Some(row) if row.erased => return Ok(None),
-                Some(row) if !row.survivor.is_empty() && row.survivor != name => name = row.survivor,
+                Some(row) if !row.survivor.is_empty() && row.survivor != name => {
+                    name = row.survivor
+                }
                 _ => break,
             }
         }
@@ -755,7 +785,10 @@ impl Store {
                 .one(conn)
                 .await?;
             let (first, last) = match &kept {
-                Some(k) => (k.first_time.min(row.first_time), k.last_time.max(row.last_time)),
+                Some(k) => (
+                    k.first_time.min(row.first_time),
+                    k.last_time.max(row.last_time),
+                ),
                 None => (row.first_time, row.last_time),
             };
             rm_engagements::Entity::delete_many()

@@ -115,7 +115,11 @@ impl Store {
 
     /// Makes the rebuilt generation live, in `conn`'s transaction (which has
     /// checked that the rebuild caught up); the old one is dropped after.
-    pub async fn go_live<C: ConnectionTrait>(&self, conn: &C, state: &ModelState) -> Result<(), DbErr> {
+    pub async fn go_live<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        state: &ModelState,
+    ) -> Result<(), DbErr> {
         model_state::Entity::update_many()
             .set(model_state::ActiveModel {
                 generation: Set(state.rebuilding),

@@ -129,7 +129,8 @@ impl Store {
             .order_by_desc(rm_engagements::Column::LastTime)
             .one(conn)
             .await?;
-        let mut query = scoped!(rm_timeline, scope).filter(rm_timeline::Column::Contact.eq(&contact.contact));
+        let mut query =
+            scoped!(rm_timeline, scope).filter(rm_timeline::Column::Contact.eq(&contact.contact));
         if !kinds.is_empty() {
             query = query.filter(rm_timeline::Column::Kind.is_in(kinds.iter().cloned()));
         }
@@ -171,7 +172,11 @@ impl Store {
     }
 
     /// The erasure of `contact`, if the read model has heard of it.
-    pub async fn erasure(&self, scope: &Scope, contact: &str) -> Result<Option<ErasureRecord>, DbErr> {
+    pub async fn erasure(
+        &self,
+        scope: &Scope,
+        contact: &str,
+    ) -> Result<Option<ErasureRecord>, DbErr> {
         let conn = &self.base.db.conn;
         let erased = scoped!(rm_erasures, scope)
             .filter(rm_erasures::Column::Contact.eq(contact))
@@ -189,7 +194,12 @@ impl Store {
     }
 
     /// Erasures, newest first, from offset `skip`.
-    pub async fn erasures(&self, scope: &Scope, skip: u64, limit: u64) -> Result<Vec<ErasureRecord>, DbErr> {
+    pub async fn erasures(
+        &self,
+        scope: &Scope,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Vec<ErasureRecord>, DbErr> {
         let conn = &self.base.db.conn;
         let rows = scoped!(rm_erasures, scope)
             .order_by_desc(rm_erasures::Column::EraseTime)
