@@ -20,7 +20,7 @@ use crm_proto::{
     events::{ErasureCompleted, Event},
     marketing::{EmailEngagement, JourneyEnrollmentChanged},
     sales::{Lead, LeadSource, Opportunity, OpportunityStageChanged, OpportunityState},
-    support::Ticket,
+    support::TicketStatusChanged,
 };
 use crm_shared::{
     consumer::{EffectError, EventHandler},
@@ -297,7 +297,9 @@ impl EventHandler for SupportFeed {
             return Ok(Vec::new());
         }
         let tenant = Tenant::new(event.tenant.clone());
-        let ticket: Ticket = EffectError::decode(event)?;
+        // TicketSolved carries the status change, with the ticket inside.
+        let changed: TicketStatusChanged = EffectError::decode(event)?;
+        let ticket = changed.ticket.unwrap_or_default();
         if ticket.requester.is_empty() {
             return Ok(Vec::new());
         }

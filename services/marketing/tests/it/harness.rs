@@ -1,6 +1,7 @@
-//! The marketing harness: contacts, sales and marketing as real processes
-//! on free ports, each over its own throwaway database of the same backend,
-//! and a real SMTP server the campaigns send to.
+//! The marketing harness: contacts, sales and marketing (and support, for
+//! the tests that need it) as real processes on free ports, each over its
+//! own throwaway database of the same backend, and a real SMTP server the
+//! campaigns send to.
 
 #![allow(dead_code)]
 
@@ -9,8 +10,13 @@ use crm_proto::{
         Channel as ConsentChannel, Consent, ConsentStatus, Contact, CreateContactRequest,
         EmailAddress, contacts_service_client::ContactsServiceClient,
     },
+    events::{
+        ListParkedEventsRequest, ParkedEvent,
+        consumer_admin_service_client::ConsumerAdminServiceClient,
+    },
     marketing::marketing_service_client::MarketingServiceClient,
     sales::sales_service_client::SalesServiceClient,
+    support::support_service_client::SupportServiceClient,
 };
 use crm_shared::{auth::Role, config::Settings};
 pub use crm_testkit::{smtp::LocalSmtp, *};
@@ -18,14 +24,21 @@ pub use crm_testkit::{smtp::LocalSmtp, *};
 pub type Marketing = MarketingServiceClient<Authed>;
 pub type Contacts = ContactsServiceClient<Authed>;
 pub type Sales = SalesServiceClient<Authed>;
+pub type Support = SupportServiceClient<Authed>;
+pub type ConsumerAdmin = ConsumerAdminServiceClient<Authed>;
 
 /// A marketer's roles.
 pub const MARKETER: &[Role] = &[Role::Marketing];
+/// A support agent's roles.
+pub const AGENT: &[Role] = &[Role::Support];
 
-/// Contacts, sales and marketing over databases of one backend, and an SMTP
-/// server. (Fields drop in order: the services stop before their databases go.)
+/// Contacts, sales and marketing over databases of one backend, support
+/// when asked for ([`Suite::start_with_support`]), and an SMTP server.
+/// (Fields drop in order: the services stop before their databases go.)
 pub struct Suite {
     pub marketing: ServiceProcess,
+    /// Support, which marketing follows; only when started with it.
+    support: Option<ServiceProcess>,
     sales: ServiceProcess,
     contacts: ServiceProcess,
     pub smtp: LocalSmtp,
@@ -34,6 +47,7 @@ pub struct Suite {
     pub contacts_db: TestDatabase,
     pub sales_db: TestDatabase,
     pub marketing_db: TestDatabase,
+    pub support_db: Option<TestDatabase>,
 }
 
 impl Suite {
@@ -44,9 +58,24 @@ impl Suite {
 
     /// Starts contacts and marketing sending to `smtp`.
     pub async fn start_with(backend: Backend, smtp: LocalSmtp) -> Option<Self> {
+        Self::launch(backend, smtp, false).await
+    }
+
+    /// Starts them all and support too, whose feed marketing follows
+    /// (a solved ticket enrols its requester in journeys).
+    pub async fn start_with_support(backend: Backend) -> Option<Self> {
+        Self::launch(backend, LocalSmtp::start()?, true).await
+    }
+
+    async fn launch(backend: Backend, smtp: LocalSmtp, with_support: bool) -> Option<Self> {
         let contacts_db = TestDatabase::create(backend).await?;
         let sales_db = TestDatabase::create(backend).await?;
         let marketing_db = TestDatabase::create(backend).await?;
+        let support_db = if with_support {
+            Some(TestDatabase::create(backend).await?)
+        } else {
+            None
+        };
         let contacts = ServiceProcess::start(
             service(crm_contacts::build),
             settings("contacts", &contacts_db.url),
@@ -58,6 +87,16 @@ impl Suite {
             .peers
             .insert("contacts".into(), contacts_url.clone());
         let sales = ServiceProcess::start(service(crm_sales::build), sales_settings).await;
+        let support = match &support_db {
+            Some(db) => {
+                let mut support_settings: Settings = settings("support", &db.url);
+                support_settings
+                    .peers
+                    .insert("contacts".into(), contacts_url.clone());
+                Some(ServiceProcess::start(service(crm_support::build), support_settings).await)
+            }
+            None => None,
+        };
         let tracking = free_port();
         let mut marketing_settings: Settings = settings("marketing", &marketing_db.url);
         marketing_settings
@@ -66,6 +105,11 @@ impl Suite {
         marketing_settings
             .peers
             .insert("sales".into(), format!("http://{}", sales.addr));
+        if let Some(support) = &support {
+            marketing_settings
+                .peers
+                .insert("support".into(), format!("http://{}", support.addr));
+        }
         for (key, value) in [
             ("smtp_url", smtp.url()),
             // The sender looks often and settles a stopped send at once, so
@@ -85,7 +129,9 @@ impl Suite {
             contacts_db,
             sales_db,
             marketing_db,
+            support_db,
             sales,
+            support,
             smtp,
             tracking,
             contacts,
@@ -109,6 +155,38 @@ impl Suite {
     /// A sales client for `tenant` with `roles`.
     pub fn sales(&self, tenant: &str, roles: &[Role]) -> Sales {
         SalesServiceClient::with_interceptor(channel_to(self.sales.addr), bearer_for(tenant, roles))
+    }
+
+    /// A support client for `tenant` with `roles`; the suite must have been
+    /// started with support ([`Suite::start_with_support`]).
+    pub fn support(&self, tenant: &str, roles: &[Role]) -> Support {
+        let support = self
+            .support
+            .as_ref()
+            .expect("support runs: start the suite with Suite::start_with_support");
+        SupportServiceClient::with_interceptor(channel_to(support.addr), bearer_for(tenant, roles))
+    }
+
+    /// A client of marketing's consumer administration for `tenant` with `roles`.
+    pub fn consumer_admin(&self, tenant: &str, roles: &[Role]) -> ConsumerAdmin {
+        ConsumerAdminServiceClient::with_interceptor(
+            channel_to(self.marketing.addr),
+            bearer_for(tenant, roles),
+        )
+    }
+
+    /// The events marketing parked from `source`'s feed ("support",
+    /// "sales", "contacts"), as an admin of [`TENANT`] sees them.
+    pub async fn parked(&self, source: &str) -> Vec<ParkedEvent> {
+        self.consumer_admin(TENANT, ADMIN)
+            .list_parked_events(ListParkedEventsRequest {
+                parent: format!("consumers/{source}"),
+                page_size: 1000,
+                page_token: String::new(),
+            })
+            .await
+            .must("ListParkedEvents")
+            .parked_events
     }
 
     /// A contacts client for `tenant` with `roles`.

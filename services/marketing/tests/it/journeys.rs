@@ -2,7 +2,8 @@
 //! its email, wait, and branch on a click: the clicker gets a sales task,
 //! the other a tag in contacts. The marketing process is killed mid-journey
 //! and restarted: no step is skipped or repeated (one email each, one task).
-//! Bad journeys are refused naming the step's field; re-entry holds.
+//! Bad journeys are refused naming the step's field; re-entry holds. A
+//! ticket solved in a real support service enrols its requester.
 
 use crm_proto::{
     contacts::GetContactRequest,
@@ -14,6 +15,7 @@ use crm_proto::{
         WaitAction, branch_condition, journey_step::Action,
     },
     sales::ListTasksRequest,
+    support::{CreateTicketRequest, Ticket, TicketStatus, UpdateTicketRequest},
 };
 
 use crate::{campaigns::segment, harness::*};
@@ -480,4 +482,99 @@ async fn once_on(backend: Backend) {
     })
     .await;
     assert!(list(&mut m).await.iter().all(|e| e.contact != twin));
+}
+
+db_test!(a_solved_ticket_enrols_its_requester, ticket_solved_on);
+async fn ticket_solved_on(backend: Backend) {
+    let Some(suite) = Suite::start_with_support(backend).await else {
+        return;
+    };
+    let ada = suite.contact("Ada", "ada@example.com", &[], false).await;
+    let mut m = suite.marketing(TENANT, MARKETER);
+    // Triggered by a solved ticket; a long wait first keeps the enrolment in flight.
+    let journey = m
+        .create_journey(CreateJourneyRequest {
+            journey: Some(Journey {
+                display_name: "After support".into(),
+                trigger: Some(JourneyTrigger {
+                    kind: TriggerKind::TicketSolved as i32,
+                    ..Default::default()
+                }),
+                steps: vec![step(
+                    "settle",
+                    "",
+                    Action::Wait(WaitAction {
+                        duration: Some(prost_types::Duration {
+                            seconds: 3600,
+                            nanos: 0,
+                        }),
+                        until: None,
+                    }),
+                )],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("CreateJourney")
+        .into_inner();
+    m.activate_journey(ActivateJourneyRequest {
+        name: journey.name.clone(),
+    })
+    .await
+    .expect("ActivateJourney");
+
+    // Ada's ticket, opened and solved in support.
+    let mut support = suite.support(TENANT, AGENT);
+    let ticket = support
+        .create_ticket(CreateTicketRequest {
+            ticket: Some(Ticket {
+                subject: "My invoice is wrong".into(),
+                requester: ada.clone(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .must("CreateTicket");
+    let solved = support
+        .update_ticket(UpdateTicketRequest {
+            ticket: Some(Ticket {
+                name: ticket.name.clone(),
+                status: TicketStatus::Solved as i32,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["status".into()],
+            }),
+        })
+        .await
+        .must("solving the ticket");
+    assert_eq!(solved.status(), TicketStatus::Solved);
+
+    // The TicketSolved event reaches marketing and enrols her, once.
+    let mut enrollments = Vec::new();
+    eventually_within(30, "the solved ticket enrols its requester", async || {
+        enrollments = m
+            .list_enrollments(ListEnrollmentsRequest {
+                parent: journey.name.clone(),
+                page_size: 10,
+                page_token: String::new(),
+            })
+            .await
+            .expect("ListEnrollments")
+            .into_inner()
+            .enrollments;
+        !enrollments.is_empty()
+    })
+    .await;
+    assert_eq!(enrollments.len(), 1, "{enrollments:?}");
+    let enrolled = &enrollments[0];
+    assert_eq!(enrolled.contact, ada);
+    assert_eq!(enrolled.state(), EnrollmentState::Active);
+    assert_eq!(enrolled.source, "TicketSolved");
+
+    // Nothing of support's feed was parked on the way.
+    let parked = suite.parked("support").await;
+    assert!(parked.is_empty(), "{parked:?}");
 }
