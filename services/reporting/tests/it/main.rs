@@ -8,3 +8,8 @@ mod harness;
 mod history;
 
 mod kpis;
+mod catch_up;
+mod erasure;
+mod rebuild;
+mod refusals;
+mod view;
