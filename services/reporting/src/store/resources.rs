@@ -734,30 +734,6 @@ impl Store {
         Ok(Some(name))
     }
 
-    /// Whose timeline holds what happens to `contact`: the survivor it was
-    /// merged into (following merges), itself, or None when erased.
-    async fn timeline_owner<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        scope: &Scope,
-        contact: &str,
-    ) -> Result<Option<String>, DbErr> {
-        let mut name = contact.to_owned();
-        // As many hops as the customer view follows.
-        for _ in 0..8 {
-            let row = scoped!(rm_contacts, scope)
-                .filter(rm_contacts::Column::Contact.eq(&name))
-                .one(conn)
-                .await?;
-            match row {
-                Some(row) if row.erased => return Ok(None),
-                Some(row) if !row.survivor.is_empty() && row.survivor != name => name = row.survivor,
-                _ => break,
-            }
-        }
-        Ok(Some(name))
-    }
-
     /// The contact a ticket was opened by, as the read model knows it.
     pub async fn ticket_contact<C: ConnectionTrait>(
         &self,
