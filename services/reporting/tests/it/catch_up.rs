@@ -27,8 +27,12 @@ async fn catch_up_on(backend: Backend) {
     suite.reporting.kill();
     let ledger = &mut history.ledger;
     // Bob reads the campaign at last (and again: once counts).
-    suite.engage("bob@example.com", "Spring launch", false).await;
-    suite.engage("bob@example.com", "Spring launch", false).await;
+    suite
+        .engage("bob@example.com", "Spring launch", false)
+        .await;
+    suite
+        .engage("bob@example.com", "Spring launch", false)
+        .await;
     ledger
         .opened
         .insert((history.campaign.name.clone(), history.bob.name.clone()));
@@ -37,23 +41,53 @@ async fn catch_up_on(backend: Backend) {
     let mut sales = suite.sales(TENANT, ADMIN);
     lead(&mut sales, "Eve", LeadSource::WebForm, "").await;
     ledger.leads.push(("web_form".into(), false, false));
-    let bobs = deal(&mut sales, "Starter", &history.bob.name, "", money("EUR", 1_000)).await;
+    let bobs = deal(
+        &mut sales,
+        "Starter",
+        &history.bob.name,
+        "",
+        money("EUR", 1_000),
+    )
+    .await;
     let bobs = move_to(&mut sales, &bobs, "Closed won").await;
     ledger.won.push(won(&bobs, false));
-    let gone = deal(&mut sales, "Upsell", &history.bob.name, "", money("USD", 50)).await;
+    let gone = deal(
+        &mut sales,
+        "Upsell",
+        &history.bob.name,
+        "",
+        money("USD", 50),
+    )
+    .await;
     move_to(&mut sales, &gone, "Closed lost").await;
     ledger.lost += 1;
     // Ada's waiting ticket answered; Bob's new chat answered, solved and rated 2.
     let mut support = suite.support(TENANT, AGENT);
-    reply(&mut support, &history.waiting.name, "Attached, sorry for the wait").await;
+    reply(
+        &mut support,
+        &history.waiting.name,
+        "Attached, sorry for the wait",
+    )
+    .await;
     let waiting = get_ticket(&mut support, &history.waiting.name).await;
-    ledger.tickets.insert(waiting.name.clone(), ticket_facts(&waiting, None));
-    let chat = ticket(&mut support, &history.bob.name, "Still broken", TicketChannel::Chat, TicketPriority::Urgent).await;
+    ledger
+        .tickets
+        .insert(waiting.name.clone(), ticket_facts(&waiting, None));
+    let chat = ticket(
+        &mut support,
+        &history.bob.name,
+        "Still broken",
+        TicketChannel::Chat,
+        TicketPriority::Urgent,
+    )
+    .await;
     reply(&mut support, &chat.name, "On it").await;
     solve(&mut support, &chat.name).await;
     rate(&suite, &mut support, &chat.name, 2).await;
     let chat = get_ticket(&mut support, &chat.name).await;
-    ledger.tickets.insert(chat.name.clone(), ticket_facts(&chat, Some(2)));
+    ledger
+        .tickets
+        .insert(chat.name.clone(), ticket_facts(&chat, Some(2)));
 
     // The hand-computed totals now, for the KPIs that moved.
     let expected = ledger.expected();
@@ -67,12 +101,18 @@ async fn catch_up_on(backend: Backend) {
     assert_eq!(value("sales.leads_by_source", "", "web_form"), Some(2.0));
     assert_eq!(value("sales.lead_conversion_rate", "", ""), Some(1.0 / 3.0));
     assert_eq!(value("customers.new", "", ""), Some(3.0));
-    assert_eq!(value("customers.revenue_per_customer", "EUR", ""), Some(2_000.0));
+    assert_eq!(
+        value("customers.revenue_per_customer", "EUR", ""),
+        Some(2_000.0)
+    );
     assert_eq!(value("marketing.open_rate", "", ""), Some(1.0));
     assert_eq!(value("support.tickets_created", "", ""), Some(4.0));
     assert_eq!(value("support.backlog", "", ""), Some(2.0));
     assert_eq!(value("support.csat", "", ""), Some(0.5));
-    assert_eq!(value("support.tickets_by_priority", "", "urgent"), Some(1.0));
+    assert_eq!(
+        value("support.tickets_by_priority", "", "urgent"),
+        Some(1.0)
+    );
 
     // Restarted: it resumes from its cursors.
     suite.reporting.restart().await;
@@ -104,9 +144,13 @@ async fn catch_up_on(backend: Backend) {
     assert_eq!(opens, 2, "two opens, each once");
     assert_eq!(bob.lifetime_revenue, [money("EUR", 1_000)]);
     assert_eq!(
-        bob.won_deals.iter().map(|d| d.opportunity.as_str()).collect::<Vec<_>>(),
+        bob.won_deals
+            .iter()
+            .map(|d| d.opportunity.as_str())
+            .collect::<Vec<_>>(),
         [bobs.name.as_str()]
     );
-    let ids: std::collections::BTreeSet<&str> = bob.timeline.iter().map(|e| e.event_id.as_str()).collect();
+    let ids: std::collections::BTreeSet<&str> =
+        bob.timeline.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids.len(), bob.timeline.len(), "no entry twice");
 }

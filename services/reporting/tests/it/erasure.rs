@@ -60,7 +60,10 @@ async fn erasure_on(backend: Backend) {
     assert_eq!(status.contact, ada);
     assert!(status.erase_time.is_some());
     assert!(
-        status.confirmations.iter().all(|c| c.confirm_time.is_some()),
+        status
+            .confirmations
+            .iter()
+            .all(|c| c.confirm_time.is_some()),
         "{status:?}"
     );
     // Support erased Ada's two tickets; reporting her contact and tickets.
@@ -100,7 +103,11 @@ async fn erasure_on(backend: Backend) {
     let mut reporting = suite.reporting(TENANT, MANAGER);
     let v = view(&mut reporting, &ada).await;
     assert!(v.erased, "{v:?}");
-    assert_eq!((v.display_name.as_str(), v.email.as_str()), ("", ""), "{v:?}");
+    assert_eq!(
+        (v.display_name.as_str(), v.email.as_str()),
+        ("", ""),
+        "{v:?}"
+    );
     assert!(v.timeline.is_empty(), "{:?}", v.timeline);
     assert!(v.last_engagement.is_none(), "{:?}", v.last_engagement);
     assert!(v.next_page_token.is_empty());

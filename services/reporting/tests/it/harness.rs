@@ -248,22 +248,26 @@ impl Suite {
                 .unwrap_or(0);
             last.push((source, sequence));
         }
-        eventually_within(90, "reporting has applied every event of its feeds", async || {
-            let Ok(status) = reporting
-                .get_read_model_status(GetReadModelStatusRequest {})
-                .await
-            else {
-                return false;
-            };
-            let status = status.into_inner();
-            last.iter().all(|(source, sequence)| {
-                status
-                    .feeds
-                    .iter()
-                    .find(|f| f.source == *source)
-                    .is_some_and(|f| f.position >= *sequence)
-            })
-        })
+        eventually_within(
+            90,
+            "reporting has applied every event of its feeds",
+            async || {
+                let Ok(status) = reporting
+                    .get_read_model_status(GetReadModelStatusRequest {})
+                    .await
+                else {
+                    return false;
+                };
+                let status = status.into_inner();
+                last.iter().all(|(source, sequence)| {
+                    status
+                        .feeds
+                        .iter()
+                        .find(|f| f.source == *source)
+                        .is_some_and(|f| f.position >= *sequence)
+                })
+            },
+        )
         .await;
     }
 
@@ -308,7 +312,11 @@ impl Suite {
                 .into_iter()
                 .find(|href| href.starts_with(&format!("{tracking}c/")))
                 .expect("a tracked link");
-            assert_eq!(http("GET", &link, "").await.status, 303, "the link redirects");
+            assert_eq!(
+                http("GET", &link, "").await.status,
+                303,
+                "the link redirects"
+            );
         }
     }
 }
@@ -317,27 +325,67 @@ impl Suite {
 pub fn followed(source: &str) -> BTreeSet<String> {
     let names: &[&str] = match source {
         "contacts" => &[
-            "ContactCreated", "ContactUpdated", "ContactDeleted", "ContactUndeleted",
-            "ContactMerged", "ContactErased", "CompanyCreated", "CompanyUpdated",
-            "CompanyUndeleted", "ActivityLogged",
+            "ContactCreated",
+            "ContactUpdated",
+            "ContactDeleted",
+            "ContactUndeleted",
+            "ContactMerged",
+            "ContactErased",
+            "CompanyCreated",
+            "CompanyUpdated",
+            "CompanyUndeleted",
+            "ActivityLogged",
         ],
         "sales" => &[
-            "LeadCreated", "LeadUpdated", "LeadDeleted", "LeadUndeleted", "LeadAssigned",
-            "LeadErased", "LeadConverted", "OpportunityCreated", "OpportunityUpdated",
-            "OpportunityDeleted", "OpportunityUndeleted", "OpportunityStageChanged",
-            "OpportunityWon", "OpportunityLost", "PipelineCreated", "PipelineUpdated",
+            "LeadCreated",
+            "LeadUpdated",
+            "LeadDeleted",
+            "LeadUndeleted",
+            "LeadAssigned",
+            "LeadErased",
+            "LeadConverted",
+            "OpportunityCreated",
+            "OpportunityUpdated",
+            "OpportunityDeleted",
+            "OpportunityUndeleted",
+            "OpportunityStageChanged",
+            "OpportunityWon",
+            "OpportunityLost",
+            "PipelineCreated",
+            "PipelineUpdated",
             "ErasureCompleted",
         ],
         "marketing" => &[
-            "CampaignCreated", "CampaignUpdated", "CampaignScheduled", "CampaignStarted",
-            "CampaignSent", "CampaignDeleted", "EmailSent", "EmailOpened", "EmailClicked",
-            "EmailBounced", "EmailComplained", "ContactUnsubscribed", "JourneyEnrolled",
-            "JourneyEnrollmentEnded", "ErasureCompleted",
+            "CampaignCreated",
+            "CampaignUpdated",
+            "CampaignScheduled",
+            "CampaignStarted",
+            "CampaignSent",
+            "CampaignDeleted",
+            "EmailSent",
+            "EmailOpened",
+            "EmailClicked",
+            "EmailBounced",
+            "EmailComplained",
+            "ContactUnsubscribed",
+            "JourneyEnrolled",
+            "JourneyEnrollmentEnded",
+            "ErasureCompleted",
         ],
         "support" => &[
-            "TicketCreated", "TicketUpdated", "TicketAssigned", "TicketDeleted",
-            "TicketUndeleted", "TicketErased", "TicketStatusChanged", "TicketSolved",
-            "TicketReopened", "TicketClosed", "CommentCreated", "SlaBreached", "CsatSubmitted",
+            "TicketCreated",
+            "TicketUpdated",
+            "TicketAssigned",
+            "TicketDeleted",
+            "TicketUndeleted",
+            "TicketErased",
+            "TicketStatusChanged",
+            "TicketSolved",
+            "TicketReopened",
+            "TicketClosed",
+            "CommentCreated",
+            "SlaBreached",
+            "CsatSubmitted",
             "ErasureCompleted",
         ],
         _ => &[],

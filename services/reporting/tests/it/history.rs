@@ -67,7 +67,10 @@ fn time(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
 }
 
 /// Whole seconds from `from` to `to`, as reporting counts them.
-fn seconds(from: Option<&prost_types::Timestamp>, to: Option<&prost_types::Timestamp>) -> Option<i64> {
+fn seconds(
+    from: Option<&prost_types::Timestamp>,
+    to: Option<&prost_types::Timestamp>,
+) -> Option<i64> {
     Some((time(to)? - time(from)?).num_seconds().max(0))
 }
 
@@ -177,18 +180,32 @@ impl Ledger {
         put("customers.revenue_per_customer", per_customer);
 
         let attributed_leads = self.leads.iter().filter(|l| l.1).count();
-        put("marketing.attributed_leads", plain(Some(attributed_leads as f64)));
+        put(
+            "marketing.attributed_leads",
+            plain(Some(attributed_leads as f64)),
+        );
         let attributed = per_currency(self.won.iter().filter(|w| w.attributed).map(|w| &w.amount));
         put(
             "marketing.attributed_revenue",
-            by_currency(attributed.iter().map(|(c, (sum, _))| (c.clone(), Some(*sum))).collect()),
+            by_currency(
+                attributed
+                    .iter()
+                    .map(|(c, (sum, _))| (c.clone(), Some(*sum)))
+                    .collect(),
+            ),
         );
         let sent = self.sent as f64;
         put("marketing.bounce_rate", plain(ratio(0.0, sent)));
-        put("marketing.click_rate", plain(ratio(self.clicked.len() as f64, sent)));
+        put(
+            "marketing.click_rate",
+            plain(ratio(self.clicked.len() as f64, sent)),
+        );
         put("marketing.delivery_rate", plain(ratio(sent, sent)));
         put("marketing.emails_sent", plain(Some(sent)));
-        put("marketing.open_rate", plain(ratio(self.opened.len() as f64, sent)));
+        put(
+            "marketing.open_rate",
+            plain(ratio(self.opened.len() as f64, sent)),
+        );
         let cost = per_currency(self.costs.iter());
         let currencies: BTreeSet<&String> = cost.keys().chain(attributed.keys()).collect();
         put(
@@ -209,7 +226,11 @@ impl Ledger {
 
         put(
             "sales.average_deal_size",
-            by_currency(won.iter().map(|(c, (sum, n))| (c.clone(), ratio(*sum, *n as f64))).collect()),
+            by_currency(
+                won.iter()
+                    .map(|(c, (sum, n))| (c.clone(), ratio(*sum, *n as f64)))
+                    .collect(),
+            ),
         );
         put("sales.deals_won", plain(Some(self.won.len() as f64)));
         let converted = self.leads.iter().filter(|l| l.2).count();
@@ -242,11 +263,18 @@ impl Ledger {
         );
         put(
             "sales.win_rate",
-            plain(ratio(self.won.len() as f64, (self.won.len() + self.lost) as f64)),
+            plain(ratio(
+                self.won.len() as f64,
+                (self.won.len() + self.lost) as f64,
+            )),
         );
         put(
             "sales.won_revenue",
-            by_currency(won.iter().map(|(c, (sum, _))| (c.clone(), Some(*sum))).collect()),
+            by_currency(
+                won.iter()
+                    .map(|(c, (sum, _))| (c.clone(), Some(*sum)))
+                    .collect(),
+            ),
         );
 
         let tickets: Vec<&TicketFacts> = self.tickets.values().collect();
@@ -260,7 +288,10 @@ impl Ledger {
         );
         let ratings: Vec<i32> = tickets.iter().filter_map(|t| t.rating).collect();
         let good = ratings.iter().filter(|r| **r >= 4).count();
-        put("support.csat", plain(ratio(good as f64, ratings.len() as f64)));
+        put(
+            "support.csat",
+            plain(ratio(good as f64, ratings.len() as f64)),
+        );
         let responses: Vec<f64> = tickets
             .iter()
             .filter_map(|t| t.first_response_seconds)
@@ -274,7 +305,10 @@ impl Ledger {
             "support.first_response_time_p90",
             plain(percentile(responses, 0.9)),
         );
-        put("support.reopen_rate", plain(ratio(0.0, solved.len() as f64)));
+        put(
+            "support.reopen_rate",
+            plain(ratio(0.0, solved.len() as f64)),
+        );
         let resolutions: Vec<f64> = solved
             .iter()
             .filter_map(|t| t.resolution_seconds)
@@ -291,10 +325,7 @@ impl Ledger {
         let breached = solved.iter().filter(|t| t.breached).count();
         put(
             "support.sla_compliance",
-            plain(ratio(
-                (solved.len() - breached) as f64,
-                solved.len() as f64,
-            )),
+            plain(ratio((solved.len() - breached) as f64, solved.len() as f64)),
         );
         let mut channels: BTreeMap<String, usize> = BTreeMap::new();
         let mut priorities: BTreeMap<String, usize> = BTreeMap::new();
@@ -374,7 +405,11 @@ pub fn differences(response: &pb::QueryKpisResponse, expected: &Expected) -> Vec
             if total.previous_value != empty || total.year_ago_value != empty {
                 problems.push(format!(
                     "{} {}/{}: previous {:?} and year ago {:?}, expected {empty:?}",
-                    result.kpi, line.currency, line.group, total.previous_value, total.year_ago_value
+                    result.kpi,
+                    line.currency,
+                    line.group,
+                    total.previous_value,
+                    total.year_ago_value
                 ));
             }
             if total.change_from_previous.is_some() || total.change_from_year_ago.is_some() {
@@ -416,18 +451,50 @@ impl History {
         let mut ledger = Ledger::default();
         let mut contacts = suite.contacts(TENANT, ADMIN);
         let company = company(&mut contacts, "Northwind").await;
-        let ada = contact(&mut contacts, "Ada", "Lovelace", "ada@northwind.example", &company, true).await;
-        let bob = contact(&mut contacts, "Bob", "Builder", "bob@example.com", "", false).await;
+        let ada = contact(
+            &mut contacts,
+            "Ada",
+            "Lovelace",
+            "ada@northwind.example",
+            &company,
+            true,
+        )
+        .await;
+        let bob = contact(
+            &mut contacts,
+            "Bob",
+            "Builder",
+            "bob@example.com",
+            "",
+            false,
+        )
+        .await;
 
         // A campaign costing 1,000 EUR to both; Ada opens it and clicks.
         let mut m = suite.marketing(TENANT, MARKETER);
-        let campaign = campaign_to(&mut m, "Spring launch", &[&ada.name, &bob.name], money("EUR", 1_000)).await;
-        assert_eq!(campaign.counts.as_ref().map(|c| c.sent), Some(2), "{campaign:?}");
+        let campaign = campaign_to(
+            &mut m,
+            "Spring launch",
+            &[&ada.name, &bob.name],
+            money("EUR", 1_000),
+        )
+        .await;
+        assert_eq!(
+            campaign.counts.as_ref().map(|c| c.sent),
+            Some(2),
+            "{campaign:?}"
+        );
         ledger.sent += 2;
         ledger.costs.push(money("EUR", 1_000));
-        suite.engage("ada@northwind.example", "Spring launch", true).await;
-        ledger.opened.insert((campaign.name.clone(), ada.name.clone()));
-        ledger.clicked.insert((campaign.name.clone(), ada.name.clone()));
+        suite
+            .engage("ada@northwind.example", "Spring launch", true)
+            .await;
+        ledger
+            .opened
+            .insert((campaign.name.clone(), ada.name.clone()));
+        ledger
+            .clicked
+            .insert((campaign.name.clone(), ada.name.clone()));
 
         // A lead from the campaign converted and won in EUR; a web lead.
         let mut sales = suite.sales(TENANT, ADMIN);
@@ -441,29 +508,73 @@ impl History {
         ledger.leads.push(("web_form".into(), false, false));
 
         // Ada's deals: won in USD, lost, and one open in Proposal.
-        let usd = deal(&mut sales, "US rollout", &ada.name, &company, money("USD", 700)).await;
+        let usd = deal(
+            &mut sales,
+            "US rollout",
+            &ada.name,
+            &company,
+            money("USD", 700),
+        )
+        .await;
         let won_usd = move_to(&mut sales, &usd, "Closed won").await;
         ledger.won.push(won(&won_usd, false));
         let lost = deal(&mut sales, "Add-on", &ada.name, &company, money("EUR", 300)).await;
         let lost = move_to(&mut sales, &lost, "Closed lost").await;
         ledger.lost += 1;
-        let open = deal(&mut sales, "Renewal", &ada.name, &company, money("EUR", 1_200)).await;
+        let open = deal(
+            &mut sales,
+            "Renewal",
+            &ada.name,
+            &company,
+            money("EUR", 1_200),
+        )
+        .await;
         let open = move_to(&mut sales, &open, "Proposal").await;
         ledger.open.push(("Proposal".into(), money("EUR", 1_200)));
 
         // Ada's email ticket answered, solved and rated; two more waiting.
         let mut support = suite.support(TENANT, AGENT);
-        let first = ticket(&mut support, &ada.name, "Cannot log in", TicketChannel::Email, TicketPriority::High).await;
+        let first = ticket(
+            &mut support,
+            &ada.name,
+            "Cannot log in",
+            TicketChannel::Email,
+            TicketPriority::High,
+        )
+        .await;
         reply(&mut support, &first.name, "Please reset your password").await;
         solve(&mut support, &first.name).await;
         rate(suite, &mut support, &first.name, 5).await;
         let solved = get_ticket(&mut support, &first.name).await;
-        assert!(solved.first_response_time.is_some() && solved.solve_time.is_some(), "{solved:?}");
-        ledger.tickets.insert(solved.name.clone(), ticket_facts(&solved, Some(5)));
-        let waiting = ticket(&mut support, &ada.name, "Invoice copy", TicketChannel::Web, TicketPriority::Normal).await;
-        ledger.tickets.insert(waiting.name.clone(), ticket_facts(&waiting, None));
-        let bobs = ticket(&mut support, &bob.name, "Broken widget", TicketChannel::Phone, TicketPriority::Low).await;
-        ledger.tickets.insert(bobs.name.clone(), ticket_facts(&bobs, None));
+        assert!(
+            solved.first_response_time.is_some() && solved.solve_time.is_some(),
+            "{solved:?}"
+        );
+        ledger
+            .tickets
+            .insert(solved.name.clone(), ticket_facts(&solved, Some(5)));
+        let waiting = ticket(
+            &mut support,
+            &ada.name,
+            "Invoice copy",
+            TicketChannel::Web,
+            TicketPriority::Normal,
+        )
+        .await;
+        ledger
+            .tickets
+            .insert(waiting.name.clone(), ticket_facts(&waiting, None));
+        let bobs = ticket(
+            &mut support,
+            &bob.name,
+            "Broken widget",
+            TicketChannel::Phone,
+            TicketPriority::Low,
+        )
+        .await;
+        ledger
+            .tickets
+            .insert(bobs.name.clone(), ticket_facts(&bobs, None));
 
         Self {
             company,
@@ -493,8 +604,17 @@ impl History {
         let mut contacts = suite.contacts(TENANT, ADMIN);
         let twin = contact(&mut contacts, "Ada", "L.", "ada@home.example", "", false).await;
         let mut support = suite.support(TENANT, AGENT);
-        let chat = ticket(&mut support, &twin.name, "Lost my key", TicketChannel::Chat, TicketPriority::Urgent).await;
-        self.ledger.tickets.insert(chat.name.clone(), ticket_facts(&chat, None));
+        let chat = ticket(
+            &mut support,
+            &twin.name,
+            "Lost my key",
+            TicketChannel::Chat,
+            TicketPriority::Urgent,
+        )
+        .await;
+        self.ledger
+            .tickets
+            .insert(chat.name.clone(), ticket_facts(&chat, None));
         suite.settled().await;
         contacts
             .merge_contacts(MergeContactsRequest {
@@ -505,12 +625,16 @@ impl History {
             .await
             .must("MergeContacts");
         let mut reporting = suite.reporting(TENANT, VIEWER);
-        eventually_within(60, "the twin's view is Ada's, with its ticket", async || {
-            let Ok(v) = view_page(&mut reporting, &twin.name, 1000, "", &[]).await else {
-                return false;
-            };
-            v.contact == self.ada.name && v.open_tickets.iter().any(|t| t.ticket == chat.name)
-        })
+        eventually_within(
+            60,
+            "the twin's view is Ada's, with its ticket",
+            async || {
+                let Ok(v) = view_page(&mut reporting, &twin.name, 1000, "", &[]).await else {
+                    return false;
+                };
+                v.contact == self.ada.name && v.open_tickets.iter().any(|t| t.ticket == chat.name)
+            },
+        )
         .await;
         (twin, chat)
     }
@@ -518,11 +642,21 @@ impl History {
 
 /// QueryKpis of every KPI for today, once reporting has settled; panics
 /// with every difference from the ledger's values.
-pub async fn assert_kpis_today(suite: &Suite, ledger: &Ledger, what: &str) -> pb::QueryKpisResponse {
+pub async fn assert_kpis_today(
+    suite: &Suite,
+    ledger: &Ledger,
+    what: &str,
+) -> pb::QueryKpisResponse {
     suite.settled().await;
     let mut reporting = suite.reporting(TENANT, MANAGER);
     let kpis = all_kpis(&mut reporting).await;
-    let response = query(&mut reporting, &kpis, period(today(), today()), pb::Granularity::Unspecified).await;
+    let response = query(
+        &mut reporting,
+        &kpis,
+        period(today(), today()),
+        pb::Granularity::Unspecified,
+    )
+    .await;
     let problems = differences(&response, &ledger.expected());
     assert!(problems.is_empty(), "{what}:\n{}", problems.join("\n"));
     response

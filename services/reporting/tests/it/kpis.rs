@@ -36,11 +36,20 @@ async fn kpis_on(backend: Backend) {
     assert_eq!(value("support.backlog", "", ""), Some(2.0));
     assert_eq!(value("support.csat", "", ""), Some(1.0));
     assert_eq!(value("marketing.attributed_leads", "", ""), Some(1.0));
-    assert_eq!(value("marketing.attributed_revenue", "EUR", ""), Some(5_000.0));
+    assert_eq!(
+        value("marketing.attributed_revenue", "EUR", ""),
+        Some(5_000.0)
+    );
     assert_eq!(value("marketing.roi", "EUR", ""), Some(4.0));
     assert_eq!(value("customers.new", "", ""), Some(2.0));
-    assert_eq!(value("customers.revenue_per_customer", "USD", ""), Some(350.0));
-    assert_eq!(value("sales.pipeline_value_by_stage", "EUR", "Proposal"), Some(1_200.0));
+    assert_eq!(
+        value("customers.revenue_per_customer", "USD", ""),
+        Some(350.0)
+    );
+    assert_eq!(
+        value("sales.pipeline_value_by_stage", "EUR", "Proposal"),
+        Some(1_200.0)
+    );
 
     let mut reporting = suite.reporting(TENANT, MANAGER);
     let defs = definitions(&mut reporting).await;
@@ -50,15 +59,24 @@ async fn kpis_on(backend: Backend) {
     assert_eq!(names, sorted, "definitions come sorted by name");
     let missing: Vec<&String> = expected.keys().filter(|k| !names.contains(k)).collect();
     assert!(missing.is_empty(), "KPIs not in the catalogue: {missing:?}");
-    let unchecked: Vec<&String> = names.iter().filter(|n| !expected.contains_key(*n)).collect();
+    let unchecked: Vec<&String> = names
+        .iter()
+        .filter(|n| !expected.contains_key(*n))
+        .collect();
     if !unchecked.is_empty() {
         eprintln!("KPIs this test asks for but does not check yet: {unchecked:?}");
     }
-    let win_rate = defs.iter().find(|d| d.name == "sales.win_rate").expect("win rate");
+    let win_rate = defs
+        .iter()
+        .find(|d| d.name == "sales.win_rate")
+        .expect("win rate");
     assert_eq!(win_rate.unit, KpiUnit::Ratio as i32);
     assert!(win_rate.filters.contains(&"pipeline".to_owned()));
     assert!(!win_rate.filters.contains(&"queue".to_owned()));
-    let by_source = defs.iter().find(|d| d.name == "sales.leads_by_source").expect("by source");
+    let by_source = defs
+        .iter()
+        .find(|d| d.name == "sales.leads_by_source")
+        .expect("by source");
     assert_eq!(by_source.group_by, "source");
 
     let response = assert_kpis_today(&suite, ledger, "today's KPIs").await;
@@ -89,7 +107,13 @@ async fn kpis_on(backend: Backend) {
 
     // Three days to today, day by day: everything on the last day.
     let start = today() - Days::new(2);
-    let daily = query(&mut reporting, &names, period(start, today()), pb::Granularity::Day).await;
+    let daily = query(
+        &mut reporting,
+        &names,
+        period(start, today()),
+        pb::Granularity::Day,
+    )
+    .await;
     let problems = differences(&daily, &expected);
     assert!(problems.is_empty(), "three days:\n{}", problems.join("\n"));
     assert_eq!(
@@ -99,7 +123,11 @@ async fn kpis_on(backend: Backend) {
     for result in &daily.results {
         for line in &result.lines {
             if result.kpi == SNAPSHOT {
-                assert!(line.buckets.is_empty(), "{}: the present has no series", result.kpi);
+                assert!(
+                    line.buckets.is_empty(),
+                    "{}: the present has no series",
+                    result.kpi
+                );
                 continue;
             }
             let days: Vec<(String, String)> = line
@@ -113,7 +141,11 @@ async fn kpis_on(backend: Backend) {
                     (d.clone(), d)
                 })
                 .collect();
-            assert_eq!(days, want, "{} {}/{}", result.kpi, line.currency, line.group);
+            assert_eq!(
+                days, want,
+                "{} {}/{}",
+                result.kpi, line.currency, line.group
+            );
             let empty = nothing(result.unit);
             for bucket in &line.buckets[..2] {
                 assert!(

@@ -7,9 +7,9 @@
 mod harness;
 mod history;
 
-mod kpis;
 mod catch_up;
 mod erasure;
+mod kpis;
 mod rebuild;
 mod refusals;
 mod view;

@@ -90,28 +90,64 @@ async fn view_on(backend: Backend) {
     let open: Vec<_> = v
         .open_deals
         .iter()
-        .map(|d| (d.opportunity.as_str(), d.display_name.as_str(), d.stage.as_str(), d.amount.clone(), d.owner.as_str(), d.close_time.is_some()))
+        .map(|d| {
+            (
+                d.opportunity.as_str(),
+                d.display_name.as_str(),
+                d.stage.as_str(),
+                d.amount.clone(),
+                d.owner.as_str(),
+                d.close_time.is_some(),
+            )
+        })
         .collect();
     assert_eq!(
         open,
-        [(h.open.name.as_str(), "Renewal", "Proposal", Some(money("EUR", 1_200)), h.open.owner.as_str(), false)]
+        [(
+            h.open.name.as_str(),
+            "Renewal",
+            "Proposal",
+            Some(money("EUR", 1_200)),
+            h.open.owner.as_str(),
+            false
+        )]
     );
     assert!(v.open_deals[0].create_time.is_some());
     let won: Vec<_> = v
         .won_deals
         .iter()
-        .map(|d| (d.opportunity.as_str(), d.stage.as_str(), d.amount.clone(), d.close_time.is_some()))
+        .map(|d| {
+            (
+                d.opportunity.as_str(),
+                d.stage.as_str(),
+                d.amount.clone(),
+                d.close_time.is_some(),
+            )
+        })
         .collect();
     assert_eq!(
         won,
-        [(h.won_usd.name.as_str(), "Closed won", Some(money("USD", 700)), true)]
+        [(
+            h.won_usd.name.as_str(),
+            "Closed won",
+            Some(money("USD", 700)),
+            true
+        )]
     );
     assert_eq!(v.lifetime_revenue, [money("USD", 700)]);
     // Tickets: the solved one is not open.
     let tickets: Vec<_> = v
         .open_tickets
         .iter()
-        .map(|t| (t.ticket.as_str(), t.subject.as_str(), t.status.as_str(), t.priority.as_str(), t.sla_breached))
+        .map(|t| {
+            (
+                t.ticket.as_str(),
+                t.subject.as_str(),
+                t.status.as_str(),
+                t.priority.as_str(),
+                t.sla_breached,
+            )
+        })
         .collect();
     let waiting_status = h
         .waiting
@@ -122,24 +158,42 @@ async fn view_on(backend: Backend) {
     assert_eq!(h.waiting.status(), TicketStatus::New);
     assert_eq!(
         tickets,
-        [(h.waiting.name.as_str(), "Invoice copy", waiting_status.as_str(), "normal", false)]
+        [(
+            h.waiting.name.as_str(),
+            "Invoice copy",
+            waiting_status.as_str(),
+            "normal",
+            false
+        )]
     );
     let engagement = v.last_engagement.clone().expect("an engagement");
     assert_eq!(
-        (engagement.campaign.as_str(), engagement.journey.as_str(), engagement.kind.as_str()),
+        (
+            engagement.campaign.as_str(),
+            engagement.journey.as_str(),
+            engagement.kind.as_str()
+        ),
         (campaign, "", "clicked")
     );
     assert!(engagement.time.is_some());
 
     // The timeline: what each service did with Ada, kind by kind.
-    let (usd, lost, renewal) = (h.won_usd.name.as_str(), h.lost.name.as_str(), h.open.name.as_str());
+    let (usd, lost, renewal) = (
+        h.won_usd.name.as_str(),
+        h.lost.name.as_str(),
+        h.open.name.as_str(),
+    );
     let (solved, waiting) = (h.solved.name.as_str(), h.waiting.name.as_str());
     let expected = [
         ("contact", pairs(&[("ContactCreated", ada)])),
         ("consent", pairs(&[("ContactCreated", ada)])),
         (
             "email",
-            pairs(&[("EmailSent", campaign), ("EmailOpened", campaign), ("EmailClicked", campaign)]),
+            pairs(&[
+                ("EmailSent", campaign),
+                ("EmailOpened", campaign),
+                ("EmailClicked", campaign),
+            ]),
         ),
         (
             "deal",
@@ -173,14 +227,18 @@ async fn view_on(backend: Backend) {
         "{whole:#?}"
     );
     for (kind, want) in &expected {
-        let of_kind: Vec<TimelineEntry> = whole.iter().filter(|e| e.kind == *kind).cloned().collect();
+        let of_kind: Vec<TimelineEntry> =
+            whole.iter().filter(|e| e.kind == *kind).cloned().collect();
         assert_eq!(kinds_of(&of_kind), *want, "{kind} entries");
         // Asking for the kind gives exactly these, in the same order.
         let filtered = timeline(&mut reporting, ada, 1000, &[kind]).await;
         assert_eq!(filtered, of_kind, "kinds = [{kind}]");
     }
     for entry in &whole {
-        assert!(!entry.summary.is_empty() && !entry.event_id.is_empty(), "{entry:?}");
+        assert!(
+            !entry.summary.is_empty() && !entry.event_id.is_empty(),
+            "{entry:?}"
+        );
         let source = match entry.kind.as_str() {
             "contact" | "consent" => "contacts",
             "email" => "marketing",
@@ -193,14 +251,20 @@ async fn view_on(backend: Backend) {
         .iter()
         .find(|e| e.event_type == "crm.sales.v1.OpportunityWon")
         .expect("the win");
-    assert!(won_entry.summary.contains("US rollout") && won_entry.summary.contains("USD"), "{}", won_entry.summary);
+    assert!(
+        won_entry.summary.contains("US rollout") && won_entry.summary.contains("USD"),
+        "{}",
+        won_entry.summary
+    );
 
     // Two at a time to the end: the same entries, none twice.
     let paged = timeline(&mut reporting, ada, 2, &[]).await;
     assert_eq!(paged, whole, "pages of 2");
     let ids: BTreeSet<&str> = paged.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids.len(), paged.len(), "no entry twice");
-    let first = view_page(&mut reporting, ada, 2, "", &[]).await.expect("a first page");
+    let first = view_page(&mut reporting, ada, 2, "", &[])
+        .await
+        .expect("a first page");
     assert_eq!(first.timeline.len(), 2);
     assert!(!first.next_page_token.is_empty());
     // Several kinds at once, paged.
@@ -213,14 +277,27 @@ async fn view_on(backend: Backend) {
     assert_eq!(deals_and_tickets, want);
     // A page token belongs to its query; a kind must be one reporting knows.
     let other_kinds = view_page(&mut reporting, ada, 2, &first.next_page_token, &["deal"]).await;
-    assert_eq!(other_kinds.expect_err("another query's token").code(), Code::InvalidArgument);
+    assert_eq!(
+        other_kinds.expect_err("another query's token").code(),
+        Code::InvalidArgument
+    );
     let bad_kind = view_page(&mut reporting, ada, 2, "", &["deal", "gossip"]).await;
-    assert_invalid_field(&bad_kind.expect_err("an unknown kind"), "kinds[", "an unknown kind");
+    assert_invalid_field(
+        &bad_kind.expect_err("an unknown kind"),
+        "kinds[",
+        "an unknown kind",
+    );
 
     // Bob: no company, no consent recorded, no deals; his ticket and the campaign.
     let b = view(&mut reporting, &h.bob.name).await;
     assert_eq!(
-        (b.company.as_str(), b.company_name.as_str(), b.email_consent, b.open_deals.len(), b.won_deals.len()),
+        (
+            b.company.as_str(),
+            b.company_name.as_str(),
+            b.email_consent,
+            b.open_deals.len(),
+            b.won_deals.len()
+        ),
         ("", "", ConsentState::Unspecified as i32, 0, 0)
     );
     assert!(b.lifetime_revenue.is_empty());
@@ -232,7 +309,9 @@ async fn view_on(backend: Backend) {
     assert_eq!(cy.lifetime_revenue, [money("EUR", 5_000)]);
     assert_eq!(cy.won_deals.len(), 1);
     assert!(
-        cy.timeline.iter().any(|e| e.kind == "lead" && e.subject == h.campaign_lead.name),
+        cy.timeline
+            .iter()
+            .any(|e| e.kind == "lead" && e.subject == h.campaign_lead.name),
         "{:?}",
         cy.timeline
     );
@@ -246,8 +325,16 @@ async fn view_on(backend: Backend) {
     assert_eq!(through_twin, after, "the twin's view is Ada's");
     assert_eq!(after.contact, h.ada.name);
     assert_eq!(after.display_name, "Ada Lovelace");
-    let open: Vec<&str> = after.open_tickets.iter().map(|t| t.ticket.as_str()).collect();
-    assert_eq!(open, [chat.name.as_str(), h.waiting.name.as_str()], "newest first");
+    let open: Vec<&str> = after
+        .open_tickets
+        .iter()
+        .map(|t| t.ticket.as_str())
+        .collect();
+    assert_eq!(
+        open,
+        [chat.name.as_str(), h.waiting.name.as_str()],
+        "newest first"
+    );
     assert!(
         after
             .timeline
@@ -265,8 +352,22 @@ async fn view_on(backend: Backend) {
     assert_newest_first(&after.timeline);
 
     // Nobody by that name.
-    let unknown = view_page(&mut reporting, "contacts/01a20000-0000-7000-8000-000000000000", 10, "", &[]).await;
-    assert_eq!(unknown.expect_err("an unknown contact").code(), Code::NotFound);
+    let unknown = view_page(
+        &mut reporting,
+        "contacts/01a20000-0000-7000-8000-000000000000",
+        10,
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        unknown.expect_err("an unknown contact").code(),
+        Code::NotFound
+    );
     let malformed = view_page(&mut reporting, "people/1", 10, "", &[]).await;
-    assert_invalid_field(&malformed.expect_err("not a contact's name"), "contact", "a bad name");
+    assert_invalid_field(
+        &malformed.expect_err("not a contact's name"),
+        "contact",
+        "a bad name",
+    );
 }
