@@ -327,7 +327,12 @@ impl ReadModel {
                         money_text(o.amount.as_ref())
                     ),
                     "OpportunityLost" => format!("Deal \"{}\" lost", o.display_name),
-                    _ => format!("Deal \"{}\" moved to a new stage", o.display_name),
+                    // A move into a won or lost stage has its own entry.
+                    _ if record.deal.state != DealState::Open => return Ok(Vec::new()),
+                    _ => {
+                        let stage = store.stage_name(conn, scope, &o.stage).await?;
+                        format!("Deal \"{}\" moved to {stage}", o.display_name)
+                    }
                 };
                 store
                     .add_timeline(conn, scope, &entry(&o.contact, "deal", &o.name, summary))

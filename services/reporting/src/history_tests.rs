@@ -813,9 +813,10 @@ async fn kpis_match_the_history(backend: Backend) {
     );
     assert_eq!(
         march(&h, "sales.won_revenue").await,
+        // Nothing was won in USD before: a sum of nothing is 0.
         vec![
             money_line("EUR", Some(4000.0), Some(700.0), Some(400.0)),
-            money_line("USD", Some(500.0), None, None)
+            money_line("USD", Some(500.0), Some(0.0), Some(0.0))
         ]
     );
     assert_eq!(
@@ -889,7 +890,7 @@ async fn kpis_match_the_history(backend: Backend) {
     );
     assert_eq!(
         march(&h, "marketing.attributed_revenue").await,
-        vec![money_line("EUR", Some(3000.0), None, None)]
+        vec![money_line("EUR", Some(3000.0), Some(0.0), Some(0.0))]
     );
     // (3,000 - 1,000) / 1,000.
     assert_eq!(
@@ -1168,9 +1169,14 @@ async fn csv_and_chart(backend: Backend) {
         "kpi,currency,group,start_date,end_date,value,previous_value,year_ago_value"
     );
     // EUR: February 700 (d6), March 4,000; the period's total 4,700 against
-    // none the two months before and 400 a year earlier.
+    // nothing the two months before and 400 a year earlier.
     assert!(
-        rows.contains(&"sales.won_revenue,EUR,,,,4700,,400"),
+        rows.contains(&"sales.won_revenue,EUR,,,,4700,0,400"),
+        "{csv}"
+    );
+    // Nothing won in USD in February: 0, not an empty cell.
+    assert!(
+        rows.contains(&"sales.won_revenue,USD,,2026-02-01,2026-02-28,0,,"),
         "{csv}"
     );
     assert!(

@@ -238,9 +238,9 @@ fn result(
     let lines = keys
         .into_iter()
         .map(|key| {
-            // A count with no rows is a zero, not unknown.
+            // A count or sum with no rows is a zero, not unknown.
             let nothing = Value {
-                value: (k.unit == kpi::Unit::Count).then_some(0.0),
+                value: k.empty_is_zero().then_some(0.0),
                 ..Value::default()
             };
             let now = current.get(&key).copied().unwrap_or(nothing);

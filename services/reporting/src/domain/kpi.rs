@@ -536,6 +536,18 @@ pub static CATALOGUE: &[Kpi] = &[
 ];
 
 impl Kpi {
+    /// Whether a span without data has the value 0 (a count, a sum) rather
+    /// than none (a rate, an average, a percentile).
+    pub fn empty_is_zero(&self) -> bool {
+        matches!(
+            self.recipe,
+            Recipe::Count { .. }
+                | Recipe::Money { .. }
+                | Recipe::Running { .. }
+                | Recipe::NewCustomers
+        )
+    }
+
     /// Whether it describes the present rather than a period.
     pub fn is_snapshot(&self) -> bool {
         matches!(self.recipe, Recipe::OpenPipeline)

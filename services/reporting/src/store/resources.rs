@@ -734,6 +734,20 @@ impl Store {
         Ok(Some(name))
     }
 
+    /// A stage's name, or its resource name when the read model has none.
+    pub async fn stage_name<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        scope: &Scope,
+        stage: &str,
+    ) -> Result<String, DbErr> {
+        Ok(scoped!(rm_stages, scope)
+            .filter(rm_stages::Column::Stage.eq(stage))
+            .one(conn)
+            .await?
+            .map_or_else(|| stage.to_owned(), |s| s.display_name))
+    }
+
     /// The contact a ticket was opened by, as the read model knows it.
     pub async fn ticket_contact<C: ConnectionTrait>(
         &self,
