@@ -349,11 +349,16 @@ pub fn same(a: Option<f64>, b: Option<f64>) -> bool {
     }
 }
 
-/// What a KPI is worth over a span without data: zero for counts, unknown
-/// otherwise.
-pub fn nothing(unit: i32) -> Option<f64> {
-    (unit == KpiUnit::Count as i32).then_some(0.0)
+/// What a KPI is worth over a span without data: zero for counts and sums,
+/// unknown otherwise.
+pub fn nothing(kpi: &str, unit: i32) -> Option<f64> {
+    let zero = unit == KpiUnit::Count as i32 || SUMS.contains(&kpi);
+    zero.then_some(0.0)
 }
+
+/// The money KPIs that are sums: zero over nothing (an average or a ratio
+/// of money is unknown).
+pub const SUMS: &[&str] = &["marketing.attributed_revenue", "sales.won_revenue"];
 
 /// The snapshot KPI (the present, whatever the period).
 pub const SNAPSHOT: &str = "sales.pipeline_value_by_stage";
@@ -398,7 +403,7 @@ pub fn differences(response: &pb::QueryKpisResponse, expected: &Expected) -> Vec
         let empty = if result.kpi == SNAPSHOT {
             None
         } else {
-            nothing(result.unit)
+            nothing(&result.kpi, result.unit)
         };
         for line in &result.lines {
             let total = line.total.clone().unwrap_or_default();

@@ -120,7 +120,11 @@ async fn kpis_on(backend: Backend) {
         daily.previous_period,
         Some(period(start - Days::new(3), start - Days::new(1)))
     );
-    for result in &daily.results {
+    for result in daily
+        .results
+        .iter()
+        .filter(|r| expected.contains_key(&r.kpi))
+    {
         for line in &result.lines {
             if result.kpi == SNAPSHOT {
                 assert!(
@@ -146,7 +150,7 @@ async fn kpis_on(backend: Backend) {
                 "{} {}/{}",
                 result.kpi, line.currency, line.group
             );
-            let empty = nothing(result.unit);
+            let empty = nothing(&result.kpi, result.unit);
             for bucket in &line.buckets[..2] {
                 assert!(
                     same(bucket.value, empty),
