@@ -1127,6 +1127,33 @@ async fn merges_and_erasure(backend: Backend) {
         erased.contact.erased && erased.timeline.is_empty() && erased.last_engagement.is_none()
     );
     assert!(erased.open_tickets.iter().all(|t| t.subject.is_empty()));
+    // Deal titles may name the person: gone, also when sales sends one again.
+    assert!(
+        !erased.deals.is_empty() && erased.deals.iter().all(|(d, _)| d.display_name.is_empty())
+    );
+    h.apply(
+        "sales",
+        "OpportunityUpdated",
+        "2026-04-03T00:00:00Z",
+        &deal(
+            "opportunities/d1",
+            "EUR",
+            1000,
+            "2026-03-06T00:00:00Z",
+            OpportunityState::Won,
+            Some("2026-03-16T00:00:00Z"),
+            "companies/co1",
+            "leads/l1",
+        ),
+    )
+    .await;
+    let again = h
+        .store
+        .customer(&scope, "contacts/c1", 10, &[], None)
+        .await
+        .expect("a read")
+        .expect("the erased marker");
+    assert!(again.deals.iter().all(|(d, _)| d.display_name.is_empty()));
     let status = h
         .store
         .erasure(&scope, "contacts/c1")

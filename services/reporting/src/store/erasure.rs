@@ -158,6 +158,14 @@ impl Store {
             .filter(rm_tickets::Column::Contact.is_in(contacts))
             .exec(conn)
             .await?;
+        // Deal titles may name the person (see `put_deal`).
+        rm_deals::Entity::update_many()
+            .col_expr(rm_deals::Column::DisplayName, Expr::value(""))
+            .filter(rm_deals::Column::Generation.eq(scope.generation))
+            .filter(rm_deals::Column::Tenant.eq(&scope.tenant))
+            .filter(rm_deals::Column::Contact.is_in(contacts))
+            .exec(conn)
+            .await?;
         rm_erasures::Entity::insert(rm_erasures::ActiveModel {
             generation: Set(scope.generation),
             tenant: Set(scope.tenant.clone()),

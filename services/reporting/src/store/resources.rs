@@ -293,11 +293,25 @@ impl Store {
             .filter(rm_deals::Column::Opportunity.eq(&record.name))
             .one(conn)
             .await?;
+        // Sales names a converted lead's deal after the person ("Ada
+        // Lovelace deal") and keeps the title after an erasure: reporting
+        // does not keep it for an erased person.
+        let erased_contact = !record.contact.is_empty()
+            && scoped!(rm_contacts, scope)
+                .filter(rm_contacts::Column::Contact.eq(&record.contact))
+                .filter(rm_contacts::Column::Erased.eq(true))
+                .one(conn)
+                .await?
+                .is_some();
         let row = rm_deals::Model {
             generation: scope.generation,
             tenant: scope.tenant.clone(),
             opportunity: record.name.clone(),
-            display_name: record.display_name.clone(),
+            display_name: if erased_contact {
+                String::new()
+            } else {
+                record.display_name.clone()
+            },
             contact: record.contact.clone(),
             customer: record.customer().to_owned(),
             source_lead: record.source_lead.clone(),
