@@ -225,11 +225,28 @@ impl Suite {
         )
     }
 
-    /// Waits until reporting has applied every event its four feeds hold
-    /// now (of the types it follows, of every tenant): what the services
-    /// committed before this call is then in the read model.
+    /// Waits until reporting has applied every event its four feeds hold,
+    /// and the feeds have been quiet for a moment: a change in one service
+    /// makes others write events of their own (a merge in contacts has
+    /// sales and support re-point their records), so what the services
+    /// committed before this call, and what followed from it, is then in
+    /// the read model.
     pub async fn settled(&self) {
-        let mut reporting = self.reporting(TENANT, ADMIN);
+        let mut seen = self.feed_ends().await;
+        for _ in 0..20 {
+            self.reached(&seen).await;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let now = self.feed_ends().await;
+            if now == seen {
+                return;
+            }
+            seen = now;
+        }
+        panic!("the services' feeds did not come to rest");
+    }
+
+    /// The last event of each feed, of the types reporting follows.
+    async fn feed_ends(&self) -> Vec<(&'static str, i64)> {
         let sources = [
             ("contacts", self.contacts.addr),
             ("sales", self.sales.addr),
@@ -248,6 +265,12 @@ impl Suite {
                 .unwrap_or(0);
             last.push((source, sequence));
         }
+        last
+    }
+
+    /// Waits until reporting's position in each feed reaches `last`.
+    async fn reached(&self, last: &[(&'static str, i64)]) {
+        let mut reporting = self.reporting(TENANT, ADMIN);
         eventually_within(
             90,
             "reporting has applied every event of its feeds",

@@ -641,6 +641,8 @@ impl History {
             },
         )
         .await;
+        // Sales and support re-point their records in events of their own.
+        suite.settled().await;
         (twin, chat)
     }
 }
