@@ -181,14 +181,15 @@ mod tests {
         let won = Fact::one(DEAL_WON, day("2026-03-03"), Dims::default())
             .with_money("EUR", 1200, 0)
             .with_measure(12.0);
-        let back = difference(&[won.clone()], &[]);
+        let back = difference(std::slice::from_ref(&won), &[]);
         assert_eq!(back.len(), 1);
         assert_eq!(
             (back[0].count, back[0].units, back[0].measure),
             (-1, -1200, -12.0)
         );
         // Unchanged state: nothing to apply.
-        assert!(difference(&[won.clone()], &[won.clone()]).is_empty());
+        let once = std::slice::from_ref(&won);
+        assert!(difference(once, once).is_empty());
         // Won again on another day with another amount: one out, one in.
         let again = Fact {
             day: day("2026-03-09"),

@@ -86,7 +86,7 @@ async fn erasure_on(backend: Backend) {
         })
         .await
         .must("ListErasureStatuses");
-    assert_eq!(listed.erasures, [status.clone()]);
+    assert_eq!(listed.erasures, std::slice::from_ref(&status));
     assert!(listed.next_page_token.is_empty());
     let overdue = admin
         .list_erasure_statuses(ListErasureStatusesRequest {

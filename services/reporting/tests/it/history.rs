@@ -406,7 +406,7 @@ pub fn differences(response: &pb::QueryKpisResponse, expected: &Expected) -> Vec
             nothing(&result.kpi, result.unit)
         };
         for line in &result.lines {
-            let total = line.total.clone().unwrap_or_default();
+            let total = line.total.unwrap_or_default();
             if total.previous_value != empty || total.year_ago_value != empty {
                 problems.push(format!(
                     "{} {}/{}: previous {:?} and year ago {:?}, expected {empty:?}",

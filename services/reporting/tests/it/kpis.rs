@@ -94,7 +94,7 @@ async fn kpis_on(backend: Backend) {
             .iter()
             .find(|r| r.kpi == kpi)
             .and_then(|r| r.lines.first())
-            .and_then(|l| l.total.clone())
+            .and_then(|l| l.total)
             .expect("a line")
     };
     let wins = line("sales.win_rate");

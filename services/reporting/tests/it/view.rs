@@ -39,7 +39,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 /// Newest first: by time, then by event id, both descending.
 fn assert_newest_first(entries: &[TimelineEntry]) {
     let key = |e: &TimelineEntry| {
-        let t = e.time.clone().unwrap_or_default();
+        let t = e.time.unwrap_or_default();
         (t.seconds, t.nanos, e.event_id.clone())
     };
     for pair in entries.windows(2) {
