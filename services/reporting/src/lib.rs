@@ -43,6 +43,35 @@ pub static SERVICE: ServiceInfo = ServiceInfo {
 /// The services that confirm an erasure unless `reporting.erasure_services` says otherwise.
 const DEFAULT_ERASURE_SERVICES: &str = "sales,marketing,support,reporting";
 
+/// The feeds to follow: `reporting.sources` (comma-separated), by default
+/// every service reporting knows; a suite without one of them leaves it out.
+fn followed_sources(settings: &Settings) -> Result<Vec<&'static str>, KitError> {
+    let Some(listed) = settings
+        .options
+        .get("sources")
+        .filter(|s| !s.trim().is_empty())
+    else {
+        return Ok(consumer::SOURCES.to_vec());
+    };
+    listed
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|name| {
+            consumer::SOURCES
+                .iter()
+                .copied()
+                .find(|s| *s == name)
+                .ok_or_else(|| {
+                    KitError::Config(config::ConfigError::Message(format!(
+                        "reporting.sources: {name:?} is not one of {}",
+                        consumer::SOURCES.join(", ")
+                    )))
+                })
+        })
+        .collect()
+}
+
 /// The reporting service, bound and connected, ready to run: its API, a
 /// consumer per source feed, the forecast snapshot job (every
 /// `reporting.forecast_snapshot_minutes`, 60 by default) and the rebuild job
@@ -61,6 +90,7 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .collect();
+    let sources = followed_sources(&settings)?;
     let mut kit = ServiceKit::build(&SERVICE, settings).await?;
     let store = store::Store::new(kit.resources());
     let model = consumer::ReadModel::new(store.clone());
@@ -72,8 +102,8 @@ pub async fn build(settings: Settings) -> Result<ServiceKit<Migrator>, KitError>
     kit.add_service(ReportingServiceServer::new(reporting), api::ROLE_RULES)
         .await;
     let mut feeds = BTreeMap::new();
-    for source in consumer::SOURCES {
-        feeds.insert(*source, kit.feed(source)?);
+    for source in sources {
+        feeds.insert(source, kit.feed(source)?);
         kit.follow(source, consumer::Feed::new(source, model.clone()))?;
     }
     kit.schedule(

@@ -13,7 +13,7 @@ use crm_shared::{
 };
 
 use crate::{
-    consumer::{ReadModel, SOURCES, event_types},
+    consumer::{ReadModel, event_types},
     store::{Scope, Store},
 };
 
@@ -94,7 +94,7 @@ impl Rebuilder {
     async fn try_go_live(&self) -> Result<bool, ApiError> {
         let txn = self.store.resources().db.begin_write().await?;
         let state = self.store.model_state(&*txn).await?;
-        for source in SOURCES {
+        for source in self.feeds.keys() {
             let position = self.store.rebuild_position(&*txn, source).await?;
             if replay::hand_over(&*txn, source, position).await? != position {
                 txn.rollback().await?;
@@ -121,7 +121,7 @@ impl Job for Rebuilder {
         }
         let mut applied = 0;
         let mut caught_up = true;
-        for source in SOURCES {
+        for source in self.feeds.keys().copied() {
             let (count, done) = self.replay(source, state.rebuilding).await?;
             applied += count;
             caught_up &= done;
