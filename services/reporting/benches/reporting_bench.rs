@@ -15,11 +15,18 @@
 //! - `ingestion`: a reporting database (`crm_reporting::Migrator`) is fed
 //!   the same N deals as `crm.sales.v1.OpportunityUpdated` events through
 //!   `crm_reporting::consumer::ReadModel::apply` (generation 1, the tenant
-//!   of the test token). The first M events one write transaction each, as
-//!   the live consumer commits: the ingestion rate. The live consumer also
-//!   moves its cursor and reads the live generation in that transaction,
-//!   which is not counted here. The rest in transactions of 1,000 events:
-//!   setup, not a result.
+//!   of the test token), one write transaction per event as the live
+//!   consumer commits (which also moves its cursor and reads the live
+//!   generation in that transaction; not counted here): the first M events
+//!   into an empty read model without planner statistics, as the service
+//!   runs it (it never runs `ANALYZE`; a PostgreSQL server's autovacuum
+//!   would, this machine's runs with autovacuum off); then `ANALYZE` and
+//!   M / 10 more; then, as setup and not a result, the rest but M in
+//!   transactions of 1,000 events; `ANALYZE` again, and the last M one
+//!   transaction each. Without statistics both backends look a customer's
+//!   first win up through `rm_deals_close_day`, reading the tenant's deals
+//!   in close-day order (stderr shows the plans): each deal event costs
+//!   more the more deals there are, and 1,000,000 could not be loaded so.
 //! - `kpis`: reporting runs in this process on that database (its feeds
 //!   point at ports nobody listens on; its consumers just retry) and
 //!   answers `QueryKpis` for `sales.won_revenue`, `sales.win_rate`,
@@ -33,9 +40,9 @@
 //!   own `rm_facts`, and the two `rm_facts` statements the service itself
 //!   runs for these KPIs. Every path's numbers are checked against the
 //!   others (won revenue per currency and month, counts, win rate, average
-//!   deal size, for the period and both comparisons). On PostgreSQL both
-//!   databases are `ANALYZE`d after the load (what autovacuum would do);
-//!   the query plans go to stderr.
+//!   deal size, for the period and both comparisons). On PostgreSQL sales'
+//!   table is `ANALYZE`d after the load (what autovacuum would do); the
+//!   query plans go to stderr.
 //!
 //! Peak memory is this process's (VmHWM), which runs the service too.
 //!
@@ -422,23 +429,67 @@ async fn run(
         generation: 1,
         tenant: TENANT.into(),
     };
-    // The first M events one transaction each (into an empty read model),
-    // the middle in transactions of 1,000 (setup), the last M one
-    // transaction each again (into a read model holding N - M deals).
-    let last = if n >= 3 * single { n - single } else { n };
-    eprintln!("{name}: the first {single} events, one transaction each");
-    let first_time = apply_one_each(&reporting, &model, &scope, data, 0..single).await;
-    eprintln!(
-        "  {:.1} s, {:.0} events/s",
-        first_time.as_secs_f64(),
-        single as f64 / first_time.as_secs_f64()
-    );
+    // Ingestion, in phases (see the module's documentation): the first M
+    // events one transaction each on a read model without statistics (as
+    // the service runs it), M / 10 more after ANALYZE, the bulk of the rest
+    // in transactions of 1,000 (setup), ANALYZE again, the last M one
+    // transaction each.
+    let mut rows: Vec<Row> = Vec::new();
+    let tenth = (single / 10).max(1);
+    let with_stats = single + tenth;
+    let last = if n >= 2 * single + tenth {
+        n - single
+    } else {
+        n
+    };
+    eprintln!("{name}: the first {single} events, one transaction each, no statistics");
+    let (time, tail) = apply_one_each(&reporting, &model, &scope, data, 0..single).await;
+    rows.push(Row::rate(
+        format!(
+            "**ingestion**: `ReadModel::apply`, one write transaction per event: events 1-{} into an empty read model, no planner statistics (as the service runs)",
+            fmt_int(single)
+        ),
+        single,
+        time,
+        true,
+    ));
+    rows.push(Row::rate(
+        format!(
+            "... of which the last {} (read model at {}-{} deals)",
+            fmt_int(tenth),
+            fmt_int(single - tenth),
+            fmt_int(single)
+        ),
+        tenth,
+        tail,
+        true,
+    ));
+    rows.push(Row::wall(
+        "setup: `ANALYZE` of the read model (planner statistics)".into(),
+        analyze(&reporting).await,
+    ));
+    if with_stats <= last {
+        eprintln!("{name}: {tenth} more, one transaction each, with statistics");
+        let (time, _) = apply_one_each(&reporting, &model, &scope, data, single..with_stats).await;
+        rows.push(Row::rate(
+            format!(
+                "**ingestion**: one write transaction per event, the next {} (read model at {}-{} deals), with statistics",
+                fmt_int(tenth),
+                fmt_int(single),
+                fmt_int(with_stats)
+            ),
+            tenth,
+            time,
+            true,
+        ));
+    }
+    let bulk_from = with_stats.min(last);
     eprintln!(
         "{name}: the next {} events, {SETUP_BATCH} per transaction (setup)",
-        last - single
+        last - bulk_from
     );
     let started = Instant::now();
-    let mut index = single;
+    let mut index = bulk_from;
     let mut last_report = Instant::now();
     while index < last {
         let txn = reporting.begin_write().await.expect("a transaction");
@@ -454,32 +505,48 @@ async fn run(
         if last_report.elapsed() >= Duration::from_secs(60) {
             eprintln!(
                 "  {index} applied, {:.0} events/s",
-                (index - single) as f64 / started.elapsed().as_secs_f64()
+                (index - bulk_from) as f64 / started.elapsed().as_secs_f64()
             );
             last_report = Instant::now();
         }
     }
-    let rest_time = started.elapsed();
-    eprintln!("  {:.1} s", rest_time.as_secs_f64());
-    let last_time = if last < n {
+    rows.push(Row::rate(
+        format!(
+            "setup: the next {} events, {} per transaction (not a result)",
+            fmt_int(last - bulk_from),
+            fmt_int(SETUP_BATCH)
+        ),
+        last - bulk_from,
+        started.elapsed(),
+        false,
+    ));
+    if last < n {
+        rows.push(Row::wall(
+            "setup: `ANALYZE` of the read model again".into(),
+            analyze(&reporting).await,
+        ));
         eprintln!("{name}: the last {} events, one transaction each", n - last);
-        let time = apply_one_each(&reporting, &model, &scope, data, last..n).await;
-        eprintln!(
-            "  {:.1} s, {:.0} events/s",
-            time.as_secs_f64(),
-            (n - last) as f64 / time.as_secs_f64()
-        );
-        Some(time)
-    } else {
-        None
-    };
-
-    let mut analyze_time = Duration::ZERO;
+        let (time, _) = apply_one_each(&reporting, &model, &scope, data, last..n).await;
+        rows.push(Row::rate(
+            format!(
+                "**ingestion**: one write transaction per event, the last {} (read model at {}-{} deals), with statistics",
+                fmt_int(n - last),
+                fmt_int(last),
+                fmt_int(n)
+            ),
+            n - last,
+            time,
+            true,
+        ));
+    }
     if backend == Backend::Postgres {
+        // What autovacuum does on a server that runs it.
         let started = Instant::now();
         execute(&sales, "ANALYZE opportunities").await;
-        execute(&reporting, "ANALYZE").await;
-        analyze_time = started.elapsed();
+        rows.push(Row::wall(
+            "setup: `ANALYZE opportunities` (sales' table)".into(),
+            started.elapsed(),
+        ));
     }
     let facts_rows = count(&reporting, "SELECT COUNT(*) FROM rm_facts").await;
     let closed = count(
@@ -576,37 +643,8 @@ async fn run(
         fmt_int((n as f64 / sales_fill.as_secs_f64()) as u64),
         sales_fill.as_secs_f64()
     );
-    let _ = writeln!(
-        out,
-        "| **ingestion**: `ReadModel::apply`, one write transaction per event, the first {} (empty read model) | **{}** | | | {:.1} |",
-        fmt_int(single),
-        fmt_int((single as f64 / first_time.as_secs_f64()) as u64),
-        first_time.as_secs_f64()
-    );
-    let _ = writeln!(
-        out,
-        "| setup: the next {} events, {} per transaction (not a result) | {} | | | {:.1} |",
-        fmt_int(last - single),
-        fmt_int(SETUP_BATCH),
-        fmt_int(((last - single) as f64 / rest_time.as_secs_f64().max(1e-9)) as u64),
-        rest_time.as_secs_f64()
-    );
-    if let Some(time) = last_time {
-        let _ = writeln!(
-            out,
-            "| **ingestion**: one write transaction per event, the last {} (read model holding {} deals) | **{}** | | | {:.1} |",
-            fmt_int(n - last),
-            fmt_int(last),
-            fmt_int(((n - last) as f64 / time.as_secs_f64()) as u64),
-            time.as_secs_f64()
-        );
-    }
-    if backend == Backend::Postgres {
-        let _ = writeln!(
-            out,
-            "| setup: `ANALYZE` of both databases | | | | {:.1} |",
-            analyze_time.as_secs_f64()
-        );
+    for row in &rows {
+        let _ = writeln!(out, "{}", row.markdown());
     }
     let _ = writeln!(
         out,
@@ -640,17 +678,70 @@ async fn run(
     out
 }
 
+/// A row of a backend's table: a rate or a wall time.
+struct Row {
+    what: String,
+    rate: Option<u64>,
+    time: Duration,
+    bold: bool,
+}
+
+impl Row {
+    fn rate(what: String, events: u64, time: Duration, bold: bool) -> Self {
+        Self {
+            what,
+            rate: Some((events as f64 / time.as_secs_f64().max(1e-9)) as u64),
+            time,
+            bold,
+        }
+    }
+
+    fn wall(what: String, time: Duration) -> Self {
+        Self {
+            what,
+            rate: None,
+            time,
+            bold: false,
+        }
+    }
+
+    fn markdown(&self) -> String {
+        let rate = match (self.rate, self.bold) {
+            (Some(r), true) => format!("**{}**", fmt_int(r)),
+            (Some(r), false) => fmt_int(r),
+            (None, _) => String::new(),
+        };
+        format!(
+            "| {} | {rate} | | | {:.1} |",
+            self.what,
+            self.time.as_secs_f64()
+        )
+    }
+}
+
+/// `ANALYZE` of the whole database; how long it took.
+async fn analyze(db: &Database) -> Duration {
+    let started = Instant::now();
+    execute(db, "ANALYZE").await;
+    started.elapsed()
+}
+
 /// Applies the events of `range` one write transaction each, as the live
-/// consumer commits them; the wall time.
+/// consumer commits them: the wall time, and that of the last tenth.
 async fn apply_one_each(
     db: &Database,
     model: &ReadModel,
     scope: &Scope,
     data: &Data,
     range: std::ops::Range<u64>,
-) -> Duration {
+) -> (Duration, Duration) {
+    let tail_from = range.end - ((range.end - range.start) / 10).max(1);
     let started = Instant::now();
+    let mut tail_started = started;
     for index in range {
+        if index == tail_from {
+            tail_started = Instant::now();
+        }
         let event = data.deal(index).event(index as i64 + 1);
         let txn = db.begin_write().await.expect("a transaction");
         model
@@ -659,7 +750,7 @@ async fn apply_one_each(
             .expect("the event applies");
         txn.commit().await.expect("a commit");
     }
-    started.elapsed()
+    (started.elapsed(), tail_started.elapsed())
 }
 
 /// The p-quantile of `latencies` in milliseconds.
@@ -747,7 +838,13 @@ async fn fill_sales(db: &Database, data: &Data) {
                     if column > 0 {
                         sql.push_str(", ");
                     }
-                    let _ = write!(sql, "${}", first + column + 1);
+                    // SQLite looks a numbered parameter's name up by a
+                    // linear scan: 10,500 of them cost more than the insert.
+                    if db.backend() == DbBackend::Sqlite {
+                        sql.push('?');
+                    } else {
+                        let _ = write!(sql, "${}", first + column + 1);
+                    }
                 }
                 sql.push(')');
                 let (state, reason) = match d.state {
