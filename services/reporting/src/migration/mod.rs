@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_read_model;
 mod m0002_reports;
 mod m0003_forecast_snapshots;
+mod m0004_first_win_index;
 
 /// Every migration of the reporting database, in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_read_model::Migration),
             Box::new(m0002_reports::Migration),
             Box::new(m0003_forecast_snapshots::Migration),
+            Box::new(m0004_first_win_index::Migration),
         ]
     }
 }
