@@ -22,8 +22,9 @@
 //!   runs it (it never runs `ANALYZE`; a PostgreSQL server's autovacuum
 //!   would, this machine's runs with autovacuum off); then `ANALYZE` and
 //!   M / 10 more; then, as setup and not a result, the rest but M in
-//!   transactions of 1,000 events; `ANALYZE` again, and the last M one
-//!   transaction each. Without statistics both backends look a customer's
+//!   transactions of 1,000 events (both backends at once, PostgreSQL on
+//!   two connections with the deals split by owner, so no two touch the
+//!   same rows); `ANALYZE` again, and the last M one transaction each. Without statistics both backends look a customer's
 //!   first win up through `rm_deals_close_day`, reading the tenant's deals
 //!   in close-day order (stderr shows the plans): each deal event costs
 //!   more the more deals there are, and 1,000,000 could not be loaded so.
@@ -54,6 +55,7 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -91,6 +93,8 @@ const FULL_EVENTS: u64 = 1_000_000;
 const FULL_SINGLE: u64 = 20_000;
 /// Events per transaction for the rest (setup).
 const SETUP_BATCH: u64 = 1_000;
+/// Connections loading the rest on PostgreSQL.
+const PG_LOADERS: u64 = 2;
 /// Rows per multi-row INSERT into sales' table (21 columns: 10,500 values).
 const INSERT_ROWS: u64 = 500;
 /// INSERT statements per transaction when filling sales' table.
@@ -135,20 +139,51 @@ async fn main() {
     let chosen =
         |b: &str| !parts.iter().any(|p| *p == "sqlite" || *p == "postgres") || parts.contains(&b);
     let data = Data::new(events);
-    let mut tables = Vec::new();
+    let mut runs = Vec::new();
     for (backend, label) in [(Backend::Sqlite, "sqlite"), (Backend::Postgres, "postgres")] {
-        if !chosen(label) {
-            continue;
+        if chosen(label) {
+            runs.extend(prepare(&data, backend, single).await);
         }
-        let Some(sales_db) = TestDatabase::create(backend).await else {
-            eprintln!("SKIP: PostgreSQL does not answer; the PostgreSQL run is skipped");
-            continue;
+    }
+    // The bulk of the events, as setup: every backend at once.
+    let loads: Vec<_> = runs
+        .iter()
+        .map(|run| {
+            let workers = match run.backend {
+                Backend::Sqlite => 1,
+                Backend::Postgres => PG_LOADERS,
+            };
+            let (name, db, model) = (run.name, run.reporting.clone(), run.model.clone());
+            let (scope, data, range) = (run.scope.clone(), data.clone(), run.bulk.clone());
+            tokio::spawn(async move { load(name, db, model, scope, data, range, workers).await })
+        })
+        .collect();
+    let concurrent = runs.len() > 1;
+    for (run, load) in runs.iter_mut().zip(loads) {
+        let time = load.await.expect("a load");
+        let how = match run.backend {
+            Backend::Sqlite => "one connection".to_owned(),
+            Backend::Postgres => format!("{PG_LOADERS} connections, deals split by owner"),
         };
-        let reporting_db = TestDatabase::create(backend)
-            .await
-            .expect("a second database");
-        tables.push(run(&data, backend, &sales_db.url, &reporting_db.url, single).await);
-        // Both databases are dropped here, before the next backend.
+        run.rows.push(Row::rate(
+            format!(
+                "setup: the next {} events, {} per transaction ({how}{}; not a result)",
+                fmt_int(run.bulk.end - run.bulk.start),
+                fmt_int(SETUP_BATCH),
+                if concurrent {
+                    ", both backends loading at once"
+                } else {
+                    ""
+                }
+            ),
+            run.bulk.end - run.bulk.start,
+            time,
+            false,
+        ));
+    }
+    let mut tables = Vec::new();
+    for run in runs {
+        tables.push(finish(run, &data).await);
     }
     println!();
     println!(
@@ -203,6 +238,7 @@ struct Deal {
     nanos: i32,
     pipeline: &'static str,
     owner: String,
+    owner_index: u64,
     contact: String,
     company: String,
     state: State,
@@ -269,6 +305,7 @@ impl Deal {
 }
 
 /// What is generated, and the periods asked about.
+#[derive(Clone)]
 struct Data {
     events: u64,
     /// Closed deals fall in [start, end).
@@ -373,6 +410,7 @@ impl Data {
             nanos,
             pipeline,
             owner: format!("rep-{owner:02}"),
+            owner_index: owner,
             contact: format!("contacts/{}", Uuid::from_u64_pair(0xC0, contact)),
             company: company.map_or_else(String::new, |c| {
                 format!("companies/{}", Uuid::from_u64_pair(0xC0C0, c))
@@ -387,21 +425,40 @@ impl Data {
 // ---------------------------------------------------------------------------
 // The run of one backend.
 
-/// Rates and latencies of one backend, printed as a Markdown table.
-async fn run(
-    data: &Data,
+/// One backend's databases, and what was measured so far.
+struct Run {
+    name: &'static str,
     backend: Backend,
-    sales_url: &str,
-    reporting_url: &str,
-    single: u64,
-) -> String {
+    sales_db: TestDatabase,
+    reporting_db: TestDatabase,
+    sales: Database,
+    reporting: Database,
+    model: ReadModel,
+    scope: Scope,
+    rows: Vec<Row>,
+    sales_fill: Duration,
+    /// The events loaded in bulk (setup).
+    bulk: std::ops::Range<u64>,
+}
+
+/// Makes the backend's two databases, fills sales' table and applies the
+/// first M events (no statistics), then `ANALYZE` and M / 10 more; `None`
+/// when the backend is not available.
+async fn prepare(data: &Data, backend: Backend, single: u64) -> Option<Run> {
     let name = match backend {
         Backend::Sqlite => "SQLite",
         Backend::Postgres => "PostgreSQL",
     };
+    let Some(sales_db) = TestDatabase::create(backend).await else {
+        eprintln!("SKIP: PostgreSQL does not answer; the PostgreSQL run is skipped");
+        return None;
+    };
+    let reporting_db = TestDatabase::create(backend)
+        .await
+        .expect("a second database");
     let n = data.events;
     eprintln!("{name}: filling sales' opportunities with {n} deals");
-    let sales = Database::connect(sales_url, 2)
+    let sales = Database::connect(&sales_db.url, 2)
         .await
         .expect("the sales database");
     crm_sales::Migrator::up(&sales.conn, None)
@@ -412,31 +469,25 @@ async fn run(
     let sales_fill = started.elapsed();
     eprintln!("  {:.1} s", sales_fill.as_secs_f64());
 
-    let reporting = Database::connect(reporting_url, 2)
+    let reporting = Database::connect(&reporting_db.url, PG_LOADERS as u32 + 1)
         .await
         .expect("the reporting database");
     crm_reporting::Migrator::up(&reporting.conn, None)
         .await
         .expect("reporting's migrations");
-    let store = Store::new(Resources::new(
+    let model = ReadModel::new(Store::new(Resources::new(
         reporting.clone(),
         CommitSignal::default(),
         "crm.reporting.v1",
         Duration::from_secs(24 * 3600),
-    ));
-    let model = ReadModel::new(store.clone());
+    )));
     let scope = Scope {
         generation: 1,
         tenant: TENANT.into(),
     };
-    // Ingestion, in phases (see the module's documentation): the first M
-    // events one transaction each on a read model without statistics (as
-    // the service runs it), M / 10 more after ANALYZE, the bulk of the rest
-    // in transactions of 1,000 (setup), ANALYZE again, the last M one
-    // transaction each.
     let mut rows: Vec<Row> = Vec::new();
     let tenth = (single / 10).max(1);
-    let with_stats = single + tenth;
+    let with_stats = (single + tenth).min(n);
     let last = if n >= 2 * single + tenth {
         n - single
     } else {
@@ -444,6 +495,11 @@ async fn run(
     };
     eprintln!("{name}: the first {single} events, one transaction each, no statistics");
     let (time, tail) = apply_one_each(&reporting, &model, &scope, data, 0..single).await;
+    eprintln!(
+        "  {:.1} s, {:.0} events/s",
+        time.as_secs_f64(),
+        single as f64 / time.as_secs_f64()
+    );
     rows.push(Row::rate(
         format!(
             "**ingestion**: `ReadModel::apply`, one write transaction per event: events 1-{} into an empty read model, no planner statistics (as the service runs)",
@@ -468,58 +524,115 @@ async fn run(
         "setup: `ANALYZE` of the read model (planner statistics)".into(),
         analyze(&reporting).await,
     ));
-    if with_stats <= last {
+    if single < with_stats {
         eprintln!("{name}: {tenth} more, one transaction each, with statistics");
         let (time, _) = apply_one_each(&reporting, &model, &scope, data, single..with_stats).await;
         rows.push(Row::rate(
             format!(
                 "**ingestion**: one write transaction per event, the next {} (read model at {}-{} deals), with statistics",
-                fmt_int(tenth),
+                fmt_int(with_stats - single),
                 fmt_int(single),
                 fmt_int(with_stats)
             ),
-            tenth,
+            with_stats - single,
             time,
             true,
         ));
     }
-    let bulk_from = with_stats.min(last);
+    Some(Run {
+        name,
+        backend,
+        sales_db,
+        reporting_db,
+        sales,
+        reporting,
+        model,
+        scope,
+        rows,
+        sales_fill,
+        bulk: with_stats..last.max(with_stats),
+    })
+}
+
+/// Applies the events of `range` in transactions of [`SETUP_BATCH`], on
+/// `workers` connections at once, each taking the deals of its owners
+/// (whose facts, customers and deals no other worker touches); the wall time.
+async fn load(
+    name: &'static str,
+    db: Database,
+    model: ReadModel,
+    scope: Scope,
+    data: Data,
+    range: std::ops::Range<u64>,
+    workers: u64,
+) -> Duration {
     eprintln!(
-        "{name}: the next {} events, {SETUP_BATCH} per transaction (setup)",
-        last - bulk_from
+        "{name}: loading events {}-{} on {workers} connection(s) (setup)",
+        range.start + 1,
+        range.end
     );
     let started = Instant::now();
-    let mut index = bulk_from;
-    let mut last_report = Instant::now();
-    while index < last {
-        let txn = reporting.begin_write().await.expect("a transaction");
-        for _ in 0..SETUP_BATCH.min(last - index) {
-            let event = data.deal(index).event(index as i64 + 1);
-            model
-                .apply(&*txn, &scope, &event)
-                .await
-                .expect("the event applies");
-            index += 1;
-        }
-        txn.commit().await.expect("a commit");
-        if last_report.elapsed() >= Duration::from_secs(60) {
-            eprintln!(
-                "  {index} applied, {:.0} events/s",
-                (index - bulk_from) as f64 / started.elapsed().as_secs_f64()
-            );
-            last_report = Instant::now();
-        }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tasks: Vec<_> = (0..workers)
+        .map(|worker| {
+            let (db, model, scope) = (db.clone(), model.clone(), scope.clone());
+            let (data, range, done) = (data.clone(), range.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut mine = range.filter(|i| data.deal(*i).owner_index % workers == worker);
+                let mut last_report = Instant::now();
+                loop {
+                    let batch: Vec<u64> = mine.by_ref().take(SETUP_BATCH as usize).collect();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    let txn = db.begin_write().await.expect("a transaction");
+                    for &index in &batch {
+                        let event = data.deal(index).event(index as i64 + 1);
+                        model
+                            .apply(&*txn, &scope, &event)
+                            .await
+                            .expect("the event applies");
+                    }
+                    txn.commit().await.expect("a commit");
+                    let total =
+                        done.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
+                    if worker == 0 && last_report.elapsed() >= Duration::from_secs(60) {
+                        eprintln!(
+                            "  {name}: {total} loaded, {:.0} events/s",
+                            total as f64 / started.elapsed().as_secs_f64()
+                        );
+                        last_report = Instant::now();
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a loader");
     }
-    rows.push(Row::rate(
-        format!(
-            "setup: the next {} events, {} per transaction (not a result)",
-            fmt_int(last - bulk_from),
-            fmt_int(SETUP_BATCH)
-        ),
-        last - bulk_from,
-        started.elapsed(),
-        false,
-    ));
+    let time = started.elapsed();
+    eprintln!("{name}: loaded in {:.1} s", time.as_secs_f64());
+    time
+}
+
+/// `ANALYZE` again and the last M events one transaction each; then the
+/// KPI paths, timed and checked: the backend's table.
+async fn finish(run: Run, data: &Data) -> String {
+    let Run {
+        name,
+        backend,
+        sales_db,
+        reporting_db,
+        sales,
+        reporting,
+        model,
+        scope,
+        mut rows,
+        sales_fill,
+        bulk,
+    } = run;
+    let n = data.events;
+    let last = bulk.end;
     if last < n {
         rows.push(Row::wall(
             "setup: `ANALYZE` of the read model again".into(),
@@ -527,6 +640,11 @@ async fn run(
         ));
         eprintln!("{name}: the last {} events, one transaction each", n - last);
         let (time, _) = apply_one_each(&reporting, &model, &scope, data, last..n).await;
+        eprintln!(
+            "  {:.1} s, {:.0} events/s",
+            time.as_secs_f64(),
+            (n - last) as f64 / time.as_secs_f64()
+        );
         rows.push(Row::rate(
             format!(
                 "**ingestion**: one write transaction per event, the last {} (read model at {}-{} deals), with statistics",
@@ -556,7 +674,7 @@ async fn run(
     .await;
 
     eprintln!("{name}: starting reporting on its database");
-    let mut configured = settings("reporting", reporting_url);
+    let mut configured = settings("reporting", &reporting_db.url);
     for peer in ["contacts", "sales", "marketing", "support"] {
         configured
             .peers
@@ -617,6 +735,7 @@ async fn run(
     drop(process);
     sales.conn.close_by_ref().await.ok();
     reporting.conn.close_by_ref().await.ok();
+    drop((sales_db, reporting_db));
 
     let ms = |l: &mut Vec<Duration>, p: f64| percentile(l, p);
     let (api50, api99) = (ms(&mut api, 0.5), ms(&mut api, 0.99));
