@@ -24,10 +24,16 @@
 //!   M / 10 more; then, as setup and not a result, the rest but M in
 //!   transactions of 1,000 events (both backends at once, PostgreSQL on
 //!   two connections with the deals split by owner, so no two touch the
-//!   same rows); `ANALYZE` again, and the last M one transaction each. Without statistics both backends look a customer's
-//!   first win up through `rm_deals_close_day`, reading the tenant's deals
-//!   in close-day order (stderr shows the plans): each deal event costs
-//!   more the more deals there are, and 1,000,000 could not be loaded so.
+//!   same rows); `ANALYZE` again, and the last M one transaction each.
+//!   Without statistics PostgreSQL estimates one row as soon as generation
+//!   and tenant match, so every index that starts with them looks as good
+//!   as the right one: it finds a deal by its name through
+//!   `rm_deals_source_lead`, a customer's first win through
+//!   `rm_deals_close_day` and deletes a customer's row through
+//!   `rm_customers_first_win`, reading the tenant's rows for every event;
+//!   ingestion slows as the read model grows, and 1,000,000 could not be
+//!   loaded so (SQLite did the same for a customer's first win until
+//!   `rm_deals_customer_close_day`). stderr shows the plans after `ANALYZE`.
 //! - `kpis`: reporting runs in this process on that database (its feeds
 //!   point at ports nobody listens on; its consumers just retry) and
 //!   answers `QueryKpis` for `sales.won_revenue`, `sales.win_rate`,
