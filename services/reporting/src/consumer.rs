@@ -367,80 +367,25 @@ impl ReadModel {
                     .collect();
                 store.put_stages(conn, scope, &stages).await?;
             }
-            ("marketing", "EmailSent") => {
-                let sent: EmailSent = EffectError::decode(event)?;
-                let email = EmailEvent {
-                    outcome: EmailOutcome::Sent,
-                    campaign: sent.campaign.clone(),
-                    journey: sent.journey.clone(),
-                    contact: sent.contact.clone(),
-                    time: at,
-                };
+            (
+                "marketing",
+                "EmailSent"
+                | "EmailOpened"
+                | "EmailClicked"
+                | "EmailBounced"
+                | "EmailComplained"
+                | "ContactUnsubscribed",
+            ) => {
+                let email = email_event(name, event, at)?;
                 store.record_email(conn, scope, &email).await?;
-                let from = if sent.campaign.is_empty() {
-                    &sent.journey
-                } else {
-                    &sent.campaign
+                let from = email.source();
+                let summary = match email.outcome {
+                    EmailOutcome::Sent => format!("Email sent ({from})"),
+                    EmailOutcome::Unsubscribed => format!("Unsubscribed ({from})"),
+                    outcome => format!("Email {} ({from})", outcome.label()),
                 };
                 store
-                    .add_timeline(
-                        conn,
-                        scope,
-                        &entry(&sent.contact, "email", from, format!("Email sent ({from})")),
-                    )
-                    .await?;
-            }
-            ("marketing", "EmailOpened" | "EmailClicked" | "EmailBounced" | "EmailComplained") => {
-                let e: EmailEngagement = EffectError::decode(event)?;
-                let outcome = match name {
-                    "EmailOpened" => EmailOutcome::Opened,
-                    "EmailClicked" => EmailOutcome::Clicked,
-                    "EmailBounced" => EmailOutcome::Bounced,
-                    _ => EmailOutcome::Complained,
-                };
-                self.engagement(
-                    conn,
-                    scope,
-                    outcome,
-                    &e.campaign,
-                    &e.journey,
-                    &e.contact,
-                    at,
-                )
-                .await?;
-                let from = if e.campaign.is_empty() {
-                    &e.journey
-                } else {
-                    &e.campaign
-                };
-                let summary = format!("Email {} ({from})", outcome.label());
-                store
-                    .add_timeline(conn, scope, &entry(&e.contact, "email", from, summary))
-                    .await?;
-            }
-            ("marketing", "ContactUnsubscribed") => {
-                let u: ContactUnsubscribed = EffectError::decode(event)?;
-                self.engagement(
-                    conn,
-                    scope,
-                    EmailOutcome::Unsubscribed,
-                    &u.campaign,
-                    &u.journey,
-                    &u.contact,
-                    at,
-                )
-                .await?;
-                let from = if u.campaign.is_empty() {
-                    &u.journey
-                } else {
-                    &u.campaign
-                };
-                store
-                    .add_timeline(
-                        conn,
-                        scope,
-                        &entry(&u.contact, "email", from, format!("Unsubscribed ({from})")),
-                    )
+                    .add_timeline(conn, scope, &entry(&email.contact, "email", from, summary))
                     .await?;
             }
             ("marketing", "JourneyEnrolled" | "JourneyEnrollmentEnded") => {
@@ -565,27 +510,43 @@ impl ReadModel {
         }
         Ok(Vec::new())
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    async fn engagement<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        scope: &Scope,
-        outcome: EmailOutcome,
-        campaign: &str,
-        journey: &str,
-        contact: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), EffectError> {
-        let email = EmailEvent {
-            outcome,
-            campaign: campaign.to_owned(),
-            journey: journey.to_owned(),
-            contact: contact.to_owned(),
-            time: at,
-        };
-        Ok(self.store.record_email(conn, scope, &email).await?)
-    }
+/// A marketing message event (`name` without its package) as the read model
+/// counts it; the payload names its campaign or journey and its person.
+fn email_event(name: &str, event: &Event, at: DateTime<Utc>) -> Result<EmailEvent, EffectError> {
+    let (outcome, campaign, journey, contact) = match name {
+        "EmailSent" => {
+            let sent: EmailSent = EffectError::decode(event)?;
+            (
+                EmailOutcome::Sent,
+                sent.campaign,
+                sent.journey,
+                sent.contact,
+            )
+        }
+        "ContactUnsubscribed" => {
+            let u: ContactUnsubscribed = EffectError::decode(event)?;
+            (EmailOutcome::Unsubscribed, u.campaign, u.journey, u.contact)
+        }
+        _ => {
+            let e: EmailEngagement = EffectError::decode(event)?;
+            let outcome = match name {
+                "EmailOpened" => EmailOutcome::Opened,
+                "EmailClicked" => EmailOutcome::Clicked,
+                "EmailBounced" => EmailOutcome::Bounced,
+                _ => EmailOutcome::Complained,
+            };
+            (outcome, e.campaign, e.journey, e.contact)
+        }
+    };
+    Ok(EmailEvent {
+        outcome,
+        campaign,
+        journey,
+        contact,
+        time: at,
+    })
 }
 
 /// A contact as the read model keeps it.

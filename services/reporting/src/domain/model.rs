@@ -446,6 +446,17 @@ pub struct EmailEvent {
     pub time: DateTime<Utc>,
 }
 
+impl EmailEvent {
+    /// The campaign it belongs to, else its journey.
+    pub fn source(&self) -> &str {
+        if self.campaign.is_empty() {
+            &self.journey
+        } else {
+            &self.campaign
+        }
+    }
+}
+
 /// A campaign's name, cost and first send.
 #[derive(Debug, Clone, Default)]
 pub struct Campaign {

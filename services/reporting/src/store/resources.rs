@@ -622,11 +622,7 @@ impl Store {
         scope: &Scope,
         event: &EmailEvent,
     ) -> Result<(), DbErr> {
-        let source = if event.campaign.is_empty() {
-            &event.journey
-        } else {
-            &event.campaign
-        };
+        let source = event.source();
         let mut first = true;
         if event.outcome != crate::domain::model::EmailOutcome::Sent && !event.contact.is_empty() {
             let existing = scoped!(rm_engagements, scope)
@@ -640,7 +636,7 @@ impl Store {
                 generation: Set(scope.generation),
                 tenant: Set(scope.tenant.clone()),
                 contact: Set(event.contact.clone()),
-                source: Set(source.clone()),
+                source: Set(source.to_owned()),
                 kind: Set(event.outcome.label().into()),
                 first_time: Set(existing.as_ref().map_or(event.time, |e| e.first_time)),
                 last_time: Set(event.time),

@@ -344,78 +344,10 @@ impl Suite {
     }
 }
 
-/// The event types reporting follows from `source` (as its consumer names them).
+/// The event types reporting follows from `source`, as its consumer asks for them.
 pub fn followed(source: &str) -> BTreeSet<String> {
-    let names: &[&str] = match source {
-        "contacts" => &[
-            "ContactCreated",
-            "ContactUpdated",
-            "ContactDeleted",
-            "ContactUndeleted",
-            "ContactMerged",
-            "ContactErased",
-            "CompanyCreated",
-            "CompanyUpdated",
-            "CompanyUndeleted",
-            "ActivityLogged",
-        ],
-        "sales" => &[
-            "LeadCreated",
-            "LeadUpdated",
-            "LeadDeleted",
-            "LeadUndeleted",
-            "LeadAssigned",
-            "LeadErased",
-            "LeadConverted",
-            "OpportunityCreated",
-            "OpportunityUpdated",
-            "OpportunityDeleted",
-            "OpportunityUndeleted",
-            "OpportunityStageChanged",
-            "OpportunityWon",
-            "OpportunityLost",
-            "PipelineCreated",
-            "PipelineUpdated",
-            "ErasureCompleted",
-        ],
-        "marketing" => &[
-            "CampaignCreated",
-            "CampaignUpdated",
-            "CampaignScheduled",
-            "CampaignStarted",
-            "CampaignSent",
-            "CampaignDeleted",
-            "EmailSent",
-            "EmailOpened",
-            "EmailClicked",
-            "EmailBounced",
-            "EmailComplained",
-            "ContactUnsubscribed",
-            "JourneyEnrolled",
-            "JourneyEnrollmentEnded",
-            "ErasureCompleted",
-        ],
-        "support" => &[
-            "TicketCreated",
-            "TicketUpdated",
-            "TicketAssigned",
-            "TicketDeleted",
-            "TicketUndeleted",
-            "TicketErased",
-            "TicketStatusChanged",
-            "TicketSolved",
-            "TicketReopened",
-            "TicketClosed",
-            "CommentCreated",
-            "SlaBreached",
-            "CsatSubmitted",
-            "ErasureCompleted",
-        ],
-        _ => &[],
-    };
-    names
-        .iter()
-        .map(|n| format!("crm.{source}.v1.{n}"))
+    crm_reporting::consumer::event_types(source)
+        .into_iter()
         .collect()
 }
 
