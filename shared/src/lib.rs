@@ -24,6 +24,7 @@ pub mod privacy;
 pub mod retention;
 pub mod schedule;
 pub mod server;
+pub mod statistics;
 pub mod store;
 pub mod telemetry;
 pub mod token;

@@ -194,6 +194,8 @@ impl ReadModel {
             summary,
         };
         let store = &self.store;
+        // Counted before it is written: most events write a few rows.
+        store.wrote_event();
         match (event.source.as_str(), name) {
             (
                 "contacts",

@@ -6,18 +6,16 @@ mod activities;
 mod companies;
 mod contacts;
 pub mod entities;
-mod statistics;
 
 use std::sync::Arc;
 
-use crm_shared::{db::Database, outbox::NewEvent, store::Resources};
+use crm_shared::{db::Database, outbox::NewEvent, statistics::Statistics, store::Resources};
 
 pub use activities::{FILTER as ACTIVITY_FILTER, ORDER_BY as ACTIVITY_ORDER};
 pub use companies::{FILTER as COMPANY_FILTER, ORDER_BY as COMPANY_ORDER};
 pub use contacts::{FILTER as CONTACT_FILTER, ImportOutcome, ImportRow, ORDER_BY as CONTACT_ORDER};
 
 use crate::domain::{Activity, Company, Contact, Erasure};
-use statistics::Statistics;
 
 /// Encodes event payloads; implemented by the API layer, which knows the
 /// protobuf messages, so the store does not.
@@ -34,6 +32,15 @@ pub trait EventPayloads: Send + Sync {
     fn erased(&self, erasure: &Erasure) -> prost_types::Any;
 }
 
+/// The tables whose statistics bulk imports make stale.
+const ANALYSED_TABLES: &[&str] = &[
+    "contacts",
+    "contact_keys",
+    "outbox",
+    "audit_log",
+    "audit_state",
+];
+
 /// All queries of the contacts service.
 #[derive(Clone)]
 pub struct Store {
@@ -48,7 +55,7 @@ impl Store {
     pub fn new(base: Resources, payloads: Arc<dyn EventPayloads>) -> Self {
         Self {
             db: base.db.clone(),
-            statistics: Statistics::start(&base.db),
+            statistics: Statistics::start(&base.db, ANALYSED_TABLES),
             base,
             payloads,
         }

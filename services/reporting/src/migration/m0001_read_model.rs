@@ -199,7 +199,7 @@ enum RmCampaigns {
 }
 
 /// A read-model table keyed by (generation, tenant, `key`...), with `columns`.
-fn scoped(
+pub(super) fn scoped(
     table: impl IntoIden,
     key: &[&dyn IdenCol],
     columns: Vec<ColumnDef>,
@@ -223,7 +223,7 @@ fn scoped(
 }
 
 /// A column name usable as a key part.
-trait IdenCol {
+pub(super) trait IdenCol {
     fn iden(&self) -> DynIden;
 }
 

@@ -6,6 +6,7 @@ mod m0001_read_model;
 mod m0002_reports;
 mod m0003_forecast_snapshots;
 mod m0004_first_win_index;
+mod m0005_fact_totals;
 
 /// Every migration of the reporting database, in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_reports::Migration),
             Box::new(m0003_forecast_snapshots::Migration),
             Box::new(m0004_first_win_index::Migration),
+            Box::new(m0005_fact_totals::Migration),
         ]
     }
 }

@@ -67,12 +67,13 @@ pub async fn delete_generation<C: ConnectionTrait>(
         Generations::Only(g) => ("=", g),
         Generations::Before(g) => ("<", g),
     };
-    let statement = super::sql::Sql::new(&format!(
-        "DELETE FROM rm_facts WHERE generation {operator} "
-    ))
-    .bind("", generation)
-    .build(conn.get_database_backend());
-    conn.execute_raw(statement).await?;
+    for table in ["rm_facts", "rm_fact_totals"] {
+        let statement =
+            super::sql::Sql::new(&format!("DELETE FROM {table} WHERE generation {operator} "))
+                .bind("", generation)
+                .build(conn.get_database_backend());
+        conn.execute_raw(statement).await?;
+    }
     Ok(())
 }
 

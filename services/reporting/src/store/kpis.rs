@@ -1,5 +1,6 @@
 //! The rows KPIs are computed from: sums per day out of the daily
-//! aggregates, and the per-resource rows percentiles and customer counts
+//! aggregates (the totals unless an owner or company filter asks for the
+//! detailed table), and the per-resource rows percentiles and customer counts
 //! need. One statement per source, whatever the number of events.
 
 use chrono::NaiveDate;
@@ -78,10 +79,11 @@ impl Store {
             // Fetched by the forecast query, which needs the spans' first days.
             Source::Forecasts => Vec::new(),
             Source::Fact(fact) | Source::Attributed(fact) => {
-                let mut sql = scoped(
+                let mut sql = scoped(&format!(
                     "SELECT day, grp, currency_code, CAST(SUM(count) AS BIGINT), CAST(SUM(units) AS BIGINT), \
-                     CAST(SUM(nanos) AS BIGINT), CAST(SUM(measure) AS DOUBLE PRECISION) FROM rm_facts",
-                )
+                     CAST(SUM(nanos) AS BIGINT), CAST(SUM(measure) AS DOUBLE PRECISION) FROM {}",
+                    super::facts::table_for(filter)
+                ))
                 .bind(" AND fact = ", fact)
                 .bind(" AND day >= ", from)
                 .bind(" AND day <= ", to);
