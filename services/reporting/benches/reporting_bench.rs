@@ -18,22 +18,21 @@
 //!   of the test token), one write transaction per event as the live
 //!   consumer commits (which also moves its cursor and reads the live
 //!   generation in that transaction; not counted here): the first M events
-//!   into an empty read model without planner statistics, as the service
-//!   runs it (it never runs `ANALYZE`; a PostgreSQL server's autovacuum
-//!   would, this machine's runs with autovacuum off); then `ANALYZE` and
-//!   M / 10 more; then, as setup and not a result, the rest but M in
-//!   transactions of 1,000 events (both backends at once, PostgreSQL on
-//!   two connections with the deals split by owner, so no two touch the
-//!   same rows); `ANALYZE` again, and the last M one transaction each.
-//!   Without statistics PostgreSQL estimates one row as soon as generation
-//!   and tenant match, so every index that starts with them looks as good
-//!   as the right one: it finds a deal by its name through
-//!   `rm_deals_source_lead`, a customer's first win through
-//!   `rm_deals_close_day` and deletes a customer's row through
-//!   `rm_customers_first_win`, reading the tenant's rows for every event;
-//!   ingestion slows as the read model grows, and 1,000,000 could not be
-//!   loaded so (SQLite did the same for a customer's first win until
-//!   `rm_deals_customer_close_day`). stderr shows the plans after `ANALYZE`.
+//!   into an empty read model; then, as setup and not a result, the rest
+//!   but M in transactions of 1,000 events (both backends at once, one
+//!   connection each, as a source has one consumer); and the last M one
+//!   transaction each. The store
+//!   refreshes PostgreSQL's planner statistics itself as the read model
+//!   grows (`crm_shared::statistics`, in the background, inside the timed
+//!   runs; this machine's server runs with autovacuum off). Without them
+//!   PostgreSQL estimates one row as soon as generation and tenant match,
+//!   so every index that starts with them looks as good as the right one:
+//!   it found a deal by its name through `rm_deals_source_lead`, a
+//!   customer's first win through `rm_deals_close_day` and deleted a
+//!   customer's row through `rm_customers_first_win`, reading the tenant's
+//!   rows for every event (121 events/s falling to 59 at 20,000 deals;
+//!   SQLite did the same for a customer's first win until
+//!   `rm_deals_customer_close_day`). stderr shows the plans.
 //! - `kpis`: reporting runs in this process on that database (its feeds
 //!   point at ports nobody listens on; its consumers just retry) and
 //!   answers `QueryKpis` for `sales.won_revenue`, `sales.win_rate`,
@@ -44,12 +43,15 @@
 //!   raw SQL over sales' `opportunities` (one statement per period: won
 //!   and lost deals per month and currency with their counts and amounts;
 //!   averages and rates from those), the same by raw SQL over reporting's
-//!   own `rm_facts`, and the two `rm_facts` statements the service itself
-//!   runs for these KPIs. Every path's numbers are checked against the
-//!   others (won revenue per currency and month, counts, win rate, average
-//!   deal size, for the period and both comparisons). On PostgreSQL sales'
-//!   table is `ANALYZE`d after the load (what autovacuum would do); the
-//!   query plans go to stderr.
+//!   `rm_fact_totals` (what the service reads without an owner or company
+//!   filter) and over the detailed `rm_facts`, and the two statements the
+//!   service itself runs for these KPIs. Then the same KPIs for one owner
+//!   (of 50): `QueryKpis` with `filter.owners` (read from `rm_facts`) beside
+//!   raw SQL on sales' table with `owner = ...`. Every path's numbers are
+//!   checked against the others (won revenue per currency and month,
+//!   counts, win rate, average deal size, for the period and both
+//!   comparisons). On PostgreSQL sales' table is `ANALYZE`d after the load
+//!   (what autovacuum would do); the query plans go to stderr.
 //!
 //! Peak memory is this process's (VmHWM), which runs the service too.
 //!
@@ -70,7 +72,7 @@ use crm_proto::{
     common::Money,
     events::Event,
     reporting::{
-        Granularity, KpiResult, Period as PeriodPb, QueryKpisRequest, QueryKpisResponse,
+        Granularity, KpiFilter, KpiResult, Period as PeriodPb, QueryKpisRequest, QueryKpisResponse,
         reporting_service_client::ReportingServiceClient,
     },
     sales::{Opportunity, OpportunityState},
@@ -99,8 +101,6 @@ const FULL_EVENTS: u64 = 1_000_000;
 const FULL_SINGLE: u64 = 20_000;
 /// Events per transaction for the rest (setup).
 const SETUP_BATCH: u64 = 1_000;
-/// Connections loading the rest on PostgreSQL.
-const PG_LOADERS: u64 = 2;
 /// Rows per multi-row INSERT into sales' table (21 columns: 10,500 values).
 const INSERT_ROWS: u64 = 500;
 /// INSERT statements per transaction when filling sales' table.
@@ -155,25 +155,17 @@ async fn main() {
     let loads: Vec<_> = runs
         .iter()
         .map(|run| {
-            let workers = match run.backend {
-                Backend::Sqlite => 1,
-                Backend::Postgres => PG_LOADERS,
-            };
             let (name, db, model) = (run.name, run.reporting.clone(), run.model.clone());
             let (scope, data, range) = (run.scope.clone(), data.clone(), run.bulk.clone());
-            tokio::spawn(async move { load(name, db, model, scope, data, range, workers).await })
+            tokio::spawn(async move { load(name, db, model, scope, data, range).await })
         })
         .collect();
     let concurrent = runs.len() > 1;
     for (run, load) in runs.iter_mut().zip(loads) {
         let time = load.await.expect("a load");
-        let how = match run.backend {
-            Backend::Sqlite => "one connection".to_owned(),
-            Backend::Postgres => format!("{PG_LOADERS} connections, deals split by owner"),
-        };
         run.rows.push(Row::rate(
             format!(
-                "setup: the next {} events, {} per transaction ({how}{}; not a result)",
+                "setup: the next {} events, {} per transaction (one connection{}; not a result)",
                 fmt_int(run.bulk.end - run.bulk.start),
                 fmt_int(SETUP_BATCH),
                 if concurrent {
@@ -448,8 +440,7 @@ struct Run {
 }
 
 /// Makes the backend's two databases, fills sales' table and applies the
-/// first M events (no statistics), then `ANALYZE` and M / 10 more; `None`
-/// when the backend is not available.
+/// first M events; `None` when the backend is not available.
 async fn prepare(data: &Data, backend: Backend, single: u64) -> Option<Run> {
     let name = match backend {
         Backend::Sqlite => "SQLite",
@@ -475,7 +466,7 @@ async fn prepare(data: &Data, backend: Backend, single: u64) -> Option<Run> {
     let sales_fill = started.elapsed();
     eprintln!("  {:.1} s", sales_fill.as_secs_f64());
 
-    let reporting = Database::connect(&reporting_db.url, PG_LOADERS as u32 + 1)
+    let reporting = Database::connect(&reporting_db.url, 2)
         .await
         .expect("the reporting database");
     crm_reporting::Migrator::up(&reporting.conn, None)
@@ -493,13 +484,8 @@ async fn prepare(data: &Data, backend: Backend, single: u64) -> Option<Run> {
     };
     let mut rows: Vec<Row> = Vec::new();
     let tenth = (single / 10).max(1);
-    let with_stats = (single + tenth).min(n);
-    let last = if n >= 2 * single + tenth {
-        n - single
-    } else {
-        n
-    };
-    eprintln!("{name}: the first {single} events, one transaction each, no statistics");
+    let last = if n >= 2 * single { n - single } else { n };
+    eprintln!("{name}: the first {single} events, one transaction each");
     let (time, tail) = apply_one_each(&reporting, &model, &scope, data, 0..single).await;
     eprintln!(
         "  {:.1} s, {:.0} events/s",
@@ -508,7 +494,7 @@ async fn prepare(data: &Data, backend: Backend, single: u64) -> Option<Run> {
     );
     rows.push(Row::rate(
         format!(
-            "**ingestion**: `ReadModel::apply`, one write transaction per event: events 1-{} into an empty read model, no planner statistics (as the service runs)",
+            "**ingestion**: `ReadModel::apply`, one write transaction per event: events 1-{} into an empty read model",
             fmt_int(single)
         ),
         single,
@@ -526,25 +512,6 @@ async fn prepare(data: &Data, backend: Backend, single: u64) -> Option<Run> {
         tail,
         true,
     ));
-    rows.push(Row::wall(
-        "setup: `ANALYZE` of the read model (planner statistics)".into(),
-        analyze(&reporting).await,
-    ));
-    if single < with_stats {
-        eprintln!("{name}: {tenth} more, one transaction each, with statistics");
-        let (time, _) = apply_one_each(&reporting, &model, &scope, data, single..with_stats).await;
-        rows.push(Row::rate(
-            format!(
-                "**ingestion**: one write transaction per event, the next {} (read model at {}-{} deals), with statistics",
-                fmt_int(with_stats - single),
-                fmt_int(single),
-                fmt_int(with_stats)
-            ),
-            with_stats - single,
-            time,
-            true,
-        ));
-    }
     Some(Run {
         name,
         backend,
@@ -556,13 +523,13 @@ async fn prepare(data: &Data, backend: Backend, single: u64) -> Option<Run> {
         scope,
         rows,
         sales_fill,
-        bulk: with_stats..last.max(with_stats),
+        bulk: single..last.max(single),
     })
 }
 
-/// Applies the events of `range` in transactions of [`SETUP_BATCH`], on
-/// `workers` connections at once, each taking the deals of its owners
-/// (whose facts, customers and deals no other worker touches); the wall time.
+/// Applies the events of `range` in transactions of [`SETUP_BATCH`] on one
+/// connection, as the one consumer of a source does (two would update the
+/// same daily totals); the wall time.
 async fn load(
     name: &'static str,
     db: Database,
@@ -570,51 +537,38 @@ async fn load(
     scope: Scope,
     data: Data,
     range: std::ops::Range<u64>,
-    workers: u64,
 ) -> Duration {
     eprintln!(
-        "{name}: loading events {}-{} on {workers} connection(s) (setup)",
+        "{name}: loading events {}-{} (setup)",
         range.start + 1,
         range.end
     );
     let started = Instant::now();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let tasks: Vec<_> = (0..workers)
-        .map(|worker| {
-            let (db, model, scope) = (db.clone(), model.clone(), scope.clone());
-            let (data, range, done) = (data.clone(), range.clone(), done.clone());
-            tokio::spawn(async move {
-                let mut mine = range.filter(|i| data.deal(*i).owner_index % workers == worker);
-                let mut last_report = Instant::now();
-                loop {
-                    let batch: Vec<u64> = mine.by_ref().take(SETUP_BATCH as usize).collect();
-                    if batch.is_empty() {
-                        break;
-                    }
-                    let txn = db.begin_write().await.expect("a transaction");
-                    for &index in &batch {
-                        let event = data.deal(index).event(index as i64 + 1);
-                        model
-                            .apply(&*txn, &scope, &event)
-                            .await
-                            .expect("the event applies");
-                    }
-                    txn.commit().await.expect("a commit");
-                    let total =
-                        done.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
-                    if worker == 0 && last_report.elapsed() >= Duration::from_secs(60) {
-                        eprintln!(
-                            "  {name}: {total} loaded, {:.0} events/s",
-                            total as f64 / started.elapsed().as_secs_f64()
-                        );
-                        last_report = Instant::now();
-                    }
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("a loader");
+    let mut last_report = Instant::now();
+    let mut events = range.clone();
+    let mut done = 0u64;
+    loop {
+        let batch: Vec<u64> = events.by_ref().take(SETUP_BATCH as usize).collect();
+        if batch.is_empty() {
+            break;
+        }
+        let txn = db.begin_write().await.expect("a transaction");
+        for &index in &batch {
+            let event = data.deal(index).event(index as i64 + 1);
+            model
+                .apply(&*txn, &scope, &event)
+                .await
+                .expect("the event applies");
+        }
+        txn.commit().await.expect("a commit");
+        done += batch.len() as u64;
+        if last_report.elapsed() >= Duration::from_secs(60) {
+            eprintln!(
+                "  {name}: {done} loaded, {:.0} events/s",
+                done as f64 / started.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
     }
     let time = started.elapsed();
     eprintln!("{name}: loaded in {:.1} s", time.as_secs_f64());
@@ -640,10 +594,6 @@ async fn finish(run: Run, data: &Data) -> String {
     let n = data.events;
     let last = bulk.end;
     if last < n {
-        rows.push(Row::wall(
-            "setup: `ANALYZE` of the read model again".into(),
-            analyze(&reporting).await,
-        ));
         eprintln!("{name}: the last {} events, one transaction each", n - last);
         let (time, _) = apply_one_each(&reporting, &model, &scope, data, last..n).await;
         eprintln!(
@@ -653,7 +603,7 @@ async fn finish(run: Run, data: &Data) -> String {
         );
         rows.push(Row::rate(
             format!(
-                "**ingestion**: one write transaction per event, the last {} (read model at {}-{} deals), with statistics",
+                "**ingestion**: one write transaction per event, the last {} (read model at {}-{} deals)",
                 fmt_int(n - last),
                 fmt_int(last),
                 fmt_int(n)
@@ -673,6 +623,7 @@ async fn finish(run: Run, data: &Data) -> String {
         ));
     }
     let facts_rows = count(&reporting, "SELECT COUNT(*) FROM rm_facts").await;
+    let totals_rows = count(&reporting, "SELECT COUNT(*) FROM rm_fact_totals").await;
     let closed = count(
         &sales,
         "SELECT COUNT(*) FROM opportunities WHERE state IN ('WON', 'LOST')",
@@ -716,16 +667,52 @@ async fn finish(run: Run, data: &Data) -> String {
         }
     })
     .await;
-    let (mut on_sales, from_sales) = timed(|| raw_on_sales(&sales, spans)).await;
-    let (mut on_facts, from_facts) = timed(|| raw_on_facts(&reporting, spans)).await;
+    let (mut on_sales, from_sales) = timed(|| raw_on_sales(&sales, spans, None)).await;
+    let (mut on_totals, from_totals) =
+        timed(|| raw_on_facts(&reporting, "rm_fact_totals", spans, None)).await;
+    let (mut on_facts, from_facts) =
+        timed(|| raw_on_facts(&reporting, "rm_facts", spans, None)).await;
     let (mut service_statements, _) = timed(|| service_statements(&reporting, data)).await;
+    // One owner's deals: read from the detailed facts.
+    let owner = data.deal(0).owner;
+    let owner_request = QueryKpisRequest {
+        filter: Some(KpiFilter {
+            owners: vec![owner.clone()],
+            ..Default::default()
+        }),
+        ..request.clone()
+    };
+    let (mut api_owner, owner_answer) = timed(|| {
+        let (mut client, request) = (client.clone(), owner_request.clone());
+        async move {
+            client
+                .query_kpis(request)
+                .await
+                .expect("QueryKpis for an owner")
+                .into_inner()
+        }
+    })
+    .await;
+    let (mut on_sales_owner, from_sales_owner) =
+        timed(|| raw_on_sales(&sales, spans, Some(&owner))).await;
+    let (_, from_facts_owner) =
+        timed(|| raw_on_facts(&reporting, "rm_facts", spans, Some(&owner))).await;
 
     // Honest comparisons: every path gave the same numbers.
+    assert_eq!(
+        from_sales, from_totals,
+        "{name}: rm_fact_totals holds what sales' table holds"
+    );
     assert_eq!(
         from_sales, from_facts,
         "{name}: rm_facts holds what sales' table holds"
     );
+    assert_eq!(
+        from_sales_owner, from_facts_owner,
+        "{name}: rm_facts holds what sales' table holds for {owner}"
+    );
     check_answer(&answer, &from_sales, data);
+    check_answer(&owner_answer, &from_sales_owner, data);
     let year_revenue = from_sales[0]
         .revenue()
         .iter()
@@ -747,6 +734,10 @@ async fn finish(run: Run, data: &Data) -> String {
     let (api50, api99) = (ms(&mut api, 0.5), ms(&mut api, 0.99));
     let (sales50, sales99) = (ms(&mut on_sales, 0.5), ms(&mut on_sales, 0.99));
     let (facts50, facts99) = (ms(&mut on_facts, 0.5), ms(&mut on_facts, 0.99));
+    let (totals50, totals99) = (ms(&mut on_totals, 0.5), ms(&mut on_totals, 0.99));
+    let (owner50, owner99) = (ms(&mut api_owner, 0.5), ms(&mut api_owner, 0.99));
+    let (sales_owner50, sales_owner99) =
+        (ms(&mut on_sales_owner, 0.5), ms(&mut on_sales_owner, 0.99));
     let (own50, own99) = (
         ms(&mut service_statements, 0.5),
         ms(&mut service_statements, 0.99),
@@ -754,9 +745,10 @@ async fn finish(run: Run, data: &Data) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "#### {name}: {} deals ({} closed); rm_facts {} rows",
+        "#### {name}: {} deals ({} closed); rm_fact_totals {} rows, rm_facts {} rows",
         fmt_int(n),
         fmt_int(closed),
+        fmt_int(totals_rows),
         fmt_int(facts_rows)
     );
     let _ = writeln!(out);
@@ -782,11 +774,15 @@ async fn finish(run: Run, data: &Data) -> String {
     );
     let _ = writeln!(
         out,
-        "| raw SQL on reporting's `rm_facts` (3 statements, one per period) | | {facts50:.2} | {facts99:.2} | |"
+        "| raw SQL on reporting's `rm_fact_totals` (3 statements, one per period) | | {totals50:.2} | {totals99:.2} | |"
     );
     let _ = writeln!(
         out,
-        "| the service's own 2 `rm_facts` statements for these KPIs, by hand | | {own50:.2} | {own99:.2} | |"
+        "| the service's own 2 `rm_fact_totals` statements for these KPIs, by hand | | {own50:.2} | {own99:.2} | |"
+    );
+    let _ = writeln!(
+        out,
+        "| raw SQL on the detailed `rm_facts` (3 statements, one per period) | | {facts50:.2} | {facts99:.2} | |"
     );
     let _ = writeln!(
         out,
@@ -796,9 +792,23 @@ async fn finish(run: Run, data: &Data) -> String {
     );
     let _ = writeln!(
         out,
-        "| ratio: QueryKpis / raw SQL on `rm_facts` | | {:.1}x | {:.1}x | |",
-        api50 / facts50,
-        api99 / facts99
+        "| ratio: QueryKpis / raw SQL on `rm_fact_totals` | | {:.1}x | {:.1}x | |",
+        api50 / totals50,
+        api99 / totals99
+    );
+    let _ = writeln!(
+        out,
+        "| **KPI via QueryKpis for one owner** (of {OWNERS}; `filter.owners`, read from `rm_facts`) | | **{owner50:.2}** | **{owner99:.2}** | |"
+    );
+    let _ = writeln!(
+        out,
+        "| raw SQL on sales' `opportunities` for that owner (3 statements) | | {sales_owner50:.2} | {sales_owner99:.2} | |"
+    );
+    let _ = writeln!(
+        out,
+        "| ratio: raw SQL on sales' table / QueryKpis, one owner | | {:.1}x | {:.1}x | |",
+        sales_owner50 / owner50,
+        sales_owner99 / owner99
     );
     out
 }
@@ -842,13 +852,6 @@ impl Row {
             self.time.as_secs_f64()
         )
     }
-}
-
-/// `ANALYZE` of the whole database; how long it took.
-async fn analyze(db: &Database) -> Duration {
-    let started = Instant::now();
-    execute(db, "ANALYZE").await;
-    started.elapsed()
 }
 
 /// Applies the events of `range` one write transaction each, as the live
@@ -1088,7 +1091,7 @@ impl Totals {
 
 /// By hand over sales' own table: one statement per period, won and lost
 /// deals per month and currency with their amounts (JSON text).
-async fn raw_on_sales(db: &Database, spans: [Span; 3]) -> [Totals; 3] {
+async fn raw_on_sales(db: &Database, spans: [Span; 3], owner: Option<&str>) -> [Totals; 3] {
     let backend = db.backend();
     let sql = match backend {
         DbBackend::Postgres => {
@@ -1097,21 +1100,29 @@ async fn raw_on_sales(db: &Database, spans: [Span; 3]) -> [Totals; 3] {
              SUM((amount::jsonb ->> 'nanos')::bigint)::bigint \
              FROM opportunities WHERE tenant = $1 AND delete_time IS NULL \
              AND state IN ('WON', 'LOST') AND close_time >= $2 AND close_time < $3 \
-             GROUP BY 1, 2, 3"
+             AND ($4 = '' OR owner = $4) GROUP BY 1, 2, 3"
         }
         _ => {
             "SELECT substr(close_time, 1, 7) AS month, currency_code, state, COUNT(*), \
              SUM(json_extract(amount, '$.units')), SUM(json_extract(amount, '$.nanos')) \
              FROM opportunities WHERE tenant = $1 AND delete_time IS NULL \
              AND state IN ('WON', 'LOST') AND close_time >= $2 AND close_time < $3 \
-             GROUP BY 1, 2, 3"
+             AND ($4 = '' OR owner = $4) GROUP BY 1, 2, 3"
         }
     };
     let mut out: [Totals; 3] = Default::default();
     for (span, totals) in spans.iter().zip(out.iter_mut()) {
         let (from, to) = span.instants();
-        let statement =
-            Statement::from_sql_and_values(backend, sql, [TENANT.into(), from.into(), to.into()]);
+        let statement = Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                TENANT.into(),
+                from.into(),
+                to.into(),
+                owner.unwrap_or_default().into(),
+            ],
+        );
         for row in db
             .conn
             .query_all_raw(statement)
@@ -1125,30 +1136,41 @@ async fn raw_on_sales(db: &Database, spans: [Span; 3]) -> [Totals; 3] {
     out
 }
 
-/// By hand over reporting's daily aggregates: one statement per period.
-async fn raw_on_facts(db: &Database, spans: [Span; 3]) -> [Totals; 3] {
+/// By hand over one of reporting's tables of daily aggregates (`owner`:
+/// only in `rm_facts`): one statement per period.
+async fn raw_on_facts(
+    db: &Database,
+    table: &str,
+    spans: [Span; 3],
+    owner: Option<&str>,
+) -> [Totals; 3] {
     let backend = db.backend();
-    let sql = "SELECT substr(day, 1, 7), currency_code, fact, CAST(SUM(count) AS BIGINT), \
-               CAST(SUM(units) AS BIGINT), CAST(SUM(nanos) AS BIGINT) FROM rm_facts \
-               WHERE generation = $1 AND tenant = $2 AND fact IN ('deal.won', 'deal.lost') \
-               AND day >= $3 AND day <= $4 GROUP BY 1, 2, 3";
+    let by_owner = if owner.is_some() {
+        " AND owner = $5"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT substr(day, 1, 7), currency_code, fact, CAST(SUM(count) AS BIGINT), \
+         CAST(SUM(units) AS BIGINT), CAST(SUM(nanos) AS BIGINT) FROM {table} \
+         WHERE generation = $1 AND tenant = $2 AND fact IN ('deal.won', 'deal.lost') \
+         AND day >= $3 AND day <= $4{by_owner} GROUP BY 1, 2, 3"
+    );
     let mut out: [Totals; 3] = Default::default();
     for (span, totals) in spans.iter().zip(out.iter_mut()) {
-        let statement = Statement::from_sql_and_values(
-            backend,
-            sql,
-            [
-                1i64.into(),
-                TENANT.into(),
-                Span::key(span.start).into(),
-                Span::key(span.end).into(),
-            ],
-        );
+        let mut values: Vec<Value> = vec![
+            1i64.into(),
+            TENANT.into(),
+            Span::key(span.start).into(),
+            Span::key(span.end).into(),
+        ];
+        values.extend(owner.map(Value::from));
+        let statement = Statement::from_sql_and_values(backend, &sql, values);
         for row in db
             .conn
             .query_all_raw(statement)
             .await
-            .expect("raw SQL on rm_facts")
+            .expect("raw SQL on the daily aggregates")
         {
             let fact: String = row.try_get_by_index(2).expect("a fact");
             totals.add(&row, fact == "deal.lost");
@@ -1157,11 +1179,12 @@ async fn raw_on_facts(db: &Database, spans: [Span; 3]) -> [Totals; 3] {
     out
 }
 
-/// The statement the service runs per fact for these KPIs
-/// (`Store::kpi_rows`), from the earliest comparison day to the period's end.
+/// The statement the service runs per fact for these KPIs without an owner
+/// or company filter (`Store::kpi_rows`), from the earliest comparison day
+/// to the period's end.
 const SERVICE_STATEMENT: &str = "SELECT day, grp, currency_code, CAST(SUM(count) AS BIGINT), \
      CAST(SUM(units) AS BIGINT), CAST(SUM(nanos) AS BIGINT), CAST(SUM(measure) AS DOUBLE PRECISION) \
-     FROM rm_facts WHERE generation = $1 AND tenant = $2 AND fact = $3 AND day >= $4 AND day <= $5 \
+     FROM rm_fact_totals WHERE generation = $1 AND tenant = $2 AND fact = $3 AND day >= $4 AND day <= $5 \
      GROUP BY day, grp, currency_code";
 
 fn service_statement(backend: DbBackend, data: &Data, fact: &str) -> Statement {
@@ -1241,7 +1264,7 @@ async fn print_plans(name: &str, sales: &Database, reporting: &Database, data: &
         explain(sales, on_sales).await
     );
     eprintln!(
-        "{name} plan, the service's rm_facts statement:\n    {}",
+        "{name} plan, the service's rm_fact_totals statement:\n    {}",
         explain(
             reporting,
             service_statement(reporting.backend(), data, "deal.won")
