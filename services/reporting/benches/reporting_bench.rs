@@ -63,7 +63,6 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -236,7 +235,6 @@ struct Deal {
     nanos: i32,
     pipeline: &'static str,
     owner: String,
-    owner_index: u64,
     contact: String,
     company: String,
     state: State,
@@ -408,7 +406,6 @@ impl Data {
             nanos,
             pipeline,
             owner: format!("rep-{owner:02}"),
-            owner_index: owner,
             contact: format!("contacts/{}", Uuid::from_u64_pair(0xC0, contact)),
             company: company.map_or_else(String::new, |c| {
                 format!("companies/{}", Uuid::from_u64_pair(0xC0C0, c))
