@@ -115,6 +115,12 @@ enum PersonCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Which services have confirmed a contact's erasure, from the reporting
+    /// service (admin). Exits 3 while some have not.
+    Status {
+        /// The erased contact, "contacts/{id}".
+        contact: String,
+    },
 }
 
 #[tokio::main]
@@ -151,5 +157,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Person {
             what: PersonCommand::Erase { contact, yes },
         } => person::erase(&target()?, contact, *yes, cli.output).await,
+        Command::Person {
+            what: PersonCommand::Status { contact },
+        } => person::status(&target()?, contact, cli.output).await,
     }
 }

@@ -25,6 +25,8 @@ struct Suite {
     contacts: ServiceProcess,
     folder: PathBuf,
     _db: TestDatabase,
+    _reporting: ServiceProcess,
+    _reporting_db: TestDatabase,
     _stop_gateway: oneshot::Sender<()>,
 }
 
@@ -36,14 +38,30 @@ impl Suite {
             crm_testkit::settings("contacts", &db.url),
         )
         .await;
-        let upstream = UpstreamSettings {
+        // Reporting follows contacts only and expects its own and sales'
+        // confirmation of an erasure: one arrives, one stays pending.
+        let reporting_db = TestDatabase::create(backend).await?;
+        let mut reporting_settings = crm_testkit::settings("reporting", &reporting_db.url);
+        reporting_settings
+            .peers
+            .insert("contacts".into(), format!("http://{}", contacts.addr));
+        reporting_settings.options.extend([
+            ("sources".to_owned(), "contacts".to_owned()),
+            ("erasure_services".to_owned(), "reporting,sales".to_owned()),
+        ]);
+        let reporting =
+            ServiceProcess::start(service(crm_reporting::build), reporting_settings).await;
+        let upstream = |addr: SocketAddr| UpstreamSettings {
             packages: String::new(),
-            addresses: format!("http://{}", contacts.addr),
+            addresses: format!("http://{addr}"),
         };
         let section = Section {
             listen_addr: "127.0.0.1:0".parse().expect("an address"),
             metrics_addr: "127.0.0.1:0".parse().expect("an address"),
-            upstreams: BTreeMap::from([("contacts".to_owned(), upstream)]),
+            upstreams: BTreeMap::from([
+                ("contacts".to_owned(), upstream(contacts.addr)),
+                ("reporting".to_owned(), upstream(reporting.addr)),
+            ]),
             health_check_interval_ms: 100,
             ..Section::default()
         };
@@ -69,6 +87,8 @@ impl Suite {
             contacts,
             folder,
             _db: db,
+            _reporting: reporting,
+            _reporting_db: reporting_db,
             _stop_gateway: stop,
         };
         eventually("the gateway serves contacts", async || {
@@ -433,6 +453,16 @@ async fn exit_codes_on(backend: Backend) {
         ),
         (
             Some(&admin),
+            vec![
+                "person",
+                "status",
+                "contacts/0190a0b0-0000-7000-8000-000000000000",
+            ],
+            6,
+            "(NotFound)",
+        ),
+        (
+            Some(&admin),
             vec!["export", "contacts", "--filter", "shoe_size = 3"],
             7,
             "filter: unknown field \"shoe_size\"",
@@ -553,6 +583,34 @@ async fn events_on(backend: Backend) {
         "{}",
         stdout(&output)
     );
+    // Reporting confirms its own erasure; sales (not running) stays pending.
+    let mut status: Option<Output> = None;
+    eventually("reporting confirms the erasure", async || {
+        let output = suite
+            .crmctl(Some(&admin()), &["person", "status", &contact])
+            .await;
+        let confirmed = stdout(&output).contains("reporting");
+        status = Some(output);
+        confirmed
+    })
+    .await;
+    let status = status.expect("a status");
+    assert_exit(&status, 3);
+    let text = stdout(&status);
+    assert!(text.contains(&format!("{contact} erased ")), "{text}");
+    assert!(text.contains("waiting for sales"), "{text}");
+    assert!(text.contains("  reporting    confirmed "), "{text}");
+    let output = suite
+        .crmctl(
+            Some(&admin()),
+            &["person", "status", &contact, "-o", "json"],
+        )
+        .await;
+    assert_exit(&output, 3);
+    let json: Value = serde_json::from_str(stdout(&output).trim()).expect("one JSON object");
+    assert_eq!(json["pending_services"], serde_json::json!(["sales"]));
+    assert_eq!(json["complete"], false);
+    assert_eq!(json["confirmations"][0]["service"], "reporting");
     let output = suite
         .crmctl(
             Some(&admin()),

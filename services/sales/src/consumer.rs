@@ -1,8 +1,11 @@
 //! What sales does with the contacts feed, applied by the shared consumer
 //! (`crm_shared::consumer`): a merged contact's references move to the
 //! survivor; an erased person's copies are erased from every lead that holds
-//! them, sales' own earlier events about those leads are scrubbed, and an
-//! `ErasureCompleted` event confirms it.
+//! them and from the titles conversions gave their deals, sales' own earlier
+//! events about those leads and deals are scrubbed, and an `ErasureCompleted`
+//! event confirms it.
+
+use std::collections::BTreeMap;
 
 use crm_proto::{
     contacts::{ContactErased, ContactMerged},
@@ -53,14 +56,23 @@ impl ContactsFeed {
             .store
             .apply_contact_erased(txn, tenant, &person)
             .await?;
-        let scrubbed =
-            crm_shared::outbox::scrub(&**txn, tenant, &done.leads, scrub_payload).await?;
-        crm_shared::audit::forget(&**txn, tenant, &done.leads).await?;
-        tracing::info!(contact = %person.contact, leads = done.leads.len(), scrubbed, "contact erasure applied");
+        let deals: Vec<String> = done.retitled_deals.keys().cloned().collect();
+        let scrubbed = crm_shared::outbox::scrub(&**txn, tenant, &done.leads, scrub_payload)
+            .await?
+            + crm_shared::outbox::scrub(&**txn, tenant, &deals, |payload| {
+                retitle_payload(payload, &done.retitled_deals)
+            })
+            .await?;
+        // The deals' log keeps its entries but loses its values, the old
+        // title among them.
+        let mut erased_resources = done.leads;
+        erased_resources.extend(deals);
+        crm_shared::audit::forget(&**txn, tenant, &erased_resources).await?;
+        tracing::info!(contact = %person.contact, resources = erased_resources.len(), scrubbed, "contact erasure applied");
         let confirmation = to_any(&ErasureCompleted {
             contact: person.contact.clone(),
             service: "sales".into(),
-            erased_resources: done.leads,
+            erased_resources,
             scrubbed_events: scrubbed,
         });
         done.events
@@ -106,6 +118,30 @@ fn scrub_payload(payload: &prost_types::Any) -> Option<prost_types::Any> {
             scrub_lead(lead);
         }
         Some(to_any(&converted))
+    } else {
+        None
+    }
+}
+
+/// An opportunity's payload (its own events, or a stage change carrying it)
+/// with a title that named the person replaced; `None` for the others.
+fn retitle_payload(
+    payload: &prost_types::Any,
+    titles: &BTreeMap<String, (String, String)>,
+) -> Option<prost_types::Any> {
+    let retitle = |o: &mut pb::Opportunity| match titles.get(&o.name) {
+        Some((before, after)) if o.display_name == *before => {
+            after.clone_into(&mut o.display_name);
+            true
+        }
+        _ => false,
+    };
+    if payload.type_url == pb::Opportunity::type_url() {
+        let mut o = pb::Opportunity::decode(payload.value.as_slice()).ok()?;
+        retitle(&mut o).then(|| to_any(&o))
+    } else if payload.type_url == pb::OpportunityStageChanged::type_url() {
+        let mut changed = pb::OpportunityStageChanged::decode(payload.value.as_slice()).ok()?;
+        retitle(changed.opportunity.as_mut()?).then(|| to_any(&changed))
     } else {
         None
     }

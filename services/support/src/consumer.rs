@@ -118,6 +118,10 @@ fn scrub_payload(payload: &prost_types::Any) -> Option<prost_types::Any> {
             comment.message_id.clear();
         }
         Some(to_any(&created))
+    } else if payload.type_url == pb::SlaAlert::type_url() {
+        let mut alert = pb::SlaAlert::decode(payload.value.as_slice()).ok()?;
+        alert.ticket.as_mut().map(scrub_ticket);
+        Some(to_any(&alert))
     } else if payload.type_url == pb::Chat::type_url() {
         let mut chat = pb::Chat::decode(payload.value.as_slice()).ok()?;
         chat.subject = "[erased]".into();
@@ -141,4 +145,50 @@ fn scrub_ticket(ticket: &mut pb::Ticket) {
     ticket.requester_email.clear();
     ticket.requester_display_name.clear();
     ticket.custom_fields = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every payload that carries a ticket loses the person with it, the
+    /// SLA alerts' too.
+    #[test]
+    fn payloads_carrying_a_ticket_are_scrubbed() {
+        let ticket = || pb::Ticket {
+            name: "tickets/t".into(),
+            subject: "Ada's invoice".into(),
+            description: "Call Ada".into(),
+            requester_email: "ada@example.com".into(),
+            requester_display_name: "Ada".into(),
+            ..Default::default()
+        };
+        let payloads = [
+            to_any(&ticket()),
+            to_any(&pb::TicketStatusChanged {
+                ticket: Some(ticket()),
+                ..Default::default()
+            }),
+            to_any(&pb::CommentCreated {
+                ticket: Some(ticket()),
+                ..Default::default()
+            }),
+            to_any(&pb::SlaAlert {
+                ticket: Some(ticket()),
+                policy: "slaPolicies/p".into(),
+                ..Default::default()
+            }),
+        ];
+        for payload in payloads {
+            let clean = scrub_payload(&payload).expect("scrubbed");
+            assert_eq!(clean.type_url, payload.type_url);
+            let text = String::from_utf8_lossy(&clean.value);
+            assert!(
+                !text.contains("Ada") && !text.contains("ada@"),
+                "{}: {text}",
+                clean.type_url
+            );
+            assert!(text.contains("tickets/t"), "the ticket is still named");
+        }
+    }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crm_shared::{convert::required, error::ApiError, money::Money};
 
 use super::{
-    lead::{Lead, LeadStatus},
+    lead::{Lead, LeadDraft, LeadStatus},
     opportunity::{OpportunityDraft, parse_date},
 };
 
@@ -102,11 +102,21 @@ pub fn plan(lead: &Lead, request: &ConvertRequest<'_>) -> Result<Conversion, Api
     })))
 }
 
+/// The title a conversion gives the deal when none is asked for: "{lead}
+/// deal" (the person's name, else their address, else the company), or
+/// "Deal" for a lead with none of them (one whose person was erased).
+pub fn deal_title(lead: &LeadDraft) -> String {
+    match lead.display_name() {
+        name if name.is_empty() => "Deal".to_owned(),
+        name => format!("{name} deal"),
+    }
+}
+
 /// The opportunity a conversion opens: the lead's owner's, linked to the
 /// contact and company once they are known.
 fn opportunity(lead: &Lead, request: &ConvertRequest<'_>) -> Result<OpportunityDraft, ApiError> {
     let display_name = if request.opportunity_display_name.trim().is_empty() {
-        format!("{} deal", lead.draft.display_name())
+        deal_title(&lead.draft)
     } else {
         request.opportunity_display_name.to_owned()
     };
@@ -226,6 +236,18 @@ mod tests {
         assert_eq!(deal.owner, "ann");
         assert_eq!(deal.amount, Some(eur(500)));
         assert!(deal.contact.is_empty() && deal.company.is_empty());
+    }
+
+    #[test]
+    fn an_erased_leads_deal_title_names_only_the_company() {
+        let mut lead = lead(LeadStatus::Converted);
+        assert_eq!(deal_title(&lead.draft), "Ada Lovelace deal");
+        lead.erase_personal_data();
+        let company = lead.draft.company_name.clone();
+        assert!(!company.is_empty());
+        assert_eq!(deal_title(&lead.draft), format!("{company} deal"));
+        lead.draft.company_name.clear();
+        assert_eq!(deal_title(&lead.draft), "Deal");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! exactly once. Rows are written only if their version is still the one
 //! read: a concurrent user change is never undone (the consumer tries again).
 
-use chrono::Utc;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 use crm_shared::{
     db::{Tenant, TenantScoped, WriteTxn},
     error::ApiError,
@@ -16,7 +18,9 @@ use super::{
     Store,
     entities::{lead, opportunity, task},
 };
-use crate::domain::{erasure::ErasedPerson, lead::Lead, opportunity::Opportunity, task::Task};
+use crate::domain::{
+    conversion::deal_title, erasure::ErasedPerson, lead::Lead, opportunity::Opportunity, task::Task,
+};
 
 /// Who the feed's changes are recorded as.
 const FEED_ACTOR: &str = "sales/contacts-feed";
@@ -25,6 +29,9 @@ const FEED_ACTOR: &str = "sales/contacts-feed";
 pub struct Erased {
     /// The leads whose personal fields were erased.
     pub leads: Vec<String>,
+    /// The deals converted from them that were titled after the person:
+    /// name -> (old title, new title).
+    pub retitled_deals: BTreeMap<String, (String, String)>,
     /// The events the change raises.
     pub events: Vec<NewEvent>,
 }
@@ -90,7 +97,8 @@ impl Store {
 
     /// An erasure in contacts: every lead holding a copy of the person (by
     /// link, or by an address or number they had) has its personal fields
-    /// erased. The caller scrubs the leads' earlier events.
+    /// erased, and the deals converted from it that were titled after the
+    /// person are retitled. The caller scrubs the earlier events.
     pub async fn apply_contact_erased(
         &self,
         txn: &WriteTxn,
@@ -126,6 +134,7 @@ impl Store {
             .collect();
         let mut erased = Erased {
             leads: Vec::new(),
+            retitled_deals: BTreeMap::new(),
             events: Vec::new(),
         };
         for chunk in ids.chunks(500) {
@@ -136,7 +145,20 @@ impl Store {
             for row in rows {
                 let mut l = Lead::try_from(row)?;
                 let stored = l.version;
+                let title_before = deal_title(&l.draft);
                 l.erase_personal_data();
+                let title_after = deal_title(&l.draft);
+                if title_before != title_after {
+                    self.retitle_deals(
+                        txn,
+                        tenant,
+                        &l.name(),
+                        (&title_before, &title_after),
+                        now,
+                        &mut erased,
+                    )
+                    .await?;
+                }
                 l.version += 1;
                 l.update_time = now;
                 self.overwrite_lead(txn, tenant, &l, stored).await?;
@@ -150,6 +172,44 @@ impl Store {
             }
         }
         Ok(erased)
+    }
+
+    /// The deals converted from `lead` that still carry the title the
+    /// conversion gave them after the person (`titles.0`) get the erased
+    /// lead's (`titles.1`); a title someone chose is theirs and stays.
+    async fn retitle_deals(
+        &self,
+        txn: &WriteTxn,
+        tenant: &Tenant,
+        lead: &str,
+        titles: (&str, &str),
+        now: DateTime<Utc>,
+        erased: &mut Erased,
+    ) -> Result<(), ApiError> {
+        let (before, after) = titles;
+        let deals = opportunity::Entity::find_in(tenant)
+            .filter(opportunity::Column::SourceLead.eq(lead))
+            .filter(opportunity::Column::DisplayName.eq(before))
+            .all(&**txn)
+            .await?;
+        for row in deals {
+            let mut o = Opportunity::try_from(row)?;
+            let stored = o.version;
+            after.clone_into(&mut o.draft.display_name);
+            o.version += 1;
+            o.update_time = now;
+            self.overwrite_opportunity(txn, tenant, &o, stored).await?;
+            erased.events.push(self.event(
+                "OpportunityUpdated",
+                o.name(),
+                self.payloads.opportunity(&o),
+                FEED_ACTOR,
+            ));
+            erased
+                .retitled_deals
+                .insert(o.name(), (before.to_owned(), after.to_owned()));
+        }
+        Ok(())
     }
 
     /// The event confirming an erasure, about the erased contact.

@@ -17,8 +17,8 @@ use crm_proto::{
     },
     events::{ErasureCompleted, ListParkedEventsRequest, RetryParkedEventRequest},
     sales::{
-        CreateLeadRequest, CreateOpportunityRequest, GetLeadRequest, GetOpportunityRequest, Lead,
-        Opportunity, sales_service_client::SalesServiceClient,
+        ConvertLeadRequest, CreateLeadRequest, CreateOpportunityRequest, GetLeadRequest,
+        GetOpportunityRequest, Lead, Opportunity, sales_service_client::SalesServiceClient,
     },
 };
 use crm_shared::outbox::{self, NewEvent};
@@ -432,6 +432,24 @@ async fn erasure_on(backend: Backend) {
     let by_email = lead(&mut sales, "Alphonse", "ALPHA@chain.example", "").await;
     let by_phone = lead(&mut sales, "Charles", "", "+15550107777").await;
     let stranger = lead(&mut sales, "Delta", "delta@else.example", "").await;
+    // Converted into Alpha (the same address): its deal is titled after
+    // the person ("Alphonse Person deal") until the erasure.
+    let converted = sales
+        .convert_lead(ConvertLeadRequest {
+            name: by_email.name.clone(),
+            create_opportunity: true,
+            amount: Some(crm_proto::common::Money {
+                currency_code: "EUR".into(),
+                units: 900,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .must("ConvertLead");
+    assert_eq!(converted.contact, a, "the contact with the lead's address");
+    let deal = converted.opportunity.expect("a deal");
+    assert_eq!(deal.display_name, "Alphonse Person deal");
     merge(&mut contacts, &b, &a).await;
     merge(&mut contacts, &c, &b).await;
     contacts
@@ -463,6 +481,19 @@ async fn erasure_on(backend: Backend) {
             copy.name
         );
     }
+    // Contacts' erasure deletes its earlier events about the chain, so the
+    // merges may never reach sales: the deal stays with a contact of it.
+    let retitled = sales
+        .get_opportunity(GetOpportunityRequest {
+            name: deal.name.clone(),
+        })
+        .await
+        .must("GetOpportunity");
+    assert_eq!(
+        retitled.display_name, "Acme deal",
+        "the deal is titled after the company the lead kept"
+    );
+    assert!([&a, &b, &c].contains(&&retitled.contact), "{retitled:?}");
     let kept = sales
         .get_lead(GetLeadRequest {
             name: stranger.name.clone(),
@@ -503,12 +534,16 @@ async fn erasure_on(backend: Backend) {
     assert_eq!(confirmation.service, "sales");
     let mut erased = confirmation.erased_resources.clone();
     erased.sort();
-    let mut expected = vec![by_email.name.clone(), by_phone.name.clone()];
+    let mut expected = vec![
+        by_email.name.clone(),
+        by_phone.name.clone(),
+        deal.name.clone(),
+    ];
     expected.sort();
     assert_eq!(erased, expected);
     assert!(
-        confirmation.scrubbed_events >= 2,
-        "the leads' LeadCreated events were scrubbed"
+        confirmation.scrubbed_events >= 4,
+        "the leads' LeadCreated events, the conversion's and the deal's were scrubbed"
     );
 
     // The audit log keeps who made the leads and when, none of the person's values.
@@ -518,7 +553,7 @@ async fn erasure_on(backend: Backend) {
         assert!(!text.contains(trace), "the audit log still holds {trace:?}");
     }
     let history = suite
-        .sales_audit(&format!("resource = \"{}\"", by_email.name))
+        .sales_audit(&format!("resource = \"{}\"", by_phone.name))
         .await;
     let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
