@@ -11,7 +11,8 @@ pub enum ExitCode {
     Failed = 1,
     /// Bad usage or an unreadable input (clap also exits 2 on bad flags).
     Usage = 2,
-    /// Done in part: rows rejected, or a service not serving.
+    /// Done in part: rows rejected, a service not serving, or an erasure
+    /// some service has not confirmed yet.
     Partly = 3,
     /// The gateway or a service behind it is unavailable (or too slow).
     Unavailable = 4,

@@ -27,7 +27,8 @@ use crate::exit::ExitCode;
 /// Settings come from flags, then CRMCTL_* environment variables, then the
 /// profile in the config file (~/.config/crmctl/config.toml or $CRMCTL_CONFIG),
 /// then defaults. Exit codes: 0 done; 1 failed; 2 bad usage or input file;
-/// 3 done in part (rows rejected, a service not serving); 4 the gateway or a
+/// 3 done in part (rows rejected, a service not serving, an erasure not yet
+/// confirmed everywhere); 4 the gateway or a
 /// service is unavailable; 5 not authenticated or not allowed; 6 not found;
 /// 7 the server refused the request as invalid.
 #[derive(Debug, Parser)]

@@ -5,11 +5,12 @@
 //! the planner believes the tables are as small as when they began to fill,
 //! estimates one row wherever a key prefix matches, and picks any index that
 //! starts with it: lookups degrade to scans of a tenant's rows. Writers note
-//! the rows they wrote; one background task per database runs `ANALYZE` on
-//! the service's tables once the rows written since the last one reach half
-//! as many again as were analysed (at least [`MIN_ROWS`]), and at most every
-//! [`MIN_INTERVAL`], so a table growing to N rows is analysed about
-//! log1.5(N) times. No call ever waits for it.
+//! what they wrote (rows, or events of a few rows each); the background task
+//! a [`Statistics::start`] spawns runs `ANALYZE` on the given tables once
+//! the writes noted since the last run reach half as many again as were
+//! noted before it in this process (at least [`MIN_ROWS`]), and at most
+//! every [`MIN_INTERVAL`]: a process that writes N is analysed about
+//! log1.5(N / MIN_ROWS) times. No call ever waits for it.
 
 use std::{
     sync::{

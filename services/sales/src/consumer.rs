@@ -56,15 +56,15 @@ impl ContactsFeed {
             .store
             .apply_contact_erased(txn, tenant, &person)
             .await?;
-        let deals: Vec<String> = done.retitled_deals.keys().cloned().collect();
+        let deals: Vec<String> = done.deal_titles.keys().cloned().collect();
         let scrubbed = crm_shared::outbox::scrub(&**txn, tenant, &done.leads, scrub_payload)
             .await?
             + crm_shared::outbox::scrub(&**txn, tenant, &deals, |payload| {
-                retitle_payload(payload, &done.retitled_deals)
+                retitle_payload(payload, &done.deal_titles)
             })
             .await?;
-        // The deals' log keeps its entries but loses its values, the old
-        // title among them.
+        // The deals' log keeps its entries but loses its values, the title
+        // that named the person among them (the log has no per-field forget).
         let mut erased_resources = done.leads;
         erased_resources.extend(deals);
         crm_shared::audit::forget(&**txn, tenant, &erased_resources).await?;

@@ -94,8 +94,21 @@ impl Fact {
         self
     }
 
+    /// Adds `other`'s amounts (`sign` 1 or -1) to this one's.
+    pub(crate) fn add(&mut self, other: &Fact, sign: i64) {
+        self.count += sign * other.count;
+        self.units += sign * other.units;
+        self.nanos += sign * other.nanos;
+        self.measure += sign as f64 * other.measure;
+    }
+
+    /// Whether it changes no total.
+    pub(crate) fn is_zero(&self) -> bool {
+        self.count == 0 && self.units == 0 && self.nanos == 0 && self.measure == 0.0
+    }
+
     /// Where it is aggregated.
-    fn key(&self) -> (String, NaiveDate, Dims, String) {
+    pub(crate) fn key(&self) -> (String, NaiveDate, Dims, String) {
         (
             self.name.clone(),
             self.day,
@@ -145,17 +158,15 @@ pub const EMAIL_BOUNCED: &str = "email.bounced";
 pub fn difference(old: &[Fact], new: &[Fact]) -> Vec<Fact> {
     let mut net: BTreeMap<(String, NaiveDate, Dims, String), Fact> = BTreeMap::new();
     let mut add = |fact: &Fact, sign: i64| {
-        let entry = net.entry(fact.key()).or_insert_with(|| Fact {
-            count: 0,
-            units: 0,
-            nanos: 0,
-            measure: 0.0,
-            ..fact.clone()
-        });
-        entry.count += sign * fact.count;
-        entry.units += sign * fact.units;
-        entry.nanos += sign * fact.nanos;
-        entry.measure += sign as f64 * fact.measure;
+        net.entry(fact.key())
+            .or_insert_with(|| Fact {
+                count: 0,
+                units: 0,
+                nanos: 0,
+                measure: 0.0,
+                ..fact.clone()
+            })
+            .add(fact, sign);
     };
     for fact in old {
         add(fact, -1);
@@ -163,9 +174,7 @@ pub fn difference(old: &[Fact], new: &[Fact]) -> Vec<Fact> {
     for fact in new {
         add(fact, 1);
     }
-    net.into_values()
-        .filter(|f| f.count != 0 || f.units != 0 || f.nanos != 0 || f.measure != 0.0)
-        .collect()
+    net.into_values().filter(|f| !f.is_zero()).collect()
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! about a row per closed deal (825,825 rows for 849,488 in the benchmark),
 //! so a year's KPI read as many rows as the sources hold. The totals have a
 //! few rows per fact and day; they start as the sums of what `rm_facts`
-//! already holds.
+//! already holds. Replicas of an older version must be stopped before it
+//! runs (or the read model rebuilt after): what they add to `rm_facts`
+//! afterwards would never reach the totals.
 
 use sea_orm_migration::{prelude::*, schema::*};
 

@@ -40,43 +40,26 @@ pub async fn add<C: ConnectionTrait>(conn: &C, scope: &Scope, facts: &[Fact]) ->
 }
 
 /// `facts` without their owner and company, those that then share a key
-/// summed into one.
+/// summed into one; none that would change nothing.
 fn totals(facts: &[Fact]) -> Vec<Fact> {
     let mut totals: BTreeMap<_, Fact> = BTreeMap::new();
     for fact in facts {
-        let dims = Dims {
-            owner: String::new(),
-            company: String::new(),
-            ..fact.dims.clone()
+        let total = Fact {
+            dims: Dims {
+                owner: String::new(),
+                company: String::new(),
+                ..fact.dims.clone()
+            },
+            ..fact.clone()
         };
-        let key = (
-            fact.name.clone(),
-            fact.day,
-            dims.clone(),
-            fact.currency.clone(),
-        );
-        match totals.get_mut(&key) {
-            Some(total) => {
-                total.count += fact.count;
-                total.units += fact.units;
-                total.nanos += fact.nanos;
-                total.measure += fact.measure;
-            }
+        match totals.get_mut(&total.key()) {
+            Some(sum) => sum.add(fact, 1),
             None => {
-                totals.insert(
-                    key,
-                    Fact {
-                        dims,
-                        ..fact.clone()
-                    },
-                );
+                totals.insert(total.key(), total);
             }
         }
     }
-    totals
-        .into_values()
-        .filter(|f| f.count != 0 || f.units != 0 || f.nanos != 0 || f.measure != 0.0)
-        .collect()
+    totals.into_values().filter(|f| !f.is_zero()).collect()
 }
 
 /// The statement adding `fact` to `rm_facts` (`detailed`) or to
@@ -127,7 +110,7 @@ mod tests {
     use crate::domain::facts::DEAL_WON;
 
     #[test]
-    fn totals_leave_owner_and_company_out_and_sum_what_then_meets() {
+    fn totals_drop_owner_and_company_and_sum_the_rest() {
         let day = NaiveDate::from_ymd_opt(2026, 3, 3).expect("a day");
         let won = |owner: &str, company: &str, units: i64| {
             Fact::one(
@@ -148,13 +131,13 @@ mod tests {
             units: -300,
             ..won("users/bo", "companies/c2", 300)
         };
-        let totals = totals(&[
+        let summed = totals(&[
             won("users/ada", "companies/c1", 1000),
             won("users/bo", "companies/c2", 500),
             reopened,
         ]);
-        assert_eq!(totals.len(), 1);
-        let total = &totals[0];
+        assert_eq!(summed.len(), 1);
+        let total = &summed[0];
         assert_eq!((total.count, total.units), (1, 1200));
         assert_eq!(
             (total.dims.owner.as_str(), total.dims.company.as_str()),
@@ -167,6 +150,6 @@ mod tests {
             units: -1000,
             ..won("users/bo", "companies/c2", 1000)
         };
-        assert!(super::totals(&[won("users/ada", "", 1000), gone]).is_empty());
+        assert!(totals(&[won("users/ada", "", 1000), gone]).is_empty());
     }
 }

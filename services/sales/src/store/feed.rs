@@ -19,7 +19,11 @@ use super::{
     entities::{lead, opportunity, task},
 };
 use crate::domain::{
-    conversion::deal_title, erasure::ErasedPerson, lead::Lead, opportunity::Opportunity, task::Task,
+    conversion::deal_title,
+    erasure::ErasedPerson,
+    lead::{Lead, LeadStatus},
+    opportunity::Opportunity,
+    task::Task,
 };
 
 /// Who the feed's changes are recorded as.
@@ -29,9 +33,9 @@ const FEED_ACTOR: &str = "sales/contacts-feed";
 pub struct Erased {
     /// The leads whose personal fields were erased.
     pub leads: Vec<String>,
-    /// The deals converted from them that were titled after the person:
-    /// name -> (old title, new title).
-    pub retitled_deals: BTreeMap<String, (String, String)>,
+    /// The deals converted from them, whose title the conversion may have
+    /// made from the person's name: deal -> (that title, its replacement).
+    pub deal_titles: BTreeMap<String, (String, String)>,
     /// The events the change raises.
     pub events: Vec<NewEvent>,
 }
@@ -97,8 +101,8 @@ impl Store {
 
     /// An erasure in contacts: every lead holding a copy of the person (by
     /// link, or by an address or number they had) has its personal fields
-    /// erased, and the deals converted from it that were titled after the
-    /// person are retitled. The caller scrubs the earlier events.
+    /// erased, and the deals converted from it that are still titled after
+    /// the person are retitled. The caller scrubs the earlier events.
     pub async fn apply_contact_erased(
         &self,
         txn: &WriteTxn,
@@ -134,7 +138,7 @@ impl Store {
             .collect();
         let mut erased = Erased {
             leads: Vec::new(),
-            retitled_deals: BTreeMap::new(),
+            deal_titles: BTreeMap::new(),
             events: Vec::new(),
         };
         for chunk in ids.chunks(500) {
@@ -145,10 +149,11 @@ impl Store {
             for row in rows {
                 let mut l = Lead::try_from(row)?;
                 let stored = l.version;
+                let converted = l.draft.status == LeadStatus::Converted;
                 let title_before = deal_title(&l.draft);
                 l.erase_personal_data();
                 let title_after = deal_title(&l.draft);
-                if title_before != title_after {
+                if converted && title_before != title_after {
                     self.retitle_deals(
                         txn,
                         tenant,
@@ -176,7 +181,8 @@ impl Store {
 
     /// The deals converted from `lead` that still carry the title the
     /// conversion gave them after the person (`titles.0`) get the erased
-    /// lead's (`titles.1`); a title someone chose is theirs and stays.
+    /// lead's (`titles.1`); a title someone chose since is theirs and stays
+    /// (the caller still scrubs the old one from every such deal's past).
     async fn retitle_deals(
         &self,
         txn: &WriteTxn,
@@ -189,11 +195,16 @@ impl Store {
         let (before, after) = titles;
         let deals = opportunity::Entity::find_in(tenant)
             .filter(opportunity::Column::SourceLead.eq(lead))
-            .filter(opportunity::Column::DisplayName.eq(before))
             .all(&**txn)
             .await?;
         for row in deals {
             let mut o = Opportunity::try_from(row)?;
+            erased
+                .deal_titles
+                .insert(o.name(), (before.to_owned(), after.to_owned()));
+            if o.draft.display_name != before {
+                continue;
+            }
             let stored = o.version;
             after.clone_into(&mut o.draft.display_name);
             o.version += 1;
@@ -205,9 +216,6 @@ impl Store {
                 self.payloads.opportunity(&o),
                 FEED_ACTOR,
             ));
-            erased
-                .retitled_deals
-                .insert(o.name(), (before.to_owned(), after.to_owned()));
         }
         Ok(())
     }

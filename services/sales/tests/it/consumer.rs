@@ -18,7 +18,8 @@ use crm_proto::{
     events::{ErasureCompleted, ListParkedEventsRequest, RetryParkedEventRequest},
     sales::{
         ConvertLeadRequest, CreateLeadRequest, CreateOpportunityRequest, GetLeadRequest,
-        GetOpportunityRequest, Lead, Opportunity, sales_service_client::SalesServiceClient,
+        GetOpportunityRequest, Lead, Opportunity, UpdateOpportunityRequest,
+        sales_service_client::SalesServiceClient,
     },
 };
 use crm_shared::outbox::{self, NewEvent};
@@ -428,7 +429,7 @@ async fn erasure_on(backend: Backend) {
         "+1 555 010 7777",
     )
     .await;
-    // Copies of the person held by address and number, never converted.
+    // Copies of the person held by address and number (both converted below).
     let by_email = lead(&mut sales, "Alphonse", "ALPHA@chain.example", "").await;
     let by_phone = lead(&mut sales, "Charles", "", "+15550107777").await;
     let stranger = lead(&mut sales, "Delta", "delta@else.example", "").await;
@@ -450,6 +451,36 @@ async fn erasure_on(backend: Backend) {
     assert_eq!(converted.contact, a, "the contact with the lead's address");
     let deal = converted.opportunity.expect("a deal");
     assert_eq!(deal.display_name, "Alphonse Person deal");
+    // Another, renamed since: the new title stays, the old one goes from
+    // its past.
+    let renamed = sales
+        .convert_lead(ConvertLeadRequest {
+            name: by_phone.name.clone(),
+            create_opportunity: true,
+            amount: Some(crm_proto::common::Money {
+                currency_code: "EUR".into(),
+                units: 100,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .must("ConvertLead")
+        .opportunity
+        .expect("a deal");
+    assert_eq!(renamed.display_name, "Charles Person deal");
+    sales
+        .update_opportunity(UpdateOpportunityRequest {
+            opportunity: Some(Opportunity {
+                display_name: "Renewal".into(),
+                ..renamed.clone()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+        })
+        .await
+        .must("UpdateOpportunity");
     merge(&mut contacts, &b, &a).await;
     merge(&mut contacts, &c, &b).await;
     contacts
@@ -494,6 +525,13 @@ async fn erasure_on(backend: Backend) {
         "the deal is titled after the company the lead kept"
     );
     assert!([&a, &b, &c].contains(&&retitled.contact), "{retitled:?}");
+    let kept_title = sales
+        .get_opportunity(GetOpportunityRequest {
+            name: renamed.name.clone(),
+        })
+        .await
+        .must("GetOpportunity");
+    assert_eq!(kept_title.display_name, "Renewal", "a chosen title stays");
     let kept = sales
         .get_lead(GetLeadRequest {
             name: stranger.name.clone(),
@@ -538,12 +576,13 @@ async fn erasure_on(backend: Backend) {
         by_email.name.clone(),
         by_phone.name.clone(),
         deal.name.clone(),
+        renamed.name.clone(),
     ];
     expected.sort();
     assert_eq!(erased, expected);
     assert!(
-        confirmation.scrubbed_events >= 4,
-        "the leads' LeadCreated events, the conversion's and the deal's were scrubbed"
+        confirmation.scrubbed_events >= 6,
+        "the leads' LeadCreated events, the conversions' and the deals' were scrubbed"
     );
 
     // The audit log keeps who made the leads and when, none of the person's values.
@@ -558,9 +597,29 @@ async fn erasure_on(backend: Backend) {
     let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         types,
-        ["crm.sales.v1.LeadErased", "crm.sales.v1.LeadCreated"]
+        [
+            "crm.sales.v1.LeadErased",
+            "crm.sales.v1.LeadConverted",
+            "crm.sales.v1.LeadCreated"
+        ]
     );
-    assert!(history[1].erased, "the creation's values are gone");
+    assert!(
+        history[1..].iter().all(|e| e.erased),
+        "the creation's and conversion's values are gone"
+    );
+    // The renamed deal's log keeps its entries, not the title that named
+    // the person.
+    let deal_history = suite
+        .sales_audit(&format!("resource = \"{}\"", renamed.name))
+        .await;
+    assert!(deal_history.len() >= 2, "{deal_history:?}");
+    assert!(
+        deal_history
+            .iter()
+            .filter(|e| e.method != "consume crm.contacts.v1.ContactErased")
+            .all(|e| e.erased),
+        "{deal_history:?}"
+    );
     assert_eq!(
         history[0].method, "consume crm.contacts.v1.ContactErased",
         "the erasure was the contacts feed's doing"
