@@ -28,6 +28,9 @@ pub struct Settings {
     /// The section's scalar keys as text, for a service's own settings
     /// (`CRM_SUPPORT__REOPEN_WINDOW_SECONDS`); read with [`Settings::option`].
     pub options: BTreeMap<String, String>,
+    /// The `[events]` section: the built-in feed, or NATS JetStream
+    /// (`CRM_EVENTS__NATS_URL`).
+    pub events: crate::jetstream::EventsSettings,
 }
 
 impl Settings {
@@ -163,7 +166,12 @@ pub fn load(service: &str, default_port: u16) -> Result<Settings, config::Config
         .get("service_token")
         .and_then(|token| token.clone().into_string().ok())
         .filter(|token| !token.is_empty());
+    let events = match layered.get("events") {
+        Err(config::ConfigError::NotFound(_)) => Default::default(),
+        events => events?,
+    };
     Ok(Settings {
+        events,
         service_name: service.to_owned(),
         service: layered.get(service)?,
         auth,

@@ -35,8 +35,9 @@ use crate::{
     auth::{RoleRules, Verifier},
     client::ServiceIdentity,
     config::Settings,
-    consumer::{Consumer, EventHandler, FeedSource, admin::ConsumerAdmin},
+    consumer::{self, Consumer, EventHandler, FeedSource, admin::ConsumerAdmin},
     db::Database,
+    jetstream::{Transport, relay::Relay},
     outbox::{CommitSignal, EventFeed},
     paging::PageTokens,
     schedule::{Job, Scheduled},
@@ -100,6 +101,9 @@ pub enum KitError {
     /// The server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// NATS JetStream is configured but unusable.
+    #[error(transparent)]
+    Events(#[from] crate::jetstream::JetStreamError),
     /// An unknown command-line command.
     #[error("unknown command {0:?}; use `serve` or `migrate`")]
     Command(String),
@@ -119,6 +123,11 @@ pub struct ServiceKit<M> {
     page_tokens: PageTokens,
     consumers: Vec<Consumer>,
     jobs: Vec<Scheduled>,
+    /// The service's own outbox feed.
+    feed: EventFeed,
+    /// NATS JetStream when `events.nats_url` is set: the relay publishes the
+    /// outbox there and the consumers read from it.
+    transport: Option<Transport>,
     /// This replica's name in consumer leases.
     replica: String,
     _migrator: PhantomData<M>,
@@ -136,6 +145,10 @@ impl<M: MigratorTrait> ServiceKit<M> {
             settings.service.max_connections,
         )
         .await?;
+        let transport = match settings.events.nats_url {
+            Some(_) => Some(Transport::connect(&settings.events).await?),
+            None => None,
+        };
         let mut host = Host::new(&[]).await;
         let routes = host.routes();
         // Unique per replica: a pod's name, else this machine's process and port.
@@ -145,8 +158,12 @@ impl<M: MigratorTrait> ServiceKit<M> {
             std::process::id(),
             listener.local_addr().map(|a| a.port()).unwrap_or_default()
         );
+        let signal = CommitSignal::default();
+        let feed = EventFeed::new(db.clone(), info.name, &signal, host.stopping());
         let mut kit = Self {
             info,
+            feed: feed.clone(),
+            transport,
             page_tokens: PageTokens::new(&settings.paging_secret),
             settings,
             listener,
@@ -154,7 +171,7 @@ impl<M: MigratorTrait> ServiceKit<M> {
             verifier,
             host,
             routes,
-            signal: CommitSignal::default(),
+            signal,
             consumers: Vec::new(),
             jobs: Vec::new(),
             replica,
@@ -165,7 +182,6 @@ impl<M: MigratorTrait> ServiceKit<M> {
             kit.signal.clone(),
             kit.host.stopping(),
         );
-        let feed = EventFeed::new(kit.db.clone(), info.name, &kit.signal, kit.host.stopping());
         kit.add_service(EventFeedServiceServer::new(feed), crate::outbox::FEED_ROLES)
             .await;
         let audit = AuditLog::new(kit.db.clone(), kit.page_tokens.clone());
@@ -265,10 +281,17 @@ impl<M: MigratorTrait> ServiceKit<M> {
     /// Follows `source`'s event feed with `handler`, from when the schema is
     /// migrated until shutdown (see [`crate::consumer`]).
     pub fn follow(&mut self, source: &str, handler: Arc<dyn EventHandler>) -> Result<(), KitError> {
-        let feed = FeedSource::new(self.peer(source)?, self.service_identity()?);
+        let transport = match &self.transport {
+            Some(transport) => consumer::Transport::JetStream(Box::new(transport.clone())),
+            None => consumer::Transport::Feed(FeedSource::new(
+                self.peer(source)?,
+                self.service_identity()?,
+            )),
+        };
         self.consumers.push(Consumer::new(
             source,
-            feed,
+            transport,
+            self.settings.events.partitions,
             handler,
             self.resources(),
             &self.replica,
@@ -324,8 +347,25 @@ impl<M: MigratorTrait> ServiceKit<M> {
             events: days(service.event_retention_days),
             audit: (service.audit_retention_days > 0).then(|| days(service.audit_retention_days)),
         };
+        let followed: Vec<String> = self
+            .consumers
+            .iter()
+            .map(|c| c.core().name.clone())
+            .collect();
         let consumers = self.consumers;
         let jobs = self.jobs;
+        let relay = self.transport.clone().map(|transport| {
+            (
+                Relay::new(
+                    self.db.clone(),
+                    self.feed.clone(),
+                    name,
+                    transport,
+                    &self.replica,
+                ),
+                self.host.readiness(),
+            )
+        });
         let (jobs_db, replica) = (self.db.clone(), self.replica.clone());
         let grace = Duration::from_secs(self.settings.service.shutdown_grace_seconds);
         let started = self
@@ -343,7 +383,16 @@ impl<M: MigratorTrait> ServiceKit<M> {
                         retention,
                         watch_stopping.clone(),
                     ));
-                    tokio::spawn(watch_database(watched, readiness, watch_stopping));
+                    tokio::spawn(watch_database(watched, readiness, watch_stopping.clone()));
+                    let relay = relay.map(|(relay, readiness)| {
+                        tokio::spawn(watch_transport(
+                            relay.transport().clone(),
+                            followed,
+                            readiness,
+                            watch_stopping,
+                        ));
+                        tokio::spawn(relay.run(stopping.clone()))
+                    });
                     let jobs = jobs.into_iter().map(|job| {
                         tokio::spawn(crate::schedule::keep_running(
                             jobs_db.clone(),
@@ -356,6 +405,7 @@ impl<M: MigratorTrait> ServiceKit<M> {
                         .into_iter()
                         .map(|consumer| tokio::spawn(consumer.run(stopping.clone())))
                         .chain(jobs)
+                        .chain(relay)
                         .collect::<Vec<_>>()
                 },
             )
@@ -397,6 +447,45 @@ async fn watch_database(
             }
             readiness.set_serving(answers).await;
             serving = answers;
+        }
+    }
+}
+
+/// The health name of JetStream's connection.
+pub const JETSTREAM_HEALTH: &str = "jetstream";
+
+/// Reports `jetstream` and each JetStream consumer (`consumers/<source>`)
+/// NOT_SERVING while the connection to NATS is down, SERVING while it is up
+/// (the service's own status stays: it serves calls and keeps events in its
+/// outbox meanwhile).
+async fn watch_transport(
+    transport: Transport,
+    consumers: Vec<String>,
+    readiness: crate::server::Readiness,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut reported = None;
+    loop {
+        let connected = transport.connected();
+        if reported != Some(connected) {
+            if reported.is_some() {
+                if connected {
+                    tracing::info!("NATS answers again");
+                } else {
+                    tracing::warn!("the connection to NATS is down; events wait in the outbox");
+                }
+            }
+            readiness.set_part(JETSTREAM_HEALTH, connected).await;
+            for consumer in &consumers {
+                readiness
+                    .set_part(&format!("consumers/{consumer}"), connected)
+                    .await;
+            }
+            reported = Some(connected);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
         }
     }
 }

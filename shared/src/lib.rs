@@ -15,6 +15,7 @@ pub mod db;
 pub mod error;
 pub mod filter;
 pub mod idempotency;
+pub mod jetstream;
 pub mod kit;
 pub mod money;
 pub mod notify;

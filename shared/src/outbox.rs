@@ -382,6 +382,36 @@ impl EventFeed {
         }
     }
 
+    /// Committed events after `after` (a page at most), and whether more
+    /// committed ones wait behind an older transaction still running: what a
+    /// relay publishes (see [`crate::jetstream::relay`]).
+    pub(crate) async fn committed_after(&self, after: i64) -> Result<(Vec<Event>, bool), DbErr> {
+        let horizon = self.horizon().await?;
+        let rows = self.page(None, &[], after, horizon).await?;
+        let held_back =
+            rows.is_empty() && horizon != i64::MAX && self.last_committed().await? >= horizon;
+        Ok((
+            rows.into_iter().map(|row| self.to_event(row)).collect(),
+            held_back,
+        ))
+    }
+
+    /// Woken after commits: create its `notified()` before reading, so a
+    /// commit in between is not missed.
+    pub(crate) fn commits(&self) -> Arc<Notify> {
+        self.committed.clone()
+    }
+
+    /// How long to wait for a commit notification before reading again:
+    /// short while events are `held_back`, else the safety net.
+    pub(crate) fn commit_wait(held_back: bool) -> Duration {
+        if held_back {
+            HELD_BACK_RETRY
+        } else {
+            SAFETY_NET
+        }
+    }
+
     async fn run(
         self,
         tenant: Option<String>,

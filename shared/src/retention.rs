@@ -35,6 +35,20 @@ pub async fn record_reader(db: &Database, reader: &str, position: i64) -> Result
     Ok(())
 }
 
+/// The position `reader` last recorded, if it has one.
+pub async fn reader_position(db: &Database, reader: &str) -> Result<Option<i64>, DbErr> {
+    let row = db
+        .conn
+        .query_one_raw(Statement::from_sql_and_values(
+            db.backend(),
+            "SELECT position FROM feed_readers WHERE reader = $1",
+            vec![Value::from(reader)],
+        ))
+        .await?;
+    row.map(|row| row.try_get::<i64>("", "position"))
+        .transpose()
+}
+
 /// Runs one writing statement in a write transaction: on SQLite it then
 /// waits its turn behind the process's other writers, where a bare write
 /// would make their transactions fail with SQLITE_BUSY.

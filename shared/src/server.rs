@@ -81,6 +81,18 @@ impl Readiness {
         }
     }
 
+    /// Reports one part of the service (`jetstream`, `consumers/contacts`)
+    /// under its own health name, so an operator sees it fail while the
+    /// service's own status, which routes calls, is untouched.
+    pub async fn set_part(&self, name: &str, serving: bool) {
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.health.set_service_status(name, status).await;
+    }
+
     /// Marks every served service SERVING and lets calls through.
     pub async fn set_ready(&self) {
         for name in self.served.iter().map(String::as_str).chain([""]) {

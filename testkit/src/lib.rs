@@ -7,6 +7,7 @@
 
 mod database;
 pub mod logs;
+pub mod nats;
 mod process;
 pub mod raw;
 pub mod smtp;
@@ -133,6 +134,7 @@ pub fn settings(service: &str, database_url: &str) -> Settings {
         peers: Default::default(),
         service_token: None,
         options: Default::default(),
+        events: Default::default(),
     }
 }
 

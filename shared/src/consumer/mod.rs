@@ -24,10 +24,11 @@
 
 pub mod admin;
 pub mod lease;
+pub mod partitioned;
 pub mod replay;
 pub mod tables;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use crm_proto::events::{
@@ -36,7 +37,8 @@ use crm_proto::events::{
 use opentelemetry::{KeyValue, global};
 use prost::Message;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
 };
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -117,6 +119,15 @@ enum Outcome {
     AlreadyDone,
 }
 
+/// The cursor an event moves: the consumer's own on the built-in feed, or
+/// one partition's ("contacts/3") on JetStream, with the stream sequence the
+/// event was read at (where that partition's reader resumes).
+#[derive(Debug, Clone)]
+pub(crate) struct At {
+    pub(crate) cursor: String,
+    pub(crate) stream_sequence: Option<i64>,
+}
+
 /// A consumer's state and its effects, shared by its follow loop and the
 /// admin service.
 pub(crate) struct ConsumerCore {
@@ -127,11 +138,19 @@ pub(crate) struct ConsumerCore {
 }
 
 impl ConsumerCore {
-    /// Makes sure the cursor row exists, so the forward-only update has a
-    /// row to compare with.
-    async fn ensure_cursor(&self) -> Result<(), DbErr> {
+    /// The built-in feed's cursor.
+    fn own(&self) -> At {
+        At {
+            cursor: self.name.clone(),
+            stream_sequence: None,
+        }
+    }
+
+    /// Makes sure the cursor row `key` exists (at `start` when new), so the
+    /// forward-only update has a row to compare with.
+    pub(crate) async fn ensure_cursor(&self, key: &str, start: i64) -> Result<(), DbErr> {
         let conn = &self.resources.db.conn;
-        let exists = cursor::Entity::find_by_id(self.name.clone())
+        let exists = cursor::Entity::find_by_id(key.to_owned())
             .count(conn)
             .await?
             > 0;
@@ -139,10 +158,11 @@ impl ConsumerCore {
             return Ok(());
         }
         let inserted = cursor::Entity::insert(cursor::ActiveModel {
-            consumer: Set(self.name.clone()),
-            sequence: Set(0),
+            consumer: Set(key.to_owned()),
+            sequence: Set(start),
             update_time: Set(Utc::now()),
             lag_ms: Set(0),
+            stream_sequence: Set(0),
         })
         .exec_without_returning(conn)
         .await;
@@ -153,28 +173,51 @@ impl ConsumerCore {
         }
     }
 
-    /// The sequence of the last event applied or parked.
-    async fn position(&self) -> Result<i64, DbErr> {
-        Ok(cursor::Entity::find_by_id(self.name.clone())
+    /// The cursor row `key`, if it exists.
+    pub(crate) async fn cursor(&self, key: &str) -> Result<Option<cursor::Model>, DbErr> {
+        cursor::Entity::find_by_id(key.to_owned())
             .one(&self.resources.db.conn)
-            .await?
-            .map_or(0, |row| row.sequence))
+            .await
     }
 
-    /// Moves the cursor to `event` in `txn` if it is still behind it; false
-    /// when it is not (the event was applied already). On PostgreSQL the
-    /// update locks the row, so a concurrent reader of the same event waits
-    /// for this transaction and then finds the cursor moved.
-    async fn advance<C: ConnectionTrait>(&self, txn: &C, event: &Event) -> Result<bool, DbErr> {
+    /// The positions of this consumer's JetStream partitions ("contacts/3"),
+    /// by partition: the built-in feed skips what they applied (a suite
+    /// switched back from JetStream).
+    async fn partition_positions(&self) -> Result<HashMap<u32, i64>, DbErr> {
+        let prefix = format!("{}/", self.name);
+        let rows = cursor::Entity::find()
+            .filter(cursor::Column::Consumer.starts_with(&prefix))
+            .all(&self.resources.db.conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let partition = row.consumer.strip_prefix(&prefix)?.parse().ok()?;
+                Some((partition, row.sequence))
+            })
+            .collect())
+    }
+
+    /// Moves the cursor `at` to `event` in `txn` if it is still behind it;
+    /// false when it is not (the event was applied already). On PostgreSQL
+    /// the update locks the row, so a concurrent reader of the same event
+    /// waits for this transaction and then finds the cursor moved.
+    async fn advance<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        at: &At,
+        event: &Event,
+    ) -> Result<bool, DbErr> {
         let lag_ms = lag(event).as_millis().min(i64::MAX as u128) as i64;
         let moved = cursor::Entity::update_many()
             .set(cursor::ActiveModel {
                 sequence: Set(event.sequence),
                 update_time: Set(Utc::now()),
                 lag_ms: Set(lag_ms),
+                stream_sequence: at.stream_sequence.map_or(NotSet, Set),
                 ..Default::default()
             })
-            .filter(cursor::Column::Consumer.eq(&self.name))
+            .filter(cursor::Column::Consumer.eq(&at.cursor))
             .filter(cursor::Column::Sequence.lt(event.sequence))
             .exec(txn)
             .await?;
@@ -182,18 +225,18 @@ impl ConsumerCore {
     }
 
     /// One try, as a call the audit log names "consume <event type>".
-    async fn apply_once(&self, event: &Event) -> Result<Outcome, EffectError> {
+    async fn apply_once(&self, at: &At, event: &Event) -> Result<Outcome, EffectError> {
         let call = crate::audit::Call {
             method: format!("consume {}", event.r#type),
             request_id: event.id.clone(),
         };
-        call.scope(self.apply_and_advance(event)).await
+        call.scope(self.apply_and_advance(at, event)).await
     }
 
     /// The effect, its events and the cursor in one transaction.
-    async fn apply_and_advance(&self, event: &Event) -> Result<Outcome, EffectError> {
+    async fn apply_and_advance(&self, at: &At, event: &Event) -> Result<Outcome, EffectError> {
         let txn = self.resources.db.begin_write().await?;
-        if !self.advance(&*txn, event).await? {
+        if !self.advance(&*txn, at, event).await? {
             txn.rollback().await?;
             return Ok(Outcome::AlreadyDone);
         }
@@ -214,13 +257,13 @@ impl ConsumerCore {
     /// when it cannot be decoded or still fails after [`ATTEMPTS`]. An error
     /// means the database could not even record the parking: the caller
     /// reconnects and the event comes again.
-    async fn handle(&self, event: &Event) -> Result<(), ApiError> {
+    pub(crate) async fn handle(&self, at: &At, event: &Event) -> Result<(), ApiError> {
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         let error = loop {
-            match self.apply_once(event).await {
+            match self.apply_once(at, event).await {
                 Ok(outcome) => {
-                    self.record(event, outcome);
+                    self.record(at, event, outcome);
                     return Ok(());
                 }
                 Err(error @ EffectError::Undecodable { .. }) => break error,
@@ -233,13 +276,19 @@ impl ConsumerCore {
                 }
             }
         };
-        self.park(event, &error.to_string(), attempt).await
+        self.park(at, event, &error.to_string(), attempt).await
     }
 
     /// Parks `event` and moves the cursor past it, in one transaction.
-    async fn park(&self, event: &Event, error: &str, attempts: i32) -> Result<(), ApiError> {
+    async fn park(
+        &self,
+        at: &At,
+        event: &Event,
+        error: &str,
+        attempts: i32,
+    ) -> Result<(), ApiError> {
         let txn = self.resources.db.begin_write().await?;
-        if !self.advance(&*txn, event).await? {
+        if !self.advance(&*txn, at, event).await? {
             txn.rollback().await?;
             return Ok(());
         }
@@ -286,7 +335,7 @@ impl ConsumerCore {
         }
     }
 
-    fn record(&self, event: &Event, outcome: Outcome) {
+    fn record(&self, at: &At, event: &Event, outcome: Outcome) {
         let label = match outcome {
             Outcome::Applied => "applied",
             Outcome::AlreadyDone => "skipped",
@@ -303,10 +352,13 @@ impl ConsumerCore {
             .build()
             .record(
                 behind.as_secs_f64(),
-                &[KeyValue::new("consumer", self.name.clone())],
+                &[
+                    KeyValue::new("consumer", self.name.clone()),
+                    KeyValue::new("cursor", at.cursor.clone()),
+                ],
             );
         if behind > Duration::from_secs(30) {
-            tracing::info!(consumer = %self.name, sequence = event.sequence, lag_seconds = behind.as_secs(), "consumer is behind its source");
+            tracing::info!(consumer = %at.cursor, sequence = event.sequence, lag_seconds = behind.as_secs(), "consumer is behind its source");
         }
     }
 
@@ -367,7 +419,7 @@ pub(crate) fn parked_name(row: &parked::Model) -> String {
 }
 
 /// How long ago `event` committed at its source.
-fn lag(event: &Event) -> Duration {
+pub(crate) fn lag(event: &Event) -> Duration {
     let committed = event
         .time
         .as_ref()
@@ -392,32 +444,46 @@ impl FeedSource {
     }
 }
 
+/// How a consumer receives its source's events.
+pub enum Transport {
+    /// The source's own `StreamEvents` feed, one replica at a time.
+    Feed(FeedSource),
+    /// The source's JetStream stream, partitioned by tenant across replicas
+    /// (see [`partitioned`]).
+    JetStream(Box<crate::jetstream::Transport>),
+}
+
 /// Follows one source's feed for one service; see the module docs.
 pub struct Consumer {
     core: Arc<ConsumerCore>,
-    source: FeedSource,
-    lease: Lease,
+    transport: Transport,
+    /// Partitions of the source's tenants: on JetStream each is applied by
+    /// one replica; on the built-in feed, what each applied is skipped.
+    partitions: u32,
+    holder: String,
 }
 
 impl Consumer {
     /// A consumer named after `source` that applies its events with
-    /// `handler` to `resources`, as replica `holder`.
+    /// `handler` to `resources`, as replica `holder`, receiving them by
+    /// `transport` and (whichever it is) splitting tenants into `partitions`.
     pub fn new(
         source_name: &str,
-        source: FeedSource,
+        transport: Transport,
+        partitions: u32,
         handler: Arc<dyn EventHandler>,
         resources: Resources,
         holder: &str,
     ) -> Self {
-        let lease = Lease::new(resources.db.clone(), source_name, holder);
         Self {
             core: Arc::new(ConsumerCore {
                 name: source_name.to_owned(),
                 handler,
                 resources,
             }),
-            source,
-            lease,
+            transport,
+            partitions: partitions.max(1),
+            holder: holder.to_owned(),
         }
     }
 
@@ -425,25 +491,62 @@ impl Consumer {
         self.core.clone()
     }
 
-    /// Follows the feed until `stopping` turns true: waits for the lease,
-    /// follows while holding it (reconnecting after errors), gives it up on
-    /// shutdown.
-    pub async fn run(self, mut stopping: watch::Receiver<bool>) {
+    /// Follows the source until `stopping` turns true.
+    pub async fn run(self, stopping: watch::Receiver<bool>) {
+        match &self.transport {
+            Transport::Feed(source) => {
+                let follower = FeedFollower {
+                    core: self.core.clone(),
+                    source: source.clone(),
+                    partitions: self.partitions,
+                };
+                let lease = Lease::new(
+                    self.core.resources.db.clone(),
+                    &self.core.name,
+                    &self.holder,
+                );
+                follower.run(lease, stopping).await;
+            }
+            Transport::JetStream(transport) => {
+                partitioned::Partitioned::new(
+                    self.core.clone(),
+                    (**transport).clone(),
+                    self.partitions,
+                    &self.holder,
+                )
+                .run(stopping)
+                .await
+            }
+        }
+    }
+}
+
+/// Follows the built-in feed on the replica holding the consumer's lease.
+struct FeedFollower {
+    core: Arc<ConsumerCore>,
+    source: FeedSource,
+    partitions: u32,
+}
+
+impl FeedFollower {
+    /// Waits for the lease, follows while holding it (reconnecting after
+    /// errors), gives it up on shutdown.
+    async fn run(self, lease: Lease, mut stopping: watch::Receiver<bool>) {
         let name = self.core.name.clone();
         loop {
-            match self.lease.try_acquire().await {
+            match lease.try_acquire().await {
                 Ok(true) => {
                     tracing::info!(consumer = %name, "lease acquired; following the feed");
                     let stopped = tokio::select! {
                         _ = self.follow() => false,
-                        _ = self.lease.until_lost() => {
+                        _ = lease.until_lost() => {
                             tracing::warn!(consumer = %name, "lease lost; stopped following");
                             false
                         }
                         _ = stopping.wait_for(|stop| *stop) => true,
                     };
                     if stopped {
-                        if let Err(error) = self.lease.release().await {
+                        if let Err(error) = lease.release().await {
                             tracing::warn!(consumer = %name, %error, "could not release the lease");
                         }
                         return;
@@ -476,8 +579,14 @@ impl Consumer {
 
     /// One connection: reads after the stored cursor until the stream ends.
     async fn follow_once(&self) -> Result<(), ApiError> {
-        self.core.ensure_cursor().await?;
-        let after = self.core.position().await?;
+        let own = self.core.own();
+        self.core.ensure_cursor(&own.cursor, 0).await?;
+        let after = self
+            .core
+            .cursor(&own.cursor)
+            .await?
+            .map_or(0, |row| row.sequence);
+        let applied_on_jetstream = self.core.partition_positions().await?;
         let credentials = Credentials::bearer(&self.source.identity.token()?)?;
         let request = credentials.subscription(StreamEventsRequest {
             after_sequence: after,
@@ -507,9 +616,17 @@ impl Consumer {
             let Some(message) = message else {
                 return Ok(());
             };
-            if let Some(event) = message.event {
-                self.core.handle(&event).await?;
+            let Some(event) = message.event else {
+                continue;
+            };
+            let partition = crate::jetstream::tenant_partition(&event.tenant, self.partitions);
+            if applied_on_jetstream
+                .get(&partition)
+                .is_some_and(|applied| event.sequence <= *applied)
+            {
+                continue;
             }
+            self.core.handle(&own, &event).await?;
         }
     }
 }

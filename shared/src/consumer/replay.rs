@@ -15,7 +15,7 @@ use crm_proto::events::{
     Event, StreamEventsRequest, event_feed_service_client::EventFeedServiceClient,
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
     sea_query::OnConflict,
 };
 
@@ -54,10 +54,11 @@ impl FeedSource {
     }
 }
 
-/// Moves consumer `name`'s cursor forward to `position` in `txn` (creating
-/// it there when the consumer never ran); returns where the cursor stands
-/// after: `position`, or further when the live consumer had already
-/// applied events beyond it.
+/// Moves consumer `name`'s cursor, and its JetStream partitions' cursors
+/// ("name/3"), forward to `position` in `txn` (creating its own there when
+/// the consumer never ran); returns where the cursors stand after:
+/// `position`, or further when the live consumer (or one of its partitions)
+/// had already applied events beyond it.
 pub async fn hand_over<C: ConnectionTrait>(
     txn: &C,
     name: &str,
@@ -68,6 +69,7 @@ pub async fn hand_over<C: ConnectionTrait>(
         sequence: Set(position),
         update_time: Set(chrono::Utc::now()),
         lag_ms: Set(0),
+        stream_sequence: Set(0),
     })
     .on_conflict(
         OnConflict::column(cursor::Column::Consumer)
@@ -81,12 +83,23 @@ pub async fn hand_over<C: ConnectionTrait>(
             sequence: Set(position),
             ..Default::default()
         })
-        .filter(cursor::Column::Consumer.eq(name))
+        .filter(own_and_partitions(name))
         .filter(cursor::Column::Sequence.lte(position))
         .exec(txn)
         .await?;
-    Ok(cursor::Entity::find_by_id(name.to_owned())
+    let stands: Option<Option<i64>> = cursor::Entity::find()
+        .select_only()
+        .column_as(cursor::Column::Sequence.max(), "stands")
+        .filter(own_and_partitions(name))
+        .into_tuple()
         .one(txn)
-        .await?
-        .map_or(position, |row| row.sequence))
+        .await?;
+    Ok(stands.flatten().unwrap_or(position))
+}
+
+/// Consumer `name`'s own cursor and its partitions' ("name/3").
+fn own_and_partitions(name: &str) -> sea_orm::Condition {
+    sea_orm::Condition::any()
+        .add(cursor::Column::Consumer.eq(name))
+        .add(cursor::Column::Consumer.starts_with(format!("{name}/")))
 }

@@ -19,6 +19,9 @@ pub mod cursor {
         pub update_time: DateTimeUtc,
         /// How long after its commit at the source the last event was applied.
         pub lag_ms: i64,
+        /// On JetStream, the stream sequence of the last event applied (0
+        /// for the built-in feed): where this partition's reader resumes.
+        pub stream_sequence: i64,
     }
 
     /// No relations.
@@ -43,6 +46,32 @@ pub mod lease {
         pub holder: String,
         /// When it runs out unless renewed, in Unix milliseconds (an integer,
         /// so compare-and-set compares exactly on both backends).
+        pub expire_ms: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The replicas sharing a consumer's JetStream partitions, each alive while
+/// it renews its row.
+pub mod member {
+    use sea_orm::entity::prelude::*;
+
+    /// One replica of one consumer.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "consumer_members")]
+    pub struct Model {
+        /// The consumer.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub consumer: String,
+        /// The replica.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub member: String,
+        /// When it counts as gone unless renewed, in Unix milliseconds.
         pub expire_ms: i64,
     }
 
@@ -108,6 +137,57 @@ pub mod migration {
         Sequence,
         UpdateTime,
         LagMs,
+        StreamSequence,
+    }
+
+    /// Adds what partitioned JetStream consumers keep: the stream sequence
+    /// in each cursor and the `consumer_members` table.
+    pub struct AddPartitionedConsumers;
+
+    // Named by hand: the derive names a migration after its file, and this
+    // file already holds the one that creates the tables.
+    impl MigrationName for AddPartitionedConsumers {
+        fn name(&self) -> &str {
+            "consumer_partitions"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum ConsumerMembers {
+        Table,
+        Consumer,
+        Member,
+        ExpireMs,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for AddPartitionedConsumers {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(ConsumerCursors::Table)
+                        .add_column(big_integer(ConsumerCursors::StreamSequence).default(0))
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(ConsumerMembers::Table)
+                        .if_not_exists()
+                        .col(string(ConsumerMembers::Consumer))
+                        .col(string(ConsumerMembers::Member))
+                        .col(big_integer(ConsumerMembers::ExpireMs))
+                        .primary_key(
+                            Index::create()
+                                .col(ConsumerMembers::Consumer)
+                                .col(ConsumerMembers::Member),
+                        )
+                        .to_owned(),
+                )
+                .await
+        }
     }
 
     #[derive(DeriveIden)]

@@ -20,6 +20,9 @@ impl MigratorTrait for Migrator {
             Box::new(crm_shared::retention::migration::CreateFeedReaders),
             Box::new(crm_shared::audit::migration::CreateAuditLog),
             Box::new(m0002_company_tier::Migration),
+            // The relay's lease (JetStream) lives in the consumers' lease table.
+            Box::new(crm_shared::consumer::tables::migration::CreateConsumerTables),
+            Box::new(crm_shared::consumer::tables::migration::AddPartitionedConsumers),
         ]
     }
 }

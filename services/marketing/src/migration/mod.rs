@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_create_tables::Migration),
             Box::new(m0002_ab_tests_and_attribution::Migration),
             Box::new(m0003_journeys::Migration),
+            Box::new(crm_shared::consumer::tables::migration::AddPartitionedConsumers),
         ]
     }
 }

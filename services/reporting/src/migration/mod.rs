@@ -26,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_forecast_snapshots::Migration),
             Box::new(m0004_first_win_index::Migration),
             Box::new(m0005_fact_totals::Migration),
+            Box::new(crm_shared::consumer::tables::migration::AddPartitionedConsumers),
         ]
     }
 }

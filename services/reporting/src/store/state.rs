@@ -137,16 +137,21 @@ impl Store {
 }
 
 impl Store {
-    /// Each live consumer's position and lag, by source.
+    /// Each live consumer's position and lag, by source. On JetStream a
+    /// source's partitions ("contacts/3") each keep a cursor: the source's
+    /// position is the furthest of them, its lag the largest.
     pub async fn feed_positions(&self) -> Result<Vec<(String, i64, i64)>, DbErr> {
         use crm_shared::consumer::tables::cursor;
-        use sea_orm::QueryOrder;
-        Ok(cursor::Entity::find()
-            .order_by_asc(cursor::Column::Consumer)
-            .all(&self.base.db.conn)
-            .await?
+        let mut by_source = std::collections::BTreeMap::<String, (i64, i64)>::new();
+        for c in cursor::Entity::find().all(&self.base.db.conn).await? {
+            let source = c.consumer.split('/').next().unwrap_or_default().to_owned();
+            let entry = by_source.entry(source).or_insert((0, 0));
+            entry.0 = entry.0.max(c.sequence);
+            entry.1 = entry.1.max(c.lag_ms);
+        }
+        Ok(by_source
             .into_iter()
-            .map(|c| (c.consumer, c.sequence, c.lag_ms))
+            .map(|(source, (position, lag_ms))| (source, position, lag_ms))
             .collect())
     }
 }

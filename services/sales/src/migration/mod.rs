@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(crm_shared::idempotency::fingerprint_migration::AddIdempotencyFingerprint),
             Box::new(crm_shared::retention::migration::CreateFeedReaders),
             Box::new(crm_shared::audit::migration::CreateAuditLog),
+            Box::new(crm_shared::consumer::tables::migration::AddPartitionedConsumers),
         ]
     }
 }

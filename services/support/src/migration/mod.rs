@@ -28,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_knowledge_base::Migration),
             Box::new(m0005_chats::Migration),
             Box::new(m0006_company_tier::Migration),
+            Box::new(crm_shared::consumer::tables::migration::AddPartitionedConsumers),
         ]
     }
 }
