@@ -95,6 +95,13 @@ case_def half-added "structure checkov" \
 ^overlays/dev: billing: no HorizontalPodAutoscaler in this overlay and no replica count
 CKV_K8S_14: "Image Tag should be fixed - not latest or blank"'
 
+# The jetstream overlay is scanned like the others, its StatefulSet included.
+d=$(copy nats-writable)
+replace_once "$d/deploy/overlays/jetstream/nats.yaml" "readOnlyRootFilesystem: true" "readOnlyRootFilesystem: false"
+case_def nats-writable "checkov" \
+    'CKV_K8S_22: "Use read-only filesystem for containers where possible"
+FAILED for resource: StatefulSet.crm-jetstream.nats'
+
 d=$(copy root-image)
 replace_once "$d/Dockerfile" "USER 65532:65532" "USER root"
 case_def root-image "checkov image" \
