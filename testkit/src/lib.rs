@@ -142,7 +142,7 @@ pub fn settings(service: &str, database_url: &str) -> Settings {
 pub fn telemetry() -> TelemetrySettings {
     TelemetrySettings {
         format: LogFormat::Pretty,
-        filter: "warn".into(),
+        filter: std::env::var("CRM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
     }
 }
 

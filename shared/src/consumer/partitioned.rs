@@ -123,6 +123,8 @@ impl Partitioned {
         let mut held: BTreeMap<u32, Held> = BTreeMap::new();
         let mut reader: Option<Messages> = None;
         let mut backoff = Duration::ZERO;
+        // The connection count when the reader was opened.
+        let mut opened_on = 0;
         loop {
             match self.rebalance(&mut held).await {
                 Ok(true) => reader = None,
@@ -137,14 +139,21 @@ impl Partitioned {
                     }
                 }
             }
+            // An ephemeral consumer does not outlive its server's restart:
+            // after a reconnect a fresh one is made.
+            if reader.is_some() && self.transport.connects() != opened_on {
+                reader = None;
+            }
             if reader.is_none() && !held.is_empty() {
+                let connects = self.transport.connects();
                 match self.open(&held).await {
                     Ok(messages) => {
                         reader = Some(messages);
+                        opened_on = connects;
                         backoff = Duration::ZERO;
                     }
                     Err(error) => {
-                        backoff = (backoff * 2).clamp(TICK, Duration::from_secs(10));
+                        backoff = (backoff * 2).clamp(TICK, Duration::from_secs(2));
                         tracing::warn!(consumer = %self.core.name, %error, ?backoff, "cannot read the stream");
                     }
                 }

@@ -126,6 +126,15 @@ impl Transport {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
+    /// How many times the connection was made (the first and each
+    /// reconnect): what a reader compares to notice a reconnect.
+    pub fn connects(&self) -> u64 {
+        self.client
+            .statistics()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The JetStream API.
     pub fn context(&self) -> &jetstream::Context {
         &self.context

@@ -116,7 +116,7 @@ impl Relay {
             if let Err(error) = self.publish_session().await {
                 tracing::warn!(service = self.service, %error, ?backoff, "relay interrupted; resuming from the stream");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }

@@ -2,4 +2,6 @@
 //! relayed to NATS JetStream and partitioned consumers reading it, on
 //! SQLite and PostgreSQL, with `nats-server` processes started by the tests.
 
+mod common;
 mod jetstream;
+mod switch;
