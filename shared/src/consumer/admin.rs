@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use crm_proto::events::{
-    Consumer as ConsumerMessage, DiscardParkedEventRequest, DiscardParkedEventResponse, Event,
-    ListConsumersRequest, ListConsumersResponse, ListParkedEventsRequest, ListParkedEventsResponse,
-    ParkedEvent, RetryParkedEventRequest, RetryParkedEventResponse,
-    consumer_admin_service_server::ConsumerAdminService,
+    Consumer as ConsumerMessage, ConsumerPartition, DiscardParkedEventRequest,
+    DiscardParkedEventResponse, Event, ListConsumersRequest, ListConsumersResponse,
+    ListParkedEventsRequest, ListParkedEventsResponse, ParkedEvent, RetryParkedEventRequest,
+    RetryParkedEventResponse, consumer_admin_service_server::ConsumerAdminService,
 };
 use prost::Message;
 use sea_orm::{
@@ -99,6 +99,11 @@ impl ConsumerAdmin {
             .filter(parked::Column::Consumer.eq(&core.name))
             .count(&self.db.conn)
             .await?;
+        let partitions = if core.on_jetstream {
+            self.partitions(core).await?
+        } else {
+            Vec::new()
+        };
         Ok(ConsumerMessage {
             name: format!("consumers/{}", core.name),
             source: core.name.clone(),
@@ -114,8 +119,64 @@ impl ConsumerAdmin {
                 .and_then(|l| chrono::DateTime::from_timestamp_millis(l.expire_ms))
                 .map(to_timestamp),
             parked_count: parked_count as i64,
+            partitions,
         })
+        .map(with_partitions)
     }
+
+    /// The consumer's JetStream partitions ("contacts/3"), if it ran there.
+    async fn partitions(&self, core: &ConsumerCore) -> Result<Vec<ConsumerPartition>, ApiError> {
+        let prefix = format!("{}/", core.name);
+        let positions = cursor::Entity::find()
+            .filter(cursor::Column::Consumer.starts_with(&prefix))
+            .all(&self.db.conn)
+            .await?;
+        let holders = lease::Entity::find()
+            .filter(lease::Column::Consumer.starts_with(&prefix))
+            .all(&self.db.conn)
+            .await?;
+        let mut partitions: Vec<ConsumerPartition> = positions
+            .into_iter()
+            .filter_map(|c| {
+                let partition = c.consumer.strip_prefix(&prefix)?.parse().ok()?;
+                let holder = holders.iter().find(|l| l.consumer == c.consumer);
+                Some(ConsumerPartition {
+                    partition,
+                    position: c.sequence,
+                    position_time: Some(to_timestamp(c.update_time)),
+                    stream_sequence: c.stream_sequence,
+                    lag_seconds: c.lag_ms as f64 / 1000.0,
+                    lease_holder: holder.map(|l| l.holder.clone()).unwrap_or_default(),
+                    lease_expire_time: holder
+                        .and_then(|l| chrono::DateTime::from_timestamp_millis(l.expire_ms))
+                        .map(to_timestamp),
+                })
+            })
+            .collect();
+        partitions.sort_by_key(|p| p.partition);
+        Ok(partitions)
+    }
+}
+
+/// On JetStream the consumer's own position, lag and lease say nothing:
+/// its partitions' furthest position and largest lag stand for it.
+fn with_partitions(mut consumer: ConsumerMessage) -> ConsumerMessage {
+    if consumer.partitions.is_empty() {
+        return consumer;
+    }
+    let furthest = consumer.partitions.iter().max_by_key(|p| p.position);
+    if let Some(furthest) = furthest.filter(|p| p.position > consumer.position) {
+        consumer.position = furthest.position;
+        consumer.position_time = furthest.position_time;
+    }
+    consumer.lag_seconds = consumer
+        .partitions
+        .iter()
+        .map(|p| p.lag_seconds)
+        .fold(0.0, f64::max);
+    consumer.lease_holder.clear();
+    consumer.lease_expire_time = None;
+    consumer
 }
 
 /// Splits "consumers/{consumer}/parkedEvents/{event id}".

@@ -133,6 +133,8 @@ pub(crate) struct At {
 pub(crate) struct ConsumerCore {
     /// The consumer's name: its source ("contacts").
     pub(crate) name: String,
+    /// Whether it reads JetStream (partitioned) rather than the built-in feed.
+    pub(crate) on_jetstream: bool,
     handler: Arc<dyn EventHandler>,
     resources: Resources,
 }
@@ -478,6 +480,7 @@ impl Consumer {
         Self {
             core: Arc::new(ConsumerCore {
                 name: source_name.to_owned(),
+                on_jetstream: matches!(transport, Transport::JetStream(_)),
                 handler,
                 resources,
             }),

@@ -11,6 +11,9 @@ use std::sync::Arc;
 use crm_proto::contacts::{
     Contact, CreateContactRequest, contacts_service_client::ContactsServiceClient,
 };
+use crm_proto::events::{
+    ListConsumersRequest, consumer_admin_service_client::ConsumerAdminServiceClient,
+};
 use crm_shared::{
     config::Settings,
     kit::{KitError, ServiceInfo, ServiceKit},
@@ -131,6 +134,32 @@ async fn switching_continues_from_the_right_position(backend: Backend) {
             && health(&contacts, "jetstream").await == Some(ServingStatus::Serving)
     })
     .await;
+
+    // ListConsumers shows each partition, who holds it and where it stands.
+    let mut admin = ConsumerAdminServiceClient::with_interceptor(
+        channel_to(recorder.addr),
+        bearer_for(TENANT, ADMIN),
+    );
+    let listed = admin
+        .list_consumers(ListConsumersRequest {})
+        .await
+        .expect("ListConsumers")
+        .into_inner();
+    let consumer = &listed.consumers[0];
+    assert_eq!(consumer.partitions.len(), 12, "{consumer:?}");
+    assert!(
+        consumer
+            .partitions
+            .iter()
+            .all(|p| !p.lease_holder.is_empty())
+    );
+    let tenant_partition = crm_shared::jetstream::tenant_partition(TENANT, 12) as usize;
+    let applied_partition = &consumer.partitions[tenant_partition];
+    assert!(
+        applied_partition.stream_sequence > 0,
+        "{applied_partition:?}"
+    );
+    assert_eq!(consumer.position, applied_partition.position);
 
     // NATS goes away: the consumer says so, the services keep serving and
     // contacts keeps its events until NATS is back.
