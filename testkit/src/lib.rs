@@ -10,6 +10,7 @@ pub mod logs;
 pub mod nats;
 mod process;
 pub mod raw;
+pub mod recorder;
 pub mod smtp;
 
 use std::{future::Future, net::SocketAddr, time::Duration};

@@ -1,54 +1,15 @@
-//! What the tests share: the tables of a producing and a consuming
-//! service, and a consumer that records what it applies.
+//! What the tests share: a service's database with its outbox and
+//! consumer tables, written to and read directly.
 
 use std::time::Duration;
 
-use crm_proto::events::Event;
 use crm_shared::{
-    consumer::{EffectError, EventHandler},
-    db::{Database, Tenant, WriteTxn},
+    db::{Database, Tenant},
     outbox::{CommitSignal, NewEvent},
     store::Resources,
 };
-use crm_testkit::{Backend, TestDatabase};
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryOrder, Statement, Value};
-use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager, prelude::*};
-
-/// The producing and the consuming service's tables, plus what the test
-/// consumer records.
-pub struct TestMigrator;
-
-impl MigratorTrait for TestMigrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(crm_shared::outbox::migration::CreateOutbox),
-            Box::new(crm_shared::idempotency::migration::CreateIdempotencyKeys),
-            Box::new(crm_shared::idempotency::fingerprint_migration::AddIdempotencyFingerprint),
-            Box::new(crm_shared::retention::migration::CreateFeedReaders),
-            Box::new(crm_shared::audit::migration::CreateAuditLog),
-            Box::new(crm_shared::consumer::tables::migration::CreateConsumerTables),
-            Box::new(crm_shared::consumer::tables::migration::AddPartitionedConsumers),
-            Box::new(CreateApplied),
-        ]
-    }
-}
-
-#[derive(DeriveMigrationName)]
-struct CreateApplied;
-
-#[async_trait::async_trait]
-impl MigrationTrait for CreateApplied {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "CREATE TABLE applied (event_id VARCHAR(64) PRIMARY KEY, tenant VARCHAR(64) NOT NULL, \
-                 sequence BIGINT NOT NULL, in_order INTEGER NOT NULL)",
-            )
-            .await?;
-        Ok(())
-    }
-}
+use crm_testkit::{Backend, TestDatabase, recorder::RecorderMigrator};
+use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder, Statement};
 
 /// One service's database.
 pub struct Side {
@@ -61,7 +22,7 @@ impl Side {
     pub async fn create(backend: Backend) -> Option<Self> {
         let database = TestDatabase::create(backend).await?;
         let db = Database::connect(&database.url, 8).await.expect("connects");
-        db.migrate::<TestMigrator>().await.expect("migrates");
+        db.migrate::<RecorderMigrator>().await.expect("migrates");
         let signal = CommitSignal::default();
         Some(Self {
             resources: Resources::new(db, signal.clone(), "crm.test.v1", Duration::from_secs(3600)),
@@ -141,52 +102,5 @@ impl Side {
                 (consumer, holder, expire > now)
             })
             .collect()
-    }
-}
-
-/// Records each event it applies, and whether it came after every event of
-/// its tenant applied before.
-pub struct Recorder {
-    types: Vec<String>,
-}
-
-impl Recorder {
-    /// A recorder of events of `types`.
-    pub fn of(types: &[&str]) -> Self {
-        Self {
-            types: types.iter().map(|t| (*t).to_owned()).collect(),
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl EventHandler for Recorder {
-    fn event_types(&self) -> Vec<String> {
-        self.types.clone()
-    }
-
-    async fn apply(&self, txn: &WriteTxn, event: &Event) -> Result<Vec<NewEvent>, EffectError> {
-        let backend: DbBackend = txn.get_database_backend();
-        let last = txn
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                "SELECT MAX(sequence) AS last FROM applied WHERE tenant = $1",
-                vec![Value::from(event.tenant.as_str())],
-            ))
-            .await?
-            .and_then(|row| row.try_get::<Option<i64>>("", "last").ok().flatten());
-        let in_order = last.is_none_or(|last| last < event.sequence);
-        txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            "INSERT INTO applied (event_id, tenant, sequence, in_order) VALUES ($1, $2, $3, $4)",
-            vec![
-                Value::from(event.id.as_str()),
-                Value::from(event.tenant.as_str()),
-                Value::from(event.sequence),
-                Value::from(i32::from(in_order)),
-            ],
-        ))
-        .await?;
-        Ok(Vec::new())
     }
 }

@@ -15,7 +15,9 @@ use crm_testkit::{Backend, TestDatabase, db_test, eventually, eventually_within,
 use futures_util::StreamExt;
 use tokio::{sync::watch, task::JoinHandle};
 
-use crate::common::{Recorder, Side};
+use crm_testkit::recorder::Recorder;
+
+use crate::common::Side;
 
 fn settings(nats: &LocalNats) -> EventsSettings {
     EventsSettings {

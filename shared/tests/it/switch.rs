@@ -6,41 +6,18 @@
 //! NOT_SERVING, the services keep serving, and what was written meanwhile
 //! arrives once NATS is back.
 
-use std::sync::Arc;
-
 use crm_proto::contacts::{
     Contact, CreateContactRequest, contacts_service_client::ContactsServiceClient,
 };
 use crm_proto::events::{
     ListConsumersRequest, consumer_admin_service_client::ConsumerAdminServiceClient,
 };
-use crm_shared::{
-    config::Settings,
-    kit::{KitError, ServiceInfo, ServiceKit},
-};
 use crm_testkit::{
     ADMIN, Backend, ServiceProcess, TENANT, TestDatabase, bearer_for, channel_to, db_test,
-    eventually, eventually_within, health_status, nats::LocalNats, service, settings,
+    eventually, eventually_within, health_status, nats::LocalNats, recorder::recorder, service,
+    settings,
 };
 use tonic_health::pb::health_check_response::ServingStatus;
-
-use crate::common::{Recorder, TestMigrator};
-
-static RECORDER: ServiceInfo = ServiceInfo {
-    name: "recorder",
-    package: "crm.recorder.v1",
-    default_port: 0,
-};
-
-/// A service that follows contacts and records each contact created.
-async fn build_recorder(settings: Settings) -> Result<ServiceKit<TestMigrator>, KitError> {
-    let mut kit = ServiceKit::build(&RECORDER, settings).await?;
-    kit.follow(
-        "contacts",
-        Arc::new(Recorder::of(&["crm.contacts.v1.ContactCreated"])),
-    )?;
-    Ok(kit)
-}
 
 async fn create_contacts(contacts: &ServiceProcess, first: usize, count: usize) {
     let mut client = ContactsServiceClient::with_interceptor(
@@ -92,7 +69,11 @@ async fn switching_continues_from_the_right_position(backend: Backend) {
     recorder_settings
         .peers
         .insert("contacts".into(), format!("http://{}", contacts.addr));
-    let mut recorder = ServiceProcess::start(service(build_recorder), recorder_settings).await;
+    let mut recorder = ServiceProcess::start(
+        recorder("contacts", &["crm.contacts.v1.ContactCreated"]),
+        recorder_settings,
+    )
+    .await;
     let db = crm_shared::db::Database::connect(&recorder_db.url, 2)
         .await
         .expect("connects");
