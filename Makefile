@@ -37,12 +37,13 @@ lint: buf
 fmt:
 	cargo fmt --all
 
-## bench: the contacts benchmark (SQLite and PostgreSQL), support's, marketing's, reporting's, the gateway's, then grpcio imports
+## bench: the contacts benchmark (SQLite and PostgreSQL), support's, marketing's, reporting's, events (built-in feed vs JetStream), the gateway's, then grpcio imports
 bench:
 	cargo bench -p crm-contacts --bench contacts_bench
 	cargo bench -p crm-support --bench support_bench
 	cargo bench -p crm-marketing --bench marketing_bench
 	cargo bench -p crm-reporting --bench reporting_bench
+	cargo bench -p crm-shared --bench events_bench
 	cargo build --release --bin contacts
 	cargo bench -p crm-gateway --bench gateway_bench
 	CRM_PROFILE=release tests/python/run.sh test_large_imports.py

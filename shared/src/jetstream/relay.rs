@@ -132,8 +132,13 @@ impl Relay {
             last_stream_sequence,
             "relay resuming"
         );
+        // Recorded before the first publish: a stream with events but no
+        // recorded position was filled from another database (see `resume`).
+        crate::retention::record_reader(&self.db, READER, position)
+            .await
+            .map_err(JetStreamError::call)?;
         let commits = self.feed.commits();
-        let mut recorded_at: Option<tokio::time::Instant> = None;
+        let mut recorded_at = Some(tokio::time::Instant::now());
         loop {
             let committed = commits.notified();
             let (events, held_back) = self
@@ -171,9 +176,22 @@ impl Relay {
             .map_err(JetStreamError::call)?
             .state
             .last_sequence;
+        let recorded = crate::retention::reader_position(&self.db, READER)
+            .await
+            .map_err(JetStreamError::call)?;
         if last == 0 {
             return Ok((0, 0));
         }
+        let Some(recorded) = recorded else {
+            // Resuming after its events would skip this database's own.
+            return Err(JetStreamError::Call(format!(
+                "the stream {} holds events this database never published (its data was \
+                 reset, or another suite shares this NATS): remove the stream \
+                 (`nats stream rm {}`) or use a NATS of this suite's own",
+                super::stream_name(self.service),
+                super::stream_name(self.service)
+            )));
+        };
         let from_header = match stream.get_raw_message(last).await {
             Ok(message) => message
                 .headers
@@ -181,13 +199,7 @@ impl Relay {
                 .and_then(|value| value.as_str().parse::<i64>().ok()),
             Err(_) => None,
         };
-        let position = match from_header {
-            Some(position) => position,
-            None => crate::retention::reader_position(&self.db, READER)
-                .await
-                .map_err(JetStreamError::call)?
-                .unwrap_or(0),
-        };
+        let position = from_header.unwrap_or(recorded);
         Ok((last, position))
     }
 

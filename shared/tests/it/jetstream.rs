@@ -100,6 +100,7 @@ async fn relay_loses_and_repeats_nothing(backend: Backend) {
     let Some(producer) = Side::create(backend).await else {
         return;
     };
+    crm_testkit::logs::capture();
     let transport = Transport::connect(&settings(&nats))
         .await
         .expect("connects");
@@ -147,6 +148,21 @@ async fn relay_loses_and_repeats_nothing(backend: Backend) {
         .await
         .expect("reads the position");
     assert!(recorded.is_some_and(|position| position > 0));
+
+    // A producer whose database was reset (or another suite's) finds events
+    // it never published in the stream, and publishes nothing after them.
+    let Some(reset) = Side::create(backend).await else {
+        return;
+    };
+    reset.write(&tenants, 0, 10).await;
+    let stray = relay(&reset, &transport, "relay-b", &stopping);
+    eventually("the stray relay refuses the stream", async || {
+        !crm_testkit::logs::warnings_containing("holds events this database never published")
+            .is_empty()
+    })
+    .await;
+    stray.abort();
+    assert_eq!(published(&transport).await, outbox);
 }
 
 db_test!(
