@@ -36,7 +36,7 @@ use crm_shared::{
     convert::to_timestamp,
     db::{Database, Tenant},
     jetstream::{SEQUENCE_HEADER, subject},
-    kit::{KitError, ServiceInfo, ServiceKit},
+    kit::{ServiceInfo, ServiceKit},
     outbox::{CommitSignal, NewEvent},
     store::Resources,
 };
@@ -193,7 +193,7 @@ async fn scenario(
     };
     let producer_process = ServiceProcess::start(
         service(|settings| async move {
-            Ok::<_, KitError>(ServiceKit::<RecorderMigrator>::build(&PRODUCER, settings).await?)
+            ServiceKit::<RecorderMigrator>::build(&PRODUCER, settings).await
         }),
         with_nats(settings("bench", &producer_db.url)),
     )

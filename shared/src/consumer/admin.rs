@@ -104,7 +104,7 @@ impl ConsumerAdmin {
         } else {
             Vec::new()
         };
-        Ok(ConsumerMessage {
+        Ok(with_partitions(ConsumerMessage {
             name: format!("consumers/{}", core.name),
             source: core.name.clone(),
             position: position.as_ref().map_or(0, |c| c.sequence),
@@ -120,8 +120,7 @@ impl ConsumerAdmin {
                 .map(to_timestamp),
             parked_count: parked_count as i64,
             partitions,
-        })
-        .map(with_partitions)
+        }))
     }
 
     /// The consumer's JetStream partitions ("contacts/3"), if it ran there.
