@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
 
 use super::tables::lease;
 use crate::db::Database;
@@ -27,6 +27,37 @@ pub struct Lease {
     db: Database,
     consumer: String,
     holder: String,
+    excludes: Option<Exclusion>,
+}
+
+/// Leases that may not be live while this one is taken. A consumer's own
+/// lease (the built-in feed) and its partitions' (JetStream) exclude each
+/// other, so while a suite is switched, replicas still on the old transport
+/// and those on the new never apply events at the same time.
+#[derive(Clone, Debug)]
+pub enum Exclusion {
+    /// The consumer's own lease, "contacts" (taken by a partition's).
+    Own(String),
+    /// Its partitions' leases, "contacts/..." (taken by the consumer's own).
+    Partitions(String),
+}
+
+impl Exclusion {
+    fn consumer(&self) -> &str {
+        match self {
+            Self::Own(consumer) | Self::Partitions(consumer) => consumer,
+        }
+    }
+
+    fn condition(&self) -> sea_orm::Condition {
+        match self {
+            Self::Own(consumer) => {
+                sea_orm::Condition::all().add(lease::Column::Consumer.eq(consumer))
+            }
+            Self::Partitions(consumer) => sea_orm::Condition::all()
+                .add(lease::Column::Consumer.starts_with(format!("{consumer}/"))),
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -44,7 +75,14 @@ impl Lease {
             db,
             consumer: consumer.to_owned(),
             holder: holder.to_owned(),
+            excludes: None,
         }
+    }
+
+    /// This lease, taken only while none of `excluded` is live.
+    pub fn excluding(mut self, excluded: Exclusion) -> Self {
+        self.excludes = Some(excluded);
+        self
     }
 
     /// Takes the lease if nobody holds it, it ran out, or this replica
@@ -54,6 +92,21 @@ impl Lease {
         // In a write transaction, as every write here: on SQLite a bare write
         // beside the service's own writers makes theirs fail with SQLITE_BUSY.
         let txn = self.db.begin_write().await?;
+        if let Some(excluded) = &self.excludes {
+            // One at a time per consumer, so two replicas cannot each see
+            // the other's lease free and take their own.
+            txn.serialize_on(&format!("lease:{}", excluded.consumer()))
+                .await?;
+            let live = lease::Entity::find()
+                .filter(excluded.condition())
+                .filter(lease::Column::ExpireMs.gt(now_ms()))
+                .count(&*txn)
+                .await?;
+            if live > 0 {
+                txn.rollback().await?;
+                return Ok(false);
+            }
+        }
         let taken = self.try_acquire_in(&*txn).await?;
         if taken {
             txn.commit().await?;

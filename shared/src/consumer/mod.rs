@@ -151,14 +151,15 @@ impl ConsumerCore {
     /// Makes sure the cursor row `key` exists (at `start` when new), so the
     /// forward-only update has a row to compare with.
     pub(crate) async fn ensure_cursor(&self, key: &str, start: i64) -> Result<(), DbErr> {
-        let conn = &self.resources.db.conn;
         let exists = cursor::Entity::find_by_id(key.to_owned())
-            .count(conn)
+            .count(&self.resources.db.conn)
             .await?
             > 0;
         if exists {
             return Ok(());
         }
+        // In a write transaction, as every write (SQLite's one writer).
+        let txn = self.resources.db.begin_write().await?;
         let inserted = cursor::Entity::insert(cursor::ActiveModel {
             consumer: Set(key.to_owned()),
             sequence: Set(start),
@@ -166,12 +167,13 @@ impl ConsumerCore {
             lag_ms: Set(0),
             stream_sequence: Set(0),
         })
-        .exec_without_returning(conn)
+        .exec_without_returning(&*txn)
         .await;
         match inserted {
+            Ok(_) => txn.commit().await,
             // A replica starting at the same moment inserted it.
-            Err(error) if error.sql_err().is_none() => Err(error),
-            _ => Ok(()),
+            Err(error) if error.sql_err().is_some() => txn.rollback().await,
+            Err(error) => Err(error),
         }
     }
 
@@ -182,22 +184,29 @@ impl ConsumerCore {
             .await
     }
 
-    /// The positions of this consumer's JetStream partitions ("contacts/3"),
-    /// by partition: the built-in feed skips what they applied (a suite
-    /// switched back from JetStream).
-    async fn partition_positions(&self) -> Result<HashMap<u32, i64>, DbErr> {
+    /// The partition count and the positions of this consumer's JetStream
+    /// partitions ("contacts/3"), by partition: the built-in feed skips what
+    /// they applied (a suite switched back from JetStream).
+    async fn partition_positions(&self) -> Result<(u32, HashMap<u32, i64>), DbErr> {
+        let Some(count) = tables::partitioning::Entity::find_by_id(self.name.clone())
+            .one(&self.resources.db.conn)
+            .await?
+        else {
+            return Ok((1, HashMap::new()));
+        };
         let prefix = format!("{}/", self.name);
         let rows = cursor::Entity::find()
             .filter(cursor::Column::Consumer.starts_with(&prefix))
             .all(&self.resources.db.conn)
             .await?;
-        Ok(rows
+        let positions = rows
             .into_iter()
             .filter_map(|row| {
                 let partition = row.consumer.strip_prefix(&prefix)?.parse().ok()?;
                 Some((partition, row.sequence))
             })
-            .collect())
+            .collect();
+        Ok((u32::try_from(count.partitions).unwrap_or(1), positions))
     }
 
     /// Moves the cursor `at` to `event` in `txn` if it is still behind it;
@@ -501,13 +510,13 @@ impl Consumer {
                 let follower = FeedFollower {
                     core: self.core.clone(),
                     source: source.clone(),
-                    partitions: self.partitions,
                 };
                 let lease = Lease::new(
                     self.core.resources.db.clone(),
                     &self.core.name,
                     &self.holder,
-                );
+                )
+                .excluding(lease::Exclusion::Partitions(self.core.name.clone()));
                 follower.run(lease, stopping).await;
             }
             Transport::JetStream(transport) => {
@@ -528,7 +537,6 @@ impl Consumer {
 struct FeedFollower {
     core: Arc<ConsumerCore>,
     source: FeedSource,
-    partitions: u32,
 }
 
 impl FeedFollower {
@@ -589,7 +597,7 @@ impl FeedFollower {
             .cursor(&own.cursor)
             .await?
             .map_or(0, |row| row.sequence);
-        let applied_on_jetstream = self.core.partition_positions().await?;
+        let (partitions, applied_on_jetstream) = self.core.partition_positions().await?;
         let credentials = Credentials::bearer(&self.source.identity.token()?)?;
         let request = credentials.subscription(StreamEventsRequest {
             after_sequence: after,
@@ -622,7 +630,7 @@ impl FeedFollower {
             let Some(event) = message.event else {
                 continue;
             };
-            let partition = crate::jetstream::tenant_partition(&event.tenant, self.partitions);
+            let partition = crate::jetstream::tenant_partition(&event.tenant, partitions);
             if applied_on_jetstream
                 .get(&partition)
                 .is_some_and(|applied| event.sequence <= *applied)

@@ -39,17 +39,20 @@ use crm_proto::events::Event;
 use futures_util::StreamExt;
 use opentelemetry::{KeyValue, global};
 use prost::Message;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Statement, Value};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Statement,
+    Value,
+};
 use tokio::sync::watch;
 
 use super::{
     At, ConsumerCore,
-    lease::{self, Lease},
-    tables::member,
+    lease::{self, Exclusion, Lease},
+    tables::{member, partitioning},
 };
 use crate::{
     error::ApiError,
-    jetstream::{JetStreamError, Transport, partition, tenant_token},
+    jetstream::{JetStreamError, SEQUENCE_HEADER, Transport, partition, tenant_token},
 };
 
 /// How often a replica renews its membership and leases and looks at the
@@ -65,6 +68,9 @@ struct Held {
     position: i64,
     /// The stream sequence of the last event applied (0: none yet).
     stream_sequence: i64,
+    /// That event's outbox sequence: the message at `stream_sequence` must
+    /// still carry it for the reader to resume after it.
+    stream_position: i64,
     /// When the lease was last taken or renewed.
     renewed_at: tokio::time::Instant,
 }
@@ -120,24 +126,34 @@ impl Partitioned {
     /// Takes part until `stopping` turns true; then gives its partitions and
     /// membership up, so the others take over at once.
     pub(crate) async fn run(self, mut stopping: watch::Receiver<bool>) {
+        if !self.agree_on_partition_count(&mut stopping).await {
+            return;
+        }
         let mut held: BTreeMap<u32, Held> = BTreeMap::new();
         let mut reader: Option<Messages> = None;
+        // How long to wait before reading again after the reader failed.
         let mut backoff = Duration::ZERO;
         // The connection count when the reader was opened.
         let mut opened_on = 0;
         loop {
-            match self.rebalance(&mut held).await {
-                Ok(true) => reader = None,
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(consumer = %self.core.name, %error, "cannot renew membership or partitions");
-                    // Stop applying what may soon be another replica's.
-                    let before = held.len();
-                    held.retain(|_, held| held.fresh());
-                    if held.len() != before {
-                        reader = None;
-                    }
-                }
+            let before: Vec<u32> = held.keys().copied().collect();
+            if let Err(error) = self.rebalance(&mut held).await {
+                tracing::warn!(consumer = %self.core.name, %error, "cannot renew membership or partitions");
+                // Stop applying what may soon be another replica's.
+                held.retain(|_, held| held.fresh());
+            }
+            // A partition taken up (even by a rebalance that then failed)
+            // may be behind the reader: read again from the lowest position.
+            if !held.keys().copied().eq(before.iter().copied()) {
+                tracing::info!(consumer = %self.core.name, holder = %self.holder, partitions = ?held.keys().collect::<Vec<_>>(), "partitions assigned");
+                global::meter("crm")
+                    .u64_gauge("crm.consumer.partitions")
+                    .build()
+                    .record(
+                        held.len() as u64,
+                        &[KeyValue::new("consumer", self.core.name.clone())],
+                    );
+                reader = None;
             }
             // An ephemeral consumer does not outlive its server's restart:
             // after a reconnect a fresh one is made.
@@ -146,11 +162,10 @@ impl Partitioned {
             }
             if reader.is_none() && !held.is_empty() {
                 let connects = self.transport.connects();
-                match self.open(&held).await {
+                match self.open(&mut held).await {
                     Ok(messages) => {
                         reader = Some(messages);
                         opened_on = connects;
-                        backoff = Duration::ZERO;
                     }
                     Err(error) => {
                         backoff = (backoff * 2).clamp(TICK, Duration::from_secs(2));
@@ -174,41 +189,93 @@ impl Partitioned {
                     _ = tokio::time::sleep_until(tick) => Step::Tick,
                     message = next => Step::Message(message),
                 };
-                match step {
+                let failure = match step {
                     Step::Stop => {
                         self.leave(held).await;
                         return;
                     }
                     Step::Tick => break,
                     Step::Message(Some(Ok(message))) => {
-                        if let Err(error) = self.process(&message, &mut held).await {
-                            tracing::warn!(consumer = %self.core.name, %error, "event not applied; reading again");
-                            reader = None;
-                            break;
+                        match self.process(&message, &mut held).await {
+                            Ok(()) => {
+                                backoff = Duration::ZERO;
+                                continue;
+                            }
+                            Err(error) => format!("event not applied: {error}"),
                         }
                     }
-                    Step::Message(Some(Err(error))) => {
-                        tracing::warn!(consumer = %self.core.name, %error, "stream interrupted; reading again");
-                        reader = None;
-                        break;
-                    }
-                    Step::Message(None) => {
-                        reader = None;
-                        break;
-                    }
+                    Step::Message(Some(Err(error))) => format!("stream interrupted: {error}"),
+                    Step::Message(None) => "stream ended".to_owned(),
+                };
+                // Read again after a pause (growing while it keeps failing), so
+                // a reader that fails at once cannot spin.
+                backoff = (backoff * 2).clamp(TICK, Duration::from_secs(2));
+                tracing::warn!(consumer = %self.core.name, failure, ?backoff, "reading again");
+                reader = None;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopping.wait_for(|stop| *stop) => {}
                 }
+                break;
             }
         }
     }
 
+    /// Records the partition count on first use and checks it after: with
+    /// another count, tenants would move between partitions whose positions
+    /// no longer describe them (events skipped or applied twice). Waits,
+    /// saying why, until the configuration matches; false when stopped.
+    async fn agree_on_partition_count(&self, stopping: &mut watch::Receiver<bool>) -> bool {
+        loop {
+            match self.stored_partition_count().await {
+                Ok(stored) if stored == self.partitions => return true,
+                Ok(stored) => tracing::error!(
+                    consumer = %self.core.name, configured = self.partitions, stored,
+                    "events.partitions differs from the count this consumer's partitions were made with; \
+                     applying nothing until it is set back (changing it needs every replica stopped and \
+                     the consumer's partition rows removed)"
+                ),
+                Err(error) => {
+                    tracing::warn!(consumer = %self.core.name, %error, "cannot read the partition count")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                _ = stopping.wait_for(|stop| *stop) => return false,
+            }
+        }
+    }
+
+    /// The consumer's partition count, recorded as this replica's when none is.
+    async fn stored_partition_count(&self) -> Result<u32, DbErr> {
+        let db = &self.core.resources.db;
+        let txn = db.begin_write().await?;
+        let stored = partitioning::Entity::find_by_id(self.core.name.clone())
+            .one(&*txn)
+            .await?;
+        let count = match stored {
+            Some(row) => row.partitions,
+            None => {
+                partitioning::Entity::insert(partitioning::ActiveModel {
+                    consumer: Set(self.core.name.clone()),
+                    partitions: Set(self.partitions as i32),
+                })
+                .exec_without_returning(&*txn)
+                .await?;
+                self.partitions as i32
+            }
+        };
+        txn.commit().await?;
+        Ok(u32::try_from(count).unwrap_or_default())
+    }
+
     /// Renews membership and leases, gives up partitions that belong to
-    /// another member now, takes up its own; true when the held set changed.
-    async fn rebalance(&self, held: &mut BTreeMap<u32, Held>) -> Result<bool, ApiError> {
+    /// another member now, takes up its own.
+    async fn rebalance(&self, held: &mut BTreeMap<u32, Held>) -> Result<(), ApiError> {
         let members = self.heartbeat().await?;
         let mine: HashSet<u32> = (0..self.partitions)
             .filter(|p| owner(*p, &members) == Some(self.holder.as_str()))
             .collect();
-        let mut changed = false;
         let held_now: Vec<u32> = held.keys().copied().collect();
         for p in held_now {
             let keep = mine.contains(&p);
@@ -223,7 +290,6 @@ impl Partitioned {
                         tracing::warn!(consumer = %self.core.name, partition = p, %error, "could not give a partition up");
                     }
                 }
-                changed = true;
             }
         }
         for p in mine {
@@ -231,11 +297,12 @@ impl Partitioned {
                 continue;
             }
             let cursor = format!("{}/{p}", self.core.name);
-            let lease = Lease::new(self.core.resources.db.clone(), &cursor, &self.holder);
+            let lease = Lease::new(self.core.resources.db.clone(), &cursor, &self.holder)
+                .excluding(Exclusion::Own(self.core.name.clone()));
             if !lease.try_acquire().await? {
                 continue;
             }
-            let (position, stream_sequence) = self.position(&cursor).await?;
+            let (position, stream_sequence, stream_position) = self.position(&cursor).await?;
             held.insert(
                 p,
                 Held {
@@ -243,22 +310,12 @@ impl Partitioned {
                     cursor,
                     position,
                     stream_sequence,
+                    stream_position,
                     renewed_at: tokio::time::Instant::now(),
                 },
             );
-            changed = true;
         }
-        if changed {
-            tracing::info!(consumer = %self.core.name, holder = %self.holder, partitions = ?held.keys().collect::<Vec<_>>(), "partitions assigned");
-            global::meter("crm")
-                .u64_gauge("crm.consumer.partitions")
-                .build()
-                .record(
-                    held.len() as u64,
-                    &[KeyValue::new("consumer", self.core.name.clone())],
-                );
-        }
-        Ok(changed)
+        Ok(())
     }
 
     /// Renews this replica's membership; returns the live members.
@@ -295,27 +352,62 @@ impl Partitioned {
 
     /// Where partition cursor `cursor` stands (made at the built-in feed's
     /// position when new; the built-in feed's position when it is further,
-    /// after a switch back and forth).
-    async fn position(&self, cursor: &str) -> Result<(i64, i64), DbErr> {
+    /// after a switch back and forth): the position, the stream sequence of
+    /// the last event applied and that event's outbox sequence.
+    async fn position(&self, cursor: &str) -> Result<(i64, i64, i64), DbErr> {
         let own = self.core.cursor(&self.core.name).await?;
         let base = own.map_or(0, |row| row.sequence);
         self.core.ensure_cursor(cursor, base).await?;
         let row = self.core.cursor(cursor).await?;
-        Ok(row.map_or((base, 0), |row| {
-            (row.sequence.max(base), row.stream_sequence)
+        Ok(row.map_or((base, 0, 0), |row| {
+            (row.sequence.max(base), row.stream_sequence, row.sequence)
         }))
     }
 
     /// An ordered consumer on the source's stream from the lowest position
-    /// among the held partitions.
-    async fn open(&self, held: &BTreeMap<u32, Held>) -> Result<Messages, JetStreamError> {
+    /// among the held partitions. A partition resumes after the message it
+    /// last applied only if that message is still there with the event it
+    /// applied; otherwise (the stream was recreated, or the message aged out)
+    /// from the stream's first message, skipping by outbox sequence.
+    async fn open(&self, held: &mut BTreeMap<u32, Held>) -> Result<Messages, JetStreamError> {
+        let mut stream = self.transport.stream(&self.core.name).await?;
+        let first = stream
+            .info()
+            .await
+            .map_err(JetStreamError::call)?
+            .state
+            .first_sequence;
+        for (p, held) in held.iter_mut() {
+            if held.stream_sequence == 0 {
+                continue;
+            }
+            let applied = stream
+                .get_raw_message(held.stream_sequence as u64)
+                .await
+                .ok()
+                .and_then(|message| {
+                    let header = message.headers.get(SEQUENCE_HEADER)?;
+                    header.as_str().parse::<i64>().ok()
+                });
+            if applied != Some(held.stream_position) {
+                if (held.stream_sequence as u64) + 1 < first {
+                    tracing::warn!(
+                        consumer = %self.core.name, partition = p, first,
+                        "events aged out of the stream before this partition read them; \
+                         raise events.stream_max_age_days above the longest consumer outage"
+                    );
+                } else {
+                    tracing::warn!(consumer = %self.core.name, partition = p, "the stream is not the one this partition read (recreated?); reading it from its start");
+                }
+                held.stream_sequence = 0;
+            }
+        }
         let start = held
             .values()
             .map(|h| h.stream_sequence + 1)
             .min()
             .unwrap_or(1)
             .max(1) as u64;
-        let stream = self.transport.stream(&self.core.name).await?;
         let consumer = stream
             .create_consumer(pull::OrderedConfig {
                 filter_subject: format!("crm.{}.>", self.core.name),
@@ -370,6 +462,7 @@ impl Partitioned {
         self.core.handle(&at, &event).await?;
         held.position = event.sequence;
         held.stream_sequence = stream_sequence;
+        held.stream_position = event.sequence;
         Ok(())
     }
 

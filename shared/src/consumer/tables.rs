@@ -82,6 +82,29 @@ pub mod member {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// How many partitions a JetStream consumer's tenants are split into, fixed
+/// when it first runs.
+pub mod partitioning {
+    use sea_orm::entity::prelude::*;
+
+    /// One consumer's partition count.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "consumer_partitionings")]
+    pub struct Model {
+        /// The consumer.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub consumer: String,
+        /// Its partition count.
+        pub partitions: i32,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// Events a consumer could not apply.
 pub mod parked {
     use sea_orm::entity::prelude::*;
@@ -141,7 +164,8 @@ pub mod migration {
     }
 
     /// Adds what partitioned JetStream consumers keep: the stream sequence
-    /// in each cursor and the `consumer_members` table.
+    /// in each cursor, the `consumer_members` table and each consumer's
+    /// partition count (`consumer_partitionings`).
     pub struct AddPartitionedConsumers;
 
     // Named by hand: the derive names a migration after its file, and this
@@ -158,6 +182,13 @@ pub mod migration {
         Consumer,
         Member,
         ExpireMs,
+    }
+
+    #[derive(DeriveIden)]
+    enum ConsumerPartitionings {
+        Table,
+        Consumer,
+        Partitions,
     }
 
     #[async_trait::async_trait]
@@ -184,6 +215,16 @@ pub mod migration {
                                 .col(ConsumerMembers::Consumer)
                                 .col(ConsumerMembers::Member),
                         )
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(ConsumerPartitionings::Table)
+                        .if_not_exists()
+                        .col(string(ConsumerPartitionings::Consumer).primary_key())
+                        .col(integer(ConsumerPartitionings::Partitions))
                         .to_owned(),
                 )
                 .await

@@ -113,7 +113,12 @@ impl Relay {
     async fn publish_forever(&self) {
         let mut backoff = Duration::from_millis(200);
         loop {
+            let started = tokio::time::Instant::now();
             if let Err(error) = self.publish_session().await {
+                // A session that ran a while failed afresh: start small again.
+                if started.elapsed() > Duration::from_secs(10) {
+                    backoff = Duration::from_millis(200);
+                }
                 tracing::warn!(service = self.service, %error, ?backoff, "relay interrupted; resuming from the stream");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -170,17 +175,23 @@ impl Relay {
     /// from the event's header, else (the event expired or was deleted) the
     /// position the relay last recorded.
     async fn resume(&self, stream: &mut stream::Stream) -> Result<(u64, i64), JetStreamError> {
-        let last = stream
+        let state = stream
             .info()
             .await
             .map_err(JetStreamError::call)?
             .state
-            .last_sequence;
+            .clone();
+        let last = state.last_sequence;
         let recorded = crate::retention::reader_position(&self.db, READER)
             .await
             .map_err(JetStreamError::call)?;
         if last == 0 {
             return Ok((0, 0));
+        }
+        // Everything in the stream aged out (or was never there): nothing
+        // can be skipped by publishing what the outbox still holds.
+        if state.messages == 0 && recorded.is_none() {
+            return Ok((last, 0));
         }
         let Some(recorded) = recorded else {
             // Resuming after its events would skip this database's own.

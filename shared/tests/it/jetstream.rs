@@ -197,6 +197,7 @@ async fn replicas_share_partitions_exactly_once(backend: Backend) {
     let Some(consumer) = Side::create(backend).await else {
         return;
     };
+    crm_testkit::logs::capture();
     let transport = Transport::connect(&settings(&nats))
         .await
         .expect("connects");
@@ -278,6 +279,31 @@ async fn replicas_share_partitions_exactly_once(backend: Backend) {
         0,
         "nothing was applied twice (a second insert would fail and park)"
     );
+
+    // A replica configured with another partition count applies nothing:
+    // its tenants would fall into partitions whose positions are others'.
+    let (_stop_odd, stopping_odd) = watch::channel(false);
+    let odd = Consumer::new(
+        "test",
+        ConsumerTransport::JetStream(Box::new(transport.clone())),
+        8,
+        Arc::new(Recorder::of(&["crm.test.v1.Thing"])),
+        consumer.resources.clone(),
+        "replica-odd",
+    );
+    let odd = tokio::spawn(odd.run(stopping_odd));
+    eventually("the odd replica refuses its partition count", async || {
+        !crm_testkit::logs::warnings_containing("events.partitions differs").is_empty()
+    })
+    .await;
+    assert!(
+        consumer
+            .partition_holders()
+            .await
+            .iter()
+            .all(|(_, holder, _)| holder != "replica-odd")
+    );
+    odd.abort();
 
     // Shutting down gives every partition and membership up.
     stop.send(true).expect("stops");
