@@ -296,13 +296,7 @@ impl Store {
         // Sales names a converted lead's deal after the person ("Ada
         // Lovelace deal") and keeps the title after an erasure: reporting
         // does not keep it for an erased person.
-        let erased_contact = !record.contact.is_empty()
-            && scoped!(rm_contacts, scope)
-                .filter(rm_contacts::Column::Contact.eq(&record.contact))
-                .filter(rm_contacts::Column::Erased.eq(true))
-                .one(conn)
-                .await?
-                .is_some();
+        let erased_contact = self.is_erased(conn, scope, &record.contact).await?;
         let row = rm_deals::Model {
             generation: scope.generation,
             tenant: scope.tenant.clone(),
@@ -441,6 +435,24 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `contact` (none when empty) is erased.
+    async fn is_erased<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        scope: &Scope,
+        contact: &str,
+    ) -> Result<bool, DbErr> {
+        if contact.is_empty() {
+            return Ok(false);
+        }
+        Ok(scoped!(rm_contacts, scope)
+            .filter(rm_contacts::Column::Contact.eq(contact))
+            .filter(rm_contacts::Column::Erased.eq(true))
+            .one(conn)
+            .await?
+            .is_some())
+    }
+
     /// Keeps a ticket (with the rating it already has).
     pub async fn put_ticket<C: ConnectionTrait>(
         &self,
@@ -459,8 +471,16 @@ impl Store {
             rating,
             ..record.ticket.clone()
         };
+        // Support scrubs an erased requester's tickets in an update of its
+        // own, which may come before or after reporting hears of the
+        // erasure: either way reporting keeps no subject for them.
+        let subject = if self.is_erased(conn, scope, &record.contact).await? {
+            String::new()
+        } else {
+            record.subject.clone()
+        };
         let row = rm_tickets::Model {
-            subject: record.subject.clone(),
+            subject,
             contact: record.contact.clone(),
             status: record.status.clone(),
             next_sla_due_time: record.next_sla_due_time,
