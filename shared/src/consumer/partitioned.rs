@@ -41,7 +41,7 @@ use opentelemetry::{KeyValue, global};
 use prost::Message;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Statement,
-    Value,
+    Value, sea_query::OnConflict,
 };
 use tokio::sync::watch;
 
@@ -239,34 +239,36 @@ impl Partitioned {
                     tracing::warn!(consumer = %self.core.name, %error, "cannot read the partition count")
                 }
             }
+            // A misconfiguration lasts until a restart; a database error may pass sooner.
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                _ = tokio::time::sleep(TICK * 5) => {}
                 _ = stopping.wait_for(|stop| *stop) => return false,
             }
         }
     }
 
     /// The consumer's partition count, recorded as this replica's when none is.
+    /// Replicas starting together all insert; the first one's count stands.
     async fn stored_partition_count(&self) -> Result<u32, DbErr> {
         let db = &self.core.resources.db;
         let txn = db.begin_write().await?;
+        partitioning::Entity::insert(partitioning::ActiveModel {
+            consumer: Set(self.core.name.clone()),
+            partitions: Set(self.partitions as i32),
+        })
+        .on_conflict(
+            OnConflict::column(partitioning::Column::Consumer)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&*txn)
+        .await?;
         let stored = partitioning::Entity::find_by_id(self.core.name.clone())
             .one(&*txn)
-            .await?;
-        let count = match stored {
-            Some(row) => row.partitions,
-            None => {
-                partitioning::Entity::insert(partitioning::ActiveModel {
-                    consumer: Set(self.core.name.clone()),
-                    partitions: Set(self.partitions as i32),
-                })
-                .exec_without_returning(&*txn)
-                .await?;
-                self.partitions as i32
-            }
-        };
+            .await?
+            .map_or(self.partitions as i32, |row| row.partitions);
         txn.commit().await?;
-        Ok(u32::try_from(count).unwrap_or_default())
+        Ok(u32::try_from(stored).unwrap_or_default())
     }
 
     /// Renews membership and leases, gives up partitions that belong to
