@@ -221,9 +221,7 @@ async fn replicas_share_partitions_exactly_once(backend: Backend) {
     .await;
     // Replicas starting together agree on the partition count without a
     // failed insert (on PostgreSQL one used to hold a replica back 10 s).
-    assert!(
-        crm_testkit::logs::warnings_containing("cannot read the partition count").is_empty()
-    );
+    assert!(crm_testkit::logs::warnings_containing("cannot read the partition count").is_empty());
 
     // Kill replica-1 (no goodbye) while events keep coming.
     let writing = {

@@ -10,17 +10,15 @@ use uuid::Uuid;
 use super::convert::{activity_message, contact_message};
 use crate::domain::{
     duplicates::{NAME_SIMILARITY_THRESHOLD, Reason, name_similarity, score},
-    text::{query_words, rank},
+    text::query_words,
 };
 use crate::store::Store;
 
-/// How many candidates the database returns for ranking.
-const SEARCH_CANDIDATES: u64 = 500;
 /// Above this many contacts in one company, similar names are not compared
 /// (the comparison is quadratic); emails and phones still are.
 const MAX_COMPANY_GROUP: usize = 2000;
 
-/// SearchContacts: candidates from the database, ranked here.
+/// SearchContacts: every match ranked in the database, the best page.
 pub async fn search(
     store: &Store,
     tenant: &Tenant,
@@ -38,27 +36,15 @@ pub async fn search(
             "give at least one word to search for",
         ));
     }
-    let candidates = store
-        .search_candidates(tenant, &words, SEARCH_CANDIDATES)
-        .await?;
-    let mut ranked: Vec<(f64, pb::Contact)> = candidates
-        .into_iter()
-        .map(|(contact, company_text)| {
-            let score = rank(&words, &contact.draft.search_text(), &company_text);
-            (score, contact_message(&contact))
-        })
-        .collect();
-    ranked.sort_by(|a, b| {
-        b.0.total_cmp(&a.0)
-            .then_with(|| a.1.display_name.cmp(&b.1.display_name))
-    });
-    ranked.truncate(limit as usize);
+    // Points per word are 1 to 3 (see `store::search`): scores are 0..1.
+    let most = 3.0 * words.len() as f64;
+    let found = store.search_contacts(tenant, &words, limit).await?;
     Ok(pb::SearchContactsResponse {
-        results: ranked
+        results: found
             .into_iter()
-            .map(|(score, contact)| pb::SearchContactsResult {
-                contact: Some(contact),
-                score,
+            .map(|(contact, points)| pb::SearchContactsResult {
+                contact: Some(contact_message(&contact)),
+                score: points as f64 / most,
             })
             .collect(),
     })
@@ -75,9 +61,12 @@ pub async fn find_duplicates(
     } else {
         Some(parse_name(&request.contact, "contacts", "contact")?)
     };
-    if let Some(id) = only {
-        store.get_contact(tenant, id).await?;
-    }
+    // One contact's duplicates are looked for by blocking keys: its email
+    // and phone keys, and its company for similar names; never the tenant.
+    let company = match only {
+        Some(id) => Some(store.get_contact(tenant, id).await?.draft.company),
+        None => None,
+    };
     if !(0.0..=1.0).contains(&request.min_score) {
         return Err(ApiError::invalid("min_score", "between 0 and 1"));
     }
@@ -112,7 +101,10 @@ pub async fn find_duplicates(
             }
         }
     }
-    let people = store.contacts_with_company(tenant).await?;
+    let people = match company.as_deref() {
+        Some("") => Vec::new(),
+        company => store.contacts_with_company(tenant, company).await?,
+    };
     for group in people.chunk_by(|a, b| a.1 == b.1) {
         if group.len() > MAX_COMPANY_GROUP {
             continue;

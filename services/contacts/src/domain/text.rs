@@ -40,45 +40,12 @@ pub fn query_words(query: &str) -> Vec<String> {
         .collect()
 }
 
-/// How well `words` match a contact: per word, 3 for a whole token of the
-/// contact's own text, 2 for the start of one, 1 for a match elsewhere
-/// (inside a token, or only in the company's text); normalised to 0..1.
-pub fn rank(words: &[String], own_text: &str, company_text: &str) -> f64 {
-    if words.is_empty() {
-        return 0.0;
-    }
-    let tokens: Vec<&str> = own_text
-        .split([' ', '@', '.'])
-        .filter(|t| !t.is_empty())
-        .collect();
-    let points: u32 = words
-        .iter()
-        .map(|word| {
-            if tokens.iter().any(|t| t == word) || own_text.contains(&format!(" {word} ")) {
-                3
-            } else if tokens.iter().any(|t| t.starts_with(word.as_str())) {
-                2
-            } else if own_text.contains(word.as_str()) || company_text.contains(word.as_str()) {
-                1
-            } else {
-                0
-            }
-        })
-        .sum();
-    f64::from(points) / (3.0 * words.len() as f64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn whole_words_rank_above_prefixes_and_company_matches() {
-        let words = query_words("Ada");
-        let exact = rank(&words, " ada lovelace ada@example.com ", "");
-        let prefix = rank(&words, " adam smith ", "");
-        let company = rank(&words, " grace hopper ", " ada industries ");
-        assert!(exact > prefix && prefix > company && company > 0.0);
+    fn query_words_are_folded_and_phones_are_digits() {
         assert_eq!(
             query_words("+1 (555) 010-0000 José"),
             vec!["1", "555", "0100000", "jose"]

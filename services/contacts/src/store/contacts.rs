@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crm_shared::{
     db::{Tenant, TenantScoped, WriteTxn, insert_in_batches},
     error::ApiError,
-    filter::{FieldKind, FilterField, FilterSchema, KeyTable, contains},
+    filter::{FieldKind, FilterField, FilterSchema, KeyTable},
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
@@ -483,57 +483,6 @@ impl Store {
         .await
     }
 
-    /// Live contacts where every word occurs in the contact's own search text
-    /// or in its company's, at most `limit` of them, with their company's text.
-    pub async fn search_candidates(
-        &self,
-        tenant: &Tenant,
-        words: &[String],
-        limit: u64,
-    ) -> Result<Vec<(Contact, String)>, ApiError> {
-        let mut condition = Condition::all();
-        for word in words {
-            let companies = company::Entity::find_in(tenant)
-                .select_only()
-                .column(company::Column::Id)
-                .filter(contains("search_text", word))
-                .into_query();
-            let company_ids = sea_orm::sea_query::Query::select()
-                .expr(Expr::cust("'companies/' || id"))
-                .from_subquery(companies, sea_orm::sea_query::Alias::new("c"))
-                .to_owned();
-            condition = condition.add(
-                Condition::any()
-                    .add(contains("search_text", word))
-                    .add(contact::Column::Company.in_subquery(company_ids)),
-            );
-        }
-        let rows = contact::Entity::find_in(tenant)
-            .filter(contact::Column::DeleteTime.is_null())
-            .filter(condition)
-            .order_by_desc(contact::Column::UpdateTime)
-            .limit(limit)
-            .all(&self.db.conn)
-            .await?;
-        let company_ids: HashSet<String> = rows
-            .iter()
-            .filter_map(|r| r.company.strip_prefix("companies/").map(str::to_owned))
-            .collect();
-        let companies: HashMap<String, String> = company::Entity::find_in(tenant)
-            .filter(company::Column::Id.is_in(company_ids))
-            .all(&self.db.conn)
-            .await?
-            .into_iter()
-            .map(|c| (format!("companies/{}", c.id), c.search_text))
-            .collect();
-        rows.into_iter()
-            .map(|row| {
-                let company_text = companies.get(&row.company).cloned().unwrap_or_default();
-                Ok((Contact::try_from(row)?, company_text))
-            })
-            .collect()
-    }
-
     /// Keys (kind, value) shared by more than one live contact, with the
     /// contacts sharing each; limited to keys involving `only` when given.
     pub async fn shared_keys(
@@ -571,19 +520,25 @@ impl Store {
         Ok(groups)
     }
 
-    /// (id, company, display name) of live contacts that have a company,
-    /// ordered by company; the input for similar-name detection.
+    /// (id, company, display name) of live contacts that have a company
+    /// (only `company`'s when given), ordered by company; the input for
+    /// similar-name detection.
     pub async fn contacts_with_company(
         &self,
         tenant: &Tenant,
+        company: Option<&str>,
     ) -> Result<Vec<(String, String, String)>, ApiError> {
-        let rows: Vec<(String, String, String)> = contact::Entity::find_in(tenant)
+        let mut select = contact::Entity::find_in(tenant)
             .select_only()
             .column(contact::Column::Id)
             .column(contact::Column::Company)
             .column(contact::Column::DisplayName)
             .filter(contact::Column::DeleteTime.is_null())
-            .filter(contact::Column::Company.ne(""))
+            .filter(contact::Column::Company.ne(""));
+        if let Some(company) = company {
+            select = select.filter(contact::Column::Company.eq(company));
+        }
+        let rows: Vec<(String, String, String)> = select
             .order_by_asc(contact::Column::Company)
             .into_tuple()
             .all(&self.db.conn)

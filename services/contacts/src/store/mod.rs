@@ -6,6 +6,7 @@ mod activities;
 mod companies;
 mod contacts;
 pub mod entities;
+mod search;
 
 use std::sync::Arc;
 

@@ -155,6 +155,28 @@ async fn finds_duplicates_with_reasons_on(backend: Backend) {
     .await;
     assert_eq!(only.pairs.len(), 1, "{}", describe(&only.pairs));
     assert!(pair_of(&only.pairs, &phone_a.name, &phone_b.name).is_some());
+    // One contact's similar names are looked for in its company.
+    for (contact, other) in [(&name_b, &name_a), (&name_c, &name_a)] {
+        let only = find(
+            &mut client,
+            FindDuplicatesRequest {
+                contact: contact.name.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+        let same_company = contact.company == other.company;
+        assert_eq!(
+            only.pairs.len(),
+            usize::from(same_company),
+            "{}",
+            describe(&only.pairs)
+        );
+        assert_eq!(
+            pair_of(&only.pairs, &other.name, &contact.name).is_some(),
+            same_company
+        );
+    }
 
     // min_score filters, page_size limits.
     let strict = find(

@@ -218,3 +218,72 @@ async fn search_page_size_on(backend: Backend) {
     assert_invalid_field(&status, "page_size", "SearchContacts page_size -1");
 }
 db_test!(search_page_size, search_page_size_on);
+
+async fn ranks_every_match_and_follows_changes_on(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut client = app.admin();
+    // The best match is the oldest of 601: ranking must see every match,
+    // not the most recent few hundred.
+    let ada = create(
+        &mut client,
+        person("Ada", "Lovelace", "countess@example.com"),
+    )
+    .await;
+    let partial: Vec<Contact> = (0..600)
+        .map(|i| {
+            person(
+                "Adam",
+                &format!("Adamson{i:03}"),
+                &format!("adam{i}@example.com"),
+            )
+        })
+        .collect();
+    crate::import_export::import(&mut client, partial).await;
+    let found = search(&mut client, "ada").await;
+    assert_eq!(found.results.len(), 20);
+    assert_eq!(hit_names(&found)[0], ada.name, "the whole-word match leads");
+    assert_best_first(&found, "ada");
+
+    // A short word (under the trigram index's three characters) and a word
+    // with LIKE metacharacters are matched literally.
+    assert_eq!(
+        hit_names(&search(&mut client, "lo").await),
+        vec![ada.name.clone()]
+    );
+    assert!(search(&mut client, "a%").await.results.is_empty());
+    assert!(search(&mut client, "a_a").await.results.is_empty());
+    assert!(search(&mut client, "\"ada\"").await.results.is_empty());
+
+    // The index follows a rename and a deletion.
+    let mut change = ada.clone();
+    change.family_name = "King".into();
+    change.display_name = "Ada King".into();
+    let renamed = client
+        .update_contact(crm_proto::contacts::UpdateContactRequest {
+            contact: Some(change),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["family_name".into(), "display_name".into()],
+            }),
+        })
+        .await
+        .must("UpdateContact family_name");
+    assert!(search(&mut client, "lovelace").await.results.is_empty());
+    assert_eq!(
+        hit_names(&search(&mut client, "ada king").await),
+        vec![ada.name.clone()]
+    );
+    client
+        .delete_contact(crm_proto::contacts::DeleteContactRequest {
+            name: renamed.name.clone(),
+            etag: renamed.etag.clone(),
+        })
+        .await
+        .must("DeleteContact");
+    assert!(search(&mut client, "ada king").await.results.is_empty());
+}
+db_test!(
+    ranks_every_match_and_follows_changes,
+    ranks_every_match_and_follows_changes_on
+);

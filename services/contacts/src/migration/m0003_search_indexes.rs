@@ -1,0 +1,101 @@
+//! Indexes that answer SearchContacts over every match, not a scan.
+//!
+//! Search matches each word anywhere in the folded `search_text` of a
+//! contact or of its company (names, emails, phone digits), so the index
+//! must answer substring matches, not just whole words:
+//! - PostgreSQL: `pg_trgm` GIN indexes, which serve `LIKE '%word%'`
+//!   (a word's trigrams, then a recheck). Full-text `tsvector`s were not
+//!   used: their parser keeps an email as one token and has no infix match,
+//!   so "difference.example" or a phone's last digits would not be found.
+//! - SQLite: FTS5 tables with the trigram tokenizer over the same column
+//!   (external content, kept in step by triggers, so every write path, the
+//!   import and the erasure included, updates them in its own transaction).
+//!   They are keyed by the tables' rowids: SQLite documents that `VACUUM`
+//!   may renumber those, so after a manual `VACUUM` run
+//!   `INSERT INTO contacts_search(contacts_search) VALUES('rebuild')` (and
+//!   the same for `companies_search`); the suite itself never vacuums.
+
+use sea_orm_migration::{prelude::*, sea_orm::DbBackend};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// The tables searched, each with a `search_text` column.
+const TABLES: [&str; 2] = ["contacts", "companies"];
+
+/// The FTS5 table over `table`'s search text and the triggers that keep it
+/// in step, one statement each.
+fn sqlite_index(table: &str) -> [String; 5] {
+    [
+        format!(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS {table}_search USING fts5(\
+             search_text, content='{table}', tokenize='trigram')"
+        ),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS {table}_search_insert AFTER INSERT ON {table} BEGIN \
+             INSERT INTO {table}_search(rowid, search_text) VALUES (new.rowid, new.search_text); \
+             END"
+        ),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS {table}_search_delete AFTER DELETE ON {table} BEGIN \
+             INSERT INTO {table}_search({table}_search, rowid, search_text) \
+             VALUES ('delete', old.rowid, old.search_text); \
+             END"
+        ),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS {table}_search_update AFTER UPDATE OF search_text \
+             ON {table} WHEN old.search_text IS NOT new.search_text BEGIN \
+             INSERT INTO {table}_search({table}_search, rowid, search_text) \
+             VALUES ('delete', old.rowid, old.search_text); \
+             INSERT INTO {table}_search(rowid, search_text) VALUES (new.rowid, new.search_text); \
+             END"
+        ),
+        // Indexes the rows written before this migration.
+        format!("INSERT INTO {table}_search({table}_search) VALUES ('rebuild')"),
+    ]
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        if manager.get_database_backend() == DbBackend::Postgres {
+            // Trusted since PostgreSQL 13: the database's owner may create it.
+            db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+                .await?;
+            for table in TABLES {
+                db.execute_unprepared(&format!(
+                    "CREATE INDEX IF NOT EXISTS {table}_search_trigrams \
+                     ON {table} USING GIN (search_text gin_trgm_ops)"
+                ))
+                .await?;
+            }
+        } else {
+            for statement in TABLES.iter().flat_map(|table| sqlite_index(table)) {
+                db.execute_unprepared(&statement).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for table in TABLES {
+            if manager.get_database_backend() == DbBackend::Postgres {
+                db.execute_unprepared(&format!("DROP INDEX IF EXISTS {table}_search_trigrams"))
+                    .await?;
+            } else {
+                for (kind, suffix) in [
+                    ("TRIGGER", "_insert"),
+                    ("TRIGGER", "_delete"),
+                    ("TRIGGER", "_update"),
+                    ("TABLE", ""),
+                ] {
+                    db.execute_unprepared(&format!("DROP {kind} IF EXISTS {table}_search{suffix}"))
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

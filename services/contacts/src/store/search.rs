@@ -1,0 +1,192 @@
+//! SearchContacts' query: every live contact where each word occurs in its
+//! own search text or in its company's, ranked in the database over all
+//! matches, served by the indexes of migration m0003 (trigram GIN on
+//! PostgreSQL, FTS5 trigram tables on SQLite).
+//!
+//! The ranking, per word: 3 points for a whole token of the contact's own
+//! text (tokens end at spaces, `@` and `.`), 2 for the start of one, 1 for a
+//! match elsewhere (inside a token, or only in the company's text).
+
+use crm_shared::{db::Tenant, error::ApiError};
+use sea_orm::{DbBackend, FromQueryResult, Statement, Value};
+use uuid::Uuid;
+
+use super::Store;
+use crate::domain::Contact;
+
+/// FTS5's trigram index answers words of at least this many characters;
+/// shorter ones are looked for row by row.
+const TRIGRAM: usize = 3;
+
+/// A contact found and its points (see the module docs).
+#[derive(Debug, FromQueryResult)]
+struct Hit {
+    id: String,
+    points: i64,
+}
+
+/// The values of one statement, its placeholders numbered as they are
+/// added, and the backend's spelling of what differs.
+struct Sql {
+    backend: DbBackend,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    /// A placeholder for `value`.
+    fn bind(&mut self, value: impl Into<Value>) -> String {
+        self.values.push(value.into());
+        format!("${}", self.values.len())
+    }
+
+    /// The position of `needle` in `haystack` (0: absent).
+    fn position(&self, haystack: &str, needle: &str) -> String {
+        match self.backend {
+            DbBackend::Postgres => format!("strpos({haystack}, {needle})"),
+            _ => format!("instr({haystack}, {needle})"),
+        }
+    }
+
+    /// A query for the ids of `table`'s rows of `tenant` (a placeholder)
+    /// whose search text contains `word`, led by the table's index.
+    fn ids_matching(&mut self, table: &str, tenant: &str, word: &str) -> String {
+        match self.backend {
+            DbBackend::Postgres => {
+                let pattern = self.bind(format!("%{}%", escape_like(word)));
+                format!(
+                    "SELECT t.id FROM {table} t WHERE t.tenant = {tenant} AND t.search_text LIKE {pattern}"
+                )
+            }
+            _ if word.chars().count() >= TRIGRAM => {
+                // A quoted FTS5 string: the word is matched as a substring,
+                // none of it read as FTS5 syntax. CROSS JOIN makes the FTS5
+                // table lead (SQLite plans without statistics here).
+                let phrase = self.bind(format!("\"{}\"", word.replace('"', "\"\"")));
+                format!(
+                    "SELECT t.id FROM {table}_search CROSS JOIN {table} t ON t.rowid = {table}_search.rowid \
+                     WHERE {table}_search MATCH {phrase} AND t.tenant = {tenant}"
+                )
+            }
+            _ => {
+                let needle = self.bind(word.to_owned());
+                let found = self.position("t.search_text", &needle);
+                format!("SELECT t.id FROM {table} t WHERE t.tenant = {tenant} AND {found} > 0")
+            }
+        }
+    }
+}
+
+/// Escapes `value` for a LIKE pattern with PostgreSQL's default escape `\`.
+fn escape_like(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+impl Store {
+    /// The best `limit` live contacts matching every one of `words` (folded,
+    /// as `query_words` gives them), best first, each with its points.
+    pub async fn search_contacts(
+        &self,
+        tenant: &Tenant,
+        words: &[String],
+        limit: u64,
+    ) -> Result<Vec<(Contact, i64)>, ApiError> {
+        let statement = search_statement(self.db.backend(), tenant, words, limit);
+        let hits = Hit::find_by_statement(statement).all(&self.db.conn).await?;
+        let ids: Vec<Uuid> = hits
+            .iter()
+            .map(|hit| {
+                Uuid::parse_str(&hit.id)
+                    .map_err(|_| ApiError::Internal(format!("stored contact id {:?}", hit.id)))
+            })
+            .collect::<Result<_, _>>()?;
+        let contacts = self.batch_get_contacts(tenant, &ids).await?;
+        Ok(contacts
+            .into_iter()
+            .zip(hits.iter().map(|hit| hit.points))
+            .collect())
+    }
+}
+
+/// One statement: per word the contacts matching it themselves or through
+/// their company, intersected, ranked, the best `limit`.
+fn search_statement(
+    backend: DbBackend,
+    tenant: &Tenant,
+    words: &[String],
+    limit: u64,
+) -> Statement {
+    let mut sql = Sql {
+        backend,
+        values: Vec::new(),
+    };
+    let tenant = sql.bind(tenant.as_str());
+    let mut sets = Vec::with_capacity(words.len());
+    for (i, word) in words.iter().enumerate() {
+        let own = sql.ids_matching("contacts", &tenant, word);
+        let companies = sql.ids_matching("companies", &tenant, word);
+        sets.push(format!(
+            "w{i} AS ({own} UNION \
+             SELECT id FROM contacts WHERE tenant = {tenant} AND company IN (\
+             SELECT 'companies/' || m.id FROM ({companies}) m))"
+        ));
+    }
+    let matched: Vec<String> = (0..words.len())
+        .map(|i| format!("SELECT id FROM w{i}"))
+        .collect();
+    // Tokens end at spaces, `@` and `.`: the text with those as spaces.
+    let tokens = "(' ' || replace(replace(c.search_text, '@', ' '), '.', ' ') || ' ')";
+    let mut points = Vec::with_capacity(words.len());
+    for word in words {
+        let whole = sql.bind(format!(" {word} "));
+        let start = sql.bind(format!(" {word}"));
+        points.push(format!(
+            "CASE WHEN {} > 0 OR {} > 0 THEN 3 WHEN {} > 0 THEN 2 ELSE 1 END",
+            sql.position("c.search_text", &whole),
+            sql.position(tokens, &whole),
+            sql.position(tokens, &start),
+        ));
+    }
+    let limit = sql.bind(limit as i64);
+    let text = format!(
+        "WITH {}, matched AS ({}) \
+         SELECT c.id AS id, CAST({} AS BIGINT) AS points FROM contacts c \
+         WHERE c.tenant = {tenant} AND c.delete_time IS NULL AND c.id IN (SELECT id FROM matched) \
+         ORDER BY points DESC, c.display_name, c.id \
+         LIMIT {limit}",
+        sets.join(", "),
+        matched.join(" INTERSECT "),
+        points.join(" + "),
+    );
+    Statement::from_sql_and_values(backend, text, sql.values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_metacharacters_match_literally() {
+        assert_eq!(escape_like(r"50%_a\b"), r"50\%\_a\\b");
+    }
+
+    #[test]
+    fn placeholders_follow_the_values() {
+        let words = vec!["ada".to_owned(), "lo".to_owned()];
+        for backend in [DbBackend::Postgres, DbBackend::Sqlite] {
+            let statement = search_statement(backend, &Tenant::new("acme"), &words, 20);
+            let values = statement.values.expect("values").0;
+            let highest = (1..=values.len())
+                .rev()
+                .find(|n| statement.sql.contains(&format!("${n}")))
+                .unwrap_or(0);
+            assert_eq!(highest, values.len(), "{}", statement.sql);
+        }
+    }
+}
