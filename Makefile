@@ -37,16 +37,19 @@ lint: buf
 fmt:
 	cargo fmt --all
 
-## bench: the contacts benchmark (SQLite and PostgreSQL), support's, marketing's, reporting's, events (built-in feed vs JetStream), the gateway's, then grpcio imports
+## bench: every benchmark (contacts' writes and its 1,000,000-contact scale run, support's, marketing's, reporting's, events, the gateway's, grpcio imports), results in target/bench-results.jsonl; QUICK=1 runs each one's small smoke pass instead
+BENCH := $(if $(QUICK),cargo test --release,cargo bench)
 bench:
-	cargo bench -p crm-contacts --bench contacts_bench
-	cargo bench -p crm-support --bench support_bench
-	cargo bench -p crm-marketing --bench marketing_bench
-	cargo bench -p crm-reporting --bench reporting_bench
-	cargo bench -p crm-shared --bench events_bench
+	rm -f target/bench-results.jsonl
+	$(BENCH) -p crm-contacts --bench contacts_bench
+	$(BENCH) -p crm-support --bench support_bench
+	$(BENCH) -p crm-marketing --bench marketing_bench
+	$(BENCH) -p crm-reporting --bench reporting_bench
+	$(BENCH) -p crm-shared --bench events_bench
 	cargo build --release --bin contacts
-	cargo bench -p crm-gateway --bench gateway_bench
-	CRM_PROFILE=release tests/python/run.sh test_large_imports.py
+	$(BENCH) -p crm-gateway --bench gateway_bench
+	$(if $(QUICK),,CRM_PROFILE=release tests/python/run.sh test_large_imports.py)
+	@echo "results: target/bench-results.jsonl"
 
 ## fuzz: every fuzz target for FUZZ_SECONDS each (cargo-fuzz, nightly); a crash fails it
 fuzz:

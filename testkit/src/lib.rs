@@ -5,6 +5,7 @@
 //! or kill it outright, as SIGKILL would), tokens, clients and the
 //! assertions every service's tests share.
 
+pub mod bench;
 mod database;
 pub mod logs;
 pub mod nats;

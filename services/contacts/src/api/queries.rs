@@ -101,6 +101,7 @@ pub async fn find_duplicates(
             }
         }
     }
+    let only_id = only.map(|id| id.to_string());
     let people = match company.as_deref() {
         Some("") => Vec::new(),
         company => store.contacts_with_company(tenant, company).await?,
@@ -110,7 +111,16 @@ pub async fn find_duplicates(
             continue;
         }
         for (i, (a, _, a_name)) in group.iter().enumerate() {
-            for (b, _, b_name) in &group[i + 1..] {
+            // One contact's pairs need only its own comparisons.
+            if only_id.as_ref().is_some_and(|id| id != a) {
+                continue;
+            }
+            let others = if only_id.is_some() {
+                group
+            } else {
+                &group[i + 1..]
+            };
+            for (b, _, b_name) in others.iter().filter(|(b, _, _)| b != a) {
                 let similarity = name_similarity(a_name, b_name);
                 if similarity >= NAME_SIMILARITY_THRESHOLD {
                     add(a, b, Reason::SimilarNameSameCompany, similarity);
@@ -118,10 +128,9 @@ pub async fn find_duplicates(
             }
         }
     }
-    let only = only.map(|id| id.to_string());
     let mut found: Vec<pb::DuplicatePair> = pairs
         .into_iter()
-        .filter(|((a, b), _)| only.as_ref().is_none_or(|id| a == id || b == id))
+        .filter(|((a, b), _)| only_id.as_ref().is_none_or(|id| a == id || b == id))
         .filter_map(|((a, b), (reasons, similarity))| {
             let mut reasons: Vec<Reason> = reasons.into_iter().collect();
             reasons.sort();

@@ -7,8 +7,14 @@
 //!   INSERT of the same rows (and, on PostgreSQL, `COPY`), with the service
 //!   process's peak memory (VmHWM) at 10,000 and 100,000 rows.
 //!
+//! - contacts at scale (`scale.rs`): search, duplicates and lists in one
+//!   tenant of 1,000,000 contacts, and the process's start and memory.
+//!
 //! `make bench` (= `cargo bench -p crm-contacts --bench contacts_bench`) runs it
-//! in full. Under `cargo test` it runs a small smoke pass, to keep it working.
+//! in full; `-- writes` or `-- scale` runs one part. Under `cargo test` (and
+//! `make bench QUICK=1`) it runs a small smoke pass, to keep it working.
+
+mod scale;
 
 use std::{
     net::TcpListener,
@@ -30,6 +36,8 @@ const SECRET: &str = "bench-secret";
 
 struct Service {
     child: Child,
+    /// From spawning the process to its health check answering SERVING.
+    started_in: Duration,
     client: ContactsServiceClient<Channel>,
     token: MetadataValue<tonic::metadata::Ascii>,
 }
@@ -87,6 +95,7 @@ impl Service {
         .expect("token");
         Service {
             child,
+            started_in: started.elapsed(),
             client: ContactsServiceClient::new(channel).max_encoding_message_size(64 << 20),
             token: format!("Bearer {token}").parse().expect("header"),
         }
@@ -98,6 +107,16 @@ impl Service {
             .metadata_mut()
             .insert("authorization", self.token.clone());
         request
+    }
+
+    /// The process's resident memory now, in MiB (Linux VmRSS).
+    fn resident_mib(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
     }
 
     /// The process's peak resident memory in MiB (Linux VmHWM).
@@ -623,16 +642,46 @@ async fn import_via_service(service: &mut Service, rows: usize, run: &str) -> f6
 #[tokio::main]
 async fn main() {
     sqlx::any::install_default_drivers();
-    let full = std::env::args().any(|a| a == "--bench");
-    let (creates, concurrencies, import_sizes): (usize, &[usize], &[usize]) = if full {
-        (3000, &[1, 8, 32], &[10_000, 100_000])
-    } else {
-        (100, &[4], &[1_000])
-    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let full = args.iter().any(|a| a == "--bench");
+    let parts: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| parts.is_empty() || parts.contains(&part);
     let backends: &[Backend] = if full {
         &[Backend::Sqlite, Backend::Postgres]
     } else {
         &[Backend::Sqlite]
+    };
+    if wanted("writes") {
+        writes(full, backends).await;
+        println!();
+    }
+    if wanted("scale") {
+        // (contacts, calls per case, the far page)
+        let (contacts, calls, pages) = if full {
+            (1_000_000, 200, 1000)
+        } else {
+            (2_000, 3, 5)
+        };
+        scale::run(
+            contacts,
+            calls,
+            pages,
+            &[Backend::Sqlite, Backend::Postgres],
+        )
+        .await;
+    }
+}
+
+/// CreateContact and ImportContacts beside raw writes.
+async fn writes(full: bool, backends: &[Backend]) {
+    let (creates, concurrencies, import_sizes): (usize, &[usize], &[usize]) = if full {
+        (3000, &[1, 8, 32], &[10_000, 100_000])
+    } else {
+        (100, &[4], &[1_000])
     };
     println!("| backend | path | concurrency | req/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
