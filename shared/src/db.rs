@@ -131,7 +131,8 @@ impl Database {
                     .foreign_keys(true)
                     .create_if_missing(true)
             });
-        let conn = sea_orm::Database::connect(options).await?;
+        let mut conn = sea_orm::Database::connect(options).await?;
+        conn.set_metric_callback(|_| statements::count_one());
         let write_lock =
             (conn.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
         Ok(Self { conn, write_lock })
@@ -223,5 +224,92 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://localhost/crm"), None);
+    }
+}
+
+/// Counting the statements one call makes, so N+1 queries show: the
+/// connection counts each statement into the counter of the task running
+/// [`statements::counted`] (the RPC layer wraps every call in one), if any.
+pub mod statements {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    };
+
+    tokio::task_local! {
+        static COUNTER: Arc<AtomicU32>;
+    }
+
+    /// Counts one statement for the current task's call, if it is counted.
+    pub(super) fn count_one() {
+        let _ = COUNTER.try_with(|counter| counter.fetch_add(1, Ordering::Relaxed));
+    }
+
+    /// Makes the future `start` returns and awaits it, counting the
+    /// statements made in its task (and in tasks spawned through
+    /// [`carried`]); returns its output and the count.
+    pub async fn counted<F: Future>(start: impl FnOnce() -> F) -> (F::Output, u32) {
+        let counter = Arc::new(AtomicU32::new(0));
+        let output = COUNTER
+            .scope(counter.clone(), async { start().await })
+            .await;
+        (output, counter.load(Ordering::Relaxed))
+    }
+
+    /// `future` counting into the current call's counter, if any: for a
+    /// future about to be spawned on behalf of the call.
+    pub fn carried<F: Future>(future: F) -> impl Future<Output = F::Output> {
+        let counter = COUNTER.try_with(Arc::clone).ok();
+        async move {
+            match counter {
+                Some(counter) => COUNTER.scope(counter, future).await,
+                None => future.await,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+        use super::*;
+        use crate::db::Database;
+
+        #[tokio::test]
+        async fn each_statement_of_a_call_is_counted_and_only_its_own() {
+            let dir = std::env::temp_dir().join(format!("statements-{}", std::process::id()));
+            let url = format!("sqlite://{}/db.sqlite?mode=rwc", dir.display());
+            let db = Database::connect(&url, 2).await.expect("connect");
+            let select = || Statement::from_string(DbBackend::Sqlite, "SELECT 1");
+            let ((), three) = counted(|| async {
+                for _ in 0..3 {
+                    db.conn.execute_raw(select()).await.expect("select");
+                }
+            })
+            .await;
+            assert_eq!(three, 3);
+            // Outside a counted call nothing is counted, and nothing leaks in.
+            db.conn.execute_raw(select()).await.expect("select");
+            let ((), none) = counted(|| async {}).await;
+            assert_eq!(none, 0);
+            let ((), in_txn) = counted(|| async {
+                let txn = db.begin_write().await.expect("begin");
+                txn.execute_raw(select()).await.expect("select");
+                txn.commit().await.expect("commit");
+            })
+            .await;
+            assert_eq!(in_txn, 1, "statements in a transaction count too");
+            let db = std::sync::Arc::new(db);
+            let ((), spawned) = counted(|| {
+                let db = db.clone();
+                let task = tokio::spawn(carried(async move {
+                    db.conn.execute_raw(select()).await.expect("select");
+                }));
+                async move { task.await.expect("task") }
+            })
+            .await;
+            assert_eq!(spawned, 1, "a task spawned for the call counts for it");
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

@@ -565,7 +565,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let call = self.calls.spawn(self.inner.call(request).in_current_span());
+        let call = self.calls.spawn(crate::db::statements::carried(
+            self.inner.call(request).in_current_span(),
+        ));
         Box::pin(async move {
             match call.await {
                 Ok(answer) => answer,

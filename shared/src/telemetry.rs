@@ -193,8 +193,14 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
+/// The request header that asks for the number of database statements a
+/// call made, answered in the response header of the same name (unary
+/// calls; a streaming call's count stops when its headers are sent).
+pub const COUNT_STATEMENTS: &str = "x-crm-db-statements";
+
 /// A tower layer for gRPC servers: a span per call that continues the caller's
-/// trace, an access-log line, and the duration histogram.
+/// trace, an access-log line with the call's database statements, and the
+/// duration histogram.
 #[derive(Clone)]
 pub struct RpcLayer {
     duration: Histogram<f64>,
@@ -286,9 +292,22 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let started = Instant::now();
+        let report_statements = request.headers().contains_key(COUNT_STATEMENTS);
         Box::pin(
             async move {
-                let result = inner.call(request).await;
+                let (mut result, statements) =
+                    crate::db::statements::counted(|| inner.call(request)).await;
+                // Asked for (a test, or an operator chasing N+1 queries):
+                // how many statements the call made before answering.
+                // (A proxy passes its upstream's count on.)
+                if report_statements
+                    && let Ok(response) = &mut result
+                    && !response.headers().contains_key(COUNT_STATEMENTS)
+                {
+                    response
+                        .headers_mut()
+                        .insert(COUNT_STATEMENTS, http::HeaderValue::from(statements));
+                }
                 // Errors answer trailers-only, so their status is in the
                 // headers; a call that started streaming counts as OK here.
                 let code = match &result {
@@ -316,8 +335,8 @@ where
                 let elapsed_ms = elapsed.as_millis() as u64;
                 match (log_calls, code) {
                     (false, _) => {}
-                    (true, 0) => tracing::debug!(%method, code, elapsed_ms, "rpc"),
-                    (true, _) => tracing::info!(%method, code, elapsed_ms, "rpc"),
+                    (true, 0) => tracing::debug!(%method, code, elapsed_ms, statements, "rpc"),
+                    (true, _) => tracing::info!(%method, code, elapsed_ms, statements, "rpc"),
                 }
                 result
             }

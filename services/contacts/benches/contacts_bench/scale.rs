@@ -397,13 +397,14 @@ fn search_by_hand(backend: Backend, words: &[String]) -> (String, Vec<String>) {
         .collect();
     let sql = format!(
         "WITH {}, matched AS ({}), best AS (\
-           SELECT c.id, {} AS points FROM contacts c \
-           WHERE c.tenant = $1 AND c.delete_time IS NULL AND c.id IN (SELECT id FROM matched) \
+           SELECT c.id, {} AS points FROM matched m {} contacts c ON c.id = m.id \
+           WHERE c.tenant = $1 AND c.delete_time IS NULL \
            ORDER BY points DESC, c.display_name, c.id LIMIT 20) \
          SELECT c.*, best.points FROM best JOIN contacts c ON c.id = best.id ORDER BY best.points DESC, c.display_name",
         sets.join(", "),
         intersect.join(" INTERSECT "),
-        points.join(" + ")
+        points.join(" + "),
+        if pg { "JOIN" } else { "CROSS JOIN" },
     );
     (sql, values)
 }

@@ -19,3 +19,4 @@ mod privacy;
 mod process;
 mod search;
 mod security;
+mod statements;

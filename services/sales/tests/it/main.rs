@@ -11,3 +11,4 @@ mod feed;
 mod leads;
 mod pipelines;
 mod revenue;
+mod statements;
