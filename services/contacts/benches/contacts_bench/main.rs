@@ -662,7 +662,7 @@ async fn main() {
     if wanted("scale") {
         // (contacts, calls per case, the far page)
         let (contacts, calls, pages) = if full {
-            (1_000_000, 200, 1000)
+            (1_000_000, 100, 1000)
         } else {
             (2_000, 3, 5)
         };

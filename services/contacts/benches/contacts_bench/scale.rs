@@ -350,9 +350,9 @@ fn report(backend: Backend, contacts: usize, case: &str, path: &str, mut timed: 
     );
 }
 
-/// The search statement, by hand: per word the contacts whose own text or
-/// company's text holds it, intersected, ranked as the service ranks, the
-/// best 20, then their rows.
+/// The search statement, by hand: the contacts whose own text or company's
+/// text holds the longest word, those holding the other words too, ranked
+/// as the service ranks, the best 20, then their rows.
 fn search_by_hand(backend: Backend, words: &[String]) -> (String, Vec<String>) {
     let mut values = vec!["bench".to_owned()];
     let bind = |v: String, values: &mut Vec<String>| {
@@ -360,28 +360,33 @@ fn search_by_hand(backend: Backend, words: &[String]) -> (String, Vec<String>) {
         format!("${}", values.len())
     };
     let pg = backend == Backend::Postgres;
-    let mut sets = Vec::new();
-    for (i, word) in words.iter().enumerate() {
-        let matching = |table: &str, values: &mut Vec<String>| {
-            if pg {
-                let p = bind(format!("%{word}%"), values);
-                format!("SELECT t.id FROM {table} t WHERE t.tenant = $1 AND t.search_text LIKE {p}")
-            } else {
-                let p = bind(format!("\"{word}\""), values);
-                format!(
-                    "SELECT t.id FROM {table}_search CROSS JOIN {table} t ON t.rowid = {table}_search.rowid \
-                     WHERE {table}_search MATCH {p} AND t.tenant = $1"
-                )
-            }
-        };
-        let own = matching("contacts", &mut values);
-        let companies = matching("companies", &mut values);
-        sets.push(format!(
-            "w{i} AS ({own} UNION SELECT id FROM contacts WHERE tenant = $1 AND company IN \
-             (SELECT 'companies/' || m.id FROM ({companies}) m))"
-        ));
-    }
+    let lead = (0..words.len())
+        .max_by_key(|&i| (words[i].len(), std::cmp::Reverse(i)))
+        .unwrap_or(0);
+    let matching = |table: &str, values: &mut Vec<String>| {
+        if pg {
+            let p = bind(format!("%{}%", words[lead]), values);
+            format!("SELECT t.id FROM {table} t WHERE t.tenant = $1 AND t.search_text LIKE {p}")
+        } else {
+            let p = bind(format!("\"{}\"", words[lead]), values);
+            format!(
+                "SELECT t.id FROM {table}_search CROSS JOIN {table} t ON t.rowid = {table}_search.rowid \
+                 WHERE {table}_search MATCH {p} AND t.tenant = $1"
+            )
+        }
+    };
+    let own = matching("contacts", &mut values);
+    let companies = matching("companies", &mut values);
     let find = if pg { "strpos" } else { "instr" };
+    let mut others = String::new();
+    for (i, word) in words.iter().enumerate() {
+        if i != lead {
+            let w = bind(word.clone(), &mut values);
+            others.push_str(&format!(
+                " AND ({find}(c.search_text, {w}) > 0 OR {find}(co.search_text, {w}) > 0)"
+            ));
+        }
+    }
     let tokens = "(' ' || replace(replace(c.search_text, '@', ' '), '.', ' ') || ' ')";
     let mut points = Vec::new();
     for word in words {
@@ -392,17 +397,14 @@ fn search_by_hand(backend: Backend, words: &[String]) -> (String, Vec<String>) {
              WHEN {find}({tokens}, {start}) > 0 THEN 2 ELSE 1 END"
         ));
     }
-    let intersect: Vec<String> = (0..words.len())
-        .map(|i| format!("SELECT id FROM w{i}"))
-        .collect();
     let sql = format!(
-        "WITH {}, matched AS ({}), best AS (\
+        "WITH matched AS ({own} UNION SELECT id FROM contacts WHERE tenant = $1 AND company IN \
+           (SELECT 'companies/' || m.id FROM ({companies}) m)), best AS (\
            SELECT c.id, {} AS points FROM matched m {} contacts c ON c.id = m.id \
-           WHERE c.tenant = $1 AND c.delete_time IS NULL \
+           LEFT JOIN companies co ON co.tenant = c.tenant AND co.id = substr(c.company, 11) \
+           WHERE c.tenant = $1 AND c.delete_time IS NULL{others} \
            ORDER BY points DESC, c.display_name, c.id LIMIT 20) \
          SELECT c.*, best.points FROM best JOIN contacts c ON c.id = best.id ORDER BY best.points DESC, c.display_name",
-        sets.join(", "),
-        intersect.join(" INTERSECT "),
         points.join(" + "),
         if pg { "JOIN" } else { "CROSS JOIN" },
     );
@@ -449,6 +451,30 @@ async fn fetch_all(conn: &mut Conn, sql: &str, values: &[String]) -> usize {
                 query = query.bind(value.clone());
             }
             query.fetch_all(conn).await.expect("query by hand").len()
+        }
+    }
+}
+
+/// Runs `sql` with `values` bound in order; the first column of each row.
+async fn first_column(conn: &mut Conn, sql: &str, values: &[String]) -> Vec<String> {
+    use sqlx::Row;
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    match conn {
+        Conn::Postgres(conn) => {
+            let mut query = sqlx::query::<sqlx::Postgres>(sql);
+            for value in values {
+                query = query.bind(value.clone());
+            }
+            let rows = query.fetch_all(conn).await.expect("query by hand");
+            rows.iter().map(|row| row.get::<String, _>(0)).collect()
+        }
+        Conn::Sqlite(conn) => {
+            let mut query = sqlx::query::<sqlx::Sqlite>(sql);
+            for value in values {
+                query = query.bind(value.clone());
+            }
+            let rows = query.fetch_all(conn).await.expect("query by hand");
+            rows.iter().map(|row| row.get::<String, _>(0)).collect()
         }
     }
 }
@@ -587,13 +613,21 @@ pub async fn run(contacts: usize, calls: usize, pages: usize, backends: &[Backen
             let person = pick(i);
             let values = vec!["bench".to_owned(), person.id.clone()];
             fetch_all(&mut conn, "SELECT company FROM contacts WHERE tenant = $1 AND id = $2", &values).await;
-            fetch_all(
-                &mut conn,
-                "SELECT kind, value, contact_id FROM contact_keys WHERE tenant = $1 AND value IN \
-                 (SELECT value FROM contact_keys WHERE tenant = $1 AND contact_id = $2)",
-                &values,
-            )
-            .await;
+            let mut keys = vec!["bench".to_owned()];
+            keys.extend(
+                first_column(
+                    &mut conn,
+                    "SELECT value FROM contact_keys WHERE tenant = $1 AND contact_id = $2",
+                    &values,
+                )
+                .await,
+            );
+            let list: Vec<String> = (2..=keys.len()).map(|n| format!("${n}")).collect();
+            let holders = format!(
+                "SELECT kind, value, contact_id FROM contact_keys WHERE tenant = $1 AND value IN ({})",
+                list.join(", ")
+            );
+            fetch_all(&mut conn, &holders, &keys).await;
             if !person.company.is_empty() {
                 let values = vec!["bench".to_owned(), person.company.clone()];
                 fetch_all(

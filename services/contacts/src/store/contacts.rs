@@ -14,7 +14,7 @@ use crm_shared::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, sea_query::Expr,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -492,12 +492,16 @@ impl Store {
     ) -> Result<Vec<(String, Vec<String>)>, ApiError> {
         let mut select = contact_key::Entity::find_in(tenant);
         if let Some(id) = only {
-            let own = contact_key::Entity::find_in(tenant)
+            // Its own keys first, then their holders: as one statement with
+            // `value IN (subquery)`, SQLite walked every key of the tenant.
+            let own: Vec<String> = contact_key::Entity::find_in(tenant)
                 .select_only()
                 .column(contact_key::Column::Value)
                 .filter(contact_key::Column::ContactId.eq(id.to_string()))
-                .into_query();
-            select = select.filter(contact_key::Column::Value.in_subquery(own));
+                .into_tuple()
+                .all(&self.db.conn)
+                .await?;
+            select = select.filter(contact_key::Column::Value.is_in(own));
         }
         let rows = select
             .order_by_asc(contact_key::Column::Value)
