@@ -5,7 +5,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_create_tables;
 mod m0002_company_tier;
-mod m0003_search_indexes;
+mod m0003_indexes_at_scale;
 
 /// Every migration of the contacts database, in order.
 pub struct Migrator;
@@ -24,7 +24,7 @@ impl MigratorTrait for Migrator {
             // The relay's lease (JetStream) lives in the consumers' lease table.
             Box::new(crm_shared::consumer::tables::migration::CreateConsumerTables),
             Box::new(crm_shared::consumer::tables::migration::AddPartitionedConsumers),
-            Box::new(m0003_search_indexes::Migration),
+            Box::new(m0003_indexes_at_scale::Migration),
         ]
     }
 }

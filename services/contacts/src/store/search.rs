@@ -194,7 +194,73 @@ fn search_statement(
 
 #[cfg(test)]
 mod tests {
+    use sea_orm::{ConnectionTrait, QueryTrait};
+    use sea_orm_migration::MigratorTrait;
+
     use super::*;
+    use crate::store::entities::{contact, contact_key};
+    use crm_shared::db::TenantScoped;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+
+    async fn sqlite_plan(db: &sea_orm::DatabaseConnection, statement: Statement) -> Vec<String> {
+        db.query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            format!("EXPLAIN QUERY PLAN {}", statement.sql),
+            statement.values.map(|v| v.0).unwrap_or_default(),
+        ))
+        .await
+        .expect("plan")
+        .into_iter()
+        .map(|row| row.try_get::<String>("", "detail").expect("detail"))
+        .collect()
+    }
+
+    /// SQLite plans without statistics: each hot lookup must be led by the
+    /// right index, or it reads the whole tenant (seconds at 1,000,000).
+    #[tokio::test]
+    async fn sqlite_lookups_are_led_by_their_indexes() {
+        let mut options = sea_orm::ConnectOptions::new("sqlite::memory:");
+        options.max_connections(1).sqlx_logging(false);
+        let db = sea_orm::Database::connect(options).await.expect("db");
+        crate::Migrator::up(&db, None).await.expect("migrated");
+        let tenant = Tenant::new("acme");
+        let words = vec!["ada".to_owned(), "lovelace".to_owned()];
+        let plan = sqlite_plan(
+            &db,
+            search_statement(DbBackend::Sqlite, &tenant, &words, 20),
+        )
+        .await;
+        assert!(
+            plan.iter()
+                .any(|line| line.starts_with("SCAN contacts_search VIRTUAL TABLE")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(
+                |line| line.starts_with("SCAN c") && !line.contains("VIRTUAL")
+                    || line.contains("contacts_tenant_create_time")
+            ),
+            "no walk over the tenant's contacts: {plan:?}"
+        );
+        let page = contact::Entity::find_in(&tenant)
+            .filter(contact::Column::Id.is_in(["a", "b"]))
+            .build(DbBackend::Sqlite);
+        assert_eq!(
+            sqlite_plan(&db, page).await,
+            ["SEARCH contacts USING INDEX contacts_tenant_id (tenant=? AND id=?)"]
+        );
+        let keys = contact_key::Entity::find_in(&tenant)
+            .select_only()
+            .column(contact_key::Column::Value)
+            .filter(contact_key::Column::ContactId.eq("a"))
+            .build(DbBackend::Sqlite);
+        assert_eq!(
+            sqlite_plan(&db, keys).await,
+            [
+                "SEARCH contact_keys USING COVERING INDEX contact_keys_of_contact (tenant=? AND contact_id=?)"
+            ]
+        );
+    }
 
     #[test]
     fn like_metacharacters_match_literally() {

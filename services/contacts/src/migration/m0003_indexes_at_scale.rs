@@ -20,6 +20,10 @@
 //! statistics, answered `tenant = ? AND id IN (...)` (a page of search
 //! results, a batch get) by walking the tenant's create-time index, every
 //! row of the tenant per call (minutes of searching at 1,000,000 contacts).
+//! For the same reason a contact's keys are looked up through an index that
+//! covers them, `(tenant, contact_id, value, kind)`, in place of
+//! `(tenant, contact_id)`: SQLite preferred the covering primary key and
+//! read every key of the tenant (90 ms per FindDuplicates at 1,000,000).
 
 use sea_orm_migration::{prelude::*, sea_orm::DbBackend};
 
@@ -78,6 +82,28 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
+        manager
+            .create_index(
+                Index::create()
+                    .name("contact_keys_of_contact")
+                    .table(Alias::new("contact_keys"))
+                    .col(Alias::new("tenant"))
+                    .col(Alias::new("contact_id"))
+                    .col(Alias::new("value"))
+                    .col(Alias::new("kind"))
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("contact_keys_contact")
+                    .table(Alias::new("contact_keys"))
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await?;
         let db = manager.get_connection();
         if manager.get_database_backend() == DbBackend::Postgres {
             // Trusted since PostgreSQL 13: the database's owner may create it.
@@ -99,6 +125,26 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_index(
+                Index::create()
+                    .name("contact_keys_contact")
+                    .table(Alias::new("contact_keys"))
+                    .col(Alias::new("tenant"))
+                    .col(Alias::new("contact_id"))
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("contact_keys_of_contact")
+                    .table(Alias::new("contact_keys"))
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await?;
         let db = manager.get_connection();
         for table in TABLES {
             manager
