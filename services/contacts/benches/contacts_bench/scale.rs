@@ -106,7 +106,7 @@ impl Tenant {
         let given = GIVEN[(h % 40) as usize].to_owned();
         let family = surname(h);
         // Four in five work at one of the companies (50 people each).
-        let company = if h % 5 == 0 {
+        let company = if h.is_multiple_of(5) {
             String::new()
         } else {
             format!(
@@ -293,7 +293,7 @@ async fn load_tenant(url: &str, backend: Backend, tenant: &Tenant) -> Vec<Person
             Some(person.id.clone()),
         ]);
         let row = tenant.contact_row(&person);
-        if mix(i as u64 ^ 0x5A) % (tenant.contacts as u64 / 200).max(1) == 0 {
+        if mix(i as u64 ^ 0x5A).is_multiple_of((tenant.contacts as u64 / 200).max(1)) {
             sample.push(person);
         }
         row
@@ -315,6 +315,9 @@ async fn load_tenant(url: &str, backend: Backend, tenant: &Tenant) -> Vec<Person
     }
     sample
 }
+
+/// The words of a case's `i`th query.
+type QueryWords<'a> = dyn Fn(usize) -> Vec<String> + 'a;
 
 /// p50, p99 and calls per second of `calls` made one after another.
 struct Timed {
@@ -538,7 +541,7 @@ pub async fn run(contacts: usize, calls: usize, pages: usize, backends: &[Backen
         let mut conn = Conn::open(&db.url, backend).await;
 
         let pick = |i: usize| &sample[(mix(i as u64) % sample.len() as u64) as usize];
-        let cases: [(&str, Box<dyn Fn(usize) -> Vec<String> + '_>); 3] = [
+        let cases: [(&str, Box<QueryWords>); 3] = [
             (
                 "search: a rare word",
                 Box::new(|i| vec![pick(i).family.to_lowercase()]),

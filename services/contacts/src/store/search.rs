@@ -200,7 +200,7 @@ mod tests {
     use super::*;
     use crate::store::entities::{contact, contact_key};
     use crm_shared::db::TenantScoped;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
 
     async fn sqlite_plan(db: &sea_orm::DatabaseConnection, statement: Statement) -> Vec<String> {
         db.query_all_raw(Statement::from_sql_and_values(
