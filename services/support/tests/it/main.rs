@@ -11,4 +11,5 @@ mod email;
 mod feed;
 mod satisfaction;
 mod sla;
+mod statements;
 mod tickets;
