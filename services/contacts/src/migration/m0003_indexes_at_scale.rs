@@ -35,7 +35,7 @@ const TABLES: [&str; 2] = ["contacts", "companies"];
 
 /// The FTS5 table over `table`'s search text and the triggers that keep it
 /// in step, one statement each.
-fn sqlite_index(table: &str) -> [String; 5] {
+fn sqlite_index(table: &str) -> [String; 6] {
     [
         format!(
             "CREATE VIRTUAL TABLE IF NOT EXISTS {table}_search USING fts5(\
@@ -60,6 +60,9 @@ fn sqlite_index(table: &str) -> [String; 5] {
              INSERT INTO {table}_search(rowid, search_text) VALUES (new.rowid, new.search_text); \
              END"
         ),
+        // A deleted row's trigrams leave the index at once, not at the next
+        // merge of its segments: an erased person leaves nothing behind.
+        format!("INSERT INTO {table}_search({table}_search, rank) VALUES ('secure-delete', 1)"),
         // Indexes the rows written before this migration.
         format!("INSERT INTO {table}_search({table}_search) VALUES ('rebuild')"),
     ]
@@ -106,7 +109,9 @@ impl MigrationTrait for Migration {
             .await?;
         let db = manager.get_connection();
         if manager.get_database_backend() == DbBackend::Postgres {
-            // Trusted since PostgreSQL 13: the database's owner may create it.
+            // Trusted since PostgreSQL 13: a role with CREATE on the database
+            // may create it; where the service's role may not, an operator
+            // runs `CREATE EXTENSION pg_trgm` in its database first.
             db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_trgm")
                 .await?;
             for table in TABLES {

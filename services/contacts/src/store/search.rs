@@ -8,11 +8,15 @@
 //! text (tokens end at spaces, `@` and `.`), 2 for the start of one, 1 for a
 //! match elsewhere (inside a token, or only in the company's text).
 
-use crm_shared::{db::Tenant, error::ApiError};
-use sea_orm::{DbBackend, FromQueryResult, Statement, Value};
-use uuid::Uuid;
+use std::collections::HashMap;
 
-use super::Store;
+use crm_shared::{
+    db::{Tenant, TenantScoped},
+    error::ApiError,
+};
+use sea_orm::{ColumnTrait, DbBackend, FromQueryResult, QueryFilter, Statement, Value};
+
+use super::{Store, entities::contact};
 use crate::domain::Contact;
 
 /// FTS5's trigram index answers words of at least this many characters;
@@ -110,18 +114,19 @@ impl Store {
     ) -> Result<Vec<(Contact, i64)>, ApiError> {
         let statement = search_statement(self.db.backend(), tenant, words, limit);
         let hits = Hit::find_by_statement(statement).all(&self.db.conn).await?;
-        let ids: Vec<Uuid> = hits
-            .iter()
-            .map(|hit| {
-                Uuid::parse_str(&hit.id)
-                    .map_err(|_| ApiError::Internal(format!("stored contact id {:?}", hit.id)))
-            })
-            .collect::<Result<_, _>>()?;
-        let contacts = self.batch_get_contacts(tenant, &ids).await?;
-        Ok(contacts
+        let ids = hits.iter().map(|hit| hit.id.clone());
+        let mut rows: HashMap<String, contact::Model> = contact::Entity::find_in(tenant)
+            .filter(contact::Column::Id.is_in(ids))
+            .all(&self.db.conn)
+            .await?
             .into_iter()
-            .zip(hits.iter().map(|hit| hit.points))
-            .collect())
+            .map(|row| (row.id.clone(), row))
+            .collect();
+        // A contact erased between the two reads is left out, not an error.
+        hits.into_iter()
+            .filter_map(|hit| rows.remove(&hit.id).map(|row| (row, hit.points)))
+            .map(|(row, points)| Ok((Contact::try_from(row)?, points)))
+            .collect()
     }
 }
 
