@@ -488,7 +488,15 @@ async fn raw_same_writes(
                 let values = row_values(i, &run);
                 let (id, email, phone) = (values[0].clone(), values[5].clone(), values[6].clone());
                 let began = Instant::now();
-                let mut txn = pool.begin().await.expect("begin");
+                // As the service's writes do: SQLite's writer lock taken at
+                // BEGIN, so a transaction never has to upgrade from a read
+                // snapshot another writer has moved past (SQLITE_BUSY at
+                // once; the FTS5 triggers read before they write).
+                let mut txn = if backend == Backend::Sqlite {
+                    pool.begin_with("BEGIN IMMEDIATE").await.expect("begin")
+                } else {
+                    pool.begin().await.expect("begin")
+                };
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(contact_sql.as_str().to_owned()));
                 for value in values {
                     query = query.bind(value);
