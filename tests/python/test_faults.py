@@ -266,7 +266,7 @@ class StorageFaultTest(unittest.TestCase):
         self.assertEqual(error.code(), grpc.StatusCode.UNAVAILABLE, error.details())
         self.assertIn("out of space", error.details())
         listed = stub.ListContacts(contacts_pb2.ListContactsRequest(page_size=5), metadata=metadata)
-        self.assertEqual(len(listed.contacts), 5, "reads go on while the disk is full")
+        self.assertEqual(len(listed.contacts), min(created, 5), "reads go on while the disk is full")
         free_space()
         stub.CreateContact(
             contacts_pb2.CreateContactRequest(contact=contacts_pb2.Contact(given_name="After")),
@@ -276,7 +276,9 @@ class StorageFaultTest(unittest.TestCase):
         self.assertIsNone(suite.processes["contacts"].poll(), "the same process writes again")
 
     def test_sqlite_disk_full(self):
-        with small_filesystem(self, "1m") as folder:
+        # The migrated schema's write-ahead log takes about 700 KiB (the
+        # search indexes' FTS5 tables among it) before the first create.
+        with small_filesystem(self, "2m") as folder:
             url = f"sqlite://{folder}/contacts.db?mode=rwc"
             with Suite(contacts_db=url, services=("contacts",)) as suite:
                 self.full_then_freed(suite, lambda: resize_filesystem(folder, "64m"))
