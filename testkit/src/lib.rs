@@ -353,10 +353,20 @@ where
 /// A process's peak resident memory in MiB (Linux `VmHWM`), for benchmarks
 /// that run a service as a child process; NaN when it cannot be read.
 pub fn peak_memory_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmHWM:")
+}
+
+/// A process's resident memory now, in MiB (Linux `VmRSS`); NaN when it
+/// cannot be read.
+pub fn resident_memory_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+fn status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }

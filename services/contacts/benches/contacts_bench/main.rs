@@ -111,12 +111,7 @@ impl Service {
 
     /// The process's resident memory now, in MiB (Linux VmRSS).
     fn resident_mib(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
+        crm_testkit::resident_memory_mib(self.child.id())
     }
 
     /// The process's peak resident memory in MiB (Linux VmHWM).
@@ -588,39 +583,18 @@ impl AuditSql {
     }
 }
 
-async fn copy_rows(url: &str, rows: usize, run: &str) -> f64 {
-    let mut conn = sqlx::PgConnection::connect(url).await.expect("pg connect");
+async fn copy_rows(url: &str, count: usize, run: &str) -> f64 {
     let started = Instant::now();
-    let mut copy = conn
-        .copy_in_raw(&format!(
-            "COPY contacts ({COLUMNS}) FROM STDIN (FORMAT csv)"
-        ))
-        .await
-        .expect("COPY");
-    let mut buffer = String::new();
-    for i in 0..rows {
-        let cells: Vec<String> = row_values(i, run)
+    // merged_into and delete_time (empty here) are NULL.
+    let rows = (0..count).map(|i| {
+        row_values(i, run)
             .into_iter()
             .enumerate()
-            .map(|(c, v)| {
-                if (c == 19 || c == 22) && v.is_empty() {
-                    String::new()
-                } else {
-                    format!("\"{}\"", v.replace('"', "\"\""))
-                }
-            })
-            .collect();
-        buffer.push_str(&cells.join(","));
-        buffer.push('\n');
-        if buffer.len() > 1 << 20 {
-            copy.send(std::mem::take(&mut buffer).into_bytes())
-                .await
-                .expect("send");
-        }
-    }
-    copy.send(buffer.into_bytes()).await.expect("send");
-    copy.finish().await.expect("finish");
-    rows as f64 / started.elapsed().as_secs_f64()
+            .map(|(c, v)| (!((c == 19 || c == 22) && v.is_empty())).then_some(v))
+            .collect()
+    });
+    scale::load(url, Backend::Postgres, "contacts", COLUMNS, rows).await;
+    count as f64 / started.elapsed().as_secs_f64()
 }
 
 fn sqlx_url(url: &str) -> String {

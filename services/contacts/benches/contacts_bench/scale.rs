@@ -212,7 +212,7 @@ const KEY_COLUMNS: &str = "tenant, kind, value, contact_id";
 
 /// Writes `rows` into `table` by the fastest plain means: COPY on
 /// PostgreSQL, 500-row INSERTs in transactions of 20,000 rows on SQLite.
-async fn load(
+pub(crate) async fn load(
     url: &str,
     backend: Backend,
     table: &str,
