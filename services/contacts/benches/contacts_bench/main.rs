@@ -300,18 +300,13 @@ async fn raw_insert_rows(url: &str, backend: Backend, rows: usize, batch: usize,
     rows as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn raw_insert_single(
-    url: &str,
-    backend: Backend,
-    concurrency: usize,
-    total: usize,
-    run: &str,
-) -> (f64, Latencies) {
+/// A pool of `concurrency` open connections with the durability the
+/// service runs with (see shared::db), for the raw baselines.
+async fn warm_pool(url: &str, backend: Backend, concurrency: usize) -> sqlx::AnyPool {
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(concurrency as u32)
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                // The same durability the service runs with (see shared::db).
                 if backend == Backend::Sqlite {
                     sqlx::query("PRAGMA synchronous = NORMAL")
                         .execute(&mut *conn)
@@ -329,6 +324,17 @@ async fn raw_insert_single(
     // Warm up: open every connection before measuring, as the service's is.
     let warm = futures_util::future::join_all((0..concurrency).map(|_| pool.acquire())).await;
     drop(warm);
+    pool
+}
+
+async fn raw_insert_single(
+    url: &str,
+    backend: Backend,
+    concurrency: usize,
+    total: usize,
+    run: &str,
+) -> (f64, Latencies) {
+    let pool = warm_pool(url, backend, concurrency).await;
     let sql = Arc::new(format!(
         "INSERT INTO contacts ({COLUMNS}) VALUES {}",
         placeholders(backend, 1, 0)
@@ -376,27 +382,7 @@ async fn raw_same_writes(
     total: usize,
     run: &str,
 ) -> (f64, Latencies) {
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(concurrency as u32)
-        .after_connect(move |conn, _| {
-            Box::pin(async move {
-                if backend == Backend::Sqlite {
-                    sqlx::query("PRAGMA synchronous = NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA busy_timeout = 15000")
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                Ok(())
-            })
-        })
-        .connect(&sqlx_url(url))
-        .await
-        .expect("pool");
-    // Warm up: open every connection before measuring, as the service's is.
-    let warm = futures_util::future::join_all((0..concurrency).map(|_| pool.acquire())).await;
-    drop(warm);
+    let pool = warm_pool(url, backend, concurrency).await;
     let pg = backend == Backend::Postgres;
     let p = |n: usize| if pg { format!("${n}") } else { "?".to_owned() };
     let contact_sql = Arc::new(format!(
