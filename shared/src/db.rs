@@ -12,6 +12,8 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub mod nodelay;
+
 /// The tenant every query of one request is scoped to; only made from a
 /// verified principal (or a consumed event's envelope).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -121,6 +123,9 @@ impl Database {
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(10))
             .sqlx_logging(false)
+            .map_sqlx_postgres_pool_opts(|pool| {
+                pool.after_connect(|conn, _| Box::pin(nodelay::set(conn)))
+            })
             .map_sqlx_sqlite_opts(|opts| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                 // WAL + NORMAL keeps every commit across a killed process (not

@@ -362,6 +362,41 @@ pub fn resident_memory_mib(pid: u32) -> f64 {
     status_mib(pid, "VmRSS:")
 }
 
+/// The CPU time (user + system) a process and the children it lists in
+/// `/proc` (nginx's workers, say) have used so far, in microseconds; NaN when
+/// the process cannot be read. Ticks are Linux's fixed USER_HZ of 100.
+pub fn cpu_micros(pid: u32) -> f64 {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the ")" closing the command name: state is the
+            // first, utime and stime the 12th and 13th.
+            let after = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let ticks =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 * 10_000.0)
+        })
+        .unwrap_or(f64::NAN);
+    own + children(pid).into_iter().map(cpu_micros).sum::<f64>()
+}
+
+/// The live children of `pid`, from every thread's `children` list.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 fn status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -369,4 +404,36 @@ fn status_mib(pid: u32, field: &str) -> f64 {
         .find_map(|line| line.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{os::unix::process::CommandExt, time::Duration};
+
+    /// A shell whose child spins: the parent's own CPU is near zero, so the
+    /// child's must be counted for the total to grow.
+    #[test]
+    fn cpu_time_counts_the_children() {
+        let mut parent = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'while :; do :; done' & sleep 60"])
+            .process_group(0)
+            .spawn()
+            .expect("a shell");
+        let pid = parent.id();
+        let started = std::time::Instant::now();
+        let mut used = 0.0;
+        while used < 50_000.0 && started.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(50));
+            used = super::cpu_micros(pid);
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
+        let _ = parent.wait();
+        assert!(
+            used >= 50_000.0,
+            "the spinning child's CPU is counted: {used} µs"
+        );
+        assert!(super::cpu_micros(u32::MAX).is_nan(), "no such process");
+    }
 }

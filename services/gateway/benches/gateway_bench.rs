@@ -1,10 +1,15 @@
-//! The gateway benchmark: the same call (`GetContact`) made directly to the
-//! contacts process and through the gateway process, in one run on one
-//! machine: requests per second and p50/p99 latency at several concurrencies,
-//! and the gateway's peak memory.
+//! The gateway benchmark: the same calls made directly to the contacts
+//! process, through the gateway and through nginx's `grpc_pass` (what
+//! operators would otherwise put in front), in one run on one machine with one
+//! load generator: unary `GetContact` at several concurrencies and a
+//! server-streaming `ExportContacts`; requests per second, p50/p99 latency,
+//! the p99 each proxy adds, the CPU each proxy spends per call (from
+//! `/proc/<pid>/stat`, nginx's workers included) and peak memory.
 //!
 //! `make bench` runs it in full (it builds the contacts binary first). Under
-//! `cargo test` it runs a small smoke pass, to keep it working.
+//! `cargo test` it runs a small smoke pass, to keep it working. nginx comes
+//! from Debian's `nginx-light` (`.ci/run` installs it); without it the nginx
+//! rows are left out, except under CI, where that fails.
 
 use std::{
     path::PathBuf,
@@ -17,8 +22,8 @@ use std::{
 };
 
 use crm_proto::contacts::{
-    Contact, CreateContactRequest, GetContactRequest,
-    contacts_service_client::ContactsServiceClient,
+    Contact, CreateContactRequest, EmailAddress, ExportContactsRequest, GetContactRequest,
+    ImportContactsRequest, contacts_service_client::ContactsServiceClient,
 };
 use crm_shared::auth::{Role, sign_hs256};
 use tonic::{
@@ -42,6 +47,11 @@ impl Process {
     /// Peak resident memory in MiB (Linux VmHWM).
     fn peak_memory_mib(&self) -> f64 {
         crm_testkit::peak_memory_mib(self.0.id())
+    }
+
+    /// CPU used so far by the process and its children, in microseconds.
+    fn cpu_micros(&self) -> f64 {
+        crm_testkit::cpu_micros(self.0.id())
     }
 }
 
@@ -106,6 +116,74 @@ async fn serving(port: u16, service: &str) -> Channel {
     }
 }
 
+/// nginx's configuration: HTTP/2 cleartext in, `grpc_pass` to the contacts
+/// process with upstream connections kept alive, no access log (the gateway
+/// logs none at `warn` either), and no cap on the calls per connection
+/// (nginx's default of 1,000 closes a client's connection mid-load, which the
+/// gateway never does). Printed by the benchmark so anyone can rerun it.
+fn nginx_config(folder: &std::path::Path, listen: u16, upstream: u16, workers: &str) -> String {
+    let dir = folder.display();
+    format!(
+        "worker_processes {workers};
+daemon off;
+pid {dir}/nginx-{listen}.pid;
+error_log {dir}/nginx-{listen}.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {dir}/body-{listen};
+    proxy_temp_path {dir}/proxy-{listen};
+    fastcgi_temp_path {dir}/fastcgi-{listen};
+    uwsgi_temp_path {dir}/uwsgi-{listen};
+    scgi_temp_path {dir}/scgi-{listen};
+    upstream contacts {{
+        server 127.0.0.1:{upstream};
+        keepalive 128;
+        keepalive_requests 100000000;
+    }}
+    server {{
+        listen 127.0.0.1:{listen} http2;
+        http2_max_concurrent_streams 1024;
+        location / {{
+            grpc_pass grpc://contacts;
+            grpc_read_timeout 300s;
+        }}
+    }}
+}}
+"
+    )
+}
+
+/// nginx in front of `upstream` with `workers` worker processes, or None
+/// where nginx is not installed (a failure under CI, which installs it).
+fn start_nginx(folder: &std::path::Path, upstream: u16, workers: &str) -> Option<(u16, Process)> {
+    let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists());
+    let Some(binary) = binary else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "nginx is missing: .ci/run installs Debian's nginx-light"
+        );
+        eprintln!("nginx not installed (apt-get install nginx-light): its rows are left out");
+        return None;
+    };
+    let port = crm_testkit::free_port().port();
+    let config = folder.join(format!("nginx-{port}.conf"));
+    std::fs::write(&config, nginx_config(folder, port, upstream, workers)).expect("nginx.conf");
+    let child = Command::new(binary)
+        .arg("-p")
+        .arg(folder)
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    Some((port, Process(child)))
+}
+
 /// `total` GetContact calls over `concurrency` tasks: req/s and latencies in ms.
 async fn get_contacts(
     channel: &Channel,
@@ -114,21 +192,84 @@ async fn get_contacts(
     concurrency: usize,
     total: usize,
 ) -> (f64, Vec<f64>) {
+    let name = name.to_owned();
+    load(
+        channel,
+        token,
+        concurrency,
+        total,
+        move |mut client, request| {
+            let request = request.map(|()| GetContactRequest { name: name.clone() });
+            async move {
+                client.get_contact(request).await.expect("GetContact");
+            }
+        },
+    )
+    .await
+}
+
+/// `total` whole ExportContacts streams over `concurrency` tasks: streams/s
+/// and each stream's time to its last message in ms.
+async fn export_contacts(
+    channel: &Channel,
+    token: &MetadataValue<Ascii>,
+    expected: usize,
+    concurrency: usize,
+    total: usize,
+) -> (f64, Vec<f64>) {
+    load(
+        channel,
+        token,
+        concurrency,
+        total,
+        move |mut client, request| {
+            let request = request.map(|()| ExportContactsRequest::default());
+            async move {
+                let mut stream = client
+                    .export_contacts(request)
+                    .await
+                    .expect("ExportContacts")
+                    .into_inner();
+                let mut received = 0;
+                while let Some(chunk) = stream.message().await.expect("an export chunk") {
+                    received += chunk.contacts.len();
+                }
+                assert_eq!(received, expected, "the whole export arrives");
+            }
+        },
+    )
+    .await
+}
+
+/// Runs `call` `total` times over `concurrency` tasks, each with its own
+/// client on `channel` and a request carrying `token`: calls/s and sorted
+/// latencies in ms.
+async fn load<F, Fut>(
+    channel: &Channel,
+    token: &MetadataValue<Ascii>,
+    concurrency: usize,
+    total: usize,
+    call: F,
+) -> (f64, Vec<f64>)
+where
+    F: Fn(ContactsServiceClient<Channel>, tonic::Request<()>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let mut client = ContactsServiceClient::new(channel.clone());
-            let (next, token, name) = (next.clone(), token.clone(), name.to_owned());
+            let client = ContactsServiceClient::new(channel.clone());
+            let (next, token, call) = (next.clone(), token.clone(), call.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while next.fetch_add(1, Ordering::Relaxed) < total {
-                    let mut request = tonic::Request::new(GetContactRequest { name: name.clone() });
+                    let mut request = tonic::Request::new(());
                     request
                         .metadata_mut()
                         .insert("authorization", token.clone());
                     let began = Instant::now();
-                    client.get_contact(request).await.expect("GetContact");
+                    call(client.clone(), request).await;
                     latencies.push(began.elapsed().as_secs_f64() * 1000.0);
                 }
                 latencies
@@ -150,18 +291,86 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// One way to reach the contacts process: its label, a channel, and the
+/// proxy process whose CPU and memory are measured (None: direct).
+struct Path<'a> {
+    label: String,
+    channel: Channel,
+    proxy: Option<&'a Process>,
+}
+
+/// The figures of one measured run on one path.
+#[derive(Clone)]
+struct Measured {
+    per_second: f64,
+    p50: f64,
+    p99: f64,
+    /// Proxy CPU per call in µs; the contacts process's for the direct path.
+    cpu_per_call: f64,
+}
+
+/// Runs `run` on `path`, reading the CPU of the proxy (or, direct, of the
+/// contacts process) around it.
+async fn measure<Fut>(path: &Path<'_>, contacts: &Process, calls: usize, run: Fut) -> Measured
+where
+    Fut: std::future::Future<Output = (f64, Vec<f64>)>,
+{
+    let measured = path.proxy.unwrap_or(contacts);
+    let cpu_before = measured.cpu_micros();
+    let (per_second, latencies) = run.await;
+    Measured {
+        per_second,
+        p50: percentile(&latencies, 0.5),
+        p99: percentile(&latencies, 0.99),
+        cpu_per_call: (measured.cpu_micros() - cpu_before) / calls as f64,
+    }
+}
+
+/// Prints a table row and records it in the results file.
+fn report(case: &str, concurrency: usize, path: &Path<'_>, row: &Measured, direct: &Measured) {
+    let proxied = path.proxy.is_some();
+    let (vs_direct, added_p99) = if proxied {
+        (
+            format!("{:.2}", row.per_second / direct.per_second),
+            format!("{:.2}", row.p99 - direct.p99),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    println!(
+        "| {case} | {} | {concurrency} | {:.0} | {:.2} | {:.2} | {vs_direct} | {added_p99} | {:.0} |",
+        path.label, row.per_second, row.p50, row.p99, row.cpu_per_call
+    );
+    crm_testkit::bench::record(
+        "gateway",
+        serde_json::json!({
+            "case": case,
+            "path": path.label,
+            "concurrency": concurrency,
+            "per_second": row.per_second,
+            "p50_ms": row.p50,
+            "p99_ms": row.p99,
+            "cpu_us_per_call": row.cpu_per_call,
+            "cpu_of": if proxied { "proxy" } else { "contacts" },
+            "added_p99_ms": proxied.then_some(row.p99 - direct.p99),
+            "vs_direct": proxied.then_some(row.per_second / direct.per_second),
+        }),
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (total, concurrencies): (usize, &[usize]) = if full {
-        (20_000, &[1, 8, 32])
+    // (GetContact calls per run, their concurrencies, exports per run, contacts per export)
+    let (total, concurrencies, exports, exported): (usize, &[usize], usize, usize) = if full {
+        (20_000, &[1, 8, 32], 200, 5_000)
     } else {
-        (200, &[4])
+        (200, &[4], 4, 600)
     };
     let folder = std::env::temp_dir().join(format!("crm-gateway-bench-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&folder).expect("a temp folder");
     let contacts_port = crm_testkit::free_port().port();
-    let _contacts = start(
+    let contacts = start(
         contacts_binary(),
         &[
             (
@@ -175,7 +384,8 @@ async fn main() {
         ],
     );
     // Two gateways before the same contacts: tokio's default of one worker
-    // per core, and a single worker (what a pod limited to one CPU gets).
+    // per core, and a single worker (what a pod limited to one CPU gets);
+    // nginx likewise with a worker per core and with one.
     let gateways: Vec<(&str, u16, Process)> = [("default workers", None), ("1 worker", Some("1"))]
         .into_iter()
         .map(|(label, workers)| {
@@ -201,13 +411,32 @@ async fn main() {
             )
         })
         .collect();
-    let direct = serving(contacts_port, "").await;
-    let mut through = Vec::new();
-    for (label, port, _) in &gateways {
-        through.push((
-            *label,
-            serving(*port, "crm.contacts.v1.ContactsService").await,
-        ));
+    let nginxes: Vec<(&str, u16, Process)> = [("worker per core", "auto"), ("1 worker", "1")]
+        .into_iter()
+        .filter_map(|(label, workers)| {
+            start_nginx(&folder, contacts_port, workers)
+                .map(|(port, process)| (label, port, process))
+        })
+        .collect();
+    let mut paths = vec![Path {
+        label: "direct to contacts".into(),
+        channel: serving(contacts_port, "").await,
+        proxy: None,
+    }];
+    for (label, port, process) in &gateways {
+        paths.push(Path {
+            label: format!("gateway ({label})"),
+            channel: serving(*port, "crm.contacts.v1.ContactsService").await,
+            proxy: Some(process),
+        });
+    }
+    for (label, port, process) in &nginxes {
+        paths.push(Path {
+            label: format!("nginx grpc_pass ({label})"),
+            // nginx passes the health check through to contacts.
+            channel: serving(*port, "").await,
+            proxy: Some(process),
+        });
     }
     let token: MetadataValue<Ascii> = format!(
         "Bearer {}",
@@ -222,6 +451,73 @@ async fn main() {
     )
     .parse()
     .expect("a header");
+    let name = create_contacts(&paths[0].channel, &token, exported).await;
+
+    println!(
+        "| call | path | concurrency | calls/s | p50 ms | p99 ms | throughput vs direct | added p99 ms | CPU µs per call |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &concurrency in concurrencies {
+        // Warm every path (connections, caches), then measure them back to back.
+        for path in &paths {
+            get_contacts(&path.channel, &token, &name, concurrency, concurrency * 20).await;
+        }
+        let mut direct = None;
+        for path in &paths {
+            let row = measure(
+                path,
+                &contacts,
+                total,
+                get_contacts(&path.channel, &token, &name, concurrency, total),
+            )
+            .await;
+            let direct = direct.get_or_insert_with(|| row.clone());
+            report("GetContact", concurrency, path, &row, direct);
+        }
+    }
+    for concurrency in [1, 4] {
+        let mut direct = None;
+        for path in &paths {
+            export_contacts(&path.channel, &token, exported, concurrency, concurrency).await;
+            let row = measure(
+                path,
+                &contacts,
+                exports,
+                export_contacts(&path.channel, &token, exported, concurrency, exports),
+            )
+            .await;
+            let direct = direct.get_or_insert_with(|| row.clone());
+            report(
+                &format!("ExportContacts ({exported} contacts)"),
+                concurrency,
+                path,
+                &row,
+                direct,
+            );
+        }
+    }
+    println!();
+    for path in &paths[1..] {
+        if let Some(process) = path.proxy {
+            println!(
+                "{} peak RSS: {:.1} MiB",
+                path.label,
+                process.peak_memory_mib()
+            );
+        }
+    }
+    if let Some((_, port, _)) = nginxes.first() {
+        println!("\nnginx's configuration (the worker-per-core one):\n");
+        println!("{}", nginx_config(&folder, *port, contacts_port, "auto"));
+    }
+    drop(nginxes);
+    let _ = std::fs::remove_dir_all(&folder);
+}
+
+/// Creates `count` contacts (one plus an import of the rest): the name of
+/// the first, which GetContact reads; ExportContacts streams them all.
+async fn create_contacts(channel: &Channel, token: &MetadataValue<Ascii>, count: usize) -> String {
+    let mut client = ContactsServiceClient::new(channel.clone());
     let mut request = tonic::Request::new(CreateContactRequest {
         contact: Some(Contact {
             given_name: "Bench".into(),
@@ -233,47 +529,34 @@ async fn main() {
     request
         .metadata_mut()
         .insert("authorization", token.clone());
-    let name = ContactsServiceClient::new(direct.clone())
+    let name = client
         .create_contact(request)
         .await
         .expect("CreateContact")
         .into_inner()
         .name;
-
-    println!(
-        "| path | concurrency | req/s | p50 ms | p99 ms | throughput vs direct | added p99 ms |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    for &concurrency in concurrencies {
-        // Warm every path (connections, caches), then measure them back to back.
-        get_contacts(&direct, &token, &name, concurrency, concurrency * 20).await;
-        for (_, channel) in &through {
-            get_contacts(channel, &token, &name, concurrency, concurrency * 20).await;
-        }
-        let (direct_rps, direct_lat) =
-            get_contacts(&direct, &token, &name, concurrency, total).await;
-        let direct_p99 = percentile(&direct_lat, 0.99);
-        println!(
-            "| direct to contacts | {concurrency} | {direct_rps:.0} | {:.2} | {direct_p99:.2} | | |",
-            percentile(&direct_lat, 0.5)
-        );
-        for (label, channel) in &through {
-            let (rps, lat) = get_contacts(channel, &token, &name, concurrency, total).await;
-            let p99 = percentile(&lat, 0.99);
-            println!(
-                "| through the gateway ({label}) | {concurrency} | {rps:.0} | {:.2} | {p99:.2} | {:.2} | {:.2} |",
-                percentile(&lat, 0.5),
-                rps / direct_rps,
-                p99 - direct_p99
-            );
-        }
-    }
-    println!();
-    for (label, _, process) in &gateways {
-        println!(
-            "gateway ({label}) peak RSS: {:.1} MiB",
-            process.peak_memory_mib()
-        );
-    }
-    let _ = std::fs::remove_dir_all(&folder);
+    let rows = (1..count).map(|i| ImportContactsRequest {
+        contact: Some(Contact {
+            given_name: format!("Given{i}"),
+            family_name: format!("Family{i}"),
+            emails: vec![EmailAddress {
+                address: format!("person{i}@example.com"),
+                label: "work".into(),
+                primary: true,
+            }],
+            job_title: "Buyer".into(),
+            ..Default::default()
+        }),
+    });
+    let mut request = tonic::Request::new(tokio_stream::iter(rows));
+    request
+        .metadata_mut()
+        .insert("authorization", token.clone());
+    let mut results = client
+        .import_contacts(request)
+        .await
+        .expect("ImportContacts")
+        .into_inner();
+    while results.message().await.expect("import results").is_some() {}
+    name
 }
