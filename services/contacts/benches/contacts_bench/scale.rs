@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crm_proto::contacts::{
     FindDuplicatesRequest, ListContactsRequest, ListContactsResponse, SearchContactsRequest,
 };
+use crm_shared::db::nodelay;
 use crm_testkit::{Backend, TestDatabase};
 use sqlx::{AnyConnection, Connection};
 
@@ -225,6 +226,7 @@ pub(crate) async fn load(
     if backend == Backend::Postgres {
         drop(conn);
         let mut conn = sqlx::PgConnection::connect(url).await.expect("pg connect");
+        nodelay::set(&mut conn).await.expect("TCP_NODELAY");
         let mut copy = conn
             .copy_in_raw(&format!("COPY {table} ({columns}) FROM STDIN (FORMAT csv)"))
             .await
@@ -431,7 +433,9 @@ impl Conn {
         let url = sqlx_url(url);
         match backend {
             Backend::Postgres => {
-                Conn::Postgres(sqlx::PgConnection::connect(&url).await.expect("connect"))
+                let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+                nodelay::set(&mut conn).await.expect("TCP_NODELAY");
+                Conn::Postgres(conn)
             }
             Backend::Sqlite => Conn::Sqlite(
                 sqlx::SqliteConnection::connect(&url)

@@ -422,6 +422,8 @@ pub async fn run(full: bool) {
         loads.push(format!("| {name} | {articles} | {rate:.0} |"));
         let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(4)
+            // As the service connects (crm_shared::db).
+            .after_connect(|conn, _| Box::pin(crm_shared::db::nodelay::set_any(conn)))
             .connect(&db.url)
             .await
             .expect("pool");

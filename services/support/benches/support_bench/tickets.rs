@@ -349,7 +349,8 @@ impl RawTickets {
             .max_connections(MAX_CONNECTIONS)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    // The durability the service runs with (crm_shared::db).
+                    // TCP_NODELAY and the durability the service runs with (crm_shared::db).
+                    crm_shared::db::nodelay::set_any(conn).await?;
                     if backend == Backend::Sqlite {
                         sqlx::query("PRAGMA synchronous = NORMAL")
                             .execute(&mut *conn)
