@@ -350,6 +350,19 @@ where
     .expect("the thread")
 }
 
+/// Sets TCP_NODELAY on a raw sqlx connection to PostgreSQL, as the
+/// service's pool does (`crm_shared::db::nodelay`): benchmarks' baselines
+/// are then measured as the service connects. Nothing on SQLite.
+pub async fn nodelay(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    if conn.backend_name() == "PostgreSQL" {
+        let port = sqlx::query_scalar("SELECT inet_client_port()")
+            .fetch_one(conn)
+            .await?;
+        crm_shared::db::nodelay::set_for_client_port(port);
+    }
+    Ok(())
+}
+
 /// A process's peak resident memory in MiB (Linux `VmHWM`), for benchmarks
 /// that run a service as a child process; NaN when it cannot be read.
 pub fn peak_memory_mib(pid: u32) -> f64 {
@@ -382,7 +395,7 @@ pub fn cpu_micros(pid: u32) -> f64 {
 }
 
 /// The live children of `pid`, from every thread's `children` list.
-fn children(pid: u32) -> Vec<u32> {
+pub fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };

@@ -44,9 +44,15 @@ impl Drop for Process {
 }
 
 impl Process {
-    /// Peak resident memory in MiB (Linux VmHWM).
+    /// Peak resident memory in MiB (Linux VmHWM), summed over the process
+    /// and its children (nginx's workers).
     fn peak_memory_mib(&self) -> f64 {
-        crm_testkit::peak_memory_mib(self.0.id())
+        let pid = self.0.id();
+        crm_testkit::peak_memory_mib(pid)
+            + crm_testkit::children(pid)
+                .into_iter()
+                .map(crm_testkit::peak_memory_mib)
+                .sum::<f64>()
     }
 
     /// CPU used so far by the process and its children, in microseconds.
@@ -499,10 +505,11 @@ async fn main() {
     println!();
     for path in &paths[1..] {
         if let Some(process) = path.proxy {
-            println!(
-                "{} peak RSS: {:.1} MiB",
-                path.label,
-                process.peak_memory_mib()
+            let peak = process.peak_memory_mib();
+            println!("{} peak RSS (processes summed): {peak:.1} MiB", path.label);
+            crm_testkit::bench::record(
+                "gateway",
+                serde_json::json!({"case": "peak RSS", "path": path.label, "mib": peak}),
             );
         }
     }

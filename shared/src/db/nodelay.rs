@@ -9,7 +9,7 @@
 
 use std::os::fd::{BorrowedFd, RawFd};
 
-use sea_orm::sqlx::{self, AnyConnection, PgConnection};
+use sea_orm::sqlx::{self, PgConnection};
 use socket2::{SockRef, Type};
 
 /// Sets TCP_NODELAY on the socket of `conn` (nothing for a Unix socket, or
@@ -22,22 +22,11 @@ pub async fn set(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// The same for a raw sqlx `AnyConnection` (the benchmarks' baselines, so
-/// they are measured as the service connects); nothing on SQLite.
-pub async fn set_any(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
-    if conn.backend_name() != "PostgreSQL" {
-        return Ok(());
-    }
-    let port = sqlx::query_scalar("SELECT inet_client_port()")
-        .fetch_one(conn)
-        .await?;
-    set_for_client_port(port);
-    Ok(())
-}
-
-/// `port` is what the server reports; NULL over a Unix socket, which has no
-/// Nagle delay.
-fn set_for_client_port(port: Option<i32>) {
+/// Sets TCP_NODELAY on the connection whose client port the server reported
+/// as `port` (`SELECT inet_client_port()`; NULL over a Unix socket, which has
+/// no Nagle delay). For connections made outside the pool: benchmarks' raw
+/// baselines, so they are measured as the service connects.
+pub fn set_for_client_port(port: Option<i32>) {
     if let Some(port) = port.and_then(|p| u16::try_from(p).ok())
         && set_on_local_port(port) == 0
     {

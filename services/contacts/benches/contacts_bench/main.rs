@@ -27,10 +27,7 @@ use crm_proto::contacts::{
     Contact, CreateContactRequest, EmailAddress, ImportContactsRequest, PhoneNumber,
     contacts_service_client::ContactsServiceClient,
 };
-use crm_shared::{
-    auth::{Role, sign_hs256},
-    db::nodelay,
-};
+use crm_shared::auth::{Role, sign_hs256};
 use crm_testkit::{Backend, TestDatabase};
 use sqlx::{AnyConnection, Connection};
 use tonic::{metadata::MetadataValue, transport::Channel};
@@ -276,7 +273,7 @@ async fn raw_insert_rows(url: &str, backend: Backend, rows: usize, batch: usize,
     let mut conn = AnyConnection::connect(&sqlx_url(url))
         .await
         .expect("sqlx connect");
-    nodelay::set_any(&mut conn).await.expect("TCP_NODELAY");
+    crm_testkit::nodelay(&mut conn).await.expect("TCP_NODELAY");
     if backend == Backend::Sqlite {
         sqlx::query("PRAGMA synchronous = NORMAL")
             .execute(&mut conn)
@@ -311,7 +308,7 @@ async fn warm_pool(url: &str, backend: Backend, concurrency: usize) -> sqlx::Any
         .max_connections(concurrency as u32)
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                nodelay::set_any(conn).await?;
+                crm_testkit::nodelay(conn).await?;
                 if backend == Backend::Sqlite {
                     sqlx::query("PRAGMA synchronous = NORMAL")
                         .execute(&mut *conn)

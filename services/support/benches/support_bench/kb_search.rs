@@ -423,7 +423,7 @@ pub async fn run(full: bool) {
         let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(4)
             // As the service connects (crm_shared::db).
-            .after_connect(|conn, _| Box::pin(crm_shared::db::nodelay::set_any(conn)))
+            .after_connect(|conn, _| Box::pin(crm_testkit::nodelay(conn)))
             .connect(&db.url)
             .await
             .expect("pool");

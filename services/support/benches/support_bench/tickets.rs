@@ -350,7 +350,7 @@ impl RawTickets {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     // TCP_NODELAY and the durability the service runs with (crm_shared::db).
-                    crm_shared::db::nodelay::set_any(conn).await?;
+                    crm_testkit::nodelay(conn).await?;
                     if backend == Backend::Sqlite {
                         sqlx::query("PRAGMA synchronous = NORMAL")
                             .execute(&mut *conn)
