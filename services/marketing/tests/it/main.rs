@@ -11,3 +11,4 @@ mod campaigns;
 mod feed;
 mod journeys;
 mod refusals;
+mod statements;
