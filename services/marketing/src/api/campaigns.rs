@@ -123,10 +123,12 @@ pub(super) async fn list_campaigns(
         .store
         .list_campaigns(&tenant, plan.query.clone())
         .await?;
-    let mut campaigns = Vec::with_capacity(page.items.len());
-    for c in &page.items {
-        campaigns.push(shown(api, &tenant, c).await?);
-    }
+    let mut counts = api.store.counts_of(&tenant, &page.items).await?;
+    let campaigns = page
+        .items
+        .iter()
+        .map(|c| campaign_message(c, counts.remove(&c.id).unwrap_or_default()))
+        .collect();
     Ok(Response::new(pb::ListCampaignsResponse {
         next_page_token: plan.next_page_token(&api.page_tokens, &page),
         campaigns,

@@ -1,5 +1,7 @@
 //! Campaigns: drafts, their workflow, their counts and their ledger's pages.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use crm_shared::{
     convert::{parse_stored, stored},
@@ -10,8 +12,8 @@ use crm_shared::{
     store::{ListQuery, Page},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{Expr, Query},
 };
 use uuid::Uuid;
@@ -222,6 +224,15 @@ impl Store {
         counts_in(&self.base.db.conn, tenant, c).await
     }
 
+    /// The same for each of `campaigns` (a page), in a fixed number of queries.
+    pub async fn counts_of(
+        &self,
+        tenant: &Tenant,
+        campaigns: &[Campaign],
+    ) -> Result<HashMap<Uuid, Counts>, ApiError> {
+        counts_of(&self.base.db.conn, tenant, campaigns).await
+    }
+
     /// Changes a campaign with `change`, if its version is still `expected`
     /// (when given); `event` records it, with its counts.
     pub async fn change_campaign(
@@ -363,53 +374,100 @@ pub(super) async fn counts_in<C: ConnectionTrait>(
     tenant: &Tenant,
     c: &Campaign,
 ) -> Result<Counts, ApiError> {
-    let id = c.id;
-    let rows: Vec<(String, i64)> = campaign_recipient::Entity::find_in(tenant)
+    Ok(counts_of(conn, tenant, std::slice::from_ref(c))
+        .await?
+        .remove(&c.id)
+        .unwrap_or_default())
+}
+
+/// The counts of each of `campaigns`: one grouped query per kind of count
+/// for all of them (a page of ListCampaigns costs what one campaign does),
+/// plus one per campaign with an A/B test for its variants.
+pub(super) async fn counts_of<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    campaigns: &[Campaign],
+) -> Result<HashMap<Uuid, Counts>, ApiError> {
+    let mut counts: HashMap<Uuid, Counts> = campaigns
+        .iter()
+        .map(|c| (c.id, Counts::default()))
+        .collect();
+    if campaigns.is_empty() {
+        return Ok(counts);
+    }
+    let ids: Vec<String> = campaigns.iter().map(|c| c.id.to_string()).collect();
+    let mut engagement = super::engagement::engagement_counts_of(conn, tenant, &ids).await?;
+    for (id, entry) in &mut counts {
+        entry.engagement = engagement.remove(id).unwrap_or_default();
+    }
+    let by_state: Vec<(String, String, i64)> = campaign_recipient::Entity::find_in(tenant)
         .select_only()
+        .column(campaign_recipient::Column::CampaignId)
         .column(campaign_recipient::Column::State)
         .column_as(campaign_recipient::Column::Contact.count(), "n")
-        .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
+        .filter(campaign_recipient::Column::CampaignId.is_in(ids.clone()))
+        .group_by(campaign_recipient::Column::CampaignId)
         .group_by(campaign_recipient::Column::State)
         .into_tuple()
         .all(conn)
         .await?;
-    let mut counts = Counts {
-        engagement: super::engagement::engagement_counts(conn, tenant, id).await?,
-        ..Counts::default()
-    };
-    for (state, n) in rows {
-        if let Some(state) = parse_stored(RECIPIENT_STATES, &state) {
-            counts.add(state, n);
+    for (id, state, n) in by_state {
+        let entry = counted(&mut counts, &id);
+        if let (Some(entry), Some(state)) = (entry, parse_stored(RECIPIENT_STATES, &state)) {
+            entry.add(state, n);
         }
     }
-    counts.leads = campaign_lead::Entity::find_in(tenant)
-        .filter(campaign_lead::Column::CampaignId.eq(id.to_string()))
-        .count(conn)
-        .await? as i64;
-    let wins: Vec<(String, i64, i32)> = campaign_win::Entity::find_in(tenant)
+    let leads: Vec<(String, i64)> = campaign_lead::Entity::find_in(tenant)
+        .select_only()
+        .column(campaign_lead::Column::CampaignId)
+        .column_as(campaign_lead::Column::CampaignId.count(), "n")
+        .filter(campaign_lead::Column::CampaignId.is_in(ids.clone()))
+        .group_by(campaign_lead::Column::CampaignId)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    for (id, n) in leads {
+        if let Some(entry) = counted(&mut counts, &id) {
+            entry.leads = n;
+        }
+    }
+    let wins: Vec<(String, String, i64, i32)> = campaign_win::Entity::find_in(tenant)
         .select_only()
         .columns([
+            campaign_win::Column::CampaignId,
             campaign_win::Column::CurrencyCode,
             campaign_win::Column::Units,
             campaign_win::Column::Nanos,
         ])
-        .filter(campaign_win::Column::CampaignId.eq(id.to_string()))
+        .filter(campaign_win::Column::CampaignId.is_in(ids))
         .into_tuple()
         .all(conn)
         .await?;
-    if c.draft.ab_test.is_some() {
-        counts.variants = variant_counts(conn, tenant, id).await?;
+    for (id, currency_code, units, nanos) in wins {
+        let Some(entry) = counted(&mut counts, &id) else {
+            continue;
+        };
+        entry.won_deals += 1;
+        // A deal won without an amount counts as a deal, in no currency.
+        if !currency_code.is_empty() {
+            entry.won.add(&Money {
+                currency_code,
+                units,
+                nanos,
+            });
+        }
     }
-    counts.won_deals = wins.len() as i64;
-    // A deal won without an amount counts as a deal, in no currency.
-    for (currency_code, units, nanos) in wins.into_iter().filter(|w| !w.0.is_empty()) {
-        counts.won.add(&Money {
-            currency_code,
-            units,
-            nanos,
-        });
+    for c in campaigns.iter().filter(|c| c.draft.ab_test.is_some()) {
+        if let Some(entry) = counts.get_mut(&c.id) {
+            entry.variants = variant_counts(conn, tenant, c.id).await?;
+        }
     }
     Ok(counts)
+}
+
+/// The entry of `counts` for the campaign whose stored id is `id`.
+fn counted<'a>(counts: &'a mut HashMap<Uuid, Counts>, id: &str) -> Option<&'a mut Counts> {
+    Uuid::parse_str(id).ok().and_then(|id| counts.get_mut(&id))
 }
 
 /// How each variant of a campaign's A/B test did: A, then B.

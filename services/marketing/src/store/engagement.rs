@@ -1,6 +1,8 @@
 //! Engagements: what recipients did with the messages, each with its event,
 //! and the suppression of addresses that must not be mailed again.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use crm_shared::{
     convert::{parse_stored, stored},
@@ -140,26 +142,31 @@ impl Store {
     }
 }
 
-/// What recipients did with a campaign's messages, read through `conn`.
-pub(super) async fn engagement_counts<C: ConnectionTrait>(
+/// What recipients did with each of `campaigns`' messages (stored ids),
+/// read through `conn` in one grouped query.
+pub(super) async fn engagement_counts_of<C: ConnectionTrait>(
     conn: &C,
     tenant: &Tenant,
-    campaign: Uuid,
-) -> Result<EngagementCounts, ApiError> {
-    let rows: Vec<(String, i64, i64)> = engagement::Entity::find_in(tenant)
+    campaigns: &[String],
+) -> Result<HashMap<Uuid, EngagementCounts>, ApiError> {
+    let rows: Vec<(String, String, i64, i64)> = engagement::Entity::find_in(tenant)
         .select_only()
+        .column(engagement::Column::CampaignId)
         .column(engagement::Column::Kind)
         .column_as(engagement::Column::Id.count(), "total")
         .column_as(Expr::cust("COUNT(DISTINCT contact)"), "recipients")
-        .filter(engagement::Column::CampaignId.eq(campaign.to_string()))
+        .filter(engagement::Column::CampaignId.is_in(campaigns.to_vec()))
+        .group_by(engagement::Column::CampaignId)
         .group_by(engagement::Column::Kind)
         .into_tuple()
         .all(conn)
         .await?;
-    let mut counts = EngagementCounts::default();
-    for (kind, total, unique) in rows {
-        if let Some(kind) = parse_stored(ENGAGEMENTS, &kind) {
-            counts.add(kind, total, unique);
+    let mut counts: HashMap<Uuid, EngagementCounts> = HashMap::new();
+    for (campaign, kind, total, unique) in rows {
+        if let (Ok(campaign), Some(kind)) =
+            (Uuid::parse_str(&campaign), parse_stored(ENGAGEMENTS, &kind))
+        {
+            counts.entry(campaign).or_default().add(kind, total, unique);
         }
     }
     Ok(counts)

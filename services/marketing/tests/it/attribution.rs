@@ -6,7 +6,10 @@
 use chrono::{Duration, Utc};
 use crm_proto::{
     common::Money,
-    marketing::{Audience, Campaign, CampaignReturn, CreateCampaignRequest, GetCampaignRequest},
+    marketing::{
+        Audience, Campaign, CampaignReturn, CreateCampaignRequest, GetCampaignRequest,
+        ListCampaignsRequest,
+    },
     sales::{
         ConvertLeadRequest, CreateLeadRequest, GetPipelineRequest, Lead, LeadSource, Opportunity,
         OpportunityState, UpdateOpportunityRequest,
@@ -115,7 +118,23 @@ async fn attributed(m: &mut Marketing, name: &str, leads: i32, won_deals: i32) -
         done
     })
     .await;
-    last.expect("a campaign")
+    let c = last.expect("a campaign");
+    // A list page reads every campaign's counts at once: the same figures.
+    let listed = m
+        .list_campaigns(ListCampaignsRequest {
+            page_size: 50,
+            ..Default::default()
+        })
+        .await
+        .expect("ListCampaigns")
+        .into_inner();
+    let in_list = listed
+        .campaigns
+        .iter()
+        .find(|l| l.name == c.name)
+        .expect("the campaign is listed");
+    assert_eq!((&in_list.counts, &in_list.returns), (&c.counts, &c.returns));
+    c
 }
 
 db_test!(won_deals_are_attributed_to_their_campaign, attribution_on);
