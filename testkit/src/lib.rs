@@ -355,10 +355,12 @@ where
 /// are then measured as the service connects. Nothing on SQLite.
 pub async fn nodelay(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     if conn.backend_name() == "PostgreSQL" {
-        let port = sqlx::query_scalar("SELECT inet_client_port()")
-            .fetch_one(conn)
-            .await?;
-        crm_shared::db::nodelay::set_for_client_port(port);
+        use crm_shared::db::nodelay;
+        let (client, server) =
+            sqlx::query_as::<_, (Option<i32>, Option<i32>)>(nodelay::PORTS_QUERY)
+                .fetch_one(conn)
+                .await?;
+        nodelay::set_for_ports(client, server);
     }
     Ok(())
 }
@@ -419,7 +421,7 @@ fn status_mib(pid: u32, field: &str) -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use std::{os::unix::process::CommandExt, time::Duration};
 

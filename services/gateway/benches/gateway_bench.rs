@@ -12,6 +12,7 @@
 //! rows are left out, except under CI, where that fails.
 
 use std::{
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{
@@ -38,6 +39,13 @@ struct Process(Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
+        // nginx runs in a process group of its own (see start_nginx): its
+        // workers outlive a killed master, so the whole group goes.
+        let pid = self.0.id();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -180,6 +188,7 @@ fn start_nginx(folder: &std::path::Path, upstream: u16, workers: &str) -> Option
     let config = folder.join(format!("nginx-{port}.conf"));
     std::fs::write(&config, nginx_config(folder, port, upstream, workers)).expect("nginx.conf");
     let child = Command::new(binary)
+        .process_group(0)
         .arg("-p")
         .arg(folder)
         .arg("-c")
