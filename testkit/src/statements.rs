@@ -1,6 +1,8 @@
 //! Statement counts per call (`x-crm-db-statements`), for the tests that
 //! check a call's statements do not grow with the data (no N+1 queries).
 
+use std::collections::BTreeMap;
+
 use crm_shared::telemetry::COUNT_STATEMENTS;
 use tonic::{Request, Response, Status};
 
@@ -26,4 +28,18 @@ pub fn statement_count<T>(response: &Result<Response<T>, Status>, call: &str) ->
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{call} reports no statement count"))
+}
+
+/// Asserts each call made as many statements with more data (`large`) as
+/// with less (`small`; `sizes` says how much each was), and at least one
+/// (none means the count is not wired).
+pub fn assert_unchanged(
+    small: &BTreeMap<&'static str, u32>,
+    large: &BTreeMap<&'static str, u32>,
+    sizes: &str,
+) {
+    assert_eq!(small, large, "statements per call {sizes}");
+    for (call, count) in small {
+        assert!(*count > 0, "{call} made no statement: is the count wired?");
+    }
 }

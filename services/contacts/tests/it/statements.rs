@@ -11,7 +11,7 @@ use crm_proto::contacts::{
 };
 use crm_testkit::{
     Backend,
-    statements::{counted, statement_count},
+    statements::{assert_unchanged, counted, statement_count},
 };
 
 use crate::support::*;
@@ -150,13 +150,7 @@ async fn statements_do_not_grow_with_the_data_on(backend: Backend) {
     crate::import_export::import(&mut client, people(11, 611)).await;
     let large = count_calls(&mut client, &ada.name, &company.name).await;
     eprintln!("statements per call ({backend:?}): {small:?}");
-    assert_eq!(
-        small, large,
-        "statements per call at 12 and at 612 contacts"
-    );
-    for (call, count) in &small {
-        assert!(*count > 0, "{call} made no statement: is the count wired?");
-    }
+    assert_unchanged(&small, &large, "at 12 and at 612 contacts");
 }
 db_test!(
     statements_do_not_grow_with_the_data,

@@ -11,7 +11,7 @@ use crm_proto::marketing::{
     ListCampaignsRequest, ListListMembersRequest, ListSegmentsRequest, ListTemplatesRequest,
     MailingList, Segment, Template,
 };
-use crm_testkit::statements::{counted, statement_count};
+use crm_testkit::statements::{assert_unchanged, counted, statement_count};
 
 use crate::harness::*;
 
@@ -193,11 +193,9 @@ async fn statements_on(backend: Backend) {
     }
     let large = count_calls(&mut m, 1001).await;
     eprintln!("statements per call ({backend:?}): {small:?}");
-    assert_eq!(
-        small, large,
-        "statements per call with 4 and with 44 lists, templates and campaigns"
+    assert_unchanged(
+        &small,
+        &large,
+        "with 4 and with 44 lists, templates and campaigns",
     );
-    for (call, count) in &small {
-        assert!(*count > 0, "{call} made no statement: is the count wired?");
-    }
 }

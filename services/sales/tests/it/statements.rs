@@ -20,7 +20,7 @@ use crm_proto::{
 use crm_shared::convert::to_timestamp;
 use crm_testkit::{
     Backend,
-    statements::{counted, statement_count},
+    statements::{assert_unchanged, counted, statement_count},
 };
 
 use crate::{revenue::lead, support::*};
@@ -164,11 +164,9 @@ async fn statements_on(backend: Backend) {
     }
     let large = count_calls(&mut sales, "Large").await;
     eprintln!("statements per call ({backend:?}): {small:?}");
-    assert_eq!(
-        small, large,
-        "statements per call with 4 deals and 1 lead, and with 104 deals and 22 leads"
+    assert_unchanged(
+        &small,
+        &large,
+        "with 4 deals and 1 lead, and with 104 deals and 22 leads",
     );
-    for (call, count) in &small {
-        assert!(*count > 0, "{call} made no statement: is the count wired?");
-    }
 }
