@@ -37,12 +37,13 @@ lint: buf
 fmt:
 	cargo fmt --all
 
-## bench: every benchmark (contacts' writes and its 1,000,000-contact scale run, support's, marketing's, reporting's, events, the gateway beside nginx grpc_pass (needs nginx-light), grpcio imports), results in target/bench-results.jsonl; QUICK=1 runs each one's small smoke pass instead
+## bench: every benchmark (contacts' writes and its 1,000,000-contact scale run, sales' leads and forecast, support's, marketing's, reporting's, events, the gateway beside nginx grpc_pass (needs nginx-light), grpcio imports), results in target/bench-results.jsonl; QUICK=1 runs each one's small smoke pass instead
 BENCH := $(if $(QUICK),cargo test --release,cargo bench)
 bench: export CRM_BENCH_RESULTS := $(CURDIR)/target/bench-results.jsonl
 bench:
 	mkdir -p target && rm -f target/bench-results.jsonl
 	$(BENCH) -p crm-contacts --bench contacts_bench
+	$(BENCH) -p crm-sales --bench sales_bench
 	$(BENCH) -p crm-support --bench support_bench
 	$(BENCH) -p crm-marketing --bench marketing_bench
 	$(BENCH) -p crm-reporting --bench reporting_bench

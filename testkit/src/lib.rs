@@ -13,6 +13,7 @@ mod process;
 pub mod raw;
 pub mod recorder;
 pub mod smtp;
+pub mod spawned;
 pub mod statements;
 
 use std::{future::Future, net::SocketAddr, time::Duration};

@@ -29,10 +29,13 @@
 //!   memory at that size; `memory=<n>` for another size. It takes as long as
 //!   the import and the sending do (minutes), so it only runs when named.
 //!
-//! `cargo bench -p crm-marketing --bench marketing_bench` runs `send` and
-//! `baseline`; name parts after `--` to run only those (`... -- memory`).
-//! A plain run (`cargo test --benches`) makes a small smoke pass of `send`
-//! and `baseline`, skipped without aiosmtpd.
+//! - `start`: the `marketing` binary's start to SERVING on an empty and on
+//!   a migrated database, and its idle memory (`crm_testkit::spawned`).
+//!
+//! `cargo bench -p crm-marketing --bench marketing_bench` runs `start`,
+//! `send` and `baseline`; name parts after `--` to run only those (`... --
+//! memory`). A plain run (`cargo test --benches`) makes a small smoke pass
+//! of them (`send` and `baseline` skipped without aiosmtpd).
 
 use std::{
     net::SocketAddr,
@@ -66,7 +69,8 @@ use crm_proto::{
 use crm_shared::{auth::Role, token::SignedTokens};
 use crm_testkit::{
     ADMIN, Authed, Backend, SECRET, SERVICE_SECRET, ServiceProcess, TENANT, TestDatabase,
-    bearer_for, channel_to, health_status, peak_memory_mib, service, settings, smtp::LocalSmtp,
+    bearer_for, bench::percentile, channel_to, health_status, peak_memory_mib, service, settings,
+    smtp::LocalSmtp,
 };
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Tokio1Executor,
@@ -114,6 +118,16 @@ async fn main() {
         .map(|n| n.parse::<usize>().expect("memory=<recipients>"))
         .unwrap_or(if full { LARGE } else { 100 });
     let recipients = if full { 10_000 } else { 50 };
+    if chosen("start") {
+        let mail_dir = std::env::temp_dir().join(format!("crm-bench-mail-{}", std::process::id()));
+        let mail_dir = mail_dir.to_string_lossy();
+        crm_testkit::spawned::measure_starts(
+            env!("CARGO_BIN_EXE_marketing"),
+            "marketing",
+            &[("CRM_MARKETING__MAIL_DIR", &mail_dir)],
+        )
+        .await;
+    }
     let Some(smtp) = LocalSmtp::start() else {
         eprintln!("SKIP: the marketing benchmark needs aiosmtpd (scripts/python-tools.sh)");
         return;
@@ -486,15 +500,6 @@ impl Drop for MarketingProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The `p` quantile of `latencies` in milliseconds.
-fn percentile(latencies: &mut [Duration], p: f64) -> f64 {
-    latencies.sort();
-    let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-    latencies
-        .get(index)
-        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// One baseline's figures.

@@ -55,9 +55,13 @@
 //!
 //! Peak memory is this process's (VmHWM), which runs the service too.
 //!
+//! Before them, `start`: the `reporting` binary's start to SERVING on an
+//! empty and on a migrated database, and its idle memory
+//! (`crm_testkit::spawned`).
+//!
 //! `cargo bench -p crm-reporting --bench reporting_bench` runs N =
 //! 1,000,000, M = 20,000; `-- events=<n>` sets N; `-- sqlite` or
-//! `-- postgres` runs only that backend. A plain run (`cargo test
+//! `-- postgres` runs only that backend; `-- start` only the starts. A plain run (`cargo test
 //! --benches`) makes a smoke pass with N = 2,000, M = 200.
 
 use std::{
@@ -141,6 +145,13 @@ async fn main() {
         .map(|n| n.replace('_', "").parse::<u64>().expect("events=<n>"))
         .unwrap_or(if full { FULL_EVENTS } else { 2_000 });
     let single = (if full { FULL_SINGLE } else { 200 }).min(events);
+    if parts.is_empty() || parts.contains(&"start") {
+        crm_testkit::spawned::measure_starts(env!("CARGO_BIN_EXE_reporting"), "reporting", &[])
+            .await;
+        if parts == ["start"] {
+            return;
+        }
+    }
     let chosen =
         |b: &str| !parts.iter().any(|p| *p == "sqlite" || *p == "postgres") || parts.contains(&b);
     let data = Data::new(events);

@@ -17,8 +17,6 @@
 mod scale;
 
 use std::{
-    net::TcpListener,
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -28,14 +26,13 @@ use crm_proto::contacts::{
     contacts_service_client::ContactsServiceClient,
 };
 use crm_shared::auth::{Role, sign_hs256};
-use crm_testkit::{Backend, TestDatabase};
+use crm_testkit::{Backend, TestDatabase, spawned::SpawnedService};
 use sqlx::{AnyConnection, Connection};
 use tonic::{metadata::MetadataValue, transport::Channel};
 
-const SECRET: &str = "bench-secret";
-
+/// The contacts binary (release under `cargo bench`), with its client.
 struct Service {
-    child: Child,
+    process: SpawnedService,
     /// From spawning the process to its health check answering SERVING.
     started_in: Duration,
     client: ContactsServiceClient<Channel>,
@@ -44,49 +41,15 @@ struct Service {
 
 impl Service {
     async fn start(url: &str) -> Service {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = Command::new(env!("CARGO_BIN_EXE_contacts"))
-            .env("CRM_CONTACTS__LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("CRM_CONTACTS__DATABASE_URL", url)
-            .env("CRM_CONTACTS__MAX_CONNECTIONS", "16")
-            .env("CRM_AUTH__HS256_SECRET", SECRET)
-            .env("CRM_PAGING_SECRET", "bench")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the contacts binary");
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        let channel = loop {
-            if let Ok(channel) = Channel::from_shared(endpoint.clone())
-                .expect("endpoint")
-                .connect()
-                .await
-            {
-                let mut health =
-                    tonic_health::pb::health_client::HealthClient::new(channel.clone());
-                let request = tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                };
-                if health
-                    .check(request)
-                    .await
-                    .is_ok_and(|r| r.into_inner().status == 1)
-                {
-                    break channel;
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the service did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let process = SpawnedService::start(
+            env!("CARGO_BIN_EXE_contacts"),
+            "contacts",
+            url,
+            &[("CRM_CONTACTS__MAX_CONNECTIONS", "16")],
+        )
+        .await;
         let token = sign_hs256(
-            SECRET,
+            crm_testkit::SECRET,
             "bench",
             "bench",
             &[Role::Admin],
@@ -94,10 +57,11 @@ impl Service {
         )
         .expect("token");
         Service {
-            child,
-            started_in: started.elapsed(),
-            client: ContactsServiceClient::new(channel).max_encoding_message_size(64 << 20),
+            started_in: process.started_in,
+            client: ContactsServiceClient::new(process.channel.clone())
+                .max_encoding_message_size(64 << 20),
             token: format!("Bearer {token}").parse().expect("header"),
+            process,
         }
     }
 
@@ -111,19 +75,12 @@ impl Service {
 
     /// The process's resident memory now, in MiB (Linux VmRSS).
     fn resident_mib(&self) -> f64 {
-        crm_testkit::resident_memory_mib(self.child.id())
+        self.process.resident_mib()
     }
 
     /// The process's peak resident memory in MiB (Linux VmHWM).
     fn peak_memory_mib(&self) -> f64 {
-        crm_testkit::peak_memory_mib(self.child.id())
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.peak_mib()
     }
 }
 

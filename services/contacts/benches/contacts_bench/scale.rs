@@ -23,7 +23,7 @@ use crm_proto::contacts::{
     FindDuplicatesRequest, ListContactsRequest, ListContactsResponse, SearchContactsRequest,
 };
 use crm_shared::db::nodelay;
-use crm_testkit::{Backend, TestDatabase};
+use crm_testkit::{Backend, TestDatabase, bench::mix};
 use sqlx::{AnyConnection, Connection};
 
 use crate::{Latencies, Service, sqlx_url};
@@ -43,14 +43,6 @@ const SYLLABLES: [&str; 24] = [
 ];
 
 const STAGES: [&str; 4] = ["LEAD", "CUSTOMER", "OPPORTUNITY", "SUBSCRIBER"];
-
-/// Deterministic mixing (splitmix64), so every run loads the same people.
-fn mix(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 fn capitalised(word: &str) -> String {
     let mut chars = word.chars();

@@ -29,11 +29,11 @@ pub(super) async fn get_forecast(
     if !r.owner.trim().is_empty() {
         owners.push(r.owner.trim().to_owned());
     }
-    let deals = api
+    let sums = api
         .store
-        .forecast_deals(&tenant, &owners, start, end)
+        .forecast_sums(&tenant, &owners, start, end)
         .await?;
-    let lines = analysis::forecast(&deals, start, end);
+    let lines = analysis::forecast(&sums);
     Ok(Response::new(pb::Forecast {
         lines: lines
             .iter()

@@ -1,7 +1,7 @@
 //! Forecasts and pipeline analysis, computed from opportunities and their
 //! stage history. Amounts are summed per currency, never across currencies.
 
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use crm_shared::money::{Money, Totals};
 
 use super::{
@@ -31,42 +31,64 @@ pub struct ForecastLine {
 /// The stage probability from which an open deal counts as committed.
 pub const COMMIT_PROBABILITY: f64 = 0.7;
 
-/// The forecast for `[start, end)` over `deals`, each with its stage's probability.
-pub fn forecast(
-    deals: &[(Opportunity, f64)],
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Vec<ForecastLine> {
-    let (mut won, mut weighted, mut committed, mut open) = Default::default();
-    let (won, weighted, committed, open): (&mut Totals, &mut Totals, &mut Totals, &mut Totals) =
-        (&mut won, &mut weighted, &mut committed, &mut open);
-    let mut counts: std::collections::BTreeMap<String, (i32, i32)> = Default::default();
-    for (deal, probability) in deals {
-        let Some(amount) = &deal.draft.amount else {
-            continue;
-        };
-        let currency = amount.currency_code.clone();
-        match deal.state {
-            StageKind::Won if deal.close_time.is_some_and(|t| t >= start && t < end) => {
-                won.add(amount);
-                counts.entry(currency).or_default().0 += 1;
+/// The deals of one currency in one stage that a forecast of a period counts
+/// (won in it, or open and expected in it), summed by the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageSum {
+    /// Won or open.
+    pub state: StageKind,
+    /// The stage's chance of winning.
+    pub probability: f64,
+    /// How many deals.
+    pub deals: i64,
+    /// Their amounts added up, in one currency.
+    pub total: Money,
+}
+
+/// The expected close dates a forecast of `[start, end)` counts: the first
+/// and last date whose start (midnight UTC) lies in it; `None` when no
+/// midnight does.
+pub fn expected_dates(start: DateTime<Utc>, end: DateTime<Utc>) -> Option<(NaiveDate, NaiveDate)> {
+    let midnight = |date: NaiveDate| date.and_time(NaiveTime::MIN).and_utc();
+    let mut first = start.date_naive();
+    if midnight(first) < start {
+        first = first.succ_opt()?;
+    }
+    let mut last = end.date_naive();
+    if midnight(last) >= end {
+        last = last.pred_opt()?;
+    }
+    (first <= last).then_some((first, last))
+}
+
+/// The forecast lines, one per currency, from the period's stage sums.
+pub fn forecast(sums: &[StageSum]) -> Vec<ForecastLine> {
+    let (mut won, mut weighted, mut committed, mut open) = (
+        Totals::default(),
+        Totals::default(),
+        Totals::default(),
+        Totals::default(),
+    );
+    let mut counts: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    for sum in sums {
+        let currency = sum.total.currency_code.clone();
+        match sum.state {
+            StageKind::Won => {
+                won.add(&sum.total);
+                counts.entry(currency).or_default().0 += sum.deals;
             }
-            StageKind::Open
-                if deal.draft.expected_close_date.is_some_and(|date| {
-                    let at = date.and_time(NaiveTime::MIN).and_utc();
-                    at >= start && at < end
-                }) =>
-            {
-                open.add(amount);
-                weighted.add(&amount.scaled(*probability));
-                if *probability >= COMMIT_PROBABILITY {
-                    committed.add(amount);
+            StageKind::Open => {
+                open.add(&sum.total);
+                weighted.add(&sum.total.scaled(sum.probability));
+                if sum.probability >= COMMIT_PROBABILITY {
+                    committed.add(&sum.total);
                 }
-                counts.entry(currency).or_default().1 += 1;
+                counts.entry(currency).or_default().1 += sum.deals;
             }
-            _ => {}
+            StageKind::Lost => {}
         }
     }
+    let count = |n: i64| i32::try_from(n).unwrap_or(i32::MAX);
     counts
         .into_iter()
         .map(|(currency, (won_count, open_count))| {
@@ -79,8 +101,8 @@ pub fn forecast(
                 best_case: sum(&closed_won, &open.get(&currency)),
                 weighted_pipeline: weighted.get(&currency),
                 closed_won,
-                won_count,
-                open_count,
+                won_count: count(won_count),
+                open_count: count(open_count),
                 currency_code: currency,
             }
         })
@@ -181,9 +203,7 @@ pub fn analyze(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::opportunity::OpportunityDraft;
-    use chrono::{Duration, NaiveDate, TimeZone};
-    use uuid::Uuid;
+    use chrono::TimeZone;
 
     fn money(currency: &str, units: i64) -> Money {
         Money {
@@ -193,69 +213,22 @@ mod tests {
         }
     }
 
-    fn deal(
-        amount: Money,
-        state: StageKind,
-        close: Option<DateTime<Utc>>,
-        expected: &str,
-    ) -> Opportunity {
-        Opportunity {
-            id: Uuid::now_v7(),
-            draft: OpportunityDraft {
-                display_name: "d".into(),
-                amount: Some(amount),
-                pipeline: String::new(),
-                stage: String::new(),
-                expected_close_date: NaiveDate::parse_from_str(expected, "%Y-%m-%d").ok(),
-                owner: "ann".into(),
-                contact: String::new(),
-                company: String::new(),
-                line_items: vec![],
-                close_reason: String::new(),
-            },
-            state,
-            close_time: close,
-            stage_history: vec![],
-            source_lead: String::new(),
-            create_time: Utc::now(),
-            update_time: Utc::now(),
-            delete_time: None,
-            version: 1,
-        }
-    }
-
     #[test]
     fn forecast_lines_per_currency() {
-        let start = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
-        let end = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap();
-        let inside = start + Duration::days(10);
-        let deals = vec![
-            (
-                deal(money("EUR", 1000), StageKind::Won, Some(inside), ""),
-                1.0,
-            ),
-            (
-                deal(money("EUR", 400), StageKind::Open, None, "2026-11-30"),
-                0.75,
-            ),
-            (
-                deal(money("EUR", 200), StageKind::Open, None, "2026-12-01"),
-                0.25,
-            ),
-            (
-                deal(money("EUR", 999), StageKind::Open, None, "2027-02-01"),
-                0.5,
-            ), // after the period
-            (
-                deal(money("USD", 50), StageKind::Open, None, "2026-10-02"),
-                0.5,
-            ),
-            (
-                deal(money("EUR", 70), StageKind::Lost, Some(inside), ""),
-                0.0,
-            ),
+        let sum = |amount: Money, state: StageKind, probability: f64, deals: i64| StageSum {
+            state,
+            probability,
+            deals,
+            total: amount,
+        };
+        let sums = vec![
+            sum(money("EUR", 1000), StageKind::Won, 1.0, 1),
+            sum(money("EUR", 400), StageKind::Open, 0.75, 1),
+            sum(money("EUR", 200), StageKind::Open, 0.25, 1),
+            sum(money("USD", 50), StageKind::Open, 0.5, 2),
+            sum(money("EUR", 70), StageKind::Lost, 0.0, 1),
         ];
-        let lines = forecast(&deals, start, end);
+        let lines = forecast(&sums);
         assert_eq!(lines.len(), 2);
         let eur = &lines[0];
         assert_eq!(eur.currency_code, "EUR");
@@ -265,5 +238,20 @@ mod tests {
         assert_eq!(eur.best_case, money("EUR", 1600));
         assert_eq!((eur.won_count, eur.open_count), (1, 2));
         assert_eq!(lines[1].weighted_pipeline, money("USD", 25));
+        assert_eq!(lines[1].open_count, 2);
+    }
+
+    #[test]
+    fn a_period_counts_the_dates_whose_midnight_it_holds() {
+        let at = |d: u32, h: u32| Utc.with_ymd_and_hms(2026, 10, d, h, 0, 0).unwrap();
+        let date = |d: u32| NaiveDate::from_ymd_opt(2026, 10, d).unwrap();
+        assert_eq!(expected_dates(at(1, 0), at(8, 0)), Some((date(1), date(7))));
+        assert_eq!(expected_dates(at(1, 9), at(8, 9)), Some((date(2), date(8))));
+        assert_eq!(
+            expected_dates(at(1, 9), at(1, 18)),
+            None,
+            "no midnight inside"
+        );
+        assert_eq!(expected_dates(at(1, 0), at(1, 1)), Some((date(1), date(1))));
     }
 }

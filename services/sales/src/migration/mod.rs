@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_create_tables;
 mod m0002_conversion_contact_reused;
 mod m0003_shared_consumer;
+mod m0004_forecast_sums;
 
 /// Every migration of the sales database, in order.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(crm_shared::retention::migration::CreateFeedReaders),
             Box::new(crm_shared::audit::migration::CreateAuditLog),
             Box::new(crm_shared::consumer::tables::migration::AddPartitionedConsumers),
+            Box::new(m0004_forecast_sums::Migration),
         ]
     }
 }

@@ -185,6 +185,10 @@ pub mod opportunity {
         pub tenant: String,
         pub display_name: String,
         pub amount: String,
+        /// The amount's whole units (0 without one), for sums in SQL.
+        pub amount_units: i64,
+        /// The amount's nano units (0 without one).
+        pub amount_nanos: i32,
         pub currency_code: String,
         pub pipeline: String,
         pub stage: String,

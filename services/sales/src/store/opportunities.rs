@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use crm_shared::idempotency::IdempotencyKey;
+use crm_shared::money::Money;
 use crm_shared::store::Page;
 use crm_shared::{
     db::{Tenant, TenantScoped, WriteTxn},
@@ -11,7 +12,9 @@ use crm_shared::{
     store::{Claim, ListQuery, check_version},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, FromQueryResult, IntoActiveModel,
+    QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
@@ -20,6 +23,7 @@ use super::{
     entities::{from_json, opportunity, to_json},
 };
 use crate::domain::{
+    analysis::{self, StageSum},
     opportunity::{Opportunity, OpportunityDraft},
     pipeline::{Pipeline, StageKind},
 };
@@ -123,6 +127,8 @@ fn opportunity_row(tenant: &Tenant, o: &Opportunity) -> opportunity::ActiveModel
         tenant: tenant.as_str().to_owned(),
         display_name: d.display_name.clone(),
         amount: d.amount.as_ref().map(to_json).unwrap_or_default(),
+        amount_units: d.amount.as_ref().map_or(0, |a| a.units),
+        amount_nanos: d.amount.as_ref().map_or(0, |a| a.nanos),
         currency_code: d
             .amount
             .as_ref()
@@ -418,55 +424,84 @@ impl Store {
         Ok(o)
     }
 
-    /// The deals a forecast of `[start, end)` reads, each with its stage's
-    /// probability: won in the period, or open (any expected date; the domain
-    /// keeps those in the period). `owners` empty means everyone's.
-    pub async fn forecast_deals(
+    /// The sums a forecast of `[start, end)` reads, per currency and stage:
+    /// deals won in the period, and open deals expected in it (dates from
+    /// the domain's [`analysis::expected_dates`]), each stage with its
+    /// probability; deals without an amount count nowhere. `owners` empty
+    /// means everyone's. One grouped statement, however many deals.
+    pub async fn forecast_sums(
         &self,
         tenant: &Tenant,
         owners: &[String],
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> Result<Vec<(Opportunity, f64)>, ApiError> {
-        let mut select = opportunity::Entity::find_in(tenant)
-            .filter(opportunity::Column::DeleteTime.is_null())
-            .filter(
-                Condition::any()
-                    .add(
-                        Condition::all()
-                            .add(opportunity::Column::State.eq("WON"))
-                            .add(opportunity::Column::CloseTime.gte(start))
-                            .add(opportunity::Column::CloseTime.lt(end)),
-                    )
-                    .add(
-                        Condition::all()
-                            .add(opportunity::Column::State.eq("OPEN"))
-                            .add(
-                                opportunity::Column::ExpectedCloseDate
-                                    .gte(start.format("%Y-%m-%d").to_string()),
-                            )
-                            .add(
-                                opportunity::Column::ExpectedCloseDate
-                                    .lte(end.format("%Y-%m-%d").to_string()),
-                            ),
-                    ),
+    ) -> Result<Vec<StageSum>, ApiError> {
+        use opportunity::Column;
+        let won = Condition::all()
+            .add(Column::State.eq("WON"))
+            .add(Column::CloseTime.gte(start))
+            .add(Column::CloseTime.lt(end));
+        let mut counted = Condition::any().add(won);
+        if let Some((first, last)) = analysis::expected_dates(start, end) {
+            let day = |date: chrono::NaiveDate| date.format("%Y-%m-%d").to_string();
+            counted = counted.add(
+                Condition::all()
+                    .add(Column::State.eq("OPEN"))
+                    .add(Column::ExpectedCloseDate.gte(day(first)))
+                    .add(Column::ExpectedCloseDate.lte(day(last))),
             );
-        if !owners.is_empty() {
-            select = select.filter(opportunity::Column::Owner.is_in(owners.to_vec()));
         }
-        let rows = select.all(&self.db.conn).await?;
+        let mut select = opportunity::Entity::find_in(tenant)
+            .select_only()
+            .columns([
+                Column::CurrencyCode,
+                Column::State,
+                Column::Pipeline,
+                Column::Stage,
+            ])
+            .column_as(Expr::col(Column::Id).count(), "deals")
+            // PostgreSQL sums bigints as numeric: back to a bigint.
+            .column_as(
+                Expr::col(Column::AmountUnits).sum().cast_as("bigint"),
+                "units",
+            )
+            .column_as(
+                Expr::col(Column::AmountNanos).sum().cast_as("bigint"),
+                "nanos",
+            )
+            .filter(Column::DeleteTime.is_null())
+            .filter(Column::CurrencyCode.ne(""))
+            .filter(counted)
+            .group_by(Column::CurrencyCode)
+            .group_by(Column::State)
+            .group_by(Column::Pipeline)
+            .group_by(Column::Stage);
+        if !owners.is_empty() {
+            select = select.filter(Column::Owner.is_in(owners.to_vec()));
+        }
+        let rows = select.into_model::<SumRow>().all(&self.db.conn).await?;
         let pipelines = self.all_pipelines(&self.db.conn, tenant).await?;
-        rows.into_iter()
+        Ok(rows
+            .into_iter()
             .map(|row| {
-                let o = Opportunity::try_from(row)?;
                 let probability = pipelines
                     .iter()
-                    .find(|p| p.name() == o.draft.pipeline)
-                    .and_then(|p| p.stage(&o.draft.stage))
+                    .find(|p| p.name() == row.pipeline)
+                    .and_then(|p| p.stage(&row.stage))
                     .map_or(0.0, |(_, s)| s.probability);
-                Ok((o, probability))
+                let total = i128::from(row.units) * 1_000_000_000 + i128::from(row.nanos);
+                StageSum {
+                    state: if row.state == "WON" {
+                        StageKind::Won
+                    } else {
+                        StageKind::Open
+                    },
+                    probability,
+                    deals: row.deals,
+                    total: Money::from_nanos(&row.currency_code, total),
+                }
             })
-            .collect()
+            .collect())
     }
 
     /// Every live opportunity of a pipeline.
@@ -506,6 +541,18 @@ impl Store {
             )
             .await
     }
+}
+
+/// One group of [`Store::forecast_sums`]' statement.
+#[derive(Debug, FromQueryResult)]
+struct SumRow {
+    currency_code: String,
+    state: String,
+    pipeline: String,
+    stage: String,
+    deals: i64,
+    units: i64,
+    nanos: i64,
 }
 
 /// The kind of `stage` in `pipeline`, or INVALID_ARGUMENT on `field`.

@@ -25,14 +25,9 @@
 
 use std::{
     convert::Infallible,
-    future::Future,
-    pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use crm_proto::{
@@ -45,8 +40,9 @@ use crm_proto::{
 };
 use crm_shared::{auth::Role, config::Settings};
 use crm_testkit::{
-    ADMIN, Authed, Backend, ServiceProcess, TENANT, TestDatabase, bearer_for, channel_to, service,
-    settings,
+    ADMIN, Authed, Backend, ServiceProcess, TENANT, TestDatabase, bearer_for,
+    bench::{Op, ROUNDS, WARM_UP_PER_CALLER, in_turns, op, percentile},
+    channel_to, service, settings,
 };
 use prost::Message;
 use sqlx::{AssertSqlSafe, Row as _};
@@ -61,62 +57,8 @@ use tonic::{
 const AGENT: &[Role] = &[Role::Support];
 /// Pooled connections of every service and of the raw pool.
 const MAX_CONNECTIONS: u32 = 10;
-/// Slices each row's operations are run in, the modes taking turns.
-const ROUNDS: usize = 4;
-/// Operations per caller before a row is measured (at least 20 in all).
-const WARM_UP_PER_CALLER: usize = 5;
 /// Contacts the tickets name as requesters, in turn.
 const REQUESTERS: usize = 8;
-
-type BoxedOp = Pin<Box<dyn Future<Output = ()> + Send>>;
-/// One operation of a run, given its index.
-type Op = Arc<dyn Fn(usize) -> BoxedOp + Send + Sync>;
-
-fn op<F, Fut>(f: F) -> Op
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    Arc::new(move |i| -> BoxedOp { Box::pin(f(i)) })
-}
-
-/// Runs `total` operations, `concurrency` at a time: how long they took and
-/// every latency.
-async fn drive(op: &Op, concurrency: usize, total: usize) -> (Duration, Vec<Duration>) {
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (op, next) = (op.clone(), next.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        return latencies;
-                    }
-                    let began = Instant::now();
-                    op(i).await;
-                    latencies.push(began.elapsed());
-                }
-            })
-        })
-        .collect();
-    let mut all = Vec::with_capacity(total);
-    for task in tasks {
-        all.extend(task.await.expect("a load task"));
-    }
-    (started.elapsed(), all)
-}
-
-/// The `p` quantile of `latencies` in milliseconds.
-fn percentile(latencies: &mut [Duration], p: f64) -> f64 {
-    latencies.sort();
-    let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-    latencies
-        .get(index)
-        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
-}
 
 fn service_settings(name: &str, url: &str) -> Settings {
     let mut settings = settings(name, url);
@@ -674,21 +616,8 @@ pub async fn run(full: bool) {
         ];
         for &concurrency in concurrencies {
             bench.raw.warm(concurrency).await;
-            for (_, op, _) in &modes {
-                // Warm up: connections, pools and caches first.
-                drive(op, concurrency, (concurrency * WARM_UP_PER_CALLER).max(20)).await;
-            }
-            // The modes take turns, a slice each, so a burst of other load
-            // on the machine falls on all of them alike.
-            let mut measured: Vec<(Duration, Vec<Duration>)> =
-                modes.iter().map(|_| (Duration::ZERO, Vec::new())).collect();
-            for _ in 0..ROUNDS {
-                for ((_, op, _), (elapsed, latencies)) in modes.iter().zip(&mut measured) {
-                    let (took, mut more) = drive(op, concurrency, per_cell / ROUNDS).await;
-                    *elapsed += took;
-                    latencies.append(&mut more);
-                }
-            }
+            let ops: Vec<&Op> = modes.iter().map(|(_, op, _)| op).collect();
+            let measured = in_turns(&ops, concurrency, per_cell).await;
             for ((mode, _, creates), (elapsed, mut latencies)) in modes.iter().zip(measured) {
                 rows.push(Row {
                     mode,
