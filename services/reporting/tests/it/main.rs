@@ -12,4 +12,5 @@ mod erasure;
 mod kpis;
 mod rebuild;
 mod refusals;
+mod statements;
 mod view;

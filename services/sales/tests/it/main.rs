@@ -9,6 +9,7 @@ mod bad_input;
 mod consumer;
 mod feed;
 mod leads;
+mod migration;
 mod pipelines;
 mod revenue;
 mod statements;
