@@ -12,9 +12,9 @@ use crm_shared::{
     store::{ListQuery, Page},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect,
-    sea_query::{Expr, Query},
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
 
@@ -382,7 +382,7 @@ pub(super) async fn counts_in<C: ConnectionTrait>(
 
 /// The counts of each of `campaigns`: one grouped query per kind of count
 /// for all of them (a page of ListCampaigns costs what one campaign does),
-/// plus one per campaign with an A/B test for its variants.
+/// and two more for the variants when any has an A/B test.
 pub(super) async fn counts_of<C: ConnectionTrait>(
     conn: &C,
     tenant: &Tenant,
@@ -457,9 +457,14 @@ pub(super) async fn counts_of<C: ConnectionTrait>(
             });
         }
     }
-    for c in campaigns.iter().filter(|c| c.draft.ab_test.is_some()) {
-        if let Some(entry) = counts.get_mut(&c.id) {
-            entry.variants = variant_counts(conn, tenant, c.id).await?;
+    let tested: Vec<Uuid> = campaigns
+        .iter()
+        .filter(|c| c.draft.ab_test.is_some())
+        .map(|c| c.id)
+        .collect();
+    for (id, variants) in variant_counts_of(conn, tenant, &tested).await? {
+        if let Some(entry) = counts.get_mut(&id) {
+            entry.variants = variants;
         }
     }
     Ok(counts)
@@ -476,48 +481,102 @@ pub(super) async fn variant_counts<C: ConnectionTrait>(
     tenant: &Tenant,
     id: Uuid,
 ) -> Result<[VariantCounts; 2], ApiError> {
-    let mut result = [VariantCounts::default(); 2];
-    for (variant, counts) in [Variant::A, Variant::B].into_iter().zip(result.iter_mut()) {
-        let rows: Vec<(String, i64)> = campaign_recipient::Entity::find_in(tenant)
-            .select_only()
-            .column(campaign_recipient::Column::State)
-            .column_as(campaign_recipient::Column::Contact.count(), "n")
-            .filter(campaign_recipient::Column::CampaignId.eq(id.to_string()))
-            .filter(campaign_recipient::Column::Variant.eq(variant.as_str()))
-            .group_by(campaign_recipient::Column::State)
-            .into_tuple()
-            .all(conn)
-            .await?;
-        for (state, n) in rows {
+    Ok(variant_counts_of(conn, tenant, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default())
+}
+
+/// How each variant of each of `ids`' A/B tests did (A, then B): two
+/// grouped statements for all of them, recipients by variant and state,
+/// and the distinct recipients of each variant who engaged, by kind.
+async fn variant_counts_of<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, [VariantCounts; 2]>, ApiError> {
+    let mut counts: HashMap<Uuid, [VariantCounts; 2]> = ids
+        .iter()
+        .map(|id| (*id, [VariantCounts::default(); 2]))
+        .collect();
+    if ids.is_empty() {
+        return Ok(counts);
+    }
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let by_state: Vec<(String, String, String, i64)> = campaign_recipient::Entity::find_in(tenant)
+        .select_only()
+        .column(campaign_recipient::Column::CampaignId)
+        .column(campaign_recipient::Column::Variant)
+        .column(campaign_recipient::Column::State)
+        .column_as(campaign_recipient::Column::Contact.count(), "n")
+        .filter(campaign_recipient::Column::CampaignId.is_in(ids.clone()))
+        .group_by(campaign_recipient::Column::CampaignId)
+        .group_by(campaign_recipient::Column::Variant)
+        .group_by(campaign_recipient::Column::State)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let sent = stored(RECIPIENT_STATES, RecipientState::Sent);
+    for (id, variant, state, n) in by_state {
+        if let Some(counts) = slot(&mut counts, &id, &variant) {
             counts.recipients += n;
-            if state == stored(RECIPIENT_STATES, RecipientState::Sent) {
+            if state == sent {
                 counts.sent += n;
             }
         }
-        let in_variant = Query::select()
-            .column(campaign_recipient::Column::Contact)
-            .from(campaign_recipient::Entity)
-            .and_where(campaign_recipient::Column::Tenant.eq(tenant.as_str()))
-            .and_where(campaign_recipient::Column::CampaignId.eq(id.to_string()))
-            .and_where(campaign_recipient::Column::Variant.eq(variant.as_str()))
-            .to_owned();
-        let engaged: Vec<(String, i64)> = engagement::Entity::find_in(tenant)
-            .select_only()
-            .column(engagement::Column::Kind)
-            .column_as(Expr::cust("COUNT(DISTINCT contact)"), "n")
-            .filter(engagement::Column::CampaignId.eq(id.to_string()))
-            .filter(engagement::Column::Contact.in_subquery(in_variant))
-            .group_by(engagement::Column::Kind)
-            .into_tuple()
-            .all(conn)
-            .await?;
-        for (kind, n) in engaged {
-            match parse_stored(ENGAGEMENTS, &kind) {
-                Some(Engagement::Opened) => counts.unique_opens = n,
-                Some(Engagement::Clicked) => counts.unique_clicks = n,
-                _ => {}
-            }
+    }
+    use campaign_recipient::Column as R;
+    use engagement::Column as E;
+    let (recipients, engaged) = (campaign_recipient::Entity, engagement::Entity);
+    let query = Query::select()
+        .column((engaged, E::CampaignId))
+        .column((recipients, R::Variant))
+        .column((engaged, E::Kind))
+        .expr(Expr::col((engaged, E::Contact)).count_distinct())
+        .from(engaged)
+        .inner_join(
+            recipients,
+            Condition::all()
+                .add(Expr::col((recipients, R::Tenant)).equals((engaged, E::Tenant)))
+                .add(Expr::col((recipients, R::CampaignId)).equals((engaged, E::CampaignId)))
+                .add(Expr::col((recipients, R::Contact)).equals((engaged, E::Contact))),
+        )
+        .and_where(Expr::col((engaged, E::Tenant)).eq(tenant.as_str()))
+        .and_where(Expr::col((engaged, E::CampaignId)).is_in(ids))
+        .group_by_col((engaged, E::CampaignId))
+        .group_by_col((recipients, R::Variant))
+        .group_by_col((engaged, E::Kind))
+        .to_owned();
+    let rows = conn
+        .query_all_raw(conn.get_database_backend().build(&query))
+        .await?;
+    for row in rows {
+        let id: String = row.try_get_by_index(0)?;
+        let variant: String = row.try_get_by_index(1)?;
+        let kind: String = row.try_get_by_index(2)?;
+        let n: i64 = row.try_get_by_index(3)?;
+        let Some(counts) = slot(&mut counts, &id, &variant) else {
+            continue;
+        };
+        match parse_stored(ENGAGEMENTS, &kind) {
+            Some(Engagement::Opened) => counts.unique_opens = n,
+            Some(Engagement::Clicked) => counts.unique_clicks = n,
+            _ => {}
         }
     }
-    Ok(result)
+    Ok(counts)
+}
+
+/// The counts of `variant` (as stored) of the campaign stored as `id`.
+fn slot<'a>(
+    counts: &'a mut HashMap<Uuid, [VariantCounts; 2]>,
+    id: &str,
+    variant: &str,
+) -> Option<&'a mut VariantCounts> {
+    let index = [Variant::A, Variant::B]
+        .iter()
+        .position(|v| v.as_str() == variant)?;
+    counts
+        .get_mut(&Uuid::parse_str(id).ok()?)
+        .map(|pair| &mut pair[index])
 }

@@ -1,15 +1,15 @@
 //! Statements per call do not grow with the data (no N+1 queries): the
 //! marketing calls report their statement count (`x-crm-db-statements`)
-//! with a few lists, templates and campaigns and again with 40 more of each
+//! with a few lists, templates and campaigns (every other one A/B-tested) and again with 40 more of each
 //! (and their members), and the counts must be equal.
 
 use std::collections::BTreeMap;
 
 use crm_proto::marketing::{
-    AddListMembersRequest, Audience, Campaign, CreateCampaignRequest, CreateMailingListRequest,
-    CreateSegmentRequest, CreateTemplateRequest, GetCampaignRequest, GetTemplateRequest,
-    ListCampaignsRequest, ListListMembersRequest, ListSegmentsRequest, ListTemplatesRequest,
-    MailingList, Segment, Template,
+    AbMetric, AbTest, AddListMembersRequest, Audience, Campaign, CreateCampaignRequest,
+    CreateMailingListRequest, CreateSegmentRequest, CreateTemplateRequest, GetCampaignRequest,
+    GetTemplateRequest, ListCampaignsRequest, ListListMembersRequest, ListSegmentsRequest,
+    ListTemplatesRequest, MailingList, Segment, Template,
 };
 use crm_testkit::statements::{assert_unchanged, counted, statement_count};
 
@@ -38,8 +38,20 @@ fn members(i: usize) -> Vec<String> {
         .collect()
 }
 
+/// Every other campaign tests a second subject line (its variants' counts
+/// are read with it).
 fn campaign_message(i: usize, template: &str, list: &str) -> Campaign {
     Campaign {
+        ab_test: i.is_multiple_of(2).then(|| AbTest {
+            subject: format!("B: a better offer {i}"),
+            test_percent: 20,
+            metric: AbMetric::OpenRate as i32,
+            wait: Some(prost_types::Duration {
+                seconds: 3600,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }),
         display_name: format!("Spring launch {i}"),
         template: template.into(),
         from_address: "news@acme.example".into(),
@@ -191,7 +203,7 @@ async fn statements_on(backend: Backend) {
     for i in 3..43 {
         create(&mut m, i).await;
     }
-    let large = count_calls(&mut m, 1001).await;
+    let large = count_calls(&mut m, 1002).await;
     eprintln!("statements per call ({backend:?}): {small:?}");
     assert_unchanged(
         &small,
