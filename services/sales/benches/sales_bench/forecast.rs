@@ -14,7 +14,7 @@
 //! Timed, the two paths taking turns, after a warm-up: the whole team's
 //! forecast and one owner's (1/50 of the deals). "By hand" is one statement
 //! grouping the period's won and open deals by currency, state and stage,
-//! summing their amounts out of the JSON column, and the stage
+//! summing their amounts' number columns, and the stage
 //! probabilities (known to the caller) applied to the few grouped rows.
 //! Both answers must agree (counts and sums exactly; the weighted pipeline to
 //! a nanosecond per deal, as sales rounds each deal's share).
@@ -286,26 +286,15 @@ struct ByHand {
 }
 
 impl ByHand {
-    fn new(backend: DbBackend, pipelines: &[PipelineStages]) -> Self {
-        let sql = match backend {
-            DbBackend::Postgres => {
-                "SELECT currency_code, state, stage, COUNT(*), \
-                 CAST(SUM((amount::jsonb ->> 'units')::bigint) AS BIGINT), \
-                 CAST(SUM((amount::jsonb ->> 'nanos')::bigint) AS BIGINT) \
-                 FROM opportunities WHERE tenant = $1 AND delete_time IS NULL \
-                 AND ((state = 'WON' AND close_time >= $2 AND close_time < $3) \
-                   OR (state = 'OPEN' AND expected_close_date >= $4 AND expected_close_date < $5)) \
-                 AND ($6 = '' OR owner = $6) GROUP BY 1, 2, 3"
-            }
-            _ => {
-                "SELECT currency_code, state, stage, COUNT(*), \
-                 SUM(json_extract(amount, '$.units')), SUM(json_extract(amount, '$.nanos')) \
-                 FROM opportunities WHERE tenant = $1 AND delete_time IS NULL \
-                 AND ((state = 'WON' AND close_time >= $2 AND close_time < $3) \
-                   OR (state = 'OPEN' AND expected_close_date >= $4 AND expected_close_date < $5)) \
-                 AND ($6 = '' OR owner = $6) GROUP BY 1, 2, 3"
-            }
-        };
+    fn new(pipelines: &[PipelineStages]) -> Self {
+        // Sums of the amount's number columns (as sales stores them beside
+        // its JSON); PostgreSQL sums bigints as numeric.
+        let sql = "SELECT currency_code, state, stage, COUNT(*), \
+             CAST(SUM(amount_units) AS BIGINT), CAST(SUM(amount_nanos) AS BIGINT) \
+             FROM opportunities WHERE tenant = $1 AND delete_time IS NULL \
+             AND ((state = 'WON' AND close_time >= $2 AND close_time < $3) \
+               OR (state = 'OPEN' AND expected_close_date >= $4 AND expected_close_date < $5)) \
+             AND ($6 = '' OR owner = $6) GROUP BY 1, 2, 3";
         let probabilities = pipelines
             .iter()
             .flat_map(|p| p.open.iter().cloned())
@@ -455,7 +444,7 @@ pub async fn run(full: bool) {
             "{backend_name}: {deals} deals loaded in {:.1} s",
             loading.elapsed().as_secs_f64()
         );
-        let by_hand = ByHand::new(raw.backend(), &pipelines);
+        let by_hand = ByHand::new(&pipelines);
         let period = this_quarter();
         for (scope, owner) in [("whole team", ""), ("one owner", ONE_OWNER)] {
             let request = GetForecastRequest {

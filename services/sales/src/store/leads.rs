@@ -14,7 +14,8 @@ use crm_shared::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    sea_query::{CaseStatement, Expr},
 };
 use uuid::Uuid;
 
@@ -180,6 +181,41 @@ fn rule_condition(filter: &str) -> Result<Condition, ApiError> {
         .map_err(|e| ApiError::Internal(format!("a stored rule filter does not parse: {e}")))
 }
 
+/// Which of `conditions` each of the stored leads `ids` meets, in order:
+/// one statement for any number of rules (a `CASE` per condition), so a
+/// capture costs the same however many rules the tenant writes.
+async fn conditions_met<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    ids: &[String],
+    conditions: Vec<Condition>,
+) -> Result<HashMap<String, Vec<bool>>, ApiError> {
+    if conditions.is_empty() || ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let count = conditions.len();
+    let mut select = lead::Entity::find_in(tenant)
+        .select_only()
+        .column(lead::Column::Id)
+        .filter(lead::Column::Id.is_in(ids.to_vec()));
+    for (index, condition) in conditions.into_iter().enumerate() {
+        let met: Expr = CaseStatement::new().case(condition, 1).finally(0).into();
+        select = select.column_as(met, format!("met_{index}"));
+    }
+    let rows = conn
+        .query_all_raw(select.build(conn.get_database_backend()))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let id: String = row.try_get_by_index(0)?;
+            let met = (1..=count)
+                .map(|i| row.try_get_by_index::<i32>(i).map(|v| v != 0))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((id, met))
+        })
+        .collect()
+}
+
 impl Store {
     pub(super) async fn load_lead<C: ConnectionTrait>(
         &self,
@@ -266,13 +302,6 @@ impl Store {
         lead::Entity::insert(lead_row(tenant, &lead))
             .exec(&*txn)
             .await?;
-        if let Some((owner, reason)) = self.assign(&*txn, tenant, lead.id).await? {
-            lead.owner = owner;
-            lead.assignment_reason = reason;
-        } else {
-            lead.owner = actor.to_owned();
-            lead.assignment_reason = "no assignment rule matched: the creator".into();
-        }
         let rule_factors = self.rule_factors(&*txn, tenant, &[lead.id]).await?;
         let (points, factors) = score(
             rule_factors.get(&lead.id).cloned().unwrap_or_default(),
@@ -281,6 +310,15 @@ impl Store {
         );
         lead.score = points;
         lead.score_factors = factors;
+        // Last before the writes that follow from it: taking a turn locks
+        // the rule's row until commit, and every capture it matches waits.
+        if let Some((owner, reason)) = self.assign(&*txn, tenant, lead.id).await? {
+            lead.owner = owner;
+            lead.assignment_reason = reason;
+        } else {
+            lead.owner = actor.to_owned();
+            lead.assignment_reason = "no assignment rule matched: the creator".into();
+        }
         lead::Entity::update(lead_row(tenant, &lead))
             .exec(&*txn)
             .await?;
@@ -308,22 +346,26 @@ impl Store {
         tenant: &Tenant,
         lead_id: Uuid,
     ) -> Result<Option<(String, String)>, ApiError> {
-        let rules = assignment_rule::Entity::find_in(tenant)
+        let rules: Vec<Rule> = assignment_rule::Entity::find_in(tenant)
             .filter(assignment_rule::Column::DeleteTime.is_null())
             .order_by_asc(assignment_rule::Column::Priority)
             .order_by_asc(assignment_rule::Column::CreateTime)
             .all(conn)
-            .await?;
-        for row in rules {
-            let mut rule: Rule = row.try_into()?;
-            let matches = lead::Entity::find_in(tenant)
-                .filter(lead::Column::Id.eq(lead_id.to_string()))
-                .filter(rule_condition(&rule.draft.filter)?)
-                .count(conn)
-                .await?;
-            if matches == 0 {
-                continue;
-            }
+            .await?
+            .into_iter()
+            .map(Rule::try_from)
+            .collect::<Result<_, _>>()?;
+        let conditions = rules
+            .iter()
+            .map(|rule| rule_condition(&rule.draft.filter))
+            .collect::<Result<Vec<_>, _>>()?;
+        let id = lead_id.to_string();
+        let met = conditions_met(conn, tenant, std::slice::from_ref(&id), conditions)
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
+        // The first rule, by priority, the lead meets.
+        if let Some((mut rule, _)) = rules.into_iter().zip(met).find(|(_, met)| *met) {
             // Take the turn first: the update locks the rule's row until
             // commit, so concurrent captures take turns one after another
             // instead of reading the same position.
@@ -384,7 +426,8 @@ impl Store {
             .collect())
     }
 
-    /// The scoring-rule factors of each of `leads`: one query per rule.
+    /// The scoring-rule factors of each of `leads`: every rule checked in one
+    /// statement.
     async fn rule_factors<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -397,24 +440,18 @@ impl Store {
             .all(conn)
             .await?;
         let ids: Vec<String> = leads.iter().map(Uuid::to_string).collect();
+        let conditions = rules
+            .iter()
+            .map(|rule| rule_condition(&rule.filter))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut factors: HashMap<Uuid, Vec<ScoreFactor>> = HashMap::new();
-        for rule in rules {
-            let matching: Vec<String> = lead::Entity::find_in(tenant)
-                .select_only()
-                .column(lead::Column::Id)
-                .filter(lead::Column::Id.is_in(ids.clone()))
-                .filter(rule_condition(&rule.filter)?)
-                .into_tuple()
-                .all(conn)
-                .await?;
-            for id in matching {
-                factors
-                    .entry(id.parse().unwrap_or_default())
-                    .or_default()
-                    .push(ScoreFactor {
-                        label: format!("rule: {}", rule.display_name),
-                        points: rule.points,
-                    });
+        for (id, met) in conditions_met(conn, tenant, &ids, conditions).await? {
+            let lead_factors = factors.entry(id.parse().unwrap_or_default()).or_default();
+            for (rule, _) in rules.iter().zip(met).filter(|(_, met)| *met) {
+                lead_factors.push(ScoreFactor {
+                    label: format!("rule: {}", rule.display_name),
+                    points: rule.points,
+                });
             }
         }
         Ok(factors)
