@@ -154,7 +154,11 @@ fn deal_row(i: u64, now: DateTime<Utc>, pipelines: &[PipelineStages]) -> Vec<Val
         _ => CURRENCIES[2],
     };
     let units = 500 + (mix(i ^ 0xA) % 99_500) as i64;
-    let nanos: i32 = if (h >> 16) % 4 == 0 { 500_000_000 } else { 0 };
+    let nanos: i32 = if (h >> 16).is_multiple_of(4) {
+        500_000_000
+    } else {
+        0
+    };
     let owner = format!("rep-{:02}", (h >> 32) % OWNERS);
     let seconds =
         |salt: u64, days: u64| chrono::Duration::seconds((mix(i ^ salt) % (days * 86_400)) as i64);

@@ -56,7 +56,7 @@ fn lead(i: usize, run: &str) -> Lead {
         family_name: "Lovelace".into(),
         email: format!("ada{i}.{run}@engines{i}.example"),
         company_name: format!("{run} Engines {i}"),
-        country: if i % 2 == 0 { "DE" } else { "FR" }.into(),
+        country: if i.is_multiple_of(2) { "DE" } else { "FR" }.into(),
         employee_count: (i % 7 * 150) as i64,
         title: "Head of Operations".into(),
         source: LeadSource::WebForm as i32,
