@@ -16,8 +16,8 @@
 //! grouping the period's won and open deals by currency, state and stage,
 //! summing their amounts' number columns, and the stage
 //! probabilities (known to the caller) applied to the few grouped rows.
-//! Both answers must agree (counts and sums exactly; the weighted pipeline to
-//! a nanosecond per deal, as sales rounds each deal's share).
+//! Both answers must agree (counts and sums exactly; the weighted pipeline
+//! within a nanosecond per deal: each side rounds its group's share).
 
 use std::{
     collections::BTreeMap,
@@ -363,8 +363,8 @@ impl ByHand {
     }
 }
 
-/// Exactly equal, but for the weighted pipeline: sales rounds each deal's
-/// share to the nanosecond, by hand rounds each stage's sum.
+/// Exactly equal, but for the weighted pipeline: each side rounds its
+/// group's share (sales in floating point), so it may differ by a few nanos.
 fn assert_agree(service: &BTreeMap<String, Line>, by_hand: &BTreeMap<String, Line>) {
     assert_eq!(
         service.keys().collect::<Vec<_>>(),

@@ -64,7 +64,7 @@ fn lead(i: usize, run: &str) -> Lead {
     }
 }
 
-/// The rules every lead meets.
+/// The rules leads are checked against (most match one of each kind).
 async fn make_rules(sales: &mut SalesServiceClient<Authed>) {
     let assignment = [
         ("DACH", 1, r#"country = "DE""#, vec!["ann", "bob"]),
@@ -215,7 +215,7 @@ async fn raw_create(db: &Database, i: usize) {
     txn.commit().await.expect("commit");
 }
 
-/// Converts the leads made beforehand, in order.
+/// Converts the leads made beforehand, the last made first.
 fn convert_leads(sales: SalesServiceClient<Authed>, leads: Arc<Mutex<Vec<String>>>) -> Op {
     op(move |_| {
         let mut sales = sales.clone();

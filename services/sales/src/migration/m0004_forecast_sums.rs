@@ -1,7 +1,9 @@
 //! Forecasts sum amounts in the database instead of reading every deal of
 //! the period: an opportunity's amount gets number columns beside its JSON
 //! (filled from it here), and the forecast's two filters, won in a period
-//! and open expected in it, get an index each.
+//! and open expected in it, get an index each. Deals an older replica
+//! writes while a rolling upgrade runs get 0 in both columns; the forecast
+//! reads their JSON (`store::opportunities::amount_sum`).
 
 use sea_orm_migration::{prelude::*, schema::*, sea_orm::DbBackend};
 
@@ -40,13 +42,13 @@ impl MigrationTrait for Migration {
         let backfill = match manager.get_database_backend() {
             DbBackend::Postgres => {
                 "UPDATE opportunities SET \
-                 amount_units = (amount::jsonb ->> 'units')::bigint, \
+                 amount_units = COALESCE((amount::jsonb ->> 'units')::bigint, 0), \
                  amount_nanos = COALESCE((amount::jsonb ->> 'nanos')::integer, 0) \
                  WHERE amount <> ''"
             }
             _ => {
                 "UPDATE opportunities SET \
-                 amount_units = CAST(json_extract(amount, '$.units') AS INTEGER), \
+                 amount_units = COALESCE(CAST(json_extract(amount, '$.units') AS INTEGER), 0), \
                  amount_nanos = COALESCE(CAST(json_extract(amount, '$.nanos') AS INTEGER), 0) \
                  WHERE amount <> ''"
             }

@@ -12,8 +12,8 @@ use crm_shared::{
     store::{Claim, ListQuery, check_version},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, FromQueryResult, IntoActiveModel,
-    QueryFilter, QuerySelect,
+    ActiveModelTrait, ColumnTrait, Condition, DbBackend, EntityTrait, FromQueryResult,
+    IntoActiveModel, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -460,15 +460,8 @@ impl Store {
                 Column::Stage,
             ])
             .column_as(Expr::col(Column::Id).count(), "deals")
-            // PostgreSQL sums bigints as numeric: back to a bigint.
-            .column_as(
-                Expr::col(Column::AmountUnits).sum().cast_as("bigint"),
-                "units",
-            )
-            .column_as(
-                Expr::col(Column::AmountNanos).sum().cast_as("bigint"),
-                "nanos",
-            )
+            .column_as(amount_sum(self.db.backend(), "units"), "units")
+            .column_as(amount_sum(self.db.backend(), "nanos"), "nanos")
             .filter(Column::DeleteTime.is_null())
             .filter(Column::CurrencyCode.ne(""))
             .filter(counted)
@@ -541,6 +534,22 @@ impl Store {
             )
             .await
     }
+}
+
+/// The sum of one part (`units` or `nanos`) of the amounts of a group of
+/// deals. A deal with an amount whose number columns are both 0 was written
+/// by a replica older than migration m0004 while a rolling upgrade ran (its
+/// entity does not know the columns): its JSON is read instead, so no deal
+/// counts as zero. PostgreSQL sums bigints as numeric: back to a bigint.
+fn amount_sum(backend: DbBackend, part: &str) -> Expr {
+    let from_json = match backend {
+        DbBackend::Postgres => format!("(amount::jsonb ->> '{part}')::bigint"),
+        _ => format!("CAST(json_extract(amount, '$.{part}') AS INTEGER)"),
+    };
+    Expr::cust(format!(
+        "CAST(SUM(CASE WHEN amount_units = 0 AND amount_nanos = 0 AND amount <> '' \
+         THEN COALESCE({from_json}, 0) ELSE amount_{part} END) AS BIGINT)"
+    ))
 }
 
 /// One group of [`Store::forecast_sums`]' statement.

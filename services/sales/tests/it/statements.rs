@@ -162,11 +162,43 @@ async fn statements_on(backend: Backend) {
             sales.create_lead(more).await.must("CreateLead");
         }
     }
+    // More rules of each kind: a capture still checks each kind in one statement.
+    for (name, filter) in [
+        ("Germany", r#"country = "DE""#),
+        ("Large", "employee_count >= 1000"),
+    ] {
+        sales
+            .create_scoring_rule(CreateScoringRuleRequest {
+                scoring_rule: Some(ScoringRule {
+                    display_name: name.into(),
+                    filter: filter.into(),
+                    points: 5,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .must("another scoring rule");
+    }
+    sales
+        .create_assignment_rule(CreateAssignmentRuleRequest {
+            assignment_rule: Some(AssignmentRule {
+                display_name: "Enterprise".into(),
+                priority: 5,
+                filter: "employee_count >= 1000".into(),
+                strategy: AssignmentStrategy::RoundRobin as i32,
+                members: vec!["eve".into()],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .must("another assignment rule");
     let large = count_calls(&mut sales, "Large").await;
     eprintln!("statements per call ({backend:?}): {small:?}");
     assert_unchanged(
         &small,
         &large,
-        "with 4 deals and 1 lead, and with 104 deals and 22 leads",
+        "with 4 deals, 1 lead and a rule of each kind, and with 104 deals, 22 leads and 3 scoring and 2 assignment rules",
     );
 }
