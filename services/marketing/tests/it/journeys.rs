@@ -116,6 +116,32 @@ async fn offer_template(m: &mut Marketing) -> String {
     .name
 }
 
+/// How many of the journey's enrolments have their welcome step recorded.
+async fn welcomes_recorded(m: &mut Marketing, journey: &str) -> usize {
+    let enrollments = m
+        .list_enrollments(ListEnrollmentsRequest {
+            parent: journey.to_owned(),
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .expect("ListEnrollments")
+        .into_inner()
+        .enrollments;
+    let mut recorded = 0;
+    for e in enrollments {
+        let shown = m
+            .get_enrollment(GetEnrollmentRequest { name: e.name })
+            .await
+            .expect("GetEnrollment")
+            .into_inner();
+        if shown.history.iter().any(|r| r.step == "welcome") {
+            recorded += 1;
+        }
+    }
+    recorded
+}
+
 db_test!(a_journey_sends_waits_branches_and_acts, journey_on);
 async fn journey_on(backend: Backend) {
     let Some(mut suite) = Suite::start(backend).await else {
@@ -171,6 +197,13 @@ async fn journey_on(backend: Backend) {
     // Both are in the segment: enrolled, and each gets the welcome email.
     eventually_within(30, "the welcome emails go out", async || {
         suite.smtp.messages().len() >= 2
+    })
+    .await;
+    // The relay has a message before the sender records it as sent: a kill
+    // in between rightly leaves it "perhaps sent". Killed once both are
+    // recorded, so the journey is in its wait.
+    eventually_within(30, "the welcome emails are recorded", async || {
+        welcomes_recorded(&mut m, &journey.name).await == 2
     })
     .await;
     // Killed mid-journey (in the wait), and back.
