@@ -59,6 +59,54 @@ pub async fn drive(op: &Op, concurrency: usize, total: usize) -> (Duration, Vec<
     (started.elapsed(), all)
 }
 
+/// A bench binary's command line: `cargo bench` passes `--bench` (a full
+/// run; without it, as under `cargo test --benches`, a small smoke pass),
+/// and the words after `--` name the parts to run, some as `part=value`.
+pub struct Args {
+    /// A full run rather than a smoke pass.
+    pub full: bool,
+    /// The parts named, in order; none means the default set.
+    pub parts: Vec<String>,
+}
+
+impl Args {
+    /// This process's arguments.
+    pub fn from_env() -> Self {
+        Self::parse(std::env::args().skip(1))
+    }
+
+    fn parse(args: impl IntoIterator<Item = String>) -> Self {
+        let (flags, parts): (Vec<String>, Vec<String>) =
+            args.into_iter().partition(|a| a.starts_with('-'));
+        Self {
+            full: flags.iter().any(|a| a == "--bench"),
+            parts,
+        }
+    }
+
+    /// Whether `part` runs: it is named (alone or as `part=value`), or
+    /// nothing is and it is one of the default set.
+    pub fn runs(&self, part: &str, by_default: bool) -> bool {
+        if self.parts.is_empty() {
+            by_default
+        } else {
+            self.named(part)
+        }
+    }
+
+    /// Whether `part` is named, alone or as `part=value`.
+    pub fn named(&self, part: &str) -> bool {
+        self.parts.iter().any(|p| p.split('=').next() == Some(part))
+    }
+
+    /// The value of a `part=value` argument, if given.
+    pub fn value(&self, part: &str) -> Option<&str> {
+        self.parts
+            .iter()
+            .find_map(|p| p.strip_prefix(part)?.strip_prefix('='))
+    }
+}
+
 /// Slices each mode's operations are run in by [`in_turns`].
 pub const ROUNDS: usize = 4;
 /// Operations per caller before [`in_turns`] measures (at least 20 in all).
@@ -141,6 +189,19 @@ fn record_to(path: &std::path::Path, bench: &str, fields: Value) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn args_name_parts_and_values() {
+        let args = |words: &[&str]| super::Args::parse(words.iter().map(|w| w.to_string()));
+        let none = args(&["--bench"]);
+        assert!(none.full && none.runs("leads", true) && !none.runs("memory", false));
+        let some = args(&["leads", "memory=500", "--nocapture"]);
+        assert!(!some.full);
+        assert!(some.runs("leads", true) && some.runs("memory", false));
+        assert!(!some.runs("forecast", true) && !some.named("lead"));
+        assert_eq!(some.value("memory"), Some("500"));
+        assert_eq!(some.value("leads"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -98,23 +98,11 @@ const FROM_NAME: &str = "Acme";
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let full = args.iter().any(|a| a == "--bench");
-    let parts: Vec<&str> = args
-        .iter()
-        .filter(|a| !a.starts_with('-'))
-        .map(String::as_str)
-        .collect();
-    let chosen = |part: &str| {
-        if parts.is_empty() {
-            part != "memory"
-        } else {
-            parts.iter().any(|p| p.split('=').next() == Some(part))
-        }
-    };
-    let large = parts
-        .iter()
-        .find_map(|p| p.strip_prefix("memory="))
+    let args = crm_testkit::bench::Args::from_env();
+    let full = args.full;
+    let chosen = |part: &str| args.runs(part, part != "memory");
+    let large = args
+        .value("memory")
         .map(|n| n.parse::<usize>().expect("memory=<recipients>"))
         .unwrap_or(if full { LARGE } else { 100 });
     let recipients = if full { 10_000 } else { 50 };

@@ -132,28 +132,21 @@ const KPIS: [&str; 4] = [
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let full = args.iter().any(|a| a == "--bench");
-    let parts: Vec<&str> = args
-        .iter()
-        .filter(|a| !a.starts_with('-'))
-        .map(String::as_str)
-        .collect();
-    let events = parts
-        .iter()
-        .find_map(|p| p.strip_prefix("events="))
+    let args = crm_testkit::bench::Args::from_env();
+    let full = args.full;
+    let events = args
+        .value("events")
         .map(|n| n.replace('_', "").parse::<u64>().expect("events=<n>"))
         .unwrap_or(if full { FULL_EVENTS } else { 2_000 });
     let single = (if full { FULL_SINGLE } else { 200 }).min(events);
-    if parts.is_empty() || parts.contains(&"start") {
+    if args.runs("start", true) {
         crm_testkit::spawned::measure_starts(env!("CARGO_BIN_EXE_reporting"), "reporting", &[])
             .await;
-        if parts == ["start"] {
+        if args.parts == ["start"] {
             return;
         }
     }
-    let chosen =
-        |b: &str| !parts.iter().any(|p| *p == "sqlite" || *p == "postgres") || parts.contains(&b);
+    let chosen = |b: &str| !(args.named("sqlite") || args.named("postgres")) || args.named(b);
     let data = Data::new(events);
     let mut runs = Vec::new();
     for (backend, label) in [(Backend::Sqlite, "sqlite"), (Backend::Postgres, "postgres")] {

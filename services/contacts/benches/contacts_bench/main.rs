@@ -569,14 +569,9 @@ async fn import_via_service(service: &mut Service, rows: usize, run: &str) -> f6
 #[tokio::main]
 async fn main() {
     sqlx::any::install_default_drivers();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let full = args.iter().any(|a| a == "--bench");
-    let parts: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wanted = |part: &str| parts.is_empty() || parts.contains(&part);
+    let args = crm_testkit::bench::Args::from_env();
+    let full = args.full;
+    let wanted = |part: &str| args.runs(part, true);
     let backends: &[Backend] = if full {
         &[Backend::Sqlite, Backend::Postgres]
     } else {

@@ -113,11 +113,10 @@ impl Suite {
         for (key, value) in [
             ("smtp_url", smtp.url()),
             // The sender looks often, so a test sees its work soon. A send
-            // still going after the grace is settled as perhaps delivered:
-            // on a loaded 2-core CI machine one SMTP exchange took over a
-            // second with a grace of 1 s (a journey's email read "perhaps
-            // sent"), so the grace is long enough for a slow send and short
-            // enough for the killed-sender test to finish.
+            // still going after the grace is settled as perhaps delivered,
+            // even by its own process: long enough for a slow SMTP exchange
+            // on a loaded 2-core machine, short enough for the
+            // killed-sender test to finish.
             ("send_check_millis", "100".into()),
             ("sending_grace_seconds", "10".into()),
             ("tracking_addr", tracking.to_string()),

@@ -19,14 +19,9 @@ mod leads;
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let full = args.iter().any(|a| a == "--bench");
-    let parts: Vec<&str> = args
-        .iter()
-        .filter(|a| !a.starts_with('-'))
-        .map(String::as_str)
-        .collect();
-    let chosen = |part: &str| parts.is_empty() || parts.contains(&part);
+    let args = crm_testkit::bench::Args::from_env();
+    let full = args.full;
+    let chosen = |part: &str| args.runs(part, true);
     if chosen("leads") {
         leads::run(full).await;
         println!();

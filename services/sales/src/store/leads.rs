@@ -13,8 +13,8 @@ use crm_shared::{
     store::{Claim, ListQuery, check_version},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     sea_query::{CaseStatement, Expr},
 };
 use uuid::Uuid;
@@ -310,8 +310,8 @@ impl Store {
         );
         lead.score = points;
         lead.score_factors = factors;
-        // Last before the writes that follow from it: taking a turn locks
-        // the rule's row until commit, and every capture it matches waits.
+        // Last before the writes that follow from it: on SQLite taking a
+        // turn is a write, and the one writer's lock is held until commit.
         if let Some((owner, reason)) = self.assign(&*txn, tenant, lead.id).await? {
             lead.owner = owner;
             lead.assignment_reason = reason;
@@ -366,29 +366,7 @@ impl Store {
             .unwrap_or_default();
         // The first rule, by priority, the lead meets.
         if let Some((mut rule, _)) = rules.into_iter().zip(met).find(|(_, met)| *met) {
-            // Take the turn first: the update locks the rule's row until
-            // commit, so concurrent captures take turns one after another
-            // instead of reading the same position.
-            assignment_rule::Entity::update_many()
-                .col_expr(
-                    assignment_rule::Column::Assigned,
-                    sea_orm::sea_query::ExprTrait::add(
-                        sea_orm::sea_query::Expr::col(assignment_rule::Column::Assigned),
-                        1,
-                    ),
-                )
-                .filter(assignment_rule::Column::Tenant.eq(tenant.as_str()))
-                .filter(assignment_rule::Column::Id.eq(rule.id.to_string()))
-                .exec(conn)
-                .await?;
-            let turn: Option<i64> = assignment_rule::Entity::find_in(tenant)
-                .select_only()
-                .column(assignment_rule::Column::Assigned)
-                .filter(assignment_rule::Column::Id.eq(rule.id.to_string()))
-                .into_tuple()
-                .one(conn)
-                .await?;
-            rule.assigned = turn.unwrap_or(1) - 1;
+            rule.assigned = self.take_turn(conn, tenant, rule.id).await? - 1;
             let loads = match rule.draft.strategy {
                 Strategy::LeastLoaded => {
                     self.open_leads_of(conn, tenant, &rule.draft.members)
@@ -400,6 +378,40 @@ impl Store {
             return Ok(Some((owner, rule.reason())));
         }
         Ok(None)
+    }
+
+    /// Moves a rule's round-robin position on and returns it. On PostgreSQL
+    /// the turn is its own statement, committed at once, as a sequence's
+    /// number is: taken inside the lead's transaction, its row lock made
+    /// every capture the rule matches wait for the one before it to commit
+    /// (CreateLead did not scale past one caller). A capture that then
+    /// fails leaves its turn unused; the next lead gets the next member.
+    /// SQLite has one writer, whose transaction this is: it is taken there.
+    async fn take_turn<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        tenant: &Tenant,
+        rule: Uuid,
+    ) -> Result<i64, ApiError> {
+        let update = assignment_rule::Entity::update_many()
+            .col_expr(
+                assignment_rule::Column::Assigned,
+                sea_orm::sea_query::ExprTrait::add(
+                    sea_orm::sea_query::Expr::col(assignment_rule::Column::Assigned),
+                    1,
+                ),
+            )
+            .filter(assignment_rule::Column::Tenant.eq(tenant.as_str()))
+            .filter(assignment_rule::Column::Id.eq(rule.to_string()));
+        let updated = if self.db.backend() == DbBackend::Postgres {
+            update.exec_with_returning(&self.db.conn).await?
+        } else {
+            update.exec_with_returning(txn).await?
+        };
+        updated
+            .first()
+            .map(|row| row.assigned)
+            .ok_or_else(|| ApiError::NotFound(format!("assignmentRules/{rule}")))
     }
 
     /// How many open leads each of `owners` has, in one query.
