@@ -25,8 +25,8 @@ use crm_proto::audit::{
     audit_log_service_server::AuditLogService,
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Statement, sea_query::OnConflict,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -210,9 +210,24 @@ pub async fn record<C: ConnectionTrait>(
     package: &str,
     events: &[NewEvent],
 ) -> Result<(), DbErr> {
+    let statements = record_statements(conn, tenant, package, events).await?;
+    crate::db::execute_together(conn, statements).await
+}
+
+/// The statements that record one entry per event (and the resources'
+/// states they leave), to be run in `conn`, the transaction the events
+/// commit in, which is read for the states the entries diff against. They
+/// do not read one another's rows (`db::execute_together` may join them).
+pub async fn record_statements<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &Tenant,
+    package: &str,
+    events: &[NewEvent],
+) -> Result<Vec<Statement>, DbErr> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    let backend = conn.get_database_backend();
     let call = Call::current();
     let trace_id = trace_id_of(&crate::telemetry::current_traceparent().unwrap_or_default());
     let states: Vec<Option<Map<String, Json>>> = events
@@ -267,17 +282,18 @@ pub async fn record<C: ConnectionTrait>(
             erased: Set(false),
         });
     }
+    let mut statements = Vec::new();
     while !entries.is_empty() {
         let rest = entries.split_off(entries.len().min(CHUNK));
-        entry::Entity::insert_many(std::mem::replace(&mut entries, rest))
-            .exec_without_returning(conn)
-            .await?;
+        statements
+            .push(entry::Entity::insert_many(std::mem::replace(&mut entries, rest)).build(backend));
     }
     let states = tracked
         .into_iter()
         .filter_map(|resource| Some((resource.clone(), last_seen.remove(&resource)?)))
         .collect();
-    save_states(conn, tenant, states).await
+    statements.extend(state_statements(backend, tenant, states));
+    Ok(statements)
 }
 
 /// Keeps the log's copy of resources changed in `conn` without an entry:
@@ -296,15 +312,17 @@ pub async fn refresh<C: ConnectionTrait>(
             Some((name, state))
         })
         .collect();
-    save_states(conn, tenant, states).await
+    let statements = state_statements(conn.get_database_backend(), tenant, states);
+    crate::db::execute_together(conn, statements).await
 }
 
-/// Writes the log's copy of each resource, replacing the one it had.
-async fn save_states<C: ConnectionTrait>(
-    conn: &C,
+/// The statements that write the log's copy of each resource, replacing
+/// the one it had (each resource once: they may run as one statement).
+fn state_statements(
+    backend: DbBackend,
     tenant: &Tenant,
     states: Vec<(String, Map<String, Json>)>,
-) -> Result<(), DbErr> {
+) -> Vec<Statement> {
     let mut rows: Vec<state::ActiveModel> = states
         .into_iter()
         .map(|(resource, state)| state::ActiveModel {
@@ -313,18 +331,20 @@ async fn save_states<C: ConnectionTrait>(
             state: Set(Json::Object(state).to_string()),
         })
         .collect();
+    let mut statements = Vec::new();
     while !rows.is_empty() {
         let rest = rows.split_off(rows.len().min(CHUNK));
-        state::Entity::insert_many(std::mem::replace(&mut rows, rest))
-            .on_conflict(
-                OnConflict::columns([state::Column::Tenant, state::Column::Resource])
-                    .update_column(state::Column::State)
-                    .to_owned(),
-            )
-            .exec_without_returning(conn)
-            .await?;
+        statements.push(
+            state::Entity::insert_many(std::mem::replace(&mut rows, rest))
+                .on_conflict(
+                    OnConflict::columns([state::Column::Tenant, state::Column::Resource])
+                        .update_column(state::Column::State)
+                        .to_owned(),
+                )
+                .build(backend),
+        );
     }
-    Ok(())
+    statements
 }
 
 fn to_text<T: Serialize>(value: &T) -> String {

@@ -211,6 +211,103 @@ where
     Ok(())
 }
 
+/// PostgreSQL takes at most this many bound values in one statement.
+const POSTGRES_MAX_VALUES: usize = 65_535;
+
+/// Runs `statements` (writes that do not read one another's rows) in as
+/// few round trips as the backend allows: on PostgreSQL as one statement,
+/// each a data-modifying `WITH` part (split only where PostgreSQL's limit
+/// on bound values requires), so a create's rows, audit entry and event
+/// cost one round trip instead of one each; on SQLite, whose statements
+/// are calls into the same process, one after another. The parts of one
+/// PostgreSQL statement see the same snapshot: a part must not depend on
+/// another's rows (a later part cannot see them).
+pub async fn execute_together<C: ConnectionTrait>(
+    conn: &C,
+    statements: Vec<Statement>,
+) -> Result<(), DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres {
+        for statement in statements {
+            conn.execute_raw(statement).await?;
+        }
+        return Ok(());
+    }
+    for group in groups_within(statements, POSTGRES_MAX_VALUES) {
+        conn.execute_raw(combined(group)).await?;
+    }
+    Ok(())
+}
+
+/// `statements` in order, in groups of at most `max_values` bound values
+/// (a statement over the limit alone in its group, to fail as it would).
+fn groups_within(statements: Vec<Statement>, max_values: usize) -> Vec<Vec<Statement>> {
+    let mut groups: Vec<Vec<Statement>> = Vec::new();
+    let mut values_in_last = 0;
+    for statement in statements {
+        let values = statement.values.as_ref().map_or(0, |v| v.0.len());
+        match groups.last_mut() {
+            Some(last) if values_in_last + values <= max_values => {
+                last.push(statement);
+                values_in_last += values;
+            }
+            _ => {
+                groups.push(vec![statement]);
+                values_in_last = values;
+            }
+        }
+    }
+    groups
+}
+
+/// One PostgreSQL statement running every one of `group`: each a `WITH`
+/// part, its placeholders renumbered after those of the parts before it.
+fn combined(mut group: Vec<Statement>) -> Statement {
+    if group.len() == 1 {
+        return group.remove(0);
+    }
+    let mut parts = Vec::with_capacity(group.len());
+    let mut values = Vec::new();
+    for (i, statement) in group.into_iter().enumerate() {
+        parts.push(format!(
+            "part{i} AS ({})",
+            renumbered(&statement.sql, values.len())
+        ));
+        values.extend(statement.values.map(|v| v.0).unwrap_or_default());
+    }
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!("WITH {} SELECT 1", parts.join(", ")),
+        values,
+    )
+}
+
+/// `sql` with each placeholder `$n` made `$(n + offset)`; quoted strings
+/// and identifiers are left as they are.
+fn renumbered(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        out.push(c);
+        match quote {
+            // A doubled quote inside a quoted run closes and reopens it: same result.
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) => {
+                let mut number = 0usize;
+                while let Some(digit) = chars.peek().and_then(|d| d.to_digit(10)) {
+                    number = number * 10 + digit as usize;
+                    chars.next();
+                }
+                out.push_str(&(number + offset).to_string());
+            }
+            None => {}
+        }
+    }
+    out
+}
+
 fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("sqlite://")?;
     let path = rest.split('?').next().unwrap_or(rest);
@@ -219,7 +316,42 @@ fn sqlite_path(url: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::sqlite_path;
+    use sea_orm::{DbBackend, Statement};
+
+    use super::{combined, groups_within, renumbered, sqlite_path};
+
+    #[test]
+    fn placeholders_are_renumbered_outside_quotes() {
+        assert_eq!(
+            renumbered("INSERT INTO t (a, b) VALUES ($1, $2)", 10),
+            "INSERT INTO t (a, b) VALUES ($11, $12)"
+        );
+        assert_eq!(
+            renumbered("SELECT '$1', \"$2\", 'it''s $3', $3", 4),
+            "SELECT '$1', \"$2\", 'it''s $3', $7"
+        );
+        assert_eq!(renumbered("SELECT $10 + $9", 1), "SELECT $11 + $10");
+    }
+
+    #[test]
+    fn statements_are_combined_within_the_value_limit() {
+        let insert = |n: i32| {
+            Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "INSERT INTO t (a, b) VALUES ($1, $2)",
+                [n.into(), (n + 1).into()],
+            )
+        };
+        let groups = groups_within(vec![insert(1), insert(3), insert(5)], 4);
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+        let one = combined(groups.into_iter().next().expect("a group"));
+        assert_eq!(
+            one.sql,
+            "WITH part0 AS (INSERT INTO t (a, b) VALUES ($1, $2)), \
+             part1 AS (INSERT INTO t (a, b) VALUES ($3, $4)) SELECT 1"
+        );
+        assert_eq!(one.values.expect("values").0.len(), 4);
+    }
 
     #[test]
     fn sqlite_paths_are_read_from_urls() {

@@ -30,7 +30,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    QuerySelect, QueryTrait, Statement,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tonic::{Request, Response, Status};
@@ -159,9 +159,24 @@ pub async fn append<C: ConnectionTrait>(
     package: &str,
     events: Vec<NewEvent>,
 ) -> Result<(), DbErr> {
-    if events.is_empty() {
-        return Ok(());
+    // One after another: on PostgreSQL each numbers its events after the
+    // rows the ones before it wrote.
+    for statement in append_statements(txn.get_database_backend(), tenant, package, events)? {
+        txn.execute_raw(statement).await?;
     }
+    Ok(())
+}
+
+/// The statements that append `events`, in order, to be run in the
+/// caller's transaction. On PostgreSQL each numbers its events after the
+/// transaction's earlier ones, so each must run after the one before it;
+/// the first may run together with other writes (`db::execute_together`).
+pub fn append_statements(
+    backend: DbBackend,
+    tenant: &Tenant,
+    package: &str,
+    events: Vec<NewEvent>,
+) -> Result<Vec<Statement>, DbErr> {
     if events.len() >= 1 << EVENTS_PER_TRANSACTION_BITS {
         return Err(DbErr::Custom("too many events in one transaction".into()));
     }
@@ -182,10 +197,18 @@ pub async fn append<C: ConnectionTrait>(
             time: Set(now),
         })
         .collect();
-    match txn.get_database_backend() {
-        DbBackend::Postgres => insert_numbered(txn, rows).await,
-        _ => crate::db::insert_in_batches(txn, rows, 2000).await,
+    // 2000 rows x 10 values stays far below either backend's limit on
+    // bound values (PostgreSQL 65,535; SQLite 32,766).
+    let mut rows = rows.into_iter().peekable();
+    let mut statements = Vec::new();
+    while rows.peek().is_some() {
+        let batch: Vec<_> = rows.by_ref().take(2000).collect();
+        statements.push(match backend {
+            DbBackend::Postgres => numbered_insert(batch),
+            _ => entity::Entity::insert_many(batch).build(backend),
+        });
     }
+    Ok(statements)
 }
 
 /// The PostgreSQL channel a transaction that appends events notifies; the
@@ -202,10 +225,7 @@ const HELD_BACK_RETRY: Duration = Duration::from_millis(10);
 /// On PostgreSQL: inserts events numbered after this transaction's earlier
 /// ones, computing the numbers in the same statement (one round trip), which
 /// also notifies [`COMMITS_CHANNEL`].
-async fn insert_numbered<C: ConnectionTrait>(
-    txn: &C,
-    rows: Vec<entity::ActiveModel>,
-) -> Result<(), DbErr> {
+fn numbered_insert(rows: Vec<entity::ActiveModel>) -> Statement {
     use entity::Column as C;
     const COLUMNS: [C; 9] = [
         C::Id,
@@ -219,44 +239,34 @@ async fn insert_numbered<C: ConnectionTrait>(
         C::Time,
     ];
     let bits = EVENTS_PER_TRANSACTION_BITS;
-    // 2000 rows x 10 values stays far below PostgreSQL's 65,535 parameters.
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let mut values = Vec::new();
-        let mut tuples = Vec::new();
-        for (index, row) in rows.by_ref().take(2000).enumerate() {
-            let first = values.len();
-            values.push(sea_orm::Value::BigInt(Some(index as i64)));
-            for column in COLUMNS {
-                values.push(
-                    row.get(column)
-                        .into_value()
-                        .unwrap_or(sea_orm::Value::String(None)),
-                );
-            }
-            let placeholders: Vec<String> = (first + 1..=first + 1 + COLUMNS.len())
-                .map(|n| format!("${n}"))
-                .collect();
-            tuples.push(format!("({})", placeholders.join(", ")));
+    let mut values = Vec::new();
+    let mut tuples = Vec::new();
+    for (index, row) in rows.into_iter().enumerate() {
+        let first = values.len();
+        values.push(sea_orm::Value::BigInt(Some(index as i64)));
+        for column in COLUMNS {
+            values.push(
+                row.get(column)
+                    .into_value()
+                    .unwrap_or(sea_orm::Value::String(None)),
+            );
         }
-        let sql = format!(
-            "WITH tx AS (SELECT pg_current_xact_id()::text::bigint << {bits} AS base), \
-                  next AS (SELECT tx.base + (SELECT COUNT(*) FROM outbox \
-                      WHERE sequence >= tx.base AND sequence < tx.base + (1 << {bits})) AS first FROM tx) \
-             INSERT INTO outbox (sequence, id, tenant, event_type, subject, payload_type, payload, traceparent, actor, time) \
-             SELECT next.first + v.i, v.id, v.tenant, v.event_type, v.subject, v.payload_type, v.payload, v.traceparent, v.actor, v.time \
-             FROM next, (SELECT pg_notify('{COMMITS_CHANNEL}', '')) AS notified, \
-                  (VALUES {}) AS v(i, id, tenant, event_type, subject, payload_type, payload, traceparent, actor, time)",
-            tuples.join(", ")
-        );
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?;
+        let placeholders: Vec<String> = (first + 1..=first + 1 + COLUMNS.len())
+            .map(|n| format!("${n}"))
+            .collect();
+        tuples.push(format!("({})", placeholders.join(", ")));
     }
-    Ok(())
+    let sql = format!(
+        "WITH tx AS (SELECT pg_current_xact_id()::text::bigint << {bits} AS base), \
+              next AS (SELECT tx.base + (SELECT COUNT(*) FROM outbox \
+                  WHERE sequence >= tx.base AND sequence < tx.base + (1 << {bits})) AS first FROM tx) \
+         INSERT INTO outbox (sequence, id, tenant, event_type, subject, payload_type, payload, traceparent, actor, time) \
+         SELECT next.first + v.i, v.id, v.tenant, v.event_type, v.subject, v.payload_type, v.payload, v.traceparent, v.actor, v.time \
+         FROM next, (SELECT pg_notify('{COMMITS_CHANNEL}', '')) AS notified, \
+              (VALUES {}) AS v(i, id, tenant, event_type, subject, payload_type, payload, traceparent, actor, time)",
+        tuples.join(", ")
+    );
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 /// On PostgreSQL: the lowest sequence a transaction still running could

@@ -14,7 +14,7 @@ use crm_shared::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -281,21 +281,30 @@ impl Store {
                 return self.contact_by_name(tenant, &existing).await;
             }
         };
-        contact::Entity::insert(
-            contact_row(tenant.as_str(), &contact)
-                .into_active_model()
-                .reset_all(),
-        )
-        .exec_without_returning(&*txn)
-        .await?;
-        insert_keys(&*txn, tenant, &contact.id.to_string(), &contact.draft).await?;
+        // The row and its keys go with the audit entry and the event: one
+        // statement on PostgreSQL.
+        let backend = txn.get_database_backend();
+        let mut writes = vec![
+            contact::Entity::insert(
+                contact_row(tenant.as_str(), &contact)
+                    .into_active_model()
+                    .reset_all(),
+            )
+            .build(backend),
+        ];
+        let keys = key_rows(tenant, &contact.id.to_string(), &contact.draft);
+        if !keys.is_empty() {
+            writes.push(contact_key::Entity::insert_many(keys).build(backend));
+        }
         let event = self.event(
             "ContactCreated",
             contact.name(),
             self.payloads.contact(&contact),
             actor,
         );
-        self.base.commit(txn, tenant, vec![event]).await?;
+        self.base
+            .commit_with(txn, tenant, writes, vec![event])
+            .await?;
         Ok(contact)
     }
 
