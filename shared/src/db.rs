@@ -6,8 +6,8 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, Select, Statement,
-    TransactionTrait,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryTrait, Select,
+    Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -211,17 +211,38 @@ where
     Ok(())
 }
 
-/// PostgreSQL takes at most this many bound values in one statement.
-const POSTGRES_MAX_VALUES: usize = 65_535;
+/// [`insert_in_batches`]' statements, built for [`execute_together`]
+/// rather than run.
+pub fn insert_statements<A: ActiveModelTrait>(
+    backend: DbBackend,
+    rows: Vec<A>,
+    per_statement: usize,
+) -> Vec<Statement> {
+    let mut rows = rows.into_iter().peekable();
+    let mut statements = Vec::new();
+    while rows.peek().is_some() {
+        let batch: Vec<A> = rows.by_ref().take(per_statement).collect();
+        statements.push(A::Entity::insert_many(batch).build(backend));
+    }
+    statements
+}
+
+/// The most bound values [`execute_together`] puts in one PostgreSQL
+/// statement (PostgreSQL takes 65,535). Joining saves round trips, which
+/// is what small writes cost; a bulk write's statements are large enough
+/// that a round trip more is nothing, and joined into a text that differs
+/// from batch to batch each would be parsed and planned afresh (and kept
+/// in the connection's statement cache).
+const JOINED_VALUES: usize = 2_048;
 
 /// Runs `statements` (writes that do not read one another's rows) in as
-/// few round trips as the backend allows: on PostgreSQL as one statement,
-/// each a data-modifying `WITH` part (split only where PostgreSQL's limit
-/// on bound values requires), so a create's rows, audit entry and event
-/// cost one round trip instead of one each; on SQLite, whose statements
-/// are calls into the same process, one after another. The parts of one
-/// PostgreSQL statement see the same snapshot: a part must not depend on
-/// another's rows (a later part cannot see them).
+/// few round trips as the backend allows: on PostgreSQL small ones as one
+/// statement, each a data-modifying `WITH` part, so a create's rows, audit
+/// entry and event cost one round trip instead of one each (a statement
+/// with more than [`JOINED_VALUES`] values runs alone); on SQLite, whose
+/// statements are calls into the same process, one after another. The
+/// parts of one PostgreSQL statement see the same snapshot: a part must not
+/// depend on another's rows (it cannot see them).
 pub async fn execute_together<C: ConnectionTrait>(
     conn: &C,
     statements: Vec<Statement>,
@@ -232,7 +253,7 @@ pub async fn execute_together<C: ConnectionTrait>(
         }
         return Ok(());
     }
-    for group in groups_within(statements, POSTGRES_MAX_VALUES) {
+    for group in groups_within(statements, JOINED_VALUES) {
         conn.execute_raw(combined(group)).await?;
     }
     Ok(())

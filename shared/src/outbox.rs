@@ -30,7 +30,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Statement,
+    QuerySelect, Statement,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tonic::{Request, Response, Status};
@@ -199,14 +199,13 @@ pub fn append_statements(
         .collect();
     // 2000 rows x 10 values stays far below either backend's limit on
     // bound values (PostgreSQL 65,535; SQLite 32,766).
+    if backend != DbBackend::Postgres {
+        return Ok(crate::db::insert_statements(backend, rows, 2000));
+    }
     let mut rows = rows.into_iter().peekable();
     let mut statements = Vec::new();
     while rows.peek().is_some() {
-        let batch: Vec<_> = rows.by_ref().take(2000).collect();
-        statements.push(match backend {
-            DbBackend::Postgres => numbered_insert(batch),
-            _ => entity::Entity::insert_many(batch).build(backend),
-        });
+        statements.push(numbered_insert(rows.by_ref().take(2000).collect()));
     }
     Ok(statements)
 }

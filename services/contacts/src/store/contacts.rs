@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crm_shared::{
-    db::{Tenant, TenantScoped, WriteTxn, insert_in_batches},
+    db::{Tenant, TenantScoped, WriteTxn, insert_in_batches, insert_statements},
     error::ApiError,
     filter::{FieldKind, FilterField, FilterSchema, KeyTable},
 };
@@ -293,9 +293,7 @@ impl Store {
             .build(backend),
         ];
         let keys = key_rows(tenant, &contact.id.to_string(), &contact.draft);
-        if !keys.is_empty() {
-            writes.push(contact_key::Entity::insert_many(keys).build(backend));
-        }
+        writes.extend(insert_statements(backend, keys, 2000));
         let event = self.event(
             "ContactCreated",
             contact.name(),
@@ -795,10 +793,13 @@ impl Store {
             );
             outcomes.push(ImportOutcome::Created(contact.name()));
         }
-        // 24 columns x 500 rows and 4 x 2000 stay below SQLite's 32,766 values.
-        insert_in_batches(&*txn, contact_rows, 500).await?;
-        insert_in_batches(&*txn, keys, 2000).await?;
-        self.base.commit(txn, tenant, events).await?;
+        // 24 columns x 500 rows and 4 x 2000 stay below SQLite's 32,766
+        // values. On PostgreSQL the batch's rows, keys, audit entries and
+        // events go in as few statements as its limit on values allows.
+        let backend = txn.get_database_backend();
+        let mut writes = insert_statements(backend, contact_rows, 500);
+        writes.extend(insert_statements(backend, keys, 2000));
+        self.base.commit_with(txn, tenant, writes, events).await?;
         self.statistics.wrote(outcomes.len() as u64);
         Ok(outcomes)
     }

@@ -14,7 +14,7 @@ use crm_shared::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, QueryTrait, ValidatedUpdateOne,
     sea_query::{CaseStatement, Expr},
 };
 use uuid::Uuid;
@@ -319,9 +319,6 @@ impl Store {
             lead.owner = actor.to_owned();
             lead.assignment_reason = "no assignment rule matched: the creator".into();
         }
-        lead::Entity::update(lead_row(tenant, &lead))
-            .exec(&*txn)
-            .await?;
         let name = lead.name();
         let txn = match self
             .base
@@ -333,8 +330,14 @@ impl Store {
                 return self.get_lead(tenant, super::id_of(&existing)).await;
             }
         };
+        // The owner and score go with the audit entry and the event: one
+        // statement on PostgreSQL.
+        let scored = ValidatedUpdateOne::try_from(lead::Entity::update(lead_row(tenant, &lead)))?
+            .build(txn.get_database_backend());
         let event = self.event("LeadCreated", name, self.payloads.lead(&lead), actor);
-        self.base.commit(txn, tenant, vec![event]).await?;
+        self.base
+            .commit_with(txn, tenant, vec![scored], vec![event])
+            .await?;
         Ok(lead)
     }
 
