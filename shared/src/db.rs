@@ -6,8 +6,8 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryTrait, Select,
-    Statement, TransactionTrait,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryTrait, Select, Statement,
+    TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -227,34 +227,37 @@ pub fn insert_statements<A: ActiveModelTrait>(
     statements
 }
 
-/// The most bound values [`execute_together`] puts in one PostgreSQL
-/// statement (PostgreSQL takes 65,535). Joining saves round trips, which
+/// The most bound values [`execute_together`] puts in one call (one
+/// PostgreSQL statement takes at most 65,535). Joining saves round trips, which
 /// is what small writes cost; a bulk write's statements are large enough
 /// that a round trip more is nothing, and joined into a text that differs
 /// from batch to batch each would be parsed and planned afresh (and kept
 /// in the connection's statement cache).
 const JOINED_VALUES: usize = 2_048;
 
-/// Runs `statements` (writes that do not read one another's rows) in as
-/// few round trips as the backend allows: on PostgreSQL small ones as one
-/// statement, each a data-modifying `WITH` part, so a create's rows, audit
-/// entry and event cost one round trip instead of one each (a statement
-/// with more than [`JOINED_VALUES`] values runs alone); on SQLite, whose
-/// statements are calls into the same process, one after another. The
-/// parts of one PostgreSQL statement see the same snapshot: a part must not
-/// depend on another's rows (it cannot see them).
+/// Runs `statements` (writes that do not read one another's rows), in the
+/// caller's transaction, in as few round trips as the backend allows. On
+/// PostgreSQL small ones become one statement, each a data-modifying
+/// `WITH` part, so a create's rows, audit entry and event cost one round
+/// trip instead of one each; the parts see the same snapshot, so a part
+/// must not depend on another's rows (it cannot see them). On SQLite they
+/// go to sqlx's database thread as one call of several statements (sqlx
+/// binds their `?` placeholders in turn), saving a hop each. A statement
+/// with more than [`JOINED_VALUES`] values runs alone, as does any SQLite
+/// statement with numbered placeholders (their numbers would be wrong).
 pub async fn execute_together<C: ConnectionTrait>(
     conn: &C,
     statements: Vec<Statement>,
 ) -> Result<(), DbErr> {
-    if conn.get_database_backend() != DbBackend::Postgres {
-        for statement in statements {
-            conn.execute_raw(statement).await?;
-        }
-        return Ok(());
+    let backend = conn.get_database_backend();
+    let (joinable, alone): (Vec<_>, Vec<_>) = statements
+        .into_iter()
+        .partition(|s| backend == DbBackend::Postgres || !has_numbered_placeholder(&s.sql));
+    for group in groups_within(joinable, JOINED_VALUES) {
+        conn.execute_raw(combined(backend, group)).await?;
     }
-    for group in groups_within(statements, JOINED_VALUES) {
-        conn.execute_raw(combined(group)).await?;
+    for statement in alone {
+        conn.execute_raw(statement).await?;
     }
     Ok(())
 }
@@ -280,31 +283,47 @@ fn groups_within(statements: Vec<Statement>, max_values: usize) -> Vec<Vec<State
     groups
 }
 
-/// One PostgreSQL statement running every one of `group`: each a `WITH`
-/// part, its placeholders renumbered after those of the parts before it.
-fn combined(mut group: Vec<Statement>) -> Statement {
+/// One call running every one of `group`: on PostgreSQL one statement,
+/// each a `WITH` part with its placeholders renumbered after those of the
+/// parts before it; on SQLite the statements one after another.
+fn combined(backend: DbBackend, mut group: Vec<Statement>) -> Statement {
     if group.len() == 1 {
         return group.remove(0);
     }
     let mut parts = Vec::with_capacity(group.len());
     let mut values = Vec::new();
     for (i, statement) in group.into_iter().enumerate() {
-        parts.push(format!(
-            "part{i} AS ({})",
-            renumbered(&statement.sql, values.len())
-        ));
+        parts.push(match backend {
+            DbBackend::Postgres => {
+                format!("part{i} AS ({})", renumbered(&statement.sql, values.len()))
+            }
+            _ => statement.sql,
+        });
         values.extend(statement.values.map(|v| v.0).unwrap_or_default());
     }
-    Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        format!("WITH {} SELECT 1", parts.join(", ")),
-        values,
-    )
+    let sql = match backend {
+        DbBackend::Postgres => format!("WITH {} SELECT 1", parts.join(", ")),
+        _ => parts.join(";\n"),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// Whether `sql` has a placeholder naming its value's number (`$1`, `?1`)
+/// outside quotes.
+fn has_numbered_placeholder(sql: &str) -> bool {
+    ['$', '?']
+        .into_iter()
+        .any(|sigil| renumbered_with(sql, sigil, 1) != sql)
 }
 
 /// `sql` with each placeholder `$n` made `$(n + offset)`; quoted strings
 /// and identifiers are left as they are.
 fn renumbered(sql: &str, offset: usize) -> String {
+    renumbered_with(sql, '$', offset)
+}
+
+/// [`renumbered`] for placeholders written `{sigil}n`.
+fn renumbered_with(sql: &str, sigil: char, offset: usize) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut chars = sql.chars().peekable();
     let mut quote: Option<char> = None;
@@ -315,7 +334,7 @@ fn renumbered(sql: &str, offset: usize) -> String {
             Some(q) if c == q => quote = None,
             Some(_) => {}
             None if c == '\'' || c == '"' => quote = Some(c),
-            None if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) => {
+            None if c == sigil && chars.peek().is_some_and(char::is_ascii_digit) => {
                 let mut number = 0usize;
                 while let Some(digit) = chars.peek().and_then(|d| d.to_digit(10)) {
                     number = number * 10 + digit as usize;
@@ -339,7 +358,7 @@ fn sqlite_path(url: &str) -> Option<&str> {
 mod tests {
     use sea_orm::{DbBackend, Statement};
 
-    use super::{combined, groups_within, renumbered, sqlite_path};
+    use super::{combined, groups_within, has_numbered_placeholder, renumbered, sqlite_path};
 
     #[test]
     fn placeholders_are_renumbered_outside_quotes() {
@@ -352,6 +371,8 @@ mod tests {
             "SELECT '$1', \"$2\", 'it''s $3', $7"
         );
         assert_eq!(renumbered("SELECT $10 + $9", 1), "SELECT $11 + $10");
+        assert!(has_numbered_placeholder("SELECT ?1") && has_numbered_placeholder("SELECT $2"));
+        assert!(!has_numbered_placeholder("SELECT ?, '$1', \"?2\""));
     }
 
     #[test]
@@ -365,7 +386,10 @@ mod tests {
         };
         let groups = groups_within(vec![insert(1), insert(3), insert(5)], 4);
         assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
-        let one = combined(groups.into_iter().next().expect("a group"));
+        let one = combined(
+            DbBackend::Postgres,
+            groups.into_iter().next().expect("a group"),
+        );
         assert_eq!(
             one.sql,
             "WITH part0 AS (INSERT INTO t (a, b) VALUES ($1, $2)), \

@@ -6,8 +6,7 @@
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, FromQueryResult, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
-    sea_query::Expr,
+    QueryOrder, QuerySelect, Statement, sea_query::Expr,
 };
 use std::{
     sync::{

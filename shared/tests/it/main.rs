@@ -7,3 +7,4 @@ mod common;
 mod jetstream;
 mod nodelay;
 mod switch;
+mod together;
