@@ -13,8 +13,8 @@ use crm_shared::{
     store::{Claim, ListQuery, check_version},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, QueryTrait, ValidatedUpdateOne,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, ValidatedUpdateOne,
     sea_query::{CaseStatement, Expr},
 };
 use uuid::Uuid;
@@ -310,15 +310,6 @@ impl Store {
         );
         lead.score = points;
         lead.score_factors = factors;
-        // Last before the writes that follow from it: on SQLite taking a
-        // turn is a write, and the one writer's lock is held until commit.
-        if let Some((owner, reason)) = self.assign(&*txn, tenant, lead.id).await? {
-            lead.owner = owner;
-            lead.assignment_reason = reason;
-        } else {
-            lead.owner = actor.to_owned();
-            lead.assignment_reason = "no assignment rule matched: the creator".into();
-        }
         let name = lead.name();
         let txn = match self
             .base
@@ -330,6 +321,16 @@ impl Store {
                 return self.get_lead(tenant, super::id_of(&existing)).await;
             }
         };
+        // Last before the one statement of writes and the commit: taking a
+        // turn locks the rule's row until commit, and every capture the
+        // rule matches waits for it.
+        if let Some((owner, reason)) = self.assign(&*txn, tenant, lead.id).await? {
+            lead.owner = owner;
+            lead.assignment_reason = reason;
+        } else {
+            lead.owner = actor.to_owned();
+            lead.assignment_reason = "no assignment rule matched: the creator".into();
+        }
         // The owner and score go with the audit entry and the event: one
         // statement on PostgreSQL.
         let scored = ValidatedUpdateOne::try_from(lead::Entity::update(lead_row(tenant, &lead)))?
@@ -369,7 +370,6 @@ impl Store {
             .unwrap_or_default();
         // The first rule, by priority, the lead meets.
         if let Some((mut rule, _)) = rules.into_iter().zip(met).find(|(_, met)| *met) {
-            rule.assigned = self.take_turn(conn, tenant, rule.id).await? - 1;
             let loads = match rule.draft.strategy {
                 Strategy::LeastLoaded => {
                     self.open_leads_of(conn, tenant, &rule.draft.members)
@@ -377,26 +377,26 @@ impl Store {
                 }
                 Strategy::RoundRobin => HashMap::new(),
             };
+            // Last: it holds the rule's row until commit.
+            rule.assigned = self.take_turn(conn, tenant, rule.id).await? - 1;
             let owner = rule.pick(&loads);
             return Ok(Some((owner, rule.reason())));
         }
         Ok(None)
     }
 
-    /// Moves a rule's round-robin position on and returns it. On PostgreSQL
-    /// the turn is its own statement, committed at once, as a sequence's
-    /// number is: taken inside the lead's transaction, its row lock made
-    /// every capture the rule matches wait for the one before it to commit
-    /// (CreateLead did not scale past one caller). A capture that then
-    /// fails leaves its turn unused; the next lead gets the next member.
-    /// SQLite has one writer, whose transaction this is: it is taken there.
+    /// Moves a rule's round-robin position on and returns it, in one
+    /// statement. It stays in the lead's transaction: taken on a connection
+    /// of its own it would not hold the rule's row, but concurrent captures
+    /// holding every pooled connection would each wait for one more (the
+    /// benchmark saw the pool time out at 32 callers).
     async fn take_turn<C: ConnectionTrait>(
         &self,
         txn: &C,
         tenant: &Tenant,
         rule: Uuid,
     ) -> Result<i64, ApiError> {
-        let update = assignment_rule::Entity::update_many()
+        let updated = assignment_rule::Entity::update_many()
             .col_expr(
                 assignment_rule::Column::Assigned,
                 sea_orm::sea_query::ExprTrait::add(
@@ -405,12 +405,9 @@ impl Store {
                 ),
             )
             .filter(assignment_rule::Column::Tenant.eq(tenant.as_str()))
-            .filter(assignment_rule::Column::Id.eq(rule.to_string()));
-        let updated = if self.db.backend() == DbBackend::Postgres {
-            update.exec_with_returning(&self.db.conn).await?
-        } else {
-            update.exec_with_returning(txn).await?
-        };
+            .filter(assignment_rule::Column::Id.eq(rule.to_string()))
+            .exec_with_returning(txn)
+            .await?;
         updated
             .first()
             .map(|row| row.assigned)
