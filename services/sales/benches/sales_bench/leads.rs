@@ -336,6 +336,33 @@ struct Row {
     baseline_rate: f64,
 }
 
+/// The rows of one measured pair: the path under test, then the baseline
+/// it is compared with (the second of `paths` and `measured`).
+fn compared(
+    backend: &'static str,
+    concurrency: usize,
+    paths: [&'static str; 2],
+    measured: Vec<(std::time::Duration, Vec<std::time::Duration>)>,
+) -> Vec<Row> {
+    let rate = |(elapsed, latencies): &(std::time::Duration, Vec<std::time::Duration>)| {
+        latencies.len() as f64 / elapsed.as_secs_f64()
+    };
+    let baseline_rate = rate(&measured[1]);
+    paths
+        .into_iter()
+        .zip(measured)
+        .map(|(path, mut m)| Row {
+            backend,
+            concurrency,
+            path,
+            rate: rate(&m),
+            p50: percentile(&mut m.1, 0.5),
+            p99: percentile(&mut m.1, 0.99),
+            baseline_rate,
+        })
+        .collect()
+}
+
 /// Runs this part: in full, or (`full` false) a smoke pass on SQLite.
 pub async fn run(full: bool) {
     let (per_cell, concurrencies, backends): (usize, &[usize], &[Backend]) = if full {
@@ -365,28 +392,15 @@ pub async fn run(full: bool) {
         );
         for &concurrency in concurrencies {
             let measured = in_turns(&[&create, &raw], concurrency, per_cell).await;
-            let rate = |(elapsed, latencies): &(std::time::Duration, Vec<_>)| {
-                latencies.len() as f64 / elapsed.as_secs_f64()
-            };
-            let raw_rate = rate(&measured[1]);
-            for ((path, mut m), baseline_rate) in [
-                "CreateLead (gRPC): contacts checked, 2 assignment + 3 scoring rules",
-                "raw SQL: the lead's row and its event in one transaction",
-            ]
-            .into_iter()
-            .zip(measured)
-            .zip([raw_rate, raw_rate])
-            {
-                rows.push(Row {
-                    backend: backend_name,
-                    concurrency,
-                    path,
-                    rate: rate(&m),
-                    p50: percentile(&mut m.1, 0.5),
-                    p99: percentile(&mut m.1, 0.99),
-                    baseline_rate,
-                });
-            }
+            rows.extend(compared(
+                backend_name,
+                concurrency,
+                [
+                    "CreateLead (gRPC): contacts checked, 2 assignment + 3 scoring rules",
+                    "raw SQL: the lead's row and its event in one transaction",
+                ],
+                measured,
+            ));
             if concurrency > 8 {
                 continue;
             }
@@ -398,24 +412,15 @@ pub async fn run(full: bool) {
             let convert = convert_leads(client(&bench.sales), leads);
             let contact = create_contacts(contacts.clone());
             let measured = in_turns(&[&convert, &contact], concurrency, per_cell).await;
-            let contact_rate = rate(&measured[1]);
-            for (path, mut m) in [
-                "ConvertLead (gRPC): contact, company and deal",
-                "CreateContact alone (gRPC to contacts)",
-            ]
-            .into_iter()
-            .zip(measured)
-            {
-                rows.push(Row {
-                    backend: backend_name,
-                    concurrency,
-                    path,
-                    rate: rate(&m),
-                    p50: percentile(&mut m.1, 0.5),
-                    p99: percentile(&mut m.1, 0.99),
-                    baseline_rate: contact_rate,
-                });
-            }
+            rows.extend(compared(
+                backend_name,
+                concurrency,
+                [
+                    "ConvertLead (gRPC): contact, company and deal",
+                    "CreateContact alone (gRPC to contacts)",
+                ],
+                measured,
+            ));
         }
     }
     println!("Leads: {per_cell} calls per row, modes taking turns (`leads.rs`)");
