@@ -578,7 +578,14 @@ async fn main() {
         &[Backend::Sqlite]
     };
     if wanted("writes") {
-        writes(full, backends).await;
+        // `imports=100000,1000000` sets the import sizes.
+        let imports: Option<Vec<usize>> = args.value("imports").map(|sizes| {
+            sizes
+                .split(',')
+                .map(|n| n.replace('_', "").parse().expect("imports=<rows>[,<rows>]"))
+                .collect()
+        });
+        writes(full, backends, imports).await;
         println!();
     }
     if wanted("scale") {
@@ -598,13 +605,15 @@ async fn main() {
     }
 }
 
-/// CreateContact and ImportContacts beside raw writes.
-async fn writes(full: bool, backends: &[Backend]) {
-    let (creates, concurrencies, import_sizes): (usize, &[usize], &[usize]) = if full {
+/// CreateContact and ImportContacts (of `imports` rows each, or the
+/// default sizes) beside raw writes.
+async fn writes(full: bool, backends: &[Backend], imports: Option<Vec<usize>>) {
+    let (creates, concurrencies, default_imports): (usize, &[usize], &[usize]) = if full {
         (3000, &[1, 8, 32], &[10_000, 100_000])
     } else {
         (100, &[4], &[1_000])
     };
+    let import_sizes = imports.unwrap_or_else(|| default_imports.to_vec());
     println!("| backend | path | concurrency | req/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
     let mut import_lines = Vec::new();
@@ -640,7 +649,7 @@ async fn writes(full: bool, backends: &[Backend]) {
             );
         }
         drop(service);
-        for &rows in import_sizes {
+        for &rows in &import_sizes {
             // A fresh process per size, so its peak memory belongs to this import.
             let mut service = Service::start(&db.url).await;
             let before = service.peak_memory_mib();
