@@ -244,7 +244,11 @@ const JOINED_VALUES: usize = 2_048;
 /// go to sqlx's database thread as one call of several statements (sqlx
 /// binds their `?` placeholders in turn), saving a hop each. A statement
 /// with more than [`JOINED_VALUES`] values runs alone, as does any SQLite
-/// statement with numbered placeholders (their numbers would be wrong).
+/// statement with numbered placeholders (their numbers would be wrong), after
+/// the joined ones: the statements are independent, so order does not
+/// matter. Statements are expected as sea-query writes them, values bound:
+/// placeholders are found outside `'...'` and `"..."`, not inside
+/// dollar-quoted strings, `E'...'` escapes or comments.
 pub async fn execute_together<C: ConnectionTrait>(
     conn: &C,
     statements: Vec<Statement>,

@@ -237,8 +237,9 @@ impl Resources {
 
     /// [`Store::commit`] with the resource's own `writes` (statements that
     /// read nothing the others write, such as a new resource's rows) run
-    /// with the audit entries and the first events: on PostgreSQL one
-    /// statement, so a create costs one round trip between BEGIN and COMMIT.
+    /// with the audit entries and the first events through
+    /// [`crate::db::execute_together`]: a create's writes cost one round trip
+    /// (the reads before them still cost theirs), up to its cap on values.
     pub async fn commit_with(
         &self,
         txn: WriteTxn,

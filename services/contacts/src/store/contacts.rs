@@ -794,8 +794,8 @@ impl Store {
             outcomes.push(ImportOutcome::Created(contact.name()));
         }
         // 24 columns x 500 rows and 4 x 2000 stay below SQLite's 32,766
-        // values. On PostgreSQL the batch's rows, keys, audit entries and
-        // events go in as few statements as its limit on values allows.
+        // values. Statements this large each run alone (see
+        // `execute_together`'s cap); only the small ones are joined.
         let backend = txn.get_database_backend();
         let mut writes = insert_statements(backend, contact_rows, 500);
         writes.extend(insert_statements(backend, keys, 2000));

@@ -370,6 +370,10 @@ impl Store {
             .unwrap_or_default();
         // The first rule, by priority, the lead meets.
         if let Some((mut rule, _)) = rules.into_iter().zip(met).find(|(_, met)| *met) {
+            // The turn locks the rule's row until commit: a concurrent
+            // capture of this rule waits here, then counts the open leads
+            // with the one before it committed (least loaded stays even).
+            rule.assigned = self.take_turn(conn, tenant, rule.id).await? - 1;
             let loads = match rule.draft.strategy {
                 Strategy::LeastLoaded => {
                     self.open_leads_of(conn, tenant, &rule.draft.members)
@@ -377,8 +381,6 @@ impl Store {
                 }
                 Strategy::RoundRobin => HashMap::new(),
             };
-            // Last: it holds the rule's row until commit.
-            rule.assigned = self.take_turn(conn, tenant, rule.id).await? - 1;
             let owner = rule.pick(&loads);
             return Ok(Some((owner, rule.reason())));
         }
