@@ -9,10 +9,10 @@ use crm_proto::{
     contacts::GetContactRequest,
     marketing::{
         ActivateJourneyRequest, BranchAction, BranchCondition, CreateJourneyRequest,
-        CreateTemplateRequest, EmailClickedCondition, EnrollContactRequest, EnrollmentState,
-        GetEnrollmentRequest, GetJourneyRequest, Journey, JourneyStep, JourneyTrigger,
-        ListEnrollmentsRequest, SendEmailAction, Template, TriggerKind, UpdateContactAction,
-        WaitAction, branch_condition, journey_step::Action,
+        CreateTemplateRequest, EmailClickedCondition, EnrollContactRequest, Enrollment,
+        EnrollmentState, GetEnrollmentRequest, GetJourneyRequest, Journey, JourneyStep,
+        JourneyTrigger, ListEnrollmentsRequest, SendEmailAction, Template, TriggerKind,
+        UpdateContactAction, WaitAction, branch_condition, journey_step::Action,
     },
     sales::ListTasksRequest,
     support::{CreateTicketRequest, Ticket, TicketStatus, UpdateTicketRequest},
@@ -116,20 +116,23 @@ async fn offer_template(m: &mut Marketing) -> String {
     .name
 }
 
+/// The journey's enrolments (a test's few fit one page), without history.
+async fn enrollments_of(m: &mut Marketing, journey: &str) -> Vec<Enrollment> {
+    m.list_enrollments(ListEnrollmentsRequest {
+        parent: journey.to_owned(),
+        page_size: 50,
+        page_token: String::new(),
+    })
+    .await
+    .expect("ListEnrollments")
+    .into_inner()
+    .enrollments
+}
+
 /// How many of the journey's enrolments have their welcome step recorded.
 async fn welcomes_recorded(m: &mut Marketing, journey: &str) -> usize {
-    let enrollments = m
-        .list_enrollments(ListEnrollmentsRequest {
-            parent: journey.to_owned(),
-            page_size: 10,
-            page_token: String::new(),
-        })
-        .await
-        .expect("ListEnrollments")
-        .into_inner()
-        .enrollments;
     let mut recorded = 0;
-    for e in enrollments {
+    for e in enrollments_of(m, journey).await {
         let shown = m
             .get_enrollment(GetEnrollmentRequest { name: e.name })
             .await
@@ -229,16 +232,7 @@ async fn journey_on(backend: Backend) {
 
     let mut enrollments = Vec::new();
     eventually_within(60, "both enrolments complete", async || {
-        enrollments = m
-            .list_enrollments(ListEnrollmentsRequest {
-                parent: journey.name.clone(),
-                page_size: 10,
-                page_token: String::new(),
-            })
-            .await
-            .expect("ListEnrollments")
-            .into_inner()
-            .enrollments;
+        enrollments = enrollments_of(&mut m, &journey.name).await;
         enrollments.len() == 2
             && enrollments
                 .iter()
@@ -438,19 +432,8 @@ async fn once_on(backend: Backend) {
     })
     .await
     .expect("ActivateJourney");
-    let list = async |m: &mut Marketing| {
-        m.list_enrollments(ListEnrollmentsRequest {
-            parent: journey.name.clone(),
-            page_size: 50,
-            page_token: String::new(),
-        })
-        .await
-        .expect("ListEnrollments")
-        .into_inner()
-        .enrollments
-    };
     eventually_within(30, "both are enrolled from the segment", async || {
-        list(&mut m).await.len() == 2
+        enrollments_of(&mut m, &journey.name).await.len() == 2
     })
     .await;
 
@@ -500,7 +483,7 @@ async fn once_on(backend: Backend) {
         .await
         .expect("MergeContacts");
     eventually_within(30, "the merge reaches the journey", async || {
-        let theirs: Vec<_> = list(&mut m)
+        let theirs: Vec<_> = enrollments_of(&mut m, &journey.name)
             .await
             .into_iter()
             .filter(|e| e.contact == ada)
@@ -514,7 +497,12 @@ async fn once_on(backend: Backend) {
             && theirs.iter().any(|e| e.reason.starts_with("merged into"))
     })
     .await;
-    assert!(list(&mut m).await.iter().all(|e| e.contact != twin));
+    assert!(
+        enrollments_of(&mut m, &journey.name)
+            .await
+            .iter()
+            .all(|e| e.contact != twin)
+    );
 }
 
 db_test!(a_solved_ticket_enrols_its_requester, ticket_solved_on);
@@ -588,16 +576,7 @@ async fn ticket_solved_on(backend: Backend) {
     // The TicketSolved event reaches marketing and enrols her, once.
     let mut enrollments = Vec::new();
     eventually_within(30, "the solved ticket enrols its requester", async || {
-        enrollments = m
-            .list_enrollments(ListEnrollmentsRequest {
-                parent: journey.name.clone(),
-                page_size: 10,
-                page_token: String::new(),
-            })
-            .await
-            .expect("ListEnrollments")
-            .into_inner()
-            .enrollments;
+        enrollments = enrollments_of(&mut m, &journey.name).await;
         !enrollments.is_empty()
     })
     .await;
