@@ -19,6 +19,8 @@ use crm_shared::{
 
 pub use api::ROLE_RULES;
 pub use migration::Migrator;
+/// SearchContacts' statement, which its benchmark also runs by hand.
+pub use store::search_statement;
 
 /// The filter and order_by grammar of every list this service serves.
 pub const LIST_SCHEMAS: &[ListSchema] = &[

@@ -352,65 +352,22 @@ fn report(backend: Backend, contacts: usize, case: &str, path: &str, mut timed: 
     );
 }
 
-/// The search statement, by hand: the contacts whose own text or company's
-/// text holds the longest word, those holding the other words too, ranked
-/// as the service ranks, the best 20, then their rows.
-fn search_by_hand(backend: Backend, words: &[String]) -> (String, Vec<String>) {
-    let mut values = vec!["bench".to_owned()];
-    let bind = |v: String, values: &mut Vec<String>| {
-        values.push(v);
-        format!("${}", values.len())
+/// SearchContacts' own statement, run by hand: the ranked ids joined to
+/// their rows in the same statement (the service reads the rows with a
+/// second one).
+fn search_by_hand(backend: Backend, words: &[String]) -> (String, Vec<sea_orm::Value>) {
+    let db_backend = match backend {
+        Backend::Postgres => sea_orm::DbBackend::Postgres,
+        Backend::Sqlite => sea_orm::DbBackend::Sqlite,
     };
-    let pg = backend == Backend::Postgres;
-    let lead = (0..words.len())
-        .max_by_key(|&i| (words[i].len(), std::cmp::Reverse(i)))
-        .unwrap_or(0);
-    let matching = |table: &str, values: &mut Vec<String>| {
-        if pg {
-            let p = bind(format!("%{}%", words[lead]), values);
-            format!("SELECT t.id FROM {table} t WHERE t.tenant = $1 AND t.search_text LIKE {p}")
-        } else {
-            let p = bind(format!("\"{}\"", words[lead]), values);
-            format!(
-                "SELECT t.id FROM {table}_search CROSS JOIN {table} t ON t.rowid = {table}_search.rowid \
-                 WHERE {table}_search MATCH {p} AND t.tenant = $1"
-            )
-        }
-    };
-    let own = matching("contacts", &mut values);
-    let companies = matching("companies", &mut values);
-    let find = if pg { "strpos" } else { "instr" };
-    let mut others = String::new();
-    for (i, word) in words.iter().enumerate() {
-        if i != lead {
-            let w = bind(word.clone(), &mut values);
-            others.push_str(&format!(
-                " AND ({find}(c.search_text, {w}) > 0 OR {find}(co.search_text, {w}) > 0)"
-            ));
-        }
-    }
-    let tokens = "(' ' || replace(replace(c.search_text, '@', ' '), '.', ' ') || ' ')";
-    let mut points = Vec::new();
-    for word in words {
-        let whole = bind(format!(" {word} "), &mut values);
-        let start = bind(format!(" {word}"), &mut values);
-        points.push(format!(
-            "CASE WHEN {find}(c.search_text, {whole}) > 0 OR {find}({tokens}, {whole}) > 0 THEN 3 \
-             WHEN {find}({tokens}, {start}) > 0 THEN 2 ELSE 1 END"
-        ));
-    }
+    let tenant = crm_shared::db::Tenant::new("bench");
+    let statement = crm_contacts::search_statement(db_backend, &tenant, words, 20);
     let sql = format!(
-        "WITH matched AS ({own} UNION SELECT id FROM contacts WHERE tenant = $1 AND company IN \
-           (SELECT 'companies/' || m.id FROM ({companies}) m)), best AS (\
-           SELECT c.id, {} AS points FROM matched m {} contacts c ON c.id = m.id \
-           LEFT JOIN companies co ON co.tenant = c.tenant AND co.id = substr(c.company, 11) \
-           WHERE c.tenant = $1 AND c.delete_time IS NULL{others} \
-           ORDER BY points DESC, c.display_name, c.id LIMIT 20) \
-         SELECT c.*, best.points FROM best JOIN contacts c ON c.id = best.id ORDER BY best.points DESC, c.display_name",
-        points.join(" + "),
-        if pg { "JOIN" } else { "CROSS JOIN" },
+        "SELECT c.*, best.points FROM ({}) best JOIN contacts c ON c.tenant = $1 AND c.id = best.id \
+         ORDER BY best.points DESC, c.display_name, c.id",
+        statement.sql
     );
-    (sql, values)
+    (sql, statement.values.map(|v| v.0).unwrap_or_default())
 }
 
 /// A connection for the queries by hand, of the backend's own driver
@@ -440,22 +397,39 @@ impl Conn {
 
 /// Runs `sql` with `values` bound in order; the number of rows returned.
 async fn fetch_all(conn: &mut Conn, sql: &str, values: &[String]) -> usize {
+    let values: Vec<sea_orm::Value> = values.iter().map(|v| v.clone().into()).collect();
+    fetch_values(conn, sql, &values).await
+}
+
+/// Runs `sql` with `values` (texts and integers) bound in order; the number
+/// of rows returned.
+async fn fetch_values(conn: &mut Conn, sql: &str, values: &[sea_orm::Value]) -> usize {
+    use sea_orm::Value;
     let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    macro_rules! bound {
+        ($query:expr) => {{
+            let mut query = $query;
+            for value in values {
+                query = match value {
+                    Value::String(text) => query.bind(text.clone()),
+                    Value::BigInt(number) => query.bind(*number),
+                    other => panic!("the benchmark binds no {other:?}"),
+                };
+            }
+            query
+        }};
+    }
     match conn {
-        Conn::Postgres(conn) => {
-            let mut query = sqlx::query::<sqlx::Postgres>(sql);
-            for value in values {
-                query = query.bind(value.clone());
-            }
-            query.fetch_all(conn).await.expect("query by hand").len()
-        }
-        Conn::Sqlite(conn) => {
-            let mut query = sqlx::query::<sqlx::Sqlite>(sql);
-            for value in values {
-                query = query.bind(value.clone());
-            }
-            query.fetch_all(conn).await.expect("query by hand").len()
-        }
+        Conn::Postgres(conn) => bound!(sqlx::query::<sqlx::Postgres>(sql))
+            .fetch_all(conn)
+            .await
+            .expect("query by hand")
+            .len(),
+        Conn::Sqlite(conn) => bound!(sqlx::query::<sqlx::Sqlite>(sql))
+            .fetch_all(conn)
+            .await
+            .expect("query by hand")
+            .len(),
     }
 }
 
@@ -586,7 +560,7 @@ pub async fn run(contacts: usize, calls: usize, pages: usize, backends: &[Backen
             let t = timed(calls, async |i| {
                 let (sql, values) = search_by_hand(backend, &words(i));
                 assert!(
-                    fetch_all(&mut conn, &sql, &values).await > 0,
+                    fetch_values(&mut conn, &sql, &values).await > 0,
                     "{case} by hand"
                 );
             })

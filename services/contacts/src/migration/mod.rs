@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_create_tables;
 mod m0002_company_tier;
 mod m0003_indexes_at_scale;
+pub(crate) mod m0004_search_tokens;
 
 /// Every migration of the contacts database, in order.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(crm_shared::consumer::tables::migration::CreateConsumerTables),
             Box::new(crm_shared::consumer::tables::migration::AddPartitionedConsumers),
             Box::new(m0003_indexes_at_scale::Migration),
+            Box::new(m0004_search_tokens::Migration),
         ]
     }
 }

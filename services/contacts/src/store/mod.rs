@@ -15,6 +15,7 @@ use crm_shared::{db::Database, outbox::NewEvent, statistics::Statistics, store::
 pub use activities::{FILTER as ACTIVITY_FILTER, ORDER_BY as ACTIVITY_ORDER};
 pub use companies::{FILTER as COMPANY_FILTER, ORDER_BY as COMPANY_ORDER};
 pub use contacts::{FILTER as CONTACT_FILTER, ImportOutcome, ImportRow, ORDER_BY as CONTACT_ORDER};
+pub use search::search_statement;
 
 use crate::domain::{Activity, Company, Contact, Erasure};
 

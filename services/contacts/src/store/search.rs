@@ -18,6 +18,7 @@ use sea_orm::{ColumnTrait, DbBackend, FromQueryResult, QueryFilter, Statement, V
 
 use super::{Store, entities::contact};
 use crate::domain::Contact;
+use crate::migration::m0004_search_tokens::TOKENS;
 
 /// FTS5's trigram index answers words of at least this many characters;
 /// shorter ones are looked for row by row.
@@ -63,32 +64,69 @@ impl Sql {
     }
 
     /// A query for the ids of `table`'s rows of `tenant` (a placeholder)
-    /// whose search text contains `word`, led by the table's index.
-    fn ids_matching(&mut self, table: &str, tenant: &str, word: &str) -> String {
+    /// whose search text contains every one of `words`, led by the table's
+    /// index: all of them narrow it (PostgreSQL intersects their trigrams
+    /// in one index scan, FTS5 their phrases), so a word with few distinct
+    /// trigrams ("kakaka") no longer brings thousands of rows to recheck.
+    fn ids_matching(&mut self, table: &str, tenant: &str, words: &[&str]) -> String {
+        let indexed = words.iter().all(|w| w.chars().count() >= TRIGRAM);
         match self.backend {
             DbBackend::Postgres => {
-                let pattern = self.bind(format!("%{}%", escape_like(word)));
+                let patterns: Vec<String> = words
+                    .iter()
+                    .map(|word| {
+                        let pattern = self.bind(format!("%{}%", escape_like(word)));
+                        format!(" AND t.search_text LIKE {pattern}")
+                    })
+                    .collect();
                 format!(
-                    "SELECT t.id FROM {table} t WHERE t.tenant = {tenant} AND t.search_text LIKE {pattern}"
+                    "SELECT t.id FROM {table} t WHERE t.tenant = {tenant}{}",
+                    patterns.concat()
                 )
             }
-            _ if word.chars().count() >= TRIGRAM => {
-                // A quoted FTS5 string: the word is matched as a substring,
+            _ if indexed => {
+                // Quoted FTS5 strings: each word is matched as a substring,
                 // none of it read as FTS5 syntax. CROSS JOIN makes the FTS5
                 // table lead (SQLite plans without statistics here).
-                let phrase = self.bind(format!("\"{}\"", word.replace('"', "\"\"")));
+                let phrases: Vec<String> = words
+                    .iter()
+                    .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+                    .collect();
+                let phrases = self.bind(phrases.join(" AND "));
                 format!(
                     "SELECT t.id FROM {table}_search CROSS JOIN {table} t ON t.rowid = {table}_search.rowid \
-                     WHERE {table}_search MATCH {phrase} AND t.tenant = {tenant}"
+                     WHERE {table}_search MATCH {phrases} AND t.tenant = {tenant}"
                 )
             }
             _ => {
-                let needle = self.bind(word.to_owned());
-                let found = self.position("t.search_text", &needle);
-                format!("SELECT t.id FROM {table} t WHERE t.tenant = {tenant} AND {found} > 0")
+                let found: Vec<String> = words
+                    .iter()
+                    .map(|word| {
+                        let needle = self.bind((*word).to_owned());
+                        format!(" AND {} > 0", self.position("t.search_text", &needle))
+                    })
+                    .collect();
+                format!(
+                    "SELECT t.id FROM {table} t WHERE t.tenant = {tenant}{}",
+                    found.concat()
+                )
             }
         }
     }
+
+    /// A query for the names (`companies/<id>`) of `tenant`'s companies
+    /// whose search text contains `word`.
+    fn companies_matching(&mut self, tenant: &str, word: &str) -> String {
+        let ids = self.ids_matching("companies", tenant, &[word]);
+        format!("SELECT 'companies/' || m.id FROM ({ids}) m")
+    }
+}
+
+/// `value` as a PostgreSQL string literal. An `E''` string reads its
+/// backslashes as escapes whatever `standard_conforming_strings` says, so
+/// doubling them and the quotes leaves nothing else to read.
+fn text_literal(value: &str) -> String {
+    format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// Escapes `value` for a LIKE pattern with PostgreSQL's default escape `\`.
@@ -130,12 +168,23 @@ impl Store {
     }
 }
 
-/// One statement: the contacts matching the longest word themselves or
-/// through their company (from the index), those of them matching every
-/// other word too (checked on the rows found), ranked, the best `limit`.
-/// Leading with the longest word keeps "ada lovelace" from reading every
-/// Ada: a longer word is usually the rarer one.
-fn search_statement(
+/// One statement: the best `limit` live contacts matching every one of
+/// `words` (see the module docs), as `(id, points)` rows, best first.
+///
+/// The matches are found through the indexes without reading the tenant:
+/// a contact matching every word (on its own text or its company's) holds
+/// the longest word (the lead) in its own text or its company's. Held in its
+/// own text, either every indexed word is its own too (one index scan for
+/// all of them), or some other word is only its company's (that word's
+/// companies' people holding the lead). Held only by its company: that
+/// company's people. Leading with the longest word keeps "ada lovelace"
+/// from reading every Ada: a longer word is usually the rarer one.
+///
+/// On PostgreSQL, when no word spans tokens, the contacts holding every
+/// word as a whole token of their own text (the most points there are) are
+/// read first through the token index, in name order up to `limit`; only
+/// when there are fewer than `limit` of them is every match ranked.
+pub fn search_statement(
     backend: DbBackend,
     tenant: &Tenant,
     words: &[String],
@@ -149,18 +198,33 @@ fn search_statement(
     let lead = (0..words.len())
         .max_by_key(|&i| (words[i].chars().count(), std::cmp::Reverse(i)))
         .unwrap_or(0);
-    let own = sql.ids_matching("contacts", &tenant, &words[lead]);
-    let companies = sql.ids_matching("companies", &tenant, &words[lead]);
-    let matched = format!(
-        "{own} UNION \
-         SELECT id FROM contacts WHERE tenant = {tenant} AND company IN (\
-         SELECT 'companies/' || m.id FROM ({companies}) m)"
-    );
+    let indexed: Vec<&str> = words
+        .iter()
+        .map(String::as_str)
+        .filter(|w| w.chars().count() >= TRIGRAM)
+        .collect();
+    // Only the lead is short when every word is: then it alone narrows.
+    let own_words = if indexed.is_empty() {
+        vec![words[lead].as_str()]
+    } else {
+        indexed
+    };
+    let mut matched = vec![sql.ids_matching("contacts", &tenant, &own_words)];
+    let companies = sql.companies_matching(&tenant, &words[lead]);
+    matched.push(format!(
+        "SELECT id FROM contacts WHERE tenant = {tenant} AND company IN ({companies})"
+    ));
     let mut others = Vec::new();
     for (i, word) in words.iter().enumerate() {
         if i == lead {
             continue;
         }
+        let companies = sql.companies_matching(&tenant, word);
+        let lead_word = sql.bind(words[lead].clone());
+        matched.push(format!(
+            "SELECT id FROM contacts WHERE tenant = {tenant} AND company IN ({companies}) AND {} > 0",
+            sql.position("search_text", &lead_word)
+        ));
         let needle = sql.bind(word.clone());
         others.push(format!(
             " AND ({} > 0 OR {} > 0)",
@@ -181,11 +245,12 @@ fn search_statement(
             sql.position(tokens, &start),
         ));
     }
+    let size = limit;
     let limit = sql.bind(limit as i64);
     // A company is named "companies/<id>": its id starts at character 11.
-    let text = format!(
-        "WITH matched AS ({matched}) \
-         SELECT c.id AS id, CAST({} AS BIGINT) AS points FROM matched m {} contacts c ON c.id = m.id \
+    let ranked = format!(
+        "SELECT c.id AS id, CAST({} AS BIGINT) AS points, c.display_name AS display_name \
+         FROM matched m {} contacts c ON c.id = m.id \
          LEFT JOIN companies co ON co.tenant = c.tenant AND co.id = substr(c.company, 11) \
          WHERE c.tenant = {tenant} AND c.delete_time IS NULL{} \
          ORDER BY points DESC, c.display_name, c.id \
@@ -194,6 +259,40 @@ fn search_statement(
         sql.join_in_order(),
         others.join(""),
     );
+    let matched = matched.join(" UNION ");
+    let whole_tokens =
+        backend == DbBackend::Postgres && words.iter().all(|w| !w.contains(['@', '.', ' ', '\0']));
+    let text = if whole_tokens {
+        // The words and the page size are written into the statement, not
+        // bound: a prepared statement's generic plan cannot tell a rare
+        // word (read its few rows and sort them) from a common one (walk
+        // the names until the page is full), and walking the names for a
+        // rare word reads the whole tenant.
+        let list: Vec<String> = words.iter().map(|w| text_literal(w)).collect();
+        let best = 3 * words.len();
+        // Each branch is gated on the count of `whole`, a one-time filter:
+        // PostgreSQL runs the ranking only when the whole tokens fall short.
+        format!(
+            "WITH whole AS MATERIALIZED (\
+               SELECT id, display_name FROM contacts \
+               WHERE tenant = {tenant} AND delete_time IS NULL AND {TOKENS} @> ARRAY[{}]::text[] \
+               ORDER BY display_name, id LIMIT {size}), \
+             matched AS ({matched}) \
+             SELECT id, points FROM (\
+               SELECT id, CAST({best} AS BIGINT) AS points, display_name FROM whole \
+               WHERE (SELECT count(*) FROM whole) >= {size} \
+               UNION ALL \
+               SELECT id, points, display_name FROM ({ranked}) r \
+               WHERE (SELECT count(*) FROM whole) < {size}) hits \
+             ORDER BY points DESC, display_name, id",
+            list.join(", "),
+        )
+    } else {
+        format!(
+            "WITH matched AS ({matched}) SELECT id, points FROM ({ranked}) r \
+             ORDER BY points DESC, display_name, id"
+        )
+    };
     Statement::from_sql_and_values(backend, text, sql.values)
 }
 
@@ -265,6 +364,11 @@ mod tests {
                 "SEARCH contact_keys USING COVERING INDEX contact_keys_of_contact (tenant=? AND contact_id=?)"
             ]
         );
+    }
+
+    #[test]
+    fn text_literals_escape_quotes_and_backslashes() {
+        assert_eq!(text_literal(r"o'brien\x"), r"E'o''brien\\x'");
     }
 
     #[test]

@@ -287,3 +287,178 @@ db_test!(
     ranks_every_match_and_follows_changes,
     ranks_every_match_and_follows_changes_on
 );
+
+async fn search_sized(client: &mut Contacts, query: &str, page_size: i32) -> Vec<String> {
+    let found = client
+        .search_contacts(SearchContactsRequest {
+            query: query.into(),
+            page_size,
+        })
+        .await
+        .must(&format!("SearchContacts {query:?} page_size {page_size}"));
+    assert_best_first(&found, query);
+    found
+        .results
+        .iter()
+        .map(|r| {
+            let contact = r.contact.as_ref().expect("contact");
+            format!("{} {}", contact.display_name, r.score)
+        })
+        .collect()
+}
+
+/// A full page of whole-token matches is the answer on its own (PostgreSQL
+/// reads it through the token index, in name order); a page they do not
+/// fill ranks every match. Either way the order is points, then name.
+async fn whole_token_pages_match_the_full_ranking_on(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut client = app.admin();
+    // Partial matches that sort before every whole one by name.
+    create(&mut client, person("Akimbo", "Aardvark", "")).await;
+    create(&mut client, person("Kimberly", "Aaron", "")).await;
+    let kimco = crate::companies::create_company(&mut client, "Kimco").await;
+    let mut at_kimco = person("Aaron", "Aab", "");
+    at_kimco.company = kimco.name.clone();
+    create(&mut client, at_kimco).await;
+    // A deleted whole-token match that would sort first.
+    let gone = create(&mut client, person("Kim", "Aaa", "")).await;
+    client
+        .delete_contact(crm_proto::contacts::DeleteContactRequest {
+            name: gone.name.clone(),
+            etag: gone.etag.clone(),
+        })
+        .await
+        .must("DeleteContact");
+    for i in (0..5).rev() {
+        create(
+            &mut client,
+            person(
+                "Kim",
+                &format!("Zulu{i}"),
+                &format!("kim.zulu{i}@example.com"),
+            ),
+        )
+        .await;
+    }
+
+    assert_eq!(
+        search_sized(&mut client, "kim", 3).await,
+        ["Kim Zulu0 1", "Kim Zulu1 1", "Kim Zulu2 1"],
+        "a page of whole-token matches, in name order"
+    );
+    assert_eq!(
+        search_sized(&mut client, "kim", 10).await,
+        [
+            "Kim Zulu0 1",
+            "Kim Zulu1 1",
+            "Kim Zulu2 1",
+            "Kim Zulu3 1",
+            "Kim Zulu4 1",
+            "Kimberly Aaron 0.6666666666666666",
+            "Aaron Aab 0.3333333333333333",
+            "Akimbo Aardvark 0.3333333333333333",
+        ],
+        "whole tokens, then starts of tokens, then the rest"
+    );
+    // Two words: both whole tokens of the same contacts fill the page.
+    assert_eq!(
+        search_sized(&mut client, "zulu1 kim", 1).await,
+        ["Kim Zulu1 1"]
+    );
+    // Quotes and backslashes are only text (PostgreSQL writes the words of
+    // the whole-token lookup into the statement).
+    create(&mut client, person("Conan", "O'Brien", "")).await;
+    assert_eq!(
+        search_sized(&mut client, "o'brien", 1).await,
+        ["Conan O'Brien 1"]
+    );
+    assert!(search_sized(&mut client, r"o\'brien", 5).await.is_empty());
+    // A word spanning tokens (an email) is ranked the full way.
+    assert_eq!(
+        search_sized(&mut client, "kim.zulu4@example.com", 5).await,
+        ["Kim Zulu4 1"]
+    );
+    if backend == Backend::Postgres {
+        let full_page = ranking_plan(&app, "kim", 3).await;
+        assert!(
+            full_page
+                .iter()
+                .filter(|line| line.contains("on companies"))
+                .all(|line| line.contains("never executed")),
+            "a page of whole tokens ranks nothing (no company is read): {full_page:#?}"
+        );
+        let short_page = ranking_plan(&app, "kim", 10).await;
+        assert!(
+            short_page
+                .iter()
+                .any(|line| line.contains("on companies") && !line.contains("never executed")),
+            "a page the whole tokens leave short ranks every match: {short_page:#?}"
+        );
+    }
+}
+
+/// SearchContacts' statement for `query`, run under `EXPLAIN ANALYZE`.
+async fn ranking_plan(app: &TestApp, query: &str, limit: u64) -> Vec<String> {
+    use sea_orm::ConnectionTrait;
+    let db = sea_orm::Database::connect(&app.db.url)
+        .await
+        .expect("connect");
+    let words: Vec<String> = query.split(' ').map(str::to_owned).collect();
+    let statement = crm_contacts::search_statement(
+        sea_orm::DbBackend::Postgres,
+        &crm_shared::db::Tenant::new(TENANT),
+        &words,
+        limit,
+    );
+    let explain = sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        format!("EXPLAIN ANALYZE {}", statement.sql),
+        statement.values.map(|v| v.0).unwrap_or_default(),
+    );
+    db.query_all_raw(explain)
+        .await
+        .expect("explain")
+        .iter()
+        .map(|row| row.try_get::<String>("", "QUERY PLAN").expect("plan line"))
+        .collect()
+}
+db_test!(
+    whole_token_pages_match_the_full_ranking,
+    whole_token_pages_match_the_full_ranking_on
+);
+
+/// The longest word in a contact's own text and a shorter one only in its
+/// company's: found through that company's people, not the whole tenant.
+async fn a_word_only_in_the_company_with_the_lead_in_the_name_on(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut client = app.admin();
+    let acme = crate::companies::create_company(&mut client, "Acme").await;
+    let mut grace = person("Grace", "Hopper", "grace@navy.example");
+    grace.company = acme.name.clone();
+    let grace = create(&mut client, grace).await;
+    create(
+        &mut client,
+        person("Walter", "Hopper", "walter@example.com"),
+    )
+    .await;
+    for query in [
+        "hopper acme",
+        "acme hopper",
+        "grace hopper acme",
+        "acm hopper",
+    ] {
+        assert_eq!(
+            hit_names(&search(&mut client, query).await),
+            vec![grace.name.clone()],
+            "{query:?}"
+        );
+    }
+}
+db_test!(
+    a_word_only_in_the_company_with_the_lead_in_the_name,
+    a_word_only_in_the_company_with_the_lead_in_the_name_on
+);
