@@ -1,8 +1,11 @@
 //! SearchContacts' query: every live contact where each word occurs in its
 //! own search text or in its company's, ranked in the database over all
-//! matches; the longest word is found through the indexes of migration
-//! m0003 (trigram GIN on PostgreSQL, FTS5 trigram tables on SQLite), the
-//! others are checked on the rows it finds.
+//! matches. The matches are found through the indexes of migration m0003
+//! (trigram GIN on PostgreSQL, FTS5 trigram tables on SQLite): the words of
+//! three characters or more together narrow the contacts' own texts, and
+//! the companies' texts lead to their people. On PostgreSQL a page of
+//! contacts holding every word as a whole token is read first, in name
+//! order, from the token table of migration m0004.
 //!
 //! The ranking, per word: 3 points for a whole token of the contact's own
 //! text (tokens end at spaces, `@` and `.`), 2 for the start of one, 1 for a
@@ -18,7 +21,6 @@ use sea_orm::{ColumnTrait, DbBackend, FromQueryResult, QueryFilter, Statement, V
 
 use super::{Store, entities::contact};
 use crate::domain::Contact;
-use crate::migration::m0004_search_tokens::TOKENS;
 
 /// FTS5's trigram index answers words of at least this many characters;
 /// shorter ones are looked for row by row.
@@ -122,13 +124,6 @@ impl Sql {
     }
 }
 
-/// `value` as a PostgreSQL string literal. An `E''` string reads its
-/// backslashes as escapes whatever `standard_conforming_strings` says, so
-/// doubling them and the quotes leaves nothing else to read.
-fn text_literal(value: &str) -> String {
-    format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
-}
-
 /// Escapes `value` for a LIKE pattern with PostgreSQL's default escape `\`.
 fn escape_like(value: &str) -> String {
     let mut escaped = String::with_capacity(value.len());
@@ -182,8 +177,10 @@ impl Store {
 ///
 /// On PostgreSQL, when no word spans tokens, the contacts holding every
 /// word as a whole token of their own text (the most points there are) are
-/// read first through the token index, in name order up to `limit`; only
-/// when there are fewer than `limit` of them is every match ranked.
+/// read first from `contact_search_tokens`, in name order up to `limit`;
+/// only when there are fewer than `limit` of them is every match ranked.
+///
+/// `words` must not be empty (SearchContacts refuses an empty query).
 pub fn search_statement(
     backend: DbBackend,
     tenant: &Tenant,
@@ -219,12 +216,16 @@ pub fn search_statement(
         if i == lead {
             continue;
         }
-        let companies = sql.companies_matching(&tenant, word);
-        let lead_word = sql.bind(words[lead].clone());
-        matched.push(format!(
-            "SELECT id FROM contacts WHERE tenant = {tenant} AND company IN ({companies}) AND {} > 0",
-            sql.position("search_text", &lead_word)
-        ));
+        // A short word is not in the own-text lookup: found only in the
+        // company, it needs no branch of its own.
+        if word.chars().count() >= TRIGRAM && *word != words[lead] {
+            let companies = sql.companies_matching(&tenant, word);
+            let lead_word = sql.bind(words[lead].clone());
+            matched.push(format!(
+                "SELECT id FROM contacts WHERE tenant = {tenant} AND company IN ({companies}) AND {} > 0",
+                sql.position("search_text", &lead_word)
+            ));
+        }
         let needle = sql.bind(word.clone());
         others.push(format!(
             " AND ({} > 0 OR {} > 0)",
@@ -261,22 +262,31 @@ pub fn search_statement(
     );
     let matched = matched.join(" UNION ");
     let whole_tokens =
-        backend == DbBackend::Postgres && words.iter().all(|w| !w.contains(['@', '.', ' ', '\0']));
+        backend == DbBackend::Postgres && words.iter().all(|w| !w.contains(['@', '.', ' ']));
     let text = if whole_tokens {
-        // The words and the page size are written into the statement, not
-        // bound: a prepared statement's generic plan cannot tell a rare
-        // word (read its few rows and sort them) from a common one (walk
-        // the names until the page is full), and walking the names for a
-        // rare word reads the whole tenant.
-        let list: Vec<String> = words.iter().map(|w| text_literal(w)).collect();
+        // The lead's contacts in name order, each probed for the other
+        // words through the same key (a contact's tokens share its name).
+        let lead_word = sql.bind(words[lead].clone());
+        let mut also = Vec::new();
+        for word in words.iter().filter(|w| **w != words[lead]) {
+            let word = sql.bind(word.clone());
+            also.push(format!(
+                " AND EXISTS (SELECT 1 FROM contact_search_tokens o WHERE o.tenant = t.tenant \
+                 AND o.token = {word} AND o.display_name = t.display_name AND o.contact_id = t.contact_id)"
+            ));
+        }
         let best = 3 * words.len();
-        // Each branch is gated on the count of `whole`, a one-time filter:
-        // PostgreSQL runs the ranking only when the whole tokens fall short.
+        // The page size is written into the statement: a prepared
+        // statement's generic plan would otherwise guess how many rows a
+        // LIMIT keeps. Each branch below is gated on the count of `whole`,
+        // a one-time filter: the ranking runs only when whole tokens fall
+        // short of a page.
         format!(
             "WITH whole AS MATERIALIZED (\
-               SELECT id, display_name FROM contacts \
-               WHERE tenant = {tenant} AND delete_time IS NULL AND {TOKENS} @> ARRAY[{}]::text[] \
-               ORDER BY display_name, id LIMIT {size}), \
+               SELECT t.contact_id AS id, t.display_name AS display_name \
+               FROM contact_search_tokens t JOIN contacts c ON c.tenant = t.tenant AND c.id = t.contact_id \
+               WHERE t.tenant = {tenant} AND t.token = {lead_word} AND c.delete_time IS NULL{} \
+               ORDER BY t.display_name, t.contact_id LIMIT {size}), \
              matched AS ({matched}) \
              SELECT id, points FROM (\
                SELECT id, CAST({best} AS BIGINT) AS points, display_name FROM whole \
@@ -285,7 +295,7 @@ pub fn search_statement(
                SELECT id, points, display_name FROM ({ranked}) r \
                WHERE (SELECT count(*) FROM whole) < {size}) hits \
              ORDER BY points DESC, display_name, id",
-            list.join(", "),
+            also.concat(),
         )
     } else {
         format!(
@@ -364,11 +374,6 @@ mod tests {
                 "SEARCH contact_keys USING COVERING INDEX contact_keys_of_contact (tenant=? AND contact_id=?)"
             ]
         );
-    }
-
-    #[test]
-    fn text_literals_escape_quotes_and_backslashes() {
-        assert_eq!(text_literal(r"o'brien\x"), r"E'o''brien\\x'");
     }
 
     #[test]

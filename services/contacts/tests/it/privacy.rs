@@ -235,8 +235,53 @@ async fn erases_a_contact_for_good_on(backend: Backend) {
         })
         .await
         .must_fail_with(Code::NotFound, "erasing twice");
+    if backend == Backend::Postgres {
+        assert_eq!(
+            tables_holding(&app, "forgettable").await,
+            Vec::<String>::new(),
+            "no table of the database holds the erased person's name"
+        );
+        assert!(
+            !tables_holding(&app, "kept").await.is_empty(),
+            "the scan finds the person kept"
+        );
+    }
 }
 db_test!(erases_a_contact_for_good, erases_a_contact_for_good_on);
+
+/// The PostgreSQL tables with a row whose text holds `needle` (any case):
+/// every copy the service keeps, search tables included.
+async fn tables_holding(app: &TestApp, needle: &str) -> Vec<String> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let db = sea_orm::Database::connect(&app.db.url)
+        .await
+        .expect("connect");
+    let tables = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT table_name::text AS name FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+        ))
+        .await
+        .expect("tables");
+    let mut holding = Vec::new();
+    for table in tables {
+        let name: String = table.try_get("", "name").expect("name");
+        let found = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!("SELECT count(*) AS n FROM \"{name}\" x WHERE x::text ILIKE $1"),
+                [format!("%{needle}%").into()],
+            ))
+            .await
+            .expect("scan")
+            .expect("a count");
+        if found.try_get::<i64>("", "n").expect("n") > 0 {
+            holding.push(name);
+        }
+    }
+    holding
+}
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)

@@ -367,6 +367,34 @@ async fn whole_token_pages_match_the_full_ranking_on(backend: Backend) {
         search_sized(&mut client, "zulu1 kim", 1).await,
         ["Kim Zulu1 1"]
     );
+    // Another tenant's whole-token match, first by name, is not this one's.
+    create(
+        &mut app.client("another-tenant", ADMIN),
+        person("Kim", "Aab", ""),
+    )
+    .await;
+    assert_eq!(search_sized(&mut client, "kim", 1).await, ["Kim Zulu0 1"]);
+    // A rename moves the contact's tokens and name (PostgreSQL's token
+    // table follows the row).
+    let zulu0 = &list_all(&mut client, r#"family_name = "Zulu0""#, "", false).await[0];
+    let mut change = zulu0.clone();
+    change.given_name = "Tim".into();
+    change.display_name = "Tim Zulu0".into();
+    client
+        .update_contact(crm_proto::contacts::UpdateContactRequest {
+            contact: Some(change),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["given_name".into(), "display_name".into()],
+            }),
+        })
+        .await
+        .must("UpdateContact given_name");
+    assert_eq!(search_sized(&mut client, "kim", 1).await, ["Kim Zulu1 1"]);
+    assert_eq!(search_sized(&mut client, "tim", 1).await, ["Tim Zulu0 1"]);
+    assert_eq!(
+        search_sized(&mut client, "zulu0 tim", 1).await,
+        ["Tim Zulu0 1"]
+    );
     // Quotes and backslashes are only text (PostgreSQL writes the words of
     // the whole-token lookup into the statement).
     create(&mut client, person("Conan", "O'Brien", "")).await;
