@@ -1,6 +1,6 @@
 //! PostgreSQL connections get TCP_NODELAY (sqlx 0.9.0 no longer sets it;
 //! without it a statement of more than one segment waits ~40 ms for the
-//! server's delayed ACK).
+//! server's delayed ACK), and run without JIT compilation.
 
 use crm_shared::db::{Database, nodelay};
 use crm_testkit::{Backend, TestDatabase};
@@ -33,4 +33,23 @@ async fn every_pooled_postgres_connection_has_nodelay() {
         );
         held.push(txn);
     }
+}
+
+#[tokio::test]
+async fn postgres_connections_run_without_jit() {
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let db = Database::connect(&database.url, 2).await.expect("connects");
+    let row = db
+        .conn
+        .query_one_raw(Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_setting('jit') AS jit",
+        ))
+        .await
+        .expect("query")
+        .expect("a row");
+    let jit: String = row.try_get("", "jit").expect("jit");
+    assert_eq!(jit, "off", "the server's default (on) is overridden");
 }

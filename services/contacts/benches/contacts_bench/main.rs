@@ -11,7 +11,8 @@
 //!   tenant of 1,000,000 contacts, and the process's start and memory.
 //!
 //! `make bench` (= `cargo bench -p crm-contacts --bench contacts_bench`) runs it
-//! in full; `-- writes` or `-- scale` runs one part. Under `cargo test` (and
+//! in full; `-- writes` or `-- scale` runs one part, `backends=postgres` (or
+//! `sqlite`) one backend, and `scale keep` leaves its loaded databases. Under `cargo test` (and
 //! `make bench QUICK=1`) it runs a small smoke pass, to keep it working.
 
 mod scale;
@@ -572,11 +573,16 @@ async fn main() {
     let args = crm_testkit::bench::Args::from_env();
     let full = args.full;
     let wanted = |part: &str| args.runs(part, true);
-    let backends: &[Backend] = if full {
-        &[Backend::Sqlite, Backend::Postgres]
+    let mut backends: Vec<Backend> = if full {
+        vec![Backend::Sqlite, Backend::Postgres]
     } else {
-        &[Backend::Sqlite]
+        vec![Backend::Sqlite]
     };
+    // `backends=postgres` (or `sqlite`) runs one backend only.
+    if let Some(only) = args.value("backends") {
+        backends.retain(|backend| format!("{backend:?}").eq_ignore_ascii_case(only));
+    }
+    let backends = backends.as_slice();
     if wanted("writes") {
         // `imports=100000,1000000` sets the import sizes.
         let imports: Option<Vec<usize>> = args.value("imports").map(|sizes| {
@@ -595,13 +601,12 @@ async fn main() {
         } else {
             (2_000, 3, 5)
         };
-        scale::run(
-            contacts,
-            calls,
-            pages,
-            &[Backend::Sqlite, Backend::Postgres],
-        )
-        .await;
+        let mut scale_backends = vec![Backend::Sqlite, Backend::Postgres];
+        if let Some(only) = args.value("backends") {
+            scale_backends.retain(|backend| format!("{backend:?}").eq_ignore_ascii_case(only));
+        }
+        // `keep` leaves the loaded databases behind for EXPLAIN and prints where.
+        scale::run(contacts, calls, pages, &scale_backends, args.named("keep")).await;
     }
 }
 

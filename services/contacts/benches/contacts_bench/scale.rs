@@ -384,6 +384,11 @@ impl Conn {
             Backend::Postgres => {
                 let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
                 nodelay::set(&mut conn).await.expect("TCP_NODELAY");
+                // As the service's connections run (crm_shared::db).
+                sqlx::query("SET jit = off")
+                    .execute(&mut conn)
+                    .await
+                    .expect("jit off");
                 Conn::Postgres(conn)
             }
             Backend::Sqlite => Conn::Sqlite(
@@ -475,7 +480,7 @@ async fn list_page(service: &mut Service, token: &str, total: bool) -> ListConta
 }
 
 /// Runs the scale benchmark on each backend.
-pub async fn run(contacts: usize, calls: usize, pages: usize, backends: &[Backend]) {
+pub async fn run(contacts: usize, calls: usize, pages: usize, backends: &[Backend], keep: bool) {
     println!("| backend | contacts | case | path | calls/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|---|");
     let mut starts = Vec::new();
@@ -684,6 +689,10 @@ pub async fn run(contacts: usize, calls: usize, pages: usize, backends: &[Backen
             Duration::ZERO,
             peak,
         ));
+        if keep {
+            eprintln!("{backend:?}: the loaded database is kept at {}", db.url);
+            std::mem::forget(db);
+        }
     }
     println!();
     println!("| backend | database | contacts | start to SERVING ms | RSS MiB |");

@@ -458,7 +458,8 @@ db_test!(
 );
 
 /// The longest word in a contact's own text and a shorter one only in its
-/// company's: found through that company's people, not the whole tenant.
+/// company's: the contact is found (the own-text lookup needs every long
+/// word, so this match comes through the company's people).
 async fn a_word_only_in_the_company_with_the_lead_in_the_name_on(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
