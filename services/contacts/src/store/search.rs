@@ -243,7 +243,8 @@ pub fn search_statement(
         }
         let needle = sql.bind(word.clone());
         // The company is read only for a contact whose own text lacks the
-        // word (a probe per row, never a join over every company).
+        // word (a probe per row, never a join over every company). A company
+        // is named "companies/<id>": its id starts at character 11.
         others.push(format!(
             " AND ({} > 0 OR EXISTS (SELECT 1 FROM companies co WHERE co.tenant = {tenant} \
              AND co.id = substr(m.company, 11) AND {} > 0))",
@@ -266,7 +267,6 @@ pub fn search_statement(
     }
     let size = limit;
     let limit = sql.bind(limit as i64);
-    // A company is named "companies/<id>": its id starts at character 11.
     let ranked = format!(
         "SELECT m.id AS id, CAST({} AS BIGINT) AS points, m.display_name AS display_name \
          FROM matched m WHERE m.delete_time IS NULL{} \
@@ -281,11 +281,10 @@ pub fn search_statement(
     let text = if whole_tokens {
         // The lead's contacts in name order, each probed for the other
         // words through the same key (a contact's tokens share its name).
-        // The words and the page size are written into the statement, not
-        // bound: planned for a bound word, PostgreSQL assumed a handful of
-        // rows and read all 25,000 of a given name to sort them; planned
-        // for the word itself, it walks the token's rows in name order and
-        // stops at the page.
+        // The words are written into the statement, not bound, so each
+        // search is planned for its own words: after five runs of one text
+        // PostgreSQL may settle on a generic plan, which sees neither how
+        // common a word is nor how many rows its patterns match.
         let lead_word = text_literal(&words[lead]);
         let also: Vec<String> = words
             .iter()
