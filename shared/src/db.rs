@@ -124,14 +124,21 @@ impl Database {
             .acquire_timeout(Duration::from_secs(10))
             .sqlx_logging(false)
             .map_sqlx_postgres_pool_opts(|pool| {
-                pool.after_connect(|conn, _| Box::pin(nodelay::set(conn)))
+                pool.after_connect(|conn, _| {
+                    Box::pin(async move {
+                        nodelay::set(conn).await?;
+                        // No JIT compilation: PostgreSQL compiles a statement
+                        // whose estimated cost passes `jit_above_cost`, and the
+                        // estimate counts branches that never run. A search
+                        // answered in 1 ms from its token table spent 59 ms
+                        // compiling its gated-off ranking. These services run
+                        // short statements, where compiling never pays. Set
+                        // here, not as a startup option, which PgBouncer refuses.
+                        sea_orm::sqlx::query("SET jit = off").execute(conn).await?;
+                        Ok(())
+                    })
+                })
             })
-            // No JIT compilation: PostgreSQL compiles a statement whose
-            // estimated cost passes `jit_above_cost`, and the estimate counts
-            // branches that never run. A search answered in 1 ms from its
-            // token table spent 59 ms compiling its gated-off ranking. These
-            // services run short statements, where compiling never pays.
-            .map_sqlx_postgres_opts(|opts| opts.options([("jit", "off")]))
             .map_sqlx_sqlite_opts(|opts| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                 // WAL + NORMAL keeps every commit across a killed process (not

@@ -57,12 +57,6 @@ fn up_statements() -> Vec<String> {
          tenant TEXT NOT NULL, token TEXT NOT NULL, display_name TEXT NOT NULL, \
          contact_id TEXT NOT NULL, PRIMARY KEY (tenant, token, display_name, contact_id))"
             .to_owned(),
-        // The contacts written before this migration.
-        "INSERT INTO contact_search_tokens (tenant, token, display_name, contact_id) \
-         SELECT DISTINCT c.tenant, token, c.display_name, c.id FROM contacts c, \
-         unnest(string_to_array(translate(c.search_text, '@.', '  '), ' ')) AS token \
-         WHERE token <> '' ON CONFLICT DO NOTHING"
-            .to_owned(),
         function("contact_search_tokens_insert", &insert),
         function("contact_search_tokens_delete", &delete),
         function(
@@ -81,6 +75,14 @@ fn up_statements() -> Vec<String> {
             .to_owned(),
         "CREATE TRIGGER contact_search_tokens_delete AFTER DELETE ON contacts \
          FOR EACH ROW EXECUTE FUNCTION contact_search_tokens_delete()"
+            .to_owned(),
+        // The contacts written before this migration, read after the
+        // triggers exist: creating them locks out writers until the
+        // migration commits, so no write falls between the two.
+        "INSERT INTO contact_search_tokens (tenant, token, display_name, contact_id) \
+         SELECT DISTINCT c.tenant, token, c.display_name, c.id FROM contacts c, \
+         unnest(string_to_array(translate(c.search_text, '@.', '  '), ' ')) AS token \
+         WHERE token <> '' ON CONFLICT DO NOTHING"
             .to_owned(),
     ]
 }
